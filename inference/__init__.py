@@ -1,0 +1,1 @@
+"""Inference: per-video prediction, frame aggregation, ensembling, offline scoring, benchmarks."""

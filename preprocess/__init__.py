@@ -1,0 +1,1 @@
+"""Preprocessing: video reading, face detection, crops, landmarks, diffs, folds, demo data."""

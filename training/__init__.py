@@ -1,0 +1,1 @@
+"""Training: model zoo, pretrained weights, augmentations, dataset, losses and the train loop."""
