@@ -7,13 +7,14 @@
 #                                     (dfdc_train_part_K/ with metadata.json), test videos in TEST_DIR
 #
 # Environment: WORK_DIR (default ./work) holds everything the demo makes; PYTHON picks the
-# interpreter; DEMO_SEED and DEMO_VIDEOS size the demo world. Stages skip work already done, so
-# an interrupted run continues where it stopped.
+# interpreter; DEMO_SEED and DEMO_VIDEOS size the demo world; PREPROCESS_WORKERS (default 2)
+# sets the preprocessing processes. Stages skip work already done, so an interrupted run
+# continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 if [ "$#" -ne 0 ] && [ "$#" -ne 2 ]; then
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 
@@ -47,5 +48,8 @@ stage "dataset inventory: $DATA_ROOT"
 "$PYTHON" -m preprocess.datasets --root-dir "$DATA_ROOT"
 test_count=$(find "$TEST_DIR" -maxdepth 1 -name '*.mp4' | wc -l)
 echo "test videos in $TEST_DIR: $test_count"
+
+stage "preprocessing: face boxes, crops, landmarks, SSIM diffs, folds (outputs under $DATA_ROOT)"
+"$PYTHON" -m preprocess.run_all --root-dir "$DATA_ROOT" --workers "${PREPROCESS_WORKERS:-2}"
 
 printf '\n==> Done (%s mode): %d stages in %ds\n' "$MODE" "$stage_number" "$(( $(date +%s) - started ))"

@@ -1,8 +1,14 @@
 """Dataset adapters: every supported layout becomes a list of `VideoRecord`s.
 
-Layouts:
-  dfdc   DATA_ROOT/dfdc_train_part_K/{*.mp4, metadata.json}, metadata maps a file name to
-         {"label": "REAL"|"FAKE", "split": ..., "original": "<file>.mp4"|null}
+Layouts (picked automatically, or with --layout):
+  dfdc     ROOT/dfdc_train_part_K/{*.mp4, metadata.json}; metadata maps a file name to
+           {"label": "REAL"|"FAKE", "split": ..., "original": "<file>.mp4"|null}
+  ffpp     FaceForensics++: ROOT/original_sequences/<source>/<quality>/videos/NNN.mp4 and
+           ROOT/manipulated_sequences/<Method>/<quality>/videos/TTT_SSS.mp4 (original = TTT);
+           ids are <source|Method>-<quality>-<name>
+  csv      ROOT/*.csv with columns path,label[,original][,group]; paths relative to ROOT;
+           label REAL/FAKE or 0/1 (1 = fake); original = the path of another row
+  folders  ROOT/real/** and ROOT/fake/** (videos, or photos as one-frame videos); no originals
 
 `python -m preprocess.datasets --root-dir R` prints what a dataset holds.
 """
@@ -10,6 +16,7 @@ Layouts:
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import re
@@ -17,6 +24,8 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from preprocess.video_io import IMAGE_SUFFIXES
 
 logger = logging.getLogger("preprocess.datasets")
 
@@ -115,7 +124,125 @@ def read_dfdc(root: Path) -> list[VideoRecord]:
     return records
 
 
-LAYOUTS = {"dfdc": read_dfdc}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
+FFPP_FAKE = re.compile(r"^(?P<target>\d+)_(?P<source>\d+)$")
+FFPP_DFD_FAKE = re.compile(r"^(?P<actors>\d+)_\d+__(?P<scene>.+)__[A-Za-z0-9]+$")  # DeepFakeDetection
+CSV_REQUIRED = {"path", "label"}
+
+
+def relative_id(root: Path, path: Path) -> str:
+    """A video id from a path relative to the root: folders joined by '__', suffix dropped."""
+    return "__".join(path.relative_to(root).with_suffix("").parts)
+
+
+def _ffpp_videos(folder: Path) -> list[tuple[str, str, Path]]:
+    """(name, quality, path) of videos under <name>/<quality>/videos/."""
+    found = []
+    for named in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for quality in sorted(p for p in named.iterdir() if p.is_dir()):
+            videos = quality / "videos"
+            if videos.is_dir():
+                found += [
+                    (named.name, quality.name, v)
+                    for v in sorted(videos.iterdir())
+                    if v.suffix.lower() in VIDEO_SUFFIXES
+                ]
+    return found
+
+
+def read_ffpp(root: Path) -> list[VideoRecord]:
+    root = Path(root)
+    originals_dir, manipulated_dir = root / "original_sequences", root / "manipulated_sequences"
+    if not originals_dir.is_dir() and not manipulated_dir.is_dir():
+        raise DatasetError(f"{root}: no original_sequences/ or manipulated_sequences/ folder")
+    records = []
+    originals: dict[tuple[str, str], str] = {}  # (quality, stem) -> id
+    for source, quality, path in _ffpp_videos(originals_dir) if originals_dir.is_dir() else []:
+        video = f"{source}-{quality}-{path.stem}"
+        originals[(quality, path.stem)] = video
+        records.append(VideoRecord(video, path, REAL, None, video, "original"))
+    for method, quality, path in _ffpp_videos(manipulated_dir) if manipulated_dir.is_dir() else []:
+        video = f"{method}-{quality}-{path.stem}"
+        if match := FFPP_FAKE.match(path.stem):
+            original = originals.get((quality, match["target"]), f"youtube-{quality}-{match['target']}")
+        elif match := FFPP_DFD_FAKE.match(path.stem):
+            original = f"actors-{quality}-{match['actors']}__{match['scene']}"
+        else:
+            original = None
+            logger.warning("%s: name does not say its original (expected TTT_SSS.mp4)", path)
+        records.append(VideoRecord(video, path, FAKE, original, original or video, method))
+    if not records:
+        raise DatasetError(f"{root}: no videos under */<quality>/videos/ in the FaceForensics++ folders")
+    return records
+
+
+def _csv_label(value: str, csv_path: Path, line: int) -> int:
+    text = (value or "").strip().upper()
+    if text in {"REAL", "0"}:
+        return REAL
+    if text in {"FAKE", "1"}:
+        return FAKE
+    raise DatasetError(f"{csv_path}: line {line}: label must be REAL/FAKE or 0/1, got '{value}'")
+
+
+def find_dataset_csv(root: Path) -> Path | None:
+    for candidate in sorted(Path(root).glob("*.csv"), key=lambda p: (p.name != "dataset.csv", p.name)):
+        with open(candidate, newline="") as handle:
+            header = next(csv.reader(handle), [])
+        if {column.strip() for column in header} >= CSV_REQUIRED:
+            return candidate
+    return None
+
+
+def read_csv_dataset(root: Path) -> list[VideoRecord]:
+    root = Path(root)
+    csv_path = find_dataset_csv(root)
+    if csv_path is None:
+        raise DatasetError(f"{root}: no CSV with columns path,label")
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    ids_by_path: dict[str, str] = {}
+    parsed = []
+    for line, row in enumerate(rows, start=2):
+        name = (row.get("path") or "").strip()
+        path = safe_child(root, name, csv_path)
+        video = relative_id(root, path)
+        if name in ids_by_path:
+            raise DatasetError(f"{csv_path}: line {line}: '{name}' is listed twice")
+        ids_by_path[name] = video
+        parsed.append((line, row, path, video, _csv_label(row.get("label"), csv_path, line)))
+    records = []
+    for line, row, path, video, label in parsed:
+        original_name = (row.get("original") or "").strip()
+        original = None
+        if original_name:
+            original = ids_by_path.get(original_name) or relative_id(root, safe_child(root, original_name, csv_path))
+        if not path.is_file():
+            logger.warning("%s: line %d: %s is not on disk, skipped", csv_path, line, path)
+            continue
+        group = (row.get("group") or "").strip() or original or video
+        source = path.parent.name if path.parent != root else "csv"
+        records.append(VideoRecord(video, path, label, original if label == FAKE else None, group, source))
+    return records
+
+
+def read_folders(root: Path) -> list[VideoRecord]:
+    root = Path(root)
+    records = []
+    for label_name, label in (("real", REAL), ("fake", FAKE)):
+        folder = root / label_name
+        if not folder.is_dir():
+            continue
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES):
+            video = relative_id(root, path)
+            records.append(VideoRecord(video, path, label, None, video, label_name))
+    if not records:
+        raise DatasetError(f"{root}: no videos or photos under real/ or fake/")
+    return records
+
+
+LAYOUTS = {"dfdc": read_dfdc, "ffpp": read_ffpp, "csv": read_csv_dataset, "folders": read_folders}
 
 
 def detect_layout(root: Path) -> str:
@@ -124,7 +251,16 @@ def detect_layout(root: Path) -> str:
         raise DatasetError(f"{root}: not a folder")
     if any(dfdc_part_number(p) is not None for p in root.iterdir() if p.is_dir()):
         return "dfdc"
-    raise DatasetError(f"{root}: layout not recognised (expected dfdc_train_part_K folders with metadata.json)")
+    if (root / "original_sequences").is_dir() or (root / "manipulated_sequences").is_dir():
+        return "ffpp"
+    if find_dataset_csv(root) is not None:
+        return "csv"
+    if (root / "real").is_dir() or (root / "fake").is_dir():
+        return "folders"
+    raise DatasetError(
+        f"{root}: layout not recognised; expected dfdc_train_part_K/ folders (DFDC), original_sequences/ and "
+        "manipulated_sequences/ (FaceForensics++), a CSV with columns path,label, or real/ and fake/ folders"
+    )
 
 
 def load_dataset(root: Path, layout: str | None = None) -> list[VideoRecord]:

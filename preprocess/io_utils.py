@@ -26,9 +26,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(temporary)
 
 
-def write_json_atomic(path: str | os.PathLike, data) -> None:
+def write_json_atomic(path: str | os.PathLike, data, indent: int | None = 2) -> None:
     with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(data, indent=2) + "\n")
+        temporary.write_text(json.dumps(data, indent=indent) + "\n")
 
 
 def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict], fieldnames: list[str]) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from preprocess.video_io import VideoReadError, VideoWriter, iter_frames, probe_video, read_frames
+
+BACKENDS = ("opencv", "pyav")
 
 
 def _gradient_frames(count: int, width: int = 96, height: int = 64) -> list[np.ndarray]:
@@ -26,20 +29,22 @@ def small_video(tmp_path):
     return path, frames
 
 
-def test_round_trip_keeps_size_count_rate_and_pixels(small_video):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_round_trip_keeps_size_count_rate_and_pixels(small_video, backend):
     path, frames = small_video
-    info = probe_video(path)
+    info = probe_video(path, backend)
     assert (info.width, info.height, info.frame_count) == (96, 64, 12)
     assert info.fps == pytest.approx(29.97, abs=0.01)
-    decoded = read_frames(path)
+    decoded = read_frames(path, backend=backend)
     assert sorted(decoded) == list(range(12))
     for index, frame in decoded.items():
         assert np.abs(frame.astype(int) - frames[index]).mean() < 4
 
 
-def test_only_requested_frames_are_returned(small_video):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_only_requested_frames_are_returned(small_video, backend):
     path, frames = small_video
-    decoded = read_frames(path, [0, 5, 11, 40])
+    decoded = read_frames(path, [0, 5, 11, 40], backend)
     assert sorted(decoded) == [0, 5, 11]
     assert np.abs(decoded[5].astype(int) - frames[5]).mean() < 4
 
@@ -57,7 +62,8 @@ def test_odd_sizes_are_refused_with_the_file_name(tmp_path):
         VideoWriter(tmp_path / "odd.mp4", fps=25, width=65, height=64)
 
 
-def test_broken_files_raise_errors_naming_file_and_problem(small_video, tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_broken_files_raise_errors_naming_file_and_problem(small_video, tmp_path, backend):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     text = tmp_path / "text.mp4"
@@ -72,7 +78,17 @@ def test_broken_files_raise_errors_naming_file_and_problem(small_video, tmp_path
     }
     for path, reason in cases.items():
         with pytest.raises(VideoReadError, match=reason) as error:
-            list(iter_frames(path))
+            list(iter_frames(path, backend=backend))
         assert str(path) in str(error.value)
         with pytest.raises(VideoReadError):
-            probe_video(path)
+            probe_video(path, backend)
+
+
+def test_a_still_image_is_a_one_frame_video(tmp_path):
+    image = _gradient_frames(1)[0]
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert probe_video(path).frame_count == 1
+    frames = read_frames(path)
+    assert list(frames) == [0] and np.array_equal(frames[0], image)
+    assert read_frames(path, [3]) == {}

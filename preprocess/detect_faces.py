@@ -1,0 +1,93 @@
+"""Step 1: MTCNN face boxes of every original video, on the frames that will be cropped.
+
+Originals are the REAL videos, plus every FAKE whose original is not in the dataset (its crops
+then come from its own faces). Frames are taken every `--every` frames (default 10, the frames
+the recipe crops), scaled by the resolution rule (or `--scale`), and boxes are stored in the
+original frame's pixel coordinates:
+
+    ROOT/boxes/{video}.json   {"0": [[x1, y1, x2, y2], ...], "10": null, ...}
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from preprocess.face_detector import FaceDetector
+from preprocess.io_utils import write_json_atomic
+from preprocess.outputs import boxes_path
+from preprocess.steps import Option, VideoStep, step_main
+from preprocess.video_io import VideoReadError, iter_frames
+
+
+def detect_video_faces(detector: FaceDetector, path, every: int, batch_size: int, backend: str) -> dict:
+    """{frame_index: boxes or None} over every `every`-th frame of the video at `path`."""
+    boxes: dict[int, list | None] = {}
+    pending: list = []
+
+    def flush() -> None:
+        if pending:
+            for (index, _), faces in zip(pending, detector.detect_batch([f for _, f in pending]), strict=True):
+                boxes[index] = [[round(float(v), 2) for v in box] for box in faces.boxes] if len(faces) else None
+            pending.clear()
+
+    for index, frame in iter_frames(path, backend=backend, every=every):
+        if pending and frame.shape != pending[0][1].shape:
+            flush()
+        pending.append((index, frame))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    if not boxes:
+        raise VideoReadError(path, "no frames could be decoded")
+    return boxes
+
+
+@dataclass
+class DetectFaces(VideoStep):
+    name: str = field(default="detect_faces", init=False)
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("--every", "detection", "every", int, "detect every N-th frame (config: 10)"),
+        Option(
+            "--thresholds",
+            "detection",
+            "thresholds",
+            float,
+            "MTCNN P/R/O-net thresholds",
+            nargs=3,
+            metavar=("P", "R", "O"),
+        ),
+        Option("--scale", "detection", "scale", float, "fixed detection scale, e.g. 0.5 (default: resolution rule)"),
+        Option("--batch-size", "detection", "batch_size", int, "frames per MTCNN call (config: 1)"),
+    )
+
+    def selects(self, record) -> bool:
+        return self.is_box_source(record)
+
+    def is_done(self, record) -> bool:
+        return boxes_path(self.output_dir, record.video).exists()
+
+    def prepare_worker(self) -> None:
+        settings = self.config["detection"]
+        self.detector = FaceDetector(settings["thresholds"], settings["scale"], settings["min_face_size"], self.device)
+
+    def process(self, record) -> dict:
+        settings = self.config["detection"]
+        boxes = detect_video_faces(
+            self.detector, record.path, settings["every"], settings["batch_size"], self.config["video_backend"]
+        )
+        serialised = {str(frame): faces for frame, faces in sorted(boxes.items())}
+        write_json_atomic(boxes_path(self.output_dir, record.video), serialised, indent=None)
+        return {
+            "faces": sum(len(b) for b in boxes.values() if b),
+            "frames without a face": sum(b is None for b in boxes.values()),
+        }
+
+
+def main(argv=None) -> int:
+    return step_main(DetectFaces, __doc__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

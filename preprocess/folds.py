@@ -1,0 +1,126 @@
+"""Step 5: folds.csv, one row per crop: video,file,label,original,frame,fold.
+
+DFDC layout: folds follow part numbers as the recipe did, `dfdc_parts_per_fold` consecutive
+parts per fold (3), the last fold (15) taking the remaining parts. Other layouts: group k-fold
+(default 5) on the original, so that an original and its fakes always share a fold. The step
+checks that no group spans two folds. `original` names the video whose landmarks and diffs
+apply: a fake's original when present, else the video itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from sklearn.model_selection import GroupKFold
+
+from preprocess.datasets import VideoRecord, dfdc_part_number, load_dataset
+from preprocess.io_utils import write_csv_atomic
+from preprocess.outputs import crops_dir, parse_crop_name
+from preprocess.steps import load_config, setup_logging
+
+logger = logging.getLogger("preprocess.folds")
+FIELDS = ["video", "file", "label", "original", "frame", "fold"]
+
+
+class FoldError(RuntimeError):
+    pass
+
+
+def landmark_source(record: VideoRecord, ids: set[str]) -> str:
+    return record.original if record.is_fake and record.original in ids else record.video
+
+
+def assign_folds(records: list[VideoRecord], settings: dict) -> dict[str, int]:
+    """{video: fold}; every video of a group gets its group's fold."""
+    ids = {record.video for record in records}
+    by_id = {record.video: record for record in records}
+    groups = {record.video: landmark_source(record, ids) for record in records}
+    parts = {record.video: dfdc_part_number(Path(record.source)) for record in records}
+    if records and all(part is not None for part in parts.values()):
+        last = settings["dfdc_folds"] - 1
+        group_fold = {g: min(parts[g] // settings["dfdc_parts_per_fold"], last) for g in set(groups.values())}
+    else:
+        names = sorted(set(groups.values()))
+        splits = min(settings["k"], len(names))
+        if splits < 2:
+            logger.warning("only %d group(s): everything goes to fold 0", len(names))
+            group_fold = dict.fromkeys(names, 0)
+        else:
+            group_fold = {}
+            for fold, (_, test) in enumerate(GroupKFold(n_splits=splits).split(names, groups=names)):
+                group_fold.update({names[i]: fold for i in test})
+    folds = {video: group_fold[group] for video, group in groups.items()}
+    spans = defaultdict(set)
+    for video, fold in folds.items():
+        spans[by_id[video].group].add(fold)
+        spans[groups[video]].add(fold)
+    broken = {group: sorted(f) for group, f in spans.items() if len(f) > 1}
+    if broken:
+        raise FoldError(f"groups spanning several folds: {broken}")
+    return folds
+
+
+def fold_rows(records: list[VideoRecord], folds: dict[str, int], root: Path) -> list[dict]:
+    ids = {record.video for record in records}
+    rows = []
+    for record in sorted(records, key=lambda r: r.video):
+        folder = crops_dir(root, record.video)
+        if not folder.is_dir():
+            continue
+        for crop in sorted(folder.glob("*.png"), key=lambda p: parse_crop_name(p.name)):
+            rows.append(
+                {
+                    "video": record.video,
+                    "file": crop.name,
+                    "label": record.label,
+                    "original": landmark_source(record, ids),
+                    "frame": parse_crop_name(crop.name)[0],
+                    "fold": folds[record.video],
+                }
+            )
+    return rows
+
+
+def make_folds(root: Path, out: Path, records: list[VideoRecord], settings: dict) -> list[dict]:
+    folds = assign_folds(records, settings)
+    rows = fold_rows(records, folds, root)
+    write_csv_atomic(out, rows, FIELDS)
+    without_crops = len(records) - len({row["video"] for row in rows})
+    logger.info(
+        "folds: %d crops of %d videos in %d folds -> %s%s",
+        len(rows),
+        len(records) - without_crops,
+        len({row["fold"] for row in rows}),
+        out,
+        f" ({without_crops} videos without crops left out)" if without_crops else "",
+    )
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m preprocess.folds", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--root-dir", type=Path, required=True, help="dataset root")
+    parser.add_argument("--output-dir", type=Path, default=None, help="where crops are (default: the root dir)")
+    parser.add_argument("--out", type=Path, default=None, help="default: OUTPUT_DIR/folds.csv")
+    parser.add_argument("--layout", default=None, help="dataset layout (default: detected)")
+    parser.add_argument("--config", type=Path, default=None, help="preprocessing settings")
+    parser.add_argument("--k", type=int, default=None, help="folds for non-DFDC layouts (config: 5)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    settings = load_config(args.config)["folds"]
+    if args.k is not None:
+        settings["k"] = args.k
+    output_dir = args.output_dir or args.root_dir
+    make_folds(output_dir, args.out or output_dir / "folds.csv", load_dataset(args.root_dir, args.layout), settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Pure pieces of preprocessing: crop geometry, detection scale, folds, failures file, shards, adapters."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from preprocess.crops import crop_face, crop_region
+from preprocess.datasets import FAKE, REAL, DatasetError, VideoRecord, load_dataset
+from preprocess.face_detector import resolution_scale
+from preprocess.folds import assign_folds
+from preprocess.steps import load_config, parse_shard, shard_records, update_failures
+
+FOLD_SETTINGS = load_config()["folds"]
+
+
+def test_crop_region_grows_a_third_per_side_in_integer_pixels():
+    assert crop_region([10.7, 20.2, 110.9, 150.5], (300, 200)) == (0, 0, 143, 193)
+    assert crop_region([60.0, 90.0, 90.0, 120.0], (300, 200)) == (50, 80, 100, 130)
+    assert crop_region([150.0, 250.0, 199.9, 299.0], (300, 200)) == (134, 234, 200, 300)
+    frame = np.arange(300 * 200 * 3, dtype=np.uint32).reshape(300, 200, 3)
+    assert np.array_equal(crop_face(frame, [60.0, 90.0, 90.0, 120.0]), frame[80:130, 50:100])
+
+
+@pytest.mark.parametrize("longer,scale", [(299, 2.0), (300, 1.0), (1000, 1.0), (1001, 0.5), (1900, 0.5), (1901, 0.33)])
+def test_resolution_rule(longer, scale):
+    assert resolution_scale(longer, 100) == scale and resolution_scale(100, longer) == scale
+
+
+def _record(video, label=REAL, original=None, source="dfdc_train_part_0"):
+    return VideoRecord(video, Path(f"{video}.mp4"), label, original, original or video, source)
+
+
+def test_dfdc_folds_follow_parts_and_the_last_fold_takes_the_rest():
+    records = [_record(f"r{part}", source=f"dfdc_train_part_{part}") for part in (0, 2, 3, 44, 45, 49)]
+    folds = assign_folds(records, FOLD_SETTINGS)
+    assert folds == {"r0": 0, "r2": 0, "r3": 1, "r44": 14, "r45": 15, "r49": 15}
+
+
+def test_a_fake_follows_its_original_even_from_another_part():
+    records = [_record("a", source="dfdc_train_part_0"), _record("b", FAKE, "a", source="dfdc_train_part_30")]
+    assert assign_folds(records, FOLD_SETTINGS) == {"a": 0, "b": 0}
+
+
+def test_group_k_fold_keeps_groups_together_and_uses_every_fold():
+    records = []
+    for group in range(12):
+        records.append(_record(f"g{group}", source="csv"))
+        records += [_record(f"g{group}_f{k}", FAKE, f"g{group}", source="csv") for k in range(group % 3 + 1)]
+    folds = assign_folds(records, FOLD_SETTINGS)
+    assert set(folds.values()) == set(range(5))
+    for record in records:
+        assert folds[record.video] == folds[record.group]
+
+
+def test_failures_file_keeps_other_rows_and_replaces_reprocessed_ones(tmp_path):
+    path = tmp_path / "preprocess_failures.csv"
+    update_failures(
+        path,
+        "detect_faces",
+        {"a", "b"},
+        [
+            {"video": "a", "step": "detect_faces", "reason": "bad"},
+            {"video": "b", "step": "detect_faces", "reason": "worse"},
+        ],
+    )
+    update_failures(path, "extract_crops", {"a"}, [{"video": "a", "step": "extract_crops", "reason": "no boxes"}])
+    update_failures(path, "detect_faces", {"b"}, [])
+    with open(path, newline="") as handle:
+        rows = {(row["video"], row["step"]) for row in csv.DictReader(handle)}
+    assert rows == {("a", "detect_faces"), ("a", "extract_crops")}
+
+
+def test_shards_partition_the_videos():
+    records = [_record(f"v{i:02d}") for i in range(11)]
+    shares = [shard_records(records, (index, 3)) for index in range(3)]
+    assert sorted(r.video for share in shares for r in share) == sorted(r.video for r in records)
+    assert max(len(s) for s in shares) - min(len(s) for s in shares) <= 1
+    assert parse_shard("2/3") == (2, 3)
+    for bad in ("3/3", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_shard(bad)
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0")
+    return path
+
+
+def test_faceforensics_names_give_originals(tmp_path):
+    _touch(tmp_path / "original_sequences/youtube/c23/videos/004.mp4")
+    _touch(tmp_path / "original_sequences/actors/c23/videos/01__exit_phone_room.mp4")
+    _touch(tmp_path / "manipulated_sequences/NeuralTextures/c23/videos/004_982.mp4")
+    _touch(tmp_path / "manipulated_sequences/DeepFakeDetection/c23/videos/01_02__exit_phone_room__YVGY8LOK.mp4")
+    records = {r.video: r for r in load_dataset(tmp_path)}
+    assert records["NeuralTextures-c23-004_982"].original == "youtube-c23-004"
+    assert records["NeuralTextures-c23-004_982"].source == "NeuralTextures"
+    dfd = records["DeepFakeDetection-c23-01_02__exit_phone_room__YVGY8LOK"]
+    assert dfd.original == "actors-c23-01__exit_phone_room" and dfd.original in records
+
+
+def test_csv_layout_errors_name_the_file_and_line(tmp_path):
+    _touch(tmp_path / "a.mp4")
+    (tmp_path / "dataset.csv").write_text("path,label\na.mp4,REAL\nb.mp4,perhaps\n")
+    with pytest.raises(DatasetError, match=r"dataset.csv: line 3: label must be"):
+        load_dataset(tmp_path)
+    (tmp_path / "dataset.csv").write_text("path,label\n../outside.mp4,1\n")
+    with pytest.raises(DatasetError, match=r"dataset.csv: entry '../outside.mp4' is not a plain file name"):
+        load_dataset(tmp_path)
+
+
+def test_csv_layout_links_originals_and_groups(tmp_path):
+    for name in ("x/real.mp4", "x/fake.mp4", "y/other.mp4"):
+        _touch(tmp_path / name)
+    (tmp_path / "list.csv").write_text(
+        "path,label,original,group\nx/real.mp4,0,,\nx/fake.mp4,1,x/real.mp4,\ny/other.mp4,FAKE,,person7\n"
+    )
+    records = {r.video: r for r in load_dataset(tmp_path)}
+    assert records["x__fake"].original == "x__real" and records["x__fake"].group == "x__real"
+    assert records["y__other"].group == "person7" and records["y__other"].label == FAKE
+
+
+def test_folders_layout_takes_videos_and_photos(tmp_path):
+    _touch(tmp_path / "real/a.mp4")
+    _touch(tmp_path / "real/people/b.jpg")
+    _touch(tmp_path / "fake/c.mov")
+    _touch(tmp_path / "fake/notes.txt")
+    records = {r.video: r for r in load_dataset(tmp_path)}
+    assert set(records) == {"real__a", "real__people__b", "fake__c"}
+    assert records["fake__c"].label == FAKE and records["fake__c"].original is None
