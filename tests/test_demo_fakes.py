@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 
 from preprocess.demo_world.fakes import (
-    TEMPLATE,
     SwapStyle,
     canonical_face,
     face_mask,
     face_roi,
     self_blend,
-    similarity_transform,
     swap_face,
     transfer_color,
 )
+from preprocess.face_geometry import TEMPLATE, similarity_transform
 
 STYLE = SwapStyle(
     canonical_size=64,

@@ -12,32 +12,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-# ArcFace's 5-point template on a unit square: eyes, nose tip, mouth corners.
-TEMPLATE = (
-    np.array(
-        [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-        np.float64,
-    )
-    / 112.0
-)
-# The inner face (brows to chin) on the same unit square.
+from preprocess.face_geometry import TEMPLATE, similarity_transform
+
+# The inner face (brows to chin) on the template's unit square.
 FACE_ELLIPSE_CENTER = np.array([0.5, 0.6])
 FACE_ELLIPSE_AXES = np.array([0.32, 0.40])
-
-
-def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares rotation + uniform scale + translation (Umeyama) taking source to target."""
-    source = np.asarray(source, np.float64)
-    target = np.asarray(target, np.float64)
-    source_mean, target_mean = source.mean(0), target.mean(0)
-    source_centered, target_centered = source - source_mean, target - target_mean
-    covariance = target_centered.T @ source_centered / len(source)
-    u, singular, vt = np.linalg.svd(covariance)
-    sign = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
-    rotation = u @ sign @ vt
-    scale = np.trace(np.diag(singular) @ sign) / source_centered.var(0).sum()
-    translation = target_mean - scale * rotation @ source_mean
-    return np.hstack([scale * rotation, translation[:, None]])
 
 
 def interocular_distance(landmarks: np.ndarray) -> float:

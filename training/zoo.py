@@ -1,0 +1,148 @@
+"""The encoders the recipe uses, and `DeepFakeClassifier` on top of any of them.
+
+`create_model("tf_efficientnet_b7_ns")` builds the winning model: timm encoder ->
+forward_features -> global average pool -> dropout -> Linear(features, 1). The encoder keeps its
+own (unused) classifier head, so parameter names are `encoder.*` and `fc.*` exactly as in the
+original solution's checkpoints, which therefore load strictly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+from torch import nn
+
+from training.pretrained import create_encoder
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """An encoder of the recipe: its timm model, regularisation and the input size it trains at."""
+
+    timm_name: str
+    drop_path_rate: float | None
+    input_size: int
+
+
+# One list of the encoders: the original's names on the left.
+ENCODERS: dict[str, EncoderSpec] = {
+    "tf_efficientnet_b7_ns": EncoderSpec("tf_efficientnet_b7.ns_jft_in1k", 0.2, 380),
+    "tf_efficientnet_b6_ns": EncoderSpec("tf_efficientnet_b6.ns_jft_in1k", 0.2, 380),
+    "tf_efficientnet_b5_ns": EncoderSpec("tf_efficientnet_b5.ns_jft_in1k", 0.2, 380),
+    "tf_efficientnet_b4_ns": EncoderSpec("tf_efficientnet_b4.ns_jft_in1k", 0.5, 380),
+    "tf_efficientnet_b3_ns": EncoderSpec("tf_efficientnet_b3.ns_jft_in1k", 0.2, 300),
+    "tf_efficientnet_b2_ns": EncoderSpec("tf_efficientnet_b2.ns_jft_in1k", 0.2, 260),
+    "tf_efficientnet_b1_ns": EncoderSpec("tf_efficientnet_b1.ns_jft_in1k", 0.2, 240),
+    "tf_efficientnet_b0_ns": EncoderSpec("tf_efficientnet_b0.ns_jft_in1k", 0.2, 224),
+    "xception": EncoderSpec("legacy_xception", None, 299),
+    "resnet34": EncoderSpec("resnet34.tv_in1k", None, 320),
+}
+
+
+def encoder_spec(name: str) -> EncoderSpec:
+    """The recipe's spec for a listed encoder; any other timm model name gets timm's defaults."""
+    if name in ENCODERS:
+        return ENCODERS[name]
+    if not timm.is_model(name):
+        known = ", ".join(ENCODERS)
+        raise ValueError(f"unknown encoder '{name}': not one of {known}, nor a timm model name")
+    cfg = timm.models.get_pretrained_cfg(name)
+    return EncoderSpec(name, None, int(cfg.input_size[-1]) if cfg else 224)
+
+
+def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std of the encoder's pretraining (ImageNet's for the EfficientNets, as the recipe)."""
+    cfg = timm.models.get_pretrained_cfg(encoder_spec(name).timm_name)
+    if cfg is None:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return tuple(cfg.mean), tuple(cfg.std)
+
+
+class DeepFakeClassifier(nn.Module):
+    def __init__(self, encoder: nn.Module, dropout_rate: float = 0.0):
+        super().__init__()
+        self.encoder = encoder
+        self.avg_pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(dropout_rate)
+        self.fc = nn.Linear(encoder.num_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.encoder.forward_features(x)
+        x = self.avg_pool(x).flatten(1)
+        x = self.dropout(x)
+        return self.fc(x)
+
+
+def create_model(
+    encoder: str,
+    pretrained: bool = False,
+    pretrained_file: str | os.PathLike | None = None,
+    dropout_rate: float = 0.0,
+    drop_path_rate: float | None = None,
+) -> DeepFakeClassifier:
+    """The classifier on `encoder` (a listed name or any timm model), weights per `pretrained`."""
+    spec = encoder_spec(encoder)
+    rate = spec.drop_path_rate if drop_path_rate is None else drop_path_rate
+    kwargs = {} if rate is None else {"drop_path_rate": rate}
+    backbone = create_encoder(spec.timm_name, pretrained=pretrained, pretrained_file=pretrained_file, **kwargs)
+    return DeepFakeClassifier(backbone, dropout_rate)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint does not fit the model; the message lists what differs."""
+
+
+def _numpy_safe_globals() -> list:
+    """numpy types that old checkpoints pickled (e.g. a numpy float as `bce_best`)."""
+    multiarray = getattr(np, "_core", np.core).multiarray
+    return [multiarray.scalar, np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32))]
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint file safely (weights_only); a bare state dict comes back as {'state_dict': ...}."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    with torch.serialization.safe_globals(_numpy_safe_globals()):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: expected a dict, got {type(checkpoint).__name__}")
+    if "state_dict" not in checkpoint:
+        checkpoint = {"state_dict": checkpoint}
+    return checkpoint
+
+
+def _describe(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{len(keys)} ({shown}{', ...' if len(keys) > limit else ''})"
+
+
+def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint") -> None:
+    """Strict load after stripping DDP's `module.` prefix; a mismatch says which keys differ."""
+    state = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or mismatched:
+        problems = []
+        if missing:
+            problems.append(f"missing {_describe(missing)}")
+        if unexpected:
+            problems.append(f"unexpected {_describe(unexpected)}")
+        if mismatched:
+            shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in mismatched]
+            problems.append(f"shape differs {_describe(shapes)}")
+        raise CheckpointError(f"{source} does not fit the model (wrong --encoder?): " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
