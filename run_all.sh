@@ -8,13 +8,14 @@
 #
 # Environment: WORK_DIR (default ./work) holds everything the demo makes; PYTHON picks the
 # interpreter; DEMO_SEED and DEMO_VIDEOS size the demo world; PREPROCESS_WORKERS (default 2)
-# sets the preprocessing processes. Stages skip work already done, so an interrupted run
-# continues where it stopped.
+# sets the preprocessing processes; TRAIN_JOBS ("config:fold:seed ...") and WEIGHTS_DIR choose
+# the training jobs and where checkpoints go. Stages skip work already done, so an interrupted
+# run continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 if [ "$#" -ne 0 ] && [ "$#" -ne 2 ]; then
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 
@@ -32,6 +33,9 @@ if [ "$#" -eq 0 ]; then
     MODE=demo
     DATA_ROOT="$WORK_DIR/demo_data"
     TEST_DIR="$DATA_ROOT/test_videos"
+    PREPROCESS_CONFIG=configs/preprocess_demo.yaml
+    TRAIN_JOBS=${TRAIN_JOBS:-"configs/demo.yaml:0:111 configs/demo.yaml:1:555"}
+    WEIGHTS_DIR="$WORK_DIR/weights"
     stage "demo world: synthetic DFDC-layout dataset in $DATA_ROOT"
     "$PYTHON" -m preprocess.make_demo_data --out "$DATA_ROOT" --seed "${DEMO_SEED:-0}" \
         --videos "${DEMO_VIDEOS:-36}"
@@ -39,6 +43,9 @@ else
     MODE=gpu
     DATA_ROOT=$1
     TEST_DIR=$2
+    PREPROCESS_CONFIG=configs/preprocess.yaml
+    TRAIN_JOBS=${TRAIN_JOBS:-"configs/b7.yaml:0:111 configs/b7.yaml:0:555 configs/b7.yaml:0:777 configs/b7.yaml:0:888 configs/b7.yaml:0:999"}
+    WEIGHTS_DIR=${WEIGHTS_DIR:-weights}
     for dir in "$DATA_ROOT" "$TEST_DIR"; do
         [ -d "$dir" ] || { echo "error: $dir is not a folder" >&2; exit 2; }
     done
@@ -50,6 +57,16 @@ test_count=$(find "$TEST_DIR" -maxdepth 1 -name '*.mp4' | wc -l)
 echo "test videos in $TEST_DIR: $test_count"
 
 stage "preprocessing: face boxes, crops, landmarks, SSIM diffs, folds (outputs under $DATA_ROOT)"
-"$PYTHON" -m preprocess.run_all --root-dir "$DATA_ROOT" --workers "${PREPROCESS_WORKERS:-2}"
+"$PYTHON" -m preprocess.run_all --root-dir "$DATA_ROOT" --workers "${PREPROCESS_WORKERS:-2}" \
+    --config "$PREPROCESS_CONFIG"
+
+stage "training: one job per config:fold:seed ($TRAIN_JOBS) -> $WEIGHTS_DIR"
+JOBS="$TRAIN_JOBS" OUTPUT_DIR="$WEIGHTS_DIR" ./train.sh "$DATA_ROOT"
+runs=()
+for job in $TRAIN_JOBS; do
+    IFS=: read -r config fold seed <<< "$job"
+    runs+=("$WEIGHTS_DIR/logs/$(basename "$config" .yaml)_${fold}_${seed}")
+done
+"$PYTHON" -m training.plot_log "${runs[@]}" --out "$WEIGHTS_DIR/curves.png"
 
 printf '\n==> Done (%s mode): %d stages in %ds\n' "$MODE" "$stage_number" "$(( $(date +%s) - started ))"

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from preprocess.datasets import DatasetError
+from preprocess.datasets import DatasetError, load_dataset
 from preprocess.detect_faces import DetectFaces
 from preprocess.diffs import Diffs
 from preprocess.extract_crops import ExtractCrops
 from preprocess.folds import make_folds
 from preprocess.landmarks import Landmarks
-from preprocess.steps import add_common_arguments, logger, run_step, setup_logging, step_from_args
+from preprocess.steps import add_common_arguments, load_config, logger, run_step, setup_logging, step_from_args
 
 VIDEO_STEPS = (DetectFaces, ExtractCrops, Landmarks, Diffs)
 
@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:
-        steps = [step_from_args(step_class, args) for step_class in VIDEO_STEPS]
+        records, config = load_dataset(args.root_dir, args.layout), load_config(args.config)
+        steps = [step_from_args(step_class, args, records, config) for step_class in VIDEO_STEPS]
     except DatasetError as error:
         logger.error("%s", error)
         return 2

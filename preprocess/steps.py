@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import copy
 import csv
 import logging
 import multiprocessing
@@ -38,12 +39,29 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "preprocess.y
 FAILURE_FIELDS = ["video", "step", "reason"]
 
 
+def _merge(defaults: dict, given: dict, path: Path) -> dict:
+    merged = dict(defaults)
+    for key, value in given.items():
+        if key not in defaults:
+            raise SystemExit(f"{path}: unknown preprocessing setting '{key}' (known: {', '.join(sorted(defaults))})")
+        merged[key] = _merge(defaults[key], value, path) if isinstance(defaults[key], dict) else value
+    return merged
+
+
 def load_config(path: str | os.PathLike | None = None) -> dict:
-    path = Path(path) if path else DEFAULT_CONFIG
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise SystemExit(f"{path}: cannot read the preprocessing config ({error})") from error
+    """The recipe's settings (configs/preprocess.yaml), with those of `path` over them."""
+
+    def read(file: Path) -> dict:
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise SystemExit(f"{file}: cannot read the preprocessing config ({error})") from error
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"{file}: expected a mapping of settings")
+        return loaded
+
+    defaults = read(DEFAULT_CONFIG)
+    return defaults if path is None else _merge(defaults, read(Path(path)), Path(path))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -264,7 +282,13 @@ def step_main(step_class: type[VideoStep], description: str, argv: list[str] | N
     return 0
 
 
-def step_from_args(step_class: type[VideoStep], args: argparse.Namespace) -> VideoStep:
-    records = load_dataset(args.root_dir, args.layout)
+def step_from_args(
+    step_class: type[VideoStep],
+    args: argparse.Namespace,
+    records: list[VideoRecord] | None = None,
+    config: dict | None = None,
+) -> VideoStep:
+    records = load_dataset(args.root_dir, args.layout) if records is None else records
     output_dir = args.output_dir or args.root_dir
-    return step_class(output_dir=output_dir, records=records, config=load_config(args.config), device=args.device)
+    config = load_config(args.config) if config is None else copy.deepcopy(config)
+    return step_class(output_dir=output_dir, records=records, config=config, device=args.device)

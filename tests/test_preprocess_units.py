@@ -133,3 +133,14 @@ def test_folders_layout_takes_videos_and_photos(tmp_path):
     records = {r.video: r for r in load_dataset(tmp_path)}
     assert set(records) == {"real__a", "real__people__b", "fake__c"}
     assert records["fake__c"].label == FAKE and records["fake__c"].original is None
+
+
+def test_a_partial_config_keeps_the_recipe_defaults_and_typos_are_refused(tmp_path):
+    partial = tmp_path / "fast.yaml"
+    partial.write_text("detection:\n  every: 3\n")
+    config = load_config(partial)
+    assert config["detection"]["every"] == 3 and config["detection"]["thresholds"] == [0.85, 0.95, 0.95]
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("detection:\n  evry: 3\n")
+    with pytest.raises(SystemExit, match="unknown preprocessing setting 'evry'"):
+        load_config(typo)

@@ -73,6 +73,10 @@ class DeepFakeClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, dropout_rate: float = 0.0):
         super().__init__()
         self.encoder = encoder
+        # The encoder's own classifier stays (for the checkpoint layout) but never runs: frozen, so
+        # that DDP does not wait for its gradients.
+        for parameter in encoder.get_classifier().parameters():
+            parameter.requires_grad_(False)
         self.avg_pool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(dropout_rate)
         self.fc = nn.Linear(encoder.num_features, 1)

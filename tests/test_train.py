@@ -1,0 +1,149 @@
+"""Training end to end on a tiny crop dataset: outputs, exact resume, and DDP with gloo on CPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import REPO_ROOT
+from tests.training_data import make_crop_dataset
+from training import train as train_module
+from training.zoo import create_model, load_weights, read_checkpoint
+
+TINY = [
+    "--config",
+    str(REPO_ROOT / "configs" / "demo.yaml"),
+    "--fold",
+    "0",
+    "--seed",
+    "7",
+    "--workers",
+    "0",
+    "--batch-size",
+    "4",
+    "--set",
+    "model.input_size=32",
+    "--set",
+    "training.channels_last=false",
+]
+
+
+@pytest.fixture(scope="module")
+def crop_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crops")
+    make_crop_dataset(root, groups=4, fakes_per_group=2, crops=8)
+    return root
+
+
+def _metrics(log_dir) -> list[dict]:
+    with open(log_dir / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_run_writes_checkpoints_logs_and_the_resolved_config(crop_data, tmp_path):
+    out = tmp_path / "weights"
+    summary = train_module.train(
+        train_module.parse_args(
+            [*TINY, "--data-dir", str(crop_data), "--output-dir", str(out), "--epochs", "3", "--lr", "0.02"]
+        )
+    )
+    log_dir = out / "logs" / "demo_0_7"
+    rows = _metrics(log_dir)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    best_epoch = min(range(3), key=lambda e: float(rows[e]["score"]))
+    assert summary["best_epoch"] == best_epoch and summary["replicas_in_sync"]
+    for name in ("demo_0_7_0.pt", "demo_0_7_2.pt", "demo_0_7_last.pt", "demo_0_7_best.pt"):
+        assert (out / name).is_file()
+    best = read_checkpoint(out / "demo_0_7_best.pt")
+    assert best["epoch"] == best_epoch and best["encoder"] == "resnet18" and best["input_size"] == 32
+    assert len(best["mean"]) == 3 and "module." not in next(iter(best["state_dict"]))
+    model = create_model(best["encoder"])
+    load_weights(model, best["state_dict"])
+    config = yaml.safe_load((log_dir / "config.yaml").read_text())
+    assert config["optimizer"]["lr"] == 0.02 and config["model"]["input_size"] == 32
+    assert config["data"]["batch_size"] == 4 and config["training"]["epochs"] == 3
+    with open(log_dir / "oof_predictions.csv", newline="") as handle:
+        oof = {row["video"] for row in csv.DictReader(handle)}
+    assert oof == {"real0", "fake0_0", "fake0_1", "real2", "fake2_0", "fake2_1"}, "the fold-0 videos"
+    assert any(path.name.startswith("events.out.tfevents") for path in log_dir.iterdir())
+
+
+def _final_weights(path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)["state_dict"]
+
+
+def test_interrupted_run_resumes_to_the_same_weights(crop_data, tmp_path):
+    args = [*TINY, "--data-dir", str(crop_data), "--epochs", "4", "--batches-per-epoch", "6"]
+    train_module.train(train_module.parse_args([*args, "--output-dir", str(tmp_path / "straight")]))
+
+    out = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "training.train", *args, "--output-dir", str(out)]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None and not (out / "demo_0_7_1.pt").exists():
+        time.sleep(0.02)
+    assert process.poll() is None, "training ended before it could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "demo_0_7_3.pt").exists()
+    train_module.train(train_module.parse_args([*args, "--output-dir", str(out), "--resume", "auto"]))
+
+    straight, resumed = (
+        _final_weights(tmp_path / "straight" / "demo_0_7_last.pt"),
+        _final_weights(out / "demo_0_7_last.pt"),
+    )
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+    assert len(_metrics(out / "logs" / "demo_0_7")) == 4
+
+
+def test_two_process_gloo_run_keeps_replicas_equal(crop_data, tmp_path):
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29533",
+        "-m",
+        "training.train",
+        *TINY,
+        "--data-dir",
+        str(crop_data),
+        "--output-dir",
+        str(out),
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "logs" / "demo_0_7" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["replicas_in_sync"] is True
+    assert len(_metrics(out / "logs" / "demo_0_7")) == 2
+
+
+def test_freeze_epochs_train_only_the_head(crop_data, tmp_path):
+    torch.manual_seed(7)
+    initial = create_model("resnet18").state_dict()
+    out = tmp_path / "frozen"
+    train_module.train(train_module.parse_args(
+        [*TINY, "--data-dir", str(crop_data), "--output-dir", str(out), "--epochs", "1", "--freeze-epochs", "1"]))
+    trained = read_checkpoint(out / "demo_0_7_last.pt")["state_dict"]
+    encoder_keys = [key for key in initial if key.startswith("encoder.")]
+    assert all(torch.equal(initial[key], trained[key]) for key in encoder_keys), "encoder and its BN stats untouched"
+    assert not torch.equal(initial["fc.weight"], trained["fc.weight"])

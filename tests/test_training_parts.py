@@ -1,0 +1,94 @@
+"""Loss, validation metric, schedules and the crop dataset."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.training_data import make_crop_dataset
+from training.dataset import CropDataset, read_folds, sample_epoch, split_folds
+from training.losses import fake_real_bce
+from training.metrics import balanced_video_log_loss, log_loss, video_means
+from training.schedule import lr_factor
+from training.train import schedule_lambdas
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def test_loss_is_the_mean_of_fake_and_real_bce():
+    logits = torch.tensor([[2.0], [-1.0], [0.5], [-3.0], [1.0]])
+    labels = torch.tensor([[0.99], [0.99], [0.01], [0.01], [0.01]])
+    fake = F.binary_cross_entropy_with_logits(logits[:2], labels[:2])
+    real = F.binary_cross_entropy_with_logits(logits[2:], labels[2:])
+    assert fake_real_bce(logits, labels).item() == pytest.approx(((fake + real) / 2).item())
+    only_real = fake_real_bce(logits[2:], labels[2:])
+    assert only_real.item() == pytest.approx((real / 2).item()) and only_real.requires_grad is False
+    hardest = F.binary_cross_entropy_with_logits(logits[[1]], labels[[1]])
+    hardest_real = F.binary_cross_entropy_with_logits(logits[[4]], labels[[4]])
+    assert fake_real_bce(logits, labels, ohem_samples=1).item() == pytest.approx(((hardest + hardest_real) / 2).item())
+
+
+def test_validation_score_averages_fake_and_real_video_log_losses():
+    per_video = video_means(["a", "a", "b", "c"], [0.9, 0.7, 0.2, 0.6], [1, 1, 0, 0])
+    assert per_video == {"a": (pytest.approx(0.8), 1), "b": (0.2, 0), "c": (0.6, 0)}
+    result = balanced_video_log_loss(per_video)
+    fake = -math.log(0.8)
+    real = (-math.log(0.8) - math.log(0.4)) / 2
+    assert result["score"] == pytest.approx((fake + real) / 2)
+    assert result["video_accuracy"] == pytest.approx(2 / 3)
+    assert log_loss(np.array([1.0]), np.array([0.0])) == pytest.approx(-math.log(1e-15))
+
+
+def test_poly_and_cosine_schedules():
+    assert lr_factor(0, 100, "poly") == 1.0
+    assert lr_factor(50, 100, "poly") == pytest.approx(0.5**0.9)
+    assert lr_factor(100, 100, "poly") == 0.0 and lr_factor(150, 100, "poly") == 0.0
+    assert lr_factor(50, 100, "cosine", min_factor=0.1) == pytest.approx(0.55)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        lr_factor(0, 10, "steps")
+
+
+def test_freeze_epochs_hold_the_encoder_and_plateau_cuts_both():
+    config = {
+        "training": {"freeze_epochs": 2, "epochs": 10},
+        "optimizer": {"lr": 0.01},
+        "schedule": {"name": "poly", "max_iter": None, "power": 0.9, "min_lr": 0.0},
+    }
+    plateau = {"scale": 1.0}
+    encoder, head = schedule_lambdas(config, iterations_per_epoch=5, plateau=plateau)
+    assert encoder(9) == 0.0 and head(9) > 0.8 and encoder(10) == head(10) > 0
+    plateau["scale"] = 0.5
+    assert head(10) == pytest.approx(0.5 * lr_factor(10, 50, "poly"))
+
+
+def test_each_epoch_takes_all_reals_and_as_many_fresh_fakes(tmp_path):
+    folds = read_folds(make_crop_dataset(tmp_path, groups=4, fakes_per_group=3))
+    train_rows, val_rows = split_folds(folds, 0)
+    assert set(train_rows["fold"]) == {1} and set(val_rows["fold"]) == {0}
+    first, again, second = (sample_epoch(train_rows, e, 111) for e in (0, 0, 1))
+    assert (first["label"] == 0).sum() == (first["label"] == 1).sum() == (train_rows["label"] == 0).sum()
+    assert first.equals(again) and not first.equals(second)
+    with pytest.raises(ValueError, match="fold 5 is not in folds.csv"):
+        split_folds(folds, 5)
+
+
+def test_dataset_smooths_labels_and_replaces_unreadable_crops(tmp_path, caplog):
+    folds = read_folds(make_crop_dataset(tmp_path))
+    train_rows, val_rows = split_folds(folds, 0)
+    dataset = CropDataset(tmp_path, train_rows, True, 32, MEAN, STD)
+    dataset.reset(0, 111)
+    sample = dataset[0]
+    assert sample["image"].shape == (3, 32, 32) and sample["label"].item() in (pytest.approx(0.01), pytest.approx(0.99))
+    assert torch.equal(dataset[3]["image"], dataset[3]["image"]), "augmentation is fixed by (seed, epoch, index)"
+    broken = dataset.samples.iloc[5]
+    (tmp_path / "crops" / broken["video"] / broken["file"]).write_text("not a png")
+    with caplog.at_level(logging.WARNING):
+        replaced = dataset[5]
+    assert replaced["replaced"] == 1 and "unreadable crop" in caplog.text
+    validation = CropDataset(tmp_path, val_rows, False, 32, MEAN, STD, val_frame_modulo=20)
+    assert len(validation) == (val_rows["frame"] % 20 == 0).sum() and validation[0]["label"].item() in (0.0, 1.0)

@@ -1,0 +1,101 @@
+"""Training configuration: a YAML file sets the defaults, command-line flags override them, and
+the resolved configuration is saved next to the outputs."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import yaml
+
+DEFAULTS: dict = {
+    "model": {
+        "encoder": "tf_efficientnet_b7_ns",
+        "pretrained": True,
+        "pretrained_file": None,
+        "dropout": 0.0,
+        "drop_path_rate": None,  # None: the encoder's recipe value
+        "input_size": None,  # None: the encoder's recipe size
+    },
+    "data": {
+        "batch_size": 12,
+        "val_batch_size": 32,
+        "num_workers": 4,
+        "label_smoothing": 0.01,
+        "cutouts": True,
+        "val_frame_modulo": 20,  # validate on frames divisible by this (the recipe's speed-up)
+    },
+    "optimizer": {
+        "name": "sgd",  # sgd (nesterov) or adamw
+        "lr": 0.01,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 1.0e-4,
+        "clip_grad_norm": 1.0,
+    },
+    "schedule": {
+        "name": "poly",  # poly (per iteration), cosine (per iteration) or constant
+        "max_iter": 100500,  # poly: iterations to reach zero; null = epochs * batches_per_epoch
+        "power": 0.9,
+        "min_lr": 0.0,  # cosine floor
+    },
+    "training": {
+        "epochs": 40,
+        "batches_per_epoch": 2500,  # null: the whole (re-sampled) epoch
+        "amp": True,  # fp16 + GradScaler on CUDA; on CPU only with cpu_bf16
+        "cpu_bf16": False,
+        "channels_last": True,
+        "sync_bn": True,  # CUDA + DDP only
+        "freeze_epochs": 0,  # train only the head for this many epochs (fine-tuning)
+        "ohem_samples": None,  # keep the k hardest fakes and reals of each batch
+        "early_stopping_patience": None,  # epochs without improvement before stopping
+        "reduce_on_plateau": None,  # {factor: 0.5, patience: 2}: lr cut when validation stalls
+        "deterministic": False,
+    },
+}
+
+
+def _merge(base: dict, update: dict, where: str = "") -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in (update or {}).items():
+        if key not in merged:
+            raise KeyError(f"unknown config key '{where}{key}' (known: {', '.join(sorted(merged))})")
+        if isinstance(merged[key], dict) and isinstance(value, dict):
+            merged[key] = _merge(merged[key], value, f"{where}{key}.")
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise SystemExit(f"{path}: cannot read the training config ({error})") from error
+    try:
+        return _merge(DEFAULTS, loaded)
+    except KeyError as error:
+        raise SystemExit(f"{path}: {error.args[0]}") from error
+
+
+def apply_overrides(config: dict, assignments: list[str]) -> dict:
+    """`section.key=value` strings (value parsed as YAML) over the config."""
+    config = copy.deepcopy(config)
+    for assignment in assignments:
+        if "=" not in assignment or "." not in assignment.split("=", 1)[0]:
+            raise SystemExit(f"--set takes section.key=value, got '{assignment}'")
+        dotted, raw = assignment.split("=", 1)
+        section, key = dotted.split(".", 1)
+        if section not in config or key not in config[section]:
+            raise SystemExit(f"--set {dotted}: no such config key")
+        config[section][key] = yaml.safe_load(raw)
+    return config
+
+
+def save_config(config: dict, path: str | os.PathLike) -> None:
+    from preprocess.io_utils import atomic_path
+
+    with atomic_path(path) as temporary:
+        temporary.write_text(yaml.safe_dump(config, sort_keys=False))

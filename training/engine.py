@@ -1,0 +1,96 @@
+"""One training epoch and one validation pass, kept apart as in timm."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from training.distributed import all_gather_objects, is_main_process
+from training.losses import fake_real_bce
+from training.metrics import balanced_video_log_loss, video_means
+
+logger = logging.getLogger(__name__)
+
+
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    images = batch["image"].to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, batch["label"].to(device, non_blocking=True)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    settings: dict,
+    amp_dtype: torch.dtype | None,
+    epoch: int,
+    max_batches: int | None = None,
+    encoder_frozen: bool = False,
+) -> dict:
+    model.train()
+    if encoder_frozen:  # fine-tuning warm-up: batch-norm statistics of the encoder stay as loaded
+        getattr(model, "module", model).encoder.eval()
+    total = min(len(loader), max_batches) if max_batches else len(loader)
+    losses, replaced, started = [], 0, time.time()
+    progress = tqdm(
+        loader, total=total, desc=f"epoch {epoch}", disable=None if is_main_process() else True, leave=False
+    )
+    for step, batch in enumerate(progress):
+        if step >= total:
+            break
+        images, labels = _to_device(batch, device, settings["channels_last"])
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(images)
+        loss = fake_real_bce(logits, labels, settings.get("ohem_samples"))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if settings["clip_grad_norm"]:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), settings["clip_grad_norm"])
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        losses.append(loss.item())
+        replaced += int(torch.as_tensor(batch["replaced"]).gt(0).sum())
+        progress.set_postfix(
+            loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", lr=f"{optimizer.param_groups[-1]['lr']:.2e}"
+        )
+    return {
+        "train_loss": sum(losses) / max(1, len(losses)),
+        "lr": optimizer.param_groups[-1]["lr"],
+        "batches": len(losses),
+        "replaced_crops": replaced,
+        "train_seconds": time.time() - started,
+    }
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module, loader, device: torch.device, channels_last: bool, amp_dtype: torch.dtype | None
+) -> dict:
+    """The recipe's video-level score over the validation crops (gathered from every rank)."""
+    model.eval()
+    rows: dict[str, list] = defaultdict(list)
+    for batch in tqdm(loader, desc="validate", disable=None if is_main_process() else True, leave=False):
+        images, labels = _to_device(batch, device, channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            probabilities = torch.sigmoid(model(images).float()).view(-1)
+        rows["videos"] += list(batch["video"])
+        rows["probabilities"] += probabilities.cpu().tolist()
+        rows["labels"] += labels.view(-1).cpu().tolist()
+    merged: dict[str, list] = defaultdict(list)
+    for part in all_gather_objects(dict(rows)):
+        for key, values in part.items():
+            merged[key] += values
+    per_video = video_means(merged["videos"], merged["probabilities"], merged["labels"])
+    return {**balanced_video_log_loss(per_video), "per_video": per_video}

@@ -1,0 +1,328 @@
+"""Train one model of the recipe on one fold with one seed; resumable; single process or torchrun.
+
+    python -m training.train --config configs/b7.yaml --fold 0 --seed 111 --data-dir R
+    torchrun --nproc_per_node=8 -m training.train --config configs/b7.yaml --fold 0 --seed 111 --data-dir R
+
+Writes OUTPUT_DIR/{name}_{fold}_{seed}_{epoch|last|best}.pt (checkpoints carry the encoder, input
+size and normalisation, so inference needs nothing else) and OUTPUT_DIR/logs/{name}_{fold}_{seed}/
+(config.yaml as resolved, metrics.csv, TensorBoard events, oof_predictions.csv of the best epoch,
+summary.json). The best epoch is the one with the lowest video-level validation log loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from preprocess.io_utils import write_csv_atomic, write_json_atomic
+from training.checkpoints import restore_rng_state, rng_state, save_checkpoint
+from training.config import apply_overrides, load_config, save_config
+from training.dataset import CropDataset, read_folds, sample_epoch, split_folds
+from training.distributed import barrier, cleanup, init_distributed, is_main_process, replicas_in_sync
+from training.engine import train_one_epoch, validate
+from training.schedule import create_optimizer, lr_factor
+from training.zoo import create_model, encoder_spec, load_weights, normalization, read_checkpoint
+
+logger = logging.getLogger("training.train")
+
+FLAG_KEYS = {  # command-line flag -> (config section, key)
+    "epochs": ("training", "epochs"),
+    "batches_per_epoch": ("training", "batches_per_epoch"),
+    "batch_size": ("data", "batch_size"),
+    "workers": ("data", "num_workers"),
+    "lr": ("optimizer", "lr"),
+    "encoder": ("model", "encoder"),
+    "pretrained_file": ("model", "pretrained_file"),
+    "freeze_epochs": ("training", "freeze_epochs"),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", type=Path, required=True, help="model recipe, e.g. configs/b7.yaml")
+    parser.add_argument("--data-dir", type=Path, required=True, help="preprocessed dataset root (crops/, ...)")
+    parser.add_argument("--folds-csv", type=Path, default=None, help="default: DATA_DIR/folds.csv")
+    parser.add_argument("--fold", type=int, default=0, help="validation fold (default 0)")
+    parser.add_argument("--seed", type=int, default=111, help="random seed (recipe: 111 555 777 888 999)")
+    parser.add_argument("--output-dir", type=Path, default=Path("weights"), help="default: weights/")
+    parser.add_argument("--name", default=None, help="run name prefix (default: the config file's name)")
+    parser.add_argument("--resume", default=None, help="checkpoint to continue from, or 'auto' for the run's _last")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    parser.add_argument("--epochs", type=int, help="override training.epochs")
+    parser.add_argument("--batches-per-epoch", type=int, help="override training.batches_per_epoch")
+    parser.add_argument("--batch-size", type=int, help="override data.batch_size (per process)")
+    parser.add_argument("--workers", type=int, help="override data.num_workers")
+    parser.add_argument("--lr", type=float, help="override optimizer.lr")
+    parser.add_argument("--encoder", help="override model.encoder (a listed encoder or any timm name)")
+    parser.add_argument("--pretrained-file", help="override model.pretrained_file (local encoder weights)")
+    parser.add_argument("--freeze-epochs", type=int, help="override training.freeze_epochs")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override any config value, e.g. --set schedule.name=cosine (repeatable)",
+    )
+    return parser.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> dict:
+    config = load_config(args.config)
+    for flag, (section, key) in FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            config[section][key] = value
+    return apply_overrides(config, args.set)
+
+
+def make_loaders(config: dict, data_dir: Path, folds_csv: Path, fold: int, size: int, mean, std, world, rank):
+    train_rows, val_rows = split_folds(read_folds(folds_csv), fold)
+    data = config["data"]
+    train_set = CropDataset(data_dir, train_rows, True, size, mean, std, data["label_smoothing"], data["cutouts"])
+    val_set = CropDataset(data_dir, val_rows, False, size, mean, std, val_frame_modulo=data["val_frame_modulo"])
+    sampler = DistributedSampler(train_set, world, rank, shuffle=False) if world > 1 else None
+    common = {"num_workers": data["num_workers"], "pin_memory": torch.cuda.is_available()}
+    train_loader = DataLoader(train_set, data["batch_size"], sampler=sampler, shuffle=False, drop_last=True, **common)
+    val_subset = Subset(val_set, range(rank, len(val_set), world))
+    val_loader = DataLoader(val_subset, data["val_batch_size"], shuffle=False, **common)
+    return train_set, train_loader, sampler, val_loader, train_rows
+
+
+def schedule_lambdas(config: dict, iterations_per_epoch: int, plateau: dict):
+    """Per-iteration lr factors for the encoder and the head: schedule x plateau cuts, encoder
+    held at 0 during the freeze epochs."""
+    training, schedule = config["training"], config["schedule"]
+    total = schedule["max_iter"] or config["training"]["epochs"] * iterations_per_epoch
+    base = config["optimizer"]["lr"]
+    min_factor = schedule["min_lr"] / base if base else 0.0
+    freeze_steps = training["freeze_epochs"] * iterations_per_epoch
+
+    def head(step: int) -> float:
+        return lr_factor(step, total, schedule["name"], schedule["power"], min_factor) * plateau["scale"]
+
+    def encoder(step: int) -> float:
+        return 0.0 if step < freeze_steps else head(step)
+
+    return [encoder, head]
+
+
+def seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    torch.manual_seed(seed * 10_000 + epoch * 100 + rank)
+
+
+def write_history(log_dir: Path, history: list[dict]) -> None:
+    if history:
+        write_csv_atomic(log_dir / "metrics.csv", history, list(history[0]))
+
+
+def train(args: argparse.Namespace) -> dict:
+    config = resolve_config(args)
+    rank, world, device = init_distributed()
+    if rank != 0:
+        logging.getLogger().setLevel(logging.WARNING)
+    if args.device:
+        device = torch.device(args.device)
+    run = f"{args.name or args.config.stem}_{args.fold}_{args.seed}"
+    log_dir = args.output_dir / "logs" / run
+    model_config, training = config["model"], config["training"]
+    spec = encoder_spec(model_config["encoder"])
+    size = model_config["input_size"] or spec.input_size
+    mean, std = normalization(model_config["encoder"])
+    if training["deterministic"]:
+        torch.use_deterministic_algorithms(True)
+
+    torch.manual_seed(args.seed)
+    model = create_model(
+        model_config["encoder"],
+        model_config["pretrained"],
+        model_config["pretrained_file"],
+        model_config["dropout"],
+        model_config["drop_path_rate"],
+    )
+    if training["sync_bn"] and world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if training["channels_last"]:
+        model.to(memory_format=torch.channels_last)
+
+    train_set, train_loader, sampler, val_loader, train_rows = make_loaders(
+        config, args.data_dir, args.folds_csv or args.data_dir / "folds.csv", args.fold, size, mean, std, world, rank
+    )
+    per_epoch = len(sample_epoch(train_rows, 0, args.seed)) // (config["data"]["batch_size"] * world)
+    if per_epoch == 0:
+        raise SystemExit(f"fold {args.fold}: {len(train_rows)} training crops are fewer than one batch per process")
+    iterations_per_epoch = min(per_epoch, training["batches_per_epoch"] or per_epoch)
+
+    head_params = list(model.fc.parameters())
+    head_ids = {id(p) for p in head_params}
+    encoder_params = [p for p in model.parameters() if id(p) not in head_ids and p.requires_grad]
+    optimizer = create_optimizer([{"params": encoder_params}, {"params": head_params}], config["optimizer"])
+    plateau = {"scale": 1.0, "bad_epochs": 0}
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_lambdas(config, iterations_per_epoch, plateau))
+    use_fp16 = training["amp"] and device.type == "cuda"
+    amp_dtype = (
+        torch.float16 if use_fp16 else (torch.bfloat16 if training["cpu_bf16"] and device.type == "cpu" else None)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=use_fp16)
+
+    start_epoch, best, best_epoch, history = 0, math.inf, -1, []
+    resume = args.output_dir / f"{run}_last.pt" if args.resume == "auto" else args.resume
+    if resume and Path(resume).exists():
+        checkpoint = read_checkpoint(resume)
+        load_weights(model, checkpoint["state_dict"], str(resume))
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        plateau.update(checkpoint["plateau"])
+        start_epoch, best, best_epoch = checkpoint["epoch"] + 1, checkpoint["best_score"], checkpoint["best_epoch"]
+        history = checkpoint["history"]
+        restore_rng_state(checkpoint["rng"])
+        logger.info("resumed %s at epoch %d (best %.4f at epoch %d)", resume, start_epoch, best, best_epoch)
+    elif args.resume not in (None, "auto"):
+        raise SystemExit(f"--resume {resume}: no such checkpoint")
+
+    if is_main_process():
+        log_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, log_dir / "config.yaml")
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(log_dir))
+    net = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if world > 1
+        else model
+    )
+    logger.info(
+        "%s: %s at %d px on %s x%d, %d train crops per epoch, %d iterations per epoch",
+        run,
+        model_config["encoder"],
+        size,
+        device,
+        world,
+        len(sample_epoch(train_rows, 0, args.seed)),
+        iterations_per_epoch,
+    )
+
+    for epoch in range(start_epoch, training["epochs"]):
+        seed_epoch(args.seed, epoch, rank)
+        train_set.reset(epoch, args.seed)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        stats = train_one_epoch(
+            net,
+            train_loader,
+            optimizer,
+            scheduler,
+            scaler,
+            device,
+            {**training, "clip_grad_norm": config["optimizer"]["clip_grad_norm"]},
+            amp_dtype,
+            epoch,
+            iterations_per_epoch,
+            encoder_frozen=epoch < training["freeze_epochs"],
+        )
+        result = validate(net, val_loader, device, training["channels_last"], amp_dtype)
+        score = result["score"]
+        improved = score < best
+        if improved:
+            best, best_epoch, plateau["bad_epochs"] = score, epoch, 0
+        else:
+            plateau["bad_epochs"] += 1
+            cut = training["reduce_on_plateau"]
+            if cut and plateau["bad_epochs"] % cut["patience"] == 0:
+                plateau["scale"] *= cut["factor"]
+                logger.info("validation stalled for %d epochs: lr x%.2f", plateau["bad_epochs"], cut["factor"])
+        row = {
+            "epoch": epoch,
+            **{k: round(v, 6) if isinstance(v, float) else v for k, v in stats.items()},
+            **{k: round(v, 6) for k, v in result.items() if k not in {"per_video", "videos"}},
+            "val_videos": result["videos"],
+            "best": round(best, 6),
+        }
+        history.append(row)
+        if is_main_process():
+            state = {
+                "encoder": model_config["encoder"],
+                "input_size": size,
+                "mean": list(mean),
+                "std": list(std),
+                "run": run,
+                "fold": args.fold,
+                "seed": args.seed,
+                "epoch": epoch,
+                "val_score": score,
+                "best_score": best,
+                "best_epoch": best_epoch,
+                "state_dict": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "plateau": dict(plateau),
+                "history": history,
+                "rng": rng_state(),
+                "config": config,
+            }
+            copies = [args.output_dir / f"{run}_last.pt"] + ([args.output_dir / f"{run}_best.pt"] if improved else [])
+            save_checkpoint(args.output_dir / f"{run}_{epoch}.pt", state, tuple(copies))
+            if improved:
+                oof = [
+                    {"video": v, "label": int(y), "probability": round(p, 6)}
+                    for v, (p, y) in result["per_video"].items()
+                ]
+                write_csv_atomic(log_dir / "oof_predictions.csv", oof, ["video", "label", "probability"])
+            write_history(log_dir, history)
+            for key in ("train_loss", "lr"):
+                writer.add_scalar(f"train/{key}", stats[key], epoch)
+            for key in ("score", "fake_loss", "real_loss", "video_accuracy"):
+                writer.add_scalar(f"val/{key}", result[key], epoch)
+            logger.info(
+                "epoch %d: train loss %.4f, val log loss %.4f (fake %.4f, real %.4f)%s",
+                epoch,
+                stats["train_loss"],
+                score,
+                result["fake_loss"],
+                result["real_loss"],
+                " best" if improved else "",
+            )
+        barrier()
+        patience = training["early_stopping_patience"]
+        if patience and epoch - best_epoch >= patience:
+            logger.info("no improvement for %d epochs: stopping early", patience)
+            break
+
+    in_sync = replicas_in_sync(model)
+    summary = {
+        "run": run,
+        "best_score": best,
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "world_size": world,
+        "replicas_in_sync": in_sync,
+    }
+    if is_main_process():
+        writer.close()
+        write_json_atomic(log_dir / "summary.json", summary)
+    cleanup()
+    if not in_sync:
+        raise RuntimeError("DDP replicas ended with different weights")
+    return summary
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
