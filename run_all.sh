@@ -9,8 +9,8 @@
 # Environment: WORK_DIR (default ./work) holds everything the demo makes; PYTHON picks the
 # interpreter; DEMO_SEED and DEMO_VIDEOS size the demo world; PREPROCESS_WORKERS (default 2)
 # sets the preprocessing processes; TRAIN_JOBS ("config:fold:seed ...") and WEIGHTS_DIR choose
-# the training jobs and where checkpoints go. Stages skip work already done, so an interrupted
-# run continues where it stopped.
+# the training jobs and where checkpoints go; the submission goes to WORK_DIR/submission/.
+# Stages skip work already done, so an interrupted run continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -68,5 +68,19 @@ for job in $TRAIN_JOBS; do
     runs+=("$WEIGHTS_DIR/logs/$(basename "$config" .yaml)_${fold}_${seed}")
 done
 "$PYTHON" -m training.plot_log "${runs[@]}" --out "$WEIGHTS_DIR/curves.png"
+
+stage "prediction: every video of $TEST_DIR with the ensemble of the best checkpoints"
+checkpoints=()
+for run in "${runs[@]}"; do checkpoints+=("$WEIGHTS_DIR/$(basename "$run")_best.pt"); done
+SUBMISSION_DIR="$WORK_DIR/submission"
+"$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --models "${checkpoints[@]}" \
+    --output "$SUBMISSION_DIR/submission.csv" --workers "${PREDICT_WORKERS:-1}"
+
+if [ -f "$TEST_DIR/labels.csv" ]; then
+    stage "scoring: $SUBMISSION_DIR/submission.csv against $TEST_DIR/labels.csv"
+    "$PYTHON" -m inference.score --submission "$SUBMISSION_DIR/submission.csv" --labels "$TEST_DIR/labels.csv"
+else
+    echo "no $TEST_DIR/labels.csv: skipping the scoring stage"
+fi
 
 printf '\n==> Done (%s mode): %d stages in %ds\n' "$MODE" "$stage_number" "$(( $(date +%s) - started ))"

@@ -1,0 +1,65 @@
+"""Faces of a test video: evenly spaced frames, MTCNN boxes, crops with a third of margin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from preprocess.crops import crop_face
+from preprocess.face_detector import FaceDetector
+from preprocess.video_io import VideoReadError, iter_frames, probe_video
+
+
+class NoFaceError(RuntimeError):
+    pass
+
+
+@dataclass
+class VideoFaces:
+    """Every face found in the sampled frames, in frame order."""
+
+    path: Path
+    frame_indices: list[int]
+    crops: list[np.ndarray] = field(default_factory=list)
+    face_frames: list[int] = field(default_factory=list)  # frame index of each crop
+    boxes: list[list[float]] = field(default_factory=list)
+
+    def boxes_by_frame(self) -> list[list[list[float]]]:
+        grouped: dict[int, list[list[float]]] = {index: [] for index in self.frame_indices}
+        for frame, box in zip(self.face_frames, self.boxes, strict=True):
+            grouped[frame].append(box)
+        return [grouped[index] for index in self.frame_indices]
+
+
+def sample_indices(frame_count: int, frames: int) -> list[int]:
+    """`frames` indices evenly spaced over the video, truncated to int (as the original did)."""
+    if frame_count <= 0:
+        return []
+    return sorted({int(i) for i in np.linspace(0, frame_count - 1, frames, endpoint=True)})
+
+
+def extract_faces(
+    path: Path, detector: FaceDetector, frames: int = 32, backend: str = "opencv", margin_divisor: int = 3
+) -> VideoFaces:
+    """Read the sampled frames of `path` and crop every detected face; raise on no frame or face."""
+    info = probe_video(path, backend)
+    indices = sample_indices(info.frame_count, frames)
+    if not indices:
+        raise VideoReadError(path, "the container reports no frames")
+    decoded = dict(iter_frames(path, indices, backend))
+    if not decoded:
+        raise VideoReadError(path, "none of the sampled frames could be decoded")
+    faces = VideoFaces(Path(path), sorted(decoded))
+    for index in faces.frame_indices:
+        frame = decoded[index]
+        for box in detector.detect(frame).boxes:
+            crop = crop_face(frame, box, margin_divisor)
+            if crop.size:
+                faces.crops.append(crop)
+                faces.face_frames.append(index)
+                faces.boxes.append([float(v) for v in box])
+    if not faces.crops:
+        raise NoFaceError(f"{path}: no face found in {len(decoded)} sampled frames")
+    return faces

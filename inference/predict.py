@@ -1,0 +1,203 @@
+"""Score every video of a folder and write the submission: filename,label (probability of fake).
+
+    python -m inference.predict --test-dir DIR --models CKPT [CKPT ...] --output submission.csv
+    python -m inference.predict --test-dir DIR --ensemble configs/ensemble.yaml --output submission.csv
+
+Per video: 32 evenly spaced frames, MTCNN (thresholds 0.7/0.8/0.8) on frames scaled by the
+resolution rule (`--detector-scale 0.5` = the original code), every face cropped with a third of
+margin, resized isotropically and centred on a black square, scored by each model; per model the
+frame probabilities are aggregated (`--strategy confident`, the winning one), and the models'
+scores averaged by their weights. Faces of the next videos are detected in background threads
+while the current one is classified.
+
+Every input video gets exactly one row. A video that cannot be decoded, has no frames or no face
+gets `--default-score` (0.5) and a row in errors.csv (filename, stage, reason). Both files are
+written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from inference.aggregate import STRATEGIES, link_people, per_person
+from inference.ensemble import Member, face_probabilities, load_member, read_ensemble_file
+from inference.faces import NoFaceError, VideoFaces, extract_faces
+from preprocess.datasets import VIDEO_SUFFIXES
+from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, default_device
+from preprocess.io_utils import write_csv_atomic
+from preprocess.video_io import VideoReadError
+
+logger = logging.getLogger("inference.predict")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m inference.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--test-dir", type=Path, required=True, help="folder of videos to score")
+    parser.add_argument("--models", type=Path, nargs="*", default=[], help="checkpoints (equal weights)")
+    parser.add_argument("--ensemble", type=Path, help="YAML listing checkpoints, encoders, sizes and weights")
+    parser.add_argument("--encoder", help="encoder of bare --models checkpoints (e.g. tf_efficientnet_b7_ns)")
+    parser.add_argument("--size", type=int, help="input size of bare --models checkpoints (default: the encoder's)")
+    parser.add_argument("--output", type=Path, default=Path("submission.csv"), help="default: submission.csv")
+    parser.add_argument("--errors", type=Path, help="default: errors.csv next to the output")
+    parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
+    parser.add_argument(
+        "--detector-scale",
+        type=float,
+        default=None,
+        help="fixed MTCNN scale; 0.5 reproduces the original (default: resolution rule)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=sorted(STRATEGIES),
+        default="confident",
+        help="frame aggregation per model (default: confident)",
+    )
+    parser.add_argument(
+        "--per-person",
+        action="store_true",
+        help="aggregate each person (faces linked across frames) and take the most fake",
+    )
+    parser.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    parser.add_argument("--default-score", type=float, default=0.5, help="score of a video that fails (0.5)")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
+    parser.add_argument("--fp32", action="store_true", help="no fp16 autocast on CUDA")
+    parser.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU")
+    parser.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
+    parser.add_argument("--workers", type=int, default=1, help="threads decoding and detecting ahead (default 1)")
+    parser.add_argument("--video-backend", choices=["opencv", "pyav"], default="opencv")
+    args = parser.parse_args(argv)
+    if not args.models and not args.ensemble:
+        parser.error("give --models and/or --ensemble")
+    return args
+
+
+def list_videos(test_dir: Path) -> list[Path]:
+    if not test_dir.is_dir():
+        raise SystemExit(f"{test_dir}: not a folder")
+    return sorted(p for p in test_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def load_members(args: argparse.Namespace, device: torch.device) -> list[Member]:
+    entries = [{"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for path in args.models]
+    if args.ensemble:
+        entries += read_ensemble_file(args.ensemble)
+    members = [load_member(e["path"], device, e["encoder"], e["input_size"], e["weight"]) for e in entries]
+    if sum(member.weight for member in members) <= 0:
+        raise SystemExit("ensemble weights must add up to more than 0")
+    for member in members:
+        logger.info("model %s: %s at %d px, weight %g", member.name, member.encoder, member.input_size, member.weight)
+    return members
+
+
+def score_video(faces: VideoFaces, members: list[Member], args, device, amp_dtype) -> float:
+    strategy = STRATEGIES[args.strategy]
+    people = [p for frame in link_people(faces.boxes_by_frame()) for p in frame] if args.per_person else None
+    scores, weights = [], []
+    for member in members:
+        probabilities = face_probabilities(member, faces.crops, device, args.batch_size, amp_dtype, args.tta)
+        scores.append(per_person(probabilities, people, strategy) if people else strategy(probabilities))
+        weights.append(member.weight)
+    return float(np.average(scores, weights=weights))
+
+
+class FaceReader:
+    """Decode and detect ahead of classification, in `workers` threads (one MTCNN each)."""
+
+    def __init__(self, args, device: torch.device):
+        self.args, self.device = args, device
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(max(1, args.workers), thread_name_prefix="faces")
+
+    def _detector(self) -> FaceDetector:
+        if not hasattr(self._local, "detector"):
+            self._local.detector = FaceDetector(INFERENCE_THRESHOLDS, self.args.detector_scale, device=self.device)
+        return self._local.detector
+
+    def _read(self, path: Path) -> VideoFaces:
+        return extract_faces(path, self._detector(), self.args.frames, self.args.video_backend)
+
+    def read_all(self, paths: list[Path]):
+        """Yield (path, future) in order, keeping a few videos in flight."""
+        pending: deque[tuple[Path, Future]] = deque()
+        remaining = iter(paths)
+        for path in remaining:
+            pending.append((path, self._pool.submit(self._read, path)))
+            if len(pending) > max(2, 2 * self.args.workers):
+                break
+        while pending:
+            yield pending.popleft()
+            next_path = next(remaining, None)
+            if next_path is not None:
+                pending.append((next_path, self._pool.submit(self._read, next_path)))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def predict(args: argparse.Namespace) -> tuple[dict[str, float], list[dict]]:
+    device = torch.device(args.device) if args.device else default_device()
+    amp_dtype = (
+        torch.float16
+        if device.type == "cuda" and not args.fp32
+        else torch.bfloat16
+        if device.type == "cpu" and args.cpu_bf16
+        else None
+    )
+    members = load_members(args, device)
+    videos = list_videos(args.test_dir)
+    logger.info("%d videos in %s, on %s", len(videos), args.test_dir, device)
+    scores: dict[str, float] = {}
+    errors: list[dict] = []
+    reader = FaceReader(args, device)
+    started = time.time()
+    try:
+        for path, future in tqdm(reader.read_all(videos), total=len(videos), desc="videos", unit="video"):
+            stage = "decode"
+            try:
+                faces = future.result()
+                stage = "classify"
+                scores[path.name] = score_video(faces, members, args, device, amp_dtype)
+            except Exception as error:  # every video gets a row, whatever happens to it
+                if isinstance(error, NoFaceError):
+                    stage = "detect"
+                reason = error.reason if isinstance(error, VideoReadError) else str(error)
+                errors.append({"filename": path.name, "stage": stage, "reason": f"{type(error).__name__}: {reason}"})
+                logger.warning("%s: %s failed (%s), scored %.2f", path.name, stage, reason, args.default_score)
+                scores[path.name] = args.default_score
+    finally:
+        reader.close()
+    logger.info("%d videos scored, %d failed, in %.1fs", len(scores) - len(errors), len(errors), time.time() - started)
+    return scores, errors
+
+
+def write_outputs(scores: dict[str, float], errors: list[dict], output: Path, errors_path: Path) -> None:
+    rows = [{"filename": name, "label": f"{scores[name]:.6f}"} for name in sorted(scores)]
+    write_csv_atomic(output, rows, ["filename", "label"])
+    write_csv_atomic(errors_path, sorted(errors, key=lambda row: row["filename"]), ["filename", "stage", "reason"])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    scores, errors = predict(args)
+    errors_path = args.errors or args.output.parent / "errors.csv"
+    write_outputs(scores, errors, args.output, errors_path)
+    logger.info("wrote %s (%d rows) and %s (%d errors)", args.output, len(scores), errors_path, len(errors))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
