@@ -16,7 +16,7 @@ def competition_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float
 
 
 def equal_error_rate(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    false_positive, true_positive, _ = roc_curve(labels, probabilities)
+    false_positive, true_positive, _ = roc_curve(labels, probabilities, drop_intermediate=False)
     false_negative = 1 - true_positive
     index = int(np.nanargmin(np.abs(false_negative - false_positive)))
     return float((false_positive[index] + false_negative[index]) / 2)

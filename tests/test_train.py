@@ -141,8 +141,11 @@ def test_freeze_epochs_train_only_the_head(crop_data, tmp_path):
     torch.manual_seed(7)
     initial = create_model("resnet18").state_dict()
     out = tmp_path / "frozen"
-    train_module.train(train_module.parse_args(
-        [*TINY, "--data-dir", str(crop_data), "--output-dir", str(out), "--epochs", "1", "--freeze-epochs", "1"]))
+    train_module.train(
+        train_module.parse_args(
+            [*TINY, "--data-dir", str(crop_data), "--output-dir", str(out), "--epochs", "1", "--freeze-epochs", "1"]
+        )
+    )
     trained = read_checkpoint(out / "demo_0_7_last.pt")["state_dict"]
     encoder_keys = [key for key in initial if key.startswith("encoder.")]
     assert all(torch.equal(initial[key], trained[key]) for key in encoder_keys), "encoder and its BN stats untouched"

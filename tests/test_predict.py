@@ -1,0 +1,174 @@
+"""inference.predict end to end: one row per video whatever happens, and the original's scores."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from facenet_pytorch import MTCNN
+from PIL import Image
+
+from inference import predict, score
+from preprocess.video_io import VideoWriter
+from tests.conftest import dfdc_metadata, shared_data
+from training.zoo import create_model
+
+
+def _rows(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    torch.save(
+        {
+            "encoder": "resnet18",
+            "input_size": 64,
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "state_dict": create_model("resnet18").state_dict(),
+        },
+        path,
+    )
+    return path
+
+
+def test_every_file_gets_a_row_and_every_failure_is_named(demo_world, small_checkpoint, tmp_path):
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    good = next(p for p, e in sorted(dfdc_metadata(demo_world).items()) if e["label"] == "REAL")
+    (test_dir / "good.mp4").symlink_to(good)
+    (test_dir / "empty.mp4").write_bytes(b"")
+    (test_dir / "text.mp4").write_text("no video here\n" * 40)
+    (test_dir / "truncated.mp4").write_bytes(good.read_bytes()[:4000])
+    with VideoWriter(test_dir / "noface.mp4", fps=25, width=160, height=120) as writer:
+        for i in range(30):
+            writer.write(np.full((120, 160, 3), 40 + i, np.uint8))
+    out = tmp_path / "out" / "submission.csv"
+    assert predict.main(["--test-dir", str(test_dir), "--models", str(small_checkpoint), "--output", str(out)]) == 0
+    rows = _rows(out)
+    assert [row["filename"] for row in rows] == sorted(p.name for p in test_dir.iterdir())
+    scores = {row["filename"]: float(row["label"]) for row in rows}
+    errors = {row["filename"]: row for row in _rows(out.parent / "errors.csv")}
+    assert set(errors) == {"empty.mp4", "text.mp4", "truncated.mp4", "noface.mp4"}
+    assert errors["noface.mp4"]["stage"] == "detect" and "no face" in errors["noface.mp4"]["reason"]
+    assert errors["empty.mp4"]["stage"] == "decode" and "0 bytes" in errors["empty.mp4"]["reason"]
+    assert all(scores[name] == 0.5 for name in errors)
+    assert 0.0 < scores["good.mp4"] < 1.0 and scores["good.mp4"] != 0.5
+
+
+def _original_video_score(path, model) -> float:
+    """The original solution's inference, written out step by step (fp32, CPU)."""
+    capture = cv2.VideoCapture(str(path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    indices = np.linspace(0, count - 1, 32, endpoint=True, dtype=int)
+    frames = []
+    for index in range(indices[0], indices[-1] + 1):
+        capture.grab()
+        if index in indices:
+            frames.append(cv2.cvtColor(capture.retrieve()[1], cv2.COLOR_BGR2RGB))
+    detector = MTCNN(margin=0, thresholds=[0.7, 0.8, 0.8], device="cpu")
+    faces = []
+    for frame in frames:
+        image = Image.fromarray(frame)
+        image = image.resize(size=[s // 2 for s in image.size])
+        boxes, _ = detector.detect(image, landmarks=False)
+        for box in boxes if boxes is not None else []:
+            xmin, ymin, xmax, ymax = (int(b * 2) for b in box)
+            p_h, p_w = (ymax - ymin) // 3, (xmax - xmin) // 3
+            faces.append(frame[max(ymin - p_h, 0) : ymax + p_h, max(xmin - p_w, 0) : xmax + p_w])
+    size = 224
+    batch = []
+    for face in faces:
+        h, w = face.shape[:2]
+        scale = size / max(h, w)
+        new = (size, int(h * scale)) if w > h else (int(w * scale), size)
+        face = cv2.resize(face, new, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+        canvas = np.zeros((size, size, 3), np.uint8)
+        top, left = (size - face.shape[0]) // 2, (size - face.shape[1]) // 2
+        canvas[top : top + face.shape[0], left : left + face.shape[1]] = face
+        batch.append(canvas)
+    x = torch.tensor(np.stack(batch)).float().permute(0, 3, 1, 2) / 255.0
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    x = (x - mean[:, None, None]) / std[:, None, None]
+    with torch.no_grad():
+        p = torch.sigmoid(model(x).squeeze()).numpy()
+    fakes = np.count_nonzero(p > 0.8)
+    if fakes > len(p) // 2.5 and fakes > 11:
+        return float(np.mean(p[p > 0.8]))
+    if np.count_nonzero(p < 0.2) > 0.9 * len(p):
+        return float(np.mean(p[p < 0.2]))
+    return float(np.mean(p))
+
+
+def test_original_checkpoint_gives_the_original_scores(demo_world, tmp_path):
+    torch.manual_seed(3)
+    model = create_model("tf_efficientnet_b0_ns").eval()
+    with torch.no_grad():  # a bias that spreads the scores over all three branches' range
+        model.fc.bias.fill_(0.5)
+    path = tmp_path / "final_111_DeepFakeClassifier_tf_efficientnet_b0_ns_0_20"
+    torch.save(
+        {
+            "epoch": 20,
+            "bce_best": np.float64(0.2),
+            "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
+        },
+        path,
+    )
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    videos = sorted(p for p, e in dfdc_metadata(demo_world).items())[:2]
+    for video in videos:
+        (test_dir / video.name).symlink_to(video)
+    out = tmp_path / "submission.csv"
+    assert (
+        predict.main(
+            [
+                "--test-dir",
+                str(test_dir),
+                "--models",
+                str(path),
+                "--encoder",
+                "tf_efficientnet_b0_ns",
+                "--detector-scale",
+                "0.5",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    scores = {row["filename"]: float(row["label"]) for row in _rows(out)}
+    for video in videos:
+        assert scores[video.name] == pytest.approx(_original_video_score(video, model), abs=1e-5)
+
+
+@pytest.mark.shared_data
+def test_dfdc_mini_predict_and_score(small_checkpoint, tmp_path):
+    root = shared_data("dfdc_mini")
+    test_dir = tmp_path / "videos"
+    test_dir.mkdir()
+    for video in root.glob("*/*.mp4"):
+        (test_dir / video.name).symlink_to(video)
+    out = tmp_path / "submission.csv"
+    assert predict.main(["--test-dir", str(test_dir), "--models", str(small_checkpoint), "--output", str(out)]) == 0
+    assert sorted(row["filename"] for row in _rows(out)) == sorted(p.name for p in test_dir.iterdir())
+    assert score.main(["--submission", str(out), "--labels", str(root), "--out-dir", str(tmp_path / "score")]) == 0
+    result = score.evaluate(score.read_submission(out), score.read_labels(root))
+    assert result["overall"]["videos"] == 5 and set(result["by_group"]) == {"dfdc_train_part_0", "dfdc_train_part_10"}
+    for name in ("score.json", "roc.png", "confusion_matrix.png", "reliability.png"):
+        assert (tmp_path / "score" / name).is_file()
+
+
+def test_a_bare_checkpoint_without_encoder_is_a_clear_error(tmp_path):
+    path = tmp_path / "bare.pt"
+    torch.save(create_model("resnet18").state_dict(), path)
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(ValueError, match="pass --encoder"):
+        predict.main(["--test-dir", str(tmp_path / "videos"), "--models", str(path)])
