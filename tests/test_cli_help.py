@@ -21,6 +21,8 @@ STEPS = {
     "training.bench": "steps",
     "inference.predict": "errors.csv",
     "inference.score": "score.json",
+    "inference.fit_ensemble": "oof_predictions.csv",
+    "inference.bench": "decode, detect, classify",
 }
 
 

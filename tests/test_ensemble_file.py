@@ -30,3 +30,12 @@ def test_put_to_center_pads_with_black_around_the_face():
     assert canvas.shape == (60, 60, 3)
     rows, cols = np.nonzero(canvas[..., 0])
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (15, 44, 5, 54)
+
+
+def test_the_original_ensemble_file_lists_seven_b7_checkpoints_under_weights():
+    from tests.conftest import REPO_ROOT
+
+    members = read_ensemble_file(REPO_ROOT / "configs" / "ensemble_original.yaml")
+    assert len(members) == 7
+    assert all(m["encoder"] == "tf_efficientnet_b7_ns" and m["input_size"] == 380 for m in members)
+    assert all(m["path"].resolve().parent == (REPO_ROOT / "weights").resolve() for m in members)

@@ -1,0 +1,94 @@
+"""Benchmark inference per video and print JSON: decode, detect, classify and total seconds.
+
+    python -m inference.bench --test-dir DIR --models CKPT [CKPT ...] [--videos 4] [--encoder NAME]
+
+Runs the steps of inference.predict one after another (no overlap) so that each is timed alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from inference.ensemble import face_probabilities, load_member
+from inference.faces import sample_indices
+from inference.predict import list_videos
+from preprocess.crops import crop_face
+from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, default_device
+from preprocess.video_io import iter_frames, probe_video
+
+
+def bench_video(path: Path, detector: FaceDetector, members, device, frames: int, amp_dtype) -> dict:
+    start = time.perf_counter()
+    info = probe_video(path)
+    decoded = dict(iter_frames(path, sample_indices(info.frame_count, frames)))
+    decode = time.perf_counter() - start
+    start = time.perf_counter()
+    crops = [
+        crop
+        for frame in decoded.values()
+        for box in detector.detect(frame).boxes
+        if (crop := crop_face(frame, box)).size
+    ]
+    detect = time.perf_counter() - start
+    start = time.perf_counter()
+    for member in members:
+        if crops:
+            face_probabilities(member, crops, device, amp_dtype=amp_dtype)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    classify = time.perf_counter() - start
+    return {
+        "video": path.name,
+        "size": [info.width, info.height],
+        "frames": len(decoded),
+        "faces": len(crops),
+        "decode_s": round(decode, 3),
+        "detect_s": round(detect, 3),
+        "classify_s": round(classify, 3),
+        "total_s": round(decode + detect + classify, 3),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m inference.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--test-dir", type=Path, required=True)
+    parser.add_argument("--models", type=Path, nargs="+", required=True)
+    parser.add_argument("--encoder", help="encoder of bare checkpoints")
+    parser.add_argument("--videos", type=int, default=4, help="videos to time (default 4)")
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--detector-scale", type=float, default=None)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device) if args.device else default_device()
+    amp_dtype = torch.float16 if device.type == "cuda" else None
+    members = [load_member(path, device, args.encoder) for path in args.models]
+    detector = FaceDetector(INFERENCE_THRESHOLDS, args.detector_scale, device=device)
+    results = [
+        bench_video(path, detector, members, device, args.frames, amp_dtype)
+        for path in list_videos(args.test_dir)[: args.videos]
+    ]
+    print(
+        json.dumps(
+            {
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+                "models": [m.encoder for m in members],
+                "videos": results,
+                "mean_total_s": round(sum(r["total_s"] for r in results) / max(1, len(results)), 3),
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
