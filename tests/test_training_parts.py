@@ -92,3 +92,16 @@ def test_dataset_smooths_labels_and_replaces_unreadable_crops(tmp_path, caplog):
     assert replaced["replaced"] == 1 and "unreadable crop" in caplog.text
     validation = CropDataset(tmp_path, val_rows, False, 32, MEAN, STD, val_frame_modulo=20)
     assert len(validation) == (val_rows["frame"] % 20 == 0).sum() and validation[0]["label"].item() in (0.0, 1.0)
+
+
+def test_progress_keeps_the_best_and_cuts_the_lr_when_validation_stalls():
+    from training.train import Progress
+
+    progress = Progress()
+    cut = {"factor": 0.5, "patience": 2}
+    assert progress.record(0, 0.6, cut) and progress.record(1, 0.5, cut)
+    assert not progress.record(2, 0.55, cut) and progress.plateau["scale"] == 1.0
+    assert not progress.record(3, 0.52, cut) and progress.plateau["scale"] == 0.5
+    assert progress.record(4, 0.4, cut) and progress.plateau["bad_epochs"] == 0
+    assert (progress.best, progress.best_epoch, progress.next_epoch) == (0.4, 4, 5)
+    assert not Progress().record(0, math.nan, None), "a NaN score is never the best"

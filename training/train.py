@@ -15,6 +15,7 @@ import argparse
 import logging
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -119,6 +120,48 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(seed * 10_000 + epoch * 100 + rank)
 
 
+@dataclass
+class Progress:
+    """What carries over from epoch to epoch (and through --resume)."""
+
+    next_epoch: int = 0
+    best: float = math.inf
+    best_epoch: int = -1
+    history: list[dict] = field(default_factory=list)
+    plateau: dict = field(default_factory=lambda: {"scale": 1.0, "bad_epochs": 0})
+
+    def record(self, epoch: int, score: float, reduce_on_plateau: dict | None) -> bool:
+        """Note the epoch's validation score; cut the lr scale when it stalls. True if best so far."""
+        self.next_epoch = epoch + 1
+        if score < self.best:
+            self.best, self.best_epoch, self.plateau["bad_epochs"] = score, epoch, 0
+            return True
+        self.plateau["bad_epochs"] += 1
+        if reduce_on_plateau and self.plateau["bad_epochs"] % reduce_on_plateau["patience"] == 0:
+            self.plateau["scale"] *= reduce_on_plateau["factor"]
+            logger.info(
+                "validation stalled for %d epochs: lr x%.2f", self.plateau["bad_epochs"], reduce_on_plateau["factor"]
+            )
+        return False
+
+
+def resume_training(path: Path, model, optimizer, scheduler, scaler, progress: Progress) -> None:
+    """Restore everything a checkpoint holds so that the run continues as if never stopped."""
+    checkpoint = read_checkpoint(path)
+    load_weights(model, checkpoint["state_dict"], str(path))
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    scaler.load_state_dict(checkpoint["scaler"])
+    progress.plateau.update(checkpoint["plateau"])
+    progress.next_epoch = checkpoint["epoch"] + 1
+    progress.best, progress.best_epoch = checkpoint["best_score"], checkpoint["best_epoch"]
+    progress.history = checkpoint["history"]
+    restore_rng_state(checkpoint["rng"])
+    logger.info(
+        "resumed %s at epoch %d (best %.4f at epoch %d)", path, progress.next_epoch, progress.best, progress.best_epoch
+    )
+
+
 def write_history(log_dir: Path, history: list[dict]) -> None:
     if history:
         write_csv_atomic(log_dir / "metrics.csv", history, list(history[0]))
@@ -157,7 +200,8 @@ def train(args: argparse.Namespace) -> dict:
     train_set, train_loader, sampler, val_loader, train_rows = make_loaders(
         config, args.data_dir, args.folds_csv or args.data_dir / "folds.csv", args.fold, size, mean, std, world, rank
     )
-    per_epoch = len(sample_epoch(train_rows, 0, args.seed)) // (config["data"]["batch_size"] * world)
+    crops_per_epoch = len(sample_epoch(train_rows, 0, args.seed))
+    per_epoch = crops_per_epoch // (config["data"]["batch_size"] * world)
     if per_epoch == 0:
         raise SystemExit(f"fold {args.fold}: {len(train_rows)} training crops are fewer than one batch per process")
     iterations_per_epoch = min(per_epoch, training["batches_per_epoch"] or per_epoch)
@@ -166,27 +210,19 @@ def train(args: argparse.Namespace) -> dict:
     head_ids = {id(p) for p in head_params}
     encoder_params = [p for p in model.parameters() if id(p) not in head_ids and p.requires_grad]
     optimizer = create_optimizer([{"params": encoder_params}, {"params": head_params}], config["optimizer"])
-    plateau = {"scale": 1.0, "bad_epochs": 0}
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_lambdas(config, iterations_per_epoch, plateau))
     use_fp16 = training["amp"] and device.type == "cuda"
     amp_dtype = (
         torch.float16 if use_fp16 else (torch.bfloat16 if training["cpu_bf16"] and device.type == "cpu" else None)
     )
     scaler = torch.amp.GradScaler(device.type, enabled=use_fp16)
 
-    start_epoch, best, best_epoch, history = 0, math.inf, -1, []
+    progress = Progress()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, schedule_lambdas(config, iterations_per_epoch, progress.plateau)
+    )
     resume = args.output_dir / f"{run}_last.pt" if args.resume == "auto" else args.resume
     if resume and Path(resume).exists():
-        checkpoint = read_checkpoint(resume)
-        load_weights(model, checkpoint["state_dict"], str(resume))
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        plateau.update(checkpoint["plateau"])
-        start_epoch, best, best_epoch = checkpoint["epoch"] + 1, checkpoint["best_score"], checkpoint["best_epoch"]
-        history = checkpoint["history"]
-        restore_rng_state(checkpoint["rng"])
-        logger.info("resumed %s at epoch %d (best %.4f at epoch %d)", resume, start_epoch, best, best_epoch)
+        resume_training(Path(resume), model, optimizer, scheduler, scaler, progress)
     elif args.resume not in (None, "auto"):
         raise SystemExit(f"--resume {resume}: no such checkpoint")
 
@@ -208,11 +244,11 @@ def train(args: argparse.Namespace) -> dict:
         size,
         device,
         world,
-        len(sample_epoch(train_rows, 0, args.seed)),
+        crops_per_epoch,
         iterations_per_epoch,
     )
 
-    for epoch in range(start_epoch, training["epochs"]):
+    for epoch in range(progress.next_epoch, training["epochs"]):
         seed_epoch(args.seed, epoch, rank)
         train_set.reset(epoch, args.seed)
         if sampler is not None:
@@ -232,23 +268,15 @@ def train(args: argparse.Namespace) -> dict:
         )
         result = validate(net, val_loader, device, training["channels_last"], amp_dtype)
         score = result["score"]
-        improved = score < best
-        if improved:
-            best, best_epoch, plateau["bad_epochs"] = score, epoch, 0
-        else:
-            plateau["bad_epochs"] += 1
-            cut = training["reduce_on_plateau"]
-            if cut and plateau["bad_epochs"] % cut["patience"] == 0:
-                plateau["scale"] *= cut["factor"]
-                logger.info("validation stalled for %d epochs: lr x%.2f", plateau["bad_epochs"], cut["factor"])
+        improved = progress.record(epoch, score, training["reduce_on_plateau"])
         row = {
             "epoch": epoch,
             **{k: round(v, 6) if isinstance(v, float) else v for k, v in stats.items()},
             **{k: round(v, 6) for k, v in result.items() if k not in {"per_video", "videos"}},
             "val_videos": result["videos"],
-            "best": round(best, 6),
+            "best": round(progress.best, 6),
         }
-        history.append(row)
+        progress.history.append(row)
         if is_main_process():
             state = {
                 "encoder": model_config["encoder"],
@@ -260,14 +288,14 @@ def train(args: argparse.Namespace) -> dict:
                 "seed": args.seed,
                 "epoch": epoch,
                 "val_score": score,
-                "best_score": best,
-                "best_epoch": best_epoch,
+                "best_score": progress.best,
+                "best_epoch": progress.best_epoch,
                 "state_dict": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
-                "plateau": dict(plateau),
-                "history": history,
+                "plateau": dict(progress.plateau),
+                "history": progress.history,
                 "rng": rng_state(),
                 "config": config,
             }
@@ -279,7 +307,7 @@ def train(args: argparse.Namespace) -> dict:
                     for v, (p, y) in result["per_video"].items()
                 ]
                 write_csv_atomic(log_dir / "oof_predictions.csv", oof, ["video", "label", "probability"])
-            write_history(log_dir, history)
+            write_history(log_dir, progress.history)
             for key in ("train_loss", "lr"):
                 writer.add_scalar(f"train/{key}", stats[key], epoch)
             for key in ("score", "fake_loss", "real_loss", "video_accuracy"):
@@ -295,16 +323,16 @@ def train(args: argparse.Namespace) -> dict:
             )
         barrier()
         patience = training["early_stopping_patience"]
-        if patience and epoch - best_epoch >= patience:
+        if patience and epoch - progress.best_epoch >= patience:
             logger.info("no improvement for %d epochs: stopping early", patience)
             break
 
     in_sync = replicas_in_sync(model)
     summary = {
         "run": run,
-        "best_score": best,
-        "best_epoch": best_epoch,
-        "epochs_run": len(history),
+        "best_score": progress.best,
+        "best_epoch": progress.best_epoch,
+        "epochs_run": len(progress.history),
         "world_size": world,
         "replicas_in_sync": in_sync,
     }
