@@ -12,7 +12,11 @@ from preprocess.face_detector import FaceDetector
 from preprocess.video_io import VideoReadError, iter_frames, probe_video
 
 
-class NoFaceError(RuntimeError):
+class DetectionError(RuntimeError):
+    """Face detection failed on a video whose frames decoded."""
+
+
+class NoFaceError(DetectionError):
     pass
 
 
@@ -54,7 +58,11 @@ def extract_faces(
     faces = VideoFaces(Path(path), sorted(decoded))
     for index in faces.frame_indices:
         frame = decoded[index]
-        for box in detector.detect(frame).boxes:
+        try:
+            boxes = detector.detect(frame).boxes
+        except Exception as error:
+            raise DetectionError(f"{path}: face detection failed on frame {index} ({error})") from error
+        for box in boxes:
             crop = crop_face(frame, box, margin_divisor)
             if crop.size:
                 faces.crops.append(crop)

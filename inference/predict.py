@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from inference.aggregate import STRATEGIES, link_people, per_person
 from inference.ensemble import Member, face_probabilities, load_member, read_ensemble_file
-from inference.faces import NoFaceError, VideoFaces, extract_faces
+from inference.faces import DetectionError, VideoFaces, extract_faces
 from preprocess.datasets import VIDEO_SUFFIXES
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, default_device
 from preprocess.io_utils import write_csv_atomic
@@ -171,7 +171,7 @@ def predict(args: argparse.Namespace) -> tuple[dict[str, float], list[dict]]:
                 stage = "classify"
                 scores[path.name] = score_video(faces, members, args, device, amp_dtype)
             except Exception as error:  # every video gets a row, whatever happens to it
-                if isinstance(error, NoFaceError):
+                if isinstance(error, DetectionError):
                     stage = "detect"
                 reason = error.reason if isinstance(error, VideoReadError) else str(error)
                 errors.append({"filename": path.name, "stage": stage, "reason": f"{type(error).__name__}: {reason}"})

@@ -74,6 +74,7 @@ class FaceDetector:
         from facenet_pytorch import MTCNN
 
         self.scale = scale
+        self.min_face_size = min_face_size
         self.device = torch.device(device) if device is not None else default_device()
         self._mtcnn = MTCNN(
             keep_all=True,
@@ -96,6 +97,8 @@ class FaceDetector:
         height, width = frames_rgb[0].shape[:2]
         scale = self.frame_scale(width, height)
         size = (max(1, int(width * scale)), max(1, int(height * scale)))
+        if min(size) < self.min_face_size:  # no face fits; MTCNN's image pyramid would be empty
+            return [FaceDetections.empty() for _ in frames_rgb]
         images = [
             Image.fromarray(frame).resize(size, Image.BICUBIC) if scale != 1 else Image.fromarray(frame)
             for frame in frames_rgb
