@@ -115,7 +115,7 @@ def test_two_process_gloo_run_keeps_replicas_equal(crop_data, tmp_path):
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=29533",
+        "--standalone",
         "-m",
         "training.train",
         *TINY,
