@@ -16,25 +16,22 @@ from pathlib import Path
 import torch
 
 from inference.ensemble import face_probabilities, load_member
-from inference.faces import sample_indices
+from inference.faces import NoFaceError, crop_faces, read_sampled_frames
 from inference.predict import list_videos
-from preprocess.crops import crop_face
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, default_device
-from preprocess.video_io import iter_frames, probe_video
+from preprocess.video_io import probe_video
 
 
 def bench_video(path: Path, detector: FaceDetector, members, device, frames: int, amp_dtype) -> dict:
-    start = time.perf_counter()
     info = probe_video(path)
-    decoded = dict(iter_frames(path, sample_indices(info.frame_count, frames)))
+    start = time.perf_counter()
+    decoded = read_sampled_frames(path, frames)
     decode = time.perf_counter() - start
     start = time.perf_counter()
-    crops = [
-        crop
-        for frame in decoded.values()
-        for box in detector.detect(frame).boxes
-        if (crop := crop_face(frame, box)).size
-    ]
+    try:
+        crops = crop_faces(path, decoded, detector).crops
+    except NoFaceError:
+        crops = []
     detect = time.perf_counter() - start
     start = time.perf_counter()
     for member in members:

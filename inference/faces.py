@@ -44,17 +44,21 @@ def sample_indices(frame_count: int, frames: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, frame_count - 1, frames, endpoint=True)})
 
 
-def extract_faces(
-    path: Path, detector: FaceDetector, frames: int = 32, backend: str = "opencv", margin_divisor: int = 3
-) -> VideoFaces:
-    """Read the sampled frames of `path` and crop every detected face; raise on no frame or face."""
-    info = probe_video(path, backend)
-    indices = sample_indices(info.frame_count, frames)
+def read_sampled_frames(path: Path, frames: int = 32, backend: str = "opencv") -> dict[int, np.ndarray]:
+    """{frame index: RGB frame} of `frames` evenly spaced frames; raise when none can be had."""
+    indices = sample_indices(probe_video(path, backend).frame_count, frames)
     if not indices:
         raise VideoReadError(path, "the container reports no frames")
     decoded = dict(iter_frames(path, indices, backend))
     if not decoded:
         raise VideoReadError(path, "none of the sampled frames could be decoded")
+    return decoded
+
+
+def crop_faces(
+    path: Path, decoded: dict[int, np.ndarray], detector: FaceDetector, margin_divisor: int = 3
+) -> VideoFaces:
+    """Every face MTCNN finds in the decoded frames, cropped; raise when there is none."""
     faces = VideoFaces(Path(path), sorted(decoded))
     for index in faces.frame_indices:
         frame = decoded[index]
@@ -71,3 +75,10 @@ def extract_faces(
     if not faces.crops:
         raise NoFaceError(f"{path}: no face found in {len(decoded)} sampled frames")
     return faces
+
+
+def extract_faces(
+    path: Path, detector: FaceDetector, frames: int = 32, backend: str = "opencv", margin_divisor: int = 3
+) -> VideoFaces:
+    """Read the sampled frames of `path` and crop every detected face; raise on no frame or face."""
+    return crop_faces(path, read_sampled_frames(path, frames, backend), detector, margin_divisor)

@@ -15,8 +15,10 @@ def astronaut():
 
 
 def test_boxes_are_in_frame_pixels_whatever_the_detection_scale(astronaut):
-    boxes = {scale: FaceDetector(INFERENCE_THRESHOLDS, scale=scale, device="cpu").detect(astronaut).boxes
-             for scale in (1.0, 0.5, 2.0)}
+    boxes = {
+        scale: FaceDetector(INFERENCE_THRESHOLDS, scale=scale, device="cpu").detect(astronaut).boxes
+        for scale in (1.0, 0.5, 2.0)
+    }
     assert all(len(b) == 1 for b in boxes.values())
     for scale in (0.5, 2.0):
         assert np.abs(boxes[scale][0] - boxes[1.0][0]).max() < 8, scale

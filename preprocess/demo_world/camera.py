@@ -84,7 +84,7 @@ def sample_camera_path(
     reach = 0.5 * max(1.0, zoom_end) * 1.3 * np.array(face_size) + 4
     low = reach
     high = np.array([width, height]) - reach
-    middle = (low + high) / 2
+    middle = (low + high) / 2  # a face too large for the margin stays centred
     high = np.maximum(high, middle)
     low = np.minimum(low, middle)
 
