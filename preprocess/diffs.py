@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from preprocess.io_utils import atomic_dir
 from preprocess.landmarks import require_crops
 from preprocess.outputs import crops_dir, diffs_dir
-from preprocess.steps import VideoStep, atomic_dir, step_main
+from preprocess.steps import VideoStep, step_main
 
 SSIM_WINDOW = 7
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -36,3 +37,18 @@ def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict], fieldnames: 
         writer = csv.DictWriter(handle, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(rows)
+
+
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """A temporary folder next to `final` that becomes `final` only when the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        yield temporary
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)

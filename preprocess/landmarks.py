@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 
 from preprocess.face_detector import FaceDetector
+from preprocess.io_utils import atomic_dir
 from preprocess.outputs import crops_dir, landmarks_dir
-from preprocess.steps import Option, VideoStep, atomic_dir, step_main
+from preprocess.steps import Option, VideoStep, step_main
 
 
 def require_crops(root, video: str):

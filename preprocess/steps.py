@@ -17,12 +17,8 @@ import csv
 import logging
 import multiprocessing
 import os
-import shutil
-import tempfile
 import traceback
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -119,21 +115,6 @@ def update_failures(path: Path, step: str, processed: set[str], failures: list[d
     rows.extend(failures)
     if rows or path.exists():
         write_csv_atomic(path, sorted(rows, key=lambda r: (r["step"], r["video"])), FAILURE_FIELDS)
-
-
-@contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """A temporary folder next to `final` that becomes `final` only when the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    try:
-        yield temporary
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
-    finally:
-        if temporary.exists():
-            shutil.rmtree(temporary, ignore_errors=True)
 
 
 @dataclass(frozen=True)
