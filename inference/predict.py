@@ -37,6 +37,7 @@ from preprocess.datasets import VIDEO_SUFFIXES
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, default_device
 from preprocess.io_utils import write_csv_atomic
 from preprocess.video_io import VideoReadError
+from training.zoo import CheckpointError
 
 logger = logging.getLogger("inference.predict")
 
@@ -147,8 +148,9 @@ class FaceReader:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def predict(args: argparse.Namespace) -> tuple[dict[str, float], list[dict]]:
-    device = torch.device(args.device) if args.device else default_device()
+def predict(
+    args: argparse.Namespace, members: list[Member], device: torch.device
+) -> tuple[dict[str, float], list[dict]]:
     amp_dtype = (
         torch.float16
         if device.type == "cuda" and not args.fp32
@@ -156,7 +158,6 @@ def predict(args: argparse.Namespace) -> tuple[dict[str, float], list[dict]]:
         if device.type == "cpu" and args.cpu_bf16
         else None
     )
-    members = load_members(args, device)
     videos = list_videos(args.test_dir)
     logger.info("%d videos in %s, on %s", len(videos), args.test_dir, device)
     scores: dict[str, float] = {}
@@ -192,7 +193,13 @@ def write_outputs(scores: dict[str, float], errors: list[dict], output: Path, er
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    scores, errors = predict(args)
+    device = torch.device(args.device) if args.device else default_device()
+    try:
+        members = load_members(args, device)
+    except (CheckpointError, ValueError) as error:  # a wrong file or setting: one line, no traceback
+        logger.error("%s", error)
+        return 2
+    scores, errors = predict(args, members, device)
     errors_path = args.errors or args.output.parent / "errors.csv"
     write_outputs(scores, errors, args.output, errors_path)
     logger.info("wrote %s (%d rows) and %s (%d errors)", args.output, len(scores), errors_path, len(errors))

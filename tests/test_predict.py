@@ -12,8 +12,9 @@ from facenet_pytorch import MTCNN
 from PIL import Image
 
 from inference import predict, score
-from preprocess.video_io import VideoWriter
+from preprocess.video_io import VideoWriter, read_frames
 from tests.conftest import dfdc_metadata, shared_data
+from tests.original_checkpoints import RunsACommand, original_state_dict, save_numpy1_checkpoint
 from training.zoo import create_model
 
 
@@ -63,16 +64,30 @@ def test_every_file_gets_a_row_and_every_failure_is_named(demo_world, small_chec
     assert 0.0 < scores["good.mp4"] < 1.0 and scores["good.mp4"] != 0.5
 
 
-def _original_video_score(path, model) -> float:
-    """The original solution's inference, written out step by step (fp32, CPU)."""
+def _original_read_frames(path, num_frames=32, distinct=False) -> list[np.ndarray]:
+    """The original's VideoReader.read_frames, step for step: grab every frame from the first sampled
+    index to the last, retrieve a frame when it equals the next wanted index. With fewer frames than
+    `num_frames` the indices repeat, and the original then stops matching after the first repeat;
+    `distinct=True` reads each distinct index instead (what we do)."""
     capture = cv2.VideoCapture(str(path))
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    indices = np.linspace(0, count - 1, 32, endpoint=True, dtype=int)
+    indices = np.linspace(0, count - 1, num_frames, endpoint=True, dtype=int)
+    wanted = sorted(set(indices.tolist())) if distinct else indices
     frames = []
     for index in range(indices[0], indices[-1] + 1):
-        capture.grab()
-        if index in indices:
-            frames.append(cv2.cvtColor(capture.retrieve()[1], cv2.COLOR_BGR2RGB))
+        if not capture.grab():
+            break
+        if index == wanted[len(frames)]:
+            ok, frame = capture.retrieve()
+            if not ok or frame is None:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames
+
+
+def _original_video_score(frames, model) -> float:
+    """The original's FaceExtractor + predict_on_video + confident_strategy on `frames` (fp32, CPU)."""
     detector = MTCNN(margin=0, thresholds=[0.7, 0.8, 0.8], device="cpu")
     faces = []
     for frame in frames:
@@ -107,46 +122,69 @@ def _original_video_score(path, model) -> float:
     return float(np.mean(p))
 
 
-def test_original_checkpoint_gives_the_original_scores(demo_world, tmp_path):
+def _predict_scores(test_dir, checkpoint, tmp_path, *extra) -> dict[str, float]:
+    out = tmp_path / "submission.csv"
+    args = ["--test-dir", str(test_dir), "--models", str(checkpoint), "--output", str(out), *extra]
+    assert predict.main(args) == 0
+    assert _rows(out.parent / "errors.csv") == [], "every video scored"
+    return {row["filename"]: float(row["label"]) for row in _rows(out)}
+
+
+def test_numpy1_original_checkpoint_gives_the_original_scores(demo_world, tmp_path):
     torch.manual_seed(3)
     model = create_model("tf_efficientnet_b0_ns").eval()
     with torch.no_grad():  # a bias that spreads the scores over all three branches' range
         model.fc.bias.fill_(0.5)
-    path = tmp_path / "final_111_DeepFakeClassifier_tf_efficientnet_b0_ns_0_20"
-    torch.save(
-        {
-            "epoch": 20,
-            "bce_best": np.float64(0.2),
-            "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
-        },
-        path,
+    path = save_numpy1_checkpoint(
+        tmp_path / "final_111_DeepFakeClassifier_tf_efficientnet_b0_ns_0_20", original_state_dict(model)
     )
     test_dir = tmp_path / "test"
     test_dir.mkdir()
-    videos = sorted(p for p, e in dfdc_metadata(demo_world).items())[:2]
+    videos = sorted(dfdc_metadata(demo_world))[:2]
     for video in videos:
         (test_dir / video.name).symlink_to(video)
-    out = tmp_path / "submission.csv"
-    assert (
-        predict.main(
-            [
-                "--test-dir",
-                str(test_dir),
-                "--models",
-                str(path),
-                "--encoder",
-                "tf_efficientnet_b0_ns",
-                "--detector-scale",
-                "0.5",
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    scores = {row["filename"]: float(row["label"]) for row in _rows(out)}
+    short = test_dir / "short.mp4"  # 20 frames: the 32 sampled indices repeat
+    with VideoWriter(short, fps=24, width=480, height=270) as writer:
+        for _, frame in zip(range(20), read_frames(videos[0]).values(), strict=False):
+            writer.write(frame)
+    scores = _predict_scores(test_dir, path, tmp_path, "--encoder", "tf_efficientnet_b0_ns", "--detector-scale", "0.5")
     for video in videos:
-        assert scores[video.name] == pytest.approx(_original_video_score(video, model), abs=1e-5)
+        frames = _original_read_frames(video)
+        assert len(frames) == 32
+        assert scores[video.name] == pytest.approx(_original_video_score(frames, model), abs=1e-5)
+    # The documented difference: the original reads only frame 0 of a 20-frame clip; we read the
+    # 20 distinct sampled frames, and score them exactly as the original scores frames.
+    assert len(_original_read_frames(short)) == 1
+    distinct = _original_read_frames(short, distinct=True)
+    assert len(distinct) == 20
+    assert scores["short.mp4"] == pytest.approx(_original_video_score(distinct, model), abs=1e-5)
+
+
+def test_a_numpy1_b7_checkpoint_loads_strictly_through_predict(demo_world, tmp_path):
+    model = create_model("tf_efficientnet_b7_ns")
+    state = original_state_dict(model)
+    expected_shapes = {
+        "module.encoder.conv_stem.weight": (64, 3, 3, 3),
+        "module.encoder.blocks.6.3.conv_pwl.weight": (640, 3840, 1, 1),
+        "module.encoder.conv_head.weight": (2560, 640, 1, 1),
+        "module.encoder.classifier.weight": (1000, 2560),  # built, never used, saved all the same
+        "module.fc.weight": (1, 2560),
+    }
+    assert {key: tuple(state[key].shape) for key in expected_shapes} == expected_shapes
+    del model
+    path = save_numpy1_checkpoint(
+        tmp_path / "final_888_DeepFakeClassifier_tf_efficientnet_b7_ns_0_40", state, legacy=True
+    )
+    del state
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    video = sorted(dfdc_metadata(demo_world))[0]
+    (test_dir / video.name).symlink_to(video)
+    # Small input and few frames keep a B7 quick on a CPU; the load itself is the full B7.
+    scores = _predict_scores(
+        test_dir, path, tmp_path, "--encoder", "tf_efficientnet_b7_ns", "--size", "64", "--frames", "2"
+    )
+    assert list(scores) == [video.name] and 0.0 < scores[video.name] < 1.0
 
 
 @pytest.mark.shared_data
@@ -166,9 +204,15 @@ def test_dfdc_mini_predict_and_score(small_checkpoint, tmp_path):
         assert (tmp_path / "score" / name).is_file()
 
 
-def test_a_bare_checkpoint_without_encoder_is_a_clear_error(tmp_path):
-    path = tmp_path / "bare.pt"
-    torch.save(create_model("resnet18").state_dict(), path)
+def test_a_bad_checkpoint_stops_predict_with_one_line_naming_the_file(tmp_path, caplog):
     (tmp_path / "videos").mkdir()
-    with pytest.raises(ValueError, match="pass --encoder"):
-        predict.main(["--test-dir", str(tmp_path / "videos"), "--models", str(path)])
+    bare = tmp_path / "bare.pt"
+    torch.save(create_model("resnet18").state_dict(), bare)
+    tampered = save_numpy1_checkpoint(tmp_path / "tampered.pt", {}, extra=RunsACommand())
+    for path, words in ((bare, "pass --encoder"), (tampered, "refused to load: its pickle holds")):
+        caplog.clear()
+        out = tmp_path / f"{path.stem}.csv"
+        code = predict.main(["--test-dir", str(tmp_path / "videos"), "--models", str(path), "--output", str(out)])
+        [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert code == 2 and str(path) in record.getMessage() and words in record.getMessage()
+        assert "\n" not in record.getMessage() and record.exc_info is None and not out.exists()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,19 +109,49 @@ class CheckpointError(RuntimeError):
     """A checkpoint does not fit the model; the message lists what differs."""
 
 
-def _numpy_safe_globals() -> list:
-    """numpy types that old checkpoints pickled (e.g. a numpy float as `bce_best`)."""
-    multiarray = getattr(np, "_core", np.core).multiarray
-    return [multiarray.scalar, np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32))]
+def _numpy_scalar_globals() -> list:
+    """The numpy globals a pickled numpy float (the original's `bce_best`) needs, and nothing more:
+    the scalar constructor under numpy 1's module name and numpy 2's, `numpy.dtype`, and the
+    float64 dtype class that the unpickler sets the state of."""
+    numpy_core = np._core if hasattr(np, "_core") else np.core
+    scalar = numpy_core.multiarray.scalar
+    return [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+        type(np.dtype(np.float64)),
+    ]
+
+
+def _weights_only_refusal(error: Exception) -> str:
+    """Why a weights-only load refused a file, in one line: the globals or classes it would not allow."""
+    text = str(error)
+    named = sorted(set(re.findall(r"GLOBAL ([\w.]+)", text) + re.findall(r"but got <class '([\w.]+)'>", text)))
+    if named:
+        return f"its pickle holds {', '.join(named)}, which a weights-only load does not allow"
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(boilerplate)]
+    return f"not a checkpoint that a weights-only load can read ({lines[0] if lines else type(error).__name__})"
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint file safely (weights_only); a bare state dict comes back as {'state_dict': ...}."""
+    """Load a checkpoint file safely (weights_only); a bare state dict comes back as {'state_dict': ...}.
+
+    Tensors, plain Python values and numpy floats (which the original solution's checkpoints hold,
+    pickled under numpy 1 or 2) load; a pickle naming any other global is refused with a
+    CheckpointError naming the file and the global.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file does not exist")
-    with torch.serialization.safe_globals(_numpy_safe_globals()):
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(f"{path}: refused to load: {_weights_only_refusal(error)}") from None
+    except (RuntimeError, EOFError, OSError) as error:
+        first_line = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first_line.strip()})") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(checkpoint).__name__}")
     if "state_dict" not in checkpoint:
