@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -137,15 +138,14 @@ def test_two_process_gloo_run_keeps_replicas_equal(crop_data, tmp_path):
     assert len(_metrics(out / "logs" / "demo_0_7")) == 2
 
 
-def test_freeze_epochs_train_only_the_head(crop_data, tmp_path):
+def test_freeze_epochs_train_only_the_head(crop_data, tmp_path, caplog):
     torch.manual_seed(7)
     initial = create_model("resnet18").state_dict()
     out = tmp_path / "frozen"
-    train_module.train(
-        train_module.parse_args(
-            [*TINY, "--data-dir", str(crop_data), "--output-dir", str(out), "--epochs", "1", "--freeze-epochs", "1"]
-        )
-    )
+    args = [*TINY, "--data-dir", str(crop_data), "--output-dir", str(out), "--epochs", "1", "--freeze-epochs", "1"]
+    with caplog.at_level(logging.WARNING, logger="training.train"):
+        train_module.train(train_module.parse_args([*args, "--set", "schedule.max_iter=100500"]))
+    assert "demo_0_7: the run stops after 8 iterations but its poly schedule decays over 100500" in caplog.text
     trained = read_checkpoint(out / "demo_0_7_last.pt")["state_dict"]
     encoder_keys = [key for key in initial if key.startswith("encoder.")]
     assert all(torch.equal(initial[key], trained[key]) for key in encoder_keys), "encoder and its BN stats untouched"

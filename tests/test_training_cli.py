@@ -11,32 +11,82 @@ from PIL import Image
 from tests.conftest import REPO_ROOT
 from training import plot_log
 from training.config import DEFAULTS, apply_overrides, load_config
+from training.schedule import lr_factor, resolve_max_iter
 from training.train import parse_args, resolve_config
+from training.zoo import encoder_spec, normalization
 
 CONFIGS = REPO_ROOT / "configs"
 
 
+def _leaves(tree: dict, prefix: str = "") -> dict:
+    leaves = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            leaves.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
 @pytest.mark.parametrize("name", ["b7", "b5", "b4", "xception", "resnet34", "demo"])
-def test_every_shipped_config_loads(name):
+def test_every_shipped_config_is_its_file_over_the_defaults_and_can_run(name):
+    path = CONFIGS / f"{name}.yaml"
+    written, config = _leaves(yaml.safe_load(path.read_text())), _leaves(load_config(path))
+    assert config == {**_leaves(DEFAULTS), **written}, "every value of the file, defaults for the rest"
+    encoder_spec(config["model.encoder"])  # a listed encoder or a timm model
+    assert config["optimizer.name"] in {"sgd", "adamw"}
+    lr_factor(1, 10, config["schedule.name"], config["schedule.power"])
+    fixed = {"b7": 100500, "b5": 75100}  # the original's two configs fix the schedule's length
+    assert config["schedule.max_iter"] == fixed.get(name, "auto")
+    assert resolve_max_iter(config["schedule.max_iter"], 123) == fixed.get(name, 123)
+
+
+# The original's configs/b7.json and configs/b5.json, and the values its train_classifier.py
+# hardcoded (label smoothing 0.01, gradient clip norm 1, PolyLR power 0.9, BCE).
+ORIGINAL_JSON = {
+    "b7": {"encoder": "tf_efficientnet_b7_ns", "batch_size": 12, "epochs": 40, "max_iter": 100500},
+    "b5": {"encoder": "tf_efficientnet_b5_ns", "batch_size": 20, "epochs": 30, "max_iter": 75100},
+}
+ORIGINAL_SHARED = {
+    "batches_per_epoch": 2500,
+    "size": 380,
+    "fp16": True,
+    "type": "SGD",
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "learning_rate": 0.01,
+    "nesterov": True,
+    "schedule": {"type": "poly", "mode": "step"},
+    "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+    "label_smoothing": 0.01,
+    "clip_grad_norm": 1,
+    "poly_power": 0.9,
+}
+
+
+@pytest.mark.parametrize("name", ["b7", "b5"])
+def test_b7_and_b5_are_the_originals_configs(name):
+    original = {**ORIGINAL_SHARED, **ORIGINAL_JSON[name]}
     config = load_config(CONFIGS / f"{name}.yaml")
-    assert set(config) == set(DEFAULTS)
-
-
-def test_b7_is_the_recipe():
-    config = load_config(CONFIGS / "b7.yaml")
-    assert config["model"]["encoder"] == "tf_efficientnet_b7_ns" and config["model"]["input_size"] == 380
-    assert config["data"]["batch_size"] == 12 and config["data"]["label_smoothing"] == 0.01
-    assert config["optimizer"] == {
-        "name": "sgd",
-        "lr": 0.01,
-        "momentum": 0.9,
-        "nesterov": True,
-        "weight_decay": 1e-4,
-        "clip_grad_norm": 1.0,
+    model, data, optimizer = config["model"], config["data"], config["optimizer"]
+    schedule, training = config["schedule"], config["training"]
+    assert model["encoder"] == original["encoder"] and model["input_size"] == original["size"]
+    assert encoder_spec(model["encoder"]).drop_path_rate == 0.2 and model["dropout"] == 0.0
+    assert list(normalization(model["encoder"])) == [tuple(original["normalize"][k]) for k in ("mean", "std")]
+    assert data["batch_size"] == original["batch_size"] and data["label_smoothing"] == original["label_smoothing"]
+    assert optimizer == {
+        "name": original["type"].lower(),
+        "lr": original["learning_rate"],
+        "momentum": original["momentum"],
+        "nesterov": original["nesterov"],
+        "weight_decay": original["weight_decay"],
+        "clip_grad_norm": original["clip_grad_norm"],
     }
-    assert config["schedule"]["name"] == "poly" and config["schedule"]["max_iter"] == 100500
-    assert config["training"]["epochs"] == 40 and config["training"]["batches_per_epoch"] == 2500
-    assert config["training"]["amp"] and config["training"]["sync_bn"]
+    assert (schedule["name"], schedule["power"]) == (original["schedule"]["type"], original["poly_power"])
+    assert schedule["max_iter"] == original["max_iter"]
+    assert training["epochs"] == original["epochs"] and training["batches_per_epoch"] == original["batches_per_epoch"]
+    assert training["amp"] is original["fp16"] and training["sync_bn"] and training["ohem_samples"] is None
+    assert training["freeze_epochs"] == 0 and config["data"]["cutouts"]
 
 
 def test_flags_and_set_override_the_file(tmp_path):

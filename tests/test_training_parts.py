@@ -14,7 +14,7 @@ from tests.training_data import make_crop_dataset
 from training.dataset import CropDataset, read_folds, sample_epoch, split_folds
 from training.losses import fake_real_bce
 from training.metrics import balanced_video_log_loss, log_loss, video_means
-from training.schedule import lr_factor
+from training.schedule import lr_factor, resolve_max_iter, schedule_mismatch
 from training.train import schedule_lambdas
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -51,6 +51,30 @@ def test_poly_and_cosine_schedules():
     assert lr_factor(50, 100, "cosine", min_factor=0.1) == pytest.approx(0.55)
     with pytest.raises(ValueError, match="unknown schedule"):
         lr_factor(0, 10, "steps")
+
+
+def test_auto_max_iter_decays_over_the_run_and_a_fixed_one_warns_when_far_off():
+    config = {
+        "training": {"freeze_epochs": 0, "epochs": 4},
+        "optimizer": {"lr": 0.01},
+        "schedule": {"name": "poly", "max_iter": "auto", "power": 0.9, "min_lr": 0.0},
+    }
+    _, head = schedule_lambdas(config, iterations_per_epoch=25, plateau={"scale": 1.0})
+    assert head(0) == 1.0 and head(50) == pytest.approx(0.5**0.9) and head(100) == 0.0
+    assert schedule_mismatch(config["schedule"], 100, 0.01) is None
+
+    b7 = {**config["schedule"], "max_iter": 100500}
+    assert schedule_mismatch(b7, 40 * 2500, 0.01) is None, "the original's own run ends near its schedule's end"
+    small = schedule_mismatch(b7, 40 * 30, 0.01)  # the B7 recipe on data of 30 batches an epoch
+    assert "stops after 1200 iterations" in small and "ends at 99% of its start" in small and "auto" in small
+    config["schedule"]["max_iter"] = 100500
+    _, head = schedule_lambdas(config, iterations_per_epoch=25, plateau={"scale": 1.0})
+    assert head(100) > 0.99, "a fixed max_iter is honoured as given"
+    beyond = schedule_mismatch({**b7, "max_iter": 500}, 800, 0.01)
+    assert "ends at iteration 500 but the run goes on to 800" in beyond and "last 300 iterations" in beyond
+    assert schedule_mismatch({**b7, "name": "constant"}, 800, 0.01) is None
+    with pytest.raises(ValueError, match="positive whole number or 'auto'"):
+        resolve_max_iter("100k", 10)
 
 
 def test_freeze_epochs_hold_the_encoder_and_plateau_cuts_both():

@@ -22,8 +22,6 @@ from skimage.draw import polygon as fill_polygon
 
 from preprocess.face_geometry import face_outline
 
-DIFF_THRESHOLD = 0.4 * 255
-
 
 def isotropically_resize_image(
     image: np.ndarray, size: int, interpolation_down: int = cv2.INTER_AREA, interpolation_up: int = cv2.INTER_CUBIC
@@ -70,6 +68,10 @@ class IsotropicResize(A.DualTransform):
 # Old albumentations' GaussNoise default drew variance 10-50 in pixel units; 2.x takes the
 # standard deviation as a fraction of 255.
 NOISE_STD_RANGE = (np.sqrt(10) / 255, np.sqrt(50) / 255)
+# The original's GaussianBlur(blur_limit=3) called cv2.GaussianBlur with sigma 0, for which OpenCV
+# uses the fixed 3-tap kernel [1/4, 1/2, 1/4]; this sigma gives exactly that kernel
+# (exp(-1 / (2 sigma^2)) = 1/2), where OpenCV's formula for sigma 0 (0.8) would not.
+BLUR_SIGMA = float(np.sqrt(1 / (2 * np.log(2))))
 
 
 def _resize_choices(size: int) -> A.OneOf:
@@ -88,15 +90,16 @@ def train_transforms(size: int) -> A.Compose:
         [
             A.ImageCompression(quality_range=(60, 100), p=0.5),
             A.GaussNoise(std_range=NOISE_STD_RANGE, p=0.1),
-            A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(0.8, 0.8), p=0.05),
+            A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(BLUR_SIGMA, BLUR_SIGMA), p=0.05),
             A.HorizontalFlip(p=0.5),
             _resize_choices(size),
             A.PadIfNeeded(min_height=size, min_width=size, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
             A.OneOf([A.RandomBrightnessContrast(), A.FancyPCA(), A.HueSaturationValue()], p=0.7),
             A.ToGray(p=0.2),
-            A.Affine(
+            A.Affine(  # the original's ShiftScaleRotate: one scale factor for both axes
                 translate_percent=(-0.1, 0.1),
                 scale=(0.8, 1.2),
+                keep_ratio=True,
                 rotate=(-10, 10),
                 border_mode=cv2.BORDER_CONSTANT,
                 fill=0,
@@ -207,12 +210,12 @@ def half_and_quarter_masks(shape: tuple[int, int]) -> list[np.ndarray]:
 def keep_random_part(
     image: np.ndarray, diff: np.ndarray, is_fake: bool, rng: random.Random, tries: int = 5
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Keep one of the six half/quarter masks; for a fake, one that keeps > 20 diff pixels."""
+    """Keep one of the six half/quarter masks; for a fake, one that keeps more than 20 pixels where
+    the diff is non-zero (the original's test; its 0.4 * 255 threshold only shaped the masks)."""
     masks = half_and_quarter_masks(image.shape[:2])
-    changed = diff > DIFF_THRESHOLD
     for _ in range(tries):
         keep = rng.choice(masks)
-        if not is_fake or np.count_nonzero(changed * keep) > 20:
+        if not is_fake or np.count_nonzero(diff * keep) > 20:
             return image * keep[..., None], diff * keep
     return image, diff
 

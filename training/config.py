@@ -36,7 +36,7 @@ DEFAULTS: dict = {
     },
     "schedule": {
         "name": "poly",  # poly (per iteration), cosine (per iteration) or constant
-        "max_iter": 100500,  # poly: iterations to reach zero; null = epochs * batches_per_epoch
+        "max_iter": "auto",  # iterations to the end of the schedule; auto = epochs x batches actually run
         "power": 0.9,
         "min_lr": 0.0,  # cosine floor
     },

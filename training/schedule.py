@@ -33,3 +33,42 @@ def lr_factor(iteration: int, total: int, name: str, power: float = 0.9, min_fac
     if name == "constant":
         return 1.0
     raise ValueError(f"unknown schedule '{name}' (poly, cosine or constant)")
+
+
+AUTO = "auto"
+
+
+def resolve_max_iter(max_iter, planned: int) -> int:
+    """Iterations over which the schedule decays: `auto` (or null) is the run's own length, epochs x
+    batches actually run; a number is taken as given (the original configs fix 100500 and 75100)."""
+    if max_iter is None or max_iter == AUTO:
+        return planned
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter <= 0:
+        raise ValueError(f"schedule.max_iter must be a positive whole number or '{AUTO}', got {max_iter!r}")
+    return max_iter
+
+
+def schedule_mismatch(schedule: dict, planned: int, base_lr: float) -> str | None:
+    """Why a decaying schedule and a run of `planned` iterations do not end together, or None.
+
+    A fixed max_iter made for the full DFDC (2500 batches an epoch) leaves the learning rate
+    almost undecayed on smaller data; one shorter than the run holds the rate at its floor.
+    """
+    name = schedule["name"]
+    total = resolve_max_iter(schedule["max_iter"], planned)
+    if name == "constant" or total == planned:
+        return None
+    hint = f"set schedule.max_iter: {AUTO} to decay over the run's own {planned} iterations"
+    if planned < 0.9 * total:
+        min_factor = schedule.get("min_lr", 0.0) / base_lr if base_lr else 0.0
+        final = lr_factor(planned, total, name, schedule["power"], min_factor)
+        return (
+            f"the run stops after {planned} iterations but its {name} schedule decays over {total}: "
+            f"the learning rate ends at {final:.0%} of its start; {hint}"
+        )
+    if planned > total:
+        return (
+            f"the {name} schedule ends at iteration {total} but the run goes on to {planned}: its last "
+            f"{planned - total} iterations train at the final learning rate; {hint}"
+        )
+    return None

@@ -28,7 +28,7 @@ from training.config import apply_overrides, load_config, save_config
 from training.dataset import CropDataset, read_folds, sample_epoch, split_folds
 from training.distributed import barrier, cleanup, init_distributed, is_main_process, replicas_in_sync
 from training.engine import train_one_epoch, validate
-from training.schedule import create_optimizer, lr_factor
+from training.schedule import create_optimizer, lr_factor, resolve_max_iter, schedule_mismatch
 from training.zoo import create_model, encoder_spec, load_weights, normalization, read_checkpoint
 
 logger = logging.getLogger("training.train")
@@ -102,7 +102,7 @@ def schedule_lambdas(config: dict, iterations_per_epoch: int, plateau: dict):
     """Per-iteration lr factors for the encoder and the head: schedule x plateau cuts, encoder
     held at 0 during the freeze epochs."""
     training, schedule = config["training"], config["schedule"]
-    total = schedule["max_iter"] or config["training"]["epochs"] * iterations_per_epoch
+    total = resolve_max_iter(schedule["max_iter"], training["epochs"] * iterations_per_epoch)
     base = config["optimizer"]["lr"]
     min_factor = schedule["min_lr"] / base if base else 0.0
     freeze_steps = training["freeze_epochs"] * iterations_per_epoch
@@ -205,6 +205,11 @@ def train(args: argparse.Namespace) -> dict:
     if per_epoch == 0:
         raise SystemExit(f"fold {args.fold}: {len(train_rows)} training crops are fewer than one batch per process")
     iterations_per_epoch = min(per_epoch, training["batches_per_epoch"] or per_epoch)
+    mismatch = schedule_mismatch(
+        config["schedule"], training["epochs"] * iterations_per_epoch, config["optimizer"]["lr"]
+    )
+    if mismatch:
+        logger.warning("%s: %s", run, mismatch)
 
     head_params = list(model.fc.parameters())
     head_ids = {id(p) for p in head_params}
