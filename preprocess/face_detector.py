@@ -56,6 +56,12 @@ class FaceDetections:
     def __len__(self) -> int:
         return len(self.boxes)
 
+    def largest(self) -> int:
+        """Index of the face with the largest box: the one MTCNN's `select_largest` (the
+        original's landmarks step took `landmarks[0]` of that order) puts first."""
+        widths, heights = self.boxes[:, 2] - self.boxes[:, 0], self.boxes[:, 3] - self.boxes[:, 1]
+        return int(np.argmax(widths * heights))
+
 
 class FaceDetector:
     """MTCNN over frames, each downscaled (or upscaled) before detection.

@@ -1,7 +1,8 @@
 """Step 3: MTCNN's 5 facial landmarks on the crops of every original video.
 
 Training uses them to black out eyes, nose or mouth (and half the face hull) of a crop; a fake's
-crop uses its original's landmarks. A crop where MTCNN finds no face gets no file.
+crop uses its original's landmarks. When MTCNN finds several faces in a crop, the largest one's
+points are kept, as the original did; a crop where it finds none gets no file.
 
     ROOT/landmarks/{video}/{frame}_{face}.npy   float32 (5, 2): eyes, nose, mouth corners, crop pixels
 """
@@ -61,8 +62,7 @@ class Landmarks(VideoStep):
                 if not len(faces):
                     missed += 1
                     continue
-                best = int(np.argmax(faces.probs))
-                np.save(folder / f"{crop_path.stem}.npy", faces.landmarks[best].astype(np.float32))
+                np.save(folder / f"{crop_path.stem}.npy", faces.landmarks[faces.largest()].astype(np.float32))
                 found += 1
         return {"landmarks": found, "crops without landmarks": missed}
 

@@ -6,13 +6,15 @@ import argparse
 import csv
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from preprocess.crops import crop_face, crop_region
 from preprocess.datasets import FAKE, REAL, DatasetError, VideoRecord, load_dataset
-from preprocess.face_detector import resolution_scale
+from preprocess.face_detector import FaceDetections, resolution_scale
 from preprocess.folds import assign_folds
+from preprocess.landmarks import Landmarks
 from preprocess.steps import load_config, parse_shard, shard_records, update_failures
 
 FOLD_SETTINGS = load_config()["folds"]
@@ -144,3 +146,31 @@ def test_a_partial_config_keeps_the_recipe_defaults_and_typos_are_refused(tmp_pa
     typo.write_text("detection:\n  evry: 3\n")
     with pytest.raises(SystemExit, match="unknown preprocessing setting 'evry'"):
         load_config(typo)
+
+
+class _TwoFaces:
+    """A detector that finds a small, very probable face and a large, less probable one."""
+
+    small = FaceDetections(
+        np.array([[5, 5, 25, 25]], np.float32), np.array([0.999], np.float32), np.full((1, 5, 2), 10, np.float32)
+    )
+    large = FaceDetections(
+        np.array([[20, 10, 90, 95]], np.float32), np.array([0.91], np.float32), np.full((1, 5, 2), 50, np.float32)
+    )
+
+    def detect(self, image) -> FaceDetections:
+        both = [
+            np.concatenate([getattr(self.small, k), getattr(self.large, k)]) for k in ("boxes", "probs", "landmarks")
+        ]
+        return FaceDetections(*both)
+
+
+def test_landmarks_are_those_of_the_largest_face_as_the_original_took(tmp_path):
+    (tmp_path / "crops" / "r0").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "crops" / "r0" / "0_0.png"), np.zeros((100, 100, 3), np.uint8))
+    step = Landmarks(output_dir=tmp_path, records=[_record("r0")], config=load_config(), device="cpu")
+    step.detector = _TwoFaces()
+    assert step.process(_record("r0")) == {"landmarks": 1, "crops without landmarks": 0}
+    saved = np.load(tmp_path / "landmarks" / "r0" / "0_0.npy")
+    assert saved.shape == (5, 2) and np.all(saved == 50), "the large face's points, not the most probable face's"
+    assert _TwoFaces().detect(None).largest() == 1
