@@ -9,17 +9,23 @@
 # Environment: WORK_DIR (default ./work) holds everything the demo makes; PYTHON picks the
 # interpreter; DEMO_SEED and DEMO_VIDEOS size the demo world; PREPROCESS_WORKERS (default 2)
 # sets the preprocessing processes; TRAIN_JOBS ("config:fold:seed ...") and WEIGHTS_DIR choose
-# the training jobs and where checkpoints go; the submission goes to WORK_DIR/submission/.
+# the training jobs and where checkpoints go; DETECTOR_SCALE sets MTCNN's scale for face boxes
+# and prediction (real data: 0.5, the original's; demo: rule, by resolution); the submission
+# goes to WORK_DIR/submission/. DRY_RUN=1 prints each stage's command instead of running it.
 # Stages skip work already done, so an interrupted run continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 if [ "$#" -ne 0 ] && [ "$#" -ne 2 ]; then
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 
 source tools/ensure_env.sh
+
+run() {
+    if [ -n "${DRY_RUN:-}" ]; then printf '%q ' "$@" | sed 's/ $//'; echo; else "$@"; fi
+}
 
 stage_number=0
 stage() {
@@ -35,9 +41,10 @@ if [ "$#" -eq 0 ]; then
     TEST_DIR="$DATA_ROOT/test_videos"
     PREPROCESS_CONFIG=configs/preprocess_demo.yaml
     TRAIN_JOBS=${TRAIN_JOBS:-"configs/demo.yaml:0:111 configs/demo.yaml:1:555"}
+    DETECTOR_SCALE=${DETECTOR_SCALE:-rule}  # the demo's clips go down to 320 px
     WEIGHTS_DIR="$WORK_DIR/weights"
     stage "demo world: synthetic DFDC-layout dataset in $DATA_ROOT"
-    "$PYTHON" -m preprocess.make_demo_data --out "$DATA_ROOT" --seed "${DEMO_SEED:-0}" \
+    run "$PYTHON" -m preprocess.make_demo_data --out "$DATA_ROOT" --seed "${DEMO_SEED:-0}" \
         --videos "${DEMO_VIDEOS:-36}"
 else
     MODE=gpu
@@ -46,39 +53,40 @@ else
     PREPROCESS_CONFIG=configs/preprocess.yaml
     TRAIN_JOBS=${TRAIN_JOBS:-"configs/b7.yaml:0:111 configs/b7.yaml:0:555 configs/b7.yaml:0:777 configs/b7.yaml:0:888 configs/b7.yaml:0:999"}
     WEIGHTS_DIR=${WEIGHTS_DIR:-weights}
+    DETECTOR_SCALE=${DETECTOR_SCALE:-0.5}  # the original's, for preprocessing and prediction alike
     for dir in "$DATA_ROOT" "$TEST_DIR"; do
         [ -d "$dir" ] || { echo "error: $dir is not a folder" >&2; exit 2; }
     done
 fi
 
 stage "dataset inventory: $DATA_ROOT"
-"$PYTHON" -m preprocess.datasets --root-dir "$DATA_ROOT"
-test_count=$(find "$TEST_DIR" -maxdepth 1 -name '*.mp4' | wc -l)
+run "$PYTHON" -m preprocess.datasets --root-dir "$DATA_ROOT"
+test_count=$( { find "$TEST_DIR" -maxdepth 1 -name '*.mp4' 2>/dev/null || true; } | wc -l)
 echo "test videos in $TEST_DIR: $test_count"
 
-stage "preprocessing: face boxes, crops, landmarks, SSIM diffs, folds (outputs under $DATA_ROOT)"
-"$PYTHON" -m preprocess.run_all --root-dir "$DATA_ROOT" --workers "${PREPROCESS_WORKERS:-2}" \
-    --config "$PREPROCESS_CONFIG"
+stage "preprocessing: face boxes (MTCNN scale $DETECTOR_SCALE), crops, landmarks, SSIM diffs, folds (outputs under $DATA_ROOT)"
+run "$PYTHON" -m preprocess.run_all --root-dir "$DATA_ROOT" --workers "${PREPROCESS_WORKERS:-2}" \
+    --config "$PREPROCESS_CONFIG" --scale "$DETECTOR_SCALE"
 
 stage "training: one job per config:fold:seed ($TRAIN_JOBS) -> $WEIGHTS_DIR"
-JOBS="$TRAIN_JOBS" OUTPUT_DIR="$WEIGHTS_DIR" ./train.sh "$DATA_ROOT"
+run env JOBS="$TRAIN_JOBS" OUTPUT_DIR="$WEIGHTS_DIR" ./train.sh "$DATA_ROOT"
 runs=()
 for job in $TRAIN_JOBS; do
     IFS=: read -r config fold seed <<< "$job"
     runs+=("$WEIGHTS_DIR/logs/$(basename "$config" .yaml)_${fold}_${seed}")
 done
-"$PYTHON" -m training.plot_log "${runs[@]}" --out "$WEIGHTS_DIR/curves.png"
+run "$PYTHON" -m training.plot_log "${runs[@]}" --out "$WEIGHTS_DIR/curves.png"
 
 stage "prediction: every video of $TEST_DIR with the ensemble of the best checkpoints"
 checkpoints=()
 for run in "${runs[@]}"; do checkpoints+=("$WEIGHTS_DIR/$(basename "$run")_best.pt"); done
 SUBMISSION_DIR="$WORK_DIR/submission"
-"$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --models "${checkpoints[@]}" \
-    --output "$SUBMISSION_DIR/submission.csv" --workers "${PREDICT_WORKERS:-1}"
+run "$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --models "${checkpoints[@]}" \
+    --output "$SUBMISSION_DIR/submission.csv" --workers "${PREDICT_WORKERS:-1}" --detector-scale "$DETECTOR_SCALE"
 
 if [ -f "$TEST_DIR/labels.csv" ]; then
     stage "scoring: $SUBMISSION_DIR/submission.csv against $TEST_DIR/labels.csv"
-    "$PYTHON" -m inference.score --submission "$SUBMISSION_DIR/submission.csv" --labels "$TEST_DIR/labels.csv"
+    run "$PYTHON" -m inference.score --submission "$SUBMISSION_DIR/submission.csv" --labels "$TEST_DIR/labels.csv"
 else
     echo "no $TEST_DIR/labels.csv: skipping the scoring stage"
 fi

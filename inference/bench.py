@@ -18,7 +18,13 @@ import torch
 from inference.ensemble import face_probabilities, load_member
 from inference.faces import NoFaceError, crop_faces, read_sampled_frames
 from inference.predict import list_videos
-from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, default_device
+from preprocess.face_detector import (
+    INFERENCE_THRESHOLDS,
+    ORIGINAL_SCALE,
+    FaceDetector,
+    default_device,
+    scale_argument,
+)
 from preprocess.video_io import probe_video
 
 
@@ -61,7 +67,12 @@ def main(argv=None) -> int:
     parser.add_argument("--encoder", help="encoder of bare checkpoints")
     parser.add_argument("--videos", type=int, default=4, help="videos to time (default 4)")
     parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--detector-scale", type=float, default=None)
+    parser.add_argument(
+        "--detector-scale",
+        type=scale_argument,
+        default=ORIGINAL_SCALE,
+        help="MTCNN scale: a number (default 0.5, the original's) or 'rule'",
+    )
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     device = torch.device(args.device) if args.device else default_device()

@@ -3,8 +3,8 @@
     python -m inference.predict --test-dir DIR --models CKPT [CKPT ...] --output submission.csv
     python -m inference.predict --test-dir DIR --ensemble configs/ensemble.yaml --output submission.csv
 
-Per video: 32 evenly spaced frames, MTCNN (thresholds 0.7/0.8/0.8) on frames scaled by the
-resolution rule (`--detector-scale 0.5` = the original code), every face cropped with a third of
+Per video: 32 evenly spaced frames, MTCNN (thresholds 0.7/0.8/0.8) on frames at half size as
+the original did (`--detector-scale rule` scales by resolution), every face cropped with a third of
 margin, resized isotropically and centred on a black square, scored by each model; per model the
 frame probabilities are aggregated (`--strategy confident`, the winning one), and the models'
 scores averaged by their weights. Faces of the next videos are detected in background threads
@@ -34,7 +34,13 @@ from inference.aggregate import STRATEGIES, link_people, per_person
 from inference.ensemble import Member, face_probabilities, load_member, read_ensemble_file
 from inference.faces import DetectionError, VideoFaces, extract_faces
 from preprocess.datasets import VIDEO_SUFFIXES
-from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, default_device
+from preprocess.face_detector import (
+    INFERENCE_THRESHOLDS,
+    ORIGINAL_SCALE,
+    FaceDetector,
+    default_device,
+    scale_argument,
+)
 from preprocess.io_utils import write_csv_atomic
 from preprocess.video_io import VideoReadError
 from training.zoo import CheckpointError
@@ -56,9 +62,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
     parser.add_argument(
         "--detector-scale",
-        type=float,
-        default=None,
-        help="fixed MTCNN scale; 0.5 reproduces the original (default: resolution rule)",
+        type=scale_argument,
+        default=ORIGINAL_SCALE,
+        help="MTCNN scale: a number (default 0.5, the original's), or 'rule' to scale by resolution "
+        "(finds the faces of low-resolution video that half size loses)",
     )
     parser.add_argument(
         "--strategy",

@@ -21,11 +21,9 @@ import torch
 
 from preprocess.crops import crop_face
 from preprocess.datasets import load_dataset
-from preprocess.face_detector import FaceDetector, default_device, resolution_scale
+from preprocess.face_detector import ORIGINAL_SCALE, FaceDetector, default_device
 from preprocess.steps import load_config
 from preprocess.video_io import iter_frames, probe_video
-
-ORIGINAL_SCALE = 0.5
 
 
 def _timed_pass(path: Path, backend: str, detector: FaceDetector, every: int, crop: bool) -> dict:
@@ -59,8 +57,8 @@ def _box_difference(a: np.ndarray, b: np.ndarray) -> float:
 
 def bench_video(path: Path, settings: dict, backend: str, device: str | None) -> dict:
     info = probe_video(path, backend)
-    scale = settings["scale"] or resolution_scale(info.width, info.height)
-    ours = FaceDetector(settings["thresholds"], scale, settings["min_face_size"], device)
+    ours = FaceDetector(settings["thresholds"], settings["scale"], settings["min_face_size"], device)
+    scale = ours.frame_scale(info.width, info.height)
     original = FaceDetector(settings["thresholds"], ORIGINAL_SCALE, settings["min_face_size"], device)
     needed = _timed_pass(path, backend, ours, settings["every"], crop=True)
     every_frame = _timed_pass(path, backend, original, 1, crop=False)

@@ -2,23 +2,26 @@
 
 Originals are the REAL videos, plus every FAKE whose original is not in the dataset (its crops
 then come from its own faces). Frames are taken every `--every` frames (default 10, the frames
-the recipe crops), scaled by the resolution rule (or `--scale`), and boxes are stored in the
-original frame's pixel coordinates:
+the recipe crops), scaled to half size for MTCNN as the original did (`--scale rule` scales by
+resolution instead), and boxes are stored in the original frame's pixel coordinates:
 
     ROOT/boxes/{video}.json   {"0": [[x1, y1, x2, y2], ...], "10": null, ...}
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from preprocess.face_detector import FaceDetector
+from preprocess.face_detector import FaceDetector, scale_argument
 from preprocess.io_utils import write_json_atomic
 from preprocess.outputs import boxes_path
 from preprocess.steps import Option, VideoStep, step_main
 from preprocess.video_io import VideoReadError, iter_frames
+
+logger = logging.getLogger("preprocess.detect_faces")
 
 
 def detect_video_faces(detector: FaceDetector, path, every: int, batch_size: int, backend: str) -> dict:
@@ -58,7 +61,13 @@ class DetectFaces(VideoStep):
             nargs=3,
             metavar=("P", "R", "O"),
         ),
-        Option("--scale", "detection", "scale", float, "fixed detection scale, e.g. 0.5 (default: resolution rule)"),
+        Option(
+            "--scale",
+            "detection",
+            "scale",
+            scale_argument,
+            "MTCNN scale: a number, or 'rule' to scale by resolution (config: 0.5, the original's)",
+        ),
         Option("--batch-size", "detection", "batch_size", int, "frames per MTCNN call (config: 1)"),
     )
 
@@ -71,6 +80,7 @@ class DetectFaces(VideoStep):
     def prepare_worker(self) -> None:
         settings = self.config["detection"]
         self.detector = FaceDetector(settings["thresholds"], settings["scale"], settings["min_face_size"], self.device)
+        logger.info("MTCNN thresholds %s at scale %s on %s", settings["thresholds"], self.detector.scale, self.device)
 
     def process(self, record) -> dict:
         settings = self.config["detection"]

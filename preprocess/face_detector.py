@@ -6,6 +6,7 @@ whatever scale the detector ran at.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,13 @@ import torch
 from PIL import Image
 
 logger = logging.getLogger(__name__)
+
+# Detection scale: the original code ran MTCNN on every frame at half size, in preprocessing and at
+# inference, and its checkpoints were trained and scored on faces found that way, so 0.5 is the
+# default. "rule" scales by resolution instead (`resolution_scale`), as the original's README
+# advised but its code never did: it finds the faces of low-resolution video that half size loses.
+ORIGINAL_SCALE = 0.5
+RESOLUTION_RULE = "rule"
 
 TRAIN_THRESHOLDS = (0.85, 0.95, 0.95)
 INFERENCE_THRESHOLDS = (0.7, 0.8, 0.8)
@@ -31,6 +39,27 @@ def resolution_scale(width: int, height: int) -> float:
     if longer <= 1900:
         return 0.5
     return 0.33
+
+
+def parse_scale(value) -> float | str:
+    """A detection scale as configs and flags give it: a positive number, or "rule" (null too)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == RESOLUTION_RULE):
+        return RESOLUTION_RULE
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if not scale > 0 or isinstance(value, bool):
+        raise ValueError(f"detection scale must be a positive number or '{RESOLUTION_RULE}', got {value!r}")
+    return scale
+
+
+def scale_argument(text: str) -> float | str:
+    """argparse type for --scale / --detector-scale."""
+    try:
+        return parse_scale(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def default_device() -> torch.device:
@@ -66,20 +95,20 @@ class FaceDetections:
 class FaceDetector:
     """MTCNN over frames, each downscaled (or upscaled) before detection.
 
-    `scale=None` applies the resolution rule per frame; a number (0.5 in the original code)
-    is used for every frame. Frames are resized with PIL bicubic, as the original did.
+    `scale` is a number used for every frame (0.5, the original code's, by default) or "rule" to
+    scale each frame by its resolution. Frames are resized with PIL bicubic, as the original did.
     """
 
     def __init__(
         self,
         thresholds: Sequence[float] = INFERENCE_THRESHOLDS,
-        scale: float | None = None,
+        scale: float | str | None = ORIGINAL_SCALE,
         min_face_size: int = 20,
         device: str | torch.device | None = None,
     ):
         from facenet_pytorch import MTCNN
 
-        self.scale = scale
+        self.scale = parse_scale(scale)
         self.min_face_size = min_face_size
         self.device = torch.device(device) if device is not None else default_device()
         self._mtcnn = MTCNN(
@@ -91,7 +120,7 @@ class FaceDetector:
         )
 
     def frame_scale(self, width: int, height: int) -> float:
-        return self.scale if self.scale is not None else resolution_scale(width, height)
+        return resolution_scale(width, height) if self.scale == RESOLUTION_RULE else self.scale
 
     def detect(self, frame_rgb: np.ndarray) -> FaceDetections:
         return self.detect_batch([frame_rgb])[0]

@@ -14,6 +14,7 @@ from preprocess.datasets import DatasetError, load_dataset
 from preprocess.detect_faces import DetectFaces
 from preprocess.diffs import Diffs
 from preprocess.extract_crops import ExtractCrops
+from preprocess.face_detector import scale_argument
 from preprocess.folds import make_folds
 from preprocess.landmarks import Landmarks
 from preprocess.steps import add_common_arguments, load_config, logger, run_step, setup_logging, step_from_args
@@ -27,11 +28,19 @@ def main(argv=None) -> int:
     )
     add_common_arguments(parser)
     parser.add_argument("--skip-folds", action="store_true", help="stop after diffs (e.g. on one shard of many)")
+    parser.add_argument(
+        "--scale",
+        type=scale_argument,
+        default=None,
+        help="MTCNN scale of detect_faces: a number, or 'rule' to scale by resolution (config: 0.5, the original's)",
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:
         records, config = load_dataset(args.root_dir, args.layout), load_config(args.config)
         steps = [step_from_args(step_class, args, records, config) for step_class in VIDEO_STEPS]
+        for step in steps:
+            step.override("detection", scale=args.scale)
     except DatasetError as error:
         logger.error("%s", error)
         return 2

@@ -36,3 +36,18 @@ def dfdc_metadata(root: Path) -> dict[Path, dict]:
         for name, entry in json.loads(metadata.read_text()).items():
             entries[metadata.parent / name] = entry
     return entries
+
+
+def run_until_killed(script: str, args: list[str], timeout: float = 300) -> None:
+    """Run `script` (Python code that arranges its own SIGKILL at a known point) with `args` as
+    sys.argv[1:], and check that it died of that signal: a kill at a known point, not a race."""
+    import signal
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == -signal.SIGKILL, (
+        f"expected death by SIGKILL, got {result.returncode}:\n{result.stderr[-3000:]}"
+    )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from preprocess import make_demo_data
-from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
+from preprocess.face_detector import INFERENCE_THRESHOLDS, RESOLUTION_RULE, FaceDetector
 from preprocess.video_io import iter_frames, probe_video
 from tests.conftest import dfdc_metadata
 
@@ -60,7 +60,7 @@ def test_every_video_decodes_within_the_clip_format(demo_world):
             assert (info.width, info.height) == (made[path.name]["width"], made[path.name]["height"])
 
 
-@pytest.mark.parametrize("scale", [0.5, None], ids=["half-scale", "resolution-rule"])
+@pytest.mark.parametrize("scale", [0.5, RESOLUTION_RULE], ids=["half-scale", "resolution-rule"])
 def test_mtcnn_finds_exactly_one_face_in_sampled_frames(demo_world, scale):
     detector = FaceDetector(INFERENCE_THRESHOLDS, scale=scale, device="cpu")
     single, total = 0, 0
@@ -74,7 +74,7 @@ def test_mtcnn_finds_exactly_one_face_in_sampled_frames(demo_world, scale):
 
 
 def test_fakes_differ_from_their_originals_inside_the_face_box_only(demo_world):
-    detector = FaceDetector(INFERENCE_THRESHOLDS, device="cpu")
+    detector = FaceDetector(INFERENCE_THRESHOLDS, RESOLUTION_RULE, device="cpu")
     for path, entry in dfdc_metadata(demo_world).items():
         if entry["label"] != "FAKE":
             continue

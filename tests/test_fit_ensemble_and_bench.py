@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ import yaml
 
 from inference import bench, fit_ensemble
 from inference.ensemble import Member, face_probabilities, read_ensemble_file
-from preprocess.video_io import probe_video
+from inference.faces import NoFaceError
+from preprocess.video_io import VideoInfo, probe_video
 from tests.conftest import dfdc_metadata
 from training.zoo import create_model
 
@@ -72,4 +74,46 @@ def test_bench_reports_each_stage_per_video(demo_world, tmp_path, capsys):
     [result] = report["videos"]
     frames = min(32, probe_video(video).frame_count)
     assert report["device"] == "cpu" and result["frames"] == frames and result["faces"] >= frames - 2
-    assert result["total_s"] == pytest.approx(result["decode_s"] + result["detect_s"] + result["classify_s"], abs=0.01)
+    assert result["size"] == [probe_video(video).width, probe_video(video).height]
+
+
+class _Clock:
+    """A stand-in for the time module whose clock moves only when the faked stages work."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_bench_charges_each_stage_its_own_time(monkeypatch, tmp_path):
+    clock = _Clock()
+    frame = np.zeros((36, 64, 3), np.uint8)
+
+    def read(path, frames):
+        clock.now += 1.25
+        return dict.fromkeys(range(frames), frame)
+
+    def detect(path, decoded, detector):
+        clock.now += 2.5
+        if path.name == "noface.mp4":
+            raise NoFaceError(f"{path}: no face")
+        return SimpleNamespace(crops=[frame] * (2 * len(decoded)))
+
+    def classify(member, crops, device, amp_dtype=None):
+        clock.now += 0.01 * len(crops) * member
+        return np.zeros(len(crops))
+
+    monkeypatch.setattr(bench, "time", clock)
+    monkeypatch.setattr(bench, "probe_video", lambda path: VideoInfo(64, 36, 25.0, 100))
+    monkeypatch.setattr(bench, "read_sampled_frames", read)
+    monkeypatch.setattr(bench, "crop_faces", detect)
+    monkeypatch.setattr(bench, "face_probabilities", classify)
+    members, device = [1, 3], torch.device("cpu")  # the fake classifier takes 1 and 3 hundredths a face
+    result = bench.bench_video(tmp_path / "face.mp4", None, members, device, 8, None)
+    assert (result["frames"], result["faces"], result["size"]) == (8, 16, [64, 36])
+    assert (result["decode_s"], result["detect_s"], result["classify_s"]) == (1.25, 2.5, 0.64)
+    assert result["total_s"] == 4.39
+    empty = bench.bench_video(tmp_path / "noface.mp4", None, members, device, 8, None)
+    assert (empty["faces"], empty["classify_s"], empty["total_s"]) == (0, 0.0, 3.75)

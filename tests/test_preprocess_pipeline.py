@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from preprocess import run_all
 from preprocess.datasets import load_dataset
 from preprocess.outputs import boxes_path, crops_dir, landmarks_dir
-from tests.conftest import REPO_ROOT, dfdc_metadata, shared_data
+from tests.conftest import dfdc_metadata, run_until_killed, shared_data
 from tests.preprocess_checks import assert_pipeline_complete, read_folds
 
 
@@ -132,32 +127,32 @@ def _final_outputs(root) -> dict[str, bytes]:
     return files
 
 
+# Dies at the 15th face crop of extract_crops (one process): some videos cropped, one in progress.
+KILLED_AT_THE_15TH_CROP = """
+import os, signal, sys
+import preprocess.extract_crops as extract_crops
+from preprocess import run_all
+
+crop = extract_crops.crop_face
+calls = []
+
+def crop_then_die(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 15:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return crop(*args, **kwargs)
+
+extract_crops.crop_face = crop_then_die
+sys.exit(run_all.main(sys.argv[1:]))
+"""
+
+
 def test_killed_run_resumes_to_the_same_outputs(demo_world, demo_preprocessed, tmp_path):
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "preprocess.run_all",
-        "--root-dir",
-        str(demo_world),
-        "--output-dir",
-        str(out),
-        "--workers",
-        "2",
-    ]
-    process = subprocess.Popen(
-        command, cwd=REPO_ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if (out / "crops").is_dir() and len(list((out / "crops").iterdir())) >= 2:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be interrupted"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    interrupted = _final_outputs(out) if (out / "folds.csv").exists() else None
-    assert interrupted is None, "killed before folds.csv"
+    run_until_killed(KILLED_AT_THE_15TH_CROP, ["--root-dir", str(demo_world), "--output-dir", str(out)])
+    assert not (out / "folds.csv").exists() and not (out / "landmarks").exists()
+    finished = [p for p in (out / "crops").iterdir() if not p.name.startswith(".")]
+    assert 1 <= len(finished) < len(load_dataset(demo_world)), "killed part way through extract_crops"
     assert run_all.main(["--root-dir", str(demo_world), "--output-dir", str(out), "--workers", "2"]) == 0
     assert _final_outputs(out) == _final_outputs(demo_preprocessed)
 

@@ -6,16 +6,14 @@ import csv
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_until_killed
 from tests.training_data import make_crop_dataset
 from training import train as train_module
 from training.zoo import create_model, load_weights, read_checkpoint
@@ -82,22 +80,33 @@ def _final_weights(path) -> dict[str, torch.Tensor]:
     return read_checkpoint(path)["state_dict"]
 
 
+# Dies once epoch 1's checkpoint is written, before its _last copy: a run killed between two files.
+KILLED_AFTER_EPOCH_1_CHECKPOINT = """
+import os, signal, sys
+import training.train as train
+
+save = train.save_checkpoint
+
+def save_then_die(path, state, copies=()):
+    if state["epoch"] == 1:
+        save(path, state)
+        os.kill(os.getpid(), signal.SIGKILL)
+    save(path, state, copies)
+
+train.save_checkpoint = save_then_die
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
 def test_interrupted_run_resumes_to_the_same_weights(crop_data, tmp_path):
     args = [*TINY, "--data-dir", str(crop_data), "--epochs", "4", "--batches-per-epoch", "6"]
     train_module.train(train_module.parse_args([*args, "--output-dir", str(tmp_path / "straight")]))
 
     out = tmp_path / "interrupted"
-    command = [sys.executable, "-m", "training.train", *args, "--output-dir", str(out)]
-    process = subprocess.Popen(
-        command, cwd=REPO_ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None and not (out / "demo_0_7_1.pt").exists():
-        time.sleep(0.02)
-    assert process.poll() is None, "training ended before it could be interrupted"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (out / "demo_0_7_3.pt").exists()
+    run_until_killed(KILLED_AFTER_EPOCH_1_CHECKPOINT, [*args, "--output-dir", str(out)])
+    assert (out / "demo_0_7_1.pt").is_file() and not (out / "demo_0_7_2.pt").exists()
+    assert read_checkpoint(out / "demo_0_7_last.pt")["epoch"] == 0, "the kill came before _last moved on"
+    assert not list(out.glob(".*.partial")), "no half-written file under any name"
     train_module.train(train_module.parse_args([*args, "--output-dir", str(out), "--resume", "auto"]))
 
     straight, resumed = (

@@ -15,7 +15,7 @@ from training.dataset import CropDataset, read_folds, sample_epoch, split_folds
 from training.losses import fake_real_bce
 from training.metrics import balanced_video_log_loss, log_loss, video_means
 from training.schedule import lr_factor, resolve_max_iter, schedule_mismatch
-from training.train import schedule_lambdas
+from training.train import schedule_lambdas, train_sampler
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -99,6 +99,35 @@ def test_each_epoch_takes_all_reals_and_as_many_fresh_fakes(tmp_path):
     assert first.equals(again) and not first.equals(second)
     with pytest.raises(ValueError, match="fold 5 is not in folds.csv"):
         split_folds(folds, 5)
+
+
+def _shares(data_dir, rows, epochs=(0, 1), world: int = 2) -> list[list[list[tuple[str, str]]]]:
+    """Per epoch, the (video, file) samples each rank trains on; each rank has its own dataset and
+    sampler, made before the first epoch is drawn, as training makes them."""
+    datasets = [CropDataset(data_dir, rows, True, 32, MEAN, STD) for _ in range(world)]
+    samplers = [train_sampler(dataset, world, rank) for rank, dataset in enumerate(datasets)]
+    shares = []
+    for epoch in epochs:
+        for dataset in datasets:
+            dataset.reset(epoch, 111)
+        shares.append(
+            [[tuple(d.samples.iloc[i][["video", "file"]]) for i in s] for d, s in zip(datasets, samplers, strict=True)]
+        )
+    return shares
+
+
+def test_two_ranks_see_disjoint_complete_shares_that_change_every_epoch(tmp_path):
+    train_rows, _ = split_folds(read_folds(make_crop_dataset(tmp_path, groups=4, fakes_per_group=2, crops=5)), 0)
+    epoch_samples = {e: sorted(map(tuple, sample_epoch(train_rows, e, 111)[["video", "file"]].values)) for e in (0, 1)}
+    assert len(epoch_samples[0]) == 20, "10 real crops and 10 fakes an epoch"
+    first, second = _shares(tmp_path, train_rows)
+    for shares, epoch in ((first, 0), (second, 1)):
+        assert len(shares[0]) == len(shares[1]) == 10 and not set(shares[0]) & set(shares[1])
+        assert sorted(shares[0] + shares[1]) == epoch_samples[epoch], "together the ranks see the whole epoch"
+    assert first[0] != second[0] and set(first[0]) != set(second[0]), "each rank's share changes with the epoch"
+    [three] = _shares(tmp_path, train_rows, epochs=(0,), world=3)  # 20 samples over 3 ranks: 6 each, 2 left out
+    assert [len(share) for share in three] == [6, 6, 6] and len(set().union(*map(set, three))) == 18
+    assert train_sampler(CropDataset(tmp_path, train_rows, True, 32, MEAN, STD), 1, 0) is None
 
 
 def test_dataset_smooths_labels_and_replaces_unreadable_crops(tmp_path, caplog):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Sampler, Subset
 
 from preprocess.io_utils import write_csv_atomic, write_json_atomic
 from training.checkpoints import restore_rng_state, rng_state, save_checkpoint
@@ -85,17 +85,41 @@ def resolve_config(args: argparse.Namespace) -> dict:
     return apply_overrides(config, args.set)
 
 
+class RankShare(Sampler[int]):
+    """This rank's share of the training set as it stands: every `world`-th sample from `rank` on.
+
+    The dataset draws and shuffles each epoch's samples from (seed, epoch) alone, so every rank
+    holds the same list and the shares are disjoint and new each epoch; no shuffling of its own.
+    The share is taken when iterated, so it follows the epoch's length (torch's DistributedSampler
+    fixes the length when built, and would pad a resized epoch with repeated samples). The last
+    `len % world` samples of an epoch are left out, never repeated.
+    """
+
+    def __init__(self, dataset: CropDataset, world: int, rank: int):
+        self.dataset, self.world, self.rank = dataset, world, rank
+
+    def __len__(self) -> int:
+        return len(self.dataset) // self.world
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self) * self.world, self.world))
+
+
+def train_sampler(dataset: CropDataset, world: int, rank: int) -> RankShare | None:
+    return RankShare(dataset, world, rank) if world > 1 else None
+
+
 def make_loaders(config: dict, data_dir: Path, folds_csv: Path, fold: int, size: int, mean, std, world, rank):
     train_rows, val_rows = split_folds(read_folds(folds_csv), fold)
     data = config["data"]
     train_set = CropDataset(data_dir, train_rows, True, size, mean, std, data["label_smoothing"], data["cutouts"])
     val_set = CropDataset(data_dir, val_rows, False, size, mean, std, val_frame_modulo=data["val_frame_modulo"])
-    sampler = DistributedSampler(train_set, world, rank, shuffle=False) if world > 1 else None
+    sampler = train_sampler(train_set, world, rank)
     common = {"num_workers": data["num_workers"], "pin_memory": torch.cuda.is_available()}
     train_loader = DataLoader(train_set, data["batch_size"], sampler=sampler, shuffle=False, drop_last=True, **common)
     val_subset = Subset(val_set, range(rank, len(val_set), world))
     val_loader = DataLoader(val_subset, data["val_batch_size"], shuffle=False, **common)
-    return train_set, train_loader, sampler, val_loader, train_rows
+    return train_set, train_loader, val_loader, train_rows
 
 
 def schedule_lambdas(config: dict, iterations_per_epoch: int, plateau: dict):
@@ -197,7 +221,7 @@ def train(args: argparse.Namespace) -> dict:
     if training["channels_last"]:
         model.to(memory_format=torch.channels_last)
 
-    train_set, train_loader, sampler, val_loader, train_rows = make_loaders(
+    train_set, train_loader, val_loader, train_rows = make_loaders(
         config, args.data_dir, args.folds_csv or args.data_dir / "folds.csv", args.fold, size, mean, std, world, rank
     )
     crops_per_epoch = len(sample_epoch(train_rows, 0, args.seed))
@@ -255,9 +279,7 @@ def train(args: argparse.Namespace) -> dict:
 
     for epoch in range(progress.next_epoch, training["epochs"]):
         seed_epoch(args.seed, epoch, rank)
-        train_set.reset(epoch, args.seed)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
+        train_set.reset(epoch, args.seed)  # the same draw on every rank; each takes its share
         stats = train_one_epoch(
             net,
             train_loader,
