@@ -32,7 +32,8 @@ def detect_video_faces(detector: FaceDetector, path, every: int, batch_size: int
     def flush() -> None:
         if pending:
             for (index, _), faces in zip(pending, detector.detect_batch([f for _, f in pending]), strict=True):
-                boxes[index] = [[round(float(v), 2) for v in box] for box in faces.boxes] if len(faces) else None
+                # Full precision: cropping truncates to int, so a rounded 99.998 would become 100.
+                boxes[index] = [[float(v) for v in box] for box in faces.boxes] if len(faces) else None
             pending.clear()
 
     for index, frame in iter_frames(path, backend=backend, every=every):

@@ -12,10 +12,14 @@ import pytest
 
 from preprocess.crops import crop_face, crop_region
 from preprocess.datasets import FAKE, REAL, DatasetError, VideoRecord, load_dataset
+from preprocess.detect_faces import detect_video_faces
 from preprocess.face_detector import FaceDetections, resolution_scale
 from preprocess.folds import assign_folds
+from preprocess.io_utils import write_json_atomic
 from preprocess.landmarks import Landmarks
+from preprocess.outputs import read_boxes
 from preprocess.steps import load_config, parse_shard, shard_records, update_failures
+from preprocess.video_io import VideoWriter
 
 FOLD_SETTINGS = load_config()["folds"]
 
@@ -174,3 +178,27 @@ def test_landmarks_are_those_of_the_largest_face_as_the_original_took(tmp_path):
     saved = np.load(tmp_path / "landmarks" / "r0" / "0_0.npy")
     assert saved.shape == (5, 2) and np.all(saved == 50), "the large face's points, not the most probable face's"
     assert _TwoFaces().detect(None).largest() == 1
+
+
+class _OneBox:
+    """A detector that finds one face, its box as the original's half-size detection doubled it."""
+
+    half_size_box = np.array([24.37, 30.1, 49.99876, 70.6], np.float32)
+
+    def detect_batch(self, frames):
+        box = self.half_size_box[None] / np.float32(0.5)
+        return [FaceDetections(box, np.ones(1, np.float32), np.zeros((1, 5, 2), np.float32)) for _ in frames]
+
+
+def test_stored_boxes_crop_exactly_where_the_original_cropped(tmp_path):
+    with VideoWriter(tmp_path / "clip.mp4", fps=25, width=160, height=120) as writer:
+        for _ in range(3):
+            writer.write(np.zeros((120, 160, 3), np.uint8))
+    write_json_atomic(tmp_path / "boxes.json", detect_video_faces(_OneBox(), tmp_path / "clip.mp4", 1, 2, "opencv"))
+    stored = read_boxes(tmp_path / "boxes.json")
+    assert sorted(stored) == [0, 1, 2]
+    # The original kept half-size boxes and cropped at int(b * 2): 99.99752 must stay 99, not round to 100.
+    original = [int(float(b) * 2) for b in _OneBox.half_size_box.tolist()]
+    assert original == [48, 60, 99, 141]
+    assert [int(v) for v in stored[0][0]] == original
+    assert crop_region(stored[0][0], (120, 160)) == crop_region(original, (120, 160))
