@@ -106,7 +106,7 @@ def create_model(
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint does not fit the model; the message lists what differs."""
+    """A checkpoint cannot be read safely or does not fit the model; the message names the file and why."""
 
 
 def _numpy_scalar_globals() -> list:
