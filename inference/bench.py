@@ -18,6 +18,7 @@ import torch
 from inference.ensemble import face_probabilities, load_member
 from inference.faces import NoFaceError, crop_faces, read_sampled_frames
 from inference.predict import list_videos
+from inference.runtime import RUNTIMES, resolve_runtime
 from preprocess.face_detector import (
     INFERENCE_THRESHOLDS,
     ORIGINAL_SCALE,
@@ -65,6 +66,9 @@ def main(argv=None) -> int:
     parser.add_argument("--test-dir", type=Path, required=True)
     parser.add_argument("--models", type=Path, nargs="+", required=True)
     parser.add_argument("--encoder", help="encoder of bare checkpoints")
+    parser.add_argument("--size", type=int, help="input size of bare checkpoints (default: the encoder's)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="as inference.predict's (default auto)")
+    parser.add_argument("--runtime-cache", type=Path, default=None, help="as inference.predict's")
     parser.add_argument("--videos", type=int, default=4, help="videos to time (default 4)")
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument(
@@ -77,7 +81,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     device = torch.device(args.device) if args.device else default_device()
     amp_dtype = torch.float16 if device.type == "cuda" else None
-    members = [load_member(path, device, args.encoder) for path in args.models]
+    runtime = resolve_runtime(args.runtime, device)
+    members = [
+        load_member(path, device, args.encoder, args.size, runtime=runtime, cache_dir=args.runtime_cache)
+        for path in args.models
+    ]
     detector = FaceDetector(INFERENCE_THRESHOLDS, args.detector_scale, device=device)
     results = [
         bench_video(path, detector, members, device, args.frames, amp_dtype)
@@ -89,6 +97,7 @@ def main(argv=None) -> int:
                 "device": str(device),
                 "threads": torch.get_num_threads(),
                 "models": [m.encoder for m in members],
+                "runtime": runtime,
                 "videos": results,
                 "mean_total_s": round(sum(r["total_s"] for r in results) / max(1, len(results)), 3),
             },

@@ -15,6 +15,7 @@ encoder's recipe size). An ensemble file lists members:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 import yaml
 
+from inference.runtime import OpenVinoClassifier, default_cache_dir
 from training.augment import isotropically_resize_image
 from training.dataset import to_tensor
 from training.zoo import DeepFakeClassifier, create_model, encoder_spec, load_weights, normalization, read_checkpoint
@@ -36,6 +38,12 @@ class Member:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     weight: float = 1.0
+    runtime: str = "torch"
+    compiled: Callable[[torch.Tensor], torch.Tensor] | None = None  # the model as another runtime runs it
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch of normalised faces."""
+        return (self.compiled or self.model)(images)
 
 
 def load_member(
@@ -44,7 +52,10 @@ def load_member(
     encoder: str | None = None,
     input_size: int | None = None,
     weight: float = 1.0,
+    runtime: str = "torch",
+    cache_dir: Path | None = None,
 ) -> Member:
+    """A checkpoint ready to score faces on `device`, run by `runtime` ("torch" or "openvino")."""
     checkpoint = read_checkpoint(path)
     encoder = checkpoint.get("encoder") or encoder
     if not encoder:
@@ -59,6 +70,9 @@ def load_member(
     model.to(device).eval()
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    compiled = None
+    if runtime == "openvino":
+        compiled = OpenVinoClassifier(model, Path(path), encoder, size, cache_dir or default_cache_dir())
     return Member(
         Path(path).name,
         model,
@@ -67,6 +81,8 @@ def load_member(
         tuple(checkpoint.get("mean", default_mean)),
         tuple(checkpoint.get("std", default_std)),
         float(weight),
+        runtime,
+        compiled,
     )
 
 
@@ -134,8 +150,8 @@ def face_probabilities(
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            probabilities = torch.sigmoid(member.model(images).float())
+            probabilities = torch.sigmoid(member(images).float())
             if hflip:
-                probabilities = (probabilities + torch.sigmoid(member.model(images.flip(3)).float())) / 2
+                probabilities = (probabilities + torch.sigmoid(member(images.flip(3)).float())) / 2
         results.append(probabilities.view(-1).cpu().numpy())
     return np.concatenate(results)

@@ -19,6 +19,21 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def runtime_cache(tmp_path_factory) -> Path:
+    """Models exported for OpenVINO go to a folder of this session, not the user's cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("runtime_cache")
+    previous = os.environ.get("DEEPFAKE_DETECTOR_CACHE")
+    os.environ["DEEPFAKE_DETECTOR_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("DEEPFAKE_DETECTOR_CACHE", None)
+    else:
+        os.environ["DEEPFAKE_DETECTOR_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def demo_world(tmp_path_factory) -> Path:
     """6 training videos (2 real, 4 fake) and 2 test videos, as `make_demo_data` writes them."""

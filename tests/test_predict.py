@@ -182,7 +182,17 @@ def test_a_numpy1_b7_checkpoint_loads_strictly_through_predict(demo_world, tmp_p
     (test_dir / video.name).symlink_to(video)
     # Small input and few frames keep a B7 quick on a CPU; the load itself is the full B7.
     scores = _predict_scores(
-        test_dir, path, tmp_path, "--encoder", "tf_efficientnet_b7_ns", "--size", "64", "--frames", "2"
+        test_dir,
+        path,
+        tmp_path,
+        "--encoder",
+        "tf_efficientnet_b7_ns",
+        "--size",
+        "64",
+        "--frames",
+        "2",
+        "--runtime",
+        "torch",
     )
     assert list(scores) == [video.name] and 0.0 < scores[video.name] < 1.0
 

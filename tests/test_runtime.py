@@ -1,0 +1,77 @@
+"""The classifier on OpenVINO: the same scores as PyTorch, exported once, and a clear word where it cannot run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inference import runtime
+from inference.ensemble import face_probabilities, load_member
+from inference.runtime import openvino_available, resolve_runtime
+from training.zoo import create_model
+
+pytestmark = pytest.mark.skipif(not openvino_available(), reason="openvino and onnxscript are not installed")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(5)
+    model = create_model("resnet18")
+    with torch.no_grad():  # spread the logits, so that the probabilities say something
+        model.fc.weight.mul_(40)
+        model.fc.bias.fill_(-4.0)
+    path = tmp_path_factory.mktemp("ov") / "r18.pt"
+    torch.save({"encoder": "resnet18", "input_size": 48, "state_dict": model.state_dict()}, path)
+    return path
+
+
+def _crops(count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [
+        rng.integers(0, 255, (int(rng.integers(30, 90)), int(rng.integers(30, 90)), 3), np.uint8) for _ in range(count)
+    ]
+
+
+def test_openvino_gives_pytorchs_probabilities_in_fixed_size_batches(checkpoint, tmp_path):
+    cpu = torch.device("cpu")
+    reference = load_member(checkpoint, cpu)
+    member = load_member(checkpoint, cpu, runtime="openvino", cache_dir=tmp_path)
+    assert member.runtime == "openvino" and member.compiled is not None
+    for count in (1, 8, 13):  # a part batch, a whole one, and one and a part
+        crops = _crops(count)
+        expected = face_probabilities(reference, crops, cpu)
+        got = face_probabilities(member, crops, cpu)
+        assert got.shape == (count,) and np.abs(got - expected).max() < 1e-4
+        assert count == 1 or expected.max() - expected.min() > 0.2, "the scores differ from face to face"
+    flipped = face_probabilities(member, _crops(5), cpu, hflip=True)
+    assert np.abs(flipped - face_probabilities(reference, _crops(5), cpu, hflip=True)).max() < 1e-4
+
+
+def test_the_export_is_cached_by_the_checkpoints_bytes(checkpoint, tmp_path, monkeypatch):
+    first = load_member(checkpoint, torch.device("cpu"), runtime="openvino", cache_dir=tmp_path)
+    assert first.compiled.onnx_path.parent == tmp_path and first.compiled.onnx_path.is_file()
+    assert not list(tmp_path.glob(".*partial*")), "nothing half-written left behind"
+
+    def no_export(*args):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(runtime, "export_onnx", no_export)
+    again = load_member(checkpoint, torch.device("cpu"), runtime="openvino", cache_dir=tmp_path)
+    assert again.compiled.onnx_path == first.compiled.onnx_path
+    changed = tmp_path / "changed.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    state["state_dict"]["fc.bias"] += 1
+    torch.save(state, changed)
+    with pytest.raises(AssertionError, match="exported again"):
+        load_member(changed, torch.device("cpu"), runtime="openvino", cache_dir=tmp_path)
+
+
+def test_runtime_choice():
+    assert resolve_runtime("auto", torch.device("cpu")) == "openvino"
+    assert resolve_runtime("auto", torch.device("cuda")) == "torch"
+    assert resolve_runtime("torch", torch.device("cpu")) == "torch"
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_runtime("openvino", torch.device("cuda"))
+    with pytest.raises(ValueError, match="unknown runtime"):
+        resolve_runtime("tensorrt", torch.device("cpu"))
