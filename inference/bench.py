@@ -1,8 +1,16 @@
-"""Benchmark inference per video and print JSON: decode, detect, classify and total seconds.
+"""Benchmark inference per video and print JSON: decode, detect, classify and total seconds, and
+the video's score, for our way and for a baseline that works as the original did.
 
-    python -m inference.bench --test-dir DIR --models CKPT [CKPT ...] [--videos 4] [--encoder NAME]
+    python -m inference.bench --test-dir DIR --models CKPT [CKPT ...] [--videos 4] [--encoder NAME --size N]
 
-Runs the steps of inference.predict one after another (no overlap) so that each is timed alone.
+Each stage runs alone (no overlap), so that each is timed alone. Two modes are timed on the same
+videos, one after the other:
+  baseline  the original's order of work: the sampled frames decoded, MTCNN at half size on each
+            frame, every face classified by eager PyTorch in fp32;
+  exact     inference.predict as configured (`--runtime`, `--detector-scale`), whose scores must
+            equal the baseline's.
+The report gives each mode's mean seconds per video, the speed-up over the baseline and the
+largest difference between the two modes' video scores.
 """
 
 from __future__ import annotations
@@ -13,8 +21,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from inference.aggregate import confident
 from inference.ensemble import face_probabilities, load_member
 from inference.faces import NoFaceError, crop_faces, read_sampled_frames
 from inference.predict import list_videos
@@ -30,6 +40,7 @@ from preprocess.video_io import probe_video
 
 
 def bench_video(path: Path, detector: FaceDetector, members, device, frames: int, amp_dtype) -> dict:
+    """One video through decode, detect and classify, each timed; its confident score (None without faces)."""
     info = probe_video(path)
     start = time.perf_counter()
     decoded = read_sampled_frames(path, frames)
@@ -41,12 +52,14 @@ def bench_video(path: Path, detector: FaceDetector, members, device, frames: int
         crops = []
     detect = time.perf_counter() - start
     start = time.perf_counter()
-    for member in members:
-        if crops:
-            face_probabilities(member, crops, device, amp_dtype=amp_dtype)
+    probabilities = [face_probabilities(member, crops, device, amp_dtype=amp_dtype) for member in members if crops]
     if device.type == "cuda":
         torch.cuda.synchronize()
     classify = time.perf_counter() - start
+    score = None
+    if crops:
+        weights = [member.weight for member in members]
+        score = float(np.average([confident(p) for p in probabilities], weights=weights))
     return {
         "video": path.name,
         "size": [info.width, info.height],
@@ -56,7 +69,30 @@ def bench_video(path: Path, detector: FaceDetector, members, device, frames: int
         "detect_s": round(detect, 3),
         "classify_s": round(classify, 3),
         "total_s": round(decode + detect + classify, 3),
+        "score": score,
     }
+
+
+def summarise(modes: dict[str, list[dict]]) -> dict:
+    """Mean seconds per video of each mode, speed-ups over the baseline, largest score differences."""
+    mean = {name: round(float(np.mean([r["total_s"] for r in rows])), 3) for name, rows in modes.items() if rows}
+    summary: dict = {"mean_total_s": mean}
+    if "baseline" in modes:
+        baseline = {r["video"]: r for r in modes["baseline"]}
+        others = [name for name in modes if name != "baseline" and modes[name]]
+        summary["speedup_over_baseline"] = {name: round(mean["baseline"] / mean[name], 2) for name in others}
+        summary["max_score_difference"] = {
+            name: max(
+                (
+                    abs(r["score"] - baseline[r["video"]]["score"])
+                    for r in modes[name]
+                    if r["score"] is not None and baseline[r["video"]]["score"] is not None
+                ),
+                default=0.0,
+            )
+            for name in others
+        }
+    return summary
 
 
 def main(argv=None) -> int:
@@ -75,35 +111,36 @@ def main(argv=None) -> int:
         "--detector-scale",
         type=scale_argument,
         default=ORIGINAL_SCALE,
-        help="MTCNN scale: a number (default 0.5, the original's) or 'rule'",
+        help="MTCNN scale of the exact mode: a number (default 0.5, the original's) or 'rule'",
     )
+    parser.add_argument("--no-baseline", action="store_true", help="time our way only")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     device = torch.device(args.device) if args.device else default_device()
     amp_dtype = torch.float16 if device.type == "cuda" else None
     runtime = resolve_runtime(args.runtime, device)
-    members = [
-        load_member(path, device, args.encoder, args.size, runtime=runtime, cache_dir=args.runtime_cache)
-        for path in args.models
-    ]
-    detector = FaceDetector(INFERENCE_THRESHOLDS, args.detector_scale, device=device)
-    results = [
-        bench_video(path, detector, members, device, args.frames, amp_dtype)
-        for path in list_videos(args.test_dir)[: args.videos]
-    ]
-    print(
-        json.dumps(
-            {
-                "device": str(device),
-                "threads": torch.get_num_threads(),
-                "models": [m.encoder for m in members],
-                "runtime": runtime,
-                "videos": results,
-                "mean_total_s": round(sum(r["total_s"] for r in results) / max(1, len(results)), 3),
-            },
-            indent=2,
-        )
-    )
+    videos = list_videos(args.test_dir)[: args.videos]
+
+    def run(mode_runtime: str, scale, mode_amp) -> list[dict]:
+        members = [
+            load_member(path, device, args.encoder, args.size, runtime=mode_runtime, cache_dir=args.runtime_cache)
+            for path in args.models
+        ]
+        detector = FaceDetector(INFERENCE_THRESHOLDS, scale, device=device)
+        return [bench_video(path, detector, members, device, args.frames, mode_amp) for path in videos]
+
+    modes = {"exact": run(runtime, args.detector_scale, amp_dtype)}
+    if not args.no_baseline:
+        modes = {"baseline": run("torch", ORIGINAL_SCALE, None), **modes}
+    report = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "models": [str(path) for path in args.models],
+        "runtime": runtime,
+        "modes": modes,
+        **summarise(modes),
+    }
+    print(json.dumps(report, indent=2))
     return 0
 
 

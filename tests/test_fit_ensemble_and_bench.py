@@ -14,7 +14,7 @@ from inference import bench, fit_ensemble
 from inference.ensemble import Member, face_probabilities, read_ensemble_file
 from inference.faces import NoFaceError
 from preprocess.video_io import VideoInfo, probe_video
-from tests.conftest import dfdc_metadata
+from tests.conftest import dfdc_metadata, shared_data
 from training.zoo import create_model
 
 
@@ -61,20 +61,26 @@ def test_hflip_averages_each_face_with_its_mirror():
     assert both[0] == pytest.approx((plain[0] + mirrored[0]) / 2, abs=1e-6)
 
 
-def test_bench_reports_each_stage_per_video(demo_world, tmp_path, capsys):
+def test_bench_times_the_baseline_and_our_way_and_compares_their_scores(demo_world, tmp_path, capsys):
     video = next(p for p, e in sorted(dfdc_metadata(demo_world).items()) if e["label"] == "REAL")
     (tmp_path / "videos").mkdir()
     (tmp_path / "videos" / video.name).symlink_to(video)
-    torch.save(
-        {"encoder": "resnet18", "input_size": 64, "state_dict": create_model("resnet18").state_dict()},
-        tmp_path / "m.pt",
-    )
+    torch.manual_seed(2)
+    model = create_model("resnet18")
+    torch.save({"encoder": "resnet18", "input_size": 64, "state_dict": model.state_dict()}, tmp_path / "m.pt")
     assert bench.main(["--test-dir", str(tmp_path / "videos"), "--models", str(tmp_path / "m.pt")]) == 0
     report = json.loads(capsys.readouterr().out)
-    [result] = report["videos"]
+    assert (
+        report["device"] == "cpu" and report["runtime"] == "openvino" and set(report["modes"]) == {"baseline", "exact"}
+    )
     frames = min(32, probe_video(video).frame_count)
-    assert report["device"] == "cpu" and result["frames"] == frames and result["faces"] >= frames - 2
-    assert result["size"] == [probe_video(video).width, probe_video(video).height]
+    for mode in ("baseline", "exact"):
+        [result] = report["modes"][mode]
+        assert result["frames"] == frames and result["faces"] >= frames - 2 and 0 < result["score"] < 1
+        assert result["size"] == [probe_video(video).width, probe_video(video).height]
+    assert report["max_score_difference"]["exact"] < 1e-4, "our way scores as the baseline does"
+    means = report["mean_total_s"]
+    assert report["speedup_over_baseline"]["exact"] == round(means["baseline"] / means["exact"], 2)
 
 
 class _Clock:
@@ -102,18 +108,48 @@ def test_bench_charges_each_stage_its_own_time(monkeypatch, tmp_path):
         return SimpleNamespace(crops=[frame] * (2 * len(decoded)))
 
     def classify(member, crops, device, amp_dtype=None):
-        clock.now += 0.01 * len(crops) * member
-        return np.zeros(len(crops))
+        clock.now += 0.01 * len(crops) * member.cost
+        return np.full(len(crops), 0.1 * member.cost)
 
     monkeypatch.setattr(bench, "time", clock)
     monkeypatch.setattr(bench, "probe_video", lambda path: VideoInfo(64, 36, 25.0, 100))
     monkeypatch.setattr(bench, "read_sampled_frames", read)
     monkeypatch.setattr(bench, "crop_faces", detect)
     monkeypatch.setattr(bench, "face_probabilities", classify)
-    members, device = [1, 3], torch.device("cpu")  # the fake classifier takes 1 and 3 hundredths a face
+    # the fake classifier takes 1 and 3 hundredths of a second a face
+    members, device = [SimpleNamespace(cost=1, weight=1.0), SimpleNamespace(cost=3, weight=3.0)], torch.device("cpu")
     result = bench.bench_video(tmp_path / "face.mp4", None, members, device, 8, None)
     assert (result["frames"], result["faces"], result["size"]) == (8, 16, [64, 36])
     assert (result["decode_s"], result["detect_s"], result["classify_s"]) == (1.25, 2.5, 0.64)
-    assert result["total_s"] == 4.39
+    assert result["total_s"] == 4.39 and result["score"] == pytest.approx(0.1 * 0.25 + 0.3 * 0.75)
     empty = bench.bench_video(tmp_path / "noface.mp4", None, members, device, 8, None)
-    assert (empty["faces"], empty["classify_s"], empty["total_s"]) == (0, 0.0, 3.75)
+    assert (empty["faces"], empty["classify_s"], empty["total_s"], empty["score"]) == (0, 0.0, 3.75, None)
+
+
+def test_bench_summary_gives_speedups_and_score_differences():
+    rows = {
+        "baseline": [{"video": "a", "total_s": 4.0, "score": 0.2}, {"video": "b", "total_s": 6.0, "score": None}],
+        "exact": [{"video": "a", "total_s": 1.0, "score": 0.20004}, {"video": "b", "total_s": 1.5, "score": None}],
+    }
+    summary = bench.summarise(rows)
+    assert summary["mean_total_s"] == {"baseline": 5.0, "exact": 1.25}
+    assert summary["speedup_over_baseline"] == {"exact": 4.0}
+    assert summary["max_score_difference"]["exact"] == pytest.approx(4e-5)
+
+
+@pytest.mark.shared_data
+def test_on_real_clips_our_way_scores_as_the_baseline(tmp_path, capsys):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("004.mp4", "634_660.mp4"):
+        (clips / name).symlink_to(shared_data("dfdc_mini", "dfdc_train_part_0", name))
+    torch.manual_seed(4)
+    model = create_model("resnet18")
+    with torch.no_grad():  # scores spread over the range, so that a difference would show
+        model.fc.weight.mul_(40)
+    torch.save({"encoder": "resnet18", "input_size": 64, "state_dict": model.state_dict()}, tmp_path / "m.pt")
+    assert bench.main(["--test-dir", str(clips), "--models", str(tmp_path / "m.pt")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["faces"] for r in report["modes"]["exact"]] == [r["faces"] for r in report["modes"]["baseline"]]
+    assert all(r["faces"] >= 30 for r in report["modes"]["exact"])
+    assert report["max_score_difference"]["exact"] < 1e-4
