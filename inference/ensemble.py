@@ -54,8 +54,10 @@ def load_member(
     weight: float = 1.0,
     runtime: str = "torch",
     cache_dir: Path | None = None,
+    precision: str = "f32",
 ) -> Member:
-    """A checkpoint ready to score faces on `device`, run by `runtime` ("torch" or "openvino")."""
+    """A checkpoint ready to score faces on `device`, run by `runtime` ("torch" or "openvino";
+    the latter in `precision`, "f32" or "bf16")."""
     checkpoint = read_checkpoint(path)
     encoder = checkpoint.get("encoder") or encoder
     if not encoder:
@@ -72,7 +74,7 @@ def load_member(
         model.to(memory_format=torch.channels_last)
     compiled = None
     if runtime == "openvino":
-        compiled = OpenVinoClassifier(model, Path(path), encoder, size, cache_dir or default_cache_dir())
+        compiled = OpenVinoClassifier(model, Path(path), encoder, size, cache_dir or default_cache_dir(), precision)
     return Member(
         Path(path).name,
         model,

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from inference.aggregate import STRATEGIES, link_people, per_person
 from inference.ensemble import Member, face_probabilities, load_member, read_ensemble_file
 from inference.faces import DetectionError, VideoFaces, extract_faces
-from inference.runtime import RUNTIMES, default_cache_dir, resolve_runtime
+from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
 from preprocess.datasets import VIDEO_SUFFIXES
 from preprocess.face_detector import (
     INFERENCE_THRESHOLDS,
@@ -83,7 +83,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--default-score", type=float, default=0.5, help="score of a video that fails (0.5)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
     parser.add_argument("--fp32", action="store_true", help="no fp16 autocast on CUDA")
-    parser.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU")
+    parser.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        help="bf16 on the CPU, where the CPU computes it natively (AVX-512 BF16 or AMX); elsewhere it is emulated "
+        "and slower, so fp32 runs and a warning says so. Scores move by about 1e-2",
+    )
     parser.add_argument(
         "--runtime",
         choices=RUNTIMES,
@@ -115,25 +120,41 @@ def list_videos(test_dir: Path) -> list[Path]:
     return sorted(p for p in test_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
 
 
-def load_members(args: argparse.Namespace, device: torch.device) -> list[Member]:
+def cpu_precision(args: argparse.Namespace, device: torch.device) -> str:
+    """ "bf16" when asked for on a CPU that computes it natively, else "f32"."""
+    if not args.cpu_bf16 or device.type != "cpu":
+        return "f32"
+    if native_bf16():
+        return "bf16"
+    logger.warning(
+        "--cpu-bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX) and would emulate it, slower than fp32: "
+        "running fp32"
+    )
+    return "f32"
+
+
+def load_members(args: argparse.Namespace, device: torch.device, precision: str = "f32") -> list[Member]:
     entries = [{"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for path in args.models]
     if args.ensemble:
         entries += read_ensemble_file(args.ensemble)
     runtime = resolve_runtime(args.runtime, device)
     members = [
-        load_member(e["path"], device, e["encoder"], e["input_size"], e["weight"], runtime, args.runtime_cache)
+        load_member(
+            e["path"], device, e["encoder"], e["input_size"], e["weight"], runtime, args.runtime_cache, precision
+        )
         for e in entries
     ]
     if sum(member.weight for member in members) <= 0:
         raise SystemExit("ensemble weights must add up to more than 0")
     for member in members:
         logger.info(
-            "model %s: %s at %d px, weight %g, on %s",
+            "model %s: %s at %d px, weight %g, on %s in %s",
             member.name,
             member.encoder,
             member.input_size,
             member.weight,
             member.runtime,
+            "fp16" if device.type == "cuda" and not args.fp32 else precision.replace("f32", "fp32"),
         )
     return members
 
@@ -194,14 +215,11 @@ class FaceReader:
 
 
 def predict(
-    args: argparse.Namespace, members: list[Member], device: torch.device
+    args: argparse.Namespace, members: list[Member], device: torch.device, precision: str = "f32"
 ) -> tuple[dict[str, float], list[dict]]:
+    # PyTorch's autocast; a member on OpenVINO was compiled in `precision` and ignores it.
     amp_dtype = (
-        torch.float16
-        if device.type == "cuda" and not args.fp32
-        else torch.bfloat16
-        if device.type == "cpu" and args.cpu_bf16
-        else None
+        torch.float16 if device.type == "cuda" and not args.fp32 else torch.bfloat16 if precision == "bf16" else None
     )
     videos = list_videos(args.test_dir)
     logger.info("%d videos in %s, on %s", len(videos), args.test_dir, device)
@@ -240,12 +258,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     device = torch.device(args.device) if args.device else default_device()
+    precision = cpu_precision(args, device)
     try:
-        members = load_members(args, device)
+        members = load_members(args, device, precision)
     except (CheckpointError, ValueError) as error:  # a wrong file or setting: one line, no traceback
         logger.error("%s", error)
         return 2
-    scores, errors = predict(args, members, device)
+    scores, errors = predict(args, members, device, precision)
     errors_path = args.errors or args.output.parent / "errors.csv"
     write_outputs(scores, errors, args.output, errors_path)
     logger.info("wrote %s (%d rows) and %s (%d errors)", args.output, len(scores), errors_path, len(errors))

@@ -8,7 +8,7 @@ compile it from the cache in a second. Only OpenVINO's runtime is used, not its 
 tools (which send telemetry).
 
     torch      the model as loaded (CUDA, or a CPU without OpenVINO)
-    openvino   fp32 on the CPU, results as PyTorch's ("exact")
+    openvino   fp32 on the CPU, results as PyTorch's ("exact"); bf16 on request where it is native
     auto       openvino on a CPU where it is installed, else torch
 """
 
@@ -42,6 +42,20 @@ def default_cache_dir() -> Path:
 
 def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None and importlib.util.find_spec("onnxscript") is not None
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX-512 BF16 or AMX). Elsewhere bf16 is emulated
+    and slower than fp32."""
+    if importlib.util.find_spec("openvino") is not None:
+        import openvino
+
+        return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_runtime(name: str, device: torch.device) -> str:
@@ -110,7 +124,15 @@ class OpenVinoClassifier:
 
     batch = 8
 
-    def __init__(self, model: torch.nn.Module, checkpoint: Path, encoder: str, input_size: int, cache_dir: Path):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        checkpoint: Path,
+        encoder: str,
+        input_size: int,
+        cache_dir: Path,
+        precision: str = "f32",
+    ):
         import openvino
 
         onnx_path = Path(cache_dir) / f"{_cache_key(Path(checkpoint), encoder, input_size)}.onnx"
@@ -120,7 +142,7 @@ class OpenVinoClassifier:
         core = openvino.Core()
         graph = core.read_model(str(onnx_path))
         graph.reshape([self.batch, 3, input_size, input_size])
-        settings = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+        settings = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
         self._compiled = core.compile_model(graph, "CPU", settings)
         self.onnx_path = onnx_path
 

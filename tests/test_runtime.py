@@ -75,3 +75,27 @@ def test_runtime_choice():
         resolve_runtime("openvino", torch.device("cuda"))
     with pytest.raises(ValueError, match="unknown runtime"):
         resolve_runtime("tensorrt", torch.device("cpu"))
+
+
+def test_cpu_bf16_runs_only_where_it_is_native(checkpoint, tmp_path, monkeypatch, caplog):
+    from inference import predict
+
+    args = predict.parse_args(["--test-dir", ".", "--models", str(checkpoint), "--cpu-bf16"])
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(predict, "native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="inference.predict"):
+        assert predict.cpu_precision(args, cpu) == "f32"
+    assert "no native bf16" in caplog.text and "running fp32" in caplog.text
+    monkeypatch.setattr(predict, "native_bf16", lambda: True)
+    assert predict.cpu_precision(args, cpu) == "bf16"
+    assert predict.cpu_precision(predict.parse_args(["--test-dir", ".", "--models", "m.pt"]), cpu) == "f32"
+    assert predict.cpu_precision(args, torch.device("cuda")) == "f32", "CUDA has its own fp16"
+
+
+@pytest.mark.skipif(not runtime.native_bf16(), reason="this CPU has no native bf16")
+def test_openvino_bf16_stays_close_to_fp32(checkpoint, tmp_path):
+    cpu, crops = torch.device("cpu"), _crops(9)
+    fp32 = face_probabilities(load_member(checkpoint, cpu, runtime="openvino", cache_dir=tmp_path), crops, cpu)
+    member = load_member(checkpoint, cpu, runtime="openvino", cache_dir=tmp_path, precision="bf16")
+    bf16 = face_probabilities(member, crops, cpu)
+    assert np.abs(bf16 - fp32).max() < 0.05 and np.abs(bf16 - fp32).max() > 0, "bf16 really ran"
