@@ -10,6 +10,10 @@ frame probabilities are aggregated (`--strategy confident`, the winning one), an
 scores averaged by their weights. Faces of the next videos are detected in background threads
 while the current one is classified.
 
+Under torchrun (`torchrun --nproc_per_node=N -m inference.predict ...`) each process scores every
+N-th video on its own device (GPU `LOCAL_RANK`, or the CPU with gloo) and rank 0 gathers the rows
+and alone writes the files, which hold the same rows as one process would write.
+
 Every input video gets exactly one row. A video that cannot be decoded, has no frames or no face
 gets `--default-score` (0.5) and a row in errors.csv (filename, stage, reason). Both files are
 written under a temporary name and renamed.
@@ -39,11 +43,11 @@ from preprocess.face_detector import (
     INFERENCE_THRESHOLDS,
     ORIGINAL_SCALE,
     FaceDetector,
-    default_device,
     scale_argument,
 )
 from preprocess.io_utils import write_csv_atomic
 from preprocess.video_io import VideoReadError
+from training.distributed import all_gather_objects, cleanup, init_distributed, is_main_process
 from training.zoo import CheckpointError
 
 logger = logging.getLogger("inference.predict")
@@ -215,13 +219,20 @@ class FaceReader:
 
 
 def predict(
-    args: argparse.Namespace, members: list[Member], device: torch.device, precision: str = "f32"
+    args: argparse.Namespace,
+    members: list[Member],
+    device: torch.device,
+    precision: str = "f32",
+    share: tuple[int, int] = (0, 1),
 ) -> tuple[dict[str, float], list[dict]]:
+    """Scores and failures of the videos of this process's `share` (rank, world size): every
+    world-size-th video from the rank on."""
     # PyTorch's autocast; a member on OpenVINO was compiled in `precision` and ignores it.
     amp_dtype = (
         torch.float16 if device.type == "cuda" and not args.fp32 else torch.bfloat16 if precision == "bf16" else None
     )
-    videos = list_videos(args.test_dir)
+    rank, world = share
+    videos = list_videos(args.test_dir)[rank::world]
     logger.info("%d videos in %s, on %s", len(videos), args.test_dir, device)
     scores: dict[str, float] = {}
     errors: list[dict] = []
@@ -229,7 +240,8 @@ def predict(
     reader = FaceReader(args, device, workers)
     started = time.time()
     try:
-        for path, future in tqdm(reader.read_all(videos), total=len(videos), desc="videos", unit="video"):
+        progress = tqdm(reader.read_all(videos), total=len(videos), desc="videos", unit="video", disable=rank != 0)
+        for path, future in progress:
             stage = "decode"
             try:
                 faces = future.result()
@@ -255,19 +267,30 @@ def write_outputs(scores: dict[str, float], errors: list[dict], output: Path, er
 
 
 def main(argv=None) -> int:
+    """One process, or one of torchrun's: each rank scores its share of the videos on its own
+    device, and rank 0 gathers every row and alone writes the files."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    device = torch.device(args.device) if args.device else default_device()
+    rank, world, device = init_distributed()
+    if rank != 0:
+        logging.getLogger().setLevel(logging.WARNING)
+    if args.device:
+        device = torch.device(args.device)
     precision = cpu_precision(args, device)
     try:
         members = load_members(args, device, precision)
     except (CheckpointError, ValueError) as error:  # a wrong file or setting: one line, no traceback
         logger.error("%s", error)
         return 2
-    scores, errors = predict(args, members, device, precision)
-    errors_path = args.errors or args.output.parent / "errors.csv"
-    write_outputs(scores, errors, args.output, errors_path)
-    logger.info("wrote %s (%d rows) and %s (%d errors)", args.output, len(scores), errors_path, len(errors))
+    scores, errors = {}, []
+    for part_scores, part_errors in all_gather_objects(predict(args, members, device, precision, (rank, world))):
+        scores.update(part_scores)
+        errors.extend(part_errors)
+    if is_main_process():
+        errors_path = args.errors or args.output.parent / "errors.csv"
+        write_outputs(scores, errors, args.output, errors_path)
+        logger.info("wrote %s (%d rows) and %s (%d errors)", args.output, len(scores), errors_path, len(errors))
+    cleanup()
     return 0
 
 

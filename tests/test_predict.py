@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -13,7 +16,7 @@ from PIL import Image
 
 from inference import predict, score
 from preprocess.video_io import VideoWriter, read_frames
-from tests.conftest import dfdc_metadata, shared_data
+from tests.conftest import REPO_ROOT, dfdc_metadata, shared_data
 from tests.original_checkpoints import RunsACommand, original_state_dict, save_numpy1_checkpoint
 from training.zoo import create_model
 
@@ -226,3 +229,32 @@ def test_a_bad_checkpoint_stops_predict_with_one_line_naming_the_file(tmp_path, 
         [record] = [r for r in caplog.records if r.levelname == "ERROR"]
         assert code == 2 and str(path) in record.getMessage() and words in record.getMessage()
         assert "\n" not in record.getMessage() and record.exc_info is None and not out.exists()
+
+
+def test_two_gloo_processes_write_the_rows_one_process_writes(demo_world, small_checkpoint, tmp_path):
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    for video in sorted(dfdc_metadata(demo_world))[:3]:
+        (test_dir / video.name).symlink_to(video)
+    (test_dir / "broken.mp4").write_text("not a video\n")
+    args = ["--test-dir", str(test_dir), "--models", str(small_checkpoint), "--device", "cpu"]
+    assert predict.main([*args, "--output", str(tmp_path / "one" / "submission.csv")]) == 0
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
+    result = subprocess.run(
+        [*command, "-m", "inference.predict", *args, "--output", str(tmp_path / "two" / "submission.csv")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"2 videos in {test_dir}" in result.stderr, "rank 0 scored its half of the four videos"
+    assert result.stderr.count("wrote ") == 1 and "(4 rows)" in result.stderr, "rank 0 alone wrote every row"
+    one, two = _rows(tmp_path / "one" / "submission.csv"), _rows(tmp_path / "two" / "submission.csv")
+    assert [row["filename"] for row in two] == [row["filename"] for row in one] == sorted(os.listdir(test_dir))
+    for mine, theirs in zip(one, two, strict=True):
+        assert float(theirs["label"]) == pytest.approx(float(mine["label"]), abs=2e-6)
+    assert _rows(tmp_path / "two" / "errors.csv") == _rows(tmp_path / "one" / "errors.csv")
+    assert [row["filename"] for row in _rows(tmp_path / "two" / "errors.csv")] == ["broken.mp4"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["errors.csv", "submission.csv"]
