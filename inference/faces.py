@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,17 @@ class VideoFaces:
     crops: list[np.ndarray] = field(default_factory=list)
     face_frames: list[int] = field(default_factory=list)  # frame index of each crop
     boxes: list[list[float]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # decode and detect
+
+    def details(self) -> dict:
+        """What was found, for details.jsonl: frames sampled and with a face, faces per frame."""
+        per_frame = [len(boxes) for boxes in self.boxes_by_frame()]
+        return {
+            "frames_sampled": len(self.frame_indices),
+            "frames_with_face": sum(count > 0 for count in per_frame),
+            "faces_per_frame": per_frame,
+            "boxes_found": {"detected": len(self.boxes)},
+        }
 
     def boxes_by_frame(self) -> list[list[list[float]]]:
         grouped: dict[int, list[list[float]]] = {index: [] for index in self.frame_indices}
@@ -81,4 +93,9 @@ def extract_faces(
     path: Path, detector: FaceDetector, frames: int = 32, backend: str = "opencv", margin_divisor: int = 3
 ) -> VideoFaces:
     """Read the sampled frames of `path` and crop every detected face; raise on no frame or face."""
-    return crop_faces(path, read_sampled_frames(path, frames, backend), detector, margin_divisor)
+    started = time.perf_counter()
+    decoded = read_sampled_frames(path, frames, backend)
+    decoded_at = time.perf_counter()
+    faces = crop_faces(path, decoded, detector, margin_divisor)
+    faces.seconds = {"decode": decoded_at - started, "detect": time.perf_counter() - decoded_at}
+    return faces

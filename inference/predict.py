@@ -15,13 +15,16 @@ N-th video on its own device (GPU `LOCAL_RANK`, or the CPU with gloo) and rank 0
 and alone writes the files, which hold the same rows as one process would write.
 
 Every input video gets exactly one row. A video that cannot be decoded, has no frames or no face
-gets `--default-score` (0.5) and a row in errors.csv (filename, stage, reason). Both files are
-written under a temporary name and renamed.
+gets `--default-score` (0.5) and a row in errors.csv (filename, stage, reason). details.jsonl
+beside the submission has one line per video: its score and each model's, frames sampled and
+with a face, faces per frame, how the boxes were found, and seconds to decode, detect and
+classify (or the error). Every file is written under a temporary name and renamed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import threading
@@ -45,7 +48,7 @@ from preprocess.face_detector import (
     FaceDetector,
     scale_argument,
 )
-from preprocess.io_utils import write_csv_atomic
+from preprocess.io_utils import atomic_path, write_csv_atomic
 from preprocess.video_io import VideoReadError
 from training.distributed import all_gather_objects, cleanup, init_distributed, is_main_process
 from training.zoo import CheckpointError
@@ -163,15 +166,15 @@ def load_members(args: argparse.Namespace, device: torch.device, precision: str 
     return members
 
 
-def score_video(faces: VideoFaces, members: list[Member], args, device, amp_dtype) -> float:
+def score_video(faces: VideoFaces, members: list[Member], args, device, amp_dtype) -> tuple[float, dict[str, float]]:
+    """The video's score, and each model's."""
     strategy = STRATEGIES[args.strategy]
     people = [p for frame in link_people(faces.boxes_by_frame()) for p in frame] if args.per_person else None
-    scores, weights = [], []
+    scores = {}
     for member in members:
         probabilities = face_probabilities(member, faces.crops, device, args.batch_size, amp_dtype, args.tta)
-        scores.append(per_person(probabilities, people, strategy) if people else strategy(probabilities))
-        weights.append(member.weight)
-    return float(np.average(scores, weights=weights))
+        scores[member.name] = float(per_person(probabilities, people, strategy) if people else strategy(probabilities))
+    return float(np.average(list(scores.values()), weights=[member.weight for member in members])), scores
 
 
 class FaceReader:
@@ -224,9 +227,9 @@ def predict(
     device: torch.device,
     precision: str = "f32",
     share: tuple[int, int] = (0, 1),
-) -> tuple[dict[str, float], list[dict]]:
-    """Scores and failures of the videos of this process's `share` (rank, world size): every
-    world-size-th video from the rank on."""
+) -> tuple[dict[str, float], list[dict], list[dict]]:
+    """Scores, failures and details of the videos of this process's `share` (rank, world size):
+    every world-size-th video from the rank on."""
     # PyTorch's autocast; a member on OpenVINO was compiled in `precision` and ignores it.
     amp_dtype = (
         torch.float16 if device.type == "cuda" and not args.fp32 else torch.bfloat16 if precision == "bf16" else None
@@ -236,6 +239,7 @@ def predict(
     logger.info("%d videos in %s, on %s", len(videos), args.test_dir, device)
     scores: dict[str, float] = {}
     errors: list[dict] = []
+    details: list[dict] = []
     workers = args.workers if args.workers is not None else (1 if device.type == "cuda" else 0)
     reader = FaceReader(args, device, workers)
     started = time.time()
@@ -246,7 +250,19 @@ def predict(
             try:
                 faces = future.result()
                 stage = "classify"
-                scores[path.name] = score_video(faces, members, args, device, amp_dtype)
+                started_classify = time.perf_counter()
+                scores[path.name], model_scores = score_video(faces, members, args, device, amp_dtype)
+                seconds = {**faces.seconds, "classify": time.perf_counter() - started_classify}
+                details.append(
+                    {
+                        "filename": path.name,
+                        "score": scores[path.name],
+                        "model_scores": model_scores,
+                        **faces.details(),
+                        "seconds": {key: round(value, 3) for key, value in seconds.items()},
+                        "error": None,
+                    }
+                )
             except Exception as error:  # every video gets a row, whatever happens to it
                 if isinstance(error, DetectionError):
                     stage = "detect"
@@ -254,16 +270,27 @@ def predict(
                 errors.append({"filename": path.name, "stage": stage, "reason": f"{type(error).__name__}: {reason}"})
                 logger.warning("%s: %s failed (%s), scored %.2f", path.name, stage, reason, args.default_score)
                 scores[path.name] = args.default_score
+                details.append({"filename": path.name, "score": args.default_score, "error": errors[-1]})
     finally:
         reader.close()
     logger.info("%d videos scored, %d failed, in %.1fs", len(scores) - len(errors), len(errors), time.time() - started)
-    return scores, errors
+    return scores, errors, details
 
 
-def write_outputs(scores: dict[str, float], errors: list[dict], output: Path, errors_path: Path) -> None:
+def write_outputs(
+    scores: dict[str, float],
+    errors: list[dict],
+    details: list[dict],
+    output: Path,
+    errors_path: Path,
+    details_path: Path,
+) -> None:
     rows = [{"filename": name, "label": f"{scores[name]:.6f}"} for name in sorted(scores)]
     write_csv_atomic(output, rows, ["filename", "label"])
     write_csv_atomic(errors_path, sorted(errors, key=lambda row: row["filename"]), ["filename", "stage", "reason"])
+    with atomic_path(details_path) as temporary:
+        lines = [json.dumps(row) for row in sorted(details, key=lambda row: row["filename"])]
+        temporary.write_text("".join(f"{line}\n" for line in lines))
 
 
 def main(argv=None) -> int:
@@ -282,14 +309,23 @@ def main(argv=None) -> int:
     except (CheckpointError, ValueError) as error:  # a wrong file or setting: one line, no traceback
         logger.error("%s", error)
         return 2
-    scores, errors = {}, []
-    for part_scores, part_errors in all_gather_objects(predict(args, members, device, precision, (rank, world))):
-        scores.update(part_scores)
-        errors.extend(part_errors)
+    scores, errors, details = {}, [], []
+    for part in all_gather_objects(predict(args, members, device, precision, (rank, world))):
+        scores.update(part[0])
+        errors.extend(part[1])
+        details.extend(part[2])
     if is_main_process():
         errors_path = args.errors or args.output.parent / "errors.csv"
-        write_outputs(scores, errors, args.output, errors_path)
-        logger.info("wrote %s (%d rows) and %s (%d errors)", args.output, len(scores), errors_path, len(errors))
+        details_path = args.output.parent / "details.jsonl"
+        write_outputs(scores, errors, details, args.output, errors_path, details_path)
+        logger.info(
+            "wrote %s (%d rows), %s (%d errors) and %s",
+            args.output,
+            len(scores),
+            errors_path,
+            len(errors),
+            details_path,
+        )
     cleanup()
     return 0
 

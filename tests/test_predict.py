@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,7 +17,7 @@ from facenet_pytorch import MTCNN
 from PIL import Image
 
 from inference import predict, score
-from preprocess.video_io import VideoWriter, read_frames
+from preprocess.video_io import VideoWriter, probe_video, read_frames
 from tests.conftest import REPO_ROOT, dfdc_metadata, shared_data
 from tests.original_checkpoints import RunsACommand, original_state_dict, save_numpy1_checkpoint
 from training.zoo import create_model
@@ -65,6 +67,21 @@ def test_every_file_gets_a_row_and_every_failure_is_named(demo_world, small_chec
     assert errors["empty.mp4"]["stage"] == "decode" and "0 bytes" in errors["empty.mp4"]["reason"]
     assert all(scores[name] == 0.5 for name in errors)
     assert 0.0 < scores["good.mp4"] < 1.0 and scores["good.mp4"] != 0.5
+    details = {row["filename"]: row for row in _details(out.parent / "details.jsonl")}
+    assert sorted(details) == sorted(scores), "one line per video"
+    assert all(details[name]["error"]["stage"] == errors[name]["stage"] for name in errors)
+    good = details["good.mp4"]
+    frames = min(32, probe_video(test_dir / "good.mp4").frame_count)
+    assert good["error"] is None and good["score"] == pytest.approx(scores["good.mp4"], abs=1e-6)
+    assert good["frames_sampled"] == len(good["faces_per_frame"]) == frames
+    assert good["frames_with_face"] == sum(count > 0 for count in good["faces_per_frame"]) >= frames - 2
+    assert good["boxes_found"] == {"detected": sum(good["faces_per_frame"])}
+    assert list(good["model_scores"]) == ["tiny.pt"] and good["model_scores"]["tiny.pt"] == good["score"]
+    assert set(good["seconds"]) == {"decode", "detect", "classify"}
+
+
+def _details(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
 def _original_read_frames(path, num_frames=32, distinct=False) -> list[np.ndarray]:
@@ -257,4 +274,6 @@ def test_two_gloo_processes_write_the_rows_one_process_writes(demo_world, small_
         assert float(theirs["label"]) == pytest.approx(float(mine["label"]), abs=2e-6)
     assert _rows(tmp_path / "two" / "errors.csv") == _rows(tmp_path / "one" / "errors.csv")
     assert [row["filename"] for row in _rows(tmp_path / "two" / "errors.csv")] == ["broken.mp4"]
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["errors.csv", "submission.csv"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["details.jsonl", "errors.csv", "submission.csv"]
+    one_details, two_details = (_details(tmp_path / run / "details.jsonl") for run in ("one", "two"))
+    assert [d.get("frames_with_face") for d in two_details] == [d.get("frames_with_face") for d in one_details]
