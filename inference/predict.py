@@ -167,14 +167,18 @@ def load_members(args: argparse.Namespace, device: torch.device, precision: str 
 
 
 def score_video(faces: VideoFaces, members: list[Member], args, device, amp_dtype) -> tuple[float, dict[str, float]]:
-    """The video's score, and each model's."""
+    """The video's score, and each model's (by file name; by position too where two names are the same)."""
     strategy = STRATEGIES[args.strategy]
     people = [p for frame in link_people(faces.boxes_by_frame()) for p in frame] if args.per_person else None
-    scores = {}
+    scores = []
     for member in members:
         probabilities = face_probabilities(member, faces.crops, device, args.batch_size, amp_dtype, args.tta)
-        scores[member.name] = float(per_person(probabilities, people, strategy) if people else strategy(probabilities))
-    return float(np.average(list(scores.values()), weights=[member.weight for member in members])), scores
+        scores.append(float(per_person(probabilities, people, strategy) if people else strategy(probabilities)))
+    names = [member.name for member in members]
+    keys = [name if names.count(name) == 1 else f"{index}:{name}" for index, name in enumerate(names)]
+    return float(np.average(scores, weights=[member.weight for member in members])), dict(
+        zip(keys, scores, strict=True)
+    )
 
 
 class FaceReader:

@@ -277,3 +277,19 @@ def test_two_gloo_processes_write_the_rows_one_process_writes(demo_world, small_
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["details.jsonl", "errors.csv", "submission.csv"]
     one_details, two_details = (_details(tmp_path / run / "details.jsonl") for run in ("one", "two"))
     assert [d.get("frames_with_face") for d in two_details] == [d.get("frames_with_face") for d in one_details]
+
+
+def test_two_members_with_one_file_name_are_both_scored(demo_world, small_checkpoint, tmp_path):
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    video = sorted(dfdc_metadata(demo_world))[0]
+    (test_dir / video.name).symlink_to(video)
+    (tmp_path / "copy").mkdir()
+    copy = tmp_path / "copy" / small_checkpoint.name
+    copy.write_bytes(small_checkpoint.read_bytes())
+    out = tmp_path / "submission.csv"
+    models = ["--models", str(small_checkpoint), str(copy), "--runtime", "torch"]
+    assert predict.main(["--test-dir", str(test_dir), *models, "--output", str(out)]) == 0
+    [details] = _details(tmp_path / "details.jsonl")
+    assert details["model_scores"] == {"0:tiny.pt": details["score"], "1:tiny.pt": details["score"]}
+    assert float(_rows(out)[0]["label"]) == pytest.approx(details["score"], abs=1e-6)
