@@ -83,6 +83,25 @@ def test_bench_times_the_baseline_and_our_way_and_compares_their_scores(demo_wor
     assert report["speedup_over_baseline"]["exact"] == round(means["baseline"] / means["exact"], 2)
 
 
+def test_bench_times_an_ensemble_of_random_models(demo_world, tmp_path, capsys):
+    video = sorted(dfdc_metadata(demo_world))[0]
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / video.name).symlink_to(video)
+    args = ["--test-dir", str(tmp_path / "videos"), "--random-models", "2", "--encoder", "resnet18", "--size", "32"]
+    assert bench.main([*args, "--no-baseline"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["models"] == ["random resnet18"] * 2 and report["runtime"] == "torch"
+    assert list(report["modes"]) == ["exact"] and report["gpu_memory_peak_mb"] is None, "no GPU here"
+    [result] = report["modes"]["exact"]
+    assert result["faces"] > 0 and 0 < result["score"] < 1
+    cpu = torch.device("cpu")
+    first, second = bench.random_member("resnet18", None, cpu, 0), bench.random_member("resnet18", 32, cpu, 1)
+    assert (first.input_size, second.input_size) == (224, 32), "the encoder's recipe size unless given"
+    assert not torch.equal(first.model.fc.weight, second.model.fc.weight), "each model its own weights"
+    with pytest.raises(SystemExit):
+        bench.main(["--test-dir", str(tmp_path / "videos"), "--random-models", "2"])
+
+
 class _Clock:
     """A stand-in for the time module whose clock moves only when the faked stages work."""
 
