@@ -10,8 +10,9 @@
 # interpreter; DEMO_SEED and DEMO_VIDEOS size the demo world; PREPROCESS_WORKERS (default 2)
 # sets the preprocessing processes; TRAIN_JOBS ("config:fold:seed ...") and WEIGHTS_DIR choose
 # the training jobs and where checkpoints go; DETECTOR_SCALE sets MTCNN's scale for face boxes
-# and prediction (real data: 0.5, the original's; demo: rule, by resolution); the submission
-# goes to WORK_DIR/submission/. DRY_RUN=1 prints each stage's command instead of running it.
+# and prediction (real data: 0.5, the original's; demo: rule, by resolution); RECALL_BOOST=1
+# retries frames without a face in prediction (real data: 0, as the original; demo: 1); the
+# submission goes to WORK_DIR/submission/. DRY_RUN=1 prints each stage's command instead.
 # Stages skip work already done, so an interrupted run continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -42,6 +43,7 @@ if [ "$#" -eq 0 ]; then
     PREPROCESS_CONFIG=configs/preprocess_demo.yaml
     TRAIN_JOBS=${TRAIN_JOBS:-"configs/demo.yaml:0:111 configs/demo.yaml:1:555"}
     DETECTOR_SCALE=${DETECTOR_SCALE:-rule}  # the demo's clips go down to 320 px
+    RECALL_BOOST=${RECALL_BOOST:-1}
     WEIGHTS_DIR="$WORK_DIR/weights"
     stage "demo world: synthetic DFDC-layout dataset in $DATA_ROOT"
     run "$PYTHON" -m preprocess.make_demo_data --out "$DATA_ROOT" --seed "${DEMO_SEED:-0}" \
@@ -54,6 +56,7 @@ else
     TRAIN_JOBS=${TRAIN_JOBS:-"configs/b7.yaml:0:111 configs/b7.yaml:0:555 configs/b7.yaml:0:777 configs/b7.yaml:0:888 configs/b7.yaml:0:999"}
     WEIGHTS_DIR=${WEIGHTS_DIR:-weights}
     DETECTOR_SCALE=${DETECTOR_SCALE:-0.5}  # the original's, for preprocessing and prediction alike
+    RECALL_BOOST=${RECALL_BOOST:-0}         # the original's: no second try on frames without a face
     for dir in "$DATA_ROOT" "$TEST_DIR"; do
         [ -d "$dir" ] || { echo "error: $dir is not a folder" >&2; exit 2; }
     done
@@ -81,8 +84,12 @@ stage "prediction: every video of $TEST_DIR with the ensemble of the best checkp
 checkpoints=()
 for run in "${runs[@]}"; do checkpoints+=("$WEIGHTS_DIR/$(basename "$run")_best.pt"); done
 SUBMISSION_DIR="$WORK_DIR/submission"
+options=()
+[ "$RECALL_BOOST" = 1 ] || options+=(--no-recall-boost)
+[ -z "${PREDICT_WORKERS:-}" ] || options+=(--workers "$PREDICT_WORKERS")
 run "$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --models "${checkpoints[@]}" \
-    --output "$SUBMISSION_DIR/submission.csv" --workers "${PREDICT_WORKERS:-1}" --detector-scale "$DETECTOR_SCALE"
+    --output "$SUBMISSION_DIR/submission.csv" --detector-scale "$DETECTOR_SCALE" \
+    ${options[@]+"${options[@]}"}
 
 if [ -f "$TEST_DIR/labels.csv" ]; then
     stage "scoring: $SUBMISSION_DIR/submission.csv against $TEST_DIR/labels.csv"

@@ -4,7 +4,8 @@
     python -m inference.predict --test-dir DIR --ensemble configs/ensemble.yaml --output submission.csv
 
 Per video: 32 evenly spaced frames, MTCNN (thresholds 0.7/0.8/0.8) on frames at half size as
-the original did (`--detector-scale rule` scales by resolution), every face cropped with a third of
+the original did (`--detector-scale rule` scales by resolution; a frame without a face is tried
+again at twice the scale and, if dark, brightened, unless `--no-recall-boost`), every face cropped with a third of
 margin, resized isotropically and centred on a black square, scored by each model; per model the
 frame probabilities are aggregated (`--strategy confident`, the winning one), and the models'
 scores averaged by their weights. Faces of the next videos are detected in background threads
@@ -74,6 +75,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=ORIGINAL_SCALE,
         help="MTCNN scale: a number (default 0.5, the original's), or 'rule' to scale by resolution "
         "(finds the faces of low-resolution video that half size loses)",
+    )
+    parser.add_argument(
+        "--no-recall-boost",
+        action="store_true",
+        help="no second try on frames where MTCNN finds no face (the original's behaviour; by default such a "
+        "frame is tried again at twice the scale and, if dark, brightened)",
     )
     parser.add_argument(
         "--strategy",
@@ -196,7 +203,8 @@ class FaceReader:
         return self._local.detector
 
     def _read(self, path: Path) -> VideoFaces:
-        return extract_faces(path, self._detector(), self.args.frames, self.args.video_backend)
+        recall = not self.args.no_recall_boost
+        return extract_faces(path, self._detector(), self.args.frames, self.args.video_backend, recall=recall)
 
     def read_all(self, paths: list[Path]):
         """Yield (path, future) in order, keeping a few videos in flight."""

@@ -122,15 +122,16 @@ class FaceDetector:
     def frame_scale(self, width: int, height: int) -> float:
         return resolution_scale(width, height) if self.scale == RESOLUTION_RULE else self.scale
 
-    def detect(self, frame_rgb: np.ndarray) -> FaceDetections:
-        return self.detect_batch([frame_rgb])[0]
+    def detect(self, frame_rgb: np.ndarray, scale: float | None = None) -> FaceDetections:
+        return self.detect_batch([frame_rgb], scale)[0]
 
-    def detect_batch(self, frames_rgb: Sequence[np.ndarray]) -> list[FaceDetections]:
-        """Detect faces in frames of one size (a batch goes through MTCNN at once)."""
+    def detect_batch(self, frames_rgb: Sequence[np.ndarray], scale: float | None = None) -> list[FaceDetections]:
+        """Detect faces in frames of one size (a batch goes through MTCNN at once), at the detector's
+        scale or at `scale`."""
         if not frames_rgb:
             return []
         height, width = frames_rgb[0].shape[:2]
-        scale = self.frame_scale(width, height)
+        scale = scale or self.frame_scale(width, height)
         size = (max(1, int(width * scale)), max(1, int(height * scale)))
         if min(size) < self.min_face_size:  # no face fits; MTCNN's image pyramid would be empty
             return [FaceDetections.empty() for _ in frames_rgb]

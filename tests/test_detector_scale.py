@@ -65,13 +65,14 @@ def _dry_run(*args, **env) -> list[str]:
     return [line for line in result.stdout.splitlines() if "preprocess.run_all" in line or "inference.predict" in line]
 
 
-def test_run_all_on_real_data_uses_the_original_scale_unless_told_otherwise(tmp_path):
+def test_run_all_on_real_data_uses_the_original_settings_unless_told_otherwise(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "test").mkdir()
     preprocess_line, predict_line = _dry_run(str(tmp_path / "data"), str(tmp_path / "test"))
     assert preprocess_line.endswith("--config configs/preprocess.yaml --scale 0.5")
-    assert predict_line.endswith("--detector-scale 0.5")
-    lines = _dry_run(str(tmp_path / "data"), str(tmp_path / "test"), DETECTOR_SCALE="rule")
-    assert [line.split()[-1] for line in lines] == ["rule", "rule"]
-    demo = _dry_run(WORK_DIR=str(tmp_path / "work"))
-    assert [line.split()[-1] for line in demo] == ["rule", "rule"], "the demo's small clips scale by resolution"
+    assert predict_line.endswith("--detector-scale 0.5 --no-recall-boost"), "no second try, as the original"
+    lines = _dry_run(str(tmp_path / "data"), str(tmp_path / "test"), DETECTOR_SCALE="rule", RECALL_BOOST="1")
+    assert lines[0].endswith("--scale rule") and lines[1].endswith("--detector-scale rule")
+    demo = _dry_run(WORK_DIR=str(tmp_path / "work"), PREDICT_WORKERS="2")
+    assert demo[0].endswith("--scale rule"), "the demo's small clips scale by resolution"
+    assert demo[1].endswith("--detector-scale rule --workers 2"), "and get the recall boost"

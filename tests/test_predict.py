@@ -17,6 +17,8 @@ from facenet_pytorch import MTCNN
 from PIL import Image
 
 from inference import predict, score
+from preprocess.demo_world.identities import builtin_photos
+from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 from preprocess.video_io import VideoWriter, probe_video, read_frames
 from tests.conftest import REPO_ROOT, dfdc_metadata, shared_data
 from tests.original_checkpoints import RunsACommand, original_state_dict, save_numpy1_checkpoint
@@ -293,3 +295,33 @@ def test_two_members_with_one_file_name_are_both_scored(demo_world, small_checkp
     [details] = _details(tmp_path / "details.jsonl")
     assert details["model_scores"] == {"0:tiny.pt": details["score"], "1:tiny.pt": details["score"]}
     assert float(_rows(out)[0]["label"]) == pytest.approx(details["score"], abs=1e-6)
+
+
+def _clip(path, frames: list[np.ndarray]) -> None:
+    height, width = frames[0].shape[:2]
+    with VideoWriter(path, fps=25, width=width, height=height, crf=16) as writer:
+        for frame in frames:
+            writer.write(frame)
+
+
+def test_the_recall_boost_finds_faces_in_dark_frames_and_faces_too_small_for_the_scale(small_checkpoint, tmp_path):
+    photo = builtin_photos()["astronaut"]
+    dark = (photo.astype(np.float32) * 0.08).astype(np.uint8)  # mean grey level about 9
+    small = np.full((720, 1280, 3), 90, np.uint8)
+    small[300:420, 600:720] = cv2.resize(photo, (120, 120), interpolation=cv2.INTER_AREA)  # a 40 px face
+    detector = FaceDetector(INFERENCE_THRESHOLDS, 0.5, device="cpu")
+    assert len(detector.detect(dark)) == len(detector.detect(small)) == 0, "MTCNN misses both at half size"
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    _clip(test_dir / "dark.mp4", [photo] * 2 + [dark] * 4)
+    _clip(test_dir / "small.mp4", [small] * 4)
+    args = ["--test-dir", str(test_dir), "--models", str(small_checkpoint), "--frames", "6", "--runtime", "torch"]
+    assert predict.main([*args, "--output", str(tmp_path / "boost" / "submission.csv")]) == 0
+    boosted = {row["filename"]: row for row in _details(tmp_path / "boost" / "details.jsonl")}
+    assert boosted["dark.mp4"]["faces_per_frame"] == [1] * 6
+    assert boosted["dark.mp4"]["boxes_found"] == {"detected": 2, "retried": 4}
+    assert boosted["small.mp4"]["faces_per_frame"] == [1] * 4 and boosted["small.mp4"]["error"] is None
+    assert predict.main([*args, "--no-recall-boost", "--output", str(tmp_path / "plain" / "submission.csv")]) == 0
+    plain = {row["filename"]: row for row in _details(tmp_path / "plain" / "details.jsonl")}
+    assert plain["dark.mp4"]["faces_per_frame"] == [1, 1, 0, 0, 0, 0], "the original's behaviour"
+    assert plain["small.mp4"]["error"]["stage"] == "detect"
