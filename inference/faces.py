@@ -2,8 +2,9 @@
 
 With the recall boost, a frame where MTCNN finds no face at the chosen scale is tried again at
 twice that scale (up to 2x: faces too small for the first try) and, if it is dark, once more on a
-brightened copy (gamma set so that its mean comes to mid-grey: faces lost in shadow). Where
-MTCNN found a face the first time, nothing changes."""
+brightened copy (gamma set so that its mean comes to mid-grey: faces lost in shadow); a frame
+still without a face, between frames that see the same person, gets that person's box
+interpolated. Where MTCNN found a face the first time, nothing changes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.aggregate import box_iou
 from preprocess.crops import crop_face
 from preprocess.face_detector import FaceDetector
 from preprocess.video_io import VideoReadError, iter_frames, probe_video
@@ -35,7 +37,7 @@ class VideoFaces:
     crops: list[np.ndarray] = field(default_factory=list)
     face_frames: list[int] = field(default_factory=list)  # frame index of each crop
     boxes: list[list[float]] = field(default_factory=list)
-    found: list[str] = field(default_factory=list)  # how each box was found: detected or retried
+    found: list[str] = field(default_factory=list)  # how each box was found: detected, retried, interpolated
     seconds: dict[str, float] = field(default_factory=dict)  # decode and detect
 
     def details(self) -> dict:
@@ -45,7 +47,7 @@ class VideoFaces:
             "frames_sampled": len(self.frame_indices),
             "frames_with_face": sum(count > 0 for count in per_frame),
             "faces_per_frame": per_frame,
-            "boxes_found": {way: self.found.count(way) for way in ("detected", "retried")},
+            "boxes_found": {way: self.found.count(way) for way in ("detected", "retried", "interpolated")},
         }
 
     def boxes_by_frame(self) -> list[list[list[float]]]:
@@ -97,24 +99,53 @@ def detect_with_recall(detector: FaceDetector, frame: np.ndarray, recall: bool) 
     return boxes, "retried"
 
 
+def interpolated_boxes(
+    frame_indices: list[int], boxes: list[list], max_gap: int = 3, min_iou: float = 0.2
+) -> dict[int, list[list[float]]]:
+    """Boxes for frames without any, where a person is seen in the nearest frames before and after
+    (at most `max_gap` sampled frames apart, boxes overlapping by `min_iou`): linear in the frame
+    index between the two boxes. {position in frame_indices: boxes}."""
+    found: dict[int, list[list[float]]] = {}
+    with_faces = [position for position, frame_boxes in enumerate(boxes) if len(frame_boxes)]
+    for before, after in zip(with_faces, with_faces[1:], strict=False):
+        if after - before < 2 or after - before > max_gap + 1:
+            continue
+        pairs = []
+        for box in boxes[before]:
+            overlaps = [box_iou(box, other) for other in boxes[after]]
+            best = int(np.argmax(overlaps))
+            if overlaps[best] >= min_iou:
+                pairs.append((np.asarray(box, float), np.asarray(boxes[after][best], float)))
+        span = frame_indices[after] - frame_indices[before]
+        for position in range(before + 1, after):
+            weight = (frame_indices[position] - frame_indices[before]) / span
+            found[position] = [((1 - weight) * first + weight * last).tolist() for first, last in pairs]
+    return found
+
+
 def crop_faces(
     path: Path, decoded: dict[int, np.ndarray], detector: FaceDetector, margin_divisor: int = 3, recall: bool = False
 ) -> VideoFaces:
-    """Every face MTCNN finds in the decoded frames (with the recall boost if `recall`), cropped;
-    raise when there is none."""
+    """Every face MTCNN finds in the decoded frames, cropped; with the recall boost, also the faces
+    found by a second try and those interpolated between frames. Raise when there is none."""
     faces = VideoFaces(Path(path), sorted(decoded))
+    per_frame: list[tuple[list, str]] = []
     for index in faces.frame_indices:
-        frame = decoded[index]
         try:
-            boxes, how = detect_with_recall(detector, frame, recall)
+            boxes, how = detect_with_recall(detector, decoded[index], recall)
         except Exception as error:
             raise DetectionError(f"{path}: face detection failed on frame {index} ({error})") from error
+        per_frame.append(([list(map(float, box)) for box in boxes], how))
+    if recall:
+        for position, boxes in interpolated_boxes(faces.frame_indices, [b for b, _ in per_frame]).items():
+            per_frame[position] = (boxes, "interpolated")
+    for index, (boxes, how) in zip(faces.frame_indices, per_frame, strict=True):
         for box in boxes:
-            crop = crop_face(frame, box, margin_divisor)
+            crop = crop_face(decoded[index], box, margin_divisor)
             if crop.size:
                 faces.crops.append(crop)
                 faces.face_frames.append(index)
-                faces.boxes.append([float(v) for v in box])
+                faces.boxes.append(box)
                 faces.found.append(how)
     if not faces.crops:
         raise NoFaceError(f"{path}: no face found in {len(decoded)} sampled frames")

@@ -17,6 +17,7 @@ from facenet_pytorch import MTCNN
 from PIL import Image
 
 from inference import predict, score
+from inference.faces import interpolated_boxes
 from preprocess.demo_world.identities import builtin_photos
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 from preprocess.video_io import VideoWriter, probe_video, read_frames
@@ -77,7 +78,8 @@ def test_every_file_gets_a_row_and_every_failure_is_named(demo_world, small_chec
     assert good["error"] is None and good["score"] == pytest.approx(scores["good.mp4"], abs=1e-6)
     assert good["frames_sampled"] == len(good["faces_per_frame"]) == frames
     assert good["frames_with_face"] == sum(count > 0 for count in good["faces_per_frame"]) >= frames - 2
-    assert good["boxes_found"] == {"detected": sum(good["faces_per_frame"])}
+    assert set(good["boxes_found"]) == {"detected", "retried", "interpolated"}
+    assert sum(good["boxes_found"].values()) == sum(good["faces_per_frame"])
     assert list(good["model_scores"]) == ["tiny.pt"] and good["model_scores"]["tiny.pt"] == good["score"]
     assert set(good["seconds"]) == {"decode", "detect", "classify"}
 
@@ -319,9 +321,33 @@ def test_the_recall_boost_finds_faces_in_dark_frames_and_faces_too_small_for_the
     assert predict.main([*args, "--output", str(tmp_path / "boost" / "submission.csv")]) == 0
     boosted = {row["filename"]: row for row in _details(tmp_path / "boost" / "details.jsonl")}
     assert boosted["dark.mp4"]["faces_per_frame"] == [1] * 6
-    assert boosted["dark.mp4"]["boxes_found"] == {"detected": 2, "retried": 4}
+    assert boosted["dark.mp4"]["boxes_found"] == {"detected": 2, "retried": 4, "interpolated": 0}
     assert boosted["small.mp4"]["faces_per_frame"] == [1] * 4 and boosted["small.mp4"]["error"] is None
     assert predict.main([*args, "--no-recall-boost", "--output", str(tmp_path / "plain" / "submission.csv")]) == 0
     plain = {row["filename"]: row for row in _details(tmp_path / "plain" / "details.jsonl")}
     assert plain["dark.mp4"]["faces_per_frame"] == [1, 1, 0, 0, 0, 0], "the original's behaviour"
     assert plain["small.mp4"]["error"]["stage"] == "detect"
+
+
+def test_a_person_seen_before_and_after_a_faceless_gap_gets_interpolated_boxes(small_checkpoint, tmp_path):
+    photo = builtin_photos()["astronaut"]
+    grey = np.full_like(photo, 128)
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    _clip(test_dir / "gap.mp4", [photo, photo, grey, grey, photo, photo])
+    args = ["--test-dir", str(test_dir), "--models", str(small_checkpoint), "--frames", "6", "--runtime", "torch"]
+    assert predict.main([*args, "--output", str(tmp_path / "boost" / "submission.csv")]) == 0
+    [boosted] = _details(tmp_path / "boost" / "details.jsonl")
+    assert boosted["faces_per_frame"] == [1] * 6
+    assert boosted["boxes_found"] == {"detected": 4, "retried": 0, "interpolated": 2}
+    assert predict.main([*args, "--no-recall-boost", "--output", str(tmp_path / "plain" / "submission.csv")]) == 0
+    [plain] = _details(tmp_path / "plain" / "details.jsonl")
+    assert plain["faces_per_frame"] == [1, 1, 0, 0, 1, 1]
+
+
+def test_interpolation_is_linear_in_the_frame_index_and_only_across_short_gaps():
+    box_a, box_b, far = [10, 10, 50, 50], [30, 10, 70, 50], [300, 300, 340, 340]  # a and b: IoU 1/3
+    found = interpolated_boxes([0, 10, 20, 40], [[box_a], [], [], [box_b]])
+    assert found == {1: [[15.0, 10.0, 55.0, 50.0]], 2: [[20.0, 10.0, 60.0, 50.0]]}
+    assert interpolated_boxes([0, 10, 20], [[box_a], [], [far]]) == {1: []}, "different people: no box"
+    assert interpolated_boxes(list(range(6)), [[box_a], [], [], [], [], [box_a]]) == {}, "gap longer than 3 frames"
