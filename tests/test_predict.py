@@ -328,6 +328,17 @@ def test_the_recall_boost_finds_faces_in_dark_frames_and_faces_too_small_for_the
     assert plain["dark.mp4"]["faces_per_frame"] == [1, 1, 0, 0, 0, 0], "the original's behaviour"
     assert plain["small.mp4"]["error"]["stage"] == "detect"
 
+    large = np.full((1124, 2000, 3), 90, np.uint8)  # over 1900 px: the resolution rule detects at 0.33x
+    large[500:680, 900:1080] = cv2.resize(photo, (180, 180), interpolation=cv2.INTER_AREA)  # a 60 px face
+    rule = FaceDetector(INFERENCE_THRESHOLDS, "rule", device="cpu")
+    assert rule.frame_scale(2000, 1124) == 0.33 and len(rule.detect(large)) == 0, "too small at 0.33x"
+    (tmp_path / "large").mkdir()
+    _clip(tmp_path / "large" / "large.mp4", [large] * 3)
+    rule_args = [*args[2:], "--test-dir", str(tmp_path / "large"), "--detector-scale", "rule"]
+    assert predict.main([*rule_args, "--output", str(tmp_path / "rule" / "submission.csv")]) == 0
+    [found] = _details(tmp_path / "rule" / "details.jsonl")
+    assert found["faces_per_frame"] == [1] * 3 and found["boxes_found"]["retried"] == 3
+
 
 def test_a_person_seen_before_and_after_a_faceless_gap_gets_interpolated_boxes(small_checkpoint, tmp_path):
     photo = builtin_photos()["astronaut"]
