@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from inference.aggregate import confident
-from inference.ensemble import Member, face_probabilities, load_member
+from inference.ensemble import Member, face_probabilities, load_member, prepare_for_inference
 from inference.faces import NoFaceError, crop_faces, read_sampled_frames
 from inference.predict import list_videos
 from inference.runtime import RUNTIMES, resolve_runtime
@@ -81,9 +81,7 @@ def bench_video(path: Path, detector: FaceDetector, members, device, frames: int
 def random_member(encoder: str, size: int | None, device: torch.device, seed: int) -> Member:
     """A classifier of `encoder` with random weights (timing only: nothing is downloaded)."""
     torch.manual_seed(seed)
-    model = create_model(encoder).eval().to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    model = prepare_for_inference(create_model(encoder), device)
     mean, std = normalization(encoder)
     return Member(f"random-{seed}", model, encoder, size or encoder_spec(encoder).input_size, mean, std)
 

@@ -46,6 +46,14 @@ class Member:
         return (self.compiled or self.model)(images)
 
 
+def prepare_for_inference(model: DeepFakeClassifier, device: torch.device) -> DeepFakeClassifier:
+    """The model in eval mode on `device`, channels-last on CUDA."""
+    model.to(device).eval()
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 def load_member(
     path: str | os.PathLike,
     device: torch.device,
@@ -69,9 +77,7 @@ def load_member(
     default_mean, default_std = normalization(encoder)
     model = create_model(encoder)
     load_weights(model, checkpoint["state_dict"], str(path))
-    model.to(device).eval()
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    prepare_for_inference(model, device)
     compiled = None
     if runtime == "openvino":
         compiled = OpenVinoClassifier(model, Path(path), encoder, size, cache_dir or default_cache_dir(), precision)

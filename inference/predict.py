@@ -4,12 +4,13 @@
     python -m inference.predict --test-dir DIR --ensemble configs/ensemble.yaml --output submission.csv
 
 Per video: 32 evenly spaced frames, MTCNN (thresholds 0.7/0.8/0.8) on frames at half size as
-the original did (`--detector-scale rule` scales by resolution; a frame without a face is tried
-again at twice the scale and, if dark, brightened, unless `--no-recall-boost`), every face cropped with a third of
-margin, resized isotropically and centred on a black square, scored by each model; per model the
-frame probabilities are aggregated (`--strategy confident`, the winning one), and the models'
-scores averaged by their weights. Faces of the next videos are detected in background threads
-while the current one is classified.
+the original did (`--detector-scale rule` scales by resolution; unless `--no-recall-boost`, a
+frame without a face is tried again, see inference/faces.py), every face cropped with a third of
+margin, resized isotropically and centred on a black square, scored by each model (on a CPU run
+by OpenVINO, see inference/runtime.py); per model the frame probabilities are aggregated
+(`--strategy confident`, the winning one), and the models' scores averaged by their weights. On
+CUDA, faces of the next videos are detected in a background thread while the current one is
+classified.
 
 Under torchrun (`torchrun --nproc_per_node=N -m inference.predict ...`) each process scores every
 N-th video on its own device (GPU `LOCAL_RANK`, or the CPU with gloo) and rank 0 gathers the rows
