@@ -7,14 +7,17 @@ the video's score, for our way and for a baseline that works as the original did
 The second times the original's ensemble (seven B7 at 380 px) with random weights, nothing to
 download, and on CUDA reports the GPU memory peak of each mode.
 
-Each stage runs alone (no overlap), so that each is timed alone. Two modes are timed on the same
-videos, one after the other:
+Each stage runs alone (no overlap), so that each is timed alone. Three modes are timed on the
+same videos, one after the other:
   baseline  the original's order of work: the sampled frames decoded, MTCNN at half size on each
-            frame, every face classified by eager PyTorch in fp32;
-  exact     inference.predict as configured (`--runtime`, `--detector-scale`), whose scores must
-            equal the baseline's.
-The report gives each mode's mean seconds per video, the speed-up over the baseline and the
-largest difference between the two modes' video scores.
+            frame in turn (eager PyTorch, PIL bicubic), every face classified by eager PyTorch in
+            fp32;
+  exact     inference.predict as configured (`--runtime`, `--detector-scale`) without the recall
+            boost, whose scores must equal the baseline's;
+  fast      inference.predict --fast (recall boost on), whose scores must stay within 0.05 of
+            exact mode's.
+The report gives each mode's mean seconds per video, the speed-up over the baseline, the largest
+difference between exact and baseline scores and between fast and exact scores.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +34,9 @@ import torch
 
 from inference.aggregate import confident
 from inference.ensemble import Member, face_probabilities, load_member, prepare_for_inference
-from inference.faces import NoFaceError, crop_faces, read_sampled_frames
+from inference.faces import CPU_DETECTION_THREADS, NoFaceError, crop_faces, inference_detector, read_sampled_frames
 from inference.predict import list_videos
-from inference.runtime import RUNTIMES, resolve_runtime
+from inference.runtime import RUNTIMES, native_bf16, resolve_runtime
 from preprocess.face_detector import (
     INFERENCE_THRESHOLDS,
     ORIGINAL_SCALE,
@@ -44,7 +48,40 @@ from preprocess.video_io import probe_video
 from training.zoo import create_model, encoder_spec, normalization
 
 
-def bench_video(path: Path, detector: FaceDetector, members, device, frames: int, amp_dtype) -> dict:
+@dataclass(frozen=True)
+class Mode:
+    """How one mode detects and classifies."""
+
+    name: str
+    runtime: str  # of loaded checkpoints; random models always run on PyTorch
+    precision: str  # "f32" or "bf16", for OpenVINO
+    amp_dtype: torch.dtype | None  # PyTorch autocast
+    recall: bool
+    fast: bool = False
+    threads: int = CPU_DETECTION_THREADS  # frames through MTCNN at a time on a CPU
+
+    def detector(self, scale, device) -> FaceDetector:
+        if self.name == "baseline":
+            return FaceDetector(INFERENCE_THRESHOLDS, ORIGINAL_SCALE, device=device, channels_last=False)
+        return inference_detector(scale, device, self.fast)
+
+
+def modes_to_time(runtime: str, device: torch.device, baseline: bool = True) -> list[Mode]:
+    """baseline (the original's way), exact (predict's default without the recall boost) and fast
+    (predict --fast), as they run on `device`."""
+    cuda = device.type == "cuda"
+    fast_precision = "bf16" if not cuda and native_bf16() else "f32"
+    fast_amp = torch.float16 if cuda else torch.bfloat16 if fast_precision == "bf16" else None
+    modes = [
+        Mode("exact", runtime, "f32", torch.float16 if cuda else None, recall=False),
+        Mode("fast", runtime, fast_precision, fast_amp, recall=True, fast=True),
+    ]
+    return [Mode("baseline", "torch", "f32", None, recall=False, threads=1), *modes] if baseline else modes
+
+
+def bench_video(
+    path: Path, detector: FaceDetector, members, device, frames: int, amp_dtype, recall: bool = False, threads: int = 2
+) -> dict:
     """One video through decode, detect and classify, each timed; its confident score (None without faces)."""
     info = probe_video(path)
     start = time.perf_counter()
@@ -52,7 +89,7 @@ def bench_video(path: Path, detector: FaceDetector, members, device, frames: int
     decode = time.perf_counter() - start
     start = time.perf_counter()
     try:
-        crops = crop_faces(path, decoded, detector).crops
+        crops = crop_faces(path, decoded, detector, recall=recall, threads=threads).crops
     except NoFaceError:
         crops = []
     detect = time.perf_counter() - start
@@ -86,25 +123,28 @@ def random_member(encoder: str, size: int | None, device: torch.device, seed: in
     return Member(f"random-{seed}", model, encoder, size or encoder_spec(encoder).input_size, mean, std)
 
 
+def largest_score_difference(rows: list[dict], reference: list[dict]) -> float:
+    """The largest difference between two modes' scores of the same videos (where both found faces)."""
+    scores = {row["video"]: row["score"] for row in reference}
+    pairs = [(row["score"], scores[row["video"]]) for row in rows]
+    return max((abs(a - b) for a, b in pairs if a is not None and b is not None), default=0.0)
+
+
 def summarise(modes: dict[str, list[dict]]) -> dict:
-    """Mean seconds per video of each mode, speed-ups over the baseline, largest score differences."""
+    """Mean seconds per video of each mode, speed-ups over the baseline, and the largest score
+    differences: exact against the baseline, fast against exact."""
     mean = {name: round(float(np.mean([r["total_s"] for r in rows])), 3) for name, rows in modes.items() if rows}
     summary: dict = {"mean_total_s": mean}
-    if "baseline" in modes:
-        baseline = {r["video"]: r for r in modes["baseline"]}
-        others = [name for name in modes if name != "baseline" and modes[name]]
-        summary["speedup_over_baseline"] = {name: round(mean["baseline"] / mean[name], 2) for name in others}
-        summary["max_score_difference"] = {
-            name: max(
-                (
-                    abs(r["score"] - baseline[r["video"]]["score"])
-                    for r in modes[name]
-                    if r["score"] is not None and baseline[r["video"]]["score"] is not None
-                ),
-                default=0.0,
-            )
-            for name in others
+    if "baseline" in mean:
+        summary["speedup_over_baseline"] = {
+            name: round(mean["baseline"] / mean[name], 2) for name in mean if name != "baseline"
         }
+    references = {"exact": "baseline", "fast": "exact"}
+    summary["max_score_difference"] = {
+        f"{name}_vs_{reference}": largest_score_difference(modes[name], modes[reference])
+        for name, reference in references.items()
+        if modes.get(name) and modes.get(reference)
+    }
     return summary
 
 
@@ -136,35 +176,53 @@ def main(argv=None) -> int:
     if args.random_models and not args.encoder:
         parser.error("--random-models needs --encoder")
     device = torch.device(args.device) if args.device else default_device()
-    amp_dtype = torch.float16 if device.type == "cuda" else None
     runtime = "torch" if args.random_models else resolve_runtime(args.runtime, device)
     videos = list_videos(args.test_dir)[: args.videos]
     memory_peaks: dict[str, float] = {}
 
-    def run(mode: str, mode_runtime: str, scale, mode_amp) -> list[dict]:
+    def run(mode: Mode) -> list[dict]:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         if args.random_models:
             members = [random_member(args.encoder, args.size, device, seed) for seed in range(args.random_models)]
         else:
             members = [
-                load_member(path, device, args.encoder, args.size, runtime=mode_runtime, cache_dir=args.runtime_cache)
+                load_member(
+                    path,
+                    device,
+                    args.encoder,
+                    args.size,
+                    runtime=mode.runtime,
+                    cache_dir=args.runtime_cache,
+                    precision=mode.precision,
+                )
                 for path in args.models
             ]
-        detector = FaceDetector(INFERENCE_THRESHOLDS, scale, device=device)
-        rows = [bench_video(path, detector, members, device, args.frames, mode_amp) for path in videos]
+        detector = mode.detector(args.detector_scale, device)
+        rows = [
+            bench_video(path, detector, members, device, args.frames, mode.amp_dtype, mode.recall, mode.threads)
+            for path in videos
+        ]
         if device.type == "cuda":
-            memory_peaks[mode] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+            memory_peaks[mode.name] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         return rows
 
-    modes = {"exact": run("exact", runtime, args.detector_scale, amp_dtype)}
-    if not args.no_baseline:
-        modes = {"baseline": run("baseline", "torch", ORIGINAL_SCALE, None), **modes}
+    timed = modes_to_time(runtime, device, baseline=not args.no_baseline)
+    modes = {mode.name: run(mode) for mode in timed}
     report = {
         "device": str(device),
         "threads": torch.get_num_threads(),
         "models": [str(path) for path in args.models or []] or [f"random {args.encoder}"] * args.random_models,
         "runtime": runtime,
+        "settings": {
+            mode.name: {
+                "runtime": "torch" if args.random_models else mode.runtime,
+                "precision": str(mode.amp_dtype or mode.precision).replace("torch.", ""),
+                "recall_boost": mode.recall,
+                "detection": f"{'opencv' if mode.fast else 'facenet-pytorch'}, {mode.threads} frame(s) at a time",
+            }
+            for mode in timed
+        },
         "modes": modes,
         **summarise(modes),
         "gpu_memory_peak_mb": memory_peaks or None,

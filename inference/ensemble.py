@@ -151,15 +151,22 @@ def face_probabilities(
     amp_dtype: torch.dtype | None = None,
     hflip: bool = False,
 ) -> np.ndarray:
-    """Sigmoid probability of every crop (averaged with its mirror image when `hflip`)."""
+    """Sigmoid probability of every crop (averaged with its mirror image when `hflip`).
+
+    On CUDA each batch is copied from pinned memory without waiting, and its results stay on the
+    GPU until the end, so the next batch is resized and normalised on the CPU while it runs."""
     results = []
     for start in range(0, len(crops), batch_size):
-        images = face_batch(crops[start : start + batch_size], member).to(device)
+        images = face_batch(crops[start : start + batch_size], member)
         if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+            images = images.pin_memory().to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        else:
+            images = images.to(device)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             probabilities = torch.sigmoid(member(images).float())
             if hflip:
                 probabilities = (probabilities + torch.sigmoid(member(images.flip(3)).float())) / 2
-        results.append(probabilities.view(-1).cpu().numpy())
-    return np.concatenate(results)
+        results.append(probabilities.view(-1))
+    if not results:
+        return np.zeros(0, np.float32)
+    return torch.cat(results).cpu().numpy()

@@ -41,15 +41,10 @@ from tqdm import tqdm
 
 from inference.aggregate import STRATEGIES, link_people, per_person
 from inference.ensemble import Member, face_probabilities, load_member, read_ensemble_file
-from inference.faces import DetectionError, VideoFaces, extract_faces
+from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
 from preprocess.datasets import VIDEO_SUFFIXES
-from preprocess.face_detector import (
-    INFERENCE_THRESHOLDS,
-    ORIGINAL_SCALE,
-    FaceDetector,
-    scale_argument,
-)
+from preprocess.face_detector import ORIGINAL_SCALE, FaceDetector, scale_argument
 from preprocess.io_utils import atomic_path, write_csv_atomic
 from preprocess.video_io import VideoReadError
 from training.distributed import all_gather_objects, cleanup, init_distributed, is_main_process
@@ -96,6 +91,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="aggregate each person (faces linked across frames) and take the most fake",
     )
     parser.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="fastest settings for this machine, scores within about 0.05 of the default's: MTCNN without its two "
+        "finest pyramid levels (faces from 40 px at the detection scale; a frame without a face is still retried "
+        "over the whole pyramid) on frames shrunk by OpenCV, and on a CPU with native bf16 the classifiers in bf16",
+    )
     parser.add_argument("--default-score", type=float, default=0.5, help="score of a video that fails (0.5)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
     parser.add_argument("--fp32", action="store_true", help="no fp16 autocast on CUDA")
@@ -115,7 +117,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--runtime-cache", type=Path, default=None, help=f"exported models for openvino (default {default_cache_dir()})"
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="faces per forward pass; faces of consecutive videos are classified together until a batch is full",
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -137,11 +144,13 @@ def list_videos(test_dir: Path) -> list[Path]:
 
 
 def cpu_precision(args: argparse.Namespace, device: torch.device) -> str:
-    """ "bf16" when asked for on a CPU that computes it natively, else "f32"."""
-    if not args.cpu_bf16 or device.type != "cpu":
+    """ "bf16" when asked for (--cpu-bf16, or --fast) on a CPU that computes it natively, else "f32"."""
+    if not (args.cpu_bf16 or args.fast) or device.type != "cpu":
         return "f32"
     if native_bf16():
         return "bf16"
+    if not args.cpu_bf16:
+        return "f32"  # --fast alone: fp32 is the faster here
     logger.warning(
         "--cpu-bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX) and would emulate it, slower than fp32: "
         "running fp32"
@@ -175,19 +184,28 @@ def load_members(args: argparse.Namespace, device: torch.device, precision: str 
     return members
 
 
-def score_video(faces: VideoFaces, members: list[Member], args, device, amp_dtype) -> tuple[float, dict[str, float]]:
-    """The video's score, and each model's (by file name; by position too where two names are the same)."""
+def score_videos(
+    videos: list[VideoFaces], members: list[Member], args, device, amp_dtype
+) -> list[tuple[float, dict[str, float]]]:
+    """Each video's score, and each model's (by file name; by position too where two names are the
+    same). The faces of all the videos go through each model together, in batches of
+    `--batch-size`, so that a GPU gets full batches even from videos with few faces."""
     strategy = STRATEGIES[args.strategy]
-    people = [p for frame in link_people(faces.boxes_by_frame()) for p in frame] if args.per_person else None
-    scores = []
-    for member in members:
-        probabilities = face_probabilities(member, faces.crops, device, args.batch_size, amp_dtype, args.tta)
-        scores.append(float(per_person(probabilities, people, strategy) if people else strategy(probabilities)))
+    crops = [crop for faces in videos for crop in faces.crops]
+    bounds = np.cumsum([0] + [len(faces.crops) for faces in videos])
     names = [member.name for member in members]
     keys = [name if names.count(name) == 1 else f"{index}:{name}" for index, name in enumerate(names)]
-    return float(np.average(scores, weights=[member.weight for member in members])), dict(
-        zip(keys, scores, strict=True)
-    )
+    per_model = [face_probabilities(member, crops, device, args.batch_size, amp_dtype, args.tta) for member in members]
+    results = []
+    for index, faces in enumerate(videos):
+        people = [p for frame in link_people(faces.boxes_by_frame()) for p in frame] if args.per_person else None
+        scores = []
+        for probabilities in per_model:
+            mine = probabilities[bounds[index] : bounds[index + 1]]
+            scores.append(float(per_person(mine, people, strategy) if people else strategy(mine)))
+        average = float(np.average(scores, weights=[member.weight for member in members]))
+        results.append((average, dict(zip(keys, scores, strict=True))))
+    return results
 
 
 class FaceReader:
@@ -201,7 +219,7 @@ class FaceReader:
 
     def _detector(self) -> FaceDetector:
         if not hasattr(self._local, "detector"):
-            self._local.detector = FaceDetector(INFERENCE_THRESHOLDS, self.args.detector_scale, device=self.device)
+            self._local.detector = inference_detector(self.args.detector_scale, self.device, self.args.fast)
         return self._local.detector
 
     def _read(self, path: Path) -> VideoFaces:
@@ -257,34 +275,52 @@ def predict(
     workers = args.workers if args.workers is not None else (1 if device.type == "cuda" else 0)
     reader = FaceReader(args, device, workers)
     started = time.time()
+
+    def fail(path: Path, stage: str, error: Exception) -> None:
+        if isinstance(error, DetectionError):
+            stage = "detect"
+        reason = error.reason if isinstance(error, VideoReadError) else str(error)
+        errors.append({"filename": path.name, "stage": stage, "reason": f"{type(error).__name__}: {reason}"})
+        logger.warning("%s: %s failed (%s), scored %.2f", path.name, stage, reason, args.default_score)
+        scores[path.name] = args.default_score
+        details.append({"filename": path.name, "score": args.default_score, "error": errors[-1]})
+
+    def classify(group: list[tuple[Path, VideoFaces]]) -> None:
+        started_classify = time.perf_counter()
+        try:
+            results = score_videos([faces for _, faces in group], members, args, device, amp_dtype)
+        except Exception as error:  # every video gets a row, whatever happens to it
+            for path, _ in group:
+                fail(path, "classify", error)
+            return
+        seconds_per_face = (time.perf_counter() - started_classify) / max(1, sum(len(f.crops) for _, f in group))
+        for (path, faces), (score, model_scores) in zip(group, results, strict=True):
+            scores[path.name] = score
+            seconds = {**faces.seconds, "classify": seconds_per_face * len(faces.crops)}
+            details.append(
+                {
+                    "filename": path.name,
+                    "score": score,
+                    "model_scores": model_scores,
+                    **faces.details(),
+                    "seconds": {key: round(value, 3) for key, value in seconds.items()},
+                    "error": None,
+                }
+            )
+
+    group: list[tuple[Path, VideoFaces]] = []
     try:
         progress = tqdm(reader.read_all(videos), total=len(videos), desc="videos", unit="video", disable=rank != 0)
         for path, future in progress:
-            stage = "decode"
             try:
-                faces = future.result()
-                stage = "classify"
-                started_classify = time.perf_counter()
-                scores[path.name], model_scores = score_video(faces, members, args, device, amp_dtype)
-                seconds = {**faces.seconds, "classify": time.perf_counter() - started_classify}
-                details.append(
-                    {
-                        "filename": path.name,
-                        "score": scores[path.name],
-                        "model_scores": model_scores,
-                        **faces.details(),
-                        "seconds": {key: round(value, 3) for key, value in seconds.items()},
-                        "error": None,
-                    }
-                )
+                group.append((path, future.result()))
             except Exception as error:  # every video gets a row, whatever happens to it
-                if isinstance(error, DetectionError):
-                    stage = "detect"
-                reason = error.reason if isinstance(error, VideoReadError) else str(error)
-                errors.append({"filename": path.name, "stage": stage, "reason": f"{type(error).__name__}: {reason}"})
-                logger.warning("%s: %s failed (%s), scored %.2f", path.name, stage, reason, args.default_score)
-                scores[path.name] = args.default_score
-                details.append({"filename": path.name, "score": args.default_score, "error": errors[-1]})
+                fail(path, "decode", error)
+            if group and sum(len(faces.crops) for _, faces in group) >= args.batch_size:
+                classify(group)
+                group = []
+        if group:
+            classify(group)
     finally:
         reader.close()
     logger.info("%d videos scored, %d failed, in %.1fs", len(scores) - len(errors), len(errors), time.time() - started)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from preprocess.mtcnn_opencv import detect_face, resized
+
 logger = logging.getLogger(__name__)
 
 # Detection scale: the original code ran MTCNN on every frame at half size, in preprocessing and at
@@ -27,6 +29,8 @@ RESOLUTION_RULE = "rule"
 TRAIN_THRESHOLDS = (0.85, 0.95, 0.95)
 INFERENCE_THRESHOLDS = (0.7, 0.8, 0.8)
 LANDMARK_THRESHOLDS = (0.65, 0.75, 0.75)
+PYRAMID_FACTOR = 0.709  # MTCNN's image pyramid: each level 0.709 times the size of the one before
+RESAMPLING = ("bicubic", "area")
 
 
 def resolution_scale(width: int, height: int) -> float:
@@ -96,7 +100,12 @@ class FaceDetector:
     """MTCNN over frames, each downscaled (or upscaled) before detection.
 
     `scale` is a number used for every frame (0.5, the original code's, by default) or "rule" to
-    scale each frame by its resolution. Frames are resized with PIL bicubic, as the original did.
+    scale each frame by its resolution. Frames are resized with PIL bicubic, as the original did,
+    or (`resampling="area"`) with OpenCV's area filter, and on a CPU the pyramid and the candidate
+    faces too (preprocess/mtcnn_opencv.py): about twice as fast, boxes within a pixel or two.
+
+    The three networks run channels-last (unless `channels_last=False`): the same results (to
+    about 1e-4 px on the boxes) in a third of the time on CPUs.
     """
 
     def __init__(
@@ -105,29 +114,41 @@ class FaceDetector:
         scale: float | str | None = ORIGINAL_SCALE,
         min_face_size: int = 20,
         device: str | torch.device | None = None,
+        resampling: str = "bicubic",
+        channels_last: bool = True,
     ):
         from facenet_pytorch import MTCNN
 
+        if resampling not in RESAMPLING:
+            raise ValueError(f"resampling must be one of {', '.join(RESAMPLING)}, got {resampling!r}")
         self.scale = parse_scale(scale)
         self.min_face_size = min_face_size
+        self.resampling = resampling
         self.device = torch.device(device) if device is not None else default_device()
-        self._mtcnn = MTCNN(
+        self.mtcnn = MTCNN(
             keep_all=True,
             thresholds=list(thresholds),
-            min_face_size=min_face_size,
+            min_face_size=self.min_face_size,
+            factor=PYRAMID_FACTOR,
             post_process=False,
             device=self.device,
         )
+        if channels_last:
+            for network in (self.mtcnn.pnet, self.mtcnn.rnet, self.mtcnn.onet):
+                network.to(memory_format=torch.channels_last)
 
     def frame_scale(self, width: int, height: int) -> float:
         return resolution_scale(width, height) if self.scale == RESOLUTION_RULE else self.scale
 
-    def detect(self, frame_rgb: np.ndarray, scale: float | None = None) -> FaceDetections:
-        return self.detect_batch([frame_rgb], scale)[0]
+    def detect(self, frame_rgb: np.ndarray, scale: float | None = None, original: bool = False) -> FaceDetections:
+        return self.detect_batch([frame_rgb], scale, original)[0]
 
-    def detect_batch(self, frames_rgb: Sequence[np.ndarray], scale: float | None = None) -> list[FaceDetections]:
-        """Detect faces in frames of one size (a batch goes through MTCNN at once), at the detector's
-        scale or at `scale`."""
+    def detect_batch(
+        self, frames_rgb: Sequence[np.ndarray], scale: float | None = None, original: bool = False
+    ) -> list[FaceDetections]:
+        """Detect faces in frames of one size (a batch goes through MTCNN at once, except in the
+        OpenCV pipeline), at the detector's scale or at `scale`; with `original`, resampled the
+        original's way (PIL bicubic, facenet-pytorch) whatever `resampling`."""
         if not frames_rgb:
             return []
         height, width = frames_rgb[0].shape[:2]
@@ -135,12 +156,18 @@ class FaceDetector:
         size = (max(1, int(width * scale)), max(1, int(height * scale)))
         if min(size) < self.min_face_size:  # no face fits; MTCNN's image pyramid would be empty
             return [FaceDetections.empty() for _ in frames_rgb]
-        images = [
-            Image.fromarray(frame).resize(size, Image.BICUBIC) if scale != 1 else Image.fromarray(frame)
-            for frame in frames_rgb
-        ]
+        opencv = self.resampling == "area" and not original
+        images = [self._resized(frame, size, opencv) for frame in frames_rgb]
         with torch.inference_mode():
-            batch_boxes, batch_probs, batch_landmarks = self._mtcnn.detect(images, landmarks=True)
+            if opencv and self.device.type == "cpu":
+                thresholds = self.mtcnn.thresholds
+                found = [
+                    _largest_first(*detect_face(image, self.mtcnn, self.min_face_size, thresholds, PYRAMID_FACTOR))
+                    for image in images
+                ]
+                batch_boxes, batch_probs, batch_landmarks = zip(*found, strict=True)
+            else:
+                batch_boxes, batch_probs, batch_landmarks = self.mtcnn.detect(images, landmarks=True)
         results = []
         for boxes, probs, landmarks in zip(batch_boxes, batch_probs, batch_landmarks, strict=True):
             if boxes is None:
@@ -154,3 +181,19 @@ class FaceDetector:
                 )
             )
         return results
+
+    @staticmethod
+    def _resized(frame: np.ndarray, size: tuple[int, int], opencv: bool) -> Image.Image | np.ndarray:
+        if opencv:
+            return frame if size == (frame.shape[1], frame.shape[0]) else resized(frame, *size)
+        if size == (frame.shape[1], frame.shape[0]):
+            return Image.fromarray(frame)
+        return Image.fromarray(frame).resize(size, Image.BICUBIC)
+
+
+def _largest_first(boxes: np.ndarray, probs: np.ndarray, landmarks: np.ndarray):
+    """Faces in the order MTCNN.detect gives them (largest box first), None when there is none."""
+    if not len(boxes):
+        return None, [None], None
+    order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
+    return boxes[order], probs[order], landmarks[order]

@@ -1,12 +1,16 @@
-"""MTCNN wrapper: coordinates in frame pixels at any scale, and frames too small for any face."""
+"""MTCNN wrapper: coordinates in frame pixels at any scale, frames too small for any face, channels-last
+networks, and the OpenCV pipeline of fast mode."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
+import torch
 
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
+from preprocess.mtcnn_opencv import pyramid_scales
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +31,47 @@ def test_boxes_are_in_frame_pixels_whatever_the_detection_scale(astronaut):
 @pytest.mark.parametrize("shape", [(1, 1, 3), (8, 8, 3), (15, 200, 3)])
 def test_frames_too_small_for_a_face_have_none(shape):
     assert len(FaceDetector(INFERENCE_THRESHOLDS, scale=1.0, device="cpu").detect(np.zeros(shape, np.uint8))) == 0
+
+
+def test_channels_last_networks_find_the_original_boxes(astronaut):
+    frames = [astronaut, np.ascontiguousarray(astronaut[:, ::-1]), astronaut[40:400, 60:500]]
+    original = FaceDetector(INFERENCE_THRESHOLDS, scale=1.0, device="cpu", channels_last=False)
+    ours = FaceDetector(INFERENCE_THRESHOLDS, scale=1.0, device="cpu")
+    assert ours.mtcnn.pnet.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    for frame in frames:
+        expected, found = original.detect(frame), ours.detect(frame)
+        assert len(found) == len(expected) >= 1
+        assert np.abs(found.boxes - expected.boxes).max() < 1e-3
+        assert np.abs(found.landmarks - expected.landmarks).max() < 1e-3
+        assert np.abs(found.probs - expected.probs).max() < 1e-5
+
+
+def test_the_opencv_pipeline_has_the_original_pyramid_and_finds_the_same_faces(astronaut, monkeypatch):
+    exact = FaceDetector(INFERENCE_THRESHOLDS, scale=0.5, device="cpu")
+    fast = FaceDetector(INFERENCE_THRESHOLDS, scale=0.5, device="cpu", resampling="area")
+    levels = {"exact": [], "fast": []}
+    for name, detector in (("exact", exact), ("fast", fast)):
+        pnet = detector.mtcnn.pnet
+        record = levels[name].append
+        monkeypatch.setattr(pnet, "forward", lambda images, f=pnet.forward, r=record: r(images.shape[2:]) or f(images))
+        detector.detect(astronaut)
+    assert levels["fast"] == levels["exact"] and len(levels["exact"]) == 8, "facenet-pytorch's pyramid"
+    assert pyramid_scales(256, 256, 20, 0.709) == pytest.approx([0.6 * 0.709**k for k in range(8)])
+    canvas = np.full((720, 1280, 3), 90, np.uint8)
+    canvas[100:279, 300:479] = cv2.resize(astronaut, (179, 179), interpolation=cv2.INTER_AREA)  # a 30 px face
+    canvas[300:556, 700:956] = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)  # and a 43 px one
+    for frame in (astronaut, canvas, np.ascontiguousarray(canvas[:, ::-1])):
+        expected, found = exact.detect(frame), fast.detect(frame)
+        assert len(found) == len(expected) >= 1, "the same faces, the 15 px one (at half size) too"
+        widths = expected.boxes[:, 2:3] - expected.boxes[:, 0:1]
+        assert np.all(np.abs(found.boxes - expected.boxes) < 0.1 * widths), "within a tenth of the face's width"
+        assert np.all(np.abs(found.landmarks - expected.landmarks) < 0.1 * widths[:, :, None])
+        areas = (found.boxes[:, 2] - found.boxes[:, 0]) * (found.boxes[:, 3] - found.boxes[:, 1])
+        assert np.all(np.diff(areas) <= 0), "largest first, as MTCNN.detect orders them"
+        assert np.abs(found.boxes - expected.boxes).max() > 1e-2, "OpenCV's resampling, not PIL's and PyTorch's"
+    assert len(fast.detect(np.full((200, 300, 3), 90, np.uint8))) == 0
+
+
+def test_resampling_must_be_known():
+    with pytest.raises(ValueError, match="resampling"):
+        FaceDetector(INFERENCE_THRESHOLDS, device="cpu", resampling="nearest")

@@ -13,6 +13,7 @@ import yaml
 from inference import bench, fit_ensemble
 from inference.ensemble import Member, face_probabilities, read_ensemble_file
 from inference.faces import NoFaceError
+from inference.runtime import native_bf16
 from preprocess.video_io import VideoInfo, probe_video
 from tests.conftest import dfdc_metadata, shared_data
 from training.zoo import create_model
@@ -61,7 +62,7 @@ def test_hflip_averages_each_face_with_its_mirror():
     assert both[0] == pytest.approx((plain[0] + mirrored[0]) / 2, abs=1e-6)
 
 
-def test_bench_times_the_baseline_and_our_way_and_compares_their_scores(demo_world, tmp_path, capsys):
+def test_bench_times_the_baseline_exact_and_fast_modes_and_compares_their_scores(demo_world, tmp_path, capsys):
     video = next(p for p, e in sorted(dfdc_metadata(demo_world).items()) if e["label"] == "REAL")
     (tmp_path / "videos").mkdir()
     (tmp_path / "videos" / video.name).symlink_to(video)
@@ -70,17 +71,37 @@ def test_bench_times_the_baseline_and_our_way_and_compares_their_scores(demo_wor
     torch.save({"encoder": "resnet18", "input_size": 64, "state_dict": model.state_dict()}, tmp_path / "m.pt")
     assert bench.main(["--test-dir", str(tmp_path / "videos"), "--models", str(tmp_path / "m.pt")]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (
-        report["device"] == "cpu" and report["runtime"] == "openvino" and set(report["modes"]) == {"baseline", "exact"}
-    )
+    assert report["device"] == "cpu" and report["runtime"] == "openvino"
+    assert list(report["modes"]) == ["baseline", "exact", "fast"]
+    settings = report["settings"]
+    assert settings["baseline"] == {
+        "runtime": "torch",
+        "precision": "f32",
+        "recall_boost": False,
+        "detection": "facenet-pytorch, 1 frame(s) at a time",
+    }
+    assert settings["exact"] == {
+        "runtime": "openvino",
+        "precision": "f32",
+        "recall_boost": False,
+        "detection": "facenet-pytorch, 2 frame(s) at a time",
+    }
+    assert settings["fast"]["detection"] == "opencv, 2 frame(s) at a time"
+    assert settings["fast"]["recall_boost"] and settings["fast"]["precision"] == (
+        "bfloat16" if native_bf16() else "f32"
+    ), "bf16 only where it is native"
     frames = min(32, probe_video(video).frame_count)
-    for mode in ("baseline", "exact"):
+    for mode in ("baseline", "exact", "fast"):
         [result] = report["modes"][mode]
         assert result["frames"] == frames and result["faces"] >= frames - 2 and 0 < result["score"] < 1
         assert result["size"] == [probe_video(video).width, probe_video(video).height]
-    assert report["max_score_difference"]["exact"] < 1e-4, "our way scores as the baseline does"
+    differences = report["max_score_difference"]
+    assert differences["exact_vs_baseline"] < 1e-4, "exact mode scores as the baseline does"
+    assert 0 < differences["fast_vs_exact"] < 0.05, "fast mode moves scores, a little"
     means = report["mean_total_s"]
-    assert report["speedup_over_baseline"]["exact"] == round(means["baseline"] / means["exact"], 2)
+    assert report["speedup_over_baseline"] == {
+        mode: round(means["baseline"] / means[mode], 2) for mode in ("exact", "fast")
+    }
 
 
 def test_bench_times_an_ensemble_of_random_models(demo_world, tmp_path, capsys):
@@ -91,9 +112,11 @@ def test_bench_times_an_ensemble_of_random_models(demo_world, tmp_path, capsys):
     assert bench.main([*args, "--no-baseline"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["models"] == ["random resnet18"] * 2 and report["runtime"] == "torch"
-    assert list(report["modes"]) == ["exact"] and report["gpu_memory_peak_mb"] is None, "no GPU here"
-    [result] = report["modes"]["exact"]
-    assert result["faces"] > 0 and 0 < result["score"] < 1
+    assert list(report["modes"]) == ["exact", "fast"] and report["gpu_memory_peak_mb"] is None, "no GPU here"
+    assert {mode["runtime"] for mode in report["settings"].values()} == {"torch"}
+    for mode in ("exact", "fast"):
+        [result] = report["modes"][mode]
+        assert result["faces"] > 0 and 0 < result["score"] < 1
     cpu = torch.device("cpu")
     first, second = bench.random_member("resnet18", None, cpu, 0), bench.random_member("resnet18", 32, cpu, 1)
     assert (first.input_size, second.input_size) == (224, 32), "the encoder's recipe size unless given"
@@ -120,7 +143,7 @@ def test_bench_charges_each_stage_its_own_time(monkeypatch, tmp_path):
         clock.now += 1.25
         return dict.fromkeys(range(frames), frame)
 
-    def detect(path, decoded, detector):
+    def detect(path, decoded, detector, recall, threads):
         clock.now += 2.5
         if path.name == "noface.mp4":
             raise NoFaceError(f"{path}: no face")
@@ -149,11 +172,18 @@ def test_bench_summary_gives_speedups_and_score_differences():
     rows = {
         "baseline": [{"video": "a", "total_s": 4.0, "score": 0.2}, {"video": "b", "total_s": 6.0, "score": None}],
         "exact": [{"video": "a", "total_s": 1.0, "score": 0.20004}, {"video": "b", "total_s": 1.5, "score": None}],
+        "fast": [{"video": "a", "total_s": 0.5, "score": 0.23}, {"video": "b", "total_s": 0.5, "score": 0.4}],
     }
     summary = bench.summarise(rows)
-    assert summary["mean_total_s"] == {"baseline": 5.0, "exact": 1.25}
-    assert summary["speedup_over_baseline"] == {"exact": 4.0}
-    assert summary["max_score_difference"]["exact"] == pytest.approx(4e-5)
+    assert summary["mean_total_s"] == {"baseline": 5.0, "exact": 1.25, "fast": 0.5}
+    assert summary["speedup_over_baseline"] == {"exact": 4.0, "fast": 10.0}
+    differences = summary["max_score_difference"]
+    assert differences["exact_vs_baseline"] == pytest.approx(4e-5)
+    assert differences["fast_vs_exact"] == pytest.approx(0.02996), "fast is held to exact mode; b has no exact score"
+    without_baseline = bench.summarise({"exact": rows["exact"], "fast": rows["fast"]})
+    assert "speedup_over_baseline" not in without_baseline and list(without_baseline["max_score_difference"]) == [
+        "fast_vs_exact"
+    ]
 
 
 @pytest.mark.shared_data
@@ -171,4 +201,5 @@ def test_on_real_clips_our_way_scores_as_the_baseline(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert [r["faces"] for r in report["modes"]["exact"]] == [r["faces"] for r in report["modes"]["baseline"]]
     assert all(r["faces"] >= 30 for r in report["modes"]["exact"])
-    assert report["max_score_difference"]["exact"] < 1e-4
+    assert report["max_score_difference"]["exact_vs_baseline"] < 1e-4
+    assert report["max_score_difference"]["fast_vs_exact"] < 0.05

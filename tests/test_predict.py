@@ -327,6 +327,10 @@ def test_the_recall_boost_finds_faces_in_dark_frames_and_faces_too_small_for_the
     plain = {row["filename"]: row for row in _details(tmp_path / "plain" / "details.jsonl")}
     assert plain["dark.mp4"]["faces_per_frame"] == [1, 1, 0, 0, 0, 0], "the original's behaviour"
     assert plain["small.mp4"]["error"]["stage"] == "detect"
+    assert predict.main([*args, "--fast", "--output", str(tmp_path / "fast" / "submission.csv")]) == 0
+    fast = {row["filename"]: row for row in _details(tmp_path / "fast" / "details.jsonl")}
+    assert fast["small.mp4"]["faces_per_frame"] == [1] * 4
+    assert fast["dark.mp4"]["faces_per_frame"] == [1] * 6 and fast["dark.mp4"]["boxes_found"]["retried"] == 4
 
     large = np.full((1124, 2000, 3), 90, np.uint8)  # over 1900 px: the resolution rule detects at 0.33x
     large[500:680, 900:1080] = cv2.resize(photo, (180, 180), interpolation=cv2.INTER_AREA)  # a 60 px face
@@ -362,3 +366,35 @@ def test_interpolation_is_linear_in_the_frame_index_and_only_across_short_gaps()
     assert found == {1: [[15.0, 10.0, 55.0, 50.0]], 2: [[20.0, 10.0, 60.0, 50.0]]}
     assert interpolated_boxes([0, 10, 20], [[box_a], [], [far]]) == {1: []}, "different people: no box"
     assert interpolated_boxes(list(range(6)), [[box_a], [], [], [], [], [box_a]]) == {}, "gap longer than 3 frames"
+
+
+def test_faces_of_several_videos_are_classified_together_with_the_same_scores(
+    demo_world, small_checkpoint, tmp_path, monkeypatch
+):
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    for video in sorted(dfdc_metadata(demo_world))[:3]:
+        (test_dir / video.name).symlink_to(video)
+    args = ["--test-dir", str(test_dir), "--models", str(small_checkpoint), "--runtime", "torch"]
+    batches = []
+    original = predict.face_probabilities
+    monkeypatch.setattr(
+        predict, "face_probabilities", lambda m, crops, *a: batches.append(len(crops)) or original(m, crops, *a)
+    )
+    assert predict.main([*args, "--batch-size", "1000", "--output", str(tmp_path / "together" / "submission.csv")]) == 0
+    together = _details(tmp_path / "together" / "details.jsonl")
+    assert batches == [sum(sum(d["faces_per_frame"]) for d in together)], "one pass over the faces of all three"
+    assert predict.main([*args, "--batch-size", "4", "--output", str(tmp_path / "apart" / "submission.csv")]) == 0
+    apart = _details(tmp_path / "apart" / "details.jsonl")
+    assert len(batches) == 4, "then a group as soon as it held 4 faces: each video alone"
+    assert [d["score"] for d in together] == pytest.approx([d["score"] for d in apart], abs=1e-6)
+    assert all(d["seconds"]["classify"] > 0 for d in together)
+
+    def broken(*args):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(predict, "face_probabilities", broken)
+    assert predict.main([*args, "--batch-size", "1000", "--output", str(tmp_path / "broken" / "submission.csv")]) == 0
+    rows = _rows(tmp_path / "broken" / "errors.csv")
+    assert [row["stage"] for row in rows] == ["classify"] * 3 and "out of memory" in rows[0]["reason"]
+    assert {row["label"] for row in _rows(tmp_path / "broken" / "submission.csv")} == {"0.500000"}
