@@ -91,9 +91,8 @@ def brightened(frame: np.ndarray) -> np.ndarray:
 
 
 def inference_detector(scale, device, fast: bool = False) -> FaceDetector:
-    """MTCNN as prediction runs it, with the original's thresholds. Fast: every image MTCNN sees
-    (the frame at the detection scale, its pyramid, the candidate faces) resized by OpenCV's area
-    filter instead of PIL's bicubic and PyTorch's interpolation; the same pyramid levels."""
+    """MTCNN as prediction runs it, with the original's thresholds. Fast: MTCNN's image pyramid
+    and candidate faces resized by OpenCV instead of PyTorch; the same pyramid levels."""
     resampling = "area" if fast else "bicubic"
     return FaceDetector(INFERENCE_THRESHOLDS, scale, device=device, resampling=resampling)
 

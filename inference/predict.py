@@ -8,9 +8,11 @@ the original did (`--detector-scale rule` scales by resolution; unless `--no-rec
 frame without a face is tried again, see inference/faces.py), every face cropped with a third of
 margin, resized isotropically and centred on a black square, scored by each model (on a CPU run
 by OpenVINO, see inference/runtime.py); per model the frame probabilities are aggregated
-(`--strategy confident`, the winning one), and the models' scores averaged by their weights. On
-CUDA, faces of the next videos are detected in a background thread while the current one is
-classified.
+(`--strategy confident`, the winning one), and the models' scores averaged by their weights.
+Faces of consecutive videos are classified together until a batch is full. On CUDA, faces of the
+next videos are detected in a background thread while the current ones are classified. `--fast`
+trades exactness for speed (scores within about 0.05): MTCNN on images resized by OpenCV, and
+bf16 classifiers where the CPU has native bf16.
 
 Under torchrun (`torchrun --nproc_per_node=N -m inference.predict ...`) each process scores every
 N-th video on its own device (GPU `LOCAL_RANK`, or the CPU with gloo) and rank 0 gathers the rows

@@ -4,8 +4,8 @@ facenet-pytorch's `detect_face` builds each level of the image pyramid and each 
 for the second and third networks with PyTorch's area interpolation, one call per candidate (a
 hundred and more per frame), on float copies of the frame. Here the same stages, networks,
 thresholds, pyramid levels and box arithmetic (facenet-pytorch's own helpers) run on the uint8
-frame resized by `cv2.resize`: the pyramid level by level with the bilinear filter, the candidates
-with the area filter. The boxes are those of `detect_face` to within a pixel or two, not
+image resized by `cv2.resize`: the pyramid level by level with the bilinear filter, the
+candidates with the area filter. The boxes are those of `detect_face` to within a pixel or two, not
 exactly: only fast mode uses this.
 """
 

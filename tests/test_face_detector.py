@@ -68,7 +68,7 @@ def test_the_opencv_pipeline_has_the_original_pyramid_and_finds_the_same_faces(a
         assert np.all(np.abs(found.landmarks - expected.landmarks) < 0.1 * widths[:, :, None])
         areas = (found.boxes[:, 2] - found.boxes[:, 0]) * (found.boxes[:, 3] - found.boxes[:, 1])
         assert np.all(np.diff(areas) <= 0), "largest first, as MTCNN.detect orders them"
-        assert np.abs(found.boxes - expected.boxes).max() > 1e-2, "OpenCV's resampling, not PIL's and PyTorch's"
+        assert np.abs(found.boxes - expected.boxes).max() > 1e-2, "the pyramid and candidates resized by OpenCV"
     assert len(fast.detect(np.full((200, 300, 3), 90, np.uint8))) == 0
 
 
