@@ -80,7 +80,14 @@ def modes_to_time(runtime: str, device: torch.device, baseline: bool = True) -> 
 
 
 def bench_video(
-    path: Path, detector: FaceDetector, members, device, frames: int, amp_dtype, recall: bool = False, threads: int = 2
+    path: Path,
+    detector: FaceDetector,
+    members,
+    device,
+    frames: int,
+    amp_dtype,
+    recall: bool = False,
+    threads: int = CPU_DETECTION_THREADS,
 ) -> dict:
     """One video through decode, detect and classify, each timed; its confident score (None without faces)."""
     info = probe_video(path)
@@ -219,7 +226,11 @@ def main(argv=None) -> int:
                 "runtime": "torch" if args.random_models else mode.runtime,
                 "precision": str(mode.amp_dtype or mode.precision).replace("torch.", ""),
                 "recall_boost": mode.recall,
-                "detection": f"{'opencv' if mode.fast else 'facenet-pytorch'}, {mode.threads} frame(s) at a time",
+                "detection": (
+                    "facenet-pytorch, all frames in one batch"
+                    if device.type == "cuda"
+                    else f"{'opencv' if mode.fast else 'facenet-pytorch'}, {mode.threads} frame(s) at a time"
+                ),
             }
             for mode in timed
         },

@@ -96,9 +96,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--fast",
         action="store_true",
-        help="fastest settings for this machine, scores within about 0.05 of the default's: MTCNN without its two "
-        "finest pyramid levels (faces from 40 px at the detection scale; a frame without a face is still retried "
-        "over the whole pyramid) on frames shrunk by OpenCV, and on a CPU with native bf16 the classifiers in bf16",
+        help="fastest settings for this machine, scores within about 0.05 of the default's: MTCNN's image pyramid "
+        "and candidate faces resized by OpenCV (the same levels and faces; a frame without a face is still retried "
+        "the original's way), and on a CPU with native bf16 the classifiers in bf16",
     )
     parser.add_argument("--default-score", type=float, default=0.5, help="score of a video that fails (0.5)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")

@@ -15,8 +15,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from preprocess.mtcnn_opencv import detect_face
-
 logger = logging.getLogger(__name__)
 
 # Detection scale: the original code ran MTCNN on every frame at half size, in preprocessing and at
@@ -120,6 +118,9 @@ class FaceDetector:
     ):
         from facenet_pytorch import MTCNN
 
+        from preprocess import mtcnn_opencv  # imports facenet-pytorch too: kept out of module start-up
+
+        self._opencv_detect = mtcnn_opencv.detect_face
         if resampling not in RESAMPLING:
             raise ValueError(f"resampling must be one of {', '.join(RESAMPLING)}, got {resampling!r}")
         self.scale = parse_scale(scale)
@@ -161,11 +162,8 @@ class FaceDetector:
         images = [self._resized(frame, size, opencv) for frame in frames_rgb]
         with torch.inference_mode():
             if opencv and self.device.type == "cpu":
-                thresholds = self.mtcnn.thresholds
-                found = [
-                    _largest_first(*detect_face(image, self.mtcnn, self.min_face_size, thresholds, PYRAMID_FACTOR))
-                    for image in images
-                ]
+                settings = (self.mtcnn, self.min_face_size, self.mtcnn.thresholds, PYRAMID_FACTOR)
+                found = [_largest_first(*self._opencv_detect(image, *settings)) for image in images]
                 batch_boxes, batch_probs, batch_landmarks = zip(*found, strict=True)
             else:
                 batch_boxes, batch_probs, batch_landmarks = self.mtcnn.detect(images, landmarks=True)

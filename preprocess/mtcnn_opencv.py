@@ -42,9 +42,9 @@ def pyramid_scales(height: int, width: int, min_face_size: float, factor: float)
     return scales
 
 
-def _network_input(images: Sequence[np.ndarray] | np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 HWC images as MTCNN's normalised NCHW float input (channels-last in memory)."""
-    batch = torch.from_numpy(np.ascontiguousarray(np.stack(images) if isinstance(images, list) else images))
+def _network_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 NHWC images as MTCNN's normalised NCHW float input (channels-last in memory)."""
+    batch = torch.from_numpy(np.ascontiguousarray(images))
     return ((batch.permute(0, 3, 1, 2).float() - 127.5) * 0.0078125).to(device)
 
 
