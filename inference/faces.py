@@ -6,14 +6,13 @@ brightened copy (gamma set so that its mean comes to mid-grey: faces lost in sha
 still without a face, between frames that see the same person, gets that person's box
 interpolated. Where MTCNN found a face the first time, nothing changes.
 
-On CUDA the sampled frames of a video go through MTCNN in one batch; on a CPU one by one, two at a
-time (batching was no faster there)."""
+On CUDA, and in fast mode's OpenCV pipeline on a CPU, the sampled frames of a video go through
+MTCNN in one batch; facenet-pytorch's pipeline on a CPU takes them one by one, two at a time
+(batching was no faster there: its resampling, not its calls, is what costs)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from inference.aggregate import box_iou
 from preprocess.crops import crop_face
-from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
+from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, shared_pool
 from preprocess.video_io import VideoReadError, iter_frames, probe_video
 
 
@@ -93,8 +92,7 @@ def brightened(frame: np.ndarray) -> np.ndarray:
 def inference_detector(scale, device, fast: bool = False) -> FaceDetector:
     """MTCNN as prediction runs it, with the original's thresholds. Fast: MTCNN's image pyramid
     and candidate faces resized by OpenCV instead of PyTorch; the same pyramid levels."""
-    resampling = "area" if fast else "bicubic"
-    return FaceDetector(INFERENCE_THRESHOLDS, scale, device=device, resampling=resampling)
+    return FaceDetector(INFERENCE_THRESHOLDS, scale, device=device, pipeline="opencv" if fast else "facenet")
 
 
 def retry_faceless(detector: FaceDetector, frame: np.ndarray) -> np.ndarray:
@@ -114,32 +112,20 @@ def retry_faceless(detector: FaceDetector, frame: np.ndarray) -> np.ndarray:
 CPU_DETECTION_THREADS = 2
 
 
-_pools: dict[int, ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
-
-
-def _detection_pool(threads: int) -> ThreadPoolExecutor:
-    """A pool of `threads` kept for the process: new threads would each start PyTorch's thread
-    team and caches afresh, which cost more than the overlap saves."""
-    with _pools_lock:
-        if threads not in _pools:
-            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="mtcnn")
-        return _pools[threads]
-
-
 def detect_frames(
     detector: FaceDetector, frames: list[np.ndarray], recall: bool, threads: int = CPU_DETECTION_THREADS
 ) -> list[tuple[np.ndarray, str]]:
     """Boxes of each frame and how they were found: at the detector's scale ("detected"), or, with
-    `recall`, by `retry_faceless` ("retried"). On a CPU `threads` frames at a time."""
-    if detector.device.type == "cuda":
+    `recall`, by `retry_faceless` ("retried"). On CUDA and in the OpenCV pipeline all frames in one
+    batch, otherwise `threads` frames at a time."""
+    if detector.device.type == "cuda" or detector.batches_on_cpu:
         first = [detections.boxes for detections in detector.detect_batch(frames)]
     else:
 
         def detect(frame: np.ndarray) -> np.ndarray:
             return detector.detect(frame).boxes
 
-        first = list(map(detect, frames)) if threads == 1 else list(_detection_pool(threads).map(detect, frames))
+        first = list(map(detect, frames)) if threads == 1 else list(shared_pool(threads, "mtcnn").map(detect, frames))
     return [
         (retry_faceless(detector, frame), "retried") if recall and not len(boxes) else (boxes, "detected")
         for frame, boxes in zip(frames, first, strict=True)

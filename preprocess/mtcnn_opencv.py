@@ -48,39 +48,59 @@ def _network_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return ((batch.permute(0, 3, 1, 2).float() - 127.5) * 0.0078125).to(device)
 
 
-def _candidates(image: np.ndarray, boxes: torch.Tensor, size: int) -> np.ndarray:
-    """The boxes' patches of `image` (zero where a box leaves it) resized to size x size."""
-    height, width = image.shape[:2]
+def _candidates(images: Sequence[np.ndarray], image_of: torch.Tensor, boxes: torch.Tensor, size: int) -> np.ndarray:
+    """The boxes' patches of their images (zero where a box leaves its image) resized to size x size."""
+    height, width = images[0].shape[:2]
     y, ey, x, ex = (np.asarray(v) for v in pad(boxes, width, height))
     patches = np.zeros((len(boxes), size, size, 3), np.uint8)
-    for k in range(len(boxes)):
+    for k, image in enumerate(image_of.tolist()):
         if ey[k] > y[k] - 1 and ex[k] > x[k] - 1:
-            patches[k] = resized(image[y[k] - 1 : ey[k], x[k] - 1 : ex[k]], size, size)
+            patches[k] = resized(images[image][y[k] - 1 : ey[k], x[k] - 1 : ex[k]], size, size)
     return patches
 
 
-def detect_face(
-    image: np.ndarray, mtcnn, min_face_size: float, thresholds: Sequence[float], factor: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Boxes (N, 4), probabilities (N,) and landmarks (N, 5, 2) of the faces in one RGB uint8
-    image, in its pixels, by the networks of a facenet-pytorch `MTCNN`."""
+def _run(network, patches: np.ndarray, device: torch.device, chunk: int = 128) -> list[torch.Tensor]:
+    """The network's outputs for the patches, `chunk` at a time, on the CPU."""
+    outputs = [
+        network(_network_input(patches[start : start + chunk], device)) for start in range(0, len(patches), chunk)
+    ]
+    return [torch.cat(parts).cpu() for parts in zip(*outputs, strict=True)]
+
+
+# Frames of a group, at most this many pixels at detection size: eight half-size 720p frames. Groups
+# of 32 such frames were slower on CPUs: the first pyramid level's activations left the caches.
+GROUP_PIXELS = 2_000_000
+
+
+def group_size(width: int, height: int) -> int:
+    """How many frames of width x height (at detection size) `detect_faces` is best given at once."""
+    return max(1, GROUP_PIXELS // (width * height))
+
+
+def detect_faces(
+    images: Sequence[np.ndarray], mtcnn, min_face_size: float, thresholds: Sequence[float], factor: float
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Boxes (N, 4), probabilities (N,) and landmarks (N, 5, 2) of the faces in each of several
+    RGB uint8 images of one size, in their pixels, by the networks of a facenet-pytorch `MTCNN`.
+    Each network runs once per pyramid level for the whole group, and on candidates 128 at a time:
+    on a CPU the Python and dispatch cost of MTCNN's many small calls is much of its time."""
+    height, width = images[0].shape[:2]
     device = next(mtcnn.pnet.parameters()).device
-    height, width = image.shape[:2]
-    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
-    found = []
-    level = image
+    found, found_in = [], []
+    levels = list(images)
     for scale in pyramid_scales(height, width, min_face_size, factor):
         # each level from the one before (at most halving it, so bilinear does not alias): several
         # times cheaper than OpenCV's area filter at these ratios
-        level = cv2.resize(level, (int(width * scale + 1), int(height * scale + 1)), interpolation=cv2.INTER_LINEAR)
-        reg, probs = mtcnn.pnet(_network_input(level[None], device))
-        boxes, _ = generateBoundingBox(reg, probs[:, 1], scale, thresholds[0])
-        found.append(boxes[batched_nms(boxes[:, :4], boxes[:, 4], torch.zeros(len(boxes), device=device), 0.5)])
-    boxes = torch.cat(found).cpu()
-    if not len(boxes):
-        return empty
-    one_image = torch.zeros(len(boxes))
-    boxes = boxes[batched_nms(boxes[:, :4], boxes[:, 4], one_image, 0.7)]
+        size = (int(width * scale + 1), int(height * scale + 1))
+        levels = [cv2.resize(level, size, interpolation=cv2.INTER_LINEAR) for level in levels]
+        reg, probs = mtcnn.pnet(_network_input(np.stack(levels), device))
+        boxes, image_of = generateBoundingBox(reg, probs[:, 1], scale, thresholds[0])
+        pick = batched_nms(boxes[:, :4], boxes[:, 4], image_of, 0.5)
+        found.append(boxes[pick])
+        found_in.append(image_of[pick])
+    boxes, image_of = torch.cat(found).cpu(), torch.cat(found_in).cpu()
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], image_of, 0.7)
+    boxes, image_of = boxes[pick], image_of[pick]
     width_, height_ = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     boxes = torch.stack(
         [
@@ -94,29 +114,37 @@ def detect_face(
     )
     boxes = rerec(boxes)
 
-    reg, probs = (out.cpu() for out in mtcnn.rnet(_network_input(_candidates(image, boxes, 24), device)))
-    keep = probs[:, 1] > thresholds[1]
-    boxes = torch.cat((boxes[keep, :4], probs[keep, 1:2]), dim=1)
-    reg = reg[keep]
-    if not len(boxes):
-        return empty
-    pick = batched_nms(boxes[:, :4], boxes[:, 4], torch.zeros(len(boxes)), 0.7)
-    boxes = rerec(bbreg(boxes[pick], reg[pick]))
+    if len(boxes):
+        reg, probs = _run(mtcnn.rnet, _candidates(images, image_of, boxes, 24), device)
+        keep = probs[:, 1] > thresholds[1]
+        boxes, image_of, reg = torch.cat((boxes[keep, :4], probs[keep, 1:2]), dim=1), image_of[keep], reg[keep]
+        pick = batched_nms(boxes[:, :4], boxes[:, 4], image_of, 0.7)
+        boxes, image_of = rerec(bbreg(boxes[pick], reg[pick])), image_of[pick]
 
-    reg, points, probs = (out.cpu() for out in mtcnn.onet(_network_input(_candidates(image, boxes, 48), device)))
-    keep = probs[:, 1] > thresholds[2]
-    boxes, points, reg = torch.cat((boxes[keep, :4], probs[keep, 1:2]), dim=1), points[keep], reg[keep]
-    if not len(boxes):
-        return empty
-    box_width, box_height = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
-    landmarks = torch.stack(
-        (
-            box_width[:, None] * points[:, :5] + boxes[:, 0:1] - 1,
-            box_height[:, None] * points[:, 5:10] + boxes[:, 1:2] - 1,
-        ),
-        dim=2,
+    landmarks = torch.zeros(0, 5, 2)
+    if len(boxes):
+        reg, points, probs = _run(mtcnn.onet, _candidates(images, image_of, boxes, 48), device)
+        keep = probs[:, 1] > thresholds[2]
+        boxes, image_of = torch.cat((boxes[keep, :4], probs[keep, 1:2]), dim=1), image_of[keep]
+        points, reg = points[keep], reg[keep]
+        box_width, box_height = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
+        landmarks = torch.stack(
+            (
+                box_width[:, None] * points[:, :5] + boxes[:, 0:1] - 1,
+                box_height[:, None] * points[:, 5:10] + boxes[:, 1:2] - 1,
+            ),
+            dim=2,
+        )
+        boxes = bbreg(boxes, reg)
+        pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_of, 0.7, "Min")
+        boxes, image_of, landmarks = boxes[pick], image_of[pick], landmarks[pick]
+
+    boxes, landmarks, image_of = (
+        boxes.numpy().astype(np.float32),
+        landmarks.numpy().astype(np.float32),
+        image_of.numpy(),
     )
-    boxes = bbreg(boxes, reg)
-    pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], torch.zeros(len(boxes)), 0.7, "Min")
-    boxes, landmarks = boxes[pick], landmarks[pick]
-    return boxes[:, :4].numpy().astype(np.float32), boxes[:, 4].numpy().astype(np.float32), landmarks.numpy()
+    return [
+        (boxes[image_of == image, :4], boxes[image_of == image, 4], landmarks[image_of == image])
+        for image in range(len(images))
+    ]

@@ -9,6 +9,7 @@ import pytest
 import skimage.data
 import torch
 
+from preprocess import mtcnn_opencv
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 from preprocess.mtcnn_opencv import pyramid_scales
 
@@ -48,7 +49,7 @@ def test_channels_last_networks_find_the_original_boxes(astronaut):
 
 def test_the_opencv_pipeline_has_the_original_pyramid_and_finds_the_same_faces(astronaut, monkeypatch):
     exact = FaceDetector(INFERENCE_THRESHOLDS, scale=0.5, device="cpu")
-    fast = FaceDetector(INFERENCE_THRESHOLDS, scale=0.5, device="cpu", resampling="area")
+    fast = FaceDetector(INFERENCE_THRESHOLDS, scale=0.5, device="cpu", pipeline="opencv")
     levels = {"exact": [], "fast": []}
     for name, detector in (("exact", exact), ("fast", fast)):
         pnet = detector.mtcnn.pnet
@@ -72,6 +73,28 @@ def test_the_opencv_pipeline_has_the_original_pyramid_and_finds_the_same_faces(a
     assert len(fast.detect(np.full((200, 300, 3), 90, np.uint8))) == 0
 
 
-def test_resampling_must_be_known():
-    with pytest.raises(ValueError, match="resampling"):
-        FaceDetector(INFERENCE_THRESHOLDS, device="cpu", resampling="nearest")
+def test_the_opencv_pipeline_finds_in_groups_what_it_finds_frame_by_frame(astronaut, monkeypatch):
+    fast = FaceDetector(INFERENCE_THRESHOLDS, scale=1.0, device="cpu", pipeline="opencv")
+    face = cv2.resize(astronaut, (160, 160), interpolation=cv2.INTER_AREA)
+    frames = []
+    for left in (0, 120, None, 300, 440):  # a frame without a face in the middle
+        frame = np.full((240, 600, 3), 80, np.uint8)
+        if left is not None:
+            frame[40:200, left : left + 160] = face
+        frames.append(frame)
+    monkeypatch.setattr(mtcnn_opencv, "GROUP_PIXELS", 2 * 240 * 600)
+    assert mtcnn_opencv.group_size(600, 240) == 2, "three groups, run two at a time"
+    grouped = fast.detect_batch(frames)
+    alone = [fast.detect(frame) for frame in frames]
+    assert [len(found) for found in grouped] == [len(found) for found in alone] == [1, 1, 0, 1, 1]
+    for together, by_itself, left in zip(grouped, alone, (0, 120, None, 300, 440), strict=True):
+        if left is None:
+            continue
+        assert np.abs(together.boxes - by_itself.boxes).max() < 1e-2
+        assert np.abs(together.landmarks - by_itself.landmarks).max() < 1e-2
+        assert left <= together.boxes[0, 0] < together.boxes[0, 2] <= left + 160, "each frame's own face"
+
+
+def test_pipeline_must_be_known():
+    with pytest.raises(ValueError, match="pipeline"):
+        FaceDetector(INFERENCE_THRESHOLDS, device="cpu", pipeline="area")
