@@ -44,6 +44,7 @@ from preprocess.face_detector import (
     default_device,
     scale_argument,
 )
+from preprocess.mtcnn_opencv import GROUP_PIXELS
 from preprocess.video_io import probe_video
 from training.zoo import create_model, encoder_spec, normalization
 
@@ -64,6 +65,15 @@ class Mode:
         if self.name == "baseline":
             return FaceDetector(INFERENCE_THRESHOLDS, ORIGINAL_SCALE, device=device, channels_last=False)
         return inference_detector(scale, device, self.fast)
+
+
+def detection_setting(mode: Mode, device: torch.device) -> str:
+    """How a mode runs MTCNN on `device`, for the report."""
+    if device.type == "cuda":
+        return "facenet-pytorch, all frames in one batch"
+    if mode.fast:
+        return f"opencv, frames in groups of {GROUP_PIXELS / 1e6:g} Mpx at detection size, two groups at a time"
+    return f"facenet-pytorch, {mode.threads} frame(s) at a time"
 
 
 def modes_to_time(runtime: str, device: torch.device, baseline: bool = True) -> list[Mode]:
@@ -226,11 +236,7 @@ def main(argv=None) -> int:
                 "runtime": "torch" if args.random_models else mode.runtime,
                 "precision": str(mode.amp_dtype or mode.precision).replace("torch.", ""),
                 "recall_boost": mode.recall,
-                "detection": (
-                    "facenet-pytorch, all frames in one batch"
-                    if device.type == "cuda"
-                    else f"{'opencv' if mode.fast else 'facenet-pytorch'}, {mode.threads} frame(s) at a time"
-                ),
+                "detection": detection_setting(mode, device),
             }
             for mode in timed
         },

@@ -97,8 +97,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--fast",
         action="store_true",
         help="fastest settings for this machine, scores within about 0.05 of the default's: MTCNN's image pyramid "
-        "and candidate faces resized by OpenCV (the same levels and faces; a frame without a face is still retried "
-        "the original's way), and on a CPU with native bf16 the classifiers in bf16",
+        "and candidate faces resized by OpenCV and frames through it in groups (the same levels; boxes within a few "
+        "pixels; a frame without a face is still retried the original's way), and on a CPU with native bf16 the "
+        "classifiers in bf16",
     )
     parser.add_argument("--default-score", type=float, default=0.5, help="score of a video that fails (0.5)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
