@@ -119,6 +119,16 @@ def read_ensemble_file(path: str | os.PathLike) -> list[dict]:
     return entries
 
 
+def ensemble_members(spec: str | os.PathLike) -> list[dict]:
+    """The members of `spec`: a named ensemble of released checkpoints (`original`; see
+    inference/weights.py, files in its weights folder) or an ensemble YAML file."""
+    from inference.weights import ENSEMBLES, ensemble_entries
+
+    if str(spec) in ENSEMBLES and not Path(spec).exists():
+        return ensemble_entries(str(spec))
+    return read_ensemble_file(spec)
+
+
 def put_to_center(image: np.ndarray, size: int) -> np.ndarray:
     """The image on a black size x size canvas, centred (cut to size first if larger)."""
     image = image[:size, :size]

@@ -2,6 +2,7 @@
 
     python -m inference.predict --test-dir DIR --models CKPT [CKPT ...] --output submission.csv
     python -m inference.predict --test-dir DIR --ensemble configs/ensemble.yaml --output submission.csv
+    python -m inference.predict --test-dir DIR --ensemble original  # after: python -m inference.weights fetch original
 
 Per video: 32 evenly spaced frames, MTCNN (thresholds 0.7/0.8/0.8) on frames at half size as
 the original did (`--detector-scale rule` scales by resolution; unless `--no-recall-boost`, a
@@ -42,7 +43,7 @@ import torch
 from tqdm import tqdm
 
 from inference.aggregate import STRATEGIES, link_people, per_person
-from inference.ensemble import Member, face_probabilities, load_member, read_ensemble_file
+from inference.ensemble import Member, ensemble_members, face_probabilities, load_member
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
 from preprocess.datasets import VIDEO_SUFFIXES
@@ -61,7 +62,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--test-dir", type=Path, required=True, help="folder of videos to score")
     parser.add_argument("--models", type=Path, nargs="*", default=[], help="checkpoints (equal weights)")
-    parser.add_argument("--ensemble", type=Path, help="YAML listing checkpoints, encoders, sizes and weights")
+    parser.add_argument(
+        "--ensemble",
+        help="YAML listing checkpoints, encoders, sizes and weights, or the name of released weights fetched by "
+        "inference.weights (original: the winning seven B7)",
+    )
     parser.add_argument("--encoder", help="encoder of bare --models checkpoints (e.g. tf_efficientnet_b7_ns)")
     parser.add_argument("--size", type=int, help="input size of bare --models checkpoints (default: the encoder's)")
     parser.add_argument("--output", type=Path, default=Path("submission.csv"), help="default: submission.csv")
@@ -164,7 +169,7 @@ def cpu_precision(args: argparse.Namespace, device: torch.device) -> str:
 def load_members(args: argparse.Namespace, device: torch.device, precision: str = "f32") -> list[Member]:
     entries = [{"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for path in args.models]
     if args.ensemble:
-        entries += read_ensemble_file(args.ensemble)
+        entries += ensemble_members(args.ensemble)
     runtime = resolve_runtime(args.runtime, device)
     members = [
         load_member(

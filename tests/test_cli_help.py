@@ -23,6 +23,7 @@ STEPS = {
     "inference.score": "score.json",
     "inference.fit_ensemble": "oof_predictions.csv",
     "inference.bench": "decode, detect, classify",
+    "inference.weights": "weights.json",
 }
 
 
