@@ -24,6 +24,7 @@ STEPS = {
     "inference.fit_ensemble": "oof_predictions.csv",
     "inference.bench": "decode, detect, classify",
     "inference.weights": "weights.json",
+    "inference.detect": "--json",
 }
 
 

@@ -1,0 +1,293 @@
+"""Is it a deepfake? Score videos and photos one by one and say so.
+
+    python -m inference.detect clip.mp4 photo.jpg folder/ [--models CKPT ... | --ensemble NAME|YAML] [--json]
+
+PATH is a video, a photo (jpg, png, webp, bmp) or a folder of them. Each file gets one line on
+standard output: FAKE or REAL (at --threshold), the probability that it is fake, and how many
+faces and people it was judged on; a file that cannot be read, or shows no face, gets
+`error: FILE: PROBLEM` instead. With --json each file gets one JSON document per line instead:
+the probability and verdict, each model's score, each person's score and face track (boxes by
+frame), each sampled frame's probability, the aggregation, frames with and without a face, the
+seconds spent, and the models; or the error.
+
+A video is judged as inference.predict judges it: 32 evenly spaced frames, MTCNN, every face
+scored by every model, the frames aggregated per model (`confident` by default) and the models
+averaged by weight. A photo is a video of one frame, with the same detection and crop (the
+confident strategy is then the face's own probability). Faces are looked for at a scale set by
+the resolution (`--detector-scale rule`: 0.5 for DFDC-size video, as the original, and larger
+for small media and photos), with the recall boost on.
+
+Models: --models, or --ensemble (a YAML file, or `original`, the winning seven B7 once fetched
+by `python -m inference.weights fetch original`). Without either, the newest run's `_best`
+checkpoints in ./weights, else in ./work/weights (where ./run_all.sh puts the demo's), else the
+fetched `original` ensemble; the log says which.
+
+Exit status: 0 when every file was judged, 1 when some could not be (their errors are in the
+output), 2 on a usage problem (no models, an unreadable checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inference.aggregate import STRATEGIES, link_people
+from inference.ensemble import Member, face_probabilities
+from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
+from inference.predict import cpu_precision, load_members
+from inference.runtime import RUNTIMES
+from preprocess.datasets import MEDIA_SUFFIXES
+from preprocess.face_detector import RESOLUTION_RULE, default_device, scale_argument
+from preprocess.video_io import VideoReadError, is_image
+from training.zoo import CheckpointError
+
+logger = logging.getLogger("inference.detect")
+
+MODEL_FOLDERS = (Path("weights"), Path("work/weights"))
+
+
+class NoModelsError(ValueError):
+    pass
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m inference.detect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="videos, photos or folders of them")
+    parser.add_argument("--models", type=Path, nargs="*", default=[], help="checkpoints (equal weights)")
+    parser.add_argument("--ensemble", help="ensemble YAML, or the name of fetched released weights (original)")
+    parser.add_argument("--encoder", help="encoder of bare --models checkpoints (e.g. tf_efficientnet_b7_ns)")
+    parser.add_argument("--size", type=int, help="input size of bare --models checkpoints")
+    parser.add_argument("--threshold", type=float, default=0.5, help="FAKE at or above this probability (0.5)")
+    parser.add_argument("--json", action="store_true", help="one JSON document per file (a line each)")
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="confident", help="frame aggregation")
+    parser.add_argument("--per-person", action="store_true", help="judge by the most fake person")
+    parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (32)")
+    parser.add_argument(
+        "--detector-scale", type=scale_argument, default=RESOLUTION_RULE, help="MTCNN scale: a number or 'rule' (rule)"
+    )
+    parser.add_argument("--no-recall-boost", action="store_true", help="no second try on frames without a face")
+    parser.add_argument("--fast", action="store_true", help="inference.predict's fast mode")
+    parser.add_argument("--cpu-bf16", action="store_true", help="bf16 classifiers where the CPU has it natively")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what runs the classifiers (auto)")
+    parser.add_argument("--runtime-cache", type=Path, default=None, help="exported models for openvino")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
+    parser.add_argument("--fp32", action="store_true", help="no fp16 autocast on CUDA")
+    parser.add_argument("--debug", action="store_true", help="tracebacks instead of one-line errors")
+    return parser.parse_args(argv)
+
+
+def media_files(paths: list[Path]) -> list[Path]:
+    """The files to judge: each file named, and the videos and photos of each folder named (sorted)."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+        else:
+            files.append(path)  # a missing file is reported as that file's error
+    return files
+
+
+def newest_run_checkpoints(folder: Path) -> list[Path]:
+    """The `_best` checkpoints of the run name of the newest one in `folder` (NAME_FOLD_SEED_best.pt)."""
+    best = sorted(folder.glob("*_best.pt"), key=lambda p: p.stat().st_mtime)
+    if not best:
+        return []
+    run_name = re.sub(r"_\d+_\d+_best\.pt$", "", best[-1].name)
+    return sorted(p for p in best if re.fullmatch(rf"{re.escape(run_name)}_\d+_\d+_best\.pt", p.name))
+
+
+def choose_models(args: argparse.Namespace) -> None:
+    """Fill in args.models when neither --models nor --ensemble is given, and say which."""
+    from inference.weights import ENSEMBLES, default_weights_dir
+
+    if args.models or args.ensemble:
+        return
+    for folder in MODEL_FOLDERS:
+        found = newest_run_checkpoints(folder)
+        if found:
+            logger.info("no --models given: using %s", ", ".join(str(p) for p in found))
+            args.models = found
+            return
+    original = default_weights_dir()
+    if all((original / f.name).is_file() for f in ENSEMBLES["original"].files):
+        logger.info("no --models given: using the original ensemble in %s", original)
+        args.ensemble = "original"
+        return
+    raise NoModelsError(
+        "no models: give --models CKPT [CKPT ...] or --ensemble FILE.yaml; or fetch the winning solution's "
+        "weights with `python -m inference.weights fetch original`; or train some (./run_all.sh writes the "
+        "demo's to work/weights, inference.detect finds them there)"
+    )
+
+
+def _rounded(values, digits: int = 4) -> list:
+    return [round(float(v), digits) for v in values]
+
+
+def judgement(
+    path: Path,
+    faces: VideoFaces,
+    per_model: list[np.ndarray],
+    members: list[Member],
+    strategy: str,
+    threshold: float,
+    by_person: bool = False,
+) -> dict:
+    """The JSON document of one judged file: probability and verdict, each model's score, each
+    person's score and track, each sampled frame's probability (its most fake face)."""
+    aggregate, weights = STRATEGIES[strategy], [member.weight for member in members]
+    people = np.asarray([person for frame in link_people(faces.boxes_by_frame()) for person in frame])
+    face_probability = np.average(np.stack(per_model), axis=0, weights=weights)
+
+    def score(selected: np.ndarray) -> float:
+        return float(np.average([aggregate(p[selected]) for p in per_model], weights=weights))
+
+    everyone = np.ones(len(people), bool)
+    persons = []
+    for person in np.unique(people):
+        mine = np.flatnonzero(people == person)
+        track = [
+            {
+                "frame": faces.face_frames[i],
+                "box": _rounded(faces.boxes[i], 1),
+                "probability": _rounded([face_probability[i]])[0],
+            }
+            for i in mine
+        ]
+        persons.append(
+            {
+                "person": int(person),
+                "probability": round(score(people == person), 4),
+                "faces": len(mine),
+                "track": track,
+            }
+        )
+    probability = max(p["probability"] for p in persons) if by_person else score(everyone)
+    per_frame = []
+    for index in faces.frame_indices:
+        mine = [face_probability[i] for i, frame in enumerate(faces.face_frames) if frame == index]
+        per_frame.append(
+            {"frame": index, "faces": len(mine), "probability": round(float(max(mine)), 4) if mine else None}
+        )
+    details = faces.details()
+    return {
+        "file": str(path),
+        "kind": "photo" if is_image(path) else "video",
+        "verdict": "FAKE" if probability >= threshold else "REAL",
+        "probability": round(float(probability), 4),
+        "threshold": threshold,
+        "aggregation": {"strategy": strategy, "per_person": by_person},
+        "models": [
+            {
+                "name": m.name,
+                "encoder": m.encoder,
+                "input_size": m.input_size,
+                "weight": m.weight,
+                "score": round(float(aggregate(p)), 4),
+            }
+            for m, p in zip(members, per_model, strict=True)
+        ],
+        "people": persons,
+        "frames": {
+            "sampled": details["frames_sampled"],
+            "with_face": details["frames_with_face"],
+            "without_face": details["frames_sampled"] - details["frames_with_face"],
+        },
+        "faces": len(faces.crops),
+        "boxes_found": details["boxes_found"],
+        "per_frame": per_frame,
+        "error": None,
+    }
+
+
+def failure(path: Path, stage: str, error: Exception) -> dict:
+    message = error.reason if isinstance(error, VideoReadError) else str(error).removeprefix(f"{path}: ")
+    kind = "photo" if is_image(path) else "video"
+    return {
+        "file": str(path),
+        "kind": kind,
+        "verdict": None,
+        "probability": None,
+        "error": {"stage": stage, "message": message},
+    }
+
+
+def summary_line(document: dict) -> str:
+    """One line for a person reading the terminal."""
+    if document["error"]:
+        return f"error: {document['file']}: {document['error']['message']}"
+    people, frames = len(document["people"]), document["frames"]
+    seen = (
+        f"{document['faces']} face{'s' * (document['faces'] != 1)}"
+        + ("" if document["kind"] == "photo" else f" in {frames['with_face']}/{frames['sampled']} frames")
+        + f", {people} {'person' if people == 1 else 'people'}"
+    )
+    return f"{document['verdict']:<4}  {document['probability']:.3f}  {document['file']}  ({seen})"
+
+
+def examine(path: Path, detector, members: list[Member], args, device: torch.device, amp_dtype) -> dict:
+    """The JSON document of one file, its error included when it cannot be judged."""
+    started = time.perf_counter()
+    try:
+        if not path.exists():
+            raise VideoReadError(path, "no such file")
+        faces = extract_faces(path, detector, args.frames, recall=not args.no_recall_boost)
+    except (VideoReadError, DetectionError) as error:
+        return failure(path, "detect" if isinstance(error, DetectionError) else "decode", error)
+    classify_started = time.perf_counter()
+    try:
+        per_model = [face_probabilities(m, faces.crops, device, amp_dtype=amp_dtype) for m in members]
+    except RuntimeError as error:
+        return failure(path, "classify", error)
+    document = judgement(path, faces, per_model, members, args.strategy, args.threshold, args.per_person)
+    seconds = {
+        **faces.seconds,
+        "classify": time.perf_counter() - classify_started,
+        "total": time.perf_counter() - started,
+    }
+    document["seconds"] = {key: round(value, 3) for key, value in seconds.items()}
+    return document
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    device = torch.device(args.device) if args.device else default_device()
+    try:
+        choose_models(args)
+        precision = cpu_precision(args, device)
+        members = load_members(args, device, precision)
+    except (NoModelsError, CheckpointError, ValueError, OSError) as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    amp_dtype = (
+        torch.float16 if device.type == "cuda" and not args.fp32 else torch.bfloat16 if precision == "bf16" else None
+    )
+    detector = inference_detector(args.detector_scale, device, args.fast)
+    failed = 0
+    for path in media_files(args.paths):
+        try:
+            document = examine(path, detector, members, args, device, amp_dtype)
+        except Exception as error:  # one line (or document) per file, whatever happens to it
+            if args.debug:
+                raise
+            document = failure(path, "judge", RuntimeError(f"{type(error).__name__}: {error}"))
+        failed += document["error"] is not None
+        print(json.dumps(document) if args.json else summary_line(document), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""inference.detect: one verdict per file (video, photo, broken file), the JSON document, the models
+it picks by itself, and the same scores as inference.predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inference import detect, predict
+from inference.detect import judgement, newest_run_checkpoints
+from inference.ensemble import Member
+from inference.faces import VideoFaces
+from preprocess.demo_world.identities import builtin_photos
+from tests.conftest import shared_data
+from training.zoo import create_model
+
+
+def _save_checkpoint(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    torch.save(
+        {
+            "encoder": "resnet18",
+            "input_size": 64,
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "state_dict": create_model("resnet18").state_dict(),
+        },
+        path,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("detect_models")
+    return [_save_checkpoint(folder / f"tiny_0_{seed}_best.pt", seed) for seed in (1, 2)]
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(demo_world, tmp_path_factory):
+    """The demo world's two test videos, a photo, a broken video and a text file."""
+    folder = tmp_path_factory.mktemp("mixed")
+    for video in sorted((demo_world / "test_videos").glob("*.mp4")):
+        (folder / video.name).symlink_to(video)
+    Image.fromarray(builtin_photos()["astronaut"]).save(folder / "astronaut.jpg")
+    (folder / "broken.mp4").write_bytes(os.urandom(3000))
+    (folder / "notes.txt").write_text("not media\n")
+    return folder
+
+
+def _documents(capsys) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_each_file_gets_one_document_and_videos_score_as_predict_scores_them(
+    mixed_folder, checkpoints, demo_world, tmp_path, capsys
+):
+    models = ["--models", *map(str, checkpoints), "--runtime", "torch"]
+    assert detect.main([str(mixed_folder), *models, "--json"]) == 1, "1: a file could not be judged"
+    documents = {Path(d["file"]).name: d for d in _documents(capsys)}
+    videos = sorted(p.name for p in (demo_world / "test_videos").glob("*.mp4"))
+    assert sorted(documents) == sorted([*videos, "astronaut.jpg", "broken.mp4"]), "notes.txt is not media"
+    broken = documents["broken.mp4"]
+    assert broken["verdict"] is None and broken["error"]["stage"] == "decode"
+    assert "not a readable video container" in broken["error"]["message"]
+    photo = documents["astronaut.jpg"]
+    assert photo["kind"] == "photo" and photo["frames"] == {"sampled": 1, "with_face": 1, "without_face": 0}
+    assert photo["faces"] == 1 and photo["probability"] == pytest.approx(photo["people"][0]["probability"], abs=1e-4)
+    for name in videos:
+        document = documents[name]
+        assert document["kind"] == "video" and document["error"] is None
+        assert document["verdict"] == ("FAKE" if document["probability"] >= 0.5 else "REAL")
+        assert [m["name"] for m in document["models"]] == [c.name for c in checkpoints]
+        assert len(document["per_frame"]) == document["frames"]["sampled"] == 32
+        assert (
+            sum(f["faces"] for f in document["per_frame"])
+            == document["faces"]
+            == sum(p["faces"] for p in document["people"])
+        )
+        assert set(document["seconds"]) == {"decode", "detect", "classify", "total"}
+
+    submission = tmp_path / "submission.csv"
+    predict.main(
+        [
+            "--test-dir",
+            str(demo_world / "test_videos"),
+            *models,
+            "--detector-scale",
+            "rule",
+            "--output",
+            str(submission),
+        ]
+    )
+    with open(submission, newline="") as handle:
+        expected = {row["filename"]: float(row["label"]) for row in csv.DictReader(handle)}
+    for name in videos:
+        assert documents[name]["probability"] == pytest.approx(expected[name], abs=1e-4), name
+
+
+def test_lines_for_people_and_errors_for_missing_files(mixed_folder, checkpoints, capsys):
+    code = detect.main(
+        [str(mixed_folder / "astronaut.jpg"), str(mixed_folder / "gone.mp4"), "--models", str(checkpoints[0])]
+    )
+    assert code == 1
+    photo_line, missing_line = capsys.readouterr().out.splitlines()
+    assert photo_line.split()[0] in {"FAKE", "REAL"} and "astronaut.jpg  (1 face, 1 person)" in photo_line
+    assert missing_line == f"error: {mixed_folder / 'gone.mp4'}: no such file"
+
+
+def test_a_photo_of_the_sample_faces(checkpoints, capsys):
+    photo = shared_data("faces", "two_people.jpg")
+    assert detect.main([str(photo), "--models", str(checkpoints[0]), "--json"]) == 0
+    [document] = _documents(capsys)
+    assert document["kind"] == "photo" and document["faces"] == len(document["people"]) == 2
+
+
+def test_judgement_scores_people_frames_and_the_verdict():
+    faces = VideoFaces(Path("clip.mp4"), [0, 10, 20])
+    # person A in every frame on the left, person B in frames 0 and 20 on the right
+    for frame, boxes in (
+        (0, [[0, 0, 10, 10], [50, 0, 60, 10]]),
+        (10, [[1, 0, 11, 10]]),
+        (20, [[2, 0, 12, 10], [50, 1, 60, 11]]),
+    ):
+        for box in boxes:
+            faces.crops.append(np.zeros((4, 4, 3), np.uint8))
+            faces.face_frames.append(frame)
+            faces.boxes.append(box)
+            faces.found.append("detected")
+    members = [
+        Member(name, None, "resnet18", 64, (0,) * 3, (1,) * 3, weight) for name, weight in (("a", 1.0), ("b", 3.0))
+    ]
+    per_model = [np.array([0.1, 0.9, 0.1, 0.1, 0.7]), np.array([0.3, 0.5, 0.3, 0.3, 0.9])]
+    document = judgement(Path("clip.mp4"), faces, per_model, members, "mean", threshold=0.4)
+    assert document["probability"] == pytest.approx((1 * 0.38 + 3 * 0.46) / 4, abs=1e-4)
+    assert document["verdict"] == "FAKE" and document["kind"] == "video"
+    person_a, person_b = document["people"]
+    assert [t["frame"] for t in person_a["track"]] == [0, 10, 20] and [t["frame"] for t in person_b["track"]] == [0, 20]
+    assert person_a["probability"] == pytest.approx((0.1 + 3 * 0.3) / 4, abs=1e-4)
+    assert person_b["probability"] == pytest.approx((0.8 + 3 * 0.7) / 4, abs=1e-4)
+    assert person_b["track"][0]["box"] == [50.0, 0.0, 60.0, 10.0]
+    assert [f["probability"] for f in document["per_frame"]] == pytest.approx([0.6, 0.25, 0.85], abs=1e-4)
+    assert [m["score"] for m in document["models"]] == pytest.approx([0.38, 0.46])
+    by_person = judgement(Path("clip.mp4"), faces, per_model, members, "mean", threshold=0.8, by_person=True)
+    assert by_person["probability"] == pytest.approx(person_b["probability"], abs=1e-4)
+    assert by_person["verdict"] == "REAL" and by_person["aggregation"] == {"strategy": "mean", "per_person": True}
+
+
+def test_without_models_it_takes_the_newest_runs_best_checkpoints(tmp_path, monkeypatch, capsys):
+    weights = tmp_path / "work" / "weights"
+    weights.mkdir(parents=True)
+    old = _save_checkpoint(weights / "old_0_111_best.pt", 0)
+    os.utime(old, (1e9, 1e9))
+    newest = [_save_checkpoint(weights / name, 0) for name in ("new_0_111_best.pt", "new_1_555_best.pt")]
+    _save_checkpoint(weights / "new_0_111_last.pt", 0)
+    assert newest_run_checkpoints(weights) == newest
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DEEPFAKE_DETECTOR_WEIGHTS", str(tmp_path / "no_cache"))
+    photo = tmp_path / "face.png"
+    Image.fromarray(builtin_photos()["astronaut"]).save(photo)
+    assert detect.main([str(photo), "--json", "--runtime", "torch"]) == 0
+    [document] = _documents(capsys)
+    assert [m["name"] for m in document["models"]] == ["new_0_111_best.pt", "new_1_555_best.pt"]
+    for path in [old, *newest]:
+        path.unlink()
+    assert detect.main([str(photo)]) == 2
+    error = capsys.readouterr().err
+    assert "error: no models" in error and "python -m inference.weights fetch original" in error
