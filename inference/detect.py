@@ -8,7 +8,9 @@ faces and people it was judged on; a file that cannot be read, or shows no face,
 `error: FILE: PROBLEM` instead. With --json each file gets one JSON document per line instead:
 the probability and verdict, each model's score, each person's score and face track (boxes by
 frame), each sampled frame's probability, the aggregation, frames with and without a face, the
-seconds spent, and the models; or the error.
+seconds spent, and the models; or the error. --explain DIR adds Grad-CAM heatmaps of the most
+suspicious faces, the frame they are in and a per-frame probability plot for each file, and one
+report.html with everything embedded (see inference/explain.py for what the heatmaps mean).
 
 A video is judged as inference.predict judges it: 32 evenly spaced frames, MTCNN, every face
 scored by every model, the frames aggregated per model (`confident` by default) and the models
@@ -41,6 +43,7 @@ import torch
 
 from inference.aggregate import STRATEGIES, link_people
 from inference.ensemble import Member, face_probabilities
+from inference.explain import explain, write_report
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.predict import cpu_precision, load_members
 from inference.runtime import RUNTIMES
@@ -82,6 +85,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--runtime-cache", type=Path, default=None, help="exported models for openvino")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
     parser.add_argument("--fp32", action="store_true", help="no fp16 autocast on CUDA")
+    parser.add_argument(
+        "--explain",
+        type=Path,
+        metavar="DIR",
+        help="write into DIR, per file, Grad-CAM heatmaps of the most suspicious faces, the frame of the most "
+        "suspicious one with its faces coloured by score and a per-frame probability plot, and report.html",
+    )
     parser.add_argument("--debug", action="store_true", help="tracebacks instead of one-line errors")
     return parser.parse_args(argv)
 
@@ -95,6 +105,15 @@ def media_files(paths: list[Path]) -> list[Path]:
         else:
             files.append(path)  # a missing file is reported as that file's error
     return files
+
+
+def explanation_folders(files: list[Path]) -> list[str]:
+    """A folder name per file for --explain: its name, numbered where two files share one."""
+    names, seen = [], {}
+    for path in files:
+        seen[path.name] = seen.get(path.name, 0) + 1
+        names.append(path.name if seen[path.name] == 1 else f"{path.name}-{seen[path.name]}")
+    return names
 
 
 def newest_run_checkpoints(folder: Path) -> list[Path]:
@@ -134,6 +153,11 @@ def _rounded(values, digits: int = 4) -> list:
     return [round(float(v), digits) for v in values]
 
 
+def ensemble_face_probabilities(per_model: list[np.ndarray], members: list[Member]) -> np.ndarray:
+    """Each face's probability, the models' averaged by their weights."""
+    return np.average(np.stack(per_model), axis=0, weights=[member.weight for member in members])
+
+
 def judgement(
     path: Path,
     faces: VideoFaces,
@@ -147,7 +171,7 @@ def judgement(
     person's score and track, each sampled frame's probability (its most fake face)."""
     aggregate, weights = STRATEGIES[strategy], [member.weight for member in members]
     people = np.asarray([person for frame in link_people(faces.boxes_by_frame()) for person in frame])
-    face_probability = np.average(np.stack(per_model), axis=0, weights=weights)
+    face_probability = ensemble_face_probabilities(per_model, members)
 
     def score(selected: np.ndarray) -> float:
         return float(np.average([aggregate(p[selected]) for p in per_model], weights=weights))
@@ -235,8 +259,11 @@ def summary_line(document: dict) -> str:
     return f"{document['verdict']:<4}  {document['probability']:.3f}  {document['file']}  ({seen})"
 
 
-def examine(path: Path, detector, members: list[Member], args, device: torch.device, amp_dtype) -> dict:
-    """The JSON document of one file, its error included when it cannot be judged."""
+def examine(
+    path: Path, detector, members: list[Member], args, device: torch.device, amp_dtype, folder_name: str | None = None
+) -> dict:
+    """The JSON document of one file, its error included when it cannot be judged; with
+    --explain, its heatmaps, frame and plot written and named in it."""
     started = time.perf_counter()
     try:
         if not path.exists():
@@ -256,6 +283,9 @@ def examine(path: Path, detector, members: list[Member], args, device: torch.dev
         "total": time.perf_counter() - started,
     }
     document["seconds"] = {key: round(value, 3) for key, value in seconds.items()}
+    if args.explain:
+        face_probability = ensemble_face_probabilities(per_model, members)
+        document["explanation"] = explain(document, faces, face_probability, members, device, args.explain, folder_name)
     return document
 
 
@@ -276,16 +306,20 @@ def main(argv=None) -> int:
         torch.float16 if device.type == "cuda" and not args.fp32 else torch.bfloat16 if precision == "bf16" else None
     )
     detector = inference_detector(args.detector_scale, device, args.fast)
-    failed = 0
-    for path in media_files(args.paths):
+    failed, documents = 0, []
+    files = media_files(args.paths)
+    for path, folder_name in zip(files, explanation_folders(files), strict=True):
         try:
-            document = examine(path, detector, members, args, device, amp_dtype)
+            document = examine(path, detector, members, args, device, amp_dtype, folder_name)
         except Exception as error:  # one line (or document) per file, whatever happens to it
             if args.debug:
                 raise
             document = failure(path, "judge", RuntimeError(f"{type(error).__name__}: {error}"))
         failed += document["error"] is not None
+        documents.append(document)
         print(json.dumps(document) if args.json else summary_line(document), flush=True)
+    if args.explain:
+        write_report(documents, args.explain / "report.html")
     return 1 if failed else 0
 
 

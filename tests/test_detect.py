@@ -173,3 +173,26 @@ def test_without_models_it_takes_the_newest_runs_best_checkpoints(tmp_path, monk
     assert detect.main([str(photo)]) == 2
     error = capsys.readouterr().err
     assert "error: no models" in error and "python -m inference.weights fetch original" in error
+
+
+def test_explain_writes_heatmaps_a_frame_a_plot_per_file_and_one_report(mixed_folder, checkpoints, tmp_path, capsys):
+    out = tmp_path / "explained"
+    models = ["--models", str(checkpoints[0]), "--runtime", "torch"]
+    assert detect.main([str(mixed_folder), *models, "--json", "--explain", str(out)]) == 1
+    documents = _documents(capsys)
+    for document in documents:
+        if document["error"]:
+            assert "explanation" not in document
+            continue
+        explanation = document["explanation"]
+        assert len(explanation["heatmaps"]) == min(6, document["faces"])
+        probabilities = [h["probability"] for h in explanation["heatmaps"]]
+        assert probabilities == sorted(probabilities, reverse=True), "the most suspicious faces first"
+        frames = [f["probability"] for f in document["per_frame"] if f["probability"] is not None]
+        assert probabilities[0] == pytest.approx(max(frames), abs=1e-4)
+        assert explanation["frame"].endswith(f"frame{explanation['heatmaps'][0]['frame']}.jpg")
+        for path in [explanation["plot"], explanation["frame"], *(h["path"] for h in explanation["heatmaps"])]:
+            assert Path(path).is_file() and Path(path).parent == out / Path(document["file"]).name
+    page = (out / "report.html").read_text()
+    assert page.count("<section>") == len(documents) == 4
+    assert "error: not a readable video container" in page and page.count("data:image/") > 10
