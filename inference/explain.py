@@ -151,13 +151,14 @@ def explain(
     top: int = TOP_FACES,
 ) -> dict:
     """Write the heatmaps of the `top` most suspicious faces, the frame of the most suspicious one
-    with its faces coloured by score, and the probability plot, into out_dir/<folder_name>/ (the
+    with its faces coloured by score, and (for a video) the probability plot, into out_dir/<folder_name>/ (the
     file's name by default); the paths written, for the document and the report."""
     folder = Path(out_dir) / (folder_name or Path(document["file"]).name)
     folder.mkdir(parents=True, exist_ok=True)
     order = [int(i) for i in np.argsort(-face_probability, kind="stable")[:top]]
     heatmaps = face_heatmaps(members, [faces.crops[i] for i in order], device)
-    written = {"heatmaps": [], "frame": None, "plot": str(folder / "probability.png")}
+    video = document["kind"] == "video"  # a photo's one frame needs no plot
+    written = {"heatmaps": [], "frame": None, "plot": str(folder / "probability.png") if video else None}
     for rank, (index, heatmap) in enumerate(zip(order, heatmaps, strict=True)):
         path = folder / f"face{rank + 1}_frame{faces.face_frames[index]}.jpg"
         crop = faces.crops[index]
@@ -177,7 +178,8 @@ def explain(
             image = frame_with_faces(frame, [faces.boxes[i] for i in mine], [float(face_probability[i]) for i in mine])
             written["frame"] = str(folder / f"frame{frame_index}.jpg")
             _write_rgb(Path(written["frame"]), image)
-    probability_plot(document, Path(written["plot"]))
+    if written["plot"]:
+        probability_plot(document, Path(written["plot"]))
     return written
 
 

@@ -25,6 +25,7 @@ STEPS = {
     "inference.bench": "decode, detect, classify",
     "inference.weights": "weights.json",
     "inference.detect": "--json",
+    "inference.app": "127.0.0.1",
 }
 
 

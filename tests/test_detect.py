@@ -191,7 +191,10 @@ def test_explain_writes_heatmaps_a_frame_a_plot_per_file_and_one_report(mixed_fo
         frames = [f["probability"] for f in document["per_frame"] if f["probability"] is not None]
         assert probabilities[0] == pytest.approx(max(frames), abs=1e-4)
         assert explanation["frame"].endswith(f"frame{explanation['heatmaps'][0]['frame']}.jpg")
-        for path in [explanation["plot"], explanation["frame"], *(h["path"] for h in explanation["heatmaps"])]:
+        assert (explanation["plot"] is None) == (document["kind"] == "photo"), "a plot for videos only"
+        for path in [explanation["frame"], *(h["path"] for h in explanation["heatmaps"])] + [explanation["plot"]] * (
+            document["kind"] == "video"
+        ):
             assert Path(path).is_file() and Path(path).parent == out / Path(document["file"]).name
     page = (out / "report.html").read_text()
     assert page.count("<section>") == len(documents) == 4
