@@ -12,7 +12,8 @@
 # the training jobs and where checkpoints go; DETECTOR_SCALE sets MTCNN's scale for face boxes
 # and prediction (real data: 0.5, the original's; demo: rule, by resolution); RECALL_BOOST=1
 # retries frames without a face in prediction (real data: 0, as the original; demo: 1); the
-# submission goes to WORK_DIR/submission/. DRY_RUN=1 prints each stage's command instead.
+# submission goes to WORK_DIR/submission/ (and, for the demo, inference.detect's verdicts and
+# heatmaps of each test video to WORK_DIR/explain/). DRY_RUN=1 prints each stage's command instead.
 # Stages skip work already done, so an interrupted run continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -96,6 +97,12 @@ if [ -f "$TEST_DIR/labels.csv" ]; then
     run "$PYTHON" -m inference.score --submission "$SUBMISSION_DIR/submission.csv" --labels "$TEST_DIR/labels.csv"
 else
     echo "no $TEST_DIR/labels.csv: skipping the scoring stage"
+fi
+
+if [ "$MODE" = demo ]; then
+    stage "checking files one by one: verdicts, Grad-CAM heatmaps and $WORK_DIR/explain/report.html"
+    # exit status 1 only says that some file could not be judged (its line says why)
+    run "$PYTHON" -m inference.detect "$TEST_DIR" --models "${checkpoints[@]}" --explain "$WORK_DIR/explain" || [ $? = 1 ]
 fi
 
 printf '\n==> Done (%s mode): %d stages in %ds\n' "$MODE" "$stage_number" "$(( $(date +%s) - started ))"

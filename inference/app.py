@@ -24,14 +24,14 @@ from pathlib import Path
 import cv2
 import torch
 
-from inference.detect import NoModelsError, choose_models, examine
+from inference.detect import choose_models, examine
 from inference.faces import inference_detector
 from inference.predict import cpu_precision, load_members
 from inference.runtime import RUNTIMES
+from preprocess import cli
 from preprocess.datasets import MEDIA_SUFFIXES
 from preprocess.face_detector import RESOLUTION_RULE, default_device
 from preprocess.video_io import VideoReadError, is_image, probe_video
-from training.zoo import CheckpointError
 
 logger = logging.getLogger("inference.app")
 
@@ -187,12 +187,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         judge = Judge(args)
-    except (NoModelsError, CheckpointError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except cli.BAD_INPUT as error:
+        return cli.fail(error)
     build_app(judge).launch(server_name="127.0.0.1", server_port=args.port, max_file_size=f"{args.max_mb:g}mb")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -37,6 +37,7 @@ from inference.ensemble import Member, face_probabilities, load_member, prepare_
 from inference.faces import CPU_DETECTION_THREADS, NoFaceError, crop_faces, inference_detector, read_sampled_frames
 from inference.predict import list_videos
 from inference.runtime import RUNTIMES, native_bf16, resolve_runtime
+from preprocess import cli
 from preprocess.face_detector import (
     INFERENCE_THRESHOLDS,
     ORIGINAL_SCALE,
@@ -249,4 +250,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -47,17 +47,18 @@ from inference.explain import explain, write_report
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.predict import cpu_precision, load_members
 from inference.runtime import RUNTIMES
+from preprocess import cli
+from preprocess.cli import InputError
 from preprocess.datasets import MEDIA_SUFFIXES
 from preprocess.face_detector import RESOLUTION_RULE, default_device, scale_argument
 from preprocess.video_io import VideoReadError, is_image
-from training.zoo import CheckpointError
 
 logger = logging.getLogger("inference.detect")
 
 MODEL_FOLDERS = (Path("weights"), Path("work/weights"))
 
 
-class NoModelsError(ValueError):
+class NoModelsError(InputError, ValueError):
     pass
 
 
@@ -92,7 +93,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="write into DIR, per file, Grad-CAM heatmaps of the most suspicious faces, the frame of the most "
         "suspicious one with its faces coloured by score and a per-frame probability plot, and report.html",
     )
-    parser.add_argument("--debug", action="store_true", help="tracebacks instead of one-line errors")
     return parser.parse_args(argv)
 
 
@@ -101,7 +101,10 @@ def media_files(paths: list[Path]) -> list[Path]:
     files = []
     for path in paths:
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+            if not found:
+                raise InputError(f"{path}: no videos or photos ({', '.join(sorted(MEDIA_SUFFIXES))}) in this folder")
+            files += found
         else:
             files.append(path)  # a missing file is reported as that file's error
     return files
@@ -294,25 +297,22 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     device = torch.device(args.device) if args.device else default_device()
     try:
+        files = media_files(args.paths)
         choose_models(args)
         precision = cpu_precision(args, device)
         members = load_members(args, device, precision)
-    except (NoModelsError, CheckpointError, ValueError, OSError) as error:
-        if args.debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except cli.BAD_INPUT as error:
+        return cli.fail(error)
     amp_dtype = (
         torch.float16 if device.type == "cuda" and not args.fp32 else torch.bfloat16 if precision == "bf16" else None
     )
     detector = inference_detector(args.detector_scale, device, args.fast)
     failed, documents = 0, []
-    files = media_files(args.paths)
     for path, folder_name in zip(files, explanation_folders(files), strict=True):
         try:
             document = examine(path, detector, members, args, device, amp_dtype, folder_name)
         except Exception as error:  # one line (or document) per file, whatever happens to it
-            if args.debug:
+            if cli.debugging():
                 raise
             document = failure(path, "judge", RuntimeError(f"{type(error).__name__}: {error}"))
         failed += document["error"] is not None
@@ -324,4 +324,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -22,6 +22,8 @@ import yaml
 from scipy.optimize import minimize
 
 from inference.metrics import competition_log_loss
+from preprocess import cli
+from preprocess.cli import InputError
 from preprocess.io_utils import atomic_path
 
 logger = logging.getLogger("inference.fit_ensemble")
@@ -57,11 +59,11 @@ def read_runs(run_dirs: list[Path]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     for run_dir in run_dirs:
         path = run_dir / "oof_predictions.csv"
         if not path.is_file():
-            raise SystemExit(f"{path}: missing (run training to at least one epoch with validation)")
+            raise InputError(f"{path}: missing (run training to at least one epoch with validation)")
         tables.append(pd.read_csv(path, dtype={"video": str}).set_index("video"))
     shared = sorted(set.intersection(*(set(table.index) for table in tables)))
     if not shared:
-        raise SystemExit("the runs share no validation video: fit weights on runs of the same fold")
+        raise InputError("the runs share no validation video: fit weights on runs of the same fold")
     labels = tables[0].loc[shared, "label"].to_numpy()
     predictions = np.stack([table.loc[shared, "probability"].to_numpy() for table in tables], axis=1)
     return labels, predictions, shared
@@ -113,4 +115,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

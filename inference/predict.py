@@ -46,6 +46,8 @@ from inference.aggregate import STRATEGIES, link_people, per_person
 from inference.ensemble import Member, ensemble_members, face_probabilities, load_member
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
+from preprocess import cli
+from preprocess.cli import InputError
 from preprocess.datasets import VIDEO_SUFFIXES
 from preprocess.face_detector import ORIGINAL_SCALE, FaceDetector, scale_argument
 from preprocess.io_utils import atomic_path, write_csv_atomic
@@ -147,8 +149,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def list_videos(test_dir: Path) -> list[Path]:
     if not test_dir.is_dir():
-        raise SystemExit(f"{test_dir}: not a folder")
-    return sorted(p for p in test_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        raise InputError(f"{test_dir}: not a folder")
+    videos = sorted(p for p in test_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise InputError(f"{test_dir}: no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) in this folder")
+    return videos
 
 
 def cpu_precision(args: argparse.Namespace, device: torch.device) -> str:
@@ -178,7 +183,7 @@ def load_members(args: argparse.Namespace, device: torch.device, precision: str 
         for e in entries
     ]
     if sum(member.weight for member in members) <= 0:
-        raise SystemExit("ensemble weights must add up to more than 0")
+        raise InputError("ensemble weights must add up to more than 0")
     for member in members:
         logger.info(
             "model %s: %s at %d px, weight %g, on %s in %s",
@@ -365,8 +370,7 @@ def main(argv=None) -> int:
     try:
         members = load_members(args, device, precision)
     except (CheckpointError, ValueError) as error:  # a wrong file or setting: one line, no traceback
-        logger.error("%s", error)
-        return 2
+        return cli.fail(error)
     scores, errors, details = {}, [], []
     for part in all_gather_objects(predict(args, members, device, precision, (rank, world))):
         scores.update(part[0])
@@ -389,4 +393,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from inference.metrics import reliability_bins, score
+from preprocess import cli
+from preprocess.cli import InputError
 from preprocess.io_utils import atomic_path, write_json_atomic
 
 logger = logging.getLogger("inference.score")
 
 
-class ScoreError(ValueError):
+class ScoreError(InputError, ValueError):
     pass
 
 
@@ -193,8 +195,7 @@ def main(argv=None) -> int:
         labels, submission = read_labels(args.labels), read_submission(args.submission)
         result = evaluate(submission, labels)
     except (ScoreError, OSError, KeyError, json.JSONDecodeError) as error:
-        logger.error("%s", error)
-        return 2
+        return cli.fail(error)
     out_dir = args.out_dir or args.submission.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "score.json", result)
@@ -206,4 +207,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

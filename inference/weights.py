@@ -34,6 +34,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from preprocess import cli
+from preprocess.cli import InputError
 from preprocess.io_utils import atomic_path
 
 logger = logging.getLogger("inference.weights")
@@ -77,7 +79,7 @@ ENSEMBLES = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError, RuntimeError):
     """A file could not be fetched; the message says which, why, and what to do."""
 
 
@@ -278,12 +280,11 @@ def main(argv=None) -> int:
         manifest = read_manifest(directory)
         problems = {f.name: verify_file(f, directory, manifest, not args.no_load) for f in ensemble.files}
     except (ValueError, DownloadError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     for name, problem in problems.items():
         print(f"{'ok' if problem is None else 'BAD'}  {name}{'' if problem is None else f': {problem}'}")
     return 0 if not any(problems.values()) else 2
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from preprocess import cli
 from preprocess.crops import crop_face
 from preprocess.datasets import load_dataset
 from preprocess.face_detector import ORIGINAL_SCALE, FaceDetector, default_device
@@ -110,4 +111,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

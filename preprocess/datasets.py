@@ -25,6 +25,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from preprocess import cli
+from preprocess.cli import InputError
 from preprocess.video_io import IMAGE_SUFFIXES
 
 logger = logging.getLogger("preprocess.datasets")
@@ -33,7 +35,7 @@ REAL, FAKE = 0, 1
 DFDC_PART = re.compile(r"^dfdc_train_part_(\d+)$")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """Malformed dataset description; the message names the file and the entry."""
 
 
@@ -296,8 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         layout = args.layout or detect_layout(args.root_dir)
         summary = summarize(load_dataset(args.root_dir, layout))
     except DatasetError as error:
-        logger.error("%s", error)
-        return 2
+        return cli.fail(error)
     logger.info(
         "%s (%s layout): %d videos, %d real, %d fake, %d groups",
         args.root_dir,
@@ -318,4 +319,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from preprocess import cli
 from preprocess.face_detector import FaceDetector, scale_argument
 from preprocess.io_utils import write_json_atomic
 from preprocess.outputs import boxes_path
@@ -101,4 +102,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from preprocess import cli
 from preprocess.io_utils import atomic_dir
 from preprocess.landmarks import require_crops
 from preprocess.outputs import crops_dir, diffs_dir
@@ -63,4 +64,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

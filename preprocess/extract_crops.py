@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import cv2
 
+from preprocess import cli
 from preprocess.crops import crop_face
 from preprocess.io_utils import atomic_dir
 from preprocess.outputs import boxes_path, crop_name, crops_dir, read_boxes
@@ -72,4 +73,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sklearn.model_selection import GroupKFold
 
+from preprocess import cli
 from preprocess.datasets import VideoRecord, dfdc_part_number, load_dataset
 from preprocess.io_utils import write_csv_atomic
 from preprocess.outputs import crops_dir, parse_crop_name
@@ -123,4 +124,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

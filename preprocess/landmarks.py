@@ -16,6 +16,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from preprocess import cli
 from preprocess.face_detector import FaceDetector
 from preprocess.io_utils import atomic_dir
 from preprocess.outputs import crops_dir, landmarks_dir
@@ -72,4 +73,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

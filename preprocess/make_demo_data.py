@@ -25,6 +25,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from preprocess import cli
+from preprocess.cli import InputError
 from preprocess.demo_world.identities import Identity, load_identities
 from preprocess.demo_world.plan import ClipSpec, plan_world
 from preprocess.io_utils import write_csv_atomic, write_json_atomic
@@ -106,13 +108,13 @@ def prepare_output(out: Path, settings: dict, overwrite: bool) -> None:
         if previous == settings:
             return
         if not overwrite:
-            raise SystemExit(
+            raise InputError(
                 f"{out} holds a demo world made with other settings ({previous}); "
                 "pass --overwrite to replace it or choose another --out"
             )
         shutil.rmtree(out)
     elif out.exists() and any(out.iterdir()) and not overwrite:
-        raise SystemExit(f"{out} exists and is not a demo world; pass --overwrite or choose another --out")
+        raise InputError(f"{out} exists and is not a demo world; pass --overwrite or choose another --out")
     elif out.exists() and overwrite:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -221,4 +223,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from preprocess import cli
 from preprocess.datasets import DatasetError, load_dataset
 from preprocess.detect_faces import DetectFaces
 from preprocess.diffs import Diffs
@@ -42,8 +43,7 @@ def main(argv=None) -> int:
         for step in steps:
             step.override("detection", scale=args.scale)
     except DatasetError as error:
-        logger.error("%s", error)
-        return 2
+        return cli.fail(error)
     failed = 0
     for step in steps:
         failed += run_step(step, args.workers, args.shard).get("failed", 0)
@@ -55,4 +55,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -26,6 +26,8 @@ from typing import ClassVar
 import yaml
 from tqdm import tqdm
 
+from preprocess import cli
+from preprocess.cli import InputError
 from preprocess.datasets import LAYOUTS, DatasetError, VideoRecord, load_dataset
 from preprocess.io_utils import write_csv_atomic
 
@@ -39,7 +41,7 @@ def _merge(defaults: dict, given: dict, path: Path) -> dict:
     merged = dict(defaults)
     for key, value in given.items():
         if key not in defaults:
-            raise SystemExit(f"{path}: unknown preprocessing setting '{key}' (known: {', '.join(sorted(defaults))})")
+            raise InputError(f"{path}: unknown preprocessing setting '{key}' (known: {', '.join(sorted(defaults))})")
         merged[key] = _merge(defaults[key], value, path) if isinstance(defaults[key], dict) else value
     return merged
 
@@ -51,9 +53,9 @@ def load_config(path: str | os.PathLike | None = None) -> dict:
         try:
             loaded = yaml.safe_load(file.read_text()) or {}
         except (OSError, yaml.YAMLError) as error:
-            raise SystemExit(f"{file}: cannot read the preprocessing config ({error})") from error
+            raise InputError(f"{file}: cannot read the preprocessing config ({error})") from error
         if not isinstance(loaded, dict):
-            raise SystemExit(f"{file}: expected a mapping of settings")
+            raise InputError(f"{file}: expected a mapping of settings")
         return loaded
 
     defaults = read(DEFAULT_CONFIG)
@@ -255,8 +257,7 @@ def step_main(step_class: type[VideoStep], description: str, argv: list[str] | N
     try:
         step = step_from_args(step_class, args)
     except DatasetError as error:
-        logger.error("%s", error)
-        return 2
+        return cli.fail(error)
     for option in step_class.options:
         step.override(option.section, **{option.key: getattr(args, option.key)})
     run_step(step, args.workers, args.shard)

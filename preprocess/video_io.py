@@ -13,10 +13,12 @@ import av
 import cv2
 import numpy as np
 
+from preprocess.cli import InputError
+
 logger = logging.getLogger(__name__)
 
 
-class VideoReadError(RuntimeError):
+class VideoReadError(InputError, RuntimeError):
     """A video could not be opened or decoded; the message names the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str):

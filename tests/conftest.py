@@ -19,6 +19,19 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def save_tiny_checkpoint(path: Path, seed: int = 0, input_size: int = 64) -> Path:
+    """A random ResNet-18 classifier in our checkpoint format (encoder, size and normalisation named)."""
+    import torch
+
+    from training.zoo import create_model
+
+    torch.manual_seed(seed)
+    state = create_model("resnet18").state_dict()
+    imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    torch.save({"encoder": "resnet18", "input_size": input_size, **imagenet, "state_dict": state}, path)
+    return path
+
+
 @pytest.fixture(scope="session", autouse=True)
 def runtime_cache(tmp_path_factory) -> Path:
     """Models exported for OpenVINO go to a folder of this session, not the user's cache."""

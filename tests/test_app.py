@@ -9,13 +9,12 @@ import socket
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from inference import detect
 from inference.app import Judge, build_app, parse_args
 from preprocess.demo_world.identities import builtin_photos
-from training.zoo import create_model
+from tests.conftest import save_tiny_checkpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -32,10 +31,7 @@ def media(demo_world, tmp_path_factory) -> dict[str, Path]:
     video = sorted((demo_world / "test_videos").glob("*.mp4"))[0]
     shutil.copy(video, folder / "clip.mp4")
     Image.fromarray(builtin_photos()["astronaut"]).save(folder / "photo.jpg")
-    torch.manual_seed(0)
-    checkpoint = folder / "tiny.pt"
-    state = create_model("resnet18").state_dict()
-    torch.save({"encoder": "resnet18", "input_size": 64, "state_dict": state}, checkpoint)
+    checkpoint = save_tiny_checkpoint(folder / "tiny.pt")
     return {"clip": folder / "clip.mp4", "photo": folder / "photo.jpg", "model": checkpoint}
 
 
@@ -81,18 +77,18 @@ def test_a_clip_and_a_photo_get_their_verdicts_as_detect_gives_them(server, medi
 def test_a_video_over_the_limit_is_refused_with_a_message(server, media, tmp_path):
     from gradio_client.exceptions import AppError
 
-    server["args"].max_seconds = 1.0
-    try:
-        with pytest.raises(AppError, match=r"clip.mp4: \d+ s long, more than the 1 s this page accepts"):
-            _send(server, media["clip"])
-    finally:
-        server["args"].max_seconds = 600.0
-    server["args"].max_mb = 0.001
-    try:
-        with pytest.raises(AppError, match=r"photo.jpg: 0.0\d+ MB, more than the 0.001 MB this page accepts"):
-            _send(server, media["photo"])
-    finally:
-        server["args"].max_mb = 200.0
+    limits = (
+        ("max_seconds", 1.0, "clip", r"clip.mp4: \d+ s long, more than the 1 s this page accepts"),
+        ("max_mb", 0.001, "photo", r"photo.jpg: 0.0\d+ MB, more than the 0.001 MB this page accepts"),
+    )
+    for setting, limit, name, message in limits:
+        usual = getattr(server["args"], setting)
+        setattr(server["args"], setting, limit)
+        try:
+            with pytest.raises(AppError, match=message):
+                _send(server, media[name])
+        finally:
+            setattr(server["args"], setting, usual)
     (tmp_path / "notes.txt").write_text("no video here")
     with pytest.raises(AppError, match="Invalid file type"):  # Gradio's own check of the upload
         _send(server, tmp_path / "notes.txt")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from preprocess import make_demo_data
+from preprocess.cli import InputError
 from preprocess.face_detector import INFERENCE_THRESHOLDS, RESOLUTION_RULE, FaceDetector
 from preprocess.video_io import iter_frames, probe_video
 from tests.conftest import dfdc_metadata
@@ -108,5 +109,5 @@ def test_rerun_remakes_only_missing_clips_and_is_deterministic(demo_world, tmp_p
 
 
 def test_other_settings_on_an_existing_world_are_refused(demo_world):
-    with pytest.raises(SystemExit, match="other settings"):
+    with pytest.raises(InputError, match="other settings"):
         make_demo_data.main(["--out", str(demo_world), "--videos", "9", "--seed", "1"])

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from inference import detect, predict
@@ -18,29 +17,13 @@ from inference.detect import judgement, newest_run_checkpoints
 from inference.ensemble import Member
 from inference.faces import VideoFaces
 from preprocess.demo_world.identities import builtin_photos
-from tests.conftest import shared_data
-from training.zoo import create_model
-
-
-def _save_checkpoint(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    torch.save(
-        {
-            "encoder": "resnet18",
-            "input_size": 64,
-            "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225],
-            "state_dict": create_model("resnet18").state_dict(),
-        },
-        path,
-    )
-    return path
+from tests.conftest import save_tiny_checkpoint, shared_data
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("detect_models")
-    return [_save_checkpoint(folder / f"tiny_0_{seed}_best.pt", seed) for seed in (1, 2)]
+    return [save_tiny_checkpoint(folder / f"tiny_0_{seed}_best.pt", seed) for seed in (1, 2)]
 
 
 @pytest.fixture(scope="module")
@@ -156,10 +139,10 @@ def test_judgement_scores_people_frames_and_the_verdict():
 def test_without_models_it_takes_the_newest_runs_best_checkpoints(tmp_path, monkeypatch, capsys):
     weights = tmp_path / "work" / "weights"
     weights.mkdir(parents=True)
-    old = _save_checkpoint(weights / "old_0_111_best.pt", 0)
+    old = save_tiny_checkpoint(weights / "old_0_111_best.pt", 0)
     os.utime(old, (1e9, 1e9))
-    newest = [_save_checkpoint(weights / name, 0) for name in ("new_0_111_best.pt", "new_1_555_best.pt")]
-    _save_checkpoint(weights / "new_0_111_last.pt", 0)
+    newest = [save_tiny_checkpoint(weights / name, 0) for name in ("new_0_111_best.pt", "new_1_555_best.pt")]
+    save_tiny_checkpoint(weights / "new_0_111_last.pt", 0)
     assert newest_run_checkpoints(weights) == newest
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DEEPFAKE_DETECTOR_WEIGHTS", str(tmp_path / "no_cache"))

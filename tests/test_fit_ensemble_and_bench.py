@@ -14,6 +14,7 @@ from inference import bench, fit_ensemble
 from inference.ensemble import Member, face_probabilities, read_ensemble_file
 from inference.faces import NoFaceError
 from inference.runtime import native_bf16
+from preprocess.cli import InputError
 from preprocess.video_io import VideoInfo, probe_video
 from tests.conftest import dfdc_metadata, shared_data
 from training.zoo import create_model
@@ -48,7 +49,7 @@ def test_runs_of_different_folds_cannot_be_fitted(tmp_path):
     _run(tmp_path / "a", [0.2], [0])
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "oof_predictions.csv").write_text("video,label,probability\nother,1,0.7\n")
-    with pytest.raises(SystemExit, match="share no validation video"):
+    with pytest.raises(InputError, match="share no validation video"):
         fit_ensemble.read_runs([tmp_path / "a", tmp_path / "b"])
 
 

@@ -18,10 +18,11 @@ from PIL import Image
 
 from inference import predict, score
 from inference.faces import interpolated_boxes
+from preprocess import cli
 from preprocess.demo_world.identities import builtin_photos
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 from preprocess.video_io import VideoWriter, probe_video, read_frames
-from tests.conftest import REPO_ROOT, dfdc_metadata, shared_data
+from tests.conftest import REPO_ROOT, dfdc_metadata, save_tiny_checkpoint, shared_data
 from tests.original_checkpoints import RunsACommand, original_state_dict, save_numpy1_checkpoint
 from training.zoo import create_model
 
@@ -33,19 +34,7 @@ def _rows(path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    torch.save(
-        {
-            "encoder": "resnet18",
-            "input_size": 64,
-            "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225],
-            "state_dict": create_model("resnet18").state_dict(),
-        },
-        path,
-    )
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
 
 
 def test_every_file_gets_a_row_and_every_failure_is_named(demo_world, small_checkpoint, tmp_path):
@@ -238,18 +227,21 @@ def test_dfdc_mini_predict_and_score(small_checkpoint, tmp_path):
         assert (tmp_path / "score" / name).is_file()
 
 
-def test_a_bad_checkpoint_stops_predict_with_one_line_naming_the_file(tmp_path, caplog):
+def test_a_bad_checkpoint_stops_predict_with_one_line_naming_the_file(demo_world, tmp_path, capsys):
     (tmp_path / "videos").mkdir()
+    video = next(iter(sorted((demo_world / "test_videos").glob("*.mp4"))))
+    (tmp_path / "videos" / video.name).symlink_to(video)
     bare = tmp_path / "bare.pt"
     torch.save(create_model("resnet18").state_dict(), bare)
     tampered = save_numpy1_checkpoint(tmp_path / "tampered.pt", {}, extra=RunsACommand())
     for path, words in ((bare, "pass --encoder"), (tampered, "refused to load: its pickle holds")):
-        caplog.clear()
         out = tmp_path / f"{path.stem}.csv"
-        code = predict.main(["--test-dir", str(tmp_path / "videos"), "--models", str(path), "--output", str(out)])
-        [record] = [r for r in caplog.records if r.levelname == "ERROR"]
-        assert code == 2 and str(path) in record.getMessage() and words in record.getMessage()
-        assert "\n" not in record.getMessage() and record.exc_info is None and not out.exists()
+        code = cli.run(
+            predict.main, ["--test-dir", str(tmp_path / "videos"), "--models", str(path), "--output", str(out)]
+        )
+        [line] = capsys.readouterr().err.strip().splitlines()[-1:]
+        assert code == 2 and line.startswith(f"error: {path}: ") and words in line, line
+        assert not out.exists()
 
 
 def test_two_gloo_processes_write_the_rows_one_process_writes(demo_world, small_checkpoint, tmp_path):

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from preprocess.cli import InputError
 from preprocess.crops import crop_face, crop_region
 from preprocess.datasets import FAKE, REAL, DatasetError, VideoRecord, load_dataset
 from preprocess.detect_faces import detect_video_faces
@@ -148,7 +149,7 @@ def test_a_partial_config_keeps_the_recipe_defaults_and_typos_are_refused(tmp_pa
     assert config["detection"]["every"] == 3 and config["detection"]["thresholds"] == [0.85, 0.95, 0.95]
     typo = tmp_path / "typo.yaml"
     typo.write_text("detection:\n  evry: 3\n")
-    with pytest.raises(SystemExit, match="unknown preprocessing setting 'evry'"):
+    with pytest.raises(InputError, match="unknown preprocessing setting 'evry'"):
         load_config(typo)
 
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from preprocess.cli import InputError
 from tests.conftest import REPO_ROOT
 from training import plot_log
 from training.config import DEFAULTS, apply_overrides, load_config
@@ -109,14 +110,14 @@ def test_flags_and_set_override_the_file(tmp_path):
     config = resolve_config(args)
     assert config["optimizer"]["lr"] == 0.02 and config["data"]["batch_size"] == 6
     assert config["schedule"]["name"] == "cosine" and config["training"]["ohem_samples"] == 4
-    with pytest.raises(SystemExit, match="no such config key"):
+    with pytest.raises(InputError, match="no such config key"):
         apply_overrides(config, ["training.nope=1"])
 
 
 def test_unknown_keys_in_a_config_file_are_refused(tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text(yaml.safe_dump({"optimizer": {"learning_rate": 0.1}}))
-    with pytest.raises(SystemExit, match="unknown config key 'optimizer.learning_rate'"):
+    with pytest.raises(InputError, match="unknown config key 'optimizer.learning_rate'"):
         load_config(path)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from preprocess import cli
 from training import train as train_module
 
 
@@ -82,4 +83,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

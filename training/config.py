@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from preprocess.cli import InputError
+
 DEFAULTS: dict = {
     "model": {
         "encoder": "tf_efficientnet_b7_ns",
@@ -73,11 +75,11 @@ def load_config(path: str | os.PathLike) -> dict:
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
-        raise SystemExit(f"{path}: cannot read the training config ({error})") from error
+        raise InputError(f"{path}: cannot read the training config ({error})") from error
     try:
         return _merge(DEFAULTS, loaded)
     except KeyError as error:
-        raise SystemExit(f"{path}: {error.args[0]}") from error
+        raise InputError(f"{path}: {error.args[0]}") from error
 
 
 def apply_overrides(config: dict, assignments: list[str]) -> dict:
@@ -85,11 +87,11 @@ def apply_overrides(config: dict, assignments: list[str]) -> dict:
     config = copy.deepcopy(config)
     for assignment in assignments:
         if "=" not in assignment or "." not in assignment.split("=", 1)[0]:
-            raise SystemExit(f"--set takes section.key=value, got '{assignment}'")
+            raise InputError(f"--set takes section.key=value, got '{assignment}'")
         dotted, raw = assignment.split("=", 1)
         section, key = dotted.split(".", 1)
         if section not in config or key not in config[section]:
-            raise SystemExit(f"--set {dotted}: no such config key")
+            raise InputError(f"--set {dotted}: no such config key")
         config[section][key] = yaml.safe_load(raw)
     return config
 

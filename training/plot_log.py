@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from preprocess import cli
+
 logger = logging.getLogger("training.plot_log")
 
 
@@ -70,4 +72,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

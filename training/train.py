@@ -22,6 +22,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler, Subset
 
+from preprocess import cli
+from preprocess.cli import InputError
 from preprocess.io_utils import write_csv_atomic, write_json_atomic
 from training.checkpoints import restore_rng_state, rng_state, save_checkpoint
 from training.config import apply_overrides, load_config, save_config
@@ -227,7 +229,7 @@ def train(args: argparse.Namespace) -> dict:
     crops_per_epoch = len(sample_epoch(train_rows, 0, args.seed))
     per_epoch = crops_per_epoch // (config["data"]["batch_size"] * world)
     if per_epoch == 0:
-        raise SystemExit(f"fold {args.fold}: {len(train_rows)} training crops are fewer than one batch per process")
+        raise InputError(f"fold {args.fold}: {len(train_rows)} training crops are fewer than one batch per process")
     iterations_per_epoch = min(per_epoch, training["batches_per_epoch"] or per_epoch)
     mismatch = schedule_mismatch(
         config["schedule"], training["epochs"] * iterations_per_epoch, config["optimizer"]["lr"]
@@ -253,7 +255,7 @@ def train(args: argparse.Namespace) -> dict:
     if resume and Path(resume).exists():
         resume_training(Path(resume), model, optimizer, scheduler, scaler, progress)
     elif args.resume not in (None, "auto"):
-        raise SystemExit(f"--resume {resume}: no such checkpoint")
+        raise InputError(f"--resume {resume}: no such checkpoint")
 
     if is_main_process():
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -380,4 +382,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -20,6 +20,7 @@ import timm
 import torch
 from torch import nn
 
+from preprocess.cli import InputError
 from training.pretrained import create_encoder
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def create_model(
     return DeepFakeClassifier(backbone, dropout_rate)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError, RuntimeError):
     """A checkpoint cannot be read safely or does not fit the model; the message names the file and why."""
 
 

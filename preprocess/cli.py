@@ -1,0 +1,61 @@
+"""How every command of the project ends on bad input: one line, `error: <file>: <problem>`, on
+standard error and exit status 2, instead of a Python traceback. `--debug`, accepted by every
+command, shows the traceback instead.
+
+    if __name__ == "__main__":
+        sys.exit(run(main))
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+_debug = False
+
+
+class InputError(Exception):
+    """Input a user can fix (a missing, unreadable or malformed file, a wrong setting); the message
+    names the file and the problem."""
+
+
+# Bad input as the libraries say it: files that cannot be read, values out of range.
+BAD_INPUT = (InputError, OSError, ValueError)
+
+
+def describe(error: BaseException) -> str:
+    """The error in one line, naming the file where the error knows it."""
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def debugging() -> bool:
+    """Whether the command was given --debug."""
+    return _debug
+
+
+def fail(error: BaseException) -> int:
+    """Say what went wrong in one line and give the exit status 2; under --debug, raise it again
+    (call it in an `except` block, so that the traceback is the original's)."""
+    if _debug:
+        raise error
+    print(f"error: {describe(error)}", file=sys.stderr)
+    return 2
+
+
+def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a command's `main` with `argv` (default: the command line) less `--debug`; bad input
+    ends in one line and exit status 2 (see `fail`)."""
+    global _debug
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    _debug = "--debug" in arguments
+    arguments = [argument for argument in arguments if argument != "--debug"]
+    try:
+        return main(arguments) or 0
+    except BAD_INPUT as error:
+        return fail(error)
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):  # SystemExit("message"), as a library may raise it
+            return fail(InputError(exit_.code))
+        raise

@@ -1,0 +1,107 @@
+"""Every command ends on bad input with one line, `error: <file>: <problem>`, and exit status 2;
+`--debug` shows the traceback instead."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from inference import detect, fit_ensemble, predict, score, weights
+from preprocess import cli, datasets, detect_faces
+from tests.conftest import REPO_ROOT
+from training import train
+from training.zoo import create_model
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, demo_world):
+    folder = tmp_path_factory.mktemp("bad_input")
+    (folder / "empty").mkdir()
+    (folder / "videos").mkdir()
+    video = sorted((demo_world / "test_videos").glob("*.mp4"))[0]
+    (folder / "videos" / video.name).symlink_to(video)
+    (folder / "corrupt.pt").write_bytes(b"\x80\x04 not a checkpoint at all")
+    torch.save(create_model("resnet18").state_dict(), folder / "bare.pt")
+    (folder / "submission.csv").write_text("filename,label\na.mp4,0.5\n")
+    return folder
+
+
+CASES = {
+    "predict: a folder with no videos": (
+        predict.main,
+        lambda f: ["--test-dir", str(f / "empty"), "--models", str(f / "bare.pt"), "--encoder", "resnet18"],
+        lambda f: f"error: {f / 'empty'}: no videos",
+    ),
+    "predict: a corrupt checkpoint": (
+        predict.main,
+        lambda f: ["--test-dir", str(f / "videos"), "--models", str(f / "corrupt.pt"), "--output", str(f / "s.csv")],
+        lambda f: f"error: {f / 'corrupt.pt'}: refused to load: not a checkpoint that a weights-only load can read",
+    ),
+    "predict: a missing checkpoint": (
+        predict.main,
+        lambda f: ["--test-dir", str(f / "videos"), "--models", str(f / "gone.pt"), "--output", str(f / "s.csv")],
+        lambda f: f"error: {f / 'gone.pt'}: checkpoint file does not exist",
+    ),
+    "detect: a corrupt checkpoint": (
+        detect.main,
+        lambda f: [str(f / "videos"), "--models", str(f / "corrupt.pt")],
+        lambda f: f"error: {f / 'corrupt.pt'}: refused to load",
+    ),
+    "detect: a folder with no videos or photos": (
+        detect.main,
+        lambda f: [str(f / "empty"), "--models", str(f / "bare.pt"), "--encoder", "resnet18"],
+        lambda f: f"error: {f / 'empty'}: no videos or photos",
+    ),
+    "train: a missing folds.csv": (
+        train.main,
+        lambda f: ["--config", str(REPO_ROOT / "configs" / "demo.yaml"), "--data-dir", str(f / "empty"), "--fold", "0"],
+        lambda f: f"error: {f / 'empty' / 'folds.csv'}: folds file missing",
+    ),
+    "score: missing labels": (
+        score.main,
+        lambda f: ["--submission", str(f / "submission.csv"), "--labels", str(f / "labels.csv")],
+        lambda f: f"error: {f / 'labels.csv'}",
+    ),
+    "datasets: a root that is not a dataset": (
+        datasets.main,
+        lambda f: ["--root-dir", str(f / "nothing_here")],
+        lambda f: f"error: {f / 'nothing_here'}",
+    ),
+    "detect_faces: a root that is not a dataset": (
+        detect_faces.main,
+        lambda f: ["--root-dir", str(f / "nothing_here")],
+        lambda f: f"error: {f / 'nothing_here'}",
+    ),
+    "fit_ensemble: runs without predictions": (
+        fit_ensemble.main,
+        lambda f: [str(f / "run_a"), str(f / "run_b"), "--out", str(f / "ensemble.yaml")],
+        lambda f: f"error: {f / 'run_a'}",
+    ),
+    "weights: an unknown ensemble": (
+        weights.main,
+        lambda f: ["fetch", "newest", "--dir", str(f / "weights")],
+        lambda f: "error: no ensemble named 'newest'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_ends_in_one_line_and_status_2(case, files, capsys):
+    main, argv, expected = CASES[case]
+    assert cli.run(main, argv(files)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith(expected(files)), err[-3:]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_debug_shows_the_traceback_from_the_command_line(files):
+    models = ["--models", str(files / "bare.pt"), "--encoder", "resnet18"]
+    command = [sys.executable, "-m", "inference.predict", "--test-dir", str(files / "empty"), *models]
+    plain = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 2 and plain.stderr.strip().splitlines()[-1].startswith(f"error: {files / 'empty'}: ")
+    assert "Traceback" not in plain.stderr
+    debug = subprocess.run([*command, "--debug"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "InputError" in debug.stderr
