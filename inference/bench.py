@@ -2,6 +2,7 @@
 the video's score, for our way and for a baseline that works as the original did.
 
     python -m inference.bench --test-dir DIR --models CKPT [CKPT ...] [--videos 4] [--encoder NAME --size N]
+    python -m inference.bench --test-dir DIR --ensemble original   # after: python -m inference.weights fetch original
     python -m inference.bench --test-dir DIR --random-models 7 --encoder tf_efficientnet_b7_ns --device cuda
 
 The second times the original's ensemble (seven B7 at 380 px) with random weights, nothing to
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from inference.aggregate import confident
-from inference.ensemble import Member, face_probabilities, load_member, prepare_for_inference
+from inference.ensemble import Member, ensemble_members, face_probabilities, load_member, prepare_for_inference
 from inference.faces import CPU_DETECTION_THREADS, NoFaceError, crop_faces, inference_detector, read_sampled_frames
 from inference.predict import list_videos
 from inference.runtime import RUNTIMES, native_bf16, resolve_runtime
@@ -173,6 +174,7 @@ def main(argv=None) -> int:
     parser.add_argument("--test-dir", type=Path, required=True)
     models = parser.add_mutually_exclusive_group(required=True)
     models.add_argument("--models", type=Path, nargs="+", help="checkpoints")
+    models.add_argument("--ensemble", help="ensemble YAML, or the name of fetched released weights (original)")
     models.add_argument(
         "--random-models", type=int, metavar="N", help="N models of --encoder with random weights, run by PyTorch"
     )
@@ -206,15 +208,16 @@ def main(argv=None) -> int:
         else:
             members = [
                 load_member(
-                    path,
+                    entry["path"],
                     device,
-                    args.encoder,
-                    args.size,
+                    entry["encoder"],
+                    entry["input_size"],
+                    entry["weight"],
                     runtime=mode.runtime,
                     cache_dir=args.runtime_cache,
                     precision=mode.precision,
                 )
-                for path in args.models
+                for entry in entries
             ]
         detector = mode.detector(args.detector_scale, device)
         rows = [
@@ -225,12 +228,15 @@ def main(argv=None) -> int:
             memory_peaks[mode.name] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         return rows
 
+    entries = [{"path": p, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for p in args.models or []]
+    if args.ensemble:
+        entries = ensemble_members(args.ensemble)
     timed = modes_to_time(runtime, device, baseline=not args.no_baseline)
     modes = {mode.name: run(mode) for mode in timed}
     report = {
         "device": str(device),
         "threads": torch.get_num_threads(),
-        "models": [str(path) for path in args.models or []] or [f"random {args.encoder}"] * args.random_models,
+        "models": [str(entry["path"]) for entry in entries] or [f"random {args.encoder}"] * args.random_models,
         "runtime": runtime,
         "settings": {
             mode.name: {

@@ -16,7 +16,7 @@ from inference.faces import NoFaceError
 from inference.runtime import native_bf16
 from preprocess.cli import InputError
 from preprocess.video_io import VideoInfo, probe_video
-from tests.conftest import dfdc_metadata, shared_data
+from tests.conftest import dfdc_metadata, save_tiny_checkpoint, shared_data
 from training.zoo import create_model
 
 
@@ -103,6 +103,18 @@ def test_bench_times_the_baseline_exact_and_fast_modes_and_compares_their_scores
     assert report["speedup_over_baseline"] == {
         mode: round(means["baseline"] / means[mode], 2) for mode in ("exact", "fast")
     }
+
+
+def test_bench_reads_an_ensemble_file(demo_world, tmp_path, capsys):
+    video = sorted(dfdc_metadata(demo_world))[0]
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / video.name).symlink_to(video)
+    save_tiny_checkpoint(tmp_path / "a.pt", seed=1)
+    (tmp_path / "ensemble.yaml").write_text("members:\n  - {checkpoint: a.pt, weight: 2}\n")
+    argv = ["--test-dir", str(tmp_path / "videos"), "--ensemble", str(tmp_path / "ensemble.yaml"), "--no-baseline"]
+    assert bench.main([*argv, "--videos", "1", "--runtime", "torch"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["models"] == [str(tmp_path / "a.pt")] and list(report["modes"]) == ["exact", "fast"]
 
 
 def test_bench_times_an_ensemble_of_random_models(demo_world, tmp_path, capsys):
