@@ -50,6 +50,9 @@ ENCODERS: dict[str, EncoderSpec] = {
     "tf_efficientnet_b0_ns": EncoderSpec("tf_efficientnet_b0.ns_jft_in1k", 0.2, 224),
     "xception": EncoderSpec("legacy_xception", None, 299),
     "resnet34": EncoderSpec("resnet34.tv_in1k", None, 320),
+    # the encoders of photo-set baselines (the 140k real/fake faces notebooks fine-tune these)
+    "resnet50": EncoderSpec("resnet50.tv_in1k", None, 224),
+    "inception_resnet_v2": EncoderSpec("inception_resnet_v2.tf_in1k", None, 299),
 }
 
 
