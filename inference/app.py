@@ -53,7 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (7860)")
     parser.add_argument("--max-mb", type=float, default=200.0, help="largest upload in MB (200)")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="longest video in seconds (600)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="FAKE at or above this probability (0.5)")
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="FAKE above this probability (0.5), as inference.score counts"
+    )
     parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what runs the classifiers (auto)")
     parser.add_argument("--runtime-cache", type=Path, default=None, help="exported models for openvino")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
@@ -150,7 +152,7 @@ def verdict_markdown(document: dict) -> str:
         f"## {document['verdict']}: P(fake) = {document['probability']:.3f}\n"
         f"{document['file']}: {document['faces']} face{'s' * (document['faces'] != 1)} of {people} "
         f"{'person' if people == 1 else 'people'} in {document['frames']['with_face']} of "
-        f"{document['frames']['sampled']} sampled frames; FAKE at or above {document['threshold']}."
+        f"{document['frames']['sampled']} sampled frames; FAKE above {document['threshold']}."
     )
 
 

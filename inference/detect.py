@@ -71,7 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ensemble", help="ensemble YAML, or the name of fetched released weights (original)")
     parser.add_argument("--encoder", help="encoder of bare --models checkpoints (e.g. tf_efficientnet_b7_ns)")
     parser.add_argument("--size", type=int, help="input size of bare --models checkpoints")
-    parser.add_argument("--threshold", type=float, default=0.5, help="FAKE at or above this probability (0.5)")
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="FAKE above this probability (0.5), as inference.score counts"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON document per file (a line each)")
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="confident", help="frame aggregation")
     parser.add_argument("--per-person", action="store_true", help="judge by the most fake person")
@@ -210,7 +212,7 @@ def judgement(
     return {
         "file": str(path),
         "kind": "photo" if is_image(path) else "video",
-        "verdict": "FAKE" if probability >= threshold else "REAL",
+        "verdict": "FAKE" if probability > threshold else "REAL",
         "probability": round(float(probability), 4),
         "threshold": threshold,
         "aggregation": {"strategy": strategy, "per_person": by_person},

@@ -26,6 +26,7 @@ STEPS = {
     "inference.weights": "weights.json",
     "inference.detect": "--json",
     "inference.app": "127.0.0.1",
+    "inference.timeliness": "timeliness.json",
 }
 
 

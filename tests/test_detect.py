@@ -59,7 +59,7 @@ def test_each_file_gets_one_document_and_videos_score_as_predict_scores_them(
     for name in videos:
         document = documents[name]
         assert document["kind"] == "video" and document["error"] is None
-        assert document["verdict"] == ("FAKE" if document["probability"] >= 0.5 else "REAL")
+        assert document["verdict"] == ("FAKE" if document["probability"] > 0.5 else "REAL")
         assert [m["name"] for m in document["models"]] == [c.name for c in checkpoints]
         assert len(document["per_frame"]) == document["frames"]["sampled"] == 32
         assert (
