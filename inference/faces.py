@@ -32,6 +32,9 @@ class NoFaceError(DetectionError):
     pass
 
 
+FOUND_WAYS = ("detected", "retried", "interpolated", "whole frame")  # the last for faces_are_cropped
+
+
 @dataclass
 class VideoFaces:
     """Every face found in the sampled frames, in frame order."""
@@ -51,7 +54,9 @@ class VideoFaces:
             "frames_sampled": len(self.frame_indices),
             "frames_with_face": sum(count > 0 for count in per_frame),
             "faces_per_frame": per_frame,
-            "boxes_found": {way: self.found.count(way) for way in ("detected", "retried", "interpolated")},
+            "boxes_found": {
+                way: self.found.count(way) for way in FOUND_WAYS if way != "whole frame" or way in self.found
+            },
         }
 
     def boxes_by_frame(self) -> list[list[list[float]]]:
@@ -163,12 +168,19 @@ def crop_faces(
     margin_divisor: int = 3,
     recall: bool = False,
     threads: int = CPU_DETECTION_THREADS,
+    faces_are_cropped: bool = False,
 ) -> VideoFaces:
     """Every face MTCNN finds in the decoded frames, cropped; with the recall boost, also the faces
-    found by a second try and those interpolated between frames. Raise when there is none."""
+    found by a second try and those interpolated between frames. With `faces_are_cropped`, each
+    frame is a face crop already: no detection, the whole frame is the crop. Raise when there is
+    no face."""
     faces = VideoFaces(Path(path), sorted(decoded))
+    frames = [decoded[index] for index in faces.frame_indices]
     try:
-        found = detect_frames(detector, [decoded[index] for index in faces.frame_indices], recall, threads)
+        if faces_are_cropped:
+            found = [(np.array([[0.0, 0.0, f.shape[1], f.shape[0]]]), "whole frame") for f in frames]
+        else:
+            found = detect_frames(detector, frames, recall, threads)
     except Exception as error:
         raise DetectionError(f"{path}: face detection failed ({error})") from error
     per_frame = [([list(map(float, box)) for box in boxes], how) for boxes, how in found]
@@ -195,11 +207,13 @@ def extract_faces(
     backend: str = "opencv",
     margin_divisor: int = 3,
     recall: bool = False,
+    faces_are_cropped: bool = False,
 ) -> VideoFaces:
-    """Read the sampled frames of `path` and crop every detected face; raise on no frame or face."""
+    """Read the sampled frames of `path` and crop every detected face (or, with
+    `faces_are_cropped`, take each whole frame); raise on no frame or face."""
     started = time.perf_counter()
     decoded = read_sampled_frames(path, frames, backend)
     decoded_at = time.perf_counter()
-    faces = crop_faces(path, decoded, detector, margin_divisor, recall)
+    faces = crop_faces(path, decoded, detector, margin_divisor, recall, faces_are_cropped=faces_are_cropped)
     faces.seconds = {"decode": decoded_at - started, "detect": time.perf_counter() - decoded_at}
     return faces

@@ -1,4 +1,4 @@
-"""Score every video of a folder and write the submission: filename,label (probability of fake).
+"""Score every video or photo of a folder and write the submission: filename,label (P(fake)).
 
     python -m inference.predict --test-dir DIR --models CKPT [CKPT ...] --output submission.csv
     python -m inference.predict --test-dir DIR --ensemble configs/ensemble.yaml --output submission.csv
@@ -48,7 +48,7 @@ from inference.faces import DetectionError, VideoFaces, extract_faces, inference
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
 from preprocess import cli
 from preprocess.cli import InputError
-from preprocess.datasets import VIDEO_SUFFIXES
+from preprocess.datasets import MEDIA_SUFFIXES
 from preprocess.face_detector import ORIGINAL_SCALE, FaceDetector, scale_argument
 from preprocess.io_utils import atomic_path, write_csv_atomic
 from preprocess.video_io import VideoReadError
@@ -141,18 +141,31 @@ def parse_args(argv=None) -> argparse.Namespace:
         "the CPU, where they would compete with the classifier for the same cores)",
     )
     parser.add_argument("--video-backend", choices=["opencv", "pyav"], default="opencv")
+    parser.add_argument(
+        "--faces-are-cropped",
+        action="store_true",
+        help="the photos (or videos) are face crops already, as in the 140k faces set: no detection, each whole "
+        "frame is scored",
+    )
+    parser.add_argument(
+        "--recursive",
+        action="store_true",
+        help="also the files of --test-dir's subfolders; filenames are then paths under it (real/x.jpg)",
+    )
     args = parser.parse_args(argv)
     if not args.models and not args.ensemble:
         parser.error("give --models and/or --ensemble")
     return args
 
 
-def list_videos(test_dir: Path) -> list[Path]:
+def list_videos(test_dir: Path, recursive: bool = False) -> list[Path]:
+    """The videos and photos of `test_dir` (and of its subfolders, if `recursive`), sorted."""
     if not test_dir.is_dir():
         raise InputError(f"{test_dir}: not a folder")
-    videos = sorted(p for p in test_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    files = test_dir.rglob("*") if recursive else test_dir.iterdir()
+    videos = sorted(p for p in files if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
     if not videos:
-        raise InputError(f"{test_dir}: no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) in this folder")
+        raise InputError(f"{test_dir}: no videos or photos ({', '.join(sorted(MEDIA_SUFFIXES))}) in this folder")
     return videos
 
 
@@ -237,7 +250,14 @@ class FaceReader:
 
     def _read(self, path: Path) -> VideoFaces:
         recall = not self.args.no_recall_boost
-        return extract_faces(path, self._detector(), self.args.frames, self.args.video_backend, recall=recall)
+        return extract_faces(
+            path,
+            self._detector(),
+            self.args.frames,
+            self.args.video_backend,
+            recall=recall,
+            faces_are_cropped=self.args.faces_are_cropped,
+        )
 
     def read_all(self, paths: list[Path]):
         """Yield (path, future) in order, keeping a few videos in flight."""
@@ -280,7 +300,11 @@ def predict(
         torch.float16 if device.type == "cuda" and not args.fp32 else torch.bfloat16 if precision == "bf16" else None
     )
     rank, world = share
-    videos = list_videos(args.test_dir)[rank::world]
+    videos = list_videos(args.test_dir, args.recursive)[rank::world]
+
+    def name(path: Path) -> str:  # the submission's filename: the path under --test-dir
+        return path.relative_to(args.test_dir).as_posix()
+
     logger.info("%d videos in %s, on %s", len(videos), args.test_dir, device)
     scores: dict[str, float] = {}
     errors: list[dict] = []
@@ -293,10 +317,10 @@ def predict(
         if isinstance(error, DetectionError):
             stage = "detect"
         reason = error.reason if isinstance(error, VideoReadError) else str(error)
-        errors.append({"filename": path.name, "stage": stage, "reason": f"{type(error).__name__}: {reason}"})
-        logger.warning("%s: %s failed (%s), scored %.2f", path.name, stage, reason, args.default_score)
-        scores[path.name] = args.default_score
-        details.append({"filename": path.name, "score": args.default_score, "error": errors[-1]})
+        errors.append({"filename": name(path), "stage": stage, "reason": f"{type(error).__name__}: {reason}"})
+        logger.warning("%s: %s failed (%s), scored %.2f", name(path), stage, reason, args.default_score)
+        scores[name(path)] = args.default_score
+        details.append({"filename": name(path), "score": args.default_score, "error": errors[-1]})
 
     def classify(group: list[tuple[Path, VideoFaces]]) -> None:
         started_classify = time.perf_counter()
@@ -308,11 +332,11 @@ def predict(
             return
         seconds_per_face = (time.perf_counter() - started_classify) / max(1, sum(len(f.crops) for _, f in group))
         for (path, faces), (score, model_scores) in zip(group, results, strict=True):
-            scores[path.name] = score
+            scores[name(path)] = score
             seconds = {**faces.seconds, "classify": seconds_per_face * len(faces.crops)}
             details.append(
                 {
-                    "filename": path.name,
+                    "filename": name(path),
                     "score": score,
                     "model_scores": model_scores,
                     **faces.details(),

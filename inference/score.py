@@ -3,7 +3,9 @@
     python -m inference.score --submission submission.csv --labels LABELS [--out-dir DIR]
 
 LABELS is a labels.csv (filename,label[,group], label 0/1 or REAL/FAKE), a DFDC metadata.json,
-or a folder of dfdc_train_part_K/metadata.json (group = the part). Prints a table and writes
+a folder of dfdc_train_part_K/metadata.json (group = the part), or a folder with real/ and fake/
+subfolders of videos or photos (filenames = paths under it, as `inference.predict --recursive`
+writes them; group = real or fake). Prints a table and writes
 score.json, roc.png, confusion_matrix.png and reliability.png (default: next to the submission).
 Missing or extra rows are an error that lists them.
 """
@@ -22,6 +24,7 @@ import numpy as np
 from inference.metrics import reliability_bins, score
 from preprocess import cli
 from preprocess.cli import InputError
+from preprocess.datasets import MEDIA_SUFFIXES
 from preprocess.io_utils import atomic_path, write_json_atomic
 
 logger = logging.getLogger("inference.score")
@@ -40,9 +43,25 @@ def _label(value, where: str) -> int:
     raise ScoreError(f"{where}: label must be 0/1 or REAL/FAKE, got '{value}'")
 
 
+def folder_labels(path: Path) -> dict[str, tuple[int, str | None]]:
+    """Labels of the videos and photos under path/real/ (0) and path/fake/ (1), by their path under
+    `path` (as `inference.predict --recursive` names them), grouped by those two folders."""
+    labels = {}
+    for name, label in (("real", 0), ("fake", 1)):
+        if (path / name).is_dir():
+            for file in sorted((path / name).rglob("*")):
+                if file.is_file() and file.suffix.lower() in MEDIA_SUFFIXES:
+                    labels[file.relative_to(path).as_posix()] = (label, name)
+    if not labels:
+        raise ScoreError(f"{path}: no videos or photos under real/ or fake/")
+    return labels
+
+
 def read_labels(path: Path) -> dict[str, tuple[int, str | None]]:
     """{filename: (label, group or None)}."""
     path = Path(path)
+    if path.is_dir() and ((path / "real").is_dir() or (path / "fake").is_dir()):
+        return folder_labels(path)
     if path.is_dir():
         labels = {}
         for metadata in sorted(path.glob("dfdc_train_part_*/metadata.json")):
@@ -185,7 +204,12 @@ def main(argv=None) -> int:
         prog="python -m inference.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--submission", type=Path, required=True, help="filename,label CSV")
-    parser.add_argument("--labels", type=Path, required=True, help="labels.csv, metadata.json or a DFDC root")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        required=True,
+        help="labels.csv, metadata.json, a DFDC root, or a folder with real/ and fake/",
+    )
     parser.add_argument(
         "--out-dir", type=Path, help="where score.json and the plots go (default: the submission's folder)"
     )

@@ -8,7 +8,12 @@ Layouts (picked automatically, or with --layout):
            ids are <source|Method>-<quality>-<name>
   csv      ROOT/*.csv with columns path,label[,original][,group]; paths relative to ROOT;
            label REAL/FAKE or 0/1 (1 = fake); original = the path of another row
+  splits   ROOT/{train,valid,test}/{real,fake}/* (the "140k real and fake faces" set, also found
+           under ROOT/real_vs_fake/real-vs-fake/): photos (or videos), split by their folders
   folders  ROOT/real/** and ROOT/fake/** (videos, or photos as one-frame videos); no originals
+
+A photo is a video of one frame. Datasets whose photos are already face crops (the 140k set)
+want `faces_are_cropped: true` in the preprocessing config: the whole image is the face.
 
 `python -m preprocess.datasets --root-dir R` prints what a dataset holds.
 """
@@ -47,6 +52,7 @@ class VideoRecord:
     label: REAL (0) or FAKE (1). original: the id of the video a fake was made from, if known.
     group: videos of one group (an original and its fakes) always share a fold.
     source: where it came from: the DFDC part folder, or the manipulation method.
+    split: train, valid or test where the dataset fixes its splits (folds then follow them).
     """
 
     video: str
@@ -55,6 +61,7 @@ class VideoRecord:
     original: str | None
     group: str
     source: str
+    split: str | None = None
 
     @property
     def is_fake(self) -> bool:
@@ -244,7 +251,42 @@ def read_folders(root: Path) -> list[VideoRecord]:
     return records
 
 
-LAYOUTS = {"dfdc": read_dfdc, "ffpp": read_ffpp, "csv": read_csv_dataset, "folders": read_folders}
+SPLITS = ("train", "valid", "test")
+
+
+def splits_base(root: Path) -> Path | None:
+    """The folder that holds train/valid/test, each with real/ and fake/ (None if there is none)."""
+    for base in (root / "real_vs_fake" / "real-vs-fake", root / "real-vs-fake", root):
+        if any((base / split / label).is_dir() for split in SPLITS for label in ("real", "fake")):
+            return base
+    return None
+
+
+def read_splits(root: Path) -> list[VideoRecord]:
+    root = Path(root)
+    base = splits_base(root)
+    if base is None:
+        raise DatasetError(f"{root}: no {{train,valid,test}}/{{real,fake}}/ folders")
+    records = []
+    for split in SPLITS:
+        for label_name, label in (("real", REAL), ("fake", FAKE)):
+            folder = base / split / label_name
+            if folder.is_dir():
+                for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES):
+                    video = relative_id(base, path)
+                    records.append(VideoRecord(video, path, label, None, video, label_name, split))
+    if not records:
+        raise DatasetError(f"{base}: no videos or photos under {{train,valid,test}}/{{real,fake}}/")
+    return records
+
+
+LAYOUTS = {
+    "dfdc": read_dfdc,
+    "ffpp": read_ffpp,
+    "csv": read_csv_dataset,
+    "splits": read_splits,
+    "folders": read_folders,
+}
 
 
 def detect_layout(root: Path) -> str:
@@ -257,11 +299,14 @@ def detect_layout(root: Path) -> str:
         return "ffpp"
     if find_dataset_csv(root) is not None:
         return "csv"
+    if splits_base(root) is not None:
+        return "splits"
     if (root / "real").is_dir() or (root / "fake").is_dir():
         return "folders"
     raise DatasetError(
         f"{root}: layout not recognised; expected dfdc_train_part_K/ folders (DFDC), original_sequences/ and "
-        "manipulated_sequences/ (FaceForensics++), a CSV with columns path,label, or real/ and fake/ folders"
+        "manipulated_sequences/ (FaceForensics++), a CSV with columns path,label, train/valid/test folders with "
+        "real/ and fake/ in each, or real/ and fake/ folders"
     )
 
 
@@ -281,6 +326,11 @@ def summarize(records: list[VideoRecord]) -> dict:
         "fake": sum(r.is_fake for r in records),
         "groups": len({r.group for r in records}),
         "by_source": dict(sorted(Counter(r.source for r in records).items())),
+        **(
+            {"by_split": dict(sorted(Counter(r.split for r in records).items()))}
+            if any(r.split for r in records)
+            else {}
+        ),
         "fakes_without_original": sum(r.is_fake and r.original not in ids for r in records),
         "missing_originals": missing_originals,
     }

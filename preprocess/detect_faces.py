@@ -6,6 +6,9 @@ the recipe crops), scaled to half size for MTCNN as the original did (`--scale r
 resolution instead), and boxes are stored in the original frame's pixel coordinates:
 
     ROOT/boxes/{video}.json   {"0": [[x1, y1, x2, y2], ...], "10": null, ...}
+
+With `faces_are_cropped: true` in the config (datasets of face crops) no detector runs: each
+frame's box is the whole frame.
 """
 
 from __future__ import annotations
@@ -49,6 +52,17 @@ def detect_video_faces(detector: FaceDetector, path, every: int, batch_size: int
     return boxes
 
 
+def whole_frame_boxes(path, every: int, backend: str) -> dict:
+    """{frame_index: [the whole frame as the box]} over every `every`-th frame: for face crops."""
+    boxes = {
+        index: [[0.0, 0.0, float(frame.shape[1]), float(frame.shape[0])]]
+        for index, frame in iter_frames(path, backend=backend, every=every)
+    }
+    if not boxes:
+        raise VideoReadError(path, "no frames could be decoded")
+    return boxes
+
+
 @dataclass
 class DetectFaces(VideoStep):
     name: str = field(default="detect_faces", init=False)
@@ -80,15 +94,21 @@ class DetectFaces(VideoStep):
         return boxes_path(self.output_dir, record.video).exists()
 
     def prepare_worker(self) -> None:
+        if self.config["faces_are_cropped"]:
+            logger.info("faces_are_cropped: every frame is a face, no detection")
+            return
         settings = self.config["detection"]
         self.detector = FaceDetector(settings["thresholds"], settings["scale"], settings["min_face_size"], self.device)
         logger.info("MTCNN thresholds %s at scale %s on %s", settings["thresholds"], self.detector.scale, self.device)
 
     def process(self, record) -> dict:
         settings = self.config["detection"]
-        boxes = detect_video_faces(
-            self.detector, record.path, settings["every"], settings["batch_size"], self.config["video_backend"]
-        )
+        if self.config["faces_are_cropped"]:
+            boxes = whole_frame_boxes(record.path, settings["every"], self.config["video_backend"])
+        else:
+            boxes = detect_video_faces(
+                self.detector, record.path, settings["every"], settings["batch_size"], self.config["video_backend"]
+            )
         serialised = {str(frame): faces for frame, faces in sorted(boxes.items())}
         write_json_atomic(boxes_path(self.output_dir, record.video), serialised, indent=None)
         return {

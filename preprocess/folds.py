@@ -1,8 +1,10 @@
 """Step 5: folds.csv, one row per crop: video,file,label,original,frame,fold.
 
 DFDC layout: folds follow part numbers as the recipe did, `dfdc_parts_per_fold` consecutive
-parts per fold (3), the last fold (15) taking the remaining parts. Other layouts: group k-fold
-(default 5) on the original, so that an original and its fakes always share a fold. The step
+parts per fold (3), the last fold (15) taking the remaining parts. A dataset that fixes its
+splits (the 140k faces' train/valid/test) keeps them: valid is fold 0, train fold 1, and the test
+split stays out of folds.csv (it is for inference.predict and inference.score). Other layouts:
+group k-fold (default 5) on the original, so that an original and its fakes always share a fold. The step
 checks that no group spans two folds. `original` names the video whose landmarks and diffs
 apply: a fake's original when present, else the video itself.
 """
@@ -31,12 +33,17 @@ class FoldError(RuntimeError):
     pass
 
 
+SPLIT_FOLDS = {"valid": 0, "train": 1}  # a dataset's own splits; its test split is left out
+
+
 def landmark_source(record: VideoRecord, ids: set[str]) -> str:
     return record.original if record.is_fake and record.original in ids else record.video
 
 
 def assign_folds(records: list[VideoRecord], settings: dict) -> dict[str, int]:
     """{video: fold}; every video of a group gets its group's fold."""
+    if any(record.split for record in records):
+        return {record.video: SPLIT_FOLDS[record.split] for record in records if record.split in SPLIT_FOLDS}
     ids = {record.video for record in records}
     by_id = {record.video: record for record in records}
     groups = {record.video: landmark_source(record, ids) for record in records}
@@ -70,7 +77,7 @@ def fold_rows(records: list[VideoRecord], folds: dict[str, int], root: Path) -> 
     rows = []
     for record in sorted(records, key=lambda r: r.video):
         folder = crops_dir(root, record.video)
-        if not folder.is_dir():
+        if record.video not in folds or not folder.is_dir():
             continue
         for crop in sorted(folder.glob("*.png"), key=lambda p: parse_crop_name(p.name)):
             rows.append(
@@ -90,11 +97,14 @@ def make_folds(root: Path, out: Path, records: list[VideoRecord], settings: dict
     folds = assign_folds(records, settings)
     rows = fold_rows(records, folds, root)
     write_csv_atomic(out, rows, FIELDS)
-    without_crops = len(records) - len({row["video"] for row in rows})
+    held_out = sum(record.video not in folds for record in records)
+    if held_out:
+        logger.info("folds: the %d videos or photos of the test split are left out", held_out)
+    without_crops = len(records) - held_out - len({row["video"] for row in rows})
     logger.info(
         "folds: %d crops of %d videos in %d folds -> %s%s",
         len(rows),
-        len(records) - without_crops,
+        len(records) - held_out - without_crops,
         len({row["fold"] for row in rows}),
         out,
         f" ({without_crops} videos without crops left out)" if without_crops else "",
