@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.aggregate import STRATEGIES, link_people
+from inference.aggregate import STRATEGIES
 from inference.ensemble import Member, face_probabilities
 from inference.explain import explain, write_report
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
@@ -51,6 +51,7 @@ from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.datasets import MEDIA_SUFFIXES
 from preprocess.face_detector import RESOLUTION_RULE, default_device, scale_argument
+from preprocess.tracks import link_people
 from preprocess.video_io import VideoReadError, is_image
 
 logger = logging.getLogger("inference.detect")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.aggregate import box_iou
 from preprocess.crops import crop_face
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, shared_pool
+from preprocess.tracks import box_iou
 from preprocess.video_io import VideoReadError, iter_frames, probe_video
 
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from inference.aggregate import STRATEGIES, link_people, per_person
+from inference.aggregate import STRATEGIES, per_person
 from inference.ensemble import Member, ensemble_members, face_probabilities, load_member
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
@@ -51,6 +51,7 @@ from preprocess.cli import InputError
 from preprocess.datasets import MEDIA_SUFFIXES
 from preprocess.face_detector import ORIGINAL_SCALE, FaceDetector, scale_argument
 from preprocess.io_utils import atomic_path, write_csv_atomic
+from preprocess.tracks import link_people
 from preprocess.video_io import VideoReadError
 from training.distributed import all_gather_objects, cleanup, init_distributed, is_main_process
 from training.zoo import CheckpointError

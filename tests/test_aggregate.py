@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.aggregate import confident, link_people, median, per_person
+from inference.aggregate import confident, median, per_person
+from preprocess.tracks import link_people
 
 
 def test_confident_fake_branch_averages_only_the_confident_frames():
