@@ -1,4 +1,4 @@
-"""Step 5: folds.csv, one row per crop: video,file,label,original,frame,fold.
+"""Step 5: folds.csv, one row per crop: video,file,label,original,frame,fold,track.
 
 DFDC layout: folds follow part numbers as the recipe did, `dfdc_parts_per_fold` consecutive
 parts per fold (3), the last fold (15) taking the remaining parts. A dataset that fixes its
@@ -6,7 +6,9 @@ splits (the 140k faces' train/valid/test) keeps them: valid is fold 0, train fol
 split stays out of folds.csv (it is for inference.predict and inference.score). Other layouts:
 group k-fold (default 5) on the original, so that an original and its fakes always share a fold. The step
 checks that no group spans two folds. `original` names the video whose landmarks and diffs
-apply: a fake's original when present, else the video itself.
+apply: a fake's original when present, else the video itself. `track` is the face track of the
+crop in that video: its boxes linked across frames by overlap (preprocess/tracks.py), written to
+tracks/{video}.json, for temporal models.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from sklearn.model_selection import GroupKFold
 
 from preprocess import cli
 from preprocess.datasets import VideoRecord, dfdc_part_number, load_dataset
-from preprocess.io_utils import write_csv_atomic
-from preprocess.outputs import crops_dir, parse_crop_name
+from preprocess.io_utils import write_csv_atomic, write_json_atomic
+from preprocess.outputs import boxes_path, crops_dir, parse_crop_name, read_boxes
 from preprocess.steps import load_config, setup_logging
+from preprocess.tracks import frame_tracks, tracks_path
 
 logger = logging.getLogger("preprocess.folds")
-FIELDS = ["video", "file", "label", "original", "frame", "fold"]
+FIELDS = ["video", "file", "label", "original", "frame", "fold", "track"]
 
 
 class FoldError(RuntimeError):
@@ -72,22 +75,41 @@ def assign_folds(records: list[VideoRecord], settings: dict) -> dict[str, int]:
     return folds
 
 
+def source_tracks(root: Path, video: str) -> dict[int, list[int]]:
+    """{frame: track of each face} of a box source, linked from its boxes (cheap: done afresh
+    each time, so it follows the boxes) and written to tracks/{video}.json; {} without boxes."""
+    path = tracks_path(root, video)
+    boxes = boxes_path(root, video)
+    if not boxes.exists():
+        return {}
+    tracks = frame_tracks(read_boxes(boxes))
+    write_json_atomic(path, {str(frame): people for frame, people in tracks.items()}, indent=None)
+    return tracks
+
+
 def fold_rows(records: list[VideoRecord], folds: dict[str, int], root: Path) -> list[dict]:
+    """A row per crop; `track` is the crop's face track in its box source (a fake cut at its
+    original's boxes shares the original's tracks)."""
     ids = {record.video for record in records}
     rows = []
     for record in sorted(records, key=lambda r: r.video):
         folder = crops_dir(root, record.video)
         if record.video not in folds or not folder.is_dir():
             continue
+        source = landmark_source(record, ids)
+        tracks = source_tracks(root, source)
         for crop in sorted(folder.glob("*.png"), key=lambda p: parse_crop_name(p.name)):
+            frame, face = parse_crop_name(crop.name)
+            people = tracks.get(frame, [])
             rows.append(
                 {
                     "video": record.video,
                     "file": crop.name,
                     "label": record.label,
-                    "original": landmark_source(record, ids),
-                    "frame": parse_crop_name(crop.name)[0],
+                    "original": source,
+                    "frame": frame,
                     "fold": folds[record.video],
+                    "track": people[face] if face < len(people) else face,
                 }
             )
     return rows

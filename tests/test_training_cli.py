@@ -29,7 +29,21 @@ def _leaves(tree: dict, prefix: str = "") -> dict:
     return leaves
 
 
-@pytest.mark.parametrize("name", ["b7", "b5", "b4", "xception", "resnet34", "resnet50", "inception_resnet_v2", "demo"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "b7",
+        "b5",
+        "b4",
+        "xception",
+        "resnet34",
+        "resnet50",
+        "inception_resnet_v2",
+        "demo",
+        "temporal_b0",
+        "temporal_demo",
+    ],
+)
 def test_every_shipped_config_is_its_file_over_the_defaults_and_can_run(name):
     path = CONFIGS / f"{name}.yaml"
     written, config = _leaves(yaml.safe_load(path.read_text())), _leaves(load_config(path))

@@ -45,6 +45,7 @@ def make_crop_dataset(root: Path, groups: int = 4, fakes_per_group: int = 1, cro
                         "original": original,
                         "frame": frame,
                         "fold": group % 2,
+                        "track": 0,
                     }
                 )
     path = root / "folds.csv"

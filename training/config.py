@@ -13,12 +13,24 @@ from preprocess.cli import InputError
 
 DEFAULTS: dict = {
     "model": {
+        "kind": "frame",  # frame: one crop -> one probability; temporal: a clip of one track's crops
         "encoder": "tf_efficientnet_b7_ns",
         "pretrained": True,
         "pretrained_file": None,
         "dropout": 0.0,
         "drop_path_rate": None,  # None: the encoder's recipe value
         "input_size": None,  # None: the encoder's recipe size
+    },
+    "temporal": {  # model.kind: temporal (training/temporal.py)
+        "clip_length": 8,  # T consecutive crops of one face track per clip
+        "head": "gru",  # gru, lstm or transformer
+        "hidden": 128,
+        "layers": 1,
+        "bidirectional": True,
+        "dropout": 0.0,
+        "encoder_checkpoint": None,  # a frame checkpoint of ours (or the original's) to start the encoder from
+        "freeze_encoder": False,
+        "frame_noise": 0.0,  # std of Gaussian noise added to each crop of a clip on its own (normalised units)
     },
     "data": {
         "batch_size": 12,

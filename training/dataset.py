@@ -105,6 +105,18 @@ class CropDataset(Dataset):
         raise RuntimeError(f"none of the {len(self.samples)} crops under {self.data_dir / 'crops'} can be read")
 
     def _load(self, row, position: int, replaced: int) -> dict:
+        image, label = self.augmented(row, (self.epoch_seed * 1_000_003 + position) % 2**32)
+        return {
+            "image": to_tensor(image, self.mean, self.std),
+            "label": torch.tensor([label], dtype=torch.float32),
+            "video": row["video"],
+            "file": row["file"],
+            "replaced": replaced,
+        }
+
+    def augmented(self, row, seed: int) -> tuple[np.ndarray, float]:
+        """The crop of `row` read and, in training, cut out and transformed by the random state
+        `seed` (the same seed, the same transform); and its label (smoothed in training)."""
         path = crops_dir(self.data_dir, row["video"]) / row["file"]
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
@@ -117,18 +129,10 @@ class CropDataset(Dataset):
             diff = np.zeros(image.shape[:2], np.uint8)
         label = float(row["label"])
         if self.train:
-            seed = (self.epoch_seed * 1_000_003 + position) % 2**32
             if self.cutouts:
                 landmarks_path = landmarks_dir(self.data_dir, row["original"]) / f"{stem}.npy"
                 landmarks = np.load(landmarks_path) if landmarks_path.exists() else None
                 image, diff = apply_cutouts(image, diff, landmarks, label > 0.5, random.Random(seed))
             self.transforms.set_random_seed(seed)
             label = float(np.clip(label, self.label_smoothing, 1 - self.label_smoothing))
-        data = self.transforms(image=image, mask=diff)
-        return {
-            "image": to_tensor(data["image"], self.mean, self.std),
-            "label": torch.tensor([label], dtype=torch.float32),
-            "video": row["video"],
-            "file": row["file"],
-            "replaced": replaced,
-        }
+        return self.transforms(image=image, mask=diff)["image"], label

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 def _to_device(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     images = batch["image"].to(device, non_blocking=True)
-    if channels_last:
+    if channels_last and images.dim() == 4:  # a temporal model's clips (5-d) are made channels-last per frame
         images = images.contiguous(memory_format=torch.channels_last)
     return images, batch["label"].to(device, non_blocking=True)
 

@@ -27,10 +27,11 @@ from preprocess.cli import InputError
 from preprocess.io_utils import write_csv_atomic, write_json_atomic
 from training.checkpoints import restore_rng_state, rng_state, save_checkpoint
 from training.config import apply_overrides, load_config, save_config
-from training.dataset import CropDataset, read_folds, sample_epoch, split_folds
+from training.dataset import CropDataset, read_folds, split_folds
 from training.distributed import barrier, cleanup, init_distributed, is_main_process, replicas_in_sync
 from training.engine import train_one_epoch, validate
 from training.schedule import create_optimizer, lr_factor, resolve_max_iter, schedule_mismatch
+from training.temporal import ClipDataset, create_temporal_model
 from training.zoo import create_model, encoder_spec, load_weights, normalization, read_checkpoint
 
 logger = logging.getLogger("training.train")
@@ -111,11 +112,39 @@ def train_sampler(dataset: CropDataset, world: int, rank: int) -> RankShare | No
     return RankShare(dataset, world, rank) if world > 1 else None
 
 
+def make_datasets(config: dict, data_dir: Path, train_rows, val_rows, size: int, mean, std):
+    """Crops for a frame model; clips of one track's crops for a temporal one."""
+    data = config["data"]
+    if config["model"]["kind"] == "temporal":
+        temporal = config["temporal"]
+        length, noise = temporal["clip_length"], temporal["frame_noise"]
+        smoothing, cutouts = data["label_smoothing"], data["cutouts"]
+        return (
+            ClipDataset(data_dir, train_rows, True, size, mean, std, length, smoothing, cutouts, noise),
+            ClipDataset(data_dir, val_rows, False, size, mean, std, length),
+        )
+    return (
+        CropDataset(data_dir, train_rows, True, size, mean, std, data["label_smoothing"], data["cutouts"]),
+        CropDataset(data_dir, val_rows, False, size, mean, std, val_frame_modulo=data["val_frame_modulo"]),
+    )
+
+
+def build_model(config: dict) -> torch.nn.Module:
+    """The frame classifier, or the temporal one, of a resolved config."""
+    model = config["model"]
+    if model["kind"] == "temporal":
+        return create_temporal_model(model, config["temporal"])
+    if model["kind"] != "frame":
+        raise InputError(f"model.kind must be frame or temporal, got {model['kind']!r}")
+    return create_model(
+        model["encoder"], model["pretrained"], model["pretrained_file"], model["dropout"], model["drop_path_rate"]
+    )
+
+
 def make_loaders(config: dict, data_dir: Path, folds_csv: Path, fold: int, size: int, mean, std, world, rank):
     train_rows, val_rows = split_folds(read_folds(folds_csv), fold)
     data = config["data"]
-    train_set = CropDataset(data_dir, train_rows, True, size, mean, std, data["label_smoothing"], data["cutouts"])
-    val_set = CropDataset(data_dir, val_rows, False, size, mean, std, val_frame_modulo=data["val_frame_modulo"])
+    train_set, val_set = make_datasets(config, data_dir, train_rows, val_rows, size, mean, std)
     sampler = train_sampler(train_set, world, rank)
     common = {"num_workers": data["num_workers"], "pin_memory": torch.cuda.is_available()}
     train_loader = DataLoader(train_set, data["batch_size"], sampler=sampler, shuffle=False, drop_last=True, **common)
@@ -210,13 +239,7 @@ def train(args: argparse.Namespace) -> dict:
         torch.use_deterministic_algorithms(True)
 
     torch.manual_seed(args.seed)
-    model = create_model(
-        model_config["encoder"],
-        model_config["pretrained"],
-        model_config["pretrained_file"],
-        model_config["dropout"],
-        model_config["drop_path_rate"],
-    )
+    model = build_model(config)
     if training["sync_bn"] and world > 1 and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -226,7 +249,8 @@ def train(args: argparse.Namespace) -> dict:
     train_set, train_loader, val_loader, train_rows = make_loaders(
         config, args.data_dir, args.folds_csv or args.data_dir / "folds.csv", args.fold, size, mean, std, world, rank
     )
-    crops_per_epoch = len(sample_epoch(train_rows, 0, args.seed))
+    train_set.reset(0, args.seed)
+    crops_per_epoch = len(train_set)  # crops, or clips for a temporal model
     per_epoch = crops_per_epoch // (config["data"]["batch_size"] * world)
     if per_epoch == 0:
         raise InputError(f"fold {args.fold}: {len(train_rows)} training crops are fewer than one batch per process")
@@ -237,7 +261,7 @@ def train(args: argparse.Namespace) -> dict:
     if mismatch:
         logger.warning("%s: %s", run, mismatch)
 
-    head_params = list(model.fc.parameters())
+    head_params = list(model.head_parameters() if hasattr(model, "head_parameters") else model.fc.parameters())
     head_ids = {id(p) for p in head_params}
     encoder_params = [p for p in model.parameters() if id(p) not in head_ids and p.requires_grad]
     optimizer = create_optimizer([{"params": encoder_params}, {"params": head_params}], config["optimizer"])
@@ -309,6 +333,8 @@ def train(args: argparse.Namespace) -> dict:
         if is_main_process():
             state = {
                 "encoder": model_config["encoder"],
+                "kind": model_config["kind"],
+                **({"temporal": config["temporal"]} if model_config["kind"] == "temporal" else {}),
                 "input_size": size,
                 "mean": list(mean),
                 "std": list(std),

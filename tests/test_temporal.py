@@ -1,0 +1,126 @@
+"""Temporal models: face tracks in folds.csv, clips of one track, one augmentation per clip, the
+three sequence heads, an encoder started from a frame checkpoint or frozen, and a training run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from preprocess.tracks import frame_tracks
+from tests.conftest import REPO_ROOT
+from tests.training_data import make_crop_dataset
+from training import train as train_module
+from training.pretrained import create_encoder
+from training.temporal import ClipDataset, TemporalClassifier, clip_windows, create_temporal_model, encoder_state
+from training.zoo import create_model, read_checkpoint
+
+SETTINGS = {"head": "gru", "hidden": 16, "layers": 1, "bidirectional": True, "dropout": 0.0, "freeze_encoder": False}
+
+
+@pytest.fixture(scope="module")
+def crop_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    make_crop_dataset(root, groups=4, fakes_per_group=1, crops=8, size=40)
+    return root
+
+
+def test_tracks_follow_each_person_whatever_the_order_of_the_boxes():
+    left, right = [10, 10, 50, 50], [200, 10, 240, 50]
+    boxes = {0: [left, right], 10: [right, left], 20: None, 30: [[12, 11, 52, 51]]}
+    assert frame_tracks(boxes) == {0: [0, 1], 10: [1, 0], 30: [0]}
+
+
+def test_clips_are_windows_of_one_track_in_frame_order():
+    rows = pd.DataFrame(
+        {
+            "video": ["a"] * 5 + ["b"] * 2,
+            "track": [0, 0, 0, 0, 0, 1, 1],
+            "frame": [40, 0, 10, 20, 30, 0, 10],
+        }
+    )
+    assert clip_windows(rows, 4, stride=1) == [[1, 2, 3, 4], [2, 3, 4, 0], [5, 6, 6, 6]]
+    assert clip_windows(rows, 4, stride=4) == [[1, 2, 3, 4], [5, 6, 6, 6]]
+
+
+def test_every_crop_of_a_clip_is_transformed_alike(crop_data):
+    rows = pd.read_csv(crop_data / "folds.csv")
+    one = rows[rows["video"] == "real0"].iloc[[0]]
+    same_crop = pd.concat([one] * 4).assign(frame=[0, 10, 20, 30]).reset_index(drop=True)
+    clips = ClipDataset(crop_data, same_crop, True, 32, (0.5,) * 3, (0.25,) * 3, length=4)
+    outputs = []
+    for epoch in range(6):
+        clips.reset(epoch, seed=3)
+        outputs.append(clips[0]["image"])
+    for clip in outputs:
+        assert clip.shape == (4, 3, 32, 32)
+        assert all(torch.equal(clip[0], frame) for frame in clip[1:]), "one transform for the whole clip"
+    assert not all(torch.equal(outputs[0], other) for other in outputs[1:]), "yet a new one each epoch"
+    noisy = ClipDataset(crop_data, same_crop, True, 32, (0.5,) * 3, (0.25,) * 3, length=4, frame_noise=0.1)
+    noisy.reset(0, seed=3)
+    clip = noisy[0]["image"]
+    assert not torch.equal(clip[0], clip[1]), "frame noise is each crop's own"
+    assert (clip[0] - clip[1]).std() < 0.2, "and only noise"
+
+
+@pytest.mark.parametrize("head", ["gru", "lstm", "transformer"])
+def test_each_head_turns_a_clip_into_one_logit_and_trains_the_encoder(head):
+    torch.manual_seed(0)
+    model = TemporalClassifier(create_encoder("resnet18"), **{**SETTINGS, "head": head})
+    logits = model(torch.randn(2, 3, 3, 32, 32))
+    assert logits.shape == (2, 1)
+    logits.sum().backward()
+    assert model.encoder.conv1.weight.grad is not None and model.fc.weight.grad is not None
+    assert {id(p) for p in model.head_parameters()}.isdisjoint(id(p) for p in model.encoder.parameters())
+
+
+def test_the_encoder_starts_from_a_frame_checkpoint_and_can_stay_frozen(tmp_path):
+    torch.manual_seed(1)
+    frame_model = create_model("resnet18")
+    torch.save({"encoder": "resnet18", "state_dict": frame_model.state_dict()}, tmp_path / "frame.pt")
+    model_config = {"encoder": "resnet18", "pretrained": False, "drop_path_rate": None}
+    temporal = {**SETTINGS, "encoder_checkpoint": str(tmp_path / "frame.pt"), "freeze_encoder": True}
+    model = create_temporal_model(model_config, temporal)
+    state = encoder_state(read_checkpoint(tmp_path / "frame.pt")["state_dict"])
+    assert all(torch.equal(model.encoder.state_dict()[key], value) for key, value in state.items())
+    model.train()
+    assert not model.encoder.training and not any(p.requires_grad for p in model.encoder.parameters())
+    assert model.sequence.training and all(p.requires_grad for p in model.head_parameters())
+
+
+def test_a_temporal_model_trains_and_its_checkpoint_says_what_it_is(crop_data, tmp_path):
+    out = tmp_path / "weights"
+    args = [
+        "--config",
+        str(REPO_ROOT / "configs" / "temporal_demo.yaml"),
+        "--data-dir",
+        str(crop_data),
+        "--fold",
+        "0",
+        "--seed",
+        "5",
+        "--workers",
+        "0",
+        "--output-dir",
+        str(out),
+        "--epochs",
+        "2",
+        "--batches-per-epoch",
+        "2",
+        "--batch-size",
+        "2",
+        "--set",
+        "model.input_size=32",
+        "--set",
+        "temporal.clip_length=3",
+    ]
+    train_module.train(train_module.parse_args(args))
+    checkpoint = read_checkpoint(out / "temporal_demo_0_5_best.pt")
+    assert checkpoint["kind"] == "temporal" and checkpoint["temporal"]["clip_length"] == 3
+    assert checkpoint["temporal"]["head"] == "gru" and checkpoint["input_size"] == 32
+    rebuilt = create_temporal_model({**checkpoint["config"]["model"], "pretrained": False}, checkpoint["temporal"])
+    rebuilt.load_state_dict(checkpoint["state_dict"])
+    validation = pd.read_csv(out / "logs" / "temporal_demo_0_5" / "oof_predictions.csv")
+    assert set(validation["video"]) == {"real0", "fake0_0", "real2", "fake2_0"}, "fold 0's videos, judged by clips"
+    assert np.isfinite(checkpoint["best_score"])
