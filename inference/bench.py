@@ -34,7 +34,14 @@ import numpy as np
 import torch
 
 from inference.aggregate import confident
-from inference.ensemble import Member, ensemble_members, face_probabilities, load_member, prepare_for_inference
+from inference.ensemble import (
+    Member,
+    ensemble_members,
+    face_probabilities,
+    load_member,
+    prepare_for_inference,
+    refuse_temporal,
+)
 from inference.faces import CPU_DETECTION_THREADS, NoFaceError, crop_faces, inference_detector, read_sampled_frames
 from inference.predict import list_videos
 from inference.runtime import RUNTIMES, native_bf16, resolve_runtime
@@ -219,6 +226,7 @@ def main(argv=None) -> int:
                 )
                 for entry in entries
             ]
+        refuse_temporal(members, "inference.bench")
         detector = mode.detector(args.detector_scale, device)
         rows = [
             bench_video(path, detector, members, device, args.frames, mode.amp_dtype, mode.recall, mode.threads)

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from inference.aggregate import STRATEGIES
-from inference.ensemble import Member, face_probabilities
+from inference.ensemble import Member, face_probabilities, refuse_temporal
 from inference.explain import explain, write_report
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.predict import cpu_precision, load_members
@@ -304,6 +304,7 @@ def main(argv=None) -> int:
         choose_models(args)
         precision = cpu_precision(args, device)
         members = load_members(args, device, precision)
+        refuse_temporal(members, "inference.detect")
     except cli.BAD_INPUT as error:
         return cli.fail(error)
     amp_dtype = (

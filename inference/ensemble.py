@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from inference.runtime import OpenVinoClassifier, default_cache_dir
+from preprocess.cli import InputError
 from training.augment import isotropically_resize_image
 from training.dataset import to_tensor
 from training.zoo import DeepFakeClassifier, create_model, encoder_spec, load_weights, normalization, read_checkpoint
@@ -40,6 +41,7 @@ class Member:
     weight: float = 1.0
     runtime: str = "torch"
     compiled: Callable[[torch.Tensor], torch.Tensor] | None = None  # the model as another runtime runs it
+    clip: tuple[int, int] | None = None  # a temporal model's clip length and frame step (inference/clips.py)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of a batch of normalised faces."""
@@ -75,7 +77,18 @@ def load_member(
         )
     size = int(checkpoint.get("input_size") or input_size or encoder_spec(encoder).input_size)
     default_mean, default_std = normalization(encoder)
-    model = create_model(encoder)
+    clip = None
+    if checkpoint.get("kind") == "temporal":
+        from training.temporal import create_temporal_model
+
+        settings = checkpoint["temporal"]
+        model = create_temporal_model(
+            {"encoder": encoder, "pretrained": False}, {**settings, "encoder_checkpoint": None}
+        )
+        clip = (int(settings["clip_length"]), int(settings.get("frame_step", 10)))
+        runtime = "torch"  # the sequence heads are not exported; PyTorch runs temporal members
+    else:
+        model = create_model(encoder)
     load_weights(model, checkpoint["state_dict"], str(path))
     prepare_for_inference(model, device)
     compiled = None
@@ -91,7 +104,18 @@ def load_member(
         float(weight),
         runtime,
         compiled,
+        clip,
     )
+
+
+def refuse_temporal(members: list[Member], command: str) -> None:
+    """Stop `command`, which scores faces one by one, on a temporal member (inference.predict scores them)."""
+    for member in members:
+        if member.clip:
+            raise InputError(
+                f"{member.name}: a temporal model (clips of {member.clip[0]} crops); {command} scores frame models "
+                "only for now: use inference.predict for temporal models"
+            )
 
 
 def read_ensemble_file(path: str | os.PathLike) -> list[dict]:

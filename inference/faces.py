@@ -46,6 +46,8 @@ class VideoFaces:
     boxes: list[list[float]] = field(default_factory=list)
     found: list[str] = field(default_factory=list)  # how each box was found: detected, retried, interpolated
     seconds: dict[str, float] = field(default_factory=dict)  # decode and detect
+    # for temporal members: {(clip length, frame step): [(track, its crops), ...]} (inference/clips.py)
+    clips: dict[tuple[int, int], list] = field(default_factory=dict)
 
     def details(self) -> dict:
         """What was found, for details.jsonl: frames sampled and with a face, faces per frame."""
@@ -54,6 +56,7 @@ class VideoFaces:
             "frames_sampled": len(self.frame_indices),
             "frames_with_face": sum(count > 0 for count in per_frame),
             "faces_per_frame": per_frame,
+            **({"clips": {f"{t}x{step}": len(c) for (t, step), c in self.clips.items()}} if self.clips else {}),
             "boxes_found": {
                 way: self.found.count(way) for way in FOUND_WAYS if way != "whole frame" or way in self.found
             },

@@ -43,6 +43,7 @@ import torch
 from tqdm import tqdm
 
 from inference.aggregate import STRATEGIES, per_person
+from inference.clips import clip_probabilities, extract_clips
 from inference.ensemble import Member, ensemble_members, face_probabilities, load_member
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
@@ -52,7 +53,7 @@ from preprocess.datasets import MEDIA_SUFFIXES
 from preprocess.face_detector import ORIGINAL_SCALE, FaceDetector, scale_argument
 from preprocess.io_utils import atomic_path, write_csv_atomic
 from preprocess.tracks import link_people
-from preprocess.video_io import VideoReadError
+from preprocess.video_io import VideoReadError, probe_video
 from training.distributed import all_gather_objects, cleanup, init_distributed, is_main_process
 from training.zoo import CheckpointError
 
@@ -222,14 +223,25 @@ def score_videos(
     bounds = np.cumsum([0] + [len(faces.crops) for faces in videos])
     names = [member.name for member in members]
     keys = [name if names.count(name) == 1 else f"{index}:{name}" for index, name in enumerate(names)]
-    per_model = [face_probabilities(member, crops, device, args.batch_size, amp_dtype, args.tta) for member in members]
+    per_model = [
+        None if member.clip else face_probabilities(member, crops, device, args.batch_size, amp_dtype, args.tta)
+        for member in members
+    ]
     results = []
     for index, faces in enumerate(videos):
         people = [p for frame in link_people(faces.boxes_by_frame()) for p in frame] if args.per_person else None
         scores = []
-        for probabilities in per_model:
-            mine = probabilities[bounds[index] : bounds[index + 1]]
-            scores.append(float(per_person(mine, people, strategy) if people else strategy(mine)))
+        for member, probabilities in zip(members, per_model, strict=True):
+            if member.clip:  # a temporal member scores clips of one track, not faces
+                tracks_and_clips = faces.clips.get(member.clip, [])
+                if not tracks_and_clips:
+                    scores.append(args.default_score)
+                    continue
+                mine = clip_probabilities(member, [clip for _, clip in tracks_and_clips], device)
+                people_of = [track for track, _ in tracks_and_clips] if args.per_person else None
+            else:
+                mine, people_of = probabilities[bounds[index] : bounds[index + 1]], people
+            scores.append(float(per_person(mine, people_of, strategy) if people_of else strategy(mine)))
         average = float(np.average(scores, weights=[member.weight for member in members]))
         results.append((average, dict(zip(keys, scores, strict=True))))
     return results
@@ -239,8 +251,8 @@ class FaceReader:
     """Decode and detect ahead of classification in `workers` threads (one MTCNN each), or, with no
     workers, in turn with it."""
 
-    def __init__(self, args, device: torch.device, workers: int):
-        self.args, self.device, self.workers = args, device, workers
+    def __init__(self, args, device: torch.device, workers: int, clips: set[tuple[int, int]] = frozenset()):
+        self.args, self.device, self.workers, self.clips = args, device, workers, clips
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="faces")
 
@@ -251,7 +263,7 @@ class FaceReader:
 
     def _read(self, path: Path) -> VideoFaces:
         recall = not self.args.no_recall_boost
-        return extract_faces(
+        faces = extract_faces(
             path,
             self._detector(),
             self.args.frames,
@@ -259,6 +271,14 @@ class FaceReader:
             recall=recall,
             faces_are_cropped=self.args.faces_are_cropped,
         )
+        if self.clips:
+            frame_count = probe_video(path).frame_count
+            for length, step in sorted(self.clips):
+                windows = max(1, self.args.frames // length)
+                faces.clips[(length, step)] = extract_clips(
+                    path, self._detector(), frame_count, length, step, windows, recall, self.args.video_backend
+                )
+        return faces
 
     def read_all(self, paths: list[Path]):
         """Yield (path, future) in order, keeping a few videos in flight."""
@@ -311,7 +331,7 @@ def predict(
     errors: list[dict] = []
     details: list[dict] = []
     workers = args.workers if args.workers is not None else (1 if device.type == "cuda" else 0)
-    reader = FaceReader(args, device, workers)
+    reader = FaceReader(args, device, workers, {member.clip for member in members if member.clip})
     started = time.time()
 
     def fail(path: Path, stage: str, error: Exception) -> None:

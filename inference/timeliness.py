@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from inference.aggregate import STRATEGIES
-from inference.ensemble import Member, face_probabilities
+from inference.ensemble import Member, face_probabilities, refuse_temporal
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.metrics import score
 from inference.predict import cpu_precision, list_videos, load_members
@@ -173,6 +173,7 @@ def main(argv=None) -> int:
     if not videos:
         raise cli.InputError(f"{args.labels}: labels none of the videos of {args.test_dir}")
     members = load_members(args, device, cpu_precision(args, device))
+    refuse_temporal(members, "inference.timeliness")
     detector = inference_detector(args.detector_scale, device)
     rows = []
     for path in tqdm(videos, desc="videos", unit="video"):

@@ -27,6 +27,7 @@ STEPS = {
     "inference.detect": "--json",
     "inference.app": "127.0.0.1",
     "inference.timeliness": "timeliness.json",
+    "training.compare": "summary.json",
 }
 
 

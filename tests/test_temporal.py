@@ -3,13 +3,19 @@ three sequence heads, an encoder started from a frame checkpoint or frozen, and 
 
 from __future__ import annotations
 
+import csv
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from inference import predict
+from inference.clips import clip_windows as inference_windows
 from preprocess.tracks import frame_tracks
-from tests.conftest import REPO_ROOT
+from preprocess.video_io import probe_video
+from tests.conftest import REPO_ROOT, save_tiny_checkpoint
 from tests.training_data import make_crop_dataset
 from training import train as train_module
 from training.pretrained import create_encoder
@@ -89,38 +95,58 @@ def test_the_encoder_starts_from_a_frame_checkpoint_and_can_stay_frozen(tmp_path
     assert model.sequence.training and all(p.requires_grad for p in model.head_parameters())
 
 
-def test_a_temporal_model_trains_and_its_checkpoint_says_what_it_is(crop_data, tmp_path):
-    out = tmp_path / "weights"
-    args = [
-        "--config",
-        str(REPO_ROOT / "configs" / "temporal_demo.yaml"),
-        "--data-dir",
-        str(crop_data),
-        "--fold",
-        "0",
-        "--seed",
-        "5",
-        "--workers",
-        "0",
-        "--output-dir",
-        str(out),
-        "--epochs",
-        "2",
-        "--batches-per-epoch",
-        "2",
-        "--batch-size",
-        "2",
-        "--set",
-        "model.input_size=32",
-        "--set",
-        "temporal.clip_length=3",
-    ]
-    train_module.train(train_module.parse_args(args))
-    checkpoint = read_checkpoint(out / "temporal_demo_0_5_best.pt")
+@pytest.fixture(scope="module")
+def temporal_checkpoint(crop_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("temporal_weights")
+    flags = ["--config", str(REPO_ROOT / "configs" / "temporal_demo.yaml"), "--data-dir", str(crop_data)]
+    flags += ["--fold", "0", "--seed", "5", "--workers", "0", "--output-dir", str(out), "--epochs", "2"]
+    flags += ["--batches-per-epoch", "2", "--batch-size", "2", "--set", "model.input_size=32"]
+    train_module.train(train_module.parse_args([*flags, "--set", "temporal.clip_length=3"]))
+    return out / "temporal_demo_0_5_best.pt"
+
+
+def test_a_temporal_model_trains_and_its_checkpoint_says_what_it_is(temporal_checkpoint):
+    checkpoint = read_checkpoint(temporal_checkpoint)
     assert checkpoint["kind"] == "temporal" and checkpoint["temporal"]["clip_length"] == 3
     assert checkpoint["temporal"]["head"] == "gru" and checkpoint["input_size"] == 32
+    assert checkpoint["temporal"]["frame_step"] == 10, "make_crop_dataset crops every 10th frame"
     rebuilt = create_temporal_model({**checkpoint["config"]["model"], "pretrained": False}, checkpoint["temporal"])
     rebuilt.load_state_dict(checkpoint["state_dict"])
-    validation = pd.read_csv(out / "logs" / "temporal_demo_0_5" / "oof_predictions.csv")
+    validation = pd.read_csv(temporal_checkpoint.parent / "logs" / "temporal_demo_0_5" / "oof_predictions.csv")
     assert set(validation["video"]) == {"real0", "fake0_0", "real2", "fake2_0"}, "fold 0's videos, judged by clips"
     assert np.isfinite(checkpoint["best_score"])
+
+
+def test_clip_windows_spread_over_the_video_at_the_trained_step():
+    assert inference_windows(100, 4, 10, 3) == [[0, 10, 20, 30], [34, 44, 54, 64], [69, 79, 89, 99]]
+    assert inference_windows(20, 4, 10, 2) == [[0, 6, 12, 18]], "a short video: the step shrinks to fit"
+
+
+def test_predict_scores_with_a_temporal_model_alone_and_in_a_mixed_ensemble(demo_world, temporal_checkpoint, tmp_path):
+    frame = save_tiny_checkpoint(tmp_path / "frame.pt")
+    common = ["--test-dir", str(demo_world / "test_videos"), "--detector-scale", "rule", "--runtime", "torch"]
+    runs = {"temporal": [temporal_checkpoint], "frame": [frame], "mixed": [temporal_checkpoint, frame]}
+    scores, details = {}, {}
+    for name, models in runs.items():
+        out = tmp_path / name
+        assert predict.main([*common, "--models", *map(str, models), "--output", str(out / "submission.csv")]) == 0
+        with open(out / "submission.csv", newline="") as handle:
+            scores[name] = {row["filename"]: float(row["label"]) for row in csv.DictReader(handle)}
+        details[name] = [json.loads(line) for line in (out / "details.jsonl").read_text().splitlines()]
+    for row in details["temporal"]:
+        frames = probe_video(demo_world / "test_videos" / row["filename"]).frame_count
+        windows = inference_windows(frames, 3, 10, 32 // 3)
+        assert row["error"] is None and row["clips"] == {"3x10": len(windows)} and windows, "one track a window"
+    for video, mixed in scores["mixed"].items():
+        assert mixed == pytest.approx((scores["temporal"][video] + scores["frame"][video]) / 2, abs=1e-5)
+    assert all(set(row["model_scores"]) == {temporal_checkpoint.name, "frame.pt"} for row in details["mixed"])
+
+
+def test_commands_that_score_faces_one_by_one_refuse_a_temporal_model(temporal_checkpoint, tmp_path, capsys):
+    from inference import detect
+    from preprocess import cli
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"")  # never read: the models are refused first
+    assert cli.run(detect.main, [str(photo), "--models", str(temporal_checkpoint), "--runtime", "torch"]) == 2
+    assert "a temporal model (clips of 3 crops); inference.detect scores frame models only" in capsys.readouterr().err

@@ -112,6 +112,13 @@ def encoder_state(checkpoint_state: dict) -> dict:
     return state
 
 
+def frame_step(rows: pd.DataFrame) -> int:
+    """The usual gap in frames between consecutive crops of a track (preprocessing's `every`)."""
+    gaps = rows.sort_values(["video", "track", "frame"]).groupby(["video", "track"])["frame"].diff().dropna()
+    gaps = gaps[gaps > 0]
+    return int(gaps.median()) if len(gaps) else 1
+
+
 def clip_windows(rows: pd.DataFrame, length: int, stride: int) -> list[list[int]]:
     """Row positions of every window of `length` consecutive crops of one track, `stride` crops
     apart (tracks shorter than `length` give one clip, their last crop repeated)."""

@@ -31,7 +31,7 @@ from training.dataset import CropDataset, read_folds, split_folds
 from training.distributed import barrier, cleanup, init_distributed, is_main_process, replicas_in_sync
 from training.engine import train_one_epoch, validate
 from training.schedule import create_optimizer, lr_factor, resolve_max_iter, schedule_mismatch
-from training.temporal import ClipDataset, create_temporal_model
+from training.temporal import ClipDataset, create_temporal_model, frame_step
 from training.zoo import create_model, encoder_spec, load_weights, normalization, read_checkpoint
 
 logger = logging.getLogger("training.train")
@@ -334,7 +334,11 @@ def train(args: argparse.Namespace) -> dict:
             state = {
                 "encoder": model_config["encoder"],
                 "kind": model_config["kind"],
-                **({"temporal": config["temporal"]} if model_config["kind"] == "temporal" else {}),
+                **(
+                    {"temporal": {**config["temporal"], "frame_step": frame_step(train_rows)}}
+                    if model_config["kind"] == "temporal"
+                    else {}
+                ),
                 "input_size": size,
                 "mean": list(mean),
                 "std": list(std),
