@@ -72,6 +72,9 @@ stage "preprocessing: face boxes (MTCNN scale $DETECTOR_SCALE), crops, landmarks
 run "$PYTHON" -m preprocess.run_all --root-dir "$DATA_ROOT" --workers "${PREPROCESS_WORKERS:-2}" \
     --config "$PREPROCESS_CONFIG" --scale "$DETECTOR_SCALE"
 
+stage "inventory: counts, frame and face sizes, sample crops -> $WORK_DIR/inventory"
+run "$PYTHON" -m preprocess.inventory --root-dir "$DATA_ROOT" --out "$WORK_DIR/inventory"
+
 stage "training: one job per config:fold:seed ($TRAIN_JOBS) -> $WEIGHTS_DIR"
 run env JOBS="$TRAIN_JOBS" OUTPUT_DIR="$WEIGHTS_DIR" ./train.sh "$DATA_ROOT"
 runs=()

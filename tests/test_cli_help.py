@@ -28,6 +28,7 @@ STEPS = {
     "inference.app": "127.0.0.1",
     "inference.timeliness": "timeliness.json",
     "training.compare": "summary.json",
+    "preprocess.inventory": "inventory.json",
 }
 
 
