@@ -49,7 +49,7 @@ from inference.predict import cpu_precision, load_members
 from inference.runtime import RUNTIMES
 from preprocess import cli
 from preprocess.cli import InputError
-from preprocess.datasets import MEDIA_SUFFIXES
+from preprocess.datasets import MEDIA_SUFFIXES, media_files
 from preprocess.face_detector import RESOLUTION_RULE, default_device, scale_argument
 from preprocess.tracks import link_people
 from preprocess.video_io import VideoReadError, is_image
@@ -99,12 +99,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def media_files(paths: list[Path]) -> list[Path]:
+def files_to_judge(paths: list[Path]) -> list[Path]:
     """The files to judge: each file named, and the videos and photos of each folder named (sorted)."""
     files = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+            found = media_files(path, recursive=False)
             if not found:
                 raise InputError(f"{path}: no videos or photos ({', '.join(sorted(MEDIA_SUFFIXES))}) in this folder")
             files += found
@@ -300,7 +300,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     device = torch.device(args.device) if args.device else default_device()
     try:
-        files = media_files(args.paths)
+        files = files_to_judge(args.paths)
         choose_models(args)
         precision = cpu_precision(args, device)
         members = load_members(args, device, precision)

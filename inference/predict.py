@@ -49,7 +49,7 @@ from inference.faces import DetectionError, VideoFaces, extract_faces, inference
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
 from preprocess import cli
 from preprocess.cli import InputError
-from preprocess.datasets import MEDIA_SUFFIXES
+from preprocess.datasets import MEDIA_SUFFIXES, media_files
 from preprocess.face_detector import ORIGINAL_SCALE, FaceDetector, scale_argument
 from preprocess.io_utils import atomic_path, write_csv_atomic
 from preprocess.tracks import link_people
@@ -164,8 +164,7 @@ def list_videos(test_dir: Path, recursive: bool = False) -> list[Path]:
     """The videos and photos of `test_dir` (and of its subfolders, if `recursive`), sorted."""
     if not test_dir.is_dir():
         raise InputError(f"{test_dir}: not a folder")
-    files = test_dir.rglob("*") if recursive else test_dir.iterdir()
-    videos = sorted(p for p in files if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+    videos = media_files(test_dir, recursive)
     if not videos:
         raise InputError(f"{test_dir}: no videos or photos ({', '.join(sorted(MEDIA_SUFFIXES))}) in this folder")
     return videos

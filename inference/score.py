@@ -24,7 +24,7 @@ import numpy as np
 from inference.metrics import reliability_bins, score
 from preprocess import cli
 from preprocess.cli import InputError
-from preprocess.datasets import MEDIA_SUFFIXES
+from preprocess.datasets import media_files
 from preprocess.io_utils import atomic_path, write_json_atomic
 
 logger = logging.getLogger("inference.score")
@@ -49,9 +49,8 @@ def folder_labels(path: Path) -> dict[str, tuple[int, str | None]]:
     labels = {}
     for name, label in (("real", 0), ("fake", 1)):
         if (path / name).is_dir():
-            for file in sorted((path / name).rglob("*")):
-                if file.is_file() and file.suffix.lower() in MEDIA_SUFFIXES:
-                    labels[file.relative_to(path).as_posix()] = (label, name)
+            for file in media_files(path / name):
+                labels[file.relative_to(path).as_posix()] = (label, name)
     if not labels:
         raise ScoreError(f"{path}: no videos or photos under real/ or fake/")
     return labels

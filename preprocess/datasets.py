@@ -135,6 +135,14 @@ def read_dfdc(root: Path) -> list[VideoRecord]:
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
+
+
+def media_files(folder: Path, recursive: bool = True) -> list[Path]:
+    """The videos and photos in `folder` (and its subfolders if `recursive`), sorted."""
+    files = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
+    return sorted(p for p in files if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+
+
 FFPP_FAKE = re.compile(r"^(?P<target>\d+)_(?P<source>\d+)$")
 FFPP_DFD_FAKE = re.compile(r"^(?P<actors>\d+)_\d+__(?P<scene>.+)__[A-Za-z0-9]+$")  # DeepFakeDetection
 CSV_REQUIRED = {"path", "label"}
@@ -243,7 +251,7 @@ def read_folders(root: Path) -> list[VideoRecord]:
         folder = root / label_name
         if not folder.is_dir():
             continue
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES):
+        for path in media_files(folder):
             video = relative_id(root, path)
             records.append(VideoRecord(video, path, label, None, video, label_name))
     if not records:
@@ -272,7 +280,7 @@ def read_splits(root: Path) -> list[VideoRecord]:
         for label_name, label in (("real", REAL), ("fake", FAKE)):
             folder = base / split / label_name
             if folder.is_dir():
-                for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES):
+                for path in media_files(folder):
                     video = relative_id(base, path)
                     records.append(VideoRecord(video, path, label, None, video, label_name, split))
     if not records:
