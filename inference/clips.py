@@ -10,6 +10,8 @@ aggregates the clips (per track with --per-person), as a frame model aggregates 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -32,8 +34,15 @@ def clip_windows(frame_count: int, length: int, step: int, clips: int) -> list[l
     return [[min(start + k * step, frame_count - 1) for k in range(length)] for start in starts]
 
 
-def track_clips(faces: VideoFaces, windows: list[list[int]]) -> list[tuple[int, list[np.ndarray]]]:
-    """(track, its T crops) for each track seen in each window."""
+@dataclass(frozen=True)
+class Clip:
+    track: int
+    crops: list[np.ndarray]
+    last_frame: int  # the window's last frame: the clip is known once the video has played to it
+
+
+def track_clips(faces: VideoFaces, windows: list[list[int]]) -> list[Clip]:
+    """A clip for each track seen in each window."""
     people = link_people(faces.boxes_by_frame())
     crop_of: dict[tuple[int, int], int] = {}
     position = 0
@@ -46,7 +55,7 @@ def track_clips(faces: VideoFaces, windows: list[list[int]]) -> list[tuple[int, 
         for person in sorted({p for (frame, p) in crop_of if frame in window}):
             seen = [(k, crop_of[(frame, person)]) for k, frame in enumerate(window) if (frame, person) in crop_of]
             nearest = [min(seen, key=lambda item: abs(item[0] - k))[1] for k in range(len(window))]
-            clips.append((person, [faces.crops[index] for index in nearest]))
+            clips.append(Clip(person, [faces.crops[index] for index in nearest], window[-1]))
     return clips
 
 

@@ -46,7 +46,7 @@ class VideoFaces:
     boxes: list[list[float]] = field(default_factory=list)
     found: list[str] = field(default_factory=list)  # how each box was found: detected, retried, interpolated
     seconds: dict[str, float] = field(default_factory=dict)  # decode and detect
-    # for temporal members: {(clip length, frame step): [(track, its crops), ...]} (inference/clips.py)
+    # for temporal members: {(clip length, frame step): [Clip, ...]} (inference/clips.py)
     clips: dict[tuple[int, int], list] = field(default_factory=dict)
 
     def details(self) -> dict:

@@ -232,12 +232,12 @@ def score_videos(
         scores = []
         for member, probabilities in zip(members, per_model, strict=True):
             if member.clip:  # a temporal member scores clips of one track, not faces
-                tracks_and_clips = faces.clips.get(member.clip, [])
-                if not tracks_and_clips:
+                clips = faces.clips.get(member.clip, [])
+                if not clips:
                     scores.append(args.default_score)
                     continue
-                mine = clip_probabilities(member, [clip for _, clip in tracks_and_clips], device)
-                people_of = [track for track, _ in tracks_and_clips] if args.per_person else None
+                mine = clip_probabilities(member, [clip.crops for clip in clips], device)
+                people_of = [clip.track for clip in clips] if args.per_person else None
             else:
                 mine, people_of = probabilities[bounds[index] : bounds[index + 1]], people
             scores.append(float(per_person(mine, people_of, strategy) if people_of else strategy(mine)))

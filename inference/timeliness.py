@@ -5,7 +5,8 @@
 Each video is read as inference.predict reads it (32 evenly spaced frames, MTCNN, every face
 scored by every model), then judged again on the faces of its first k sampled frames, for
 k = 1, 2, 4, 8, 16 and 32 (`--steps`): per model the frames aggregated (`confident`), the models
-averaged by weight; a video with no face yet gets --default-score. For each k it reports the log
+averaged by weight; a video with no face yet gets --default-score. A temporal model counts the
+clips whose last frame has been seen (inference/clips.py). For each k it reports the log
 loss, ROC AUC and accuracy over the videos and the seconds of video seen (up to the end of the
 k-th sampled frame, averaged over the videos); per video, the first k from which its decision
 (FAKE above 0.5) is right and stays right (`first_right_frames`, null if it never settles).
@@ -24,8 +25,9 @@ import torch
 from tqdm import tqdm
 
 from inference.aggregate import STRATEGIES
-from inference.ensemble import Member, face_probabilities, refuse_temporal
-from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
+from inference.clips import clip_probabilities, extract_clips
+from inference.ensemble import Member, face_probabilities
+from inference.faces import DetectionError, extract_faces, inference_detector
 from inference.metrics import score
 from inference.predict import cpu_precision, list_videos, load_members
 from inference.runtime import RUNTIMES
@@ -68,24 +70,26 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def scores_by_prefix(
-    faces: VideoFaces,
-    per_model: list[np.ndarray],
+    per_model: list[tuple[np.ndarray, np.ndarray]],
     weights: list[float],
-    steps: list[int],
+    cutoffs: list[int],
     strategy: str,
     default: float,
 ) -> list[float]:
-    """The video's score on the faces of its first k sampled frames, for each k of `steps`."""
+    """The video's score on what each model had seen by each cutoff frame: per model, its
+    probabilities and the frame each one became known at (a face's frame, a clip's last frame);
+    a model with nothing yet counts as `default`."""
     aggregate = STRATEGIES[strategy]
-    face_frames = np.asarray(faces.face_frames)
     scores = []
-    for k in steps:
-        seen = set(faces.frame_indices[:k])
-        mine = np.asarray([frame in seen for frame in face_frames], bool)
-        if not mine.any():
+    for cutoff in cutoffs:
+        per_member = []
+        for probabilities, frames in per_model:
+            seen = np.asarray(frames) <= cutoff
+            per_member.append(aggregate(probabilities[seen]) if seen.any() else None)
+        if all(score is None for score in per_member):
             scores.append(default)
             continue
-        scores.append(float(np.average([aggregate(p[mine]) for p in per_model], weights=weights)))
+        scores.append(float(np.average([default if s is None else s for s in per_member], weights=weights)))
     return scores
 
 
@@ -153,11 +157,23 @@ def judge_video(path: Path, detector, members: list[Member], args, device: torch
     except (VideoReadError, DetectionError) as error:
         logger.warning("%s: %s; scored %.2f at every k", path.name, error, args.default_score)
         return [args.default_score] * len(args.steps), [0.0] * len(args.steps)
-    per_model = [face_probabilities(member, faces.crops, device) for member in members]
-    weights = [member.weight for member in members]
-    scores = scores_by_prefix(faces, per_model, weights, args.steps, args.strategy, args.default_score)
-    fps = probe_video(path).fps or 30.0
+    info = probe_video(path)
+    per_model = []
+    for member in members:
+        if member.clip:  # a temporal member's clips, each known at its window's last frame
+            length, step = member.clip
+            clips = extract_clips(
+                path, detector, info.frame_count, length, step, max(1, args.frames // length), not args.no_recall_boost
+            )
+            probabilities = clip_probabilities(member, [clip.crops for clip in clips], device)
+            per_model.append((probabilities, np.asarray([clip.last_frame for clip in clips])))
+        else:
+            per_model.append((face_probabilities(member, faces.crops, device), np.asarray(faces.face_frames)))
     sampled = faces.frame_indices
+    cutoffs = [sampled[min(k, len(sampled)) - 1] for k in args.steps]
+    weights = [member.weight for member in members]
+    scores = scores_by_prefix(per_model, weights, cutoffs, args.strategy, args.default_score)
+    fps = info.fps or 30.0
     # seen after the k-th sampled frame: up to the end of that frame
     seconds = [(sampled[min(k, len(sampled)) - 1] + 1) / fps for k in args.steps]
     return scores, [round(s, 3) for s in seconds]
@@ -173,7 +189,6 @@ def main(argv=None) -> int:
     if not videos:
         raise cli.InputError(f"{args.labels}: labels none of the videos of {args.test_dir}")
     members = load_members(args, device, cpu_precision(args, device))
-    refuse_temporal(members, "inference.timeliness")
     detector = inference_detector(args.detector_scale, device)
     rows = []
     for path in tqdm(videos, desc="videos", unit="video"):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from inference import predict
+from inference import predict, timeliness
 from inference.clips import clip_windows as inference_windows
 from preprocess.tracks import frame_tracks
 from preprocess.video_io import probe_video
@@ -139,6 +139,12 @@ def test_predict_scores_with_a_temporal_model_alone_and_in_a_mixed_ensemble(demo
         assert row["error"] is None and row["clips"] == {"3x10": len(windows)} and windows, "one track a window"
     for video, mixed in scores["mixed"].items():
         assert mixed == pytest.approx((scores["temporal"][video] + scores["frame"][video]) / 2, abs=1e-5)
+    labels = demo_world / "test_videos" / "labels.csv"
+    models = ["--models", str(temporal_checkpoint), str(frame)]
+    assert timeliness.main([*common, *models, "--labels", str(labels), "--out", str(tmp_path / "timely")]) == 0
+    early = json.loads((tmp_path / "timely" / "timeliness.json").read_text())
+    for row in early["per_video"]:
+        assert row["scores"][-1] == pytest.approx(scores["mixed"][row["filename"]], abs=1e-5), "k = 32: all clips"
     assert all(set(row["model_scores"]) == {temporal_checkpoint.name, "frame.pt"} for row in details["mixed"])
 
 

@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from inference import predict, timeliness
-from inference.faces import VideoFaces
 from inference.timeliness import first_right_step, scores_by_prefix
 from tests.conftest import save_tiny_checkpoint
 
 
-def test_each_k_sees_only_the_faces_of_the_first_k_sampled_frames():
-    faces = VideoFaces(Path("v.mp4"), [0, 10, 20, 30])
-    faces.face_frames = [10, 30, 30]
-    per_model = [np.array([0.2, 0.8, 0.6]), np.array([0.4, 0.6, 1.0])]
-    scores = scores_by_prefix(faces, per_model, [1.0, 1.0], [1, 2, 4], "mean", default=0.5)
-    assert scores == pytest.approx([0.5, (0.2 + 0.4) / 2, ((0.2 + 0.8 + 0.6) / 3 + (0.4 + 0.6 + 1.0) / 3) / 2])
+def test_each_k_sees_only_what_each_model_had_seen_by_then():
+    faces_model = (np.array([0.2, 0.8, 0.6]), np.array([10, 30, 30]))  # faces of frames 10, 30, 30
+    clips_model = (np.array([0.9, 0.3]), np.array([25, 40]))  # clips known at their last frames
+    scores = scores_by_prefix([faces_model, clips_model], [1.0, 3.0], [0, 10, 30, 40], "mean", default=0.5)
+    assert scores == pytest.approx(
+        [0.5, (0.2 + 3 * 0.5) / 4, (np.mean([0.2, 0.8, 0.6]) + 3 * 0.9) / 4, (np.mean([0.2, 0.8, 0.6]) + 3 * 0.6) / 4]
+    ), "nothing yet: the default; a model with nothing yet counts as the default"
 
 
 def test_the_first_right_k_is_where_the_decision_settles():
