@@ -25,7 +25,6 @@ import cv2
 import torch
 
 from inference.detect import choose_models, examine
-from inference.ensemble import refuse_temporal
 from inference.faces import inference_detector
 from inference.predict import cpu_precision, load_members
 from inference.runtime import RUNTIMES
@@ -77,7 +76,6 @@ class Judge:
         choose_models(args)
         precision = cpu_precision(args, self.device)
         self.members = load_members(args, self.device, precision)
-        refuse_temporal(self.members, "inference.app")
         self.amp_dtype = (
             torch.float16 if self.device.type == "cuda" else torch.bfloat16 if precision == "bf16" else None
         )

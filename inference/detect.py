@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from inference.aggregate import STRATEGIES
-from inference.ensemble import Member, face_probabilities, refuse_temporal
+from inference.clips import clip_probabilities, extract_clips
+from inference.ensemble import Member, face_probabilities
 from inference.explain import explain, write_report
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.predict import cpu_precision, load_members
@@ -52,7 +53,7 @@ from preprocess.cli import InputError
 from preprocess.datasets import MEDIA_SUFFIXES, media_files
 from preprocess.face_detector import RESOLUTION_RULE, default_device, scale_argument
 from preprocess.tracks import link_people
-from preprocess.video_io import VideoReadError, is_image
+from preprocess.video_io import VideoReadError, is_image, probe_video
 
 logger = logging.getLogger("inference.detect")
 
@@ -172,14 +173,20 @@ def judgement(
     strategy: str,
     threshold: float,
     by_person: bool = False,
+    clip_scores: list[tuple[Member, np.ndarray]] = (),
 ) -> dict:
     """The JSON document of one judged file: probability and verdict, each model's score, each
-    person's score and track, each sampled frame's probability (its most fake face)."""
+    person's score and track, each sampled frame's probability (its most fake face). `members`
+    and `per_model` are the frame models and their face probabilities; `clip_scores` the temporal
+    models and their clip probabilities: they count in the probability and the models' list, the
+    per-face views (people, frames) come from the frame models (null without any)."""
     aggregate, weights = STRATEGIES[strategy], [member.weight for member in members]
     people = np.asarray([person for frame in link_people(faces.boxes_by_frame()) for person in frame])
-    face_probability = ensemble_face_probabilities(per_model, members)
+    face_probability = ensemble_face_probabilities(per_model, members) if per_model else [None] * len(people)
 
-    def score(selected: np.ndarray) -> float:
+    def score(selected: np.ndarray) -> float | None:
+        if not per_model:
+            return None
         return float(np.average([aggregate(p[selected]) for p in per_model], weights=weights))
 
     everyone = np.ones(len(people), bool)
@@ -190,24 +197,28 @@ def judgement(
             {
                 "frame": faces.face_frames[i],
                 "box": _rounded(faces.boxes[i], 1),
-                "probability": _rounded([face_probability[i]])[0],
+                "probability": None if face_probability[i] is None else _rounded([face_probability[i]])[0],
             }
             for i in mine
         ]
         persons.append(
             {
                 "person": int(person),
-                "probability": round(score(people == person), 4),
+                "probability": None if not per_model else round(score(people == person), 4),
                 "faces": len(mine),
                 "track": track,
             }
         )
-    probability = max(p["probability"] for p in persons) if by_person else score(everyone)
+    frame_part = max(p["probability"] for p in persons) if by_person and per_model else score(everyone)
+    temporal = [(m, float(aggregate(p)) if len(p) else 0.5) for m, p in clip_scores]  # as predict: none -> 0.5
+    parts = ([(frame_part, sum(weights))] if per_model else []) + [(s, m.weight) for m, s in temporal]
+    probability = np.average([s for s, _ in parts], weights=[w for _, w in parts])
     per_frame = []
     for index in faces.frame_indices:
         mine = [face_probability[i] for i, frame in enumerate(faces.face_frames) if frame == index]
+        known = [p for p in mine if p is not None]
         per_frame.append(
-            {"frame": index, "faces": len(mine), "probability": round(float(max(mine)), 4) if mine else None}
+            {"frame": index, "faces": len(mine), "probability": round(float(max(known)), 4) if known else None}
         )
     details = faces.details()
     return {
@@ -226,6 +237,17 @@ def judgement(
                 "score": round(float(aggregate(p)), 4),
             }
             for m, p in zip(members, per_model, strict=True)
+        ]
+        + [
+            {
+                "name": m.name,
+                "encoder": m.encoder,
+                "input_size": m.input_size,
+                "weight": m.weight,
+                "score": round(s, 4),
+                "clips": len(p),
+            }
+            for (m, p), (_, s) in zip(clip_scores, temporal, strict=True)
         ],
         "people": persons,
         "frames": {
@@ -278,21 +300,36 @@ def examine(
     except (VideoReadError, DetectionError) as error:
         return failure(path, "detect" if isinstance(error, DetectionError) else "decode", error)
     classify_started = time.perf_counter()
+    frame_members = [m for m in members if not m.clip]
     try:
-        per_model = [face_probabilities(m, faces.crops, device, amp_dtype=amp_dtype) for m in members]
+        per_model = [face_probabilities(m, faces.crops, device, amp_dtype=amp_dtype) for m in frame_members]
+        clip_scores = [(m, temporal_probabilities(m, path, detector, args, device)) for m in members if m.clip]
     except RuntimeError as error:
         return failure(path, "classify", error)
-    document = judgement(path, faces, per_model, members, args.strategy, args.threshold, args.per_person)
+    document = judgement(
+        path, faces, per_model, frame_members, args.strategy, args.threshold, args.per_person, clip_scores
+    )
     seconds = {
         **faces.seconds,
         "classify": time.perf_counter() - classify_started,
         "total": time.perf_counter() - started,
     }
     document["seconds"] = {key: round(value, 3) for key, value in seconds.items()}
-    if args.explain:
-        face_probability = ensemble_face_probabilities(per_model, members)
-        document["explanation"] = explain(document, faces, face_probability, members, device, args.explain, folder_name)
+    if args.explain and frame_members:  # heatmaps of faces: the frame models'
+        face_probability = ensemble_face_probabilities(per_model, frame_members)
+        document["explanation"] = explain(
+            document, faces, face_probability, frame_members, device, args.explain, folder_name
+        )
     return document
+
+
+def temporal_probabilities(member: Member, path: Path, detector, args, device: torch.device) -> np.ndarray:
+    """A temporal member's probability of each clip of the file (inference/clips.py)."""
+    length, step = member.clip
+    frame_count = probe_video(path).frame_count
+    windows = max(1, args.frames // length)
+    clips = extract_clips(path, detector, frame_count, length, step, windows, not args.no_recall_boost)
+    return clip_probabilities(member, [clip.crops for clip in clips], device)
 
 
 def main(argv=None) -> int:
@@ -304,7 +341,6 @@ def main(argv=None) -> int:
         choose_models(args)
         precision = cpu_precision(args, device)
         members = load_members(args, device, precision)
-        refuse_temporal(members, "inference.detect")
     except cli.BAD_INPUT as error:
         return cli.fail(error)
     amp_dtype = (

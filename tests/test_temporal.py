@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from inference import predict, timeliness
+from inference import detect, predict, timeliness
 from inference.clips import clip_windows as inference_windows
 from preprocess.tracks import frame_tracks
 from preprocess.video_io import probe_video
@@ -148,11 +148,23 @@ def test_predict_scores_with_a_temporal_model_alone_and_in_a_mixed_ensemble(demo
     assert all(set(row["model_scores"]) == {temporal_checkpoint.name, "frame.pt"} for row in details["mixed"])
 
 
-def test_commands_that_score_faces_one_by_one_refuse_a_temporal_model(temporal_checkpoint, tmp_path, capsys):
-    from inference import detect
-    from preprocess import cli
-
-    photo = tmp_path / "photo.png"
-    photo.write_bytes(b"")  # never read: the models are refused first
-    assert cli.run(detect.main, [str(photo), "--models", str(temporal_checkpoint), "--runtime", "torch"]) == 2
-    assert "a temporal model (clips of 3 crops); inference.detect scores frame models only" in capsys.readouterr().err
+def test_detect_judges_with_a_temporal_model_alone_and_mixed_as_predict_does(
+    demo_world, temporal_checkpoint, tmp_path, capsys
+):
+    video = sorted((demo_world / "test_videos").glob("*.mp4"))[0]
+    frame = save_tiny_checkpoint(tmp_path / "frame.pt")
+    common = ["--detector-scale", "rule", "--runtime", "torch"]
+    for models in ([temporal_checkpoint], [temporal_checkpoint, frame]):
+        assert detect.main([str(video), "--models", *map(str, models), *common, "--json"]) == 0
+        document = json.loads(capsys.readouterr().out)
+        out = tmp_path / f"predict_{len(models)}"
+        predict.main(["--test-dir", str(video.parent), "--models", *map(str, models), *common, "--output", str(out)])
+        with open(out, newline="") as handle:
+            expected = {row["filename"]: float(row["label"]) for row in csv.DictReader(handle)}[video.name]
+        assert document["probability"] == pytest.approx(expected, abs=1e-4)
+        temporal_entry = next(m for m in document["models"] if m["name"] == temporal_checkpoint.name)
+        assert temporal_entry["clips"] > 0
+        alone = len(models) == 1
+        assert all((f["probability"] is None) == alone for f in document["per_frame"] if f["faces"]), (
+            "per-frame views come from frame models"
+        )
