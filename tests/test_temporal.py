@@ -63,6 +63,13 @@ def test_every_crop_of_a_clip_is_transformed_alike(crop_data):
         assert clip.shape == (4, 3, 32, 32)
         assert all(torch.equal(clip[0], frame) for frame in clip[1:]), "one transform for the whole clip"
     assert not all(torch.equal(outputs[0], other) for other in outputs[1:]), "yet a new one each epoch"
+    own_cutouts = ClipDataset(crop_data, same_crop, True, 32, (0.5,) * 3, (0.25,) * 3, length=4, clip_cutouts=False)
+    differing = 0
+    for epoch in range(6):
+        own_cutouts.reset(epoch, seed=3)
+        clip = own_cutouts[0]["image"]
+        differing += not all(torch.equal(clip[0], frame) for frame in clip[1:])
+    assert differing, "clip_cutouts false: each crop draws its own cutout"
     noisy = ClipDataset(crop_data, same_crop, True, 32, (0.5,) * 3, (0.25,) * 3, length=4, frame_noise=0.1)
     noisy.reset(0, seed=3)
     clip = noisy[0]["image"]

@@ -31,6 +31,7 @@ DEFAULTS: dict = {
         "encoder_checkpoint": None,  # a frame checkpoint of ours (or the original's) to start the encoder from
         "freeze_encoder": False,
         "frame_noise": 0.0,  # std of Gaussian noise added to each crop of a clip on its own (normalised units)
+        "clip_cutouts": True,  # one cutout choice for the whole clip; false: each crop its own
     },
     "data": {
         "batch_size": 12,

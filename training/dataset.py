@@ -114,9 +114,10 @@ class CropDataset(Dataset):
             "replaced": replaced,
         }
 
-    def augmented(self, row, seed: int) -> tuple[np.ndarray, float]:
-        """The crop of `row` read and, in training, cut out and transformed by the random state
-        `seed` (the same seed, the same transform); and its label (smoothed in training)."""
+    def augmented(self, row, seed: int, cutout_seed: int | None = None) -> tuple[np.ndarray, float]:
+        """The crop of `row` read and, in training, cut out (by `cutout_seed`, default `seed`) and
+        transformed by the random state `seed` (the same seed, the same transform); and its
+        label (smoothed in training)."""
         path = crops_dir(self.data_dir, row["video"]) / row["file"]
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
@@ -132,7 +133,8 @@ class CropDataset(Dataset):
             if self.cutouts:
                 landmarks_path = landmarks_dir(self.data_dir, row["original"]) / f"{stem}.npy"
                 landmarks = np.load(landmarks_path) if landmarks_path.exists() else None
-                image, diff = apply_cutouts(image, diff, landmarks, label > 0.5, random.Random(seed))
+                cutout_rng = random.Random(seed if cutout_seed is None else cutout_seed)
+                image, diff = apply_cutouts(image, diff, landmarks, label > 0.5, cutout_rng)
             self.transforms.set_random_seed(seed)
             label = float(np.clip(label, self.label_smoothing, 1 - self.label_smoothing))
         return self.transforms(image=image, mask=diff)["image"], label

@@ -9,8 +9,9 @@ models' loop, loss, sampling, fold split, amp, DDP, resume and checkpoints: only
 the dataset differ.
 
 A clip is augmented as one: every crop of it gets the same geometric and colour transform and
-the same cutout choice (the random state is the clip's, not the frame's), and, if asked
-(`temporal.frame_noise`), its own Gaussian noise on top.
+the same cutout choice (the random state is the clip's, not the frame's; `temporal.clip_cutouts:
+false` draws each crop's cutout on its own), and, if asked (`temporal.frame_noise`), its own
+Gaussian noise on top.
 """
 
 from __future__ import annotations
@@ -149,12 +150,13 @@ class ClipDataset(torch.utils.data.Dataset):
         label_smoothing: float = 0.01,
         cutouts: bool = True,
         frame_noise: float = 0.0,
+        clip_cutouts: bool = True,
     ):
         if "track" not in rows.columns:
             raise ValueError("folds.csv has no `track` column: run python -m preprocess.folds again")
         self.rows = rows.reset_index(drop=True)
         self.crops = CropDataset(data_dir, self.rows, train, size, mean, std, label_smoothing, cutouts)
-        self.train, self.length, self.frame_noise = train, length, frame_noise
+        self.train, self.length, self.frame_noise, self.clip_cutouts = train, length, frame_noise, clip_cutouts
         self.clips = clip_windows(self.rows, length, stride=1 if train else length)
         self.samples = self.clips
         self.epoch_seed = 0
@@ -190,7 +192,10 @@ class ClipDataset(torch.utils.data.Dataset):
     def _clip(self, index: int, replaced: int) -> dict:
         clip = self.samples[index]
         seed = self.clip_seed(index)  # one random state for every crop of the clip
-        frames = [self.crops.augmented(self.rows.iloc[position], seed) for position in clip]
+        frames = [
+            self.crops.augmented(self.rows.iloc[position], seed, None if self.clip_cutouts else seed + 1 + k)
+            for k, position in enumerate(clip)
+        ]
         images = torch.stack([to_tensor(image, self.crops.mean, self.crops.std) for image, _ in frames])
         if self.train and self.frame_noise > 0:
             generator = torch.Generator().manual_seed(seed)

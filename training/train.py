@@ -120,7 +120,9 @@ def make_datasets(config: dict, data_dir: Path, train_rows, val_rows, size: int,
         length, noise = temporal["clip_length"], temporal["frame_noise"]
         smoothing, cutouts = data["label_smoothing"], data["cutouts"]
         return (
-            ClipDataset(data_dir, train_rows, True, size, mean, std, length, smoothing, cutouts, noise),
+            ClipDataset(
+                data_dir, train_rows, True, size, mean, std, length, smoothing, cutouts, noise, temporal["clip_cutouts"]
+            ),
             ClipDataset(data_dir, val_rows, False, size, mean, std, length),
         )
     return (
