@@ -175,3 +175,26 @@ def test_detect_judges_with_a_temporal_model_alone_and_mixed_as_predict_does(
         assert all((f["probability"] is None) == alone for f in document["per_frame"] if f["faces"]), (
             "per-frame views come from frame models"
         )
+
+
+def test_folds_give_each_crop_its_track_and_a_fake_its_originals(tmp_path):
+    from preprocess.datasets import VideoRecord
+    from preprocess.folds import fold_rows
+
+    left, right = [10, 10, 50, 50], [200, 10, 240, 50]
+    (tmp_path / "boxes").mkdir()
+    (tmp_path / "boxes" / "orig.json").write_text(json.dumps({"0": [left, right], "10": [right, left]}))
+    for video in ("orig", "fake"):
+        folder = tmp_path / "crops" / video
+        folder.mkdir(parents=True)
+        for name in ("0_0.png", "0_1.png", "10_0.png", "10_1.png"):
+            (folder / name).write_bytes(b"")
+    records = [
+        VideoRecord("orig", tmp_path / "orig.mp4", 0, None, "orig", "part"),
+        VideoRecord("fake", tmp_path / "fake.mp4", 1, "orig", "orig", "part"),
+    ]
+    rows = fold_rows(records, {"orig": 0, "fake": 0}, tmp_path)
+    tracks = {(row["video"], row["file"]): row["track"] for row in rows}
+    expected = {"0_0.png": 0, "0_1.png": 1, "10_0.png": 1, "10_1.png": 0}  # the two people swap places in the list
+    assert tracks == {(video, name): track for video in ("fake", "orig") for name, track in expected.items()}
+    assert json.loads((tmp_path / "tracks" / "orig.json").read_text()) == {"0": [0, 1], "10": [1, 0]}
