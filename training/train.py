@@ -20,19 +20,18 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Sampler, Subset
 
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.io_utils import write_csv_atomic, write_json_atomic
+from training.builders import build_model, make_loaders
 from training.checkpoints import restore_rng_state, rng_state, save_checkpoint
 from training.config import apply_overrides, load_config, save_config
-from training.dataset import CropDataset, read_folds, split_folds
 from training.distributed import barrier, cleanup, init_distributed, is_main_process, replicas_in_sync
 from training.engine import train_one_epoch, validate
 from training.schedule import create_optimizer, lr_factor, resolve_max_iter, schedule_mismatch
-from training.temporal import ClipDataset, create_temporal_model, frame_step
-from training.zoo import create_model, encoder_spec, load_weights, normalization, read_checkpoint
+from training.temporal import frame_step
+from training.zoo import encoder_spec, load_weights, normalization, read_checkpoint
 
 logger = logging.getLogger("training.train")
 
@@ -86,73 +85,6 @@ def resolve_config(args: argparse.Namespace) -> dict:
         if value is not None:
             config[section][key] = value
     return apply_overrides(config, args.set)
-
-
-class RankShare(Sampler[int]):
-    """This rank's share of the training set as it stands: every `world`-th sample from `rank` on.
-
-    The dataset draws and shuffles each epoch's samples from (seed, epoch) alone, so every rank
-    holds the same list and the shares are disjoint and new each epoch; no shuffling of its own.
-    The share is taken when iterated, so it follows the epoch's length (torch's DistributedSampler
-    fixes the length when built, and would pad a resized epoch with repeated samples). The last
-    `len % world` samples of an epoch are left out, never repeated.
-    """
-
-    def __init__(self, dataset: CropDataset, world: int, rank: int):
-        self.dataset, self.world, self.rank = dataset, world, rank
-
-    def __len__(self) -> int:
-        return len(self.dataset) // self.world
-
-    def __iter__(self):
-        return iter(range(self.rank, len(self) * self.world, self.world))
-
-
-def train_sampler(dataset: CropDataset, world: int, rank: int) -> RankShare | None:
-    return RankShare(dataset, world, rank) if world > 1 else None
-
-
-def make_datasets(config: dict, data_dir: Path, train_rows, val_rows, size: int, mean, std):
-    """Crops for a frame model; clips of one track's crops for a temporal one."""
-    data = config["data"]
-    if config["model"]["kind"] == "temporal":
-        temporal = config["temporal"]
-        length, noise = temporal["clip_length"], temporal["frame_noise"]
-        smoothing, cutouts = data["label_smoothing"], data["cutouts"]
-        return (
-            ClipDataset(
-                data_dir, train_rows, True, size, mean, std, length, smoothing, cutouts, noise, temporal["clip_cutouts"]
-            ),
-            ClipDataset(data_dir, val_rows, False, size, mean, std, length),
-        )
-    return (
-        CropDataset(data_dir, train_rows, True, size, mean, std, data["label_smoothing"], data["cutouts"]),
-        CropDataset(data_dir, val_rows, False, size, mean, std, val_frame_modulo=data["val_frame_modulo"]),
-    )
-
-
-def build_model(config: dict) -> torch.nn.Module:
-    """The frame classifier, or the temporal one, of a resolved config."""
-    model = config["model"]
-    if model["kind"] == "temporal":
-        return create_temporal_model(model, config["temporal"])
-    if model["kind"] != "frame":
-        raise InputError(f"model.kind must be frame or temporal, got {model['kind']!r}")
-    return create_model(
-        model["encoder"], model["pretrained"], model["pretrained_file"], model["dropout"], model["drop_path_rate"]
-    )
-
-
-def make_loaders(config: dict, data_dir: Path, folds_csv: Path, fold: int, size: int, mean, std, world, rank):
-    train_rows, val_rows = split_folds(read_folds(folds_csv), fold)
-    data = config["data"]
-    train_set, val_set = make_datasets(config, data_dir, train_rows, val_rows, size, mean, std)
-    sampler = train_sampler(train_set, world, rank)
-    common = {"num_workers": data["num_workers"], "pin_memory": torch.cuda.is_available()}
-    train_loader = DataLoader(train_set, data["batch_size"], sampler=sampler, shuffle=False, drop_last=True, **common)
-    val_subset = Subset(val_set, range(rank, len(val_set), world))
-    val_loader = DataLoader(val_subset, data["val_batch_size"], shuffle=False, **common)
-    return train_set, train_loader, val_loader, train_rows
 
 
 def schedule_lambdas(config: dict, iterations_per_epoch: int, plateau: dict):
