@@ -26,8 +26,7 @@ import torch
 
 from inference.detect import choose_models, examine
 from inference.faces import inference_detector
-from inference.predict import cpu_precision, load_members
-from inference.runtime import RUNTIMES
+from inference.predict import add_model_arguments, autocast_dtype, cpu_precision, load_members
 from preprocess import cli
 from preprocess.datasets import MEDIA_SUFFIXES
 from preprocess.face_detector import RESOLUTION_RULE, default_device
@@ -46,19 +45,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m inference.app", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", type=Path, nargs="*", default=[], help="checkpoints (equal weights)")
-    parser.add_argument("--ensemble", help="ensemble YAML, or the name of fetched released weights (original)")
-    parser.add_argument("--encoder", help="encoder of bare --models checkpoints")
-    parser.add_argument("--size", type=int, help="input size of bare --models checkpoints")
+    add_model_arguments(parser)
     parser.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (7860)")
     parser.add_argument("--max-mb", type=float, default=200.0, help="largest upload in MB (200)")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="longest video in seconds (600)")
     parser.add_argument(
         "--threshold", type=float, default=0.5, help="FAKE above this probability (0.5), as inference.score counts"
     )
-    parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what runs the classifiers (auto)")
-    parser.add_argument("--runtime-cache", type=Path, default=None, help="exported models for openvino")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
     parser.add_argument("--fast", action="store_true", help="inference.predict's fast mode")
     args = parser.parse_args(argv)
     # what inference.detect's judging reads, at its defaults
@@ -76,9 +69,7 @@ class Judge:
         choose_models(args)
         precision = cpu_precision(args, self.device)
         self.members = load_members(args, self.device, precision)
-        self.amp_dtype = (
-            torch.float16 if self.device.type == "cuda" else torch.bfloat16 if precision == "bf16" else None
-        )
+        self.amp_dtype = autocast_dtype(self.device, precision)
         self.detector = inference_detector(args.detector_scale, self.device, args.fast)
 
     def refusal(self, path: Path) -> str | None:

@@ -18,7 +18,7 @@ import torch
 from inference.ensemble import Member, face_batch
 from inference.faces import NoFaceError, VideoFaces, crop_faces
 from preprocess.tracks import link_people
-from preprocess.video_io import iter_frames
+from preprocess.video_io import iter_frames, probe_video
 
 
 def clip_windows(frame_count: int, length: int, step: int, clips: int) -> list[list[int]]:
@@ -59,9 +59,13 @@ def track_clips(faces: VideoFaces, windows: list[list[int]]) -> list[Clip]:
     return clips
 
 
-def extract_clips(path, detector, frame_count: int, length: int, step: int, clips: int, recall: bool, backend="opencv"):
-    """The clips of a video for a temporal member of clip length `length` trained `step` frames apart."""
-    windows = clip_windows(frame_count, length, step, clips)
+def extract_clips(
+    path, detector, clip: tuple[int, int], frames: int, recall: bool, backend: str = "opencv"
+) -> list[Clip]:
+    """The clips of a video for a temporal member whose clips are `clip` = (length, step): as many
+    windows as `frames` sampled frames hold (at least one)."""
+    length, step = clip
+    windows = clip_windows(probe_video(path).frame_count, length, step, max(1, frames // length))
     indices = sorted({frame for window in windows for frame in window})
     decoded = dict(iter_frames(path, indices, backend))
     try:

@@ -46,14 +46,13 @@ from inference.clips import clip_probabilities, extract_clips
 from inference.ensemble import Member, face_probabilities
 from inference.explain import explain, write_report
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
-from inference.predict import cpu_precision, load_members
-from inference.runtime import RUNTIMES
+from inference.predict import add_model_arguments, autocast_dtype, cpu_precision, load_members
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.datasets import MEDIA_SUFFIXES, media_files
 from preprocess.face_detector import RESOLUTION_RULE, default_device, scale_argument
 from preprocess.tracks import link_people
-from preprocess.video_io import VideoReadError, is_image, probe_video
+from preprocess.video_io import VideoReadError, is_image
 
 logger = logging.getLogger("inference.detect")
 
@@ -69,10 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m inference.detect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="videos, photos or folders of them")
-    parser.add_argument("--models", type=Path, nargs="*", default=[], help="checkpoints (equal weights)")
-    parser.add_argument("--ensemble", help="ensemble YAML, or the name of fetched released weights (original)")
-    parser.add_argument("--encoder", help="encoder of bare --models checkpoints (e.g. tf_efficientnet_b7_ns)")
-    parser.add_argument("--size", type=int, help="input size of bare --models checkpoints")
+    add_model_arguments(parser)
     parser.add_argument(
         "--threshold", type=float, default=0.5, help="FAKE above this probability (0.5), as inference.score counts"
     )
@@ -86,9 +82,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-recall-boost", action="store_true", help="no second try on frames without a face")
     parser.add_argument("--fast", action="store_true", help="inference.predict's fast mode")
     parser.add_argument("--cpu-bf16", action="store_true", help="bf16 classifiers where the CPU has it natively")
-    parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what runs the classifiers (auto)")
-    parser.add_argument("--runtime-cache", type=Path, default=None, help="exported models for openvino")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
     parser.add_argument("--fp32", action="store_true", help="no fp16 autocast on CUDA")
     parser.add_argument(
         "--explain",
@@ -325,10 +318,7 @@ def examine(
 
 def temporal_probabilities(member: Member, path: Path, detector, args, device: torch.device) -> np.ndarray:
     """A temporal member's probability of each clip of the file (inference/clips.py)."""
-    length, step = member.clip
-    frame_count = probe_video(path).frame_count
-    windows = max(1, args.frames // length)
-    clips = extract_clips(path, detector, frame_count, length, step, windows, not args.no_recall_boost)
+    clips = extract_clips(path, detector, member.clip, args.frames, not args.no_recall_boost)
     return clip_probabilities(member, [clip.crops for clip in clips], device)
 
 
@@ -343,9 +333,7 @@ def main(argv=None) -> int:
         members = load_members(args, device, precision)
     except cli.BAD_INPUT as error:
         return cli.fail(error)
-    amp_dtype = (
-        torch.float16 if device.type == "cuda" and not args.fp32 else torch.bfloat16 if precision == "bf16" else None
-    )
+    amp_dtype = autocast_dtype(device, precision, args.fp32)
     detector = inference_detector(args.detector_scale, device, args.fast)
     failed, documents = 0, []
     for path, folder_name in zip(files, explanation_folders(files), strict=True):

@@ -58,19 +58,44 @@ from training.zoo import CheckpointError
 logger = logging.getLogger("inference.predict")
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the models and what runs them (what `load_members` reads)."""
+    group = parser.add_argument_group("models")
+    group.add_argument("--models", type=Path, nargs="*", default=[], help="checkpoints (equal weights)")
+    group.add_argument(
+        "--ensemble",
+        help="YAML listing checkpoints, encoders, sizes and weights, or the name of released weights fetched by "
+        "inference.weights (original: the winning seven B7)",
+    )
+    group.add_argument("--encoder", help="encoder of bare --models checkpoints (e.g. tf_efficientnet_b7_ns)")
+    group.add_argument("--size", type=int, help="input size of bare --models checkpoints (default: the encoder's)")
+    group.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="what runs the classifiers: openvino (CPU, fp32, several times faster than PyTorch there, same "
+        "scores), torch, or auto (openvino on a CPU where installed; default)",
+    )
+    group.add_argument(
+        "--runtime-cache", type=Path, default=None, help=f"exported models for openvino (default {default_cache_dir()})"
+    )
+    group.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
+
+
+def autocast_dtype(device: torch.device, precision: str, fp32: bool = False) -> torch.dtype | None:
+    """PyTorch's autocast type: fp16 on CUDA (unless `fp32`), bf16 where `precision` says so, else
+    none. A member on OpenVINO was compiled in `precision` and ignores it."""
+    if device.type == "cuda":
+        return None if fp32 else torch.float16
+    return torch.bfloat16 if precision == "bf16" else None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m inference.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--test-dir", type=Path, required=True, help="folder of videos to score")
-    parser.add_argument("--models", type=Path, nargs="*", default=[], help="checkpoints (equal weights)")
-    parser.add_argument(
-        "--ensemble",
-        help="YAML listing checkpoints, encoders, sizes and weights, or the name of released weights fetched by "
-        "inference.weights (original: the winning seven B7)",
-    )
-    parser.add_argument("--encoder", help="encoder of bare --models checkpoints (e.g. tf_efficientnet_b7_ns)")
-    parser.add_argument("--size", type=int, help="input size of bare --models checkpoints (default: the encoder's)")
+    add_model_arguments(parser)
     parser.add_argument("--output", type=Path, default=Path("submission.csv"), help="default: submission.csv")
     parser.add_argument("--errors", type=Path, help="default: errors.csv next to the output")
     parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
@@ -109,23 +134,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "classifiers in bf16",
     )
     parser.add_argument("--default-score", type=float, default=0.5, help="score of a video that fails (0.5)")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
     parser.add_argument("--fp32", action="store_true", help="no fp16 autocast on CUDA")
     parser.add_argument(
         "--cpu-bf16",
         action="store_true",
         help="bf16 on the CPU, where the CPU computes it natively (AVX-512 BF16 or AMX); elsewhere it is emulated "
         "and slower, so fp32 runs and a warning says so. Scores move by about 1e-2",
-    )
-    parser.add_argument(
-        "--runtime",
-        choices=RUNTIMES,
-        default="auto",
-        help="what runs the classifiers: openvino (CPU, fp32, several times faster than PyTorch there, same "
-        "scores), torch, or auto (openvino on a CPU where installed; default)",
-    )
-    parser.add_argument(
-        "--runtime-cache", type=Path, default=None, help=f"exported models for openvino (default {default_cache_dir()})"
     )
     parser.add_argument(
         "--batch-size",
@@ -253,10 +267,7 @@ def predict(
 ) -> tuple[dict[str, float], list[dict], list[dict]]:
     """Scores, failures and details of the videos of this process's `share` (rank, world size):
     every world-size-th video from the rank on."""
-    # PyTorch's autocast; a member on OpenVINO was compiled in `precision` and ignores it.
-    amp_dtype = (
-        torch.float16 if device.type == "cuda" and not args.fp32 else torch.bfloat16 if precision == "bf16" else None
-    )
+    amp_dtype = autocast_dtype(device, precision, args.fp32)
     rank, world = share
     videos = list_videos(args.test_dir, args.recursive)[rank::world]
 

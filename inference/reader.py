@@ -14,7 +14,6 @@ import torch
 from inference.clips import extract_clips
 from inference.faces import VideoFaces, extract_faces, inference_detector
 from preprocess.face_detector import FaceDetector
-from preprocess.video_io import probe_video
 
 
 class FaceReader:
@@ -42,11 +41,9 @@ class FaceReader:
             faces_are_cropped=self.args.faces_are_cropped,
         )
         if self.clips:
-            frame_count = probe_video(path).frame_count
-            for length, step in sorted(self.clips):
-                windows = max(1, self.args.frames // length)
-                faces.clips[(length, step)] = extract_clips(
-                    path, self._detector(), frame_count, length, step, windows, recall, self.args.video_backend
+            for clip in sorted(self.clips):
+                faces.clips[clip] = extract_clips(
+                    path, self._detector(), clip, self.args.frames, recall, self.args.video_backend
                 )
         return faces
 

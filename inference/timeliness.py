@@ -29,8 +29,7 @@ from inference.clips import clip_probabilities, extract_clips
 from inference.ensemble import Member, face_probabilities
 from inference.faces import DetectionError, extract_faces, inference_detector
 from inference.metrics import score
-from inference.predict import cpu_precision, list_videos, load_members
-from inference.runtime import RUNTIMES
+from inference.predict import add_model_arguments, cpu_precision, list_videos, load_members
 from inference.score import read_labels
 from preprocess import cli
 from preprocess.face_detector import ORIGINAL_SCALE, default_device, scale_argument
@@ -49,19 +48,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--test-dir", type=Path, required=True, help="folder of videos")
     parser.add_argument("--labels", type=Path, required=True, help="labels.csv, metadata.json or a DFDC root")
     parser.add_argument("--out", type=Path, required=True, help="folder for timeliness.json and timeliness.png")
-    parser.add_argument("--models", type=Path, nargs="*", default=[], help="checkpoints (equal weights)")
-    parser.add_argument("--ensemble", help="ensemble YAML, or the name of fetched released weights (original)")
-    parser.add_argument("--encoder", help="encoder of bare --models checkpoints")
-    parser.add_argument("--size", type=int, help="input size of bare --models checkpoints")
+    add_model_arguments(parser)
     parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="numbers of frames k (1 2 4 ... 32)")
     parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (32)")
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="confident", help="frame aggregation")
     parser.add_argument("--detector-scale", type=scale_argument, default=ORIGINAL_SCALE, help="MTCNN scale (0.5)")
     parser.add_argument("--no-recall-boost", action="store_true", help="no second try on frames without a face")
     parser.add_argument("--default-score", type=float, default=0.5, help="score of a video with no face yet (0.5)")
-    parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what runs the classifiers (auto)")
-    parser.add_argument("--runtime-cache", type=Path, default=None, help="exported models for openvino")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
     args = parser.parse_args(argv)
     if not args.models and not args.ensemble:
         parser.error("give --models and/or --ensemble")
@@ -161,10 +154,7 @@ def judge_video(path: Path, detector, members: list[Member], args, device: torch
     per_model = []
     for member in members:
         if member.clip:  # a temporal member's clips, each known at its window's last frame
-            length, step = member.clip
-            clips = extract_clips(
-                path, detector, info.frame_count, length, step, max(1, args.frames // length), not args.no_recall_boost
-            )
+            clips = extract_clips(path, detector, member.clip, args.frames, not args.no_recall_boost)
             probabilities = clip_probabilities(member, [clip.crops for clip in clips], device)
             per_model.append((probabilities, np.asarray([clip.last_frame for clip in clips])))
         else:
