@@ -22,7 +22,9 @@ for small media and photos), with the recall boost on.
 Models: --models, or --ensemble (a YAML file, or `original`, the winning seven B7 once fetched
 by `python -m inference.weights fetch original`). Without either, the newest run's `_best`
 checkpoints in ./weights, else in ./work/weights (where ./run_all.sh puts the demo's), else the
-fetched `original` ensemble; the log says which.
+fetched `original` ensemble; the log says which. A temporal checkpoint counts with its clips'
+scores (inference/clips.py); people, per-frame probabilities and heatmaps come from the frame
+models of the ensemble.
 
 Exit status: 0 when every file was judged, 1 when some could not be (their errors are in the
 output), 2 on a usage problem (no models, an unreadable checkpoint).
