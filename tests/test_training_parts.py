@@ -50,6 +50,8 @@ def test_poly_and_cosine_schedules():
     assert lr_factor(50, 100, "poly") == pytest.approx(0.5**0.9)
     assert lr_factor(100, 100, "poly") == 0.0 and lr_factor(150, 100, "poly") == 0.0
     assert lr_factor(50, 100, "cosine", min_factor=0.1) == pytest.approx(0.55)
+    linear = [lr_factor(i, 100, "linear", decay_start=0.75) for i in (0, 75, 80, 90, 100)]
+    assert linear == pytest.approx([1.0, 1.0, 0.8, 0.4, 0.0])  # SBI: flat for 75 of 100 epochs, then to 0
     with pytest.raises(ValueError, match="unknown schedule"):
         lr_factor(0, 10, "steps")
 

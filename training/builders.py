@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from preprocess.cli import InputError
-from training.dataset import CropDataset, read_folds, split_folds
+from training.dataset import CropDataset, pair_collate, read_folds, split_folds
 from training.temporal import ClipDataset, create_temporal_model
 from training.zoo import create_model
 
@@ -42,6 +42,10 @@ def make_datasets(config: dict, data_dir: Path, train_rows, val_rows, size: int,
     """Crops for a frame model; clips of one track's crops for a temporal one."""
     data = config["data"]
     if config["model"]["kind"] == "temporal":
+        if data["fakes"] != "dataset":
+            raise InputError(
+                f"data.fakes: {data['fakes']} is for frame models; a temporal model trains on the dataset's fakes"
+            )
         temporal = config["temporal"]
         length, noise = temporal["clip_length"], temporal["frame_noise"]
         smoothing, cutouts = data["label_smoothing"], data["cutouts"]
@@ -51,8 +55,23 @@ def make_datasets(config: dict, data_dir: Path, train_rows, val_rows, size: int,
             ),
             ClipDataset(data_dir, val_rows, False, size, mean, std, length),
         )
+    try:
+        train_set = CropDataset(
+            data_dir,
+            train_rows,
+            True,
+            size,
+            mean,
+            std,
+            data["label_smoothing"],
+            data["cutouts"],
+            fakes=data["fakes"],
+            blend_share=data["blend_share"],
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from error
     return (
-        CropDataset(data_dir, train_rows, True, size, mean, std, data["label_smoothing"], data["cutouts"]),
+        train_set,
         CropDataset(data_dir, val_rows, False, size, mean, std, val_frame_modulo=data["val_frame_modulo"]),
     )
 
@@ -75,7 +94,15 @@ def make_loaders(config: dict, data_dir: Path, folds_csv: Path, fold: int, size:
     train_set, val_set = make_datasets(config, data_dir, train_rows, val_rows, size, mean, std)
     sampler = train_sampler(train_set, world, rank)
     common = {"num_workers": data["num_workers"], "pin_memory": torch.cuda.is_available()}
-    train_loader = DataLoader(train_set, data["batch_size"], sampler=sampler, shuffle=False, drop_last=True, **common)
+    per_item = getattr(train_set, "images_per_item", 1)
+    if data["batch_size"] % per_item:
+        raise InputError(
+            f"data.batch_size {data['batch_size']} must be even with data.fakes: blends (real + blend pairs)"
+        )
+    collate = {"collate_fn": pair_collate} if per_item == 2 else {}
+    train_loader = DataLoader(
+        train_set, data["batch_size"] // per_item, sampler=sampler, shuffle=False, drop_last=True, **common, **collate
+    )
     val_subset = Subset(val_set, range(rank, len(val_set), world))
     val_loader = DataLoader(val_subset, data["val_batch_size"], shuffle=False, **common)
     return train_set, train_loader, val_loader, train_rows

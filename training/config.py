@@ -40,6 +40,8 @@ DEFAULTS: dict = {
         "label_smoothing": 0.01,
         "cutouts": True,
         "val_frame_modulo": 20,  # validate on frames divisible by this (the recipe's speed-up)
+        "fakes": "dataset",  # dataset (the recipe), blends (reals + their self-blends only) or both
+        "blend_share": 0.5,  # fakes: both: the share of fake draws that are self-blends of reals
     },
     "optimizer": {
         "name": "sgd",  # sgd (nesterov) or adamw
@@ -50,10 +52,11 @@ DEFAULTS: dict = {
         "clip_grad_norm": 1.0,
     },
     "schedule": {
-        "name": "poly",  # poly (per iteration), cosine (per iteration) or constant
+        "name": "poly",  # poly, cosine, linear (flat, then down to 0 from decay_start) or constant; per iteration
         "max_iter": "auto",  # iterations to the end of the schedule; auto = epochs x batches actually run
         "power": 0.9,
         "min_lr": 0.0,  # cosine floor
+        "decay_start": 0.75,  # linear: the fraction of the schedule after which it decays
     },
     "training": {
         "epochs": 40,

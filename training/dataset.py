@@ -1,9 +1,15 @@
 """Face crops from folds.csv for training and validation.
 
-Training takes the crops of every fold but one and, each epoch, all real crops plus as many fake
-crops drawn afresh; validation takes the held-out fold (every `val_frame_modulo`-th frame). A
-crop that cannot be read is logged, counted and replaced by the next one, never a crash.
-Randomness depends only on (seed, epoch, index), so a resumed run sees the same samples.
+Training takes the crops of every fold but one and, each epoch, all real crops plus as many fakes
+drawn afresh; validation takes the held-out fold (every `val_frame_modulo`-th frame). Where the
+fakes come from is `data.fakes`:
+  dataset  the dataset's fakes (the recipe);
+  blends   none of them: each real crop comes with a self-blended fake of itself made on the fly
+           (training/blends.py), so every batch is half reals and half their blends;
+  both     the dataset's fakes, a `blend_share` of the fake draws replaced by blends of reals.
+A blend needs the real crop's landmarks; reals without them are not blended. A crop that cannot
+be read is logged, counted and replaced by the next one, never a crash. Randomness depends only
+on (seed, epoch, index), so a resumed run sees the same samples.
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ from torch.utils.data import Dataset
 
 from preprocess.outputs import crops_dir, diffs_dir, landmarks_dir
 from training.augment import apply_cutouts, train_transforms, val_transforms
+from training.blends import self_blend
 
 logger = logging.getLogger(__name__)
 
 FOLD_COLUMNS = ["video", "file", "label", "original", "frame", "fold"]
+FAKE_SOURCES = ("dataset", "blends", "both")
+BLEND_STREAM = 7  # the blend's random stream, apart from the transform's and the cutout's
 
 
 def read_folds(path: str | Path) -> pd.DataFrame:
@@ -43,13 +52,22 @@ def split_folds(folds: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, pd.DataFr
     return folds[folds["fold"] != fold].reset_index(drop=True), folds[folds["fold"] == fold].reset_index(drop=True)
 
 
-def sample_epoch(rows: pd.DataFrame, epoch: int, seed: int) -> pd.DataFrame:
-    """All real crops and as many fake crops (all fakes if fewer), shuffled; fixed by (seed, epoch)."""
+def sample_epoch(
+    rows: pd.DataFrame, epoch: int, seed: int, blendable: pd.DataFrame | None = None, blend_share: float = 0.0
+) -> pd.DataFrame:
+    """All real crops and as many fakes (all fakes if fewer), shuffled; fixed by (seed, epoch).
+    With `blendable` reals, `blend_share` of the fake draws are blends of them (column `blend`)."""
     rng = np.random.default_rng([seed, epoch])
     real, fake = rows[rows["label"] == 0], rows[rows["label"] == 1]
     count = min(len(fake), len(real)) if len(real) else len(fake)
+    blends = round(len(real) * blend_share) if blendable is not None and len(blendable) else 0
+    count = min(count, len(real) - blends)
     chosen = fake.sample(n=count, replace=False, random_state=int(rng.integers(2**31)))
-    both = pd.concat([real, chosen])
+    parts = [real.assign(blend=False), chosen.assign(blend=False)]
+    if blends:
+        drawn = blendable.sample(n=blends, replace=blends > len(blendable), random_state=int(rng.integers(2**31)))
+        parts.append(drawn.assign(blend=True, label=1))
+    both = pd.concat(parts)
     return both.iloc[rng.permutation(len(both))].reset_index(drop=True)
 
 
@@ -70,26 +88,60 @@ class CropDataset(Dataset):
         label_smoothing: float = 0.01,
         cutouts: bool = True,
         val_frame_modulo: int = 1,
+        fakes: str = "dataset",
+        blend_share: float = 0.5,
     ):
+        if fakes not in FAKE_SOURCES:
+            raise ValueError(f"data.fakes must be one of {', '.join(FAKE_SOURCES)}, got {fakes!r}")
+        if not 0.0 <= blend_share <= 1.0:
+            raise ValueError(f"data.blend_share must be between 0 and 1, got {blend_share}")
         self.data_dir = Path(data_dir)
-        self.rows = rows
         self.train = train
         self.mean, self.std = mean, std
         self.label_smoothing = label_smoothing
         self.cutouts = cutouts
         self.transforms = train_transforms(size) if train else val_transforms(size)
         self.epoch_seed = 0
+        self.pairs = train and fakes == "blends"  # each item: a real crop and its blend
+        self.blend_share = blend_share if train and fakes == "both" else 0.0
+        self.blendable = self._blendable(rows) if train and fakes != "dataset" else None
+        self.rows = self.blendable if self.pairs else rows
         if train:
-            self.samples = rows
+            self.samples = self.rows.assign(blend=False)
         else:
             every = rows[rows["frame"] % max(1, val_frame_modulo) == 0]
-            self.samples = (every if len(every) else rows).reset_index(drop=True)
+            self.samples = (every if len(every) else rows).reset_index(drop=True).assign(blend=False)
+
+    @property
+    def images_per_item(self) -> int:
+        return 2 if self.pairs else 1
+
+    def _blendable(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The real crops that have landmarks to place a blend mask with."""
+        reals = rows[rows["label"] == 0]
+        found = [
+            (landmarks_dir(self.data_dir, original) / f"{Path(file).stem}.npy").is_file()
+            for original, file in zip(reals["original"], reals["file"], strict=True)
+        ]
+        blendable = reals[found].reset_index(drop=True)
+        logger.info("%d of %d real crops have landmarks and can be self-blended", len(blendable), len(reals))
+        if blendable.empty:
+            raise ValueError(
+                f"{self.data_dir}: no real training crop has landmarks (landmarks/VIDEO/FRAME_FACE.npy), "
+                "so none can be self-blended; run python -m preprocess.landmarks first"
+            )
+        return blendable
 
     def reset(self, epoch: int, seed: int) -> None:
         """Draw this epoch's fakes and order (training only)."""
-        if self.train:
-            self.samples = sample_epoch(self.rows, epoch, seed)
-            self.epoch_seed = int(np.random.default_rng([seed, epoch, 1]).integers(2**31))
+        if not self.train:
+            return
+        if self.pairs:
+            order = np.random.default_rng([seed, epoch]).permutation(len(self.rows))
+            self.samples = self.rows.iloc[order].reset_index(drop=True).assign(blend=False)
+        else:
+            self.samples = sample_epoch(self.rows, epoch, seed, self.blendable, self.blend_share)
+        self.epoch_seed = int(np.random.default_rng([seed, epoch, 1]).integers(2**31))
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -105,19 +157,23 @@ class CropDataset(Dataset):
         raise RuntimeError(f"none of the {len(self.samples)} crops under {self.data_dir / 'crops'} can be read")
 
     def _load(self, row, position: int, replaced: int) -> dict:
-        image, label = self.augmented(row, (self.epoch_seed * 1_000_003 + position) % 2**32)
+        seed = (self.epoch_seed * 1_000_003 + position) % 2**32
+        made = self.blended(row, seed) if self.pairs or row["blend"] else [self.augmented(row, seed)]
+        images = [to_tensor(image, self.mean, self.std) for image, _ in made]
+        labels = torch.tensor([[label] for _, label in made], dtype=torch.float32)
+        if not self.pairs:
+            images, labels = images[:1], labels[0]
         return {
-            "image": to_tensor(image, self.mean, self.std),
-            "label": torch.tensor([label], dtype=torch.float32),
+            "image": torch.stack(images) if self.pairs else images[0],
+            "label": labels,
             "video": row["video"],
             "file": row["file"],
             "replaced": replaced,
         }
 
-    def augmented(self, row, seed: int, cutout_seed: int | None = None) -> tuple[np.ndarray, float]:
-        """The crop of `row` read and, in training, cut out (by `cutout_seed`, default `seed`) and
-        transformed by the random state `seed` (the same seed, the same transform); and its
-        label (smoothed in training)."""
+    def read(self, row) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The RGB crop of `row`, its diff mask (zeros if none) and its original's landmarks (None
+        if none; read in training only)."""
         path = crops_dir(self.data_dir, row["video"]) / row["file"]
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
@@ -128,13 +184,48 @@ class CropDataset(Dataset):
         diff = cv2.imread(str(diff_path), cv2.IMREAD_GRAYSCALE) if diff_path.exists() else None
         if diff is None or diff.shape != image.shape[:2]:
             diff = np.zeros(image.shape[:2], np.uint8)
-        label = float(row["label"])
+        landmarks_path = landmarks_dir(self.data_dir, row["original"]) / f"{stem}.npy"
+        landmarks = np.load(landmarks_path) if self.train and landmarks_path.exists() else None
+        return image, diff, landmarks
+
+    def finish(
+        self, image, diff, landmarks, label: float, seed: int, cutout_seed: int | None = None
+    ) -> tuple[np.ndarray, float]:
+        """In training: cut out (by `cutout_seed`, default `seed`), transform by the random state
+        `seed` (the same seed, the same transform) and smooth the label."""
         if self.train:
             if self.cutouts:
-                landmarks_path = landmarks_dir(self.data_dir, row["original"]) / f"{stem}.npy"
-                landmarks = np.load(landmarks_path) if landmarks_path.exists() else None
                 cutout_rng = random.Random(seed if cutout_seed is None else cutout_seed)
                 image, diff = apply_cutouts(image, diff, landmarks, label > 0.5, cutout_rng)
             self.transforms.set_random_seed(seed)
             label = float(np.clip(label, self.label_smoothing, 1 - self.label_smoothing))
         return self.transforms(image=image, mask=diff)["image"], label
+
+    def augmented(self, row, seed: int, cutout_seed: int | None = None) -> tuple[np.ndarray, float]:
+        """The crop of `row` as training (or validation) sees it, and its label."""
+        image, diff, landmarks = self.read(row)
+        return self.finish(image, diff, landmarks, float(row["label"]), seed, cutout_seed)
+
+    def blended(self, row, seed: int) -> list[tuple[np.ndarray, float]]:
+        """A self-blended fake of the real crop of `row` (after its real target in pair mode), both
+        cut out and transformed alike; the blend mask stands in for the fake's diff."""
+        image, _, landmarks = self.read(row)
+        if landmarks is None:
+            raise ValueError(f"{row['video']}/{row['file']}: no landmarks to place a blend with")
+        blend = self_blend(image, landmarks, np.random.default_rng([seed, BLEND_STREAM]))
+        mask = np.round(blend.mask * 255).astype(np.uint8)
+        fake = self.finish(blend.fake, mask, landmarks, 1.0, seed)
+        if not self.pairs:
+            return [fake]
+        return [self.finish(blend.real, np.zeros_like(mask), landmarks, 0.0, seed), fake]
+
+
+def pair_collate(items: list[dict]) -> dict:
+    """A batch of (real, blend) pairs as one batch of images: reals and their blends side by side."""
+    return {
+        "image": torch.cat([item["image"] for item in items]),
+        "label": torch.cat([item["label"] for item in items]),
+        "video": [item["video"] for item in items for _ in range(2)],
+        "file": [item["file"] for item in items for _ in range(2)],
+        "replaced": torch.tensor([item["replaced"] for item in items for _ in range(2)]),
+    }

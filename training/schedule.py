@@ -23,16 +23,21 @@ def create_optimizer(param_groups: list[dict], settings: dict) -> torch.optim.Op
     raise ValueError(f"unknown optimizer '{settings['name']}' (sgd or adamw)")
 
 
-def lr_factor(iteration: int, total: int, name: str, power: float = 0.9, min_factor: float = 0.0) -> float:
-    """Multiplier of the base learning rate after `iteration` steps of `total`."""
+def lr_factor(
+    iteration: int, total: int, name: str, power: float = 0.9, min_factor: float = 0.0, decay_start: float = 0.75
+) -> float:
+    """Multiplier of the base learning rate after `iteration` steps of `total`; `linear` holds it
+    until `decay_start` of the way, then decays it linearly to 0 (Self-Blended Images' schedule)."""
     progress = min(iteration, total) / max(1, total)
+    if name == "linear":
+        return 1.0 if progress <= decay_start else (1.0 - progress) / max(1e-12, 1.0 - decay_start)
     if name == "poly":
         return (1.0 - progress) ** power
     if name == "cosine":
         return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
     if name == "constant":
         return 1.0
-    raise ValueError(f"unknown schedule '{name}' (poly, cosine or constant)")
+    raise ValueError(f"unknown schedule '{name}' (poly, cosine, linear or constant)")
 
 
 AUTO = "auto"
@@ -61,7 +66,7 @@ def schedule_mismatch(schedule: dict, planned: int, base_lr: float) -> str | Non
     hint = f"set schedule.max_iter: {AUTO} to decay over the run's own {planned} iterations"
     if planned < 0.9 * total:
         min_factor = schedule.get("min_lr", 0.0) / base_lr if base_lr else 0.0
-        final = lr_factor(planned, total, name, schedule["power"], min_factor)
+        final = lr_factor(planned, total, name, schedule["power"], min_factor, schedule.get("decay_start", 0.75))
         return (
             f"the run stops after {planned} iterations but its {name} schedule decays over {total}: "
             f"the learning rate ends at {final:.0%} of its start; {hint}"

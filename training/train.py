@@ -96,8 +96,11 @@ def schedule_lambdas(config: dict, iterations_per_epoch: int, plateau: dict):
     min_factor = schedule["min_lr"] / base if base else 0.0
     freeze_steps = training["freeze_epochs"] * iterations_per_epoch
 
+    decay_start = schedule.get("decay_start", 0.75)
+
     def head(step: int) -> float:
-        return lr_factor(step, total, schedule["name"], schedule["power"], min_factor) * plateau["scale"]
+        factor = lr_factor(step, total, schedule["name"], schedule["power"], min_factor, decay_start)
+        return factor * plateau["scale"]
 
     def encoder(step: int) -> float:
         return 0.0 if step < freeze_steps else head(step)
@@ -184,7 +187,7 @@ def train(args: argparse.Namespace) -> dict:
         config, args.data_dir, args.folds_csv or args.data_dir / "folds.csv", args.fold, size, mean, std, world, rank
     )
     train_set.reset(0, args.seed)
-    crops_per_epoch = len(train_set)  # crops, or clips for a temporal model
+    crops_per_epoch = len(train_set) * getattr(train_set, "images_per_item", 1)  # crops (or clips)
     per_epoch = crops_per_epoch // (config["data"]["batch_size"] * world)
     if per_epoch == 0:
         raise InputError(f"fold {args.fold}: {len(train_rows)} training crops are fewer than one batch per process")
