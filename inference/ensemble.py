@@ -27,6 +27,7 @@ from inference.runtime import OpenVinoClassifier, default_cache_dir
 from preprocess.cli import InputError
 from training.augment import isotropically_resize_image
 from training.dataset import to_tensor
+from training.tuning import apply_tuning
 from training.zoo import DeepFakeClassifier, create_model, encoder_spec, load_weights, normalization, read_checkpoint
 
 
@@ -88,7 +89,9 @@ def load_member(
         clip = (int(settings["clip_length"]), int(settings.get("frame_step", 10)))
         runtime = "torch"  # the sequence heads are not exported; PyTorch runs temporal members
     else:
-        model = create_model(encoder)
+        model_config = (checkpoint.get("config") or {}).get("model") or {}
+        model = create_model(encoder, input_size=size, encoder_args=model_config.get("encoder_args"))
+        apply_tuning(model, model_config)  # rebuilds LoRA factors, if the model was trained with them
     load_weights(model, checkpoint["state_dict"], str(path))
     prepare_for_inference(model, device)
     compiled = None

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Sampler, Subset
 from preprocess.cli import InputError
 from training.dataset import CropDataset, pair_collate, read_folds, split_folds
 from training.temporal import ClipDataset, create_temporal_model
+from training.tuning import apply_tuning
 from training.zoo import create_model
 
 
@@ -83,9 +84,17 @@ def build_model(config: dict) -> torch.nn.Module:
         return create_temporal_model(model, config["temporal"])
     if model["kind"] != "frame":
         raise InputError(f"model.kind must be frame or temporal, got {model['kind']!r}")
-    return create_model(
-        model["encoder"], model["pretrained"], model["pretrained_file"], model["dropout"], model["drop_path_rate"]
+    classifier = create_model(
+        model["encoder"],
+        model["pretrained"],
+        model["pretrained_file"],
+        model["dropout"],
+        model["drop_path_rate"],
+        model["input_size"],
+        model["encoder_args"],
     )
+    apply_tuning(classifier, model)
+    return classifier
 
 
 def make_loaders(config: dict, data_dir: Path, folds_csv: Path, fold: int, size: int, mean, std, world, rank):

@@ -20,6 +20,11 @@ DEFAULTS: dict = {
         "dropout": 0.0,
         "drop_path_rate": None,  # None: the encoder's recipe value
         "input_size": None,  # None: the encoder's recipe size
+        "encoder_args": {},  # more arguments for timm's constructor (e.g. depth: 2 for a tiny test ViT)
+        "train_only": "all",  # all, head, layernorm or lora (training/tuning.py; frame models)
+        "lora_rank": 8,
+        "lora_alpha": 8.0,
+        "lora_targets": ["qkv"],  # names of the attention's linear layers that get a low-rank update
     },
     "temporal": {  # model.kind: temporal (training/temporal.py)
         "clip_length": 8,  # T consecutive crops of one face track per clip

@@ -12,7 +12,7 @@ import logging
 import os
 import pickle
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +31,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """An encoder of the recipe: its timm model, regularisation and the input size it trains at."""
+    """An encoder of the recipe: its timm model, regularisation and the input size it trains at
+    (and any constructor arguments timm needs for it)."""
 
     timm_name: str
     drop_path_rate: float | None
     input_size: int
+    kwargs: dict = field(default_factory=dict)
 
 
 # One list of the encoders: the original's names on the left.
@@ -53,7 +55,13 @@ ENCODERS: dict[str, EncoderSpec] = {
     # the encoders of photo-set baselines (the 140k real/fake faces notebooks fine-tune these)
     "resnet50": EncoderSpec("resnet50.tv_in1k", None, 224),
     "inception_resnet_v2": EncoderSpec("inception_resnet_v2.tf_in1k", None, 299),
+    # foundation-model encoders, tuned lightly (model.train_only, training/tuning.py)
+    "clip_vit_l14": EncoderSpec("vit_large_patch14_clip_224.openai", None, 224),
+    "clip_vit_b16": EncoderSpec("vit_base_patch16_clip_224.openai", None, 224),
+    "dinov2_vit_b14": EncoderSpec("vit_base_patch14_dinov2.lvd142m", None, 224, {"img_size": 224}),
+    "dinov2_vit_l14": EncoderSpec("vit_large_patch14_dinov2.lvd142m", None, 224, {"img_size": 224}),
 }
+TRANSFORMER_MODULES = ["vision_transformer", "eva", "vision_transformer_hybrid"]
 
 
 def encoder_spec(name: str) -> EncoderSpec:
@@ -89,7 +97,8 @@ class DeepFakeClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.encoder.forward_features(x)
-        x = self.avg_pool(x).flatten(1)
+        # a transformer's tokens go through its own pooling (class token or mean) and norm
+        x = self.encoder.forward_head(x, pre_logits=True) if x.dim() == 3 else self.avg_pool(x).flatten(1)
         x = self.dropout(x)
         return self.fc(x)
 
@@ -100,11 +109,19 @@ def create_model(
     pretrained_file: str | os.PathLike | None = None,
     dropout_rate: float = 0.0,
     drop_path_rate: float | None = None,
+    input_size: int | None = None,
+    encoder_args: dict | None = None,
 ) -> DeepFakeClassifier:
-    """The classifier on `encoder` (a listed name or any timm model), weights per `pretrained`."""
+    """The classifier on `encoder` (a listed name or any timm model), weights per `pretrained`.
+
+    A transformer is built for `input_size` (its position embeddings resampled from the
+    pretrained ones); `encoder_args` go to timm's constructor (e.g. a tiny depth for tests)."""
     spec = encoder_spec(encoder)
     rate = spec.drop_path_rate if drop_path_rate is None else drop_path_rate
-    kwargs = {} if rate is None else {"drop_path_rate": rate}
+    kwargs = {**spec.kwargs, **({} if rate is None else {"drop_path_rate": rate})}
+    if input_size and timm.models.is_model_in_modules(spec.timm_name.split(".")[0], TRANSFORMER_MODULES):
+        kwargs["img_size"] = input_size
+    kwargs.update(encoder_args or {})
     backbone = create_encoder(spec.timm_name, pretrained=pretrained, pretrained_file=pretrained_file, **kwargs)
     return DeepFakeClassifier(backbone, dropout_rate)
 
