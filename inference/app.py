@@ -28,8 +28,8 @@ from inference.detect import choose_models, examine
 from inference.faces import inference_detector
 from inference.predict import add_model_arguments, autocast_dtype, cpu_precision, load_members
 from preprocess import cli
-from preprocess.datasets import MEDIA_SUFFIXES
 from preprocess.face_detector import RESOLUTION_RULE, default_device
+from preprocess.records import MEDIA_SUFFIXES
 from preprocess.video_io import VideoReadError, is_image, probe_video
 
 logger = logging.getLogger("inference.app")

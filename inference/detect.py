@@ -51,8 +51,8 @@ from inference.faces import DetectionError, VideoFaces, extract_faces, inference
 from inference.predict import add_model_arguments, autocast_dtype, cpu_precision, load_members
 from preprocess import cli
 from preprocess.cli import InputError
-from preprocess.datasets import MEDIA_SUFFIXES, media_files
 from preprocess.face_detector import RESOLUTION_RULE, default_device, scale_argument
+from preprocess.records import MEDIA_SUFFIXES, media_files
 from preprocess.tracks import link_people
 from preprocess.video_io import VideoReadError, is_image
 

@@ -47,9 +47,9 @@ from inference.reader import FaceReader
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
 from preprocess import cli
 from preprocess.cli import InputError
-from preprocess.datasets import MEDIA_SUFFIXES, media_files
 from preprocess.face_detector import ORIGINAL_SCALE, scale_argument
 from preprocess.io_utils import atomic_path, write_csv_atomic
+from preprocess.records import MEDIA_SUFFIXES, media_files
 from preprocess.tracks import link_people
 from preprocess.video_io import VideoReadError
 from training.distributed import all_gather_objects, cleanup, init_distributed, is_main_process

@@ -5,7 +5,10 @@ Layouts (picked automatically, or with --layout):
            {"label": "REAL"|"FAKE", "split": ..., "original": "<file>.mp4"|null}
   ffpp     FaceForensics++: ROOT/original_sequences/<source>/<quality>/videos/NNN.mp4 and
            ROOT/manipulated_sequences/<Method>/<quality>/videos/TTT_SSS.mp4 (original = TTT);
-           ids are <source|Method>-<quality>-<name>
+           ids are <source|Method>-<quality>-<name>; ROOT/splits/{train,val,test}.json, where
+           present, give the official split
+  celebdf  Celeb-DF v2 (Celeb-real/, YouTube-real/, Celeb-synthesis/, List_of_testing_videos.txt)
+  dfdcp    the DFDC preview (dataset.json); both described in preprocess/benchmarks.py
   csv      ROOT/*.csv with columns path,label[,original][,group]; paths relative to ROOT;
            label REAL/FAKE or 0/1 (1 = fake); original = the path of another row
   splits   ROOT/{train,valid,test}/{real,fake}/* (the "140k real and fake faces" set, also found
@@ -27,53 +30,24 @@ import logging
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from preprocess import cli
-from preprocess.cli import InputError
-from preprocess.video_io import IMAGE_SUFFIXES
+from preprocess.benchmarks import CELEBDF_FOLDERS, ffpp_splits, read_celebdf, read_dfdc_preview
+from preprocess.records import (
+    FAKE,
+    REAL,
+    VIDEO_SUFFIXES,
+    DatasetError,
+    VideoRecord,
+    media_files,
+    relative_id,
+    safe_child,
+)
 
 logger = logging.getLogger("preprocess.datasets")
 
-REAL, FAKE = 0, 1
 DFDC_PART = re.compile(r"^dfdc_train_part_(\d+)$")
-
-
-class DatasetError(InputError, ValueError):
-    """Malformed dataset description; the message names the file and the entry."""
-
-
-@dataclass(frozen=True)
-class VideoRecord:
-    """One video of a dataset.
-
-    video: id, unique in the dataset (file name without suffix) and the name of its outputs.
-    label: REAL (0) or FAKE (1). original: the id of the video a fake was made from, if known.
-    group: videos of one group (an original and its fakes) always share a fold.
-    source: where it came from: the DFDC part folder, or the manipulation method.
-    split: train, valid or test where the dataset fixes its splits (folds then follow them).
-    """
-
-    video: str
-    path: Path
-    label: int
-    original: str | None
-    group: str
-    source: str
-    split: str | None = None
-
-    @property
-    def is_fake(self) -> bool:
-        return self.label == FAKE
-
-
-def safe_child(root: Path, name: str, described_in: Path) -> Path:
-    """`root / name`, refusing names that are absolute or climb out of `root`."""
-    pure = PurePosixPath(name.replace("\\", "/"))
-    if not name or pure.is_absolute() or ".." in pure.parts:
-        raise DatasetError(f"{described_in}: entry '{name}' is not a plain file name inside {root}")
-    return root / pure
 
 
 def dfdc_part_number(folder: Path) -> int | None:
@@ -133,24 +107,9 @@ def read_dfdc(root: Path) -> list[VideoRecord]:
     return records
 
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
-MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
-
-
-def media_files(folder: Path, recursive: bool = True) -> list[Path]:
-    """The videos and photos in `folder` (and its subfolders if `recursive`), sorted."""
-    files = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
-    return sorted(p for p in files if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
-
-
 FFPP_FAKE = re.compile(r"^(?P<target>\d+)_(?P<source>\d+)$")
 FFPP_DFD_FAKE = re.compile(r"^(?P<actors>\d+)_\d+__(?P<scene>.+)__[A-Za-z0-9]+$")  # DeepFakeDetection
 CSV_REQUIRED = {"path", "label"}
-
-
-def relative_id(root: Path, path: Path) -> str:
-    """A video id from a path relative to the root: folders joined by '__', suffix dropped."""
-    return "__".join(path.relative_to(root).with_suffix("").parts)
 
 
 def _ffpp_videos(folder: Path) -> list[tuple[str, str, Path]]:
@@ -174,11 +133,12 @@ def read_ffpp(root: Path) -> list[VideoRecord]:
     if not originals_dir.is_dir() and not manipulated_dir.is_dir():
         raise DatasetError(f"{root}: no original_sequences/ or manipulated_sequences/ folder")
     records = []
+    splits = ffpp_splits(root) or {}
     originals: dict[tuple[str, str], str] = {}  # (quality, stem) -> id
     for source, quality, path in _ffpp_videos(originals_dir) if originals_dir.is_dir() else []:
         video = f"{source}-{quality}-{path.stem}"
         originals[(quality, path.stem)] = video
-        records.append(VideoRecord(video, path, REAL, None, video, "original"))
+        records.append(VideoRecord(video, path, REAL, None, video, "original", splits.get(path.stem)))
     for method, quality, path in _ffpp_videos(manipulated_dir) if manipulated_dir.is_dir() else []:
         video = f"{method}-{quality}-{path.stem}"
         if match := FFPP_FAKE.match(path.stem):
@@ -188,9 +148,12 @@ def read_ffpp(root: Path) -> list[VideoRecord]:
         else:
             original = None
             logger.warning("%s: name does not say its original (expected TTT_SSS.mp4)", path)
-        records.append(VideoRecord(video, path, FAKE, original, original or video, method))
+        records.append(VideoRecord(video, path, FAKE, original, original or video, method, splits.get(path.stem)))
     if not records:
         raise DatasetError(f"{root}: no videos under */<quality>/videos/ in the FaceForensics++ folders")
+    if splits:
+        outside = sum(record.split is None for record in records)
+        logger.info("FaceForensics++ split files: %d videos in none of them (left out of folds)", outside)
     return records
 
 
@@ -291,6 +254,8 @@ def read_splits(root: Path) -> list[VideoRecord]:
 LAYOUTS = {
     "dfdc": read_dfdc,
     "ffpp": read_ffpp,
+    "celebdf": read_celebdf,
+    "dfdcp": read_dfdc_preview,
     "csv": read_csv_dataset,
     "splits": read_splits,
     "folders": read_folders,
@@ -305,6 +270,10 @@ def detect_layout(root: Path) -> str:
         return "dfdc"
     if (root / "original_sequences").is_dir() or (root / "manipulated_sequences").is_dir():
         return "ffpp"
+    if any((root / folder).is_dir() for folder in CELEBDF_FOLDERS):
+        return "celebdf"
+    if (root / "dataset.json").is_file():
+        return "dfdcp"
     if find_dataset_csv(root) is not None:
         return "csv"
     if splits_base(root) is not None:
@@ -313,7 +282,8 @@ def detect_layout(root: Path) -> str:
         return "folders"
     raise DatasetError(
         f"{root}: layout not recognised; expected dfdc_train_part_K/ folders (DFDC), original_sequences/ and "
-        "manipulated_sequences/ (FaceForensics++), a CSV with columns path,label, train/valid/test folders with "
+        "manipulated_sequences/ (FaceForensics++), Celeb-real/ and Celeb-synthesis/ (Celeb-DF v2), dataset.json "
+        "(the DFDC preview), a CSV with columns path,label, train/valid/test folders with "
         "real/ and fake/ in each, or real/ and fake/ folders"
     )
 

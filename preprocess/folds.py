@@ -2,8 +2,10 @@
 
 DFDC layout: folds follow part numbers as the recipe did, `dfdc_parts_per_fold` consecutive
 parts per fold (3), the last fold (15) taking the remaining parts. A dataset that fixes its
-splits (the 140k faces' train/valid/test) keeps them: valid is fold 0, train fold 1, and the test
-split stays out of folds.csv (it is for inference.predict and inference.score). Other layouts:
+splits (the 140k faces' train/valid/test, FaceForensics++'s split files) keeps them: valid is
+fold 0, train fold 1, and the test split stays out of folds.csv (it is for inference.predict and
+inference.score); one with a train and a test split only (Celeb-DF) folds its train split as
+below and leaves the test split out. Other layouts:
 group k-fold (default 5) on the original, so that an original and its fakes always share a fold. The step
 checks that no group spans two folds. `original` names the video whose landmarks and diffs
 apply: a fake's original when present, else the video itself. `track` is the face track of the
@@ -46,7 +48,10 @@ def landmark_source(record: VideoRecord, ids: set[str]) -> str:
 def assign_folds(records: list[VideoRecord], settings: dict) -> dict[str, int]:
     """{video: fold}; every video of a group gets its group's fold."""
     if any(record.split for record in records):
-        return {record.video: SPLIT_FOLDS[record.split] for record in records if record.split in SPLIT_FOLDS}
+        if any(record.split == "valid" for record in records):
+            return {record.video: SPLIT_FOLDS[record.split] for record in records if record.split in SPLIT_FOLDS}
+        # a train/test split only (Celeb-DF): k folds of the train split, the test split left out
+        records = [record for record in records if record.split == "train"]
     ids = {record.video for record in records}
     by_id = {record.video: record for record in records}
     groups = {record.video: landmark_source(record, ids) for record in records}

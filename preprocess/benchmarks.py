@@ -1,0 +1,125 @@
+"""The layouts of the cross-dataset benchmarks, with their official splits.
+
+  celebdf  Celeb-DF v2: ROOT/Celeb-real/idA_NNNN.mp4 and ROOT/YouTube-real/NNNNN.mp4 (real),
+           ROOT/Celeb-synthesis/idA_idB_NNNN.mp4 (fake: idB's face on Celeb-real/idA_NNNN);
+           ROOT/List_of_testing_videos.txt lists the test split ("1 path" real, "0 path" fake,
+           Celeb-DF's own convention); everything else is the train split.
+  dfdcp    the DFDC preview: ROOT/dataset.json maps paths under ROOT (original_videos/ID/...,
+           method_A/ID/..., method_B/ID/...) to {"label": "real"|"fake", "set": "train"|"test"};
+           the folder after the first is the filmed person's id, which groups videos.
+FaceForensics++'s official split files, ROOT/splits/{train,val,test}.json (lists of id pairs
+such as ["071", "054"]), are read by `ffpp_splits` for the ffpp layout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+from preprocess.records import FAKE, REAL, VIDEO_SUFFIXES, DatasetError, VideoRecord, relative_id, safe_child
+
+logger = logging.getLogger("preprocess.benchmarks")
+
+CELEBDF_TEST_LIST = "List_of_testing_videos.txt"
+CELEBDF_FOLDERS = {"Celeb-real": REAL, "YouTube-real": REAL, "Celeb-synthesis": FAKE}
+CELEBDF_FAKE = re.compile(r"^(?P<target>id\d+)_(?P<source>id\d+)_(?P<clip>\d+)$")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path}: not readable JSON ({error})") from error
+
+
+def celebdf_test_split(root: Path) -> set[str]:
+    """The paths (relative to root) that List_of_testing_videos.txt names; empty if it is absent."""
+    path = root / CELEBDF_TEST_LIST
+    if not path.is_file():
+        logger.warning("%s is missing: every Celeb-DF video is taken as training data", path)
+        return set()
+    listed = set()
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or parts[0] not in ("0", "1"):
+            raise DatasetError(f"{path}: line {number}: expected '<1 real | 0 fake> <path>', got '{line.strip()}'")
+        listed.add(safe_child(root, parts[1], path).relative_to(root).as_posix())
+    return listed
+
+
+def read_celebdf(root: Path) -> list[VideoRecord]:
+    root = Path(root)
+    test = celebdf_test_split(root)
+    records = []
+    for folder, label in CELEBDF_FOLDERS.items():
+        directory = root / folder
+        if not directory.is_dir():
+            continue
+        for path in sorted(p for p in directory.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES):
+            video, original = relative_id(root, path), None
+            if label == FAKE:
+                match = CELEBDF_FAKE.match(path.stem)
+                if match:
+                    original = f"Celeb-real__{match['target']}_{match['clip']}"
+                else:
+                    logger.warning("%s: name does not say its original (expected idA_idB_NNNN)", path)
+            split = "test" if path.relative_to(root).as_posix() in test else "train"
+            records.append(VideoRecord(video, path, label, original, original or video, folder, split))
+    if not records:
+        raise DatasetError(f"{root}: no videos under {', '.join(CELEBDF_FOLDERS)}")
+    return records
+
+
+def read_dfdc_preview(root: Path) -> list[VideoRecord]:
+    root = Path(root)
+    described = root / "dataset.json"
+    entries = _read_json(described)
+    if not isinstance(entries, dict):
+        raise DatasetError(f"{described}: expected an object mapping video paths to entries")
+    records = []
+    for name, entry in sorted(entries.items()):
+        path = safe_child(root, name, described)
+        label = str(entry.get("label", "")).lower() if isinstance(entry, dict) else ""
+        if label not in ("real", "fake"):
+            raise DatasetError(f"{described}: entry '{name}': label must be real or fake, got {entry!r}")
+        split = str(entry.get("set", "train")).lower()
+        if split not in ("train", "test"):
+            raise DatasetError(f"{described}: entry '{name}': set must be train or test, got {entry.get('set')!r}")
+        if not path.is_file():
+            logger.warning("%s: listed in %s but not on disk, skipped", path, described)
+            continue
+        parts = path.relative_to(root).parts
+        person = parts[1] if len(parts) > 2 else relative_id(root, path)
+        records.append(
+            VideoRecord(relative_id(root, path), path, FAKE if label == "fake" else REAL, None, person, parts[0], split)
+        )
+    if not records:
+        raise DatasetError(f"{described}: none of its videos is on disk")
+    return records
+
+
+FFPP_SPLIT_FILES = {"train": "train.json", "valid": "val.json", "test": "test.json"}
+
+
+def ffpp_splits(root: Path) -> dict[str, str] | None:
+    """{video id ("071", or a fake's "071_054"): split} from ROOT/splits/*.json; None if absent."""
+    folder = Path(root) / "splits"
+    if not (folder / FFPP_SPLIT_FILES["train"]).is_file():
+        return None
+    splits: dict[str, str] = {}
+    for split, name in FFPP_SPLIT_FILES.items():
+        path = folder / name
+        if not path.is_file():
+            raise DatasetError(f"{path}: missing (FaceForensics++'s split files come as train, val and test)")
+        pairs = _read_json(path)
+        if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+            raise DatasetError(f'{path}: expected a list of id pairs such as ["071", "054"]')
+        for first, second in pairs:
+            for video in (first, second, f"{first}_{second}", f"{second}_{first}"):
+                if splits.setdefault(str(video), split) != split:
+                    raise DatasetError(f"{path}: {video} is also in the {splits[str(video)]} split")
+    return splits

@@ -1,0 +1,62 @@
+"""What every dataset layout is read into: one `VideoRecord` per video (or photo)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from preprocess.cli import InputError
+from preprocess.video_io import IMAGE_SUFFIXES
+
+REAL, FAKE = 0, 1
+
+
+class DatasetError(InputError, ValueError):
+    """Malformed dataset description; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video of a dataset.
+
+    video: id, unique in the dataset (file name without suffix) and the name of its outputs.
+    label: REAL (0) or FAKE (1). original: the id of the video a fake was made from, if known.
+    group: videos of one group (an original and its fakes) always share a fold.
+    source: where it came from: the DFDC part folder, or the manipulation method.
+    split: train, valid or test where the dataset fixes its splits (folds then follow them).
+    """
+
+    video: str
+    path: Path
+    label: int
+    original: str | None
+    group: str
+    source: str
+    split: str | None = None
+
+    @property
+    def is_fake(self) -> bool:
+        return self.label == FAKE
+
+
+def safe_child(root: Path, name: str, described_in: Path) -> Path:
+    """`root / name`, refusing names that are absolute or climb out of `root`."""
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if not name or pure.is_absolute() or ".." in pure.parts:
+        raise DatasetError(f"{described_in}: entry '{name}' is not a plain file name inside {root}")
+    return root / pure
+
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
+
+
+def media_files(folder: Path, recursive: bool = True) -> list[Path]:
+    """The videos and photos in `folder` (and its subfolders if `recursive`), sorted."""
+    files = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
+    return sorted(p for p in files if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+
+
+def relative_id(root: Path, path: Path) -> str:
+    """A video id from a path relative to the root: folders joined by '__', suffix dropped."""
+    return "__".join(path.relative_to(root).with_suffix("").parts)
