@@ -23,7 +23,8 @@ Every input video gets exactly one row. A video that cannot be decoded, has no f
 gets `--default-score` (0.5) and a row in errors.csv (filename, stage, reason). details.jsonl
 beside the submission has one line per video: its score and each model's, frames sampled and
 with a face, faces per frame, how the boxes were found, and seconds to decode, detect and
-classify (or the error). Every file is written under a temporary name and renamed.
+classify (or the error), and each face's score (the frame models' weighted mean). Every file is
+written under a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -254,7 +255,17 @@ def score_videos(
                 mine, people_of = probabilities[bounds[index] : bounds[index + 1]], people
             scores.append(float(per_person(mine, people_of, strategy) if people_of else strategy(mine)))
         average = float(np.average(scores, weights=[member.weight for member in members]))
-        results.append((average, dict(zip(keys, scores, strict=True))))
+        frame_members = [
+            (m.weight, p[bounds[index] : bounds[index + 1]])
+            for m, p in zip(members, per_model, strict=True)
+            if not m.clip
+        ]
+        faces_scored = (
+            np.average([p for _, p in frame_members], axis=0, weights=[w for w, _ in frame_members])
+            if frame_members and bounds[index + 1] > bounds[index]
+            else np.zeros(0)
+        )
+        results.append((average, dict(zip(keys, scores, strict=True)), [round(float(v), 5) for v in faces_scored]))
     return results
 
 
@@ -300,7 +311,7 @@ def predict(
                 fail(path, "classify", error)
             return
         seconds_per_face = (time.perf_counter() - started_classify) / max(1, sum(len(f.crops) for _, f in group))
-        for (path, faces), (score, model_scores) in zip(group, results, strict=True):
+        for (path, faces), (score, model_scores, face_scores) in zip(group, results, strict=True):
             scores[name(path)] = score
             seconds = {**faces.seconds, "classify": seconds_per_face * len(faces.crops)}
             details.append(
@@ -308,6 +319,7 @@ def predict(
                     "filename": name(path),
                     "score": score,
                     "model_scores": model_scores,
+                    "face_scores": face_scores,
                     **faces.details(),
                     "seconds": {key: round(value, 3) for key, value in seconds.items()},
                     "error": None,

@@ -1,7 +1,8 @@
 """Make the embedded demo world: a small deepfake dataset in the exact DFDC layout.
 
     OUT/dfdc_train_part_K/*.mp4 + metadata.json   training parts (REAL clips and their FAKEs)
-    OUT/test_videos/*.mp4 + labels.csv            held-out clips, labels.csv = filename,label (1 = fake)
+    OUT/test_videos/*.mp4 + labels.csv            held-out clips, labels.csv = filename,label (1 = fake),group
+                                                  (group: real, face_swap or self_blend)
     OUT/demo_world.json                           how every clip was made (sizes, identities, methods)
 
 Real clips animate a face photo with a moving camera, lighting drift, sensor noise and H.264
@@ -176,15 +177,15 @@ def write_labels(out: Path, clips: list[ClipSpec]) -> None:
             for fake in clip.fakes:
                 entries[fake.name] = {"label": "FAKE", "split": "train", "original": clip.name}
         else:
-            test_rows.append({"filename": clip.name, "label": 0})
-            test_rows.extend({"filename": fake.name, "label": 1} for fake in clip.fakes)
+            test_rows.append({"filename": clip.name, "label": 0, "group": "real"})
+            test_rows.extend({"filename": fake.name, "label": 1, "group": fake.method} for fake in clip.fakes)
     for part, entries in parts.items():
         write_json_atomic(out / f"dfdc_train_part_{part}" / "metadata.json", dict(sorted(entries.items())))
     if test_rows:
         write_csv_atomic(
             out / "test_videos" / "labels.csv",
             sorted(test_rows, key=lambda row: row["filename"]),
-            ["filename", "label"],
+            ["filename", "label", "group"],
         )
 
 

@@ -17,6 +17,7 @@ from facenet_pytorch import MTCNN
 from PIL import Image
 
 from inference import predict, score
+from inference.aggregate import STRATEGIES
 from inference.faces import interpolated_boxes
 from preprocess import cli
 from preprocess.demo_world.identities import builtin_photos
@@ -71,6 +72,8 @@ def test_every_file_gets_a_row_and_every_failure_is_named(demo_world, small_chec
     assert sum(good["boxes_found"].values()) == sum(good["faces_per_frame"])
     assert list(good["model_scores"]) == ["tiny.pt"] and good["model_scores"]["tiny.pt"] == good["score"]
     assert set(good["seconds"]) == {"decode", "detect", "classify"}
+    assert len(good["face_scores"]) == sum(good["faces_per_frame"])  # each face's score, for frame-level metrics
+    assert STRATEGIES["confident"](np.array(good["face_scores"])) == pytest.approx(good["score"], abs=1e-4)
 
 
 def _details(path) -> list[dict]:

@@ -1,0 +1,286 @@
+"""A cross-dataset evaluation: models trained on one set of fakes, scored on other datasets.
+
+    python -m inference.evaluate --protocol configs/protocols/ffpp_to_cdf_dfdc.yaml --out DIR
+
+A protocol (YAML) names models and test sets:
+
+    models:
+      - name: b4_ffpp                                 # checkpoints already trained...
+        checkpoints: [weights/b4_0_111_best.pt]
+      - name: sbi                                     # ...or a training run, made when missing
+        train: {config: configs/sbi_b4.yaml, data_dir: data/ffpp, fold: 0, seed: 111, set: [data.fakes=blends]}
+    test_sets:
+      - name: celebdf
+        root: ${DATA}/Celeb-DF-v2                     # ${VAR} and ${VAR:-default} are expanded
+        layout: celebdf                               # any layout of preprocess.datasets...
+        split: test                                   # ...and its split (default: every video)
+      - name: demo_test
+        root: work/demo_data/test_videos
+        labels: labels.csv                            # ...or a folder of media with filename,label[,group]
+    predict: {frames: 32, detector_scale: rule}       # options of inference.predict (default: its own)
+
+Each test set's videos are linked under DIR/sets/NAME/ with a labels.csv (group = the
+manipulation method); each model predicts each set into DIR/predictions/MODEL/SET/ (skipped when
+that submission is already there, so a second run only adds what is new). The table has, per
+model and test set and per method, video-level AUC, log loss, EER and AP and frame-level AUC (each
+face scored alone, labelled by its video), as DeepfakeBench reports them: DIR/table.md,
+table.csv, results.json, and DIR/roc_SET.png with a curve per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from inference.metrics import score
+from inference.score import ScoreError, evaluate, read_labels, read_submission
+from preprocess import cli
+from preprocess.cli import InputError
+from preprocess.datasets import load_dataset
+from preprocess.io_utils import atomic_path, write_csv_atomic, write_json_atomic
+
+logger = logging.getLogger("inference.evaluate")
+
+VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+METRICS = ["video_auc", "frame_auc", "log_loss", "eer", "ap", "videos"]
+
+
+class ProtocolError(InputError, ValueError):
+    pass
+
+
+def expand(text: str) -> str:
+    def value(match: re.Match) -> str:
+        found = os.environ.get(match[1], match[2])
+        if found is None:
+            raise ProtocolError(f"${{{match[1]}}} is not set (give it a default: ${{{match[1]}:-value}})")
+        return found
+
+    return VARIABLE.sub(value, str(text))
+
+
+def read_protocol(path: Path) -> dict:
+    try:
+        protocol = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ProtocolError(f"{path}: cannot read the protocol ({error})") from error
+    for key in ("models", "test_sets"):
+        if not protocol.get(key):
+            raise ProtocolError(f"{path}: needs a non-empty `{key}:` list")
+    for kind in ("models", "test_sets"):
+        names = [entry.get("name") for entry in protocol[kind]]
+        if None in names or len(set(names)) != len(names):
+            raise ProtocolError(f"{path}: every entry of `{kind}` needs a name of its own (got {names})")
+    for model in protocol["models"]:
+        if ("checkpoints" in model) == ("train" in model):
+            raise ProtocolError(f"{path}: model {model['name']}: give either `checkpoints:` or `train:`")
+    return protocol
+
+
+def model_checkpoints(model: dict, out: Path) -> list[Path]:
+    """The model's checkpoints; a `train:` run is trained first unless its best checkpoint exists."""
+    if "checkpoints" in model:
+        paths = [Path(expand(p)) for p in model["checkpoints"]]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise ProtocolError(f"model {model['name']}: checkpoints not found: {', '.join(missing)}")
+        return paths
+    train = model["train"]
+    fold, seed = int(train.get("fold", 0)), int(train.get("seed", 111))
+    weights = out / "weights"
+    best = weights / f"{model['name']}_{fold}_{seed}_best.pt"
+    if not best.is_file():
+        from training import train as training
+
+        logger.info("model %s: training %s on fold %d, seed %d -> %s", model["name"], train["config"], fold, seed, best)
+        arguments = [
+            *("--config", expand(train["config"]), "--data-dir", expand(train["data_dir"])),
+            *("--fold", str(fold), "--seed", str(seed), "--name", model["name"], "--output-dir", str(weights)),
+            *("--resume", "auto"),
+        ]
+        for assignment in train.get("set", []):
+            arguments += ["--set", str(assignment)]
+        training.train(training.parse_args(arguments))
+    return [best]
+
+
+def link_test_set(test_set: dict, out: Path) -> tuple[Path, Path]:
+    """DIR/sets/NAME/: links to the set's media under their paths, and its labels.csv."""
+    root = Path(expand(test_set["root"]))
+    folder = out / "sets" / test_set["name"]
+    if "labels" in test_set:
+        labels = read_labels(root / test_set["labels"])
+        rows = [{"filename": n, "label": y, "group": g or ("fake" if y else "real")} for n, (y, g) in labels.items()]
+    else:
+        split = test_set.get("split")
+        records = [r for r in load_dataset(root, test_set.get("layout")) if split is None or r.split == split]
+        if not records:
+            raise ProtocolError(f"test set {test_set['name']}: no videos in {root} (split {split})")
+        rows = [
+            {
+                "filename": r.path.relative_to(root).as_posix(),
+                "label": r.label,
+                "group": r.source if r.is_fake else "real",
+            }
+            for r in records
+        ]
+    for row in rows:
+        link = folder / row["filename"]
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to((root / row["filename"]).resolve())
+    labels_path = folder.with_name(f"{test_set['name']}.labels.csv")
+    write_csv_atomic(labels_path, sorted(rows, key=lambda r: r["filename"]), ["filename", "label", "group"])
+    return folder, labels_path
+
+
+def predict_set(checkpoints: list[Path], folder: Path, output: Path, options: dict) -> None:
+    if output.is_file():
+        logger.info("%s is there: not predicted again", output)
+        return
+    from inference import predict
+
+    arguments = ["--test-dir", str(folder), "--recursive", "--output", str(output), "--models", *map(str, checkpoints)]
+    for key, value in (options or {}).items():
+        flag = f"--{key.replace('_', '-')}"
+        if value is True:
+            arguments.append(flag)
+        elif value not in (False, None):
+            arguments += [flag, str(value)]
+    if predict.main(arguments) != 0:
+        raise ProtocolError(f"inference.predict failed on {folder}")
+
+
+def face_scores(details: Path, labels: dict) -> tuple[np.ndarray, np.ndarray, list]:
+    """Every face's score with its video's label and group, from predict's details.jsonl."""
+    y, p, groups = [], [], []
+    for line in details.read_text().splitlines():
+        row = json.loads(line)
+        label, group = labels[row["filename"]]
+        for value in row.get("face_scores") or []:
+            y.append(label), p.append(value), groups.append(group)
+    return np.array(y), np.array(p), groups
+
+
+def summarise(video: dict, frame_y: np.ndarray, frame_p: np.ndarray) -> dict:
+    frame = score(frame_y, frame_p) if len(frame_y) else {"roc_auc": None}
+    return {
+        "video_auc": video["roc_auc"],
+        "frame_auc": frame["roc_auc"],
+        "log_loss": video["log_loss"],
+        "eer": video["eer"],
+        "ap": video["average_precision"],
+        "videos": video["videos"],
+    }
+
+
+def score_model_on_set(submission: Path, labels_path: Path) -> dict:
+    """{"all": metrics, method: metrics, ...}; each method is scored with the set's real videos."""
+    labels, predictions = read_labels(labels_path), read_submission(submission)
+    frame_y, frame_p, frame_groups = face_scores(submission.parent / "details.jsonl", labels)
+    results = {"all": summarise(evaluate(predictions, labels)["overall"], frame_y, frame_p)}
+    frame_groups = np.array(frame_groups, dtype=object)
+    for method in sorted({g for y, g in labels.values() if y == 1}):
+        chosen = {n: v for n, v in labels.items() if v[0] == 0 or v[1] == method}
+        keep = (frame_y == 0) | (frame_groups == method)
+        video = evaluate({n: predictions[n] for n in chosen}, chosen)["overall"]
+        results[method] = summarise(video, frame_y[keep], frame_p[keep])
+    return results
+
+
+def write_table(results: dict, out: Path) -> list[dict]:
+    rows = [
+        {"model": model, "test_set": test_set, "method": method, **metrics}
+        for model, sets in results.items()
+        for test_set, methods in sets.items()
+        for method, metrics in methods.items()
+    ]
+    write_csv_atomic(out / "table.csv", rows, ["model", "test_set", "method", *METRICS])
+    write_json_atomic(out / "results.json", results)
+
+    def cell(value) -> str:
+        return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    lines = [
+        "| model | test set | method | video AUC | frame AUC | log loss | EER | AP | videos |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['test_set']} | {r['method']} | " + " | ".join(cell(r[m]) for m in METRICS) + " |"
+        for r in rows
+    ]
+    with atomic_path(out / "table.md") as temporary:
+        temporary.write_text("\n".join(lines) + "\n")
+    return rows
+
+
+def plot_roc(name: str, curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    figure, axis = plt.subplots(figsize=(5, 5))
+    for model, (y, p) in curves.items():
+        if len(np.unique(y)) == 2:
+            fpr, tpr, _ = roc_curve(y, p)
+            axis.plot(fpr, tpr, label=f"{model} (AUC {roc_auc_score(y, p):.3f})")
+    axis.plot([0, 1], [0, 1], "--", color="grey")
+    axis.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{name}: video-level ROC")
+    axis.legend(loc="lower right", fontsize=8)
+    with atomic_path(out / f"roc_{name}.png") as temporary:
+        figure.savefig(temporary, format="png", dpi=110)
+    plt.close(figure)
+
+
+def run_protocol(protocol: dict, out: Path) -> list[dict]:
+    out.mkdir(parents=True, exist_ok=True)
+    sets = {test_set["name"]: link_test_set(test_set, out) for test_set in protocol["test_sets"]}
+    results: dict[str, dict] = {}
+    curves: dict[str, dict] = {name: {} for name in sets}
+    for model in protocol["models"]:
+        checkpoints = model_checkpoints(model, out)
+        results[model["name"]] = {}
+        for name, (folder, labels_path) in sets.items():
+            submission = out / "predictions" / model["name"] / name / "submission.csv"
+            predict_set(checkpoints, folder, submission, protocol.get("predict"))
+            results[model["name"]][name] = score_model_on_set(submission, labels_path)
+            labels, predictions = read_labels(labels_path), read_submission(submission)
+            names = sorted(labels)
+            curves[name][model["name"]] = (
+                np.array([labels[n][0] for n in names]),
+                np.array([predictions[n] for n in names]),
+            )
+    for name, by_model in curves.items():
+        plot_roc(name, by_model, out)
+    return write_table(results, out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m inference.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--protocol", type=Path, required=True, help="protocol YAML (configs/protocols/)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (reused: predictions already made stay)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        rows = run_protocol(read_protocol(args.protocol), args.out)
+    except ScoreError as error:
+        return cli.fail(error)
+    print((args.out / "table.md").read_text(), flush=True)
+    logger.info("wrote %d rows to %s (and table.csv, results.json, roc_*.png)", len(rows), args.out / "table.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

@@ -1,0 +1,139 @@
+"""inference.evaluate: a protocol of models and test sets -> one cross-dataset table."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from inference.evaluate import ProtocolError, expand, main, read_protocol
+from inference.score import evaluate, read_labels, read_submission
+from tests.conftest import REPO_ROOT, save_tiny_checkpoint
+from tests.training_data import make_crop_dataset
+
+
+@pytest.fixture(scope="module")
+def protocol_run(demo_world, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evaluate")
+    folders = tmp / "folders_set"
+    labels = read_labels(demo_world / "test_videos" / "labels.csv")
+    for name, (label, _) in labels.items():
+        link = folders / ("fake" if label else "real") / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(demo_world / "test_videos" / name)
+    crops = tmp / "crops"
+    make_crop_dataset(crops, groups=4, fakes_per_group=1, crops=4, size=40)
+    tiny = {
+        "config": str(REPO_ROOT / "configs" / "demo.yaml"),
+        "data_dir": str(crops),
+        "fold": 0,
+        "seed": 3,
+        "set": [
+            *("training.epochs=1", "training.batches_per_epoch=2", "data.batch_size=4", "data.num_workers=0"),
+            *("model.input_size=32", "data.fakes=blends"),
+        ],
+    }
+    protocol = {
+        "models": [
+            {"name": "random", "checkpoints": [str(save_tiny_checkpoint(tmp / "random.pt", seed=1))]},
+            {"name": "sbi_tiny", "train": tiny},
+        ],
+        "test_sets": [
+            {"name": "demo_test", "root": "${DEMO_ROOT}/test_videos", "labels": "labels.csv"},
+            {"name": "by_folder", "root": str(folders), "layout": "folders"},
+        ],
+        "predict": {"frames": 8, "detector_scale": "rule", "workers": 0},
+    }
+    path = tmp / "protocol.yaml"
+    path.write_text(yaml.safe_dump(protocol))
+    out = tmp / "out"
+    import os
+
+    os.environ["DEMO_ROOT"] = str(demo_world)
+    try:
+        assert main(["--protocol", str(path), "--out", str(out)]) == 0
+    finally:
+        del os.environ["DEMO_ROOT"]
+    return path, out, labels
+
+
+def test_the_table_holds_every_model_set_and_method(protocol_run):
+    _, out, labels = protocol_run
+    with open(out / "table.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    methods = sorted({group for label, group in labels.values() if label})
+    # a folders layout names no method: its fakes are the "fake" method
+    expected = {("random", "demo_test", m) for m in ["all", *methods]} | {
+        ("random", "by_folder", m) for m in ["all", "fake"]
+    }
+    expected |= {(s, t, m) for (_, t, m) in expected for s in ["sbi_tiny"]}
+    assert {(r["model"], r["test_set"], r["method"]) for r in rows} == expected
+    table = (out / "table.md").read_text()
+    assert "| video AUC | frame AUC | log loss | EER | AP | videos |" in table and table.count("\n") == len(rows) + 2
+    assert (out / "roc_demo_test.png").stat().st_size > 0 and (out / "roc_by_folder.png").stat().st_size > 0
+    assert (out / "weights" / "sbi_tiny_0_3_best.pt").is_file()
+
+
+def test_the_numbers_are_those_of_the_submission_and_its_faces(protocol_run):
+    _, out, labels = protocol_run
+    results = json.loads((out / "results.json").read_text())
+    prediction_dir = out / "predictions" / "random" / "demo_test"
+    submission = read_submission(prediction_dir / "submission.csv")
+    overall = evaluate(submission, labels)["overall"]
+    row = results["random"]["demo_test"]["all"]
+    assert row["video_auc"] == pytest.approx(overall["roc_auc"]) and row["log_loss"] == pytest.approx(
+        overall["log_loss"]
+    )
+    assert row["videos"] == len(labels)
+    y, p = [], []
+    for line in (prediction_dir / "details.jsonl").read_text().splitlines():
+        detail = json.loads(line)
+        y += [labels[detail["filename"]][0]] * len(detail["face_scores"])
+        p += detail["face_scores"]
+    from sklearn.metrics import roc_auc_score
+
+    assert row["frame_auc"] == pytest.approx(roc_auc_score(np.array(y), np.array(p)))
+    # the same videos under real/ and fake/ folders score the same
+    assert results["random"]["by_folder"]["all"]["video_auc"] == pytest.approx(row["video_auc"])
+
+
+def test_a_second_run_reuses_predictions_and_runs(protocol_run, demo_world, monkeypatch):
+    path, out, _ = protocol_run
+    submission = out / "predictions" / "sbi_tiny" / "demo_test" / "submission.csv"
+    best = out / "weights" / "sbi_tiny_0_3_best.pt"
+    before = (submission.stat().st_mtime_ns, best.stat().st_mtime_ns)
+    monkeypatch.setenv("DEMO_ROOT", str(demo_world))
+    import inference.predict
+    import training.train
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("nothing should be predicted or trained again")
+
+    monkeypatch.setattr(inference.predict, "main", refuse)
+    monkeypatch.setattr(training.train, "train", refuse)
+    assert main(["--protocol", str(path), "--out", str(out)]) == 0
+    assert (submission.stat().st_mtime_ns, best.stat().st_mtime_ns) == before
+
+
+def test_protocol_errors_name_the_problem(tmp_path, monkeypatch):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        yaml.safe_dump({"models": [{"name": "a", "checkpoints": ["x"], "train": {}}], "test_sets": [{"name": "t"}]})
+    )
+    with pytest.raises(ProtocolError, match="give either `checkpoints:` or `train:`"):
+        read_protocol(path)
+    path.write_text(yaml.safe_dump({"models": [{"checkpoints": ["x"]}], "test_sets": [{"name": "t"}]}))
+    with pytest.raises(ProtocolError, match="needs a name of its own"):
+        read_protocol(path)
+    path.write_text(yaml.safe_dump({"models": []}))
+    with pytest.raises(ProtocolError, match="non-empty `models:`"):
+        read_protocol(path)
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    assert expand("${NOT_SET_ANYWHERE:-work}/data") == "work/data"
+    with pytest.raises(ProtocolError, match=r"\$\{NOT_SET_ANYWHERE\} is not set"):
+        expand("${NOT_SET_ANYWHERE}/data")
+    for protocol in (REPO_ROOT / "configs" / "protocols").glob("*.yaml"):
+        assert read_protocol(protocol)["test_sets"]
