@@ -49,12 +49,14 @@ DEFAULTS: dict = {
         "blend_share": 0.5,  # fakes: both: the share of fake draws that are self-blends of reals
     },
     "optimizer": {
-        "name": "sgd",  # sgd (nesterov) or adamw
+        "name": "sgd",  # sgd (nesterov) or adamw; sam_sgd / sam_adamw: inside SAM (training/sam.py)
         "lr": 0.01,
         "momentum": 0.9,
         "nesterov": True,
         "weight_decay": 1.0e-4,
         "clip_grad_norm": 1.0,
+        "sam_rho": 0.05,  # SAM's neighbourhood radius
+        "sam_adaptive": False,  # ASAM: the radius scaled by each weight's size
     },
     "schedule": {
         "name": "poly",  # poly, cosine, linear (flat, then down to 0 from decay_start) or constant; per iteration

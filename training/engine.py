@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -13,6 +14,7 @@ from tqdm import tqdm
 from training.distributed import all_gather_objects, is_main_process
 from training.losses import fake_real_bce
 from training.metrics import balanced_video_log_loss, video_means
+from training.sam import SAM
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +24,26 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> tuple[
     if channels_last and images.dim() == 4:  # a temporal model's clips (5-d) are made channels-last per frame
         images = images.contiguous(memory_format=torch.channels_last)
     return images, batch["label"].to(device, non_blocking=True)
+
+
+def batch_loss(model, images, labels, device: torch.device, amp_dtype, ohem_samples) -> torch.Tensor:
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        logits = model(images)
+    return fake_real_bce(logits, labels, ohem_samples)
+
+
+@contextlib.contextmanager
+def running_stats_kept(model: nn.Module):
+    """Batch-norm running statistics left as they are (SAM's second pass sees the same batch)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
 
 
 def train_one_epoch(
@@ -49,15 +71,21 @@ def train_one_epoch(
         if step >= total:
             break
         images, labels = _to_device(batch, device, settings["channels_last"])
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            logits = model(images)
-        loss = fake_real_bce(logits, labels, settings.get("ohem_samples"))
+        loss_args = (model, images, labels, device, amp_dtype, settings.get("ohem_samples"))
+        loss = batch_loss(*loss_args)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        inverse_scale = 1.0 / scaler.get_scale() if scaler.is_enabled() else 1.0
+        if isinstance(optimizer, SAM) and optimizer.first_step(inverse_scale):  # SAM: a second pass at w + e
+            optimizer.zero_grad(set_to_none=True)
+            with running_stats_kept(model):
+                scaler.scale(batch_loss(*loss_args)).backward()
         if settings["clip_grad_norm"]:
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), settings["clip_grad_norm"])
         scaler.step(optimizer)
+        if isinstance(optimizer, SAM):
+            optimizer.restore()  # where the scaler skipped the step on an overflow
         scaler.update()
         scheduler.step()
         losses.append(loss.item())

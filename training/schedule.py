@@ -8,8 +8,14 @@ import torch
 
 
 def create_optimizer(param_groups: list[dict], settings: dict) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum (the recipe) or AdamW over `param_groups`."""
+    """SGD with Nesterov momentum (the recipe) or AdamW over `param_groups`; `sam_sgd` and
+    `sam_adamw` wrap them in Sharpness-Aware Minimization (training/sam.py)."""
     name = settings["name"].lower()
+    if name.startswith("sam_"):
+        from training.sam import SAM
+
+        base = create_optimizer(param_groups, {**settings, "name": name.removeprefix("sam_")})
+        return SAM(base, settings.get("sam_rho", 0.05), settings.get("sam_adaptive", False))
     if name == "sgd":
         return torch.optim.SGD(
             param_groups,
@@ -20,7 +26,7 @@ def create_optimizer(param_groups: list[dict], settings: dict) -> torch.optim.Op
         )
     if name == "adamw":
         return torch.optim.AdamW(param_groups, lr=settings["lr"], weight_decay=settings["weight_decay"])
-    raise ValueError(f"unknown optimizer '{settings['name']}' (sgd or adamw)")
+    raise ValueError(f"unknown optimizer '{settings['name']}' (sgd, adamw, sam_sgd or sam_adamw)")
 
 
 def lr_factor(
