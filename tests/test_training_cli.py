@@ -12,11 +12,18 @@ from preprocess.cli import InputError
 from tests.conftest import REPO_ROOT
 from training import plot_log
 from training.config import DEFAULTS, apply_overrides, load_config
+from training.dataset import FAKE_SOURCES
 from training.schedule import lr_factor, resolve_max_iter
 from training.train import parse_args, resolve_config
+from training.tuning import TRAIN_ONLY
 from training.zoo import encoder_spec, normalization
 
 CONFIGS = REPO_ROOT / "configs"
+
+
+def test_the_list_below_names_every_shipped_training_config():
+    shipped = {path.stem for path in CONFIGS.glob("*.yaml")} - {"preprocess", "preprocess_demo", "ensemble_original"}
+    assert shipped == set(SHIPPED)
 
 
 def _leaves(tree: dict, prefix: str = "") -> dict:
@@ -29,27 +36,32 @@ def _leaves(tree: dict, prefix: str = "") -> dict:
     return leaves
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "b7",
-        "b5",
-        "b4",
-        "xception",
-        "resnet34",
-        "resnet50",
-        "inception_resnet_v2",
-        "demo",
-        "temporal_b0",
-        "temporal_demo",
-    ],
-)
+SHIPPED = [
+    "b7",
+    "b5",
+    "b4",
+    "xception",
+    "resnet34",
+    "resnet50",
+    "inception_resnet_v2",
+    "demo",
+    "temporal_b0",
+    "temporal_demo",
+    "sbi_b4",
+    "clip_vit_l14",
+    "clip_vit_b16_lora",
+    "dinov2_vit_b14",
+]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_config_is_its_file_over_the_defaults_and_can_run(name):
     path = CONFIGS / f"{name}.yaml"
     written, config = _leaves(yaml.safe_load(path.read_text())), _leaves(load_config(path))
     assert config == {**_leaves(DEFAULTS), **written}, "every value of the file, defaults for the rest"
     encoder_spec(config["model.encoder"])  # a listed encoder or a timm model
-    assert config["optimizer.name"] in {"sgd", "adamw"}
+    assert config["optimizer.name"] in {"sgd", "adamw", "sam_sgd", "sam_adamw"}
+    assert config["data.fakes"] in FAKE_SOURCES and config["model.train_only"] in TRAIN_ONLY
     lr_factor(1, 10, config["schedule.name"], config["schedule.power"])
     fixed = {"b7": 100500, "b5": 75100}  # the original's two configs fix the schedule's length
     assert config["schedule.max_iter"] == fixed.get(name, "auto")
@@ -89,7 +101,7 @@ def test_b7_and_b5_are_the_originals_configs(name):
     assert encoder_spec(model["encoder"]).drop_path_rate == 0.2 and model["dropout"] == 0.0
     assert list(normalization(model["encoder"])) == [tuple(original["normalize"][k]) for k in ("mean", "std")]
     assert data["batch_size"] == original["batch_size"] and data["label_smoothing"] == original["label_smoothing"]
-    assert optimizer == {
+    assert {k: v for k, v in optimizer.items() if not k.startswith("sam_")} == {
         "name": original["type"].lower(),
         "lr": original["learning_rate"],
         "momentum": original["momentum"],
@@ -101,7 +113,8 @@ def test_b7_and_b5_are_the_originals_configs(name):
     assert schedule["max_iter"] == original["max_iter"]
     assert training["epochs"] == original["epochs"] and training["batches_per_epoch"] == original["batches_per_epoch"]
     assert training["amp"] is original["fp16"] and training["sync_bn"] and training["ohem_samples"] is None
-    assert training["freeze_epochs"] == 0 and config["data"]["cutouts"]
+    assert training["freeze_epochs"] == 0 and config["data"]["cutouts"] and config["data"]["fakes"] == "dataset"
+    assert model["train_only"] == "all"
 
 
 def test_flags_and_set_override_the_file(tmp_path):
