@@ -98,3 +98,18 @@ def test_a_run_on_reals_alone_trains_and_records_its_fake_source(crops, tmp_path
     assert checkpoint["history"][0]["batches"] == 2 and summary["epochs_run"] == 1
     with pytest.raises(Exception, match="must be even"):
         train_module.train(train_module.parse_args([*args[:-1], str(tmp_path / "odd"), "--batch-size", "3"]))
+
+
+def test_validation_of_a_blends_run_sees_reals_and_fixed_blends_never_a_dataset_fake(crops):
+    root, _ = crops
+    _, val_rows = split_folds(read_folds(root / "folds.csv"), 1)
+    validation = CropDataset(root, val_rows, False, 48, MEAN, STD, fakes="blends")
+    reals = val_rows[val_rows["label"] == 0]
+    assert len(validation) == 2 * len(reals) and set(validation.samples["video"]) == set(reals["video"])
+    items = [validation[i] for i in range(len(validation))]
+    blends = [item for item in items if item["video"].endswith("#blend")]
+    assert len(blends) == len(reals) and all(item["label"].item() == 1.0 for item in blends)
+    assert all(item["label"].item() == 0.0 for item in items if not item["video"].endswith("#blend"))
+    again = validation[len(reals)]
+    assert torch.equal(again["image"], items[len(reals)]["image"])  # the same blends every epoch
+    assert not torch.equal(items[0]["image"], items[len(reals)]["image"])

@@ -69,12 +69,13 @@ def make_datasets(config: dict, data_dir: Path, train_rows, val_rows, size: int,
             fakes=data["fakes"],
             blend_share=data["blend_share"],
         )
+        val_fakes = "blends" if data["fakes"] == "blends" else "dataset"
+        val_set = CropDataset(
+            data_dir, val_rows, False, size, mean, std, val_frame_modulo=data["val_frame_modulo"], fakes=val_fakes
+        )
     except ValueError as error:
         raise InputError(str(error)) from error
-    return (
-        train_set,
-        CropDataset(data_dir, val_rows, False, size, mean, std, val_frame_modulo=data["val_frame_modulo"]),
-    )
+    return train_set, val_set
 
 
 def build_model(config: dict) -> torch.nn.Module:

@@ -5,7 +5,9 @@ drawn afresh; validation takes the held-out fold (every `val_frame_modulo`-th fr
 fakes come from is `data.fakes`:
   dataset  the dataset's fakes (the recipe);
   blends   none of them: each real crop comes with a self-blended fake of itself made on the fly
-           (training/blends.py), so every batch is half reals and half their blends;
+           (training/blends.py), so every batch is half reals and half their blends; validation
+           too takes the held-out fold's reals and one fixed blend of each, so that no fake of
+           the dataset is seen, not even to pick the best epoch;
   both     the dataset's fakes, a `blend_share` of the fake draws replaced by blends of reals.
 A blend needs the real crop's landmarks; reals without them are not blended. A crop that cannot
 be read is logged, counted and replaced by the next one, never a crash. Randomness depends only
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 FOLD_COLUMNS = ["video", "file", "label", "original", "frame", "fold"]
 FAKE_SOURCES = ("dataset", "blends", "both")
 BLEND_STREAM = 7  # the blend's random stream, apart from the transform's and the cutout's
+BLEND_SUFFIX = "#blend"  # a validation blend's video name: its own video in the video-level score
 
 
 def read_folds(path: str | Path) -> pd.DataFrame:
@@ -111,6 +114,9 @@ class CropDataset(Dataset):
         else:
             every = rows[rows["frame"] % max(1, val_frame_modulo) == 0]
             self.samples = (every if len(every) else rows).reset_index(drop=True).assign(blend=False)
+            if fakes == "blends":  # no dataset fake in model selection either: reals and their blends
+                reals = self._blendable(self.samples)
+                self.samples = pd.concat([reals, reals.assign(blend=True, label=1)]).reset_index(drop=True)
 
     @property
     def images_per_item(self) -> int:
@@ -158,7 +164,8 @@ class CropDataset(Dataset):
 
     def _load(self, row, position: int, replaced: int) -> dict:
         seed = (self.epoch_seed * 1_000_003 + position) % 2**32
-        made = self.blended(row, seed) if self.pairs or row["blend"] else [self.augmented(row, seed)]
+        blend = self.pairs or row["blend"]
+        made = self.blended(row, seed) if blend else [self.augmented(row, seed)]
         images = [to_tensor(image, self.mean, self.std) for image, _ in made]
         labels = torch.tensor([[label] for _, label in made], dtype=torch.float32)
         if not self.pairs:
@@ -166,14 +173,14 @@ class CropDataset(Dataset):
         return {
             "image": torch.stack(images) if self.pairs else images[0],
             "label": labels,
-            "video": row["video"],
+            "video": row["video"] if self.pairs or not blend else f"{row['video']}{BLEND_SUFFIX}",
             "file": row["file"],
             "replaced": replaced,
         }
 
     def read(self, row) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The RGB crop of `row`, its diff mask (zeros if none) and its original's landmarks (None
-        if none; read in training only)."""
+        if none; read in training and for blends only)."""
         path = crops_dir(self.data_dir, row["video"]) / row["file"]
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
@@ -185,7 +192,8 @@ class CropDataset(Dataset):
         if diff is None or diff.shape != image.shape[:2]:
             diff = np.zeros(image.shape[:2], np.uint8)
         landmarks_path = landmarks_dir(self.data_dir, row["original"]) / f"{stem}.npy"
-        landmarks = np.load(landmarks_path) if self.train and landmarks_path.exists() else None
+        wanted = self.train or bool(row.get("blend", False))
+        landmarks = np.load(landmarks_path) if wanted and landmarks_path.exists() else None
         return image, diff, landmarks
 
     def finish(
