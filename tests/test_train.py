@@ -98,8 +98,12 @@ sys.exit(train.main(sys.argv[1:]))
 """
 
 
-def test_interrupted_run_resumes_to_the_same_weights(crop_data, tmp_path):
-    args = [*TINY, "--data-dir", str(crop_data), "--epochs", "4", "--batches-per-epoch", "6"]
+SELF_BLENDS_AND_SAM = ["--set", "data.fakes=blends", "--set", "optimizer.name=sam_adamw"]
+
+
+@pytest.mark.parametrize("variant", [[], SELF_BLENDS_AND_SAM], ids=["recipe", "self_blends_sam"])
+def test_interrupted_run_resumes_to_the_same_weights(crop_data, tmp_path, variant):
+    args = [*TINY, *variant, "--data-dir", str(crop_data), "--epochs", "4", "--batches-per-epoch", "6"]
     train_module.train(train_module.parse_args([*args, "--output-dir", str(tmp_path / "straight")]))
 
     out = tmp_path / "interrupted"
@@ -118,7 +122,8 @@ def test_interrupted_run_resumes_to_the_same_weights(crop_data, tmp_path):
     assert len(_metrics(out / "logs" / "demo_0_7")) == 4
 
 
-def test_two_process_gloo_run_keeps_replicas_equal(crop_data, tmp_path):
+@pytest.mark.parametrize("variant", [[], SELF_BLENDS_AND_SAM], ids=["recipe", "self_blends_sam"])
+def test_two_process_gloo_run_keeps_replicas_equal(crop_data, tmp_path, variant):
     out = tmp_path / "ddp"
     command = [
         sys.executable,
@@ -129,6 +134,7 @@ def test_two_process_gloo_run_keeps_replicas_equal(crop_data, tmp_path):
         "-m",
         "training.train",
         *TINY,
+        *variant,
         "--data-dir",
         str(crop_data),
         "--output-dir",
