@@ -203,3 +203,17 @@ def test_stored_boxes_crop_exactly_where_the_original_cropped(tmp_path):
     assert original == [48, 60, 99, 141]
     assert [int(v) for v in stored[0][0]] == original
     assert crop_region(stored[0][0], (120, 160)) == crop_region(original, (120, 160))
+
+
+def test_atomic_outputs_get_the_permissions_open_would_give(tmp_path):
+    import os
+
+    from preprocess.io_utils import atomic_path, write_json_atomic
+
+    mask = os.umask(0o027)
+    os.umask(mask)
+    write_json_atomic(tmp_path / "a.json", {"x": 1})
+    with atomic_path(tmp_path / "b.bin") as temporary:
+        temporary.write_bytes(b"1")
+    for name in ("a.json", "b.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
