@@ -21,7 +21,8 @@ A protocol (YAML) names models and test sets:
 
 Each test set's videos are linked under DIR/sets/NAME/ with a labels.csv (group = the
 manipulation method); each model predicts each set into DIR/predictions/MODEL/SET/ (skipped when
-that submission is already there, so a second run only adds what is new). The table has, per
+that submission is there, made from the same checkpoint files, videos and predict options, so a
+second run only adds what is new). The table has, per
 model and test set and per method, video-level AUC, log loss, EER and AP and frame-level AUC (each
 face scored alone, labelled by its video), as DeepfakeBench reports them: DIR/table.md,
 table.csv, results.json, and DIR/roc_SET.png with a curve per model.
@@ -133,18 +134,35 @@ def link_test_set(test_set: dict, out: Path) -> tuple[Path, Path]:
             for r in records
         ]
     for row in rows:
-        link = folder / row["filename"]
-        if not link.exists():
+        link, target = folder / row["filename"], (root / row["filename"]).resolve()
+        if link.is_symlink() and link.resolve() != target:
+            link.unlink()  # the set's root moved: its predictions are made again
+        if not link.is_symlink():
             link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to((root / row["filename"]).resolve())
+            link.symlink_to(target)
+    listed = {row["filename"] for row in rows}
+    for link in [p for p in folder.rglob("*") if p.is_symlink()]:
+        if link.relative_to(folder).as_posix() not in listed:
+            link.unlink()  # no longer in the set
     labels_path = folder.with_name(f"{test_set['name']}.labels.csv")
     write_csv_atomic(labels_path, sorted(rows, key=lambda r: r["filename"]), ["filename", "label", "group"])
     return folder, labels_path
 
 
-def predict_set(checkpoints: list[Path], folder: Path, output: Path, options: dict) -> None:
-    if output.is_file():
-        logger.info("%s is there: not predicted again", output)
+def prediction_source(checkpoints: list[Path], folder: Path, labels_path: Path, options: dict) -> dict:
+    """What a set's predictions were made from: when any of it changes, they are made again."""
+    files = [
+        {"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in checkpoints
+    ]
+    videos = sorted(str(link.resolve()) for link in folder.rglob("*") if link.is_symlink())
+    return {"checkpoints": files, "labels": labels_path.read_text(), "videos": videos, "predict": options or {}}
+
+
+def predict_set(checkpoints: list[Path], folder: Path, labels_path: Path, output: Path, options: dict) -> None:
+    source_path = output.with_name("source.json")
+    source = prediction_source(checkpoints, folder, labels_path, options)
+    if output.is_file() and source_path.is_file() and json.loads(source_path.read_text()) == source:
+        logger.info("%s is there, made from the same checkpoints, videos and options: not predicted again", output)
         return
     from inference import predict
 
@@ -157,6 +175,7 @@ def predict_set(checkpoints: list[Path], folder: Path, output: Path, options: di
             arguments += [flag, str(value)]
     if predict.main(arguments) != 0:
         raise ProtocolError(f"inference.predict failed on {folder}")
+    write_json_atomic(source_path, source)
 
 
 def face_scores(details: Path, labels: dict) -> tuple[np.ndarray, np.ndarray, list]:
@@ -252,7 +271,7 @@ def run_protocol(protocol: dict, out: Path) -> list[dict]:
         results[model["name"]] = {}
         for name, (folder, labels_path) in sets.items():
             submission = out / "predictions" / model["name"] / name / "submission.csv"
-            predict_set(checkpoints, folder, submission, protocol.get("predict"))
+            predict_set(checkpoints, folder, labels_path, submission, protocol.get("predict"))
             results[model["name"]][name] = score_model_on_set(submission, labels_path)
             labels, predictions = read_labels(labels_path), read_submission(submission)
             names = sorted(labels)

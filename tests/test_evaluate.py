@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,8 +52,6 @@ def protocol_run(demo_world, tmp_path_factory):
     path = tmp / "protocol.yaml"
     path.write_text(yaml.safe_dump(protocol))
     out = tmp / "out"
-    import os
-
     os.environ["DEMO_ROOT"] = str(demo_world)
     try:
         assert main(["--protocol", str(path), "--out", str(out)]) == 0
@@ -116,6 +116,12 @@ def test_a_second_run_reuses_predictions_and_runs(protocol_run, demo_world, monk
     monkeypatch.setattr(training.train, "train", refuse)
     assert main(["--protocol", str(path), "--out", str(out)]) == 0
     assert (submission.stat().st_mtime_ns, best.stat().st_mtime_ns) == before
+    # a checkpoint that changed since (retrained, replaced) is predicted with again
+    checkpoint = Path(read_protocol(path)["models"][0]["checkpoints"][0])
+    stat = checkpoint.stat()
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="nothing should be predicted"):
+        main(["--protocol", str(path), "--out", str(out)])
 
 
 def test_protocol_errors_name_the_problem(tmp_path, monkeypatch):

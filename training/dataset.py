@@ -115,8 +115,9 @@ class CropDataset(Dataset):
             every = rows[rows["frame"] % max(1, val_frame_modulo) == 0]
             self.samples = (every if len(every) else rows).reset_index(drop=True).assign(blend=False)
             if fakes == "blends":  # no dataset fake in model selection either: reals and their blends
-                reals = self._blendable(self.samples)
-                self.samples = pd.concat([reals, reals.assign(blend=True, label=1)]).reset_index(drop=True)
+                reals = self.samples[self.samples["label"] == 0]
+                blends = self._blendable(self.samples).assign(blend=True, label=1)
+                self.samples = pd.concat([reals, blends]).reset_index(drop=True)
 
     @property
     def images_per_item(self) -> int:
