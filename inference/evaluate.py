@@ -129,7 +129,7 @@ def link_test_set(test_set: dict, out: Path) -> tuple[Path, Path]:
             {
                 "filename": r.path.relative_to(root).as_posix(),
                 "label": r.label,
-                "group": r.source if r.is_fake else "real",
+                "group": (r.method or r.source) if r.is_fake else "real",
             }
             for r in records
         ]

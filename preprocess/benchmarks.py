@@ -68,7 +68,8 @@ def read_celebdf(root: Path) -> list[VideoRecord]:
                 else:
                     logger.warning("%s: name does not say its original (expected idA_idB_NNNN)", path)
             split = "test" if path.relative_to(root).as_posix() in test else "train"
-            records.append(VideoRecord(video, path, label, original, original or video, folder, split))
+            method = folder if label == FAKE else None
+            records.append(VideoRecord(video, path, label, original, original or video, folder, split, method))
     if not records:
         raise DatasetError(f"{root}: no videos under {', '.join(CELEBDF_FOLDERS)}")
     return records
@@ -94,8 +95,10 @@ def read_dfdc_preview(root: Path) -> list[VideoRecord]:
             continue
         parts = path.relative_to(root).parts
         person = parts[1] if len(parts) > 2 else relative_id(root, path)
+        is_fake = label == "fake"
+        method = parts[0] if is_fake else None
         records.append(
-            VideoRecord(relative_id(root, path), path, FAKE if label == "fake" else REAL, None, person, parts[0], split)
+            VideoRecord(relative_id(root, path), path, FAKE if is_fake else REAL, None, person, parts[0], split, method)
         )
     if not records:
         raise DatasetError(f"{described}: none of its videos is on disk")

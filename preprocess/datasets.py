@@ -2,15 +2,16 @@
 
 Layouts (picked automatically, or with --layout):
   dfdc     ROOT/dfdc_train_part_K/{*.mp4, metadata.json}; metadata maps a file name to
-           {"label": "REAL"|"FAKE", "split": ..., "original": "<file>.mp4"|null}
+           {"label": "REAL"|"FAKE", "split": ..., "original": "<file>.mp4"|null} (and, where
+           known, "method": how the fake was made; the demo world writes it)
   ffpp     FaceForensics++: ROOT/original_sequences/<source>/<quality>/videos/NNN.mp4 and
            ROOT/manipulated_sequences/<Method>/<quality>/videos/TTT_SSS.mp4 (original = TTT);
            ids are <source|Method>-<quality>-<name>; ROOT/splits/{train,val,test}.json, where
            present, give the official split
   celebdf  Celeb-DF v2 (Celeb-real/, YouTube-real/, Celeb-synthesis/, List_of_testing_videos.txt)
   dfdcp    the DFDC preview (dataset.json); both described in preprocess/benchmarks.py
-  csv      ROOT/*.csv with columns path,label[,original][,group]; paths relative to ROOT;
-           label REAL/FAKE or 0/1 (1 = fake); original = the path of another row
+  csv      ROOT/*.csv with columns path,label[,original][,group][,method]; paths relative to
+           ROOT; label REAL/FAKE or 0/1 (1 = fake); original = the path of another row
   splits   ROOT/{train,valid,test}/{real,fake}/* (the "140k real and fake faces" set, also found
            under ROOT/real_vs_fake/real-vs-fake/): photos (or videos), split by their folders
   folders  ROOT/real/** and ROOT/fake/** (videos, or photos as one-frame videos); no originals
@@ -102,6 +103,7 @@ def read_dfdc(root: Path) -> list[VideoRecord]:
                     original=original_id,
                     group=original_id or video,
                     source=part.name,
+                    method=entry.get("method") if entry["label"] == "FAKE" else None,
                 )
             )
     return records
@@ -148,7 +150,8 @@ def read_ffpp(root: Path) -> list[VideoRecord]:
         else:
             original = None
             logger.warning("%s: name does not say its original (expected TTT_SSS.mp4)", path)
-        records.append(VideoRecord(video, path, FAKE, original, original or video, method, splits.get(path.stem)))
+        split = splits.get(path.stem)
+        records.append(VideoRecord(video, path, FAKE, original, original or video, method, split, method))
     if not records:
         raise DatasetError(f"{root}: no videos under */<quality>/videos/ in the FaceForensics++ folders")
     if splits:
@@ -203,7 +206,10 @@ def read_csv_dataset(root: Path) -> list[VideoRecord]:
             continue
         group = (row.get("group") or "").strip() or original or video
         source = path.parent.name if path.parent != root else "csv"
-        records.append(VideoRecord(video, path, label, original if label == FAKE else None, group, source))
+        method = ((row.get("method") or "").strip() or None) if label == FAKE else None
+        records.append(
+            VideoRecord(video, path, label, original if label == FAKE else None, group, source, None, method)
+        )
     return records
 
 

@@ -1,4 +1,4 @@
-"""Step 5: folds.csv, one row per crop: video,file,label,original,frame,fold,track.
+"""Step 5: folds.csv, one row per crop: video,file,label,original,frame,fold,track,method.
 
 DFDC layout: folds follow part numbers as the recipe did, `dfdc_parts_per_fold` consecutive
 parts per fold (3), the last fold (15) taking the remaining parts. A dataset that fixes its
@@ -10,7 +10,9 @@ group k-fold (default 5) on the original, so that an original and its fakes alwa
 checks that no group spans two folds. `original` names the video whose landmarks and diffs
 apply: a fake's original when present, else the video itself. `track` is the face track of the
 crop in that video: its boxes linked across frames by overlap (preprocess/tracks.py), written to
-tracks/{video}.json, for temporal models.
+tracks/{video}.json, for temporal models. `method` is how a fake was made where the dataset says
+(`real` for reals, `unknown` where it does not), for training on some methods only
+(`data.train_methods`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from preprocess.steps import load_config, setup_logging
 from preprocess.tracks import frame_tracks, tracks_path
 
 logger = logging.getLogger("preprocess.folds")
-FIELDS = ["video", "file", "label", "original", "frame", "fold", "track"]
+FIELDS = ["video", "file", "label", "original", "frame", "fold", "track", "method"]
 
 
 class FoldError(RuntimeError):
@@ -115,6 +117,7 @@ def fold_rows(records: list[VideoRecord], folds: dict[str, int], root: Path) -> 
                     "frame": frame,
                     "fold": folds[record.video],
                     "track": people[face] if face < len(people) else face,
+                    "method": record.method or ("unknown" if record.is_fake else "real"),
                 }
             )
     return rows

@@ -175,7 +175,7 @@ def write_labels(out: Path, clips: list[ClipSpec]) -> None:
             entries = parts.setdefault(clip.part, {})
             entries[clip.name] = {"label": "REAL", "split": "train", "original": None}
             for fake in clip.fakes:
-                entries[fake.name] = {"label": "FAKE", "split": "train", "original": clip.name}
+                entries[fake.name] = {"label": "FAKE", "split": "train", "original": clip.name, "method": fake.method}
         else:
             test_rows.append({"filename": clip.name, "label": 0, "group": "real"})
             test_rows.extend({"filename": fake.name, "label": 1, "group": fake.method} for fake in clip.fakes)

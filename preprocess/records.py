@@ -24,6 +24,8 @@ class VideoRecord:
     group: videos of one group (an original and its fakes) always share a fold.
     source: where it came from: the DFDC part folder, or the manipulation method.
     split: train, valid or test where the dataset fixes its splits (folds then follow them).
+    method: how a fake was made, where the dataset says (FF++'s method folder, a DFDC metadata
+    entry's "method", a CSV's method column); None for reals and where unknown.
     """
 
     video: str
@@ -33,6 +35,7 @@ class VideoRecord:
     group: str
     source: str
     split: str | None = None
+    method: str | None = None
 
     @property
     def is_fake(self) -> bool:

@@ -35,6 +35,7 @@ def test_celebdf_reads_its_folders_originals_and_official_test_list(tmp_path):
         "Celeb-synthesis",
     )
     assert fake.original in records and records["YouTube-real__00170"].label == 0
+    assert fake.method == "Celeb-synthesis" and records["YouTube-real__00170"].method is None
     assert {v for v, r in records.items() if r.split == "test"} == {
         "YouTube-real__00170",
         "Celeb-synthesis__id1_id0_0003",
@@ -65,7 +66,13 @@ def test_the_dfdc_preview_reads_dataset_json_with_its_sets_and_people(tmp_path):
     assert len(records) == 4
     by_id = {r.video: r for r in records}
     fake = by_id["method_A__1255229__1255229_A__1849553_001"]
-    assert (fake.label, fake.group, fake.source, fake.split) == (1, "1255229", "method_A", "train")
+    assert (fake.label, fake.group, fake.source, fake.split, fake.method) == (
+        1,
+        "1255229",
+        "method_A",
+        "train",
+        "method_A",
+    )
     assert by_id["original_videos__643049__643049_B__002"].split == "test"
     entries["method_B/643049/643049_B/002.mp4"]["set"] = "dev"
     (tmp_path / "dataset.json").write_text(json.dumps(entries))
@@ -89,6 +96,9 @@ def test_faceforensics_split_files_give_the_published_split(tmp_path):
     assert records["youtube-c23-071"].split == "train" and records["Deepfakes-c23-054_071"].split == "train"
     assert records["NeuralTextures-c23-000_003"].split == "valid" and records["youtube-c23-011"].split == "test"
     assert records["DeepFakeDetection-c23-01_02__walking__YVGY8LOK"].split is None
+    assert (
+        records["NeuralTextures-c23-000_003"].method == "NeuralTextures" and records["youtube-c23-071"].method is None
+    )
     folds = assign_folds(list(records.values()), FOLD_SETTINGS)
     assert folds["youtube-c23-071"] == 1 and folds["Deepfakes-c23-000_003"] == 0
     assert "youtube-c23-010" not in folds and "DeepFakeDetection-c23-01_02__walking__YVGY8LOK" not in folds

@@ -9,7 +9,7 @@ import torch
 from tests.conftest import REPO_ROOT
 from tests.training_data import make_crop_dataset
 from training import train as train_module
-from training.dataset import CropDataset, pair_collate, read_folds, sample_epoch, split_folds
+from training.dataset import CropDataset, keep_methods, pair_collate, read_folds, sample_epoch, split_folds
 from training.zoo import read_checkpoint
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -113,3 +113,17 @@ def test_validation_of_a_blends_run_sees_reals_and_fixed_blends_never_a_dataset_
     again = validation[len(reals)]
     assert torch.equal(again["image"], items[len(reals)]["image"])  # the same blends every epoch
     assert not torch.equal(items[0]["image"], items[len(reals)]["image"])
+
+
+def test_train_methods_keeps_the_reals_and_the_named_methods_fakes(crops):
+    root, rows = crops
+    with pytest.raises(ValueError, match="no method column"):
+        keep_methods(rows, ["swap"], "folds.csv")
+    methods = rows.assign(
+        method=["real" if label == 0 else ("swap" if i % 2 else "blend") for i, label in enumerate(rows["label"])]
+    )
+    kept = keep_methods(methods, ["swap"], "folds.csv")
+    assert (kept["label"] == 0).sum() == (methods["label"] == 0).sum()
+    assert set(kept.loc[kept["label"] == 1, "method"]) == {"swap"}
+    with pytest.raises(ValueError, match="no fake made by morph; its methods: blend, swap"):
+        keep_methods(methods, ["morph"], "folds.csv")

@@ -28,6 +28,11 @@ def test_demo_world(demo_world, demo_preprocessed):
     folds = {row["fold"] for row in read_folds(demo_preprocessed / "folds.csv")}
     assert folds == {"0", "1"}, "parts 0 and 3 are folds 0 and 1"
     assert not (demo_preprocessed / "preprocess_failures.csv").exists()
+    # each crop says how its video was made: the demo world's metadata names every fake's method
+    made = {r.video: r.method or "real" for r in records}
+    rows = read_folds(demo_preprocessed / "folds.csv")
+    assert all(row["method"] == made[row["video"]] for row in rows)
+    assert {row["method"] for row in rows if row["label"] == "1"} <= {"face_swap", "self_blend"}
 
 
 @pytest.mark.shared_data

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from preprocess.cli import InputError
-from training.dataset import CropDataset, pair_collate, read_folds, split_folds
+from training.dataset import CropDataset, keep_methods, pair_collate, read_folds, split_folds
 from training.temporal import ClipDataset, create_temporal_model
 from training.tuning import apply_tuning
 from training.zoo import create_model
@@ -101,6 +101,12 @@ def build_model(config: dict) -> torch.nn.Module:
 def make_loaders(config: dict, data_dir: Path, folds_csv: Path, fold: int, size: int, mean, std, world, rank):
     train_rows, val_rows = split_folds(read_folds(folds_csv), fold)
     data = config["data"]
+    if data["train_methods"]:  # validation too: no other method's fake helps to pick the epoch
+        try:
+            train_rows = keep_methods(train_rows, data["train_methods"], f"{folds_csv} (training folds)")
+            val_rows = keep_methods(val_rows, data["train_methods"], f"{folds_csv} (fold {fold})")
+        except ValueError as error:
+            raise InputError(str(error)) from error
     train_set, val_set = make_datasets(config, data_dir, train_rows, val_rows, size, mean, std)
     sampler = train_sampler(train_set, world, rank)
     common = {"num_workers": data["num_workers"], "pin_memory": torch.cuda.is_available()}

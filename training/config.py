@@ -47,6 +47,7 @@ DEFAULTS: dict = {
         "val_frame_modulo": 20,  # validate on frames divisible by this (the recipe's speed-up)
         "fakes": "dataset",  # dataset (the recipe), blends (reals + their self-blends only) or both
         "blend_share": 0.5,  # fakes: both: the share of fake draws that are self-blends of reals
+        "train_methods": None,  # a list: train and validate on these methods' fakes only (folds.csv's method)
     },
     "optimizer": {
         "name": "sgd",  # sgd (nesterov) or adamw; sam_sgd / sam_adamw: inside SAM (training/sam.py)

@@ -55,6 +55,22 @@ def split_folds(folds: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, pd.DataFr
     return folds[folds["fold"] != fold].reset_index(drop=True), folds[folds["fold"] == fold].reset_index(drop=True)
 
 
+def keep_methods(rows: pd.DataFrame, methods: list[str], where: str) -> pd.DataFrame:
+    """The reals of `rows` and the fakes made by one of `methods` (folds.csv's `method` column)."""
+    if "method" not in rows.columns:
+        raise ValueError(f"{where}: no method column (made before it existed); run python -m preprocess.folds again")
+    fakes = rows[rows["label"] == 1]
+    kept = rows[(rows["label"] == 0) | rows["method"].isin(list(methods))].reset_index(drop=True)
+    if len(fakes) and not (kept["label"] == 1).any():
+        raise ValueError(
+            f"{where}: no fake made by {', '.join(methods)}; its methods: {', '.join(sorted(set(fakes['method'])))}"
+        )
+    logger.info(
+        "data.train_methods %s: %d of %d fake crops kept", list(methods), (kept["label"] == 1).sum(), len(fakes)
+    )
+    return kept
+
+
 def sample_epoch(
     rows: pd.DataFrame, epoch: int, seed: int, blendable: pd.DataFrame | None = None, blend_share: float = 0.0
 ) -> pd.DataFrame:
