@@ -49,12 +49,32 @@ def cam_on_crop(cam: np.ndarray, crop_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def last_feature_block(member: Member) -> torch.nn.Module:
-    """The encoder's last feature block (timm's feature_info names it: blocks.6, layer4, act4...)."""
+    """The encoder's last feature block (timm's feature_info names it: blocks.6, layer4, act4...);
+    for a transformer, the input norm of its last block: that block's output patch tokens no longer
+    reach a class-token head, its input tokens do (through the last attention)."""
     encoder = member.model.encoder
+    blocks = getattr(encoder, "blocks", None)
+    if getattr(encoder, "num_prefix_tokens", None) is not None and blocks is not None and hasattr(blocks[-1], "norm1"):
+        return blocks[-1].norm1
     info = getattr(encoder, "feature_info", None)
     if not info:
         raise ValueError(f"{member.name}: encoder {member.encoder} does not name its feature blocks")
     return encoder.get_submodule(info[-1]["module"])
+
+
+def token_grid(encoder: torch.nn.Module):
+    """For a transformer, a function from a block's tokens (B, N, C) to a map (B, C, H, W) of its
+    patch tokens (class and register tokens dropped), as Grad-CAM needs; None for a CNN."""
+    prefix = getattr(encoder, "num_prefix_tokens", None)
+    if prefix is None:
+        return None
+
+    def reshape(tokens: torch.Tensor) -> torch.Tensor:
+        patches = tokens[:, prefix:]
+        side = int(round(patches.shape[1] ** 0.5))
+        return patches.reshape(tokens.shape[0], side, side, tokens.shape[2]).permute(0, 3, 1, 2)
+
+    return reshape
 
 
 def face_heatmaps(members: list[Member], crops: list[np.ndarray], device: torch.device) -> list[np.ndarray]:
@@ -67,7 +87,8 @@ def face_heatmaps(members: list[Member], crops: list[np.ndarray], device: torch.
     maps = [np.zeros(crop.shape[:2], np.float32) for crop in crops]
     for member in members:
         images = face_batch(crops, member).to(device)
-        with torch.enable_grad(), GradCAM(model=member.model, target_layers=[last_feature_block(member)]) as cam:
+        layers, reshape = [last_feature_block(member)], token_grid(member.model.encoder)
+        with torch.enable_grad(), GradCAM(model=member.model, target_layers=layers, reshape_transform=reshape) as cam:
             canvases = cam(input_tensor=images, targets=[BinaryClassifierOutputTarget(1)] * len(crops))
         for index, (canvas, crop) in enumerate(zip(canvases, crops, strict=True)):
             maps[index] += member.weight / total * cam_on_crop(canvas, crop.shape)

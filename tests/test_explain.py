@@ -97,3 +97,14 @@ def test_the_report_embeds_its_images_and_names_errors(tmp_path):
     assert "FAKE &mdash; P(fake) 0.910" in page and "error: not a readable video container" in page
     sources = re.findall(r'src="([^"]+)"', page)
     assert len(sources) == 2 and all(source.startswith("data:image/png;base64,") for source in sources)
+
+
+def test_a_vision_transformer_gets_heatmaps_from_its_patch_tokens():
+    from training.zoo import create_model
+
+    torch.manual_seed(0)
+    model = create_model("clip_vit_b16", input_size=32, encoder_args={"depth": 2, "embed_dim": 32, "num_heads": 2})
+    member = Member("vit", model.eval(), "clip_vit_b16", 32, (0.5,) * 3, (0.25,) * 3)
+    crops = [np.random.default_rng(1).integers(0, 255, (40, 30, 3)).astype(np.uint8)]
+    (heat,) = face_heatmaps([member], crops, torch.device("cpu"))
+    assert heat.shape == (40, 30) and heat.min() >= 0.0 and heat.max() <= 1.0 and heat.max() > 0
