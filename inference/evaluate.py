@@ -22,7 +22,8 @@ A protocol (YAML) names models and test sets:
 Each test set's videos are linked under DIR/sets/NAME/ with a labels.csv (group = the
 manipulation method); each model predicts each set into DIR/predictions/MODEL/SET/ (skipped when
 that submission is there, made from the same checkpoint files, videos and predict options, so a
-second run only adds what is new). The table has, per
+second run only adds what is new). A training run is made once: its best checkpoint in
+DIR/weights/ is reused (delete DIR/weights/NAME_* to train it again). The table has, per
 model and test set and per method, video-level AUC, log loss, EER and AP and frame-level AUC (each
 face scored alone, labelled by its video), as DeepfakeBench reports them: DIR/table.md,
 table.csv, results.json, and DIR/roc_SET.png with a curve per model.
@@ -83,6 +84,12 @@ def read_protocol(path: Path) -> dict:
     for model in protocol["models"]:
         if ("checkpoints" in model) == ("train" in model):
             raise ProtocolError(f"{path}: model {model['name']}: give either `checkpoints:` or `train:`")
+        missing = {"config", "data_dir"} - set(model.get("train") or {}) if "train" in model else set()
+        if missing:
+            raise ProtocolError(f"{path}: model {model['name']}: `train:` needs {', '.join(sorted(missing))}")
+    for test_set in protocol["test_sets"]:
+        if "root" not in test_set:
+            raise ProtocolError(f"{path}: test set {test_set['name']} needs a `root:` folder")
     return protocol
 
 
@@ -184,8 +191,10 @@ def face_scores(details: Path, labels: dict) -> tuple[np.ndarray, np.ndarray, li
     for line in details.read_text().splitlines():
         row = json.loads(line)
         label, group = labels[row["filename"]]
-        for value in row.get("face_scores") or []:
-            y.append(label), p.append(value), groups.append(group)
+        values = row.get("face_scores") or []
+        y += [label] * len(values)
+        p += values
+        groups += [group] * len(values)
     return np.array(y), np.array(p), groups
 
 

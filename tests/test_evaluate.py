@@ -134,6 +134,12 @@ def test_protocol_errors_name_the_problem(tmp_path, monkeypatch):
     path.write_text(yaml.safe_dump({"models": [{"checkpoints": ["x"]}], "test_sets": [{"name": "t"}]}))
     with pytest.raises(ProtocolError, match="needs a name of its own"):
         read_protocol(path)
+    path.write_text(yaml.safe_dump({"models": [{"name": "a", "train": {"config": "c"}}], "test_sets": [{"name": "t"}]}))
+    with pytest.raises(ProtocolError, match="`train:` needs data_dir"):
+        read_protocol(path)
+    path.write_text(yaml.safe_dump({"models": [{"name": "a", "checkpoints": ["x"]}], "test_sets": [{"name": "t"}]}))
+    with pytest.raises(ProtocolError, match="test set t needs a `root:` folder"):
+        read_protocol(path)
     path.write_text(yaml.safe_dump({"models": []}))
     with pytest.raises(ProtocolError, match="non-empty `models:`"):
         read_protocol(path)
