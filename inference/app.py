@@ -26,7 +26,7 @@ import torch
 
 from inference.detect import choose_models, examine
 from inference.faces import inference_detector
-from inference.predict import add_model_arguments, autocast_dtype, cpu_precision, load_members
+from inference.model_options import add_model_arguments, autocast_dtype, cpu_precision, load_members
 from preprocess import cli
 from preprocess.face_detector import RESOLUTION_RULE, default_device
 from preprocess.records import MEDIA_SUFFIXES

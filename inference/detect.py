@@ -48,7 +48,7 @@ from inference.clips import clip_probabilities, extract_clips
 from inference.ensemble import Member, face_probabilities
 from inference.explain import explain, write_report
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
-from inference.predict import add_model_arguments, autocast_dtype, cpu_precision, load_members
+from inference.model_options import add_model_arguments, autocast_dtype, cpu_precision, load_members
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.face_detector import RESOLUTION_RULE, default_device, scale_argument

@@ -43,7 +43,7 @@ import numpy as np
 import yaml
 
 from inference.metrics import score
-from inference.score import ScoreError, evaluate, read_labels, read_submission
+from inference.score import ScoreError, align, evaluate, read_labels, read_submission
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.datasets import load_dataset
@@ -210,10 +210,9 @@ def summarise(video: dict, frame_y: np.ndarray, frame_p: np.ndarray) -> dict:
     }
 
 
-def score_model_on_set(submission: Path, labels_path: Path) -> dict:
+def score_model_on_set(predictions: dict[str, float], labels: dict, details: Path) -> dict:
     """{"all": metrics, method: metrics, ...}; each method is scored with the set's real videos."""
-    labels, predictions = read_labels(labels_path), read_submission(submission)
-    frame_y, frame_p, frame_groups = face_scores(submission.parent / "details.jsonl", labels)
+    frame_y, frame_p, frame_groups = face_scores(details, labels)
     results = {"all": summarise(evaluate(predictions, labels)["overall"], frame_y, frame_p)}
     frame_groups = np.array(frame_groups, dtype=object)
     for method in sorted({g for y, g in labels.values() if y == 1}):
@@ -281,13 +280,10 @@ def run_protocol(protocol: dict, out: Path) -> list[dict]:
         for name, (folder, labels_path) in sets.items():
             submission = out / "predictions" / model["name"] / name / "submission.csv"
             predict_set(checkpoints, folder, labels_path, submission, protocol.get("predict"))
-            results[model["name"]][name] = score_model_on_set(submission, labels_path)
             labels, predictions = read_labels(labels_path), read_submission(submission)
-            names = sorted(labels)
-            curves[name][model["name"]] = (
-                np.array([labels[n][0] for n in names]),
-                np.array([predictions[n] for n in names]),
-            )
+            results[model["name"]][name] = score_model_on_set(predictions, labels, submission.parent / "details.jsonl")
+            _, y, p, _ = align(predictions, labels)
+            curves[name][model["name"]] = (y, p)
     for name, by_model in curves.items():
         plot_roc(name, by_model, out)
     return write_table(results, out)

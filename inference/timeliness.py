@@ -29,7 +29,8 @@ from inference.clips import clip_probabilities, extract_clips
 from inference.ensemble import Member, face_probabilities
 from inference.faces import DetectionError, extract_faces, inference_detector
 from inference.metrics import score
-from inference.predict import add_model_arguments, cpu_precision, list_videos, load_members
+from inference.model_options import add_model_arguments, cpu_precision, load_members
+from inference.predict import list_videos
 from inference.score import read_labels
 from preprocess import cli
 from preprocess.face_detector import ORIGINAL_SCALE, default_device, scale_argument

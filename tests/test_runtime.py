@@ -78,18 +78,18 @@ def test_runtime_choice():
 
 
 def test_cpu_bf16_runs_only_where_it_is_native(checkpoint, tmp_path, monkeypatch, caplog):
-    from inference import predict
+    from inference import model_options, predict
 
     args = predict.parse_args(["--test-dir", ".", "--models", str(checkpoint), "--cpu-bf16"])
     cpu = torch.device("cpu")
-    monkeypatch.setattr(predict, "native_bf16", lambda: False)
-    with caplog.at_level("WARNING", logger="inference.predict"):
-        assert predict.cpu_precision(args, cpu) == "f32"
+    monkeypatch.setattr(model_options, "native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="inference.model_options"):
+        assert model_options.cpu_precision(args, cpu) == "f32"
     assert "no native bf16" in caplog.text and "running fp32" in caplog.text
-    monkeypatch.setattr(predict, "native_bf16", lambda: True)
-    assert predict.cpu_precision(args, cpu) == "bf16"
-    assert predict.cpu_precision(predict.parse_args(["--test-dir", ".", "--models", "m.pt"]), cpu) == "f32"
-    assert predict.cpu_precision(args, torch.device("cuda")) == "f32", "CUDA has its own fp16"
+    monkeypatch.setattr(model_options, "native_bf16", lambda: True)
+    assert model_options.cpu_precision(args, cpu) == "bf16"
+    assert model_options.cpu_precision(predict.parse_args(["--test-dir", ".", "--models", "m.pt"]), cpu) == "f32"
+    assert model_options.cpu_precision(args, torch.device("cuda")) == "f32", "CUDA has its own fp16"
 
 
 @pytest.mark.skipif(not runtime.native_bf16(), reason="this CPU has no native bf16")

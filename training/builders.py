@@ -3,6 +3,7 @@ or clips of the folds, loaders that give each process of a run its share."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -13,6 +14,8 @@ from training.dataset import CropDataset, keep_methods, pair_collate, read_folds
 from training.temporal import ClipDataset, create_temporal_model
 from training.tuning import apply_tuning
 from training.zoo import create_model
+
+logger = logging.getLogger(__name__)
 
 
 class RankShare(Sampler[int]):
@@ -94,7 +97,11 @@ def build_model(config: dict) -> torch.nn.Module:
         model["input_size"],
         model["encoder_args"],
     )
-    apply_tuning(classifier, model)
+    counts = apply_tuning(classifier, model)
+    if model["train_only"] != "all":
+        logger.info(
+            "train_only %s: %d of %d parameters train", model["train_only"], counts["trainable"], counts["total"]
+        )
     return classifier
 
 

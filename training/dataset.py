@@ -183,13 +183,11 @@ class CropDataset(Dataset):
         seed = (self.epoch_seed * 1_000_003 + position) % 2**32
         blend = self.pairs or row["blend"]
         made = self.blended(row, seed) if blend else [self.augmented(row, seed)]
-        images = [to_tensor(image, self.mean, self.std) for image, _ in made]
+        images = torch.stack([to_tensor(image, self.mean, self.std) for image, _ in made])
         labels = torch.tensor([[label] for _, label in made], dtype=torch.float32)
-        if not self.pairs:
-            images, labels = images[:1], labels[0]
-        return {
-            "image": torch.stack(images) if self.pairs else images[0],
-            "label": labels,
+        return {  # a pair stays 2 x ...; pair_collate makes one batch of them
+            "image": images if self.pairs else images[0],
+            "label": labels if self.pairs else labels[0],
             "video": row["video"] if self.pairs or not blend else f"{row['video']}{BLEND_SUFFIX}",
             "file": row["file"],
             "replaced": replaced,

@@ -15,15 +15,12 @@ weights; inference rebuilds them from the checkpoint's config (`apply_tuning`).
 
 from __future__ import annotations
 
-import logging
 import math
 
 import torch
 from torch import nn
 
 from preprocess.cli import InputError
-
-logger = logging.getLogger(__name__)
 
 TRAIN_ONLY = ("all", "head", "layernorm", "lora")
 
@@ -94,10 +91,7 @@ def apply_tuning(model: nn.Module, model_config: dict) -> dict:
         for parameter in chosen:
             if id(parameter) not in head_frozen:
                 parameter.requires_grad_(True)
-    counts = {
+    return {
         "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total": sum(p.numel() for p in model.parameters()),
     }
-    if train_only != "all":
-        logger.info("train_only %s: %d of %d parameters train", train_only, counts["trainable"], counts["total"])
-    return counts

@@ -1,0 +1,89 @@
+"""The options that choose the models a command scores with, and loading them: shared by
+inference.predict, inference.detect, inference.timeliness and the page (inference.app)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from inference.ensemble import Member, ensemble_members, load_member
+from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
+from preprocess.cli import InputError
+
+logger = logging.getLogger("inference.model_options")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the models and what runs them (what `load_members` reads)."""
+    group = parser.add_argument_group("models")
+    group.add_argument("--models", type=Path, nargs="*", default=[], help="checkpoints (equal weights)")
+    group.add_argument(
+        "--ensemble",
+        help="YAML listing checkpoints, encoders, sizes and weights, or the name of released weights fetched by "
+        "inference.weights (original: the winning seven B7)",
+    )
+    group.add_argument("--encoder", help="encoder of bare --models checkpoints (e.g. tf_efficientnet_b7_ns)")
+    group.add_argument("--size", type=int, help="input size of bare --models checkpoints (default: the encoder's)")
+    group.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="what runs the classifiers: openvino (CPU, fp32, several times faster than PyTorch there, same "
+        "scores), torch, or auto (openvino on a CPU where installed; default)",
+    )
+    group.add_argument(
+        "--runtime-cache", type=Path, default=None, help=f"exported models for openvino (default {default_cache_dir()})"
+    )
+    group.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
+
+
+def autocast_dtype(device: torch.device, precision: str, fp32: bool = False) -> torch.dtype | None:
+    """PyTorch's autocast type: fp16 on CUDA (unless `fp32`), bf16 where `precision` says so, else
+    none. A member on OpenVINO was compiled in `precision` and ignores it."""
+    if device.type == "cuda":
+        return None if fp32 else torch.float16
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def cpu_precision(args: argparse.Namespace, device: torch.device) -> str:
+    """ "bf16" when asked for (--cpu-bf16, or --fast) on a CPU that computes it natively, else "f32"."""
+    if not (args.cpu_bf16 or args.fast) or device.type != "cpu":
+        return "f32"
+    if native_bf16():
+        return "bf16"
+    if not args.cpu_bf16:
+        return "f32"  # --fast alone: fp32 is the faster here
+    logger.warning(
+        "--cpu-bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX) and would emulate it, slower than fp32: "
+        "running fp32"
+    )
+    return "f32"
+
+
+def load_members(args: argparse.Namespace, device: torch.device, precision: str = "f32") -> list[Member]:
+    entries = [{"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for path in args.models]
+    if args.ensemble:
+        entries += ensemble_members(args.ensemble)
+    runtime = resolve_runtime(args.runtime, device)
+    members = [
+        load_member(
+            e["path"], device, e["encoder"], e["input_size"], e["weight"], runtime, args.runtime_cache, precision
+        )
+        for e in entries
+    ]
+    if sum(member.weight for member in members) <= 0:
+        raise InputError("ensemble weights must add up to more than 0")
+    for member in members:
+        logger.info(
+            "model %s: %s at %d px, weight %g, on %s in %s",
+            member.name,
+            member.encoder,
+            member.input_size,
+            member.weight,
+            member.runtime,
+            "fp16" if device.type == "cuda" and not args.fp32 else precision.replace("f32", "fp32"),
+        )
+    return members
