@@ -20,6 +20,7 @@ from training.augment import (
     remove_eyes,
     remove_mouth,
     remove_nose,
+    seed_transforms,
     train_transforms,
     val_transforms,
 )
@@ -156,8 +157,8 @@ def test_pipelines_give_square_inputs_and_masks_without_warnings(shape):
     image = rng.integers(0, 255, shape, dtype=np.uint8)
     mask = rng.integers(0, 255, shape[:2], dtype=np.uint8)
     train = train_transforms(64)
-    train.set_random_seed(3)
-    for _ in range(30):
+    for seed in range(30):
+        seed_transforms(train, seed)
         out = train(image=image, mask=mask)
         assert out["image"].shape == (64, 64, 3) and out["mask"].shape == (64, 64)
     out = val_transforms(64)(image=image, mask=mask)

@@ -8,11 +8,20 @@ The cutouts run before them, on the raw crop where the landmarks are valid:
     that keeps some of its diff pixels.
 The original computed the quarter masks' middle row from the width (`mid_h = w // 2`); here it
 comes from the height.
+
+Randomness: `seed_transforms` gives every transform (and every OneOf) its own random stream and
+`cutout_random` the cutouts theirs, all derived from one sample seed, so each "apply or not" is
+drawn on its own while the same seed still gives the same augmentation (every crop of a temporal
+clip, a real crop and its self-blend). albumentations' `Compose.set_random_seed` would hand the
+same seed to every child: their first draws would be equal and the transforms would come in
+lock-step (flip, JPEG and the affine always together).
 """
 
 from __future__ import annotations
 
 import random
+
+from collections.abc import Iterator
 
 import albumentations as A
 import cv2
@@ -117,6 +126,36 @@ def val_transforms(size: int) -> A.Compose:
             A.PadIfNeeded(min_height=size, min_width=size, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
         ]
     )
+
+
+TRANSFORM_STREAM, CUTOUT_STREAM = 0, 1  # a sample seed's streams; training/dataset.py adds the blend's
+
+
+def _transform_tree(transform) -> Iterator:
+    """The pipeline, then each of its transforms, depth first (a parent before its children)."""
+    yield transform
+    for child in getattr(transform, "transforms", ()):
+        yield from _transform_tree(child)
+
+
+def seed_transforms(pipeline: A.BaseCompose, seed: int) -> None:
+    """Give the pipeline and each transform in it a random stream of its own, derived from `seed`.
+
+    A parent's `set_random_state` hands its generators to its children, so parents are seeded
+    first and their children after, each with its own."""
+    nodes = list(_transform_tree(pipeline))
+    for node, stream in zip(nodes, np.random.SeedSequence([seed, TRANSFORM_STREAM]).spawn(len(nodes)), strict=True):
+        numpy_stream, python_stream = stream.spawn(2)
+        node.set_random_state(np.random.default_rng(numpy_stream), _python_random(python_stream))
+
+
+def _python_random(stream: np.random.SeedSequence) -> random.Random:
+    return random.Random(int.from_bytes(stream.generate_state(4).tobytes(), "little"))
+
+
+def cutout_random(seed: int) -> random.Random:
+    """The cutouts' random stream of a sample seed, apart from every transform's."""
+    return _python_random(np.random.SeedSequence([seed, CUTOUT_STREAM]))
 
 
 def _blackout_line(image: np.ndarray, start, end, dilation: int) -> np.ndarray:

@@ -17,7 +17,6 @@ on (seed, epoch, index), so a resumed run sees the same samples.
 from __future__ import annotations
 
 import logging
-import random
 from pathlib import Path
 
 import cv2
@@ -27,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from preprocess.outputs import crops_dir, diffs_dir, landmarks_dir
-from training.augment import apply_cutouts, train_transforms, val_transforms
+from training.augment import apply_cutouts, cutout_random, seed_transforms, train_transforms, val_transforms
 from training.blends import self_blend
 
 logger = logging.getLogger(__name__)
@@ -218,9 +217,9 @@ class CropDataset(Dataset):
         `seed` (the same seed, the same transform) and smooth the label."""
         if self.train:
             if self.cutouts:
-                cutout_rng = random.Random(seed if cutout_seed is None else cutout_seed)
+                cutout_rng = cutout_random(seed if cutout_seed is None else cutout_seed)
                 image, diff = apply_cutouts(image, diff, landmarks, label > 0.5, cutout_rng)
-            self.transforms.set_random_seed(seed)
+            seed_transforms(self.transforms, seed)
             label = float(np.clip(label, self.label_smoothing, 1 - self.label_smoothing))
         return self.transforms(image=image, mask=diff)["image"], label
 
