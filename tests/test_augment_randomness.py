@@ -108,7 +108,9 @@ def test_each_transform_and_cutout_happens_at_its_own_rate_and_independently(tmp
     assert expected["HorizontalFlip@3"] == 0.5 and expected["ImageCompression@0"] == 0.5
     assert expected["ToGray@7"] == 0.2 and expected["Affine@8"] == 0.5
     rates = draws.mean()
-    off = {name: (round(rates[name], 3), rate) for name, rate in expected.items() if abs(rates[name] - rate) > TOLERANCE}
+    off = {
+        name: (round(rates[name], 3), rate) for name, rate in expected.items() if abs(rates[name] - rate) > TOLERANCE
+    }
     assert not off, f"rates (measured, configured) off by more than {TOLERANCE}: {off}"
 
     dependent = {}

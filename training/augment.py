@@ -20,7 +20,6 @@ lock-step (flip, JPEG and the affine always together).
 from __future__ import annotations
 
 import random
-
 from collections.abc import Iterator
 
 import albumentations as A
