@@ -6,7 +6,9 @@
            Celeb-DF's own convention); everything else is the train split.
   dfdcp    the DFDC preview: ROOT/dataset.json maps paths under ROOT (original_videos/ID/...,
            method_A/ID/..., method_B/ID/...) to {"label": "real"|"fake", "set": "train"|"test"};
-           the folder after the first is the filmed person's id, which groups videos.
+           the folder after the first is the filmed person's id, which groups videos; a fake's
+           file SSS_<person>_<scene>_NNN.mp4 also names SSS, whose face it shows.
+Both name the people each video shows (preprocess/identities.py), which folds keep together.
 FaceForensics++'s official split files, ROOT/splits/{train,val,test}.json (lists of id pairs
 such as ["071", "054"]), are read by `ffpp_splits` for the ffpp layout.
 """
@@ -15,16 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 
+from preprocess.identities import CELEBDF_FAKE, celebdf_identities, dfdcp_identities
 from preprocess.records import FAKE, REAL, VIDEO_SUFFIXES, DatasetError, VideoRecord, relative_id, safe_child
 
 logger = logging.getLogger("preprocess.benchmarks")
 
 CELEBDF_TEST_LIST = "List_of_testing_videos.txt"
 CELEBDF_FOLDERS = {"Celeb-real": REAL, "YouTube-real": REAL, "Celeb-synthesis": FAKE}
-CELEBDF_FAKE = re.compile(r"^(?P<target>id\d+)_(?P<source>id\d+)_(?P<clip>\d+)$")
 
 
 def _read_json(path: Path):
@@ -69,7 +70,10 @@ def read_celebdf(root: Path) -> list[VideoRecord]:
                     logger.warning("%s: name does not say its original (expected idA_idB_NNNN)", path)
             split = "test" if path.relative_to(root).as_posix() in test else "train"
             method = folder if label == FAKE else None
-            records.append(VideoRecord(video, path, label, original, original or video, folder, split, method))
+            identities = celebdf_identities(path.stem)
+            records.append(
+                VideoRecord(video, path, label, original, original or video, folder, split, method, identities)
+            )
     if not records:
         raise DatasetError(f"{root}: no videos under {', '.join(CELEBDF_FOLDERS)}")
     return records
@@ -93,12 +97,23 @@ def read_dfdc_preview(root: Path) -> list[VideoRecord]:
         if not path.is_file():
             logger.warning("%s: listed in %s but not on disk, skipped", path, described)
             continue
-        parts = path.relative_to(root).parts
-        person = parts[1] if len(parts) > 2 else relative_id(root, path)
+        relative = path.relative_to(root)
+        identities = dfdcp_identities(relative.as_posix())
+        person = identities[0] if identities else relative_id(root, path)
         is_fake = label == "fake"
-        method = parts[0] if is_fake else None
+        method = relative.parts[0] if is_fake else None
         records.append(
-            VideoRecord(relative_id(root, path), path, FAKE if is_fake else REAL, None, person, parts[0], split, method)
+            VideoRecord(
+                relative_id(root, path),
+                path,
+                FAKE if is_fake else REAL,
+                None,
+                person,
+                relative.parts[0],
+                split,
+                method,
+                identities,
+            )
         )
     if not records:
         raise DatasetError(f"{described}: none of its videos is on disk")

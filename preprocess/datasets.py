@@ -7,11 +7,12 @@ Layouts (picked automatically, or with --layout):
   ffpp     FaceForensics++: ROOT/original_sequences/<source>/<quality>/videos/NNN.mp4 and
            ROOT/manipulated_sequences/<Method>/<quality>/videos/TTT_SSS.mp4 (original = TTT);
            ids are <source|Method>-<quality>-<name>; ROOT/splits/{train,val,test}.json, where
-           present, give the official split
+           present, give the official split (without them, a warning: folds are a k-fold instead)
   celebdf  Celeb-DF v2 (Celeb-real/, YouTube-real/, Celeb-synthesis/, List_of_testing_videos.txt)
   dfdcp    the DFDC preview (dataset.json); both described in preprocess/benchmarks.py
   csv      ROOT/*.csv with columns path,label[,original][,group][,method]; paths relative to
-           ROOT; label REAL/FAKE or 0/1 (1 = fake); original = the path of another row
+           ROOT; label REAL/FAKE or 0/1 (1 = fake); original = the path of another row; rows
+           of one group (any name) share a fold, with their originals and their fakes
   splits   ROOT/{train,valid,test}/{real,fake}/* (the "140k real and fake faces" set, also found
            under ROOT/real_vs_fake/real-vs-fake/): photos (or videos), split by their folders
   folders  ROOT/real/** and ROOT/fake/** (videos, or photos as one-frame videos); no originals
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from preprocess import cli
 from preprocess.benchmarks import CELEBDF_FOLDERS, ffpp_splits, read_celebdf, read_dfdc_preview
+from preprocess.identities import FFPP_DFD_FAKE, FFPP_FAKE, ffpp_identities
 from preprocess.records import (
     FAKE,
     REAL,
@@ -109,8 +111,6 @@ def read_dfdc(root: Path) -> list[VideoRecord]:
     return records
 
 
-FFPP_FAKE = re.compile(r"^(?P<target>\d+)_(?P<source>\d+)$")
-FFPP_DFD_FAKE = re.compile(r"^(?P<actors>\d+)_\d+__(?P<scene>.+)__[A-Za-z0-9]+$")  # DeepFakeDetection
 CSV_REQUIRED = {"path", "label"}
 
 
@@ -140,7 +140,8 @@ def read_ffpp(root: Path) -> list[VideoRecord]:
     for source, quality, path in _ffpp_videos(originals_dir) if originals_dir.is_dir() else []:
         video = f"{source}-{quality}-{path.stem}"
         originals[(quality, path.stem)] = video
-        records.append(VideoRecord(video, path, REAL, None, video, "original", splits.get(path.stem)))
+        identities = ffpp_identities(path.stem)
+        records.append(VideoRecord(video, path, REAL, None, video, "original", splits.get(path.stem), None, identities))
     for method, quality, path in _ffpp_videos(manipulated_dir) if manipulated_dir.is_dir() else []:
         video = f"{method}-{quality}-{path.stem}"
         if match := FFPP_FAKE.match(path.stem):
@@ -151,12 +152,19 @@ def read_ffpp(root: Path) -> list[VideoRecord]:
             original = None
             logger.warning("%s: name does not say its original (expected TTT_SSS.mp4)", path)
         split = splits.get(path.stem)
-        records.append(VideoRecord(video, path, FAKE, original, original or video, method, split, method))
+        identities = ffpp_identities(path.stem)
+        records.append(VideoRecord(video, path, FAKE, original, original or video, method, split, method, identities))
     if not records:
         raise DatasetError(f"{root}: no videos under */<quality>/videos/ in the FaceForensics++ folders")
     if splits:
         outside = sum(record.split is None for record in records)
         logger.info("FaceForensics++ split files: %d videos in none of them (left out of folds)", outside)
+    else:
+        logger.warning(
+            "%s: no FaceForensics++ split files (train.json, val.json, test.json): published results use the "
+            "official split; folds are a k-fold on the people the videos show instead",
+            root / "splits",
+        )
     return records
 
 

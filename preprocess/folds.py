@@ -1,17 +1,25 @@
 """Step 5: folds.csv, one row per crop: video,file,label,original,frame,fold,track,method.
 
+Videos that must stay together share a fold: a video, its original, the dataset's `group` (such
+as the DFDC preview's filmed person, or a CSV's group column) and the people its file name says it
+shows (preprocess/identities.py: a face swap shows both the filmed person and the face put on),
+linked with union-find into groups before any split.
+
 DFDC layout: folds follow part numbers as the recipe did, `dfdc_parts_per_fold` consecutive
-parts per fold (3), the last fold (15) taking the remaining parts. A dataset that fixes its
-splits (the 140k faces' train/valid/test, FaceForensics++'s split files) keeps them: valid is
-fold 0, train fold 1, and the test split stays out of folds.csv (it is for inference.predict and
-inference.score); one with a train and a test split only (Celeb-DF) folds its train split as
-below and leaves the test split out. Other layouts:
-group k-fold (default 5) on the original, so that an original and its fakes always share a fold. The step
-checks that no group spans two folds. `original` names the video whose landmarks and diffs
-apply: a fake's original when present, else the video itself. `track` is the face track of the
-crop in that video: its boxes linked across frames by overlap (preprocess/tracks.py), written to
-tracks/{video}.json, for temporal models. `method` is how a fake was made where the dataset says
-(`real` for reals, `unknown` where it does not), for training on some methods only
+parts per fold (3), the last fold (15) taking the remaining parts; a group spread over several
+parts follows its original's part (the lowest one, or its videos' lowest without an original).
+A dataset that fixes its splits (the 140k faces' train/valid/test, FaceForensics++'s split
+files) keeps them: valid is fold 0, train fold 1, and the test split stays out of folds.csv (it
+is for inference.predict and inference.score); a group in both the train and the valid split is
+an error. One with a train and a test split only (Celeb-DF, the DFDC preview) folds its train
+split as below and leaves the test split out. A training video that shares an original or a
+`group` with a test video is left out too; one that only shares a person with the test split is
+kept (the official splits are by video; papers train on them) and counted in a warning. Other
+layouts: group k-fold (default 5) on the groups. `original` names the video whose landmarks and
+diffs apply: a fake's original when present, else the video itself. `track` is the face track
+of the crop in that video: its boxes linked across frames by overlap (preprocess/tracks.py),
+written to tracks/{video}.json, for temporal models. `method` is how a fake was made where the
+dataset says (`real` for reals, `unknown` where it does not), for training on some methods only
 (`data.train_methods`).
 """
 
@@ -19,13 +27,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from sklearn.model_selection import GroupKFold
 
 from preprocess import cli
+from preprocess.cli import InputError
 from preprocess.datasets import VideoRecord, dfdc_part_number, load_dataset
 from preprocess.io_utils import write_csv_atomic, write_json_atomic
 from preprocess.outputs import boxes_path, crops_dir, parse_crop_name, read_boxes
@@ -36,50 +46,162 @@ logger = logging.getLogger("preprocess.folds")
 FIELDS = ["video", "file", "label", "original", "frame", "fold", "track", "method"]
 
 
-class FoldError(RuntimeError):
-    pass
+class FoldError(InputError):
+    """The dataset's own splits separate videos that must share a fold."""
 
 
 SPLIT_FOLDS = {"valid": 0, "train": 1}  # a dataset's own splits; its test split is left out
+TRAINING_SPLITS = ("train", "valid")
 
 
 def landmark_source(record: VideoRecord, ids: set[str]) -> str:
     return record.original if record.is_fake and record.original in ids else record.video
 
 
+class UnionFind:
+    """Disjoint sets of hashable nodes; a set's root is its smallest node (deterministic)."""
+
+    def __init__(self) -> None:
+        self.parent: dict = {}
+
+    def find(self, node):
+        root = self.parent.setdefault(node, node)
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[node] != root:
+            self.parent[node], node = root, self.parent[node]
+        return root
+
+    def union(self, first, second) -> None:
+        first, second = self.find(first), self.find(second)
+        if first != second:
+            self.parent[max(first, second)] = min(first, second)
+
+
+PERSON, GROUP, VIDEO = 0, 1, 2  # the nodes linked, in the order a group is named by
+NODE_WORDS = {PERSON: "person", GROUP: "group", VIDEO: "video"}
+
+
+def video_groups(records: list[VideoRecord], with_identities: bool = True) -> dict[str, tuple[int, str]]:
+    """{video: its group}: the union of the video, its original, its `group` and (with_identities)
+    the people it shows. A group is named by its smallest node: a person, else a group, else a video."""
+    links = UnionFind()
+    for record in records:
+        video = (VIDEO, record.video)
+        links.union(video, (GROUP, record.group))
+        if record.original:
+            links.union(video, (VIDEO, record.original))
+        for identity in record.identities if with_identities else ():
+            links.union(video, (PERSON, identity))
+    return {record.video: links.find((VIDEO, record.video)) for record in records}
+
+
+def describe_group(group: tuple[int, str]) -> str:
+    return f"{NODE_WORDS[group[0]]} '{group[1]}'"
+
+
+def dataset_folder(records: list[VideoRecord]) -> str:
+    """The folder that holds these videos, to name in messages."""
+    return os.path.commonpath([str(Path(record.path).parent) for record in records]) if records else "dataset"
+
+
+def check_fixed_splits(records: list[VideoRecord]) -> None:
+    """A dataset's train and valid splits must not separate a group (they become folds 1 and 0)."""
+    groups = video_groups(records)
+    splits = defaultdict(dict)
+    for record in records:
+        if record.split in SPLIT_FOLDS:
+            splits[groups[record.video]].setdefault(record.split, record)
+    for group, by_split in sorted(splits.items()):
+        if len(by_split) > 1:
+            train, valid = by_split["train"], by_split["valid"]
+            raise FoldError(
+                f"{dataset_folder([train, valid])}: the dataset's splits put {describe_group(group)} in both "
+                f"train ({train.video}) and valid ({valid.video}); its videos must share a fold"
+            )
+
+
+def training_records(records: list[VideoRecord]) -> list[VideoRecord]:
+    """The videos of the train and valid splits, less those that share an original or a `group`
+    with a test video (left out, in a warning); sharing only a person is counted in a warning."""
+    training = [record for record in records if record.split in TRAINING_SPLITS]
+    for with_identities in (False, True):
+        groups = video_groups(records, with_identities)
+        tested = {groups[record.video] for record in records if record.split == "test"}
+        touching = [record for record in training if groups[record.video] in tested]
+        if not touching:
+            continue
+        examples = ", ".join(sorted(record.video for record in touching)[:3])
+        if not with_identities:
+            logger.warning(
+                "%s: training videos that share an original or a group with the test split: %d, left out (e.g. %s)",
+                dataset_folder(touching),
+                len(touching),
+                examples,
+            )
+            training = [record for record in training if groups[record.video] not in tested]
+        else:
+            logger.warning(
+                "%s: %d of %d training videos show a person who is also in the test split (e.g. %s): the "
+                "dataset's split is by video, not by person; kept, as published results do",
+                dataset_folder(touching),
+                len(touching),
+                len(training),
+                examples,
+            )
+    return training
+
+
+def dfdc_group_folds(records: list[VideoRecord], groups: dict, settings: dict) -> dict:
+    """{group: fold} by part number: the part of the group's original (its lowest part if several),
+    else the lowest part of its videos."""
+    parts = defaultdict(list)
+    for record in records:
+        parts[groups[record.video]].append((record.is_fake, dfdc_part_number(Path(record.source))))
+    last = settings["dfdc_folds"] - 1
+    return {group: min(min(found)[1] // settings["dfdc_parts_per_fold"], last) for group, found in parts.items()}
+
+
+def k_fold_groups(records: list[VideoRecord], groups: dict, k: int) -> dict:
+    """{group: fold}: group k-fold, balancing the folds' numbers of videos."""
+    names = sorted(set(groups.values()))
+    splits = min(k, len(names))
+    if splits < 2:
+        logger.warning("only %d group(s) of videos that must stay together: everything goes to fold 0", len(names))
+        return dict.fromkeys(names, 0)
+    if splits < k:
+        logger.warning("only %d groups of videos that must stay together: %d folds instead of %d", splits, splits, k)
+    index = {name: number for number, name in enumerate(names)}
+    videos = sorted(record.video for record in records)
+    labels = [index[groups[video]] for video in videos]
+    group_fold = {}
+    for fold, (_, held) in enumerate(GroupKFold(n_splits=splits).split(videos, groups=labels)):
+        group_fold.update({names[labels[i]]: fold for i in held})
+    largest, size = Counter(groups.values()).most_common(1)[0]
+    if size > len(videos) / 2:
+        logger.warning(
+            "%s holds %d of the %d videos (videos linked by originals, groups or people): the folds are unbalanced",
+            describe_group(largest),
+            size,
+            len(videos),
+        )
+    return group_fold
+
+
 def assign_folds(records: list[VideoRecord], settings: dict) -> dict[str, int]:
-    """{video: fold}; every video of a group gets its group's fold."""
+    """{video: fold}; every video of a group (see video_groups) gets its group's fold."""
     if any(record.split for record in records):
         if any(record.split == "valid" for record in records):
-            return {record.video: SPLIT_FOLDS[record.split] for record in records if record.split in SPLIT_FOLDS}
-        # a train/test split only (Celeb-DF): k folds of the train split, the test split left out
-        records = [record for record in records if record.split == "train"]
-    ids = {record.video for record in records}
-    by_id = {record.video: record for record in records}
-    groups = {record.video: landmark_source(record, ids) for record in records}
-    parts = {record.video: dfdc_part_number(Path(record.source)) for record in records}
-    if records and all(part is not None for part in parts.values()):
-        last = settings["dfdc_folds"] - 1
-        group_fold = {g: min(parts[g] // settings["dfdc_parts_per_fold"], last) for g in set(groups.values())}
+            check_fixed_splits(records)
+            return {record.video: SPLIT_FOLDS[record.split] for record in training_records(records)}
+        # a train/test split only (Celeb-DF, the DFDC preview): k folds of the train split, the test split left out
+        records = training_records(records)
+    groups = video_groups(records)
+    if records and all(dfdc_part_number(Path(record.source)) is not None for record in records):
+        group_fold = dfdc_group_folds(records, groups, settings)
     else:
-        names = sorted(set(groups.values()))
-        splits = min(settings["k"], len(names))
-        if splits < 2:
-            logger.warning("only %d group(s): everything goes to fold 0", len(names))
-            group_fold = dict.fromkeys(names, 0)
-        else:
-            group_fold = {}
-            for fold, (_, test) in enumerate(GroupKFold(n_splits=splits).split(names, groups=names)):
-                group_fold.update({names[i]: fold for i in test})
-    folds = {video: group_fold[group] for video, group in groups.items()}
-    spans = defaultdict(set)
-    for video, fold in folds.items():
-        spans[by_id[video].group].add(fold)
-        spans[groups[video]].add(fold)
-    broken = {group: sorted(f) for group, f in spans.items() if len(f) > 1}
-    if broken:
-        raise FoldError(f"groups spanning several folds: {broken}")
-    return folds
+        group_fold = k_fold_groups(records, groups, settings["k"])
+    return {record.video: group_fold[groups[record.video]] for record in records}
 
 
 def source_tracks(root: Path, video: str) -> dict[int, list[int]]:

@@ -21,11 +21,14 @@ class VideoRecord:
 
     video: id, unique in the dataset (file name without suffix) and the name of its outputs.
     label: REAL (0) or FAKE (1). original: the id of the video a fake was made from, if known.
-    group: videos of one group (an original and its fakes) always share a fold.
+    group: videos of one group (an original and its fakes, or a dataset's own group, such as
+    the DFDC preview's filmed person) always share a fold.
     source: where it came from: the DFDC part folder, or the manipulation method.
     split: train, valid or test where the dataset fixes its splits (folds then follow them).
     method: how a fake was made, where the dataset says (FF++'s method folder, a DFDC metadata
     entry's "method", a CSV's method column); None for reals and where unknown.
+    identities: the people it shows where its file name says (preprocess/identities.py; a face
+    swap shows two); the videos of one person always share a fold.
     """
 
     video: str
@@ -36,6 +39,7 @@ class VideoRecord:
     source: str
     split: str | None = None
     method: str | None = None
+    identities: tuple[str, ...] = ()
 
     @property
     def is_fake(self) -> bool:

@@ -18,9 +18,10 @@ def touch(path):
 
 
 def test_celebdf_reads_its_folders_originals_and_official_test_list(tmp_path):
-    for name in ["Celeb-real/id0_0000", "Celeb-real/id0_0001", "Celeb-real/id1_0003", "YouTube-real/00170"]:
+    for name in ["Celeb-real/id0_0000", "Celeb-real/id0_0001", "Celeb-real/id1_0003", "Celeb-real/id2_0004"]:
         touch(tmp_path / f"{name}.mp4")
-    for name in ["id0_id1_0000", "id0_id16_0001", "id1_id0_0003"]:
+    touch(tmp_path / "YouTube-real/00170.mp4")
+    for name in ["id0_id1_0000", "id0_id16_0001", "id1_id0_0003", "id2_id5_0004"]:
         touch(tmp_path / "Celeb-synthesis" / f"{name}.mp4")
     (tmp_path / "List_of_testing_videos.txt").write_text(
         "1 YouTube-real/00170.mp4\n0 Celeb-synthesis/id1_id0_0003.mp4\n1 Celeb-real/id1_0003.mp4\n"
@@ -42,9 +43,10 @@ def test_celebdf_reads_its_folders_originals_and_official_test_list(tmp_path):
         "Celeb-real__id1_0003",
     }
     folds = assign_folds(list(records.values()), FOLD_SETTINGS)
-    # no valid split: the train split is folded (an original and its fakes together), the test split left out
+    # no valid split: the train split is folded (every video of a person together), the test split left out
     assert set(folds) == {v for v, r in records.items() if r.split == "train"} and set(folds.values()) == {0, 1}
-    assert folds["Celeb-synthesis__id0_id1_0000"] == folds["Celeb-real__id0_0000"]
+    assert folds["Celeb-synthesis__id0_id1_0000"] == folds["Celeb-real__id0_0000"] == folds["Celeb-real__id0_0001"]
+    assert folds["Celeb-synthesis__id2_id5_0004"] == folds["Celeb-real__id2_0004"] != folds["Celeb-real__id0_0000"]
     (tmp_path / "List_of_testing_videos.txt").write_text("real YouTube-real/00170.mp4\n")
     with pytest.raises(DatasetError, match="line 1: expected"):
         load_dataset(tmp_path)
