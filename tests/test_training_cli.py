@@ -113,6 +113,10 @@ def test_b7_and_b5_are_the_originals_configs(name):
     assert schedule["max_iter"] == original["max_iter"]
     assert training["epochs"] == original["epochs"] and training["batches_per_epoch"] == original["batches_per_epoch"]
     assert training["amp"] is original["fp16"] and training["sync_bn"] and training["ohem_samples"] is None
+    # its generate_folds kept frames < 320 (`range(320)`, every 10th), faces 0 and 1
+    # (`range(2)`) and only originals with fakes (`get_original_with_fakes`)
+    assert (data["frame_limit"], data["faces_per_frame"], data["paired_only"]) == (320, 2, True)
+    assert data["val_frame_modulo"] == 20 and data["frames_per_video"] is None
     assert training["freeze_epochs"] == 0 and config["data"]["cutouts"] and config["data"]["fakes"] == "dataset"
     assert model["train_only"] == "all"
 
@@ -178,3 +182,13 @@ def test_job_script_lists_one_job_per_config_fold_and_seed(tmp_path):
         timeout=60,
     )
     assert bad.returncode == 2 and "--job takes 0..4" in bad.stderr
+
+
+def test_sbi_b4_draws_the_papers_iterations():
+    """The reference (configs/sbi/base.json, initialize.py): 8 frames of each of FF++'s 720 training
+    videos, batches of 16 reals + their 16 blends, 100 epochs, so 360 iterations an epoch."""
+    config = load_config(CONFIGS / "sbi_b4.yaml")
+    data, training = config["data"], config["training"]
+    assert (data["fakes"], data["frames_per_video"], data["batch_size"]) == ("blends", 8, 32)
+    assert training["batches_per_epoch"] is None and training["epochs"] == 100
+    assert 720 * data["frames_per_video"] * 2 // data["batch_size"] == 360

@@ -10,7 +10,16 @@ import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from preprocess.cli import InputError
-from training.dataset import CropDataset, keep_methods, pair_collate, read_folds, split_folds
+from training.dataset import (
+    CropDataset,
+    DegenerateSplitError,
+    check_split,
+    keep_methods,
+    pair_collate,
+    read_folds,
+    select_crops,
+    split_folds,
+)
 from training.temporal import ClipDataset, create_temporal_model
 from training.tuning import apply_tuning
 from training.zoo import create_model
@@ -71,6 +80,7 @@ def make_datasets(config: dict, data_dir: Path, train_rows, val_rows, size: int,
             data["cutouts"],
             fakes=data["fakes"],
             blend_share=data["blend_share"],
+            frames_per_video=data["frames_per_video"],
         )
         val_fakes = "blends" if data["fakes"] == "blends" else "dataset"
         val_set = CropDataset(
@@ -105,15 +115,48 @@ def build_model(config: dict) -> torch.nn.Module:
     return classifier
 
 
+def check_fold(data: dict, fold: int, train_rows, val_rows) -> None:
+    """Stop before training on a fold without enough crops of a class; warn on a strong imbalance."""
+    selected = f" (data.train_methods: {', '.join(data['train_methods'])})" if data["train_methods"] else ""
+    parts = {
+        "training": (train_rows, data["fakes"]),
+        "validation": (val_rows, "blends" if data["fakes"] == "blends" else "dataset"),
+    }
+    try:
+        warnings = check_split(
+            parts,
+            f"fold {fold}{selected}",
+            data["min_class_crops"],
+            data["max_class_ratio"],
+            data["allow_degenerate_split"],
+        )
+    except DegenerateSplitError as error:
+        raise InputError(str(error)) from error
+    for warning in warnings:
+        logger.warning("%s", warning)
+
+
 def make_loaders(config: dict, data_dir: Path, folds_csv: Path, fold: int, size: int, mean, std, world, rank):
-    train_rows, val_rows = split_folds(read_folds(folds_csv), fold)
     data = config["data"]
+    folds = read_folds(folds_csv)
+    kept = select_crops(folds, data["frame_limit"], data["faces_per_frame"], data["paired_only"])
+    if len(kept) < len(folds):
+        logger.info(
+            "%d of %d crops kept (data.frame_limit %s, faces_per_frame %s, paired_only %s)",
+            len(kept),
+            len(folds),
+            data["frame_limit"],
+            data["faces_per_frame"],
+            data["paired_only"],
+        )
+    train_rows, val_rows = split_folds(kept, fold)
     if data["train_methods"]:  # validation too: no other method's fake helps to pick the epoch
         try:
             train_rows = keep_methods(train_rows, data["train_methods"], f"{folds_csv} (training folds)")
             val_rows = keep_methods(val_rows, data["train_methods"], f"{folds_csv} (fold {fold})")
         except ValueError as error:
             raise InputError(str(error)) from error
+    check_fold(data, fold, train_rows, val_rows)
     train_set, val_set = make_datasets(config, data_dir, train_rows, val_rows, size, mean, std)
     sampler = train_sampler(train_set, world, rank)
     common = {"num_workers": data["num_workers"], "pin_memory": torch.cuda.is_available()}

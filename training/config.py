@@ -48,6 +48,13 @@ DEFAULTS: dict = {
         "fakes": "dataset",  # dataset (the recipe), blends (reals + their self-blends only) or both
         "blend_share": 0.5,  # fakes: both: the share of fake draws that are self-blends of reals
         "train_methods": None,  # a list: train and validate on these methods' fakes only (folds.csv's method)
+        "frame_limit": None,  # use crops of frames below this only (the original: 320)
+        "faces_per_frame": None,  # use the first N faces of a frame only (the original: 2)
+        "paired_only": False,  # reals that have a fake and fakes whose original is there only (the original)
+        "frames_per_video": None,  # each epoch draws at most this many crops of each video (SBI: 8)
+        "min_class_crops": 10,  # fewer real or fake crops than this in the fold's training or validation split: stop
+        "max_class_ratio": 10.0,  # a class outnumbering the other by more than this: a warning
+        "allow_degenerate_split": False,  # train even when min_class_crops is not met (a warning instead)
     },
     "optimizer": {
         "name": "sgd",  # sgd (nesterov) or adamw; sam_sgd / sam_adamw: inside SAM (training/sam.py)

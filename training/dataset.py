@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from preprocess.outputs import crops_dir, diffs_dir, landmarks_dir
+from preprocess.outputs import crops_dir, diffs_dir, landmarks_dir, parse_crop_name
 from training.augment import apply_cutouts, cutout_random, seed_transforms, train_transforms, val_transforms
 from training.blends import self_blend
 
@@ -70,12 +70,90 @@ def keep_methods(rows: pd.DataFrame, methods: list[str], where: str) -> pd.DataF
     return kept
 
 
+def select_crops(
+    rows: pd.DataFrame, frame_limit: int | None = None, faces_per_frame: int | None = None, paired_only: bool = False
+) -> pd.DataFrame:
+    """The crops a run may use: frames below `frame_limit`, the first `faces_per_frame` faces of a
+    frame, and with `paired_only` only reals that have a fake and fakes whose original is a real of
+    `rows` (the original's generate_folds kept frames < 320, faces 0 and 1, originals with fakes)."""
+    keep = pd.Series(True, index=rows.index)
+    if frame_limit is not None:
+        keep &= rows["frame"] < frame_limit
+    if faces_per_frame is not None:
+        keep &= rows["file"].map(lambda name: parse_crop_name(name)[1] < faces_per_frame)
+    if paired_only:
+        fakes, reals = rows[rows["label"] == 1], rows[rows["label"] == 0]
+        keep &= (rows["label"] == 0) & rows["video"].isin(set(fakes["original"])) | (rows["label"] == 1) & rows[
+            "original"
+        ].isin(set(reals["video"]))
+    return rows[keep].reset_index(drop=True)
+
+
+def draw_per_video(rows: pd.DataFrame, count: int, rng: np.random.Generator) -> pd.DataFrame:
+    """At most `count` crops of each video, drawn by `rng` (all of a video with fewer)."""
+    order = rng.permutation(len(rows))
+    shuffled = rows.iloc[order]
+    return shuffled[shuffled.groupby("video", sort=False).cumcount() < count].sort_index()
+
+
+class DegenerateSplitError(ValueError):
+    """A fold whose training or validation crops lack a class, or hold too few of one."""
+
+
+def class_counts(rows: pd.DataFrame, fakes: str) -> dict[str, tuple[int, int]]:
+    """{"REAL"|"FAKE": (crops, videos)} that a split of `rows` trains or validates on; with
+    self-blends (`fakes` blends or both) each real crop also stands for a fake, its blend."""
+    reals, dataset_fakes = rows[rows["label"] == 0], rows[rows["label"] == 1]
+    fake_parts = {"dataset": [dataset_fakes], "blends": [reals], "both": [dataset_fakes, reals]}[fakes]
+    fake_crops = sum(len(part) for part in fake_parts)
+    fake_videos = sum(part["video"].nunique() for part in fake_parts)
+    return {"REAL": (len(reals), reals["video"].nunique()), "FAKE": (fake_crops, fake_videos)}
+
+
+def check_split(
+    parts: dict[str, tuple[pd.DataFrame, str]], fold: str, minimum: int, max_ratio: float, allow: bool = False
+) -> list[str]:
+    """Refuse a fold (e.g. "fold 0") where a part ({"training": (rows, fakes source), "validation":
+    ...}) has fewer than `minimum` crops of a class (DegenerateSplitError, one line naming the fold and the counts;
+    with `allow` it is only returned as a warning). Returns warnings, also for a class that
+    outnumbers the other by more than `max_ratio`."""
+    warnings = []
+    for part, (rows, fakes) in parts.items():
+        counts = class_counts(rows, fakes)
+        described = ", ".join(f"{crops} {label} crops of {videos} videos" for label, (crops, videos) in counts.items())
+        fewest = min(crops for crops, _ in counts.values())
+        most = max(crops for crops, _ in counts.values())
+        if fewest < minimum:
+            problem = (
+                f"{fold}: the {part} split has {described}; at least {minimum} crops of each class are "
+                "needed (data.min_class_crops; --allow-degenerate-split trains anyway)"
+            )
+            if not allow:
+                raise DegenerateSplitError(problem)
+            warnings.append(problem)
+        elif most > max_ratio * fewest:
+            warnings.append(
+                f"{fold}: the {part} split is imbalanced: {described} "
+                f"(more than {max_ratio:g} to 1, data.max_class_ratio)"
+            )
+    return warnings
+
+
 def sample_epoch(
-    rows: pd.DataFrame, epoch: int, seed: int, blendable: pd.DataFrame | None = None, blend_share: float = 0.0
+    rows: pd.DataFrame,
+    epoch: int,
+    seed: int,
+    blendable: pd.DataFrame | None = None,
+    blend_share: float = 0.0,
+    frames_per_video: int | None = None,
 ) -> pd.DataFrame:
     """All real crops and as many fakes (all fakes if fewer), shuffled; fixed by (seed, epoch).
-    With `blendable` reals, `blend_share` of the fake draws are blends of them (column `blend`)."""
+    With `blendable` reals, `blend_share` of the fake draws are blends of them (column `blend`).
+    With `frames_per_video`, each video (and the blendable reals) first gives that many crops."""
     rng = np.random.default_rng([seed, epoch])
+    if frames_per_video:
+        rows = draw_per_video(rows, frames_per_video, rng)
+        blendable = draw_per_video(blendable, frames_per_video, rng) if blendable is not None else None
     real, fake = rows[rows["label"] == 0], rows[rows["label"] == 1]
     count = min(len(fake), len(real)) if len(real) else len(fake)
     blends = round(len(real) * blend_share) if blendable is not None and len(blendable) else 0
@@ -108,6 +186,7 @@ class CropDataset(Dataset):
         val_frame_modulo: int = 1,
         fakes: str = "dataset",
         blend_share: float = 0.5,
+        frames_per_video: int | None = None,
     ):
         if fakes not in FAKE_SOURCES:
             raise ValueError(f"data.fakes must be one of {', '.join(FAKE_SOURCES)}, got {fakes!r}")
@@ -122,6 +201,7 @@ class CropDataset(Dataset):
         self.epoch_seed = 0
         self.pairs = train and fakes == "blends"  # each item: a real crop and its blend
         self.blend_share = blend_share if train and fakes == "both" else 0.0
+        self.frames_per_video = frames_per_video
         self.blendable = self._blendable(rows) if train and fakes != "dataset" else None
         self.rows = self.blendable if self.pairs else rows
         if train:
@@ -159,10 +239,11 @@ class CropDataset(Dataset):
         if not self.train:
             return
         if self.pairs:
-            order = np.random.default_rng([seed, epoch]).permutation(len(self.rows))
-            self.samples = self.rows.iloc[order].reset_index(drop=True).assign(blend=False)
+            rng = np.random.default_rng([seed, epoch])
+            rows = draw_per_video(self.rows, self.frames_per_video, rng) if self.frames_per_video else self.rows
+            self.samples = rows.iloc[rng.permutation(len(rows))].reset_index(drop=True).assign(blend=False)
         else:
-            self.samples = sample_epoch(self.rows, epoch, seed, self.blendable, self.blend_share)
+            self.samples = sample_epoch(self.rows, epoch, seed, self.blendable, self.blend_share, self.frames_per_video)
         self.epoch_seed = int(np.random.default_rng([seed, epoch, 1]).integers(2**31))
 
     def __len__(self) -> int:

@@ -44,6 +44,7 @@ FLAG_KEYS = {  # command-line flag -> (config section, key)
     "encoder": ("model", "encoder"),
     "pretrained_file": ("model", "pretrained_file"),
     "freeze_epochs": ("training", "freeze_epochs"),
+    "allow_degenerate_split": ("data", "allow_degenerate_split"),
 }
 
 
@@ -68,6 +69,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--encoder", help="override model.encoder (a listed encoder or any timm name)")
     parser.add_argument("--pretrained-file", help="override model.pretrained_file (local encoder weights)")
     parser.add_argument("--freeze-epochs", type=int, help="override training.freeze_epochs")
+    parser.add_argument(
+        "--allow-degenerate-split",
+        action="store_true",
+        default=None,
+        help="train even when the fold's training or validation split has fewer than data.min_class_crops "
+        "real or fake crops (normally an error)",
+    )
     parser.add_argument(
         "--set",
         action="append",

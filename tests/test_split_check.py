@@ -1,0 +1,132 @@
+"""A fold without enough crops of a class is refused before training, not trained on."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import pytest
+
+from preprocess import cli
+from tests.conftest import REPO_ROOT
+from tests.training_data import make_crop_dataset
+from training import train as train_module
+from training.dataset import DegenerateSplitError, check_split, class_counts, read_folds
+
+
+def _rows(reals: int, fakes: int, videos: int = 2) -> pd.DataFrame:
+    labels = [0] * reals + [1] * fakes
+    return pd.DataFrame(
+        {"video": [f"{'fake' if y else 'real'}{i % videos}" for i, y in enumerate(labels)], "label": labels}
+    )
+
+
+def test_a_split_without_reals_names_the_fold_and_the_counts():
+    with pytest.raises(DegenerateSplitError) as raised:
+        check_split(
+            {"training": (_rows(0, 300), "dataset"), "validation": (_rows(40, 40), "dataset")}, "fold 3", 10, 10
+        )
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "fold 3: the training split has 0 REAL crops of 0 videos, 300 FAKE crops of 2 videos" in message
+    assert "data.min_class_crops" in message and "--allow-degenerate-split" in message
+
+
+def test_too_few_of_a_class_in_validation_is_refused_and_an_expert_may_go_on():
+    parts = {"training": (_rows(50, 50), "dataset"), "validation": (_rows(30, 9), "dataset")}
+    with pytest.raises(DegenerateSplitError, match="fold 0: the validation split has 30 REAL crops .* 9 FAKE"):
+        check_split(parts, "fold 0", 10, 10)
+    assert check_split(parts, "fold 0", 9, 10) == []
+    allowed = check_split(parts, "fold 0", 10, 10, allow=True)
+    assert len(allowed) == 1 and "validation split has 30 REAL" in allowed[0]
+
+
+def test_a_strong_imbalance_is_a_warning_with_the_counts():
+    parts = {"training": (_rows(20, 201), "dataset"), "validation": (_rows(20, 200), "dataset")}
+    warnings = check_split(parts, "fold 1", 10, 10)
+    assert warnings == [
+        "fold 1: the training split is imbalanced: 20 REAL crops of 2 videos, 201 FAKE crops of 2 videos "
+        "(more than 10 to 1, data.max_class_ratio)"
+    ]
+
+
+def test_self_blends_count_as_fakes_where_they_are_made():
+    reals_only = _rows(40, 0)
+    assert class_counts(reals_only, "blends")["FAKE"] == (40, 2)
+    assert class_counts(_rows(40, 5), "both")["FAKE"] == (45, 4)
+    assert (
+        check_split({"training": (reals_only, "blends"), "validation": (reals_only, "blends")}, "fold 0", 10, 10) == []
+    )
+    with pytest.raises(DegenerateSplitError, match="validation split has 40 REAL crops of 2 videos, 0 FAKE"):
+        check_split({"training": (reals_only, "blends"), "validation": (reals_only, "dataset")}, "fold 0", 10, 10)
+
+
+def _args(data, out, *extra):
+    return [
+        "--config",
+        str(REPO_ROOT / "configs" / "demo.yaml"),
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--fold",
+        "0",
+        "--workers",
+        "0",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "1",
+        "--batches-per-epoch",
+        "1",
+        "--set",
+        "model.input_size=32",
+        *extra,
+    ]
+
+
+def _reals_in_training(root, kept: int):
+    """A dataset whose training folds keep `kept` real crops (the others moved to fold 0)."""
+    folds_csv = make_crop_dataset(root, groups=4, fakes_per_group=1, crops=12)
+    folds = read_folds(folds_csv)
+    moved = folds.index[(folds["label"] == 0) & (folds["fold"] != 0)][kept:]
+    folds.loc[moved, "fold"] = 0
+    folds.to_csv(folds_csv, index=False)
+    return root
+
+
+def test_training_stops_in_one_line_before_any_step(tmp_path, capsys):
+    out = tmp_path / "weights"
+    code = cli.run(train_module.main, _args(_reals_in_training(tmp_path / "data", 0), out))
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert error[-1].startswith("error: fold 0: the training split has 0 REAL crops of 0 videos, 24 FAKE crops")
+    assert not list(out.glob("*.pt"))
+
+
+def test_the_flag_trains_anyway_with_a_warning(tmp_path, caplog):
+    out, data = tmp_path / "weights", _reals_in_training(tmp_path / "data", 5)
+    with pytest.raises(cli.InputError, match="fold 0: the training split has 5 REAL crops of 1 videos, 24 FAKE"):
+        train_module.train(train_module.parse_args(_args(data, out)))
+    with caplog.at_level(logging.WARNING):
+        train_module.train(train_module.parse_args(_args(data, out, "--allow-degenerate-split")))
+    assert (out / "demo_0_111_last.pt").is_file()
+    assert any("training split has 5 REAL crops" in record.getMessage() for record in caplog.records)
+
+
+def test_train_methods_that_leave_too_few_fakes_are_refused(tmp_path, capsys):
+    folds_csv = make_crop_dataset(tmp_path, groups=4, fakes_per_group=2, crops=12)
+    folds = read_folds(folds_csv)
+    rare = (folds["label"] == 1) & (folds["frame"] == 0)  # one crop of each fake video: 4 per fold
+    folds["method"] = [
+        "rare" if is_rare else ("swap" if label else "real")
+        for is_rare, label in zip(rare, folds["label"], strict=True)
+    ]
+    folds.to_csv(folds_csv, index=False)
+    code = cli.run(train_module.main, _args(tmp_path, tmp_path / "w", "--set", "data.train_methods=[rare]"))
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert error.startswith(
+        "error: fold 0 (data.train_methods: rare): the training split has 24 REAL crops of 2 videos, "
+        "4 FAKE crops of 4 videos"
+    )
