@@ -1,10 +1,11 @@
 """Faces of a test video: evenly spaced frames, MTCNN boxes, crops with a third of margin.
 
 With the recall boost, a frame where MTCNN finds no face at the chosen scale is tried again at
-twice that scale (up to 2x: faces too small for the first try) and, if it is dark, once more on a
-brightened copy (gamma set so that its mean comes to mid-grey: faces lost in shadow); a frame
-still without a face, between frames that see the same person, gets that person's box
-interpolated. Where MTCNN found a face the first time, nothing changes.
+twice that scale (up to 2x: faces too small for the first try; at the frame's own size where the
+first try was at 2x) and, if it is dark, once more on a brightened copy (gamma set so that its
+mean comes to mid-grey: faces lost in shadow); a frame still without a face, between frames that
+see the same person, gets that person's box interpolated (each box before the gap paired with
+one after it at most). Where MTCNN found a face the first time, nothing changes.
 
 On CUDA, and in fast mode's OpenCV pipeline on a CPU, the sampled frames of a video go through
 MTCNN in one batch; facenet-pytorch's pipeline on a CPU takes them one by one, two at a time
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from preprocess.crops import crop_face
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, shared_pool
@@ -103,15 +105,26 @@ def inference_detector(scale, device, fast: bool = False) -> FaceDetector:
     return FaceDetector(INFERENCE_THRESHOLDS, scale, device=device, pipeline="opencv" if fast else "facenet")
 
 
+MAX_RETRY_SCALE = 2.0
+
+
+def retry_scale(first: float) -> float:
+    """The second try's scale: twice the first, up to 2x; where the first was at 2x already (the
+    resolution rule on frames under 300 px), the frame's own size, so that the retry never repeats
+    the first pass."""
+    larger = min(MAX_RETRY_SCALE, 2 * first)
+    return 1.0 if np.isclose(larger, first) else larger
+
+
 def retry_faceless(detector: FaceDetector, frame: np.ndarray) -> np.ndarray:
-    """Boxes of a frame where the detector found none: at twice its scale (up to 2x), then, if the
-    frame is dark, on a brightened copy; resampled the original's way in every mode (the retries
-    are rare, and fast mode's OpenCV resampling lost a face in a very dark frame)."""
+    """Boxes of a frame where the detector found none: at `retry_scale`, then, if the frame is
+    dark, on a brightened copy; resampled the original's way in every mode (the retries are rare,
+    and fast mode's OpenCV resampling lost a face in a very dark frame)."""
     height, width = frame.shape[:2]
-    larger = min(2.0, 2 * detector.frame_scale(width, height))
-    boxes = detector.detect(frame, larger, original=True).boxes
+    scale = retry_scale(detector.frame_scale(width, height))
+    boxes = detector.detect(frame, scale, original=True).boxes
     if not len(boxes) and frame.mean() < DARK_MEAN:
-        boxes = detector.detect(brightened(frame), larger, original=True).boxes
+        boxes = detector.detect(brightened(frame), scale, original=True).boxes
     return boxes
 
 
@@ -144,19 +157,20 @@ def interpolated_boxes(
     frame_indices: list[int], boxes: list[list], max_gap: int = 3, min_iou: float = 0.2
 ) -> dict[int, list[list[float]]]:
     """Boxes for frames without any, where a person is seen in the nearest frames before and after
-    (at most `max_gap` sampled frames apart, boxes overlapping by `min_iou`): linear in the frame
-    index between the two boxes. {position in frame_indices: boxes}."""
+    (at most `max_gap` sampled frames apart, boxes overlapping by `min_iou`, each box paired with
+    one box at most: the pairing of most overlap): linear in the frame index between the two boxes.
+    {position in frame_indices: boxes}."""
     found: dict[int, list[list[float]]] = {}
     with_faces = [position for position, frame_boxes in enumerate(boxes) if len(frame_boxes)]
     for before, after in zip(with_faces, with_faces[1:], strict=False):
         if after - before < 2 or after - before > max_gap + 1:
             continue
-        pairs = []
-        for box in boxes[before]:
-            overlaps = [box_iou(box, other) for other in boxes[after]]
-            best = int(np.argmax(overlaps))
-            if overlaps[best] >= min_iou:
-                pairs.append((np.asarray(box, float), np.asarray(boxes[after][best], float)))
+        overlaps = np.array([[box_iou(first, last) for last in boxes[after]] for first in boxes[before]])
+        pairs = [
+            (np.asarray(boxes[before][i], float), np.asarray(boxes[after][j], float))
+            for i, j in zip(*linear_sum_assignment(overlaps, maximize=True), strict=True)
+            if overlaps[i, j] >= min_iou
+        ]
         span = frame_indices[after] - frame_indices[before]
         for position in range(before + 1, after):
             weight = (frame_indices[position] - frame_indices[before]) / span

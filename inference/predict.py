@@ -79,8 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--no-recall-boost",
         action="store_true",
         help="no second try on frames where MTCNN finds no face (the original's behaviour; by default such a "
-        "frame is tried again at twice the scale and, if dark, brightened, and a person seen in the frames "
-        "before and after gets an interpolated box)",
+        "frame is tried again at twice the scale (up to 2x; 1x after a first try at 2x) and, if dark, "
+        "brightened, and a person seen in the frames before and after gets an interpolated box)",
     )
     parser.add_argument(
         "--strategy",
