@@ -166,6 +166,7 @@ def interpolated_boxes(
         if after - before < 2 or after - before > max_gap + 1:
             continue
         overlaps = np.array([[box_iou(first, last) for last in boxes[after]] for first in boxes[before]])
+        overlaps[~(overlaps >= min_iou)] = 0.0  # pairs too far apart (or NaN) count for nothing in the pairing
         pairs = [
             (np.asarray(boxes[before][i], float), np.asarray(boxes[after][j], float))
             for i, j in zip(*linear_sum_assignment(overlaps, maximize=True), strict=True)

@@ -105,20 +105,35 @@ def dataset_folder(records: list[VideoRecord]) -> str:
     return os.path.commonpath([str(Path(record.path).parent) for record in records]) if records else "dataset"
 
 
+def record_nodes(record: VideoRecord) -> set[tuple[int, str]]:
+    """What links a video to others: itself, its original, its group, the people it shows."""
+    nodes = {(VIDEO, record.video), (GROUP, record.group), *((PERSON, person) for person in record.identities)}
+    return nodes | ({(VIDEO, record.original)} if record.original else set())
+
+
 def check_fixed_splits(records: list[VideoRecord]) -> None:
-    """A dataset's train and valid splits must not separate a group (they become folds 1 and 0)."""
-    groups = video_groups(records)
-    splits = defaultdict(dict)
-    for record in records:
-        if record.split in SPLIT_FOLDS:
-            splits[groups[record.video]].setdefault(record.split, record)
-    for group, by_split in sorted(splits.items()):
-        if len(by_split) > 1:
-            train, valid = by_split["train"], by_split["valid"]
-            raise FoldError(
-                f"{dataset_folder([train, valid])}: the dataset's splits put {describe_group(group)} in both "
-                f"train ({train.video}) and valid ({valid.video}); its videos must share a fold"
-            )
+    """A dataset's train and valid splits must not separate a group (they become folds 1 and 0);
+    the test split, left out, links nothing. The error names what the two splits share."""
+    kept = [record for record in records if record.split in SPLIT_FOLDS]
+    groups = video_groups(kept)
+    by_group = defaultdict(lambda: defaultdict(list))
+    for record in kept:
+        by_group[groups[record.video]][record.split].append(record)
+    for group, by_split in sorted(by_group.items()):
+        if len(by_split) < 2:
+            continue
+        shared = {
+            node: (train, valid)
+            for train in by_split["train"]
+            for valid in by_split["valid"]
+            for node in record_nodes(train) & record_nodes(valid)
+        }
+        node, (train, valid) = min(shared.items()) if shared else (group, (by_split["train"][0], by_split["valid"][0]))
+        linked = "" if shared else " (linked through other videos)"
+        raise FoldError(
+            f"{dataset_folder([train, valid])}: the dataset's splits put {describe_group(node)} in both "
+            f"train ({train.video}) and valid ({valid.video}){linked}; its videos must share a fold"
+        )
 
 
 def training_records(records: list[VideoRecord]) -> list[VideoRecord]:

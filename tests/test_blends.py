@@ -3,6 +3,8 @@ src/utils/sbi.py, blend.py, funcs.py; Face-Xray's random_get_hull), checked over
 
 from __future__ import annotations
 
+import tracemalloc
+
 import cv2
 import numpy as np
 import pytest
@@ -205,3 +207,22 @@ def test_the_downscaling_is_by_2_or_4_with_nearest_interpolation(monkeypatch):
     assert {interpolation for *_, interpolation in downs} == {cv2.INTER_NEAREST}
     assert {interpolation for *_, interpolation in ups} == {cv2.INTER_LINEAR}
     assert {size for _, size, _, _ in downs} == {(32, 24), (16, 12)}
+
+
+def test_a_tiny_face_blends_in_bounded_memory_and_collapsed_landmarks_are_refused():
+    """The elastic field and the soft edge are drawn at the reference's pixels, finer than ours for
+    a small face; unbounded, a 12 px face took 350 MB and collapsed points 23 GB."""
+    crop = np.full((380, 380, 3), 120, np.uint8)
+    tiny = 190 + (TEMPLATE - 0.5) * 15  # a face about 12 px across
+    tracemalloc.start()
+    try:
+        blend = self_blend(crop, tiny, np.random.default_rng(0))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert blend.mask.shape == (380, 380) and peak < 120 * 2**20
+    for collapsed in (np.full((5, 2), 190.0), 190 + (TEMPLATE - 0.5) * 5):
+        with pytest.raises(ValueError, match="too small a face to self-blend"):
+            self_blend(crop, collapsed, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="5 finite"):
+        self_blend(crop, np.full((5, 2), np.nan), np.random.default_rng(0))

@@ -291,6 +291,31 @@ def test_own_splits_that_separate_a_group_are_one_line_naming_the_folder_and_gro
     )
 
 
+def _ffpp_record(root, stem, split, label=FAKE):
+    return VideoRecord(stem, root / f"{stem}.mp4", label, None, stem, "x", split, None, ffpp_identities(stem))
+
+
+def test_own_splits_name_the_person_they_share(tmp_path):
+    """train 000_001 and valid 001_002 share 001, not 000 (the group's smallest person)."""
+    records = [
+        _ffpp_record(tmp_path, "000", "train", REAL),
+        _ffpp_record(tmp_path, "000_001", "train"),
+        _ffpp_record(tmp_path, "001_002", "valid"),
+        _ffpp_record(tmp_path, "002", "valid", REAL),
+    ]
+    with pytest.raises(FoldError, match=r"put person 'youtube:001' in both train \(000_001\) and valid \(001_002\);"):
+        assign_folds(records, FOLD_SETTINGS)
+
+
+def test_train_and_valid_linked_only_through_the_test_split_are_not_refused(tmp_path):
+    records = [
+        _ffpp_record(tmp_path, "000_001", "train"),
+        _ffpp_record(tmp_path, "001_002", "test"),
+        _ffpp_record(tmp_path, "002_003", "valid"),
+    ]
+    assert assign_folds(records, FOLD_SETTINGS) == {"000_001": 1, "002_003": 0}
+
+
 def test_names_that_do_not_parse_name_nobody():
     assert ffpp_identities("071_054") == ("youtube:071", "youtube:054")
     assert ffpp_identities("01_02__walking__YVGY8LOK") == ("actors:01", "actors:02")

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from inference import faces
 from inference.faces import interpolated_boxes, retry_faceless, retry_scale
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 
@@ -27,6 +28,16 @@ def test_pairs_are_one_to_one_and_maximise_the_overlap():
     assert found[1] == [[15.0, 0.0, 115.0, 100.0], [75.0, 0.0, 175.0, 100.0]]
     alone = interpolated_boxes([0, 2, 4], [[a], [], [a_later, b_later]])
     assert alone[1] == [[15.0, 0.0, 115.0, 100.0]]
+
+
+def test_pairs_below_the_minimum_overlap_do_not_steer_the_pairing(monkeypatch):
+    """Overlaps 0.9 / 0.5 (first box before) and 0.5 / 0.19 (second): with the 0.19 pair counted,
+    the most total overlap pairs 0.9 + 0.19 and then drops the 0.19 pair (one box); without it,
+    the two 0.5 pairs (two boxes, each overlapping enough)."""
+    table = {(0, 10): 0.9, (0, 11): 0.5, (1, 10): 0.5, (1, 11): 0.19}
+    monkeypatch.setattr(faces, "box_iou", lambda first, last: table[(first[0], last[0])])
+    found = faces.interpolated_boxes([0, 2, 4], [[[0, 0, 1, 1], [1, 0, 2, 1]], [], [[10, 0, 11, 1], [11, 0, 12, 1]]])
+    assert found[1] == [[5.5, 0.0, 6.5, 1.0], [5.5, 0.0, 6.5, 1.0]]
 
 
 @pytest.mark.parametrize(("first", "retry"), [(0.5, 1.0), (1.0, 2.0), (0.33, 0.66), (2.0, 1.0), (3.0, 2.0), (1.5, 2.0)])

@@ -130,3 +130,32 @@ def test_train_methods_that_leave_too_few_fakes_are_refused(tmp_path, capsys):
         "error: fold 0 (data.train_methods: rare): the training split has 24 REAL crops of 2 videos, "
         "4 FAKE crops of 4 videos"
     )
+
+
+def test_a_missing_class_is_refused_whatever_the_minimum():
+    with pytest.raises(DegenerateSplitError, match="0 FAKE crops"):
+        check_split({"training": (_rows(2, 0), "dataset")}, "fold 0", 0, 10)
+    with pytest.raises(DegenerateSplitError, match="0 REAL crops of 0 videos, 0 FAKE"):
+        check_split({"training": (_rows(0, 0), "dataset")}, "fold 0", 0, 10)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [("data.min_class_crops=0", "data.min_class_crops must be"), ("data.frames_per_video=0", "data.frames_per_video")],
+)
+def test_settings_out_of_range_are_refused(tmp_path, capsys, setting, message):
+    make_crop_dataset(tmp_path, groups=4, fakes_per_group=1, crops=12)
+    assert cli.run(train_module.main, _args(tmp_path, tmp_path / "w", "--set", setting)) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_validation_counts_the_frames_it_will_validate_on_and_names_the_crop_selection(tmp_path, capsys):
+    """Crops of frames 0, 10, ..., 110; below 100 and divisible by 40: 0, 40, 80 of each video."""
+    make_crop_dataset(tmp_path, groups=4, fakes_per_group=1, crops=12)
+    extra = ["--set", "data.val_frame_modulo=40", "--set", "data.frame_limit=100"]
+    assert cli.run(train_module.main, _args(tmp_path, tmp_path / "w", *extra)) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(
+        "error: fold 0 (80 of 96 crops kept by data.frame_limit 100, faces_per_frame None, paired_only False): "
+        "the validation split has 6 REAL crops of 2 videos, 6 FAKE crops of 2 videos"
+    )

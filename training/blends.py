@@ -82,6 +82,10 @@ REFERENCE_FACE_WIDTH = 150.0
 WORKING_SIZE = (192, 256)  # the soft edge is made at this many pixels per axis of the reference crop
 EDGE_KERNEL = (5, 25)  # odd sizes of the erosion and of the blur
 EDGE_BLUR_SIGMA = (5, 45)
+# The elastic field and the soft edge are made at most this many times finer than the crop: for a
+# small face the reference's pixels are finer than ours, and unbounded they took gigabytes.
+MAX_WORKING_ZOOM = 4.0
+MIN_FACE_WIDTH = 8.0  # crop pixels between the outline's sides: narrower landmarks place no face
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,7 @@ def elastic_deform(mask: np.ndarray, rng: np.random.Generator, pixel_scale: floa
     """`mask` moved by the reference's smooth random field (uniform noise, Gaussian sigma 7, times 50)
     drawn on a grid of `pixel_scale` crop pixels per cell and scaled to the crop."""
     height, width = mask.shape
+    pixel_scale = max(pixel_scale, 1.0 / MAX_WORKING_ZOOM)
     grid = (max(1, round(height / pixel_scale)), max(1, round(width / pixel_scale)))
     fields = []
     for noise in rng.uniform(-1, 1, (2, *grid)).astype(np.float32):
@@ -256,8 +261,8 @@ def soften_edge(
     crop_width, crop_height = reference_crop or (width, height)
     working_height, working_width = rng.integers(WORKING_SIZE[0], WORKING_SIZE[1] + 1, 2)
     working_size = (
-        max(1, round(width * working_width / crop_width)),
-        max(1, round(height * working_height / crop_height)),
+        max(1, round(min(width * working_width / crop_width, MAX_WORKING_ZOOM * width))),
+        max(1, round(min(height * working_height / crop_height, MAX_WORKING_ZOOM * height))),
     )
     odd_sizes = (EDGE_KERNEL[1] - EDGE_KERNEL[0]) // 2 + 1
     erosion, blur = (int(size) for size in EDGE_KERNEL[0] + 2 * rng.integers(odd_sizes, size=2))
@@ -279,7 +284,11 @@ def self_blend(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generato
     """A self-blended fake of the RGB crop `image` whose 5 landmarks (crop pixels) are `landmarks`."""
     image = np.ascontiguousarray(image)
     landmarks = np.asarray(landmarks, np.float64)
+    if landmarks.shape != (5, 2) or not np.isfinite(landmarks).all():
+        raise ValueError(f"landmarks must be 5 finite (x, y) points, got {landmarks.tolist()}")
     face = FaceExtent.of(landmarks)
+    if not face.width >= MIN_FACE_WIDTH:  # NaN too
+        raise ValueError(f"landmarks span {face.width:.1f} px across: too small a face to self-blend")
     hull = hull_mask(landmarks, image.shape[:2], rng)
     source, target = image, image
     if rng.random() < 0.5:

@@ -19,6 +19,7 @@ from training.dataset import (
     read_folds,
     select_crops,
     split_folds,
+    validation_frames,
 )
 from training.temporal import ClipDataset, create_temporal_model
 from training.tuning import apply_tuning
@@ -64,7 +65,18 @@ def make_datasets(config: dict, data_dir: Path, train_rows, val_rows, size: int,
         smoothing, cutouts = data["label_smoothing"], data["cutouts"]
         return (
             ClipDataset(
-                data_dir, train_rows, True, size, mean, std, length, smoothing, cutouts, noise, temporal["clip_cutouts"]
+                data_dir,
+                train_rows,
+                True,
+                size,
+                mean,
+                std,
+                length,
+                smoothing,
+                cutouts,
+                noise,
+                temporal["clip_cutouts"],
+                data["augment_strength"],
             ),
             ClipDataset(data_dir, val_rows, False, size, mean, std, length),
         )
@@ -81,6 +93,7 @@ def make_datasets(config: dict, data_dir: Path, train_rows, val_rows, size: int,
             fakes=data["fakes"],
             blend_share=data["blend_share"],
             frames_per_video=data["frames_per_video"],
+            augment_strength=data["augment_strength"],
         )
         val_fakes = "blends" if data["fakes"] == "blends" else "dataset"
         val_set = CropDataset(
@@ -115,17 +128,28 @@ def build_model(config: dict) -> torch.nn.Module:
     return classifier
 
 
-def check_fold(data: dict, fold: int, train_rows, val_rows) -> None:
-    """Stop before training on a fold without enough crops of a class; warn on a strong imbalance."""
-    selected = f" (data.train_methods: {', '.join(data['train_methods'])})" if data["train_methods"] else ""
+def check_fold(data: dict, fold: int, train_rows, val_rows, temporal: bool, selection: str = "") -> None:
+    """Stop before training on a fold without enough crops of a class; warn on a strong imbalance.
+    Counts what the datasets will use: validation frames by data.val_frame_modulo (frame models)."""
+    if not isinstance(data["min_class_crops"], int) or data["min_class_crops"] < 1:
+        raise InputError(f"data.min_class_crops must be a whole number of at least 1, got {data['min_class_crops']!r}")
+    if data["frames_per_video"] is not None and (
+        not isinstance(data["frames_per_video"], int) or data["frames_per_video"] < 1
+    ):
+        raise InputError(f"data.frames_per_video must be null or at least 1, got {data['frames_per_video']!r}")
+    if temporal and data["frames_per_video"]:
+        logger.warning("data.frames_per_video is for frame models: a temporal model trains on every clip")
+    if data["train_methods"]:
+        selection += f" (data.train_methods: {', '.join(data['train_methods'])})"
+    validated = val_rows if temporal else validation_frames(val_rows, data["val_frame_modulo"])
     parts = {
         "training": (train_rows, data["fakes"]),
-        "validation": (val_rows, "blends" if data["fakes"] == "blends" else "dataset"),
+        "validation": (validated, "blends" if data["fakes"] == "blends" else "dataset"),
     }
     try:
         warnings = check_split(
             parts,
-            f"fold {fold}{selected}",
+            f"fold {fold}{selection}",
             data["min_class_crops"],
             data["max_class_ratio"],
             data["allow_degenerate_split"],
@@ -140,15 +164,13 @@ def make_loaders(config: dict, data_dir: Path, folds_csv: Path, fold: int, size:
     data = config["data"]
     folds = read_folds(folds_csv)
     kept = select_crops(folds, data["frame_limit"], data["faces_per_frame"], data["paired_only"])
+    selection = ""
     if len(kept) < len(folds):
-        logger.info(
-            "%d of %d crops kept (data.frame_limit %s, faces_per_frame %s, paired_only %s)",
-            len(kept),
-            len(folds),
-            data["frame_limit"],
-            data["faces_per_frame"],
-            data["paired_only"],
+        selection = (
+            f" ({len(kept)} of {len(folds)} crops kept by data.frame_limit {data['frame_limit']}, "
+            f"faces_per_frame {data['faces_per_frame']}, paired_only {data['paired_only']})"
         )
+        logger.info("folds.csv:%s", selection)
     train_rows, val_rows = split_folds(kept, fold)
     if data["train_methods"]:  # validation too: no other method's fake helps to pick the epoch
         try:
@@ -156,7 +178,7 @@ def make_loaders(config: dict, data_dir: Path, folds_csv: Path, fold: int, size:
             val_rows = keep_methods(val_rows, data["train_methods"], f"{folds_csv} (fold {fold})")
         except ValueError as error:
             raise InputError(str(error)) from error
-    check_fold(data, fold, train_rows, val_rows)
+    check_fold(data, fold, train_rows, val_rows, config["model"]["kind"] == "temporal", selection)
     train_set, val_set = make_datasets(config, data_dir, train_rows, val_rows, size, mean, std)
     sampler = train_sampler(train_set, world, rank)
     common = {"num_workers": data["num_workers"], "pin_memory": torch.cuda.is_available()}

@@ -89,6 +89,12 @@ def select_crops(
     return rows[keep].reset_index(drop=True)
 
 
+def validation_frames(rows: pd.DataFrame, modulo: int) -> pd.DataFrame:
+    """The crops of frames divisible by `modulo` (all of them where none is)."""
+    every = rows[rows["frame"] % max(1, modulo) == 0]
+    return (every if len(every) else rows).reset_index(drop=True)
+
+
 def draw_per_video(rows: pd.DataFrame, count: int, rng: np.random.Generator) -> pd.DataFrame:
     """At most `count` crops of each video, drawn by `rng` (all of a video with fewer)."""
     order = rng.permutation(len(rows))
@@ -123,7 +129,7 @@ def check_split(
         described = ", ".join(f"{crops} {label} crops of {videos} videos" for label, (crops, videos) in counts.items())
         fewest = min(crops for crops, _ in counts.values())
         most = max(crops for crops, _ in counts.values())
-        if fewest < minimum:
+        if fewest < max(minimum, 1):  # no crop of a class is never enough
             problem = (
                 f"{fold}: the {part} split has {described}; at least {minimum} crops of each class are "
                 "needed (data.min_class_crops; --allow-degenerate-split trains anyway)"
@@ -187,6 +193,7 @@ class CropDataset(Dataset):
         fakes: str = "dataset",
         blend_share: float = 0.5,
         frames_per_video: int | None = None,
+        augment_strength: float = 1.0,
     ):
         if fakes not in FAKE_SOURCES:
             raise ValueError(f"data.fakes must be one of {', '.join(FAKE_SOURCES)}, got {fakes!r}")
@@ -197,7 +204,7 @@ class CropDataset(Dataset):
         self.mean, self.std = mean, std
         self.label_smoothing = label_smoothing
         self.cutouts = cutouts
-        self.transforms = train_transforms(size) if train else val_transforms(size)
+        self.transforms = train_transforms(size, augment_strength) if train else val_transforms(size)
         self.epoch_seed = 0
         self.pairs = train and fakes == "blends"  # each item: a real crop and its blend
         self.blend_share = blend_share if train and fakes == "both" else 0.0
@@ -207,8 +214,7 @@ class CropDataset(Dataset):
         if train:
             self.samples = self.rows.assign(blend=False)
         else:
-            every = rows[rows["frame"] % max(1, val_frame_modulo) == 0]
-            self.samples = (every if len(every) else rows).reset_index(drop=True).assign(blend=False)
+            self.samples = validation_frames(rows, val_frame_modulo).assign(blend=False)
             if fakes == "blends":  # no dataset fake in model selection either: reals and their blends
                 reals = self.samples[self.samples["label"] == 0]
                 blends = self._blendable(self.samples).assign(blend=True, label=1)
