@@ -143,3 +143,13 @@ def test_same_seed_same_augmentation_and_seeds_differ(tmp_path):
     again = [dataset.finish(crop, diff, landmarks, 0.0, seed)[0] for seed in reversed(range(20))][::-1]
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert len({image.tobytes() for image in first}) > 15
+
+
+def test_strength_scales_every_optional_transform_but_the_flip():
+    recipe, half = augment.train_transforms(SIZE), augment.train_transforms(SIZE, 0.5)
+    for full, scaled in zip(recipe.transforms, half.transforms, strict=True):
+        expected = full.p if isinstance(full, (A.HorizontalFlip, A.PadIfNeeded)) or full.p == 1.0 else full.p / 2
+        assert scaled.p == pytest.approx(expected), type(full).__name__
+    assert [t.p for t in augment.train_transforms(SIZE, 0.0).transforms if t.p < 1] == [0, 0, 0, 0.5, 0, 0, 0]
+    with pytest.raises(ValueError, match="augmentation strength"):
+        augment.train_transforms(SIZE, 2.0)

@@ -93,17 +93,21 @@ def _resize_choices(size: int) -> A.OneOf:
     )
 
 
-def train_transforms(size: int) -> A.Compose:
+def train_transforms(size: int, strength: float = 1.0) -> A.Compose:
+    """The recipe's training pipeline; `strength` scales the probability of every optional
+    transform but the flip (1.0: the recipe's; the CPU demo trains a few hundred steps at 0.5)."""
+    if not 0.0 <= strength <= 1.0 / 0.7:
+        raise ValueError(f"augmentation strength must be between 0 and {1 / 0.7:.3f} (1: the recipe), got {strength}")
     return A.Compose(
         [
-            A.ImageCompression(quality_range=(60, 100), p=0.5),
-            A.GaussNoise(std_range=NOISE_STD_RANGE, p=0.1),
-            A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(BLUR_SIGMA, BLUR_SIGMA), p=0.05),
+            A.ImageCompression(quality_range=(60, 100), p=0.5 * strength),
+            A.GaussNoise(std_range=NOISE_STD_RANGE, p=0.1 * strength),
+            A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(BLUR_SIGMA, BLUR_SIGMA), p=0.05 * strength),
             A.HorizontalFlip(p=0.5),
             _resize_choices(size),
             A.PadIfNeeded(min_height=size, min_width=size, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
-            A.OneOf([A.RandomBrightnessContrast(), A.FancyPCA(), A.HueSaturationValue()], p=0.7),
-            A.ToGray(p=0.2),
+            A.OneOf([A.RandomBrightnessContrast(), A.FancyPCA(), A.HueSaturationValue()], p=0.7 * strength),
+            A.ToGray(p=0.2 * strength),
             A.Affine(  # the original's ShiftScaleRotate: one scale factor for both axes
                 translate_percent=(-0.1, 0.1),
                 scale=(0.8, 1.2),
@@ -112,7 +116,7 @@ def train_transforms(size: int) -> A.Compose:
                 border_mode=cv2.BORDER_CONSTANT,
                 fill=0,
                 fill_mask=0,
-                p=0.5,
+                p=0.5 * strength,
             ),
         ]
     )

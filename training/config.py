@@ -44,6 +44,7 @@ DEFAULTS: dict = {
         "num_workers": 4,
         "label_smoothing": 0.01,
         "cutouts": True,
+        "augment_strength": 1.0,  # scales every optional augmentation's probability but the flip's (1: the recipe)
         "val_frame_modulo": 20,  # validate on frames divisible by this (the recipe's speed-up)
         "fakes": "dataset",  # dataset (the recipe), blends (reals + their self-blends only) or both
         "blend_share": 0.5,  # fakes: both: the share of fake draws that are self-blends of reals

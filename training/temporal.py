@@ -151,11 +151,14 @@ class ClipDataset(torch.utils.data.Dataset):
         cutouts: bool = True,
         frame_noise: float = 0.0,
         clip_cutouts: bool = True,
+        augment_strength: float = 1.0,
     ):
         if "track" not in rows.columns:
             raise ValueError("folds.csv has no `track` column: run python -m preprocess.folds again")
         self.rows = rows.reset_index(drop=True)
-        self.crops = CropDataset(data_dir, self.rows, train, size, mean, std, label_smoothing, cutouts)
+        self.crops = CropDataset(
+            data_dir, self.rows, train, size, mean, std, label_smoothing, cutouts, augment_strength=augment_strength
+        )
         self.train, self.length, self.frame_noise, self.clip_cutouts = train, length, frame_noise, clip_cutouts
         self.clips = clip_windows(self.rows, length, stride=1 if train else length)
         self.samples = self.clips
