@@ -33,6 +33,10 @@ TINY = [
     "model.input_size=32",
     "--set",
     "training.channels_last=false",
+    "--set",  # the recipe's augmentations and cutouts, which the CPU demo config tones down
+    "data.cutouts=true",
+    "--set",
+    "data.augment_strength=1.0",
 ]
 
 

@@ -55,45 +55,32 @@ def train_sampler(dataset: CropDataset, world: int, rank: int) -> RankShare | No
 def make_datasets(config: dict, data_dir: Path, train_rows, val_rows, size: int, mean, std):
     """Crops for a frame model; clips of one track's crops for a temporal one."""
     data = config["data"]
+    augmentation = {key: data[key] for key in ("label_smoothing", "cutouts", "augment_strength")}
+    training_crops = (data_dir, train_rows, True, size, mean, std)
     if config["model"]["kind"] == "temporal":
         if data["fakes"] != "dataset":
             raise InputError(
                 f"data.fakes: {data['fakes']} is for frame models; a temporal model trains on the dataset's fakes"
             )
         temporal = config["temporal"]
-        length, noise = temporal["clip_length"], temporal["frame_noise"]
-        smoothing, cutouts = data["label_smoothing"], data["cutouts"]
+        length = temporal["clip_length"]
         return (
             ClipDataset(
-                data_dir,
-                train_rows,
-                True,
-                size,
-                mean,
-                std,
+                *training_crops,
                 length,
-                smoothing,
-                cutouts,
-                noise,
-                temporal["clip_cutouts"],
-                data["augment_strength"],
+                **augmentation,
+                frame_noise=temporal["frame_noise"],
+                clip_cutouts=temporal["clip_cutouts"],
             ),
             ClipDataset(data_dir, val_rows, False, size, mean, std, length),
         )
     try:
         train_set = CropDataset(
-            data_dir,
-            train_rows,
-            True,
-            size,
-            mean,
-            std,
-            data["label_smoothing"],
-            data["cutouts"],
+            *training_crops,
+            **augmentation,
             fakes=data["fakes"],
             blend_share=data["blend_share"],
             frames_per_video=data["frames_per_video"],
-            augment_strength=data["augment_strength"],
         )
         val_fakes = "blends" if data["fakes"] == "blends" else "dataset"
         val_set = CropDataset(
