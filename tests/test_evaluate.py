@@ -35,7 +35,7 @@ def protocol_run(demo_world, tmp_path_factory):
         "seed": 3,
         "set": [
             *("training.epochs=1", "training.batches_per_epoch=2", "data.batch_size=4", "data.num_workers=0"),
-            *("model.input_size=32", "data.fakes=blends"),
+            *("model.input_size=32", "data.fakes=blends", "data.min_class_crops=4"),  # 8 crops a class
         ],
     }
     protocol = {

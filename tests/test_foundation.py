@@ -30,6 +30,7 @@ def train_tiny_vit(crop_data, out, config: str, *settings: str):
         *("--batch-size", "4", "--epochs", "1", "--batches-per-epoch", "3", "--lr", "0.01"),
         *("--set", "model.pretrained=false", "--set", "model.input_size=32", "--set", TINY_VIT),
         *("--set", "data.val_frame_modulo=1", "--set", "training.amp=false"),
+        *("--set", "data.min_class_crops=4"),  # a tiny set: 8 crops of each class per split
         *(item for setting in settings for item in ("--set", setting)),
         *("--data-dir", str(crop_data), "--output-dir", str(out)),
     ]
