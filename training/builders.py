@@ -19,6 +19,7 @@ from training.dataset import (
     read_folds,
     select_crops,
     split_folds,
+    validation_fakes,
     validation_frames,
 )
 from training.temporal import ClipDataset, create_temporal_model
@@ -82,9 +83,15 @@ def make_datasets(config: dict, data_dir: Path, train_rows, val_rows, size: int,
             blend_share=data["blend_share"],
             frames_per_video=data["frames_per_video"],
         )
-        val_fakes = "blends" if data["fakes"] == "blends" else "dataset"
         val_set = CropDataset(
-            data_dir, val_rows, False, size, mean, std, val_frame_modulo=data["val_frame_modulo"], fakes=val_fakes
+            data_dir,
+            val_rows,
+            False,
+            size,
+            mean,
+            std,
+            val_frame_modulo=data["val_frame_modulo"],
+            fakes=validation_fakes(data["fakes"]),
         )
     except ValueError as error:
         raise InputError(str(error)) from error
@@ -131,7 +138,7 @@ def check_fold(data: dict, fold: int, train_rows, val_rows, temporal: bool, sele
     validated = val_rows if temporal else validation_frames(val_rows, data["val_frame_modulo"])
     parts = {
         "training": (train_rows, data["fakes"]),
-        "validation": (validated, "blends" if data["fakes"] == "blends" else "dataset"),
+        "validation": (validated, validation_fakes(data["fakes"])),
     }
     try:
         warnings = check_split(

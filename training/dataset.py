@@ -83,9 +83,9 @@ def select_crops(
         keep &= rows["file"].map(lambda name: parse_crop_name(name)[1] < faces_per_frame)
     if paired_only:
         fakes, reals = rows[rows["label"] == 1], rows[rows["label"] == 0]
-        keep &= (rows["label"] == 0) & rows["video"].isin(set(fakes["original"])) | (rows["label"] == 1) & rows[
-            "original"
-        ].isin(set(reals["video"]))
+        real_with_fake = (rows["label"] == 0) & rows["video"].isin(set(fakes["original"]))
+        fake_with_real = (rows["label"] == 1) & rows["original"].isin(set(reals["video"]))
+        keep &= real_with_fake | fake_with_real
     return rows[keep].reset_index(drop=True)
 
 
@@ -100,6 +100,11 @@ def draw_per_video(rows: pd.DataFrame, count: int, rng: np.random.Generator) -> 
     order = rng.permutation(len(rows))
     shuffled = rows.iloc[order]
     return shuffled[shuffled.groupby("video", sort=False).cumcount() < count].sort_index()
+
+
+def validation_fakes(fakes: str) -> str:
+    """Where validation's fakes come from: a blends-only run validates on blends, others on the dataset's."""
+    return "blends" if fakes == "blends" else "dataset"
 
 
 class DegenerateSplitError(ValueError):
@@ -120,9 +125,9 @@ def check_split(
     parts: dict[str, tuple[pd.DataFrame, str]], fold: str, minimum: int, max_ratio: float, allow: bool = False
 ) -> list[str]:
     """Refuse a fold (e.g. "fold 0") where a part ({"training": (rows, fakes source), "validation":
-    ...}) has fewer than `minimum` crops of a class (DegenerateSplitError, one line naming the fold and the counts;
-    with `allow` it is only returned as a warning). Returns warnings, also for a class that
-    outnumbers the other by more than `max_ratio`."""
+    ...}) has fewer than `minimum` crops of a class: DegenerateSplitError, one line naming the fold
+    and the counts (with `allow`, a warning instead). Returns the warnings, also those for a class
+    that outnumbers the other by more than `max_ratio`."""
     warnings = []
     for part, (rows, fakes) in parts.items():
         counts = class_counts(rows, fakes)
