@@ -82,17 +82,20 @@ PERSON, GROUP, VIDEO = 0, 1, 2  # the nodes linked, in the order a group is name
 NODE_WORDS = {PERSON: "person", GROUP: "group", VIDEO: "video"}
 
 
+def record_nodes(record: VideoRecord, with_identities: bool = True) -> set[tuple[int, str]]:
+    """What links a video to others: itself, its original, its group, (with_identities) the people it shows."""
+    nodes = {(VIDEO, record.video), (GROUP, record.group)}
+    nodes |= {(VIDEO, record.original)} if record.original else set()
+    return nodes | ({(PERSON, person) for person in record.identities} if with_identities else set())
+
+
 def video_groups(records: list[VideoRecord], with_identities: bool = True) -> dict[str, tuple[int, str]]:
     """{video: its group}: the union of the video, its original, its `group` and (with_identities)
     the people it shows. A group is named by its smallest node: a person, else a group, else a video."""
     links = UnionFind()
     for record in records:
-        video = (VIDEO, record.video)
-        links.union(video, (GROUP, record.group))
-        if record.original:
-            links.union(video, (VIDEO, record.original))
-        for identity in record.identities if with_identities else ():
-            links.union(video, (PERSON, identity))
+        for node in record_nodes(record, with_identities):
+            links.union((VIDEO, record.video), node)
     return {record.video: links.find((VIDEO, record.video)) for record in records}
 
 
@@ -103,12 +106,6 @@ def describe_group(group: tuple[int, str]) -> str:
 def dataset_folder(records: list[VideoRecord]) -> str:
     """The folder that holds these videos, to name in messages."""
     return os.path.commonpath([str(Path(record.path).parent) for record in records]) if records else "dataset"
-
-
-def record_nodes(record: VideoRecord) -> set[tuple[int, str]]:
-    """What links a video to others: itself, its original, its group, the people it shows."""
-    nodes = {(VIDEO, record.video), (GROUP, record.group), *((PERSON, person) for person in record.identities)}
-    return nodes | ({(VIDEO, record.original)} if record.original else set())
 
 
 def check_fixed_splits(records: list[VideoRecord]) -> None:
