@@ -2,16 +2,32 @@
 
     python -m inference.weights list
     python -m inference.weights fetch original [--dir DIR]
-    python -m inference.weights verify original [--dir DIR]
+    python -m inference.weights verify original [--dir DIR] [--no-load]
 
 `original` is the original solution's final ensemble: seven EfficientNet-B7 checkpoints (fold 0,
 seeds 111 to 999) from its GitHub release 0.0.1, bare state dicts scored at 380 px. Files go to
 $DEEPFAKE_DETECTOR_WEIGHTS, else ~/.cache/deepfake-detector/weights ($XDG_CACHE_HOME honoured), or
---dir. A download is written to NAME.part and renamed when whole; a cut one resumes from where it
-stopped (HTTP Range), by itself a few times and again at the next `fetch`. Where the host cannot
-be reached, `fetch` fails within seconds and says where to put files fetched by other means.
-`fetch` records each file's size and SHA-256 in weights.json beside them; `verify` checks each
-file against that record and loads it as the ensemble's encoder (weights only).
+--dir. Where the host cannot be reached, `fetch` fails within seconds and says where to put files
+fetched by other means.
+
+A download is written to NAME.part and renamed into place (after an fsync) only when whole: its
+size is taken from the response headers (Content-Length, Content-Range) before the body is read,
+or from the registry where it pins one. A cut transfer resumes where it stopped (HTTP Range), by
+itself a few times and again at the next `fetch`; the .part is kept meanwhile. A transfer whose
+size is stated nowhere (a close-delimited answer and no size pinned) is accepted only when the
+registry pins its SHA-256 and the bytes match it; otherwise it is refused and kept as NAME.part.
+A file whose size or SHA-256 differs from the registry's (or from the one recorded on first use)
+is refused and its .part removed. Redirects are followed to HTTPS only (plain HTTP to plain HTTP,
+as a local mirror may, is let through): HTTPS to HTTP, or to any other scheme, is refused.
+
+`fetch` records each file's size and SHA-256 in weights.json beside them. Where the registry pins
+no SHA-256 (the seven `original` files: their hashes are not published), the first download's is
+recorded and trusted on first use: later fetches and `verify` hold the file to it, and `list`
+says, per file, whether its hash is pinned, trusted on first use, or unknown (placed by hand). A
+file already in place is checked against the pinned and recorded size and hash before `fetch`
+accepts it. `verify` checks each file the same way and loads it as the ensemble's encoder (weights
+only); a file placed by hand is hashed, and once it has loaded its hash is recorded in
+weights.json as trusted on first use (with --no-load it is only reported: nothing checked it).
 
 A named ensemble is usable wherever a checkpoint list is: `inference.predict --ensemble original`.
 """
@@ -19,28 +35,23 @@ A named ensemble is usable wherever a checkpoint list is: `inference.predict --e
 from __future__ import annotations
 
 import argparse
-import hashlib
-import http.client
 import json
 import logging
 import os
-import re
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
+from inference.download import DownloadError, download, sha256
 from preprocess import cli
-from preprocess.cli import InputError
 from preprocess.io_utils import atomic_path
 
 logger = logging.getLogger("inference.weights")
 
 MANIFEST = "weights.json"
+FETCHED, PLACED_BY_HAND, PINNED = "trusted on first use", "placed by hand, trusted on first use", "pinned"
+LEGACY = "trusted on first use (recorded by an older fetch that did not check sizes: run verify)"
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,7 @@ class WeightFile:
     encoder: str
     input_size: int
     size: int | None = None  # bytes, where the publisher states it
+    sha256: str | None = None  # hex digest, where the publisher states it
 
 
 @dataclass(frozen=True)
@@ -74,13 +86,10 @@ ENSEMBLES = {
     "original": NamedEnsemble(
         "original",
         "the winning solution's seven EfficientNet-B7 at 380 px (fold 0, seeds 111-999), as its authors released them",
+        # The release states no sizes or hashes: they are trusted on first use (see the docstring).
         tuple(WeightFile(name, _ORIGINAL_RELEASE + name, "tf_efficientnet_b7_ns", 380) for name in _ORIGINAL_FILES),
     ),
 }
-
-
-class DownloadError(InputError, RuntimeError):
-    """A file could not be fetched; the message says which, why, and what to do."""
 
 
 def default_weights_dir() -> Path:
@@ -114,142 +123,141 @@ def ensemble_entries(name: str, directory: Path | None = None) -> list[dict]:
     ]
 
 
-def _total_size(response, start: int) -> int | None:
-    """The whole file's size as the response states it (Content-Range of a partial answer)."""
-    if response.status == 206:
-        match = re.match(r"bytes \d+-\d+/(\d+)", response.headers.get("Content-Range", ""))
-        return int(match.group(1)) if match else None
-    length = response.headers.get("Content-Length")
-    return int(length) if length is not None else None
-
-
-def _download_once(url: str, partial: Path, timeout: float, expected_size: int | None, label: str) -> int | None:
-    """Append what the server sends after `partial`'s bytes to it; the whole file's size as the
-    server states it (None when it does not). A stated size other than `expected_size` is refused
-    before anything is written."""
-    start = partial.stat().st_size if partial.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and start:  # nothing after our bytes: the partial file is whole (or too long)
-            return None
-        raise DownloadError(f"{url}: the server answered HTTP {error.code} ({error.reason})") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise DownloadError(
-            f"{url}: cannot reach the host ({reason}); fetch the file by other means and put it at "
-            f"{partial.with_suffix('')}"
-        ) from None
-    with response:
-        if start and response.status != 206:  # the server ignored the range: start again
-            start = 0
-        total = _total_size(response, start)
-        if expected_size is not None and total is not None and total != expected_size:
-            partial.unlink(missing_ok=True)
-            raise DownloadError(f"{url}: the server's file has {total} bytes, expected {expected_size}")
-        with (
-            open(partial, "ab" if start else "wb") as out,
-            tqdm(
-                total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=label, leave=False
-            ) as bar,
-        ):
-            while block := response.read(1 << 20):
-                out.write(block)
-                bar.update(len(block))
-    return total
-
-
-def download(
-    url: str, destination: Path, expected_size: int | None = None, timeout: float = 10.0, attempts: int = 3
-) -> Path:
-    """Fetch `url` to `destination` through `destination`.part, resuming a transfer cut short up
-    to `attempts` times; the file is renamed into place only when its size is the one stated (by
-    `expected_size`, else by the server). A short .part is kept for the next call to resume."""
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".part")
-    got, wanted = 0, expected_size
-    for attempt in range(1, attempts + 1):
-        try:
-            total = _download_once(url, partial, timeout, expected_size, destination.name)
-            wanted = expected_size or total or wanted
-        except (http.client.HTTPException, OSError) as error:  # cut mid-transfer
-            logger.warning("%s: %s", destination.name, type(error).__name__)
-        got = partial.stat().st_size if partial.exists() else 0
-        if wanted is None or got == wanted:
-            os.replace(partial, destination)
-            return destination
-        if got > wanted:
-            partial.unlink()
-            raise DownloadError(f"{url}: got {got} bytes, expected {wanted}; the partial file was removed")
-        if attempt < attempts:
-            logger.warning("%s: cut after %d of %d bytes; resuming", destination.name, got, wanted)
-            time.sleep(0.5 * attempt)
-    raise DownloadError(f"{url}: the connection was cut after {got} of {wanted} bytes; run fetch again to resume")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_manifest(directory: Path) -> dict:
     path = Path(directory) / MANIFEST
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
+        manifest = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not a readable record of fetched files ({error})") from None
+    entries = manifest.values() if isinstance(manifest, dict) else [None]
+    if not all(
+        isinstance(e, dict) and isinstance(e.get("size"), int) and isinstance(e.get("sha256"), str) for e in entries
+    ):
+        raise ValueError(f"{path}: not a readable record of fetched files (each needs a size and a sha256)")
+    return manifest
 
 
-def record(directory: Path, files: list[Path]) -> None:
-    """Add each file's size and SHA-256 to weights.json in `directory` (written whole or not at all)."""
+def record(directory: Path, path: Path, digest: str, trust: str) -> None:
+    """Add a file's size, SHA-256 and how far it is trusted to weights.json in `directory`
+    (written whole or not at all)."""
     manifest = read_manifest(directory)
-    for path in files:
-        manifest[path.name] = {"size": path.stat().st_size, "sha256": sha256(path)}
+    manifest[path.name] = {
+        "size": path.stat().st_size,
+        "sha256": digest,
+        "trust": trust,
+        "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     with atomic_path(Path(directory) / MANIFEST) as temporary:
         temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def trust_of(file: WeightFile, entry: dict | None, here: bool = True) -> str:
+    """How a file's SHA-256 is known: pinned in the registry, recorded on first use, or not at all."""
+    if file.sha256:
+        return "SHA-256 pinned in the registry"
+    if entry:
+        since = f" since {entry['recorded']}" if entry.get("recorded") else ""
+        return f"SHA-256 {entry.get('trust', LEGACY)}{since}"
+    if here:
+        return "placed by hand, SHA-256 unknown: run verify to record it"
+    return "SHA-256 not pinned: trusted on first use when fetched"
+
+
+def mismatch(file: WeightFile, path: Path, entry: dict | None, digest: str | None = None) -> str | None:
+    """How `path` differs from the registry's pinned size and SHA-256 and from its weights.json
+    record (None when it does not)."""
+    size = path.stat().st_size
+    if file.size is not None and size != file.size:
+        return f"{size} bytes, the registry pins {file.size}"
+    if entry and size != entry["size"]:
+        return f"{size} bytes, {entry['size']} when recorded in {MANIFEST}"
+    if file.sha256 or entry:
+        digest = digest or sha256(path)
+        if file.sha256 and digest != file.sha256.lower():
+            return f"SHA-256 {digest}, the registry pins {file.sha256}"
+        if entry and digest != entry["sha256"]:
+            return f"SHA-256 differs from the one recorded in {MANIFEST} ({entry.get('trust', FETCHED)})"
+    return None
+
+
 def fetch(name: str, directory: Path, timeout: float = 10.0) -> list[Path]:
-    """Every file of a named ensemble in `directory`, downloading those not there yet."""
-    fetched = []
+    """Every file of a named ensemble in `directory`, downloading those not there yet; a file
+    already there is accepted only if it matches the registry's and weights.json's size and hash."""
+    directory, fetched = Path(directory), []
     for file in named_ensemble(name).files:
-        destination = directory / file.name
+        destination, entry = directory / file.name, read_manifest(directory).get(file.name)
         if destination.is_file():
-            logger.info("%s: already here", destination)
+            problem = mismatch(file, destination, entry)
+            if problem:
+                raise DownloadError(
+                    f"{destination}: already here but {problem}; not accepted: delete it and run fetch again"
+                )
+            logger.info("%s: already here (%s)", destination, trust_of(file, entry))
         else:
             logger.info("fetching %s", file.url)
-            download(file.url, destination, file.size, timeout)
-            record(directory, [destination])
+            expected_sha256 = file.sha256 or (entry or {}).get("sha256")
+            origin = "pinned in the registry" if file.sha256 else f"recorded in {MANIFEST} on first use"
+            size = file.size or (entry or {}).get("size")
+            digest = download(file.url, destination, size, expected_sha256, timeout, sha256_origin=origin)
+            trust = PINNED if file.sha256 else (entry or {}).get("trust", FETCHED)
+            record(directory, destination, digest, trust)
+            if not expected_sha256:
+                logger.info("%s: SHA-256 %s recorded in %s, trusted on first use", file.name, digest, MANIFEST)
         fetched.append(destination)
     return fetched
 
 
-def verify_file(file: WeightFile, directory: Path, manifest: dict, load: bool = True) -> str | None:
-    """What is wrong with a fetched file (None when nothing is): missing, a size or SHA-256 other
-    than recorded or published, or weights that do not load into the encoder."""
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # "ok", "BAD", or "unchecked" (placed by hand, nothing to check it against, not loaded)
+    detail: str
+    digest: str | None = None  # the SHA-256 of a file placed by hand, to be recorded
+
+
+def verify_file(file: WeightFile, directory: Path, manifest: dict, load: bool = True) -> Verdict:
+    """Whether a file is what it should be: there, with the pinned or recorded size and SHA-256,
+    and (with `load`) weights that load into the encoder."""
     from training.zoo import CheckpointError, create_model, load_weights, read_checkpoint
 
-    path = directory / file.name
+    path, entry = directory / file.name, manifest.get(file.name)
     if not path.is_file():
-        return "missing"
-    size, known = path.stat().st_size, manifest.get(file.name, {})
-    if file.size is not None and size != file.size:
-        return f"{size} bytes, the release has {file.size}"
-    if known and size != known["size"]:
-        return f"{size} bytes, {known['size']} when fetched"
-    if known and sha256(path) != known["sha256"]:
-        return "SHA-256 differs from the one recorded when it was fetched"
+        partial = path.with_name(path.name + ".part")
+        if partial.is_file():
+            return Verdict("BAD", f"missing ({partial.stat().st_size} bytes downloaded in {partial.name}: run fetch)")
+        return Verdict("BAD", "missing")
+    digest = sha256(path)
+    problem = mismatch(file, path, entry, digest)
+    if problem:
+        return Verdict("BAD", problem)
     if load:
         try:
             load_weights(create_model(file.encoder), read_checkpoint(path)["state_dict"], str(path))
         except CheckpointError as error:
-            return str(error).removeprefix(f"{path}: ")
-    return None
+            return Verdict("BAD", str(error).removeprefix(f"{path}: "))
+    if file.sha256 or entry:
+        return Verdict("ok", trust_of(file, entry))
+    if not load:
+        return Verdict(
+            "unchecked",
+            f"placed by hand, SHA-256 {digest}: nothing pinned or recorded to check it "
+            "against and --no-load loads nothing; run verify without --no-load to check and record it",
+        )
+    return Verdict("ok", f"placed by hand, SHA-256 {digest} now recorded in {MANIFEST}, trusted on first use", digest)
+
+
+def list_files(directory: Path) -> list[str]:
+    """A line per ensemble, then a line per file: whether it is here and how its hash is known."""
+    manifest, lines = read_manifest(directory), []
+    for ensemble in ENSEMBLES.values():
+        here = sum((directory / f.name).is_file() for f in ensemble.files)
+        lines.append(f"{ensemble.name}: {ensemble.description}; {here} of {len(ensemble.files)} files in {directory}")
+        for file in ensemble.files:
+            path, partial = directory / file.name, directory / (file.name + ".part")
+            state = f"{path.stat().st_size} bytes" if path.is_file() else "missing"
+            if not path.is_file() and partial.is_file():
+                state += f" ({partial.stat().st_size} bytes in {partial.name})"
+            lines.append(f"  {file.name}: {state}; {trust_of(file, manifest.get(file.name), path.is_file())}")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -264,26 +272,28 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     directory = args.dir or default_weights_dir()
-    if args.command == "list":
-        for ensemble in ENSEMBLES.values():
-            here = sum((directory / f.name).is_file() for f in ensemble.files)
-            print(f"{ensemble.name}: {ensemble.description}; {here} of {len(ensemble.files)} files in {directory}")
-        return 0
-    if not args.name:
+    if args.command != "list" and not args.name:
         parser.error(f"{args.command} needs an ensemble name ({', '.join(sorted(ENSEMBLES))})")
     try:
+        if args.command == "list":
+            print("\n".join(list_files(directory)))
+            return 0
         ensemble = named_ensemble(args.name)
         if args.command == "fetch":
             fetch(args.name, directory, args.timeout)
             print(f"{args.name}: {len(ensemble.files)} files in {directory}")
             return 0
         manifest = read_manifest(directory)
-        problems = {f.name: verify_file(f, directory, manifest, not args.no_load) for f in ensemble.files}
+        verdicts = {f.name: verify_file(f, directory, manifest, not args.no_load) for f in ensemble.files}
+        for name, verdict in verdicts.items():
+            if verdict.digest:
+                record(directory, directory / name, verdict.digest, PLACED_BY_HAND)
+                logger.info("%s: placed by hand; SHA-256 %s recorded, trusted on first use", name, verdict.digest)
     except (ValueError, DownloadError) as error:
         return cli.fail(error)
-    for name, problem in problems.items():
-        print(f"{'ok' if problem is None else 'BAD'}  {name}{'' if problem is None else f': {problem}'}")
-    return 0 if not any(problems.values()) else 2
+    for name, verdict in verdicts.items():
+        print(f"{verdict.status}  {name}: {verdict.detail}")
+    return 2 if any(v.status == "BAD" for v in verdicts.values()) else 0
 
 
 if __name__ == "__main__":
