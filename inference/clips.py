@@ -18,7 +18,7 @@ import torch
 from inference.ensemble import Member, face_batch
 from inference.faces import NoFaceError, VideoFaces, crop_faces
 from preprocess.tracks import link_people
-from preprocess.video_io import iter_frames, probe_video
+from preprocess.video_io import MediaLimits, check_media, iter_frames, probe_video
 
 
 def clip_windows(frame_count: int, length: int, step: int, clips: int) -> list[list[int]]:
@@ -60,14 +60,22 @@ def track_clips(faces: VideoFaces, windows: list[list[int]]) -> list[Clip]:
 
 
 def extract_clips(
-    path, detector, clip: tuple[int, int], frames: int, recall: bool, backend: str = "opencv"
+    path,
+    detector,
+    clip: tuple[int, int],
+    frames: int,
+    recall: bool,
+    backend: str = "opencv",
+    limits: MediaLimits | None = None,
 ) -> list[Clip]:
     """The clips of a video for a temporal member whose clips are `clip` = (length, step): as many
-    windows as `frames` sampled frames hold (at least one)."""
+    windows as `frames` sampled frames hold (at least one); with `limits`, a video over them is
+    refused before decoding (callers that ran `extract_faces` on it have checked it already)."""
     length, step = clip
-    windows = clip_windows(probe_video(path).frame_count, length, step, max(1, frames // length))
+    info = probe_video(path, backend) if limits is None else check_media(path, limits, backend)
+    windows = clip_windows(info.frame_count, length, step, max(1, frames // length))
     indices = sorted({frame for window in windows for frame in window})
-    decoded = dict(iter_frames(path, indices, backend))
+    decoded = dict(iter_frames(path, indices, backend, limits=limits))
     try:
         faces = crop_faces(path, decoded, detector, recall=recall)
     except NoFaceError:

@@ -7,23 +7,43 @@ mean comes to mid-grey: faces lost in shadow); a frame still without a face, bet
 see the same person, gets that person's box interpolated (each box before the gap paired with
 one after it at most). Where MTCNN found a face the first time, nothing changes.
 
+Media over the caps of `MediaLimits` (preprocess/video_io.py) is refused from its headers before
+a frame is decoded. A judgement on fewer frames than were sampled (a video cut short: its
+container states more frames than it holds), or on a JPEG whose end is missing (decoded with its
+missing part grey), is flagged as partial: a warning naming the file, and `partial_reason` in
+`VideoFaces.details()`.
+
 On CUDA, and in fast mode's OpenCV pipeline on a CPU, the sampled frames of a video go through
 MTCNN in one batch; facenet-pytorch's pipeline on a CPU takes them one by one, two at a time
 (batching was no faster there: its resampling, not its calls, is what costs)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from preprocess.crops import crop_face
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, shared_pool
 from preprocess.tracks import box_iou
-from preprocess.video_io import VideoReadError, iter_frames, probe_video
+from preprocess.video_io import (
+    MediaLimits,
+    VideoReadError,
+    check_media,
+    is_image,
+    iter_frames,
+    jpeg_is_cut,
+    probe_video,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LIMITS = MediaLimits()
 
 
 class DetectionError(RuntimeError):
@@ -50,12 +70,20 @@ class VideoFaces:
     seconds: dict[str, float] = field(default_factory=dict)  # decode and detect
     # for temporal members: {(clip length, frame step): [Clip, ...]} (inference/clips.py)
     clips: dict[tuple[int, int], list] = field(default_factory=dict)
+    frames_requested: list[int] | None = None  # the sampled indices asked for (None: those decoded)
+    partial_reason: str | None = None  # why the judgement rests on part of the file, where it does
 
     def details(self) -> dict:
-        """What was found, for details.jsonl: frames sampled and with a face, faces per frame."""
+        """What was found, for details.jsonl: frames sampled (requested and decoded) and with a face,
+        faces per frame, and whether the file was read only in part."""
         per_frame = [len(boxes) for boxes in self.boxes_by_frame()]
+        requested = self.frame_indices if self.frames_requested is None else self.frames_requested
         return {
             "frames_sampled": len(self.frame_indices),
+            "frames_requested": len(requested),
+            "frames_decoded": len(self.frame_indices),
+            "partial": self.partial_reason is not None,
+            "partial_reason": self.partial_reason,
             "frames_with_face": sum(count > 0 for count in per_frame),
             "faces_per_frame": per_frame,
             **({"clips": {f"{t}x{step}": len(c) for (t, step), c in self.clips.items()}} if self.clips else {}),
@@ -78,25 +106,57 @@ def sample_indices(frame_count: int, frames: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, frame_count - 1, frames, endpoint=True)})
 
 
-def read_sampled_frames(path: Path, frames: int = 32, backend: str = "opencv") -> dict[int, np.ndarray]:
-    """{frame index: RGB frame} of `frames` evenly spaced frames; raise when none can be had."""
-    indices = sample_indices(probe_video(path, backend).frame_count, frames)
+@dataclass(frozen=True)
+class SampledFrames:
+    decoded: dict[int, np.ndarray]  # {frame index: RGB frame}
+    requested: list[int]  # the indices asked for
+    partial_reason: str | None = None
+
+
+def partial_reason(path: Path, requested: list[int], decoded: dict) -> str | None:
+    """Why frames decoded from `path` are only part of what it should hold, or None."""
+    if len(decoded) < len(requested):
+        return f"decoded {len(decoded)} of {len(requested)} sampled frames: the file may be cut"
+    if is_image(path) and jpeg_is_cut(path):
+        return "the JPEG ends before its end-of-image marker: the file may be cut (its missing part decodes as grey)"
+    return None
+
+
+def sample_frames(
+    path: Path, frames: int = 32, backend: str = "opencv", limits: MediaLimits | None = DEFAULT_LIMITS
+) -> SampledFrames:
+    """`frames` evenly spaced frames of `path`, checked against `limits` (None: unchecked) before
+    decoding; raise when none can be had, warn when fewer than requested could."""
+    info = probe_video(path, backend) if limits is None else check_media(path, limits, backend)
+    indices = sample_indices(info.frame_count, frames)
     if not indices:
         raise VideoReadError(path, "the container reports no frames")
-    decoded = dict(iter_frames(path, indices, backend))
+    decoded = dict(iter_frames(path, indices, backend, limits=limits))
     if not decoded:
         raise VideoReadError(path, "none of the sampled frames could be decoded")
-    return decoded
+    reason = partial_reason(Path(path), indices, decoded)
+    if reason:
+        logger.warning("%s: %s", path, reason)
+    return SampledFrames(decoded, indices, reason)
+
+
+def read_sampled_frames(
+    path: Path, frames: int = 32, backend: str = "opencv", limits: MediaLimits | None = DEFAULT_LIMITS
+) -> dict[int, np.ndarray]:
+    """{frame index: RGB frame} of `frames` evenly spaced frames (`sample_frames`)."""
+    return sample_frames(path, frames, backend, limits).decoded
 
 
 DARK_MEAN = 60  # a frame whose mean grey level is below this is brightened for the last retry
 
 
 def brightened(frame: np.ndarray) -> np.ndarray:
-    """The frame with a gamma that brings its mean grey level to mid-grey (0.45)."""
-    normalised = frame.astype(np.float32) / 255.0
-    gamma = np.log(0.45) / np.log(min(max(float(normalised.mean()), 1e-3), 0.99))
-    return (np.clip(normalised**gamma, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    """The frame with a gamma that brings its mean grey level to mid-grey (0.45): through a
+    256-entry table, so that a large frame costs one uint8 copy (the mean is reduced in place)."""
+    mean = float(frame.mean()) / 255.0
+    gamma = np.log(0.45) / np.log(min(max(mean, 1e-3), 0.99))
+    table = (np.clip((np.arange(256, dtype=np.float32) / 255.0) ** gamma, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return cv2.LUT(np.ascontiguousarray(frame), table)
 
 
 def inference_detector(scale, device, fast: bool = False) -> FaceDetector:
@@ -226,12 +286,14 @@ def extract_faces(
     margin_divisor: int = 3,
     recall: bool = False,
     faces_are_cropped: bool = False,
+    limits: MediaLimits | None = DEFAULT_LIMITS,
 ) -> VideoFaces:
-    """Read the sampled frames of `path` and crop every detected face (or, with
-    `faces_are_cropped`, take each whole frame); raise on no frame or face."""
+    """Read the sampled frames of `path` (refused over `limits` before decoding) and crop every
+    detected face (or, with `faces_are_cropped`, take each whole frame); raise on no frame or face."""
     started = time.perf_counter()
-    decoded = read_sampled_frames(path, frames, backend)
+    sampled = sample_frames(path, frames, backend, limits)
     decoded_at = time.perf_counter()
-    faces = crop_faces(path, decoded, detector, margin_divisor, recall, faces_are_cropped=faces_are_cropped)
+    faces = crop_faces(path, sampled.decoded, detector, margin_divisor, recall, faces_are_cropped=faces_are_cropped)
+    faces.frames_requested, faces.partial_reason = sampled.requested, sampled.partial_reason
     faces.seconds = {"decode": decoded_at - started, "detect": time.perf_counter() - decoded_at}
     return faces

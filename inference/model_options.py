@@ -1,5 +1,6 @@
-"""The options that choose the models a command scores with, and loading them: shared by
-inference.predict, inference.detect, inference.timeliness and the page (inference.app)."""
+"""The options that choose the models a command scores with, and loading them, and the caps on
+the media they judge: shared by inference.predict, inference.detect, inference.timeliness and the
+page (inference.app)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,41 @@ import torch
 from inference.ensemble import Member, ensemble_members, load_member
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
 from preprocess.cli import InputError
+from preprocess.video_io import MediaLimits
 
 logger = logging.getLogger("inference.model_options")
+
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 2048  # a classifier's input side in pixels (B7 was trained at 380)
+MIN_FRAMES, MAX_FRAMES_SAMPLED = 1, 1000  # --frames: frames sampled per video
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return value
+
+
+def int_in_range(low: int, high: int):
+    """An argparse type: a whole number from `low` to `high` (argparse names the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+frames_argument = int_in_range(MIN_FRAMES, MAX_FRAMES_SAMPLED)  # --frames: frames sampled per video
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +60,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "inference.weights (original: the winning seven B7)",
     )
     group.add_argument("--encoder", help="encoder of bare --models checkpoints (e.g. tf_efficientnet_b7_ns)")
-    group.add_argument("--size", type=int, help="input size of bare --models checkpoints (default: the encoder's)")
+    group.add_argument(
+        "--size",
+        type=int_in_range(MIN_INPUT_SIZE, MAX_INPUT_SIZE),
+        help=f"input size of bare --models checkpoints, {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE} px (default: the "
+        "encoder's)",
+    )
     group.add_argument(
         "--runtime",
         choices=RUNTIMES,
@@ -38,6 +77,43 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--runtime-cache", type=Path, default=None, help=f"exported models for openvino (default {default_cache_dir()})"
     )
     group.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
+
+
+def add_media_arguments(parser: argparse.ArgumentParser) -> None:
+    """The caps on the photos and videos judged (what `media_limits` reads): a file over one is that
+    file's error, found from its headers before a frame is decoded."""
+    limits = MediaLimits()
+    group = parser.add_argument_group("media limits")
+    group.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=limits.max_pixels,
+        help=f"most pixels (width x height) a video frame may have ({limits.max_pixels}: DCI 4K, 4096x2160; "
+        "32 sampled frames at the cap hold ~850 MB)",
+    )
+    group.add_argument(
+        "--max-photo-pixels",
+        type=positive_int,
+        default=limits.max_photo_pixels,
+        help=f"most pixels (width x height) a photo may have ({limits.max_photo_pixels}: a 24 MP camera's "
+        "photo passes, a 6000x6000 does not)",
+    )
+    group.add_argument(
+        "--max-frames",
+        type=positive_int,
+        default=limits.max_frames,
+        help=f"most frames a video's container may state ({limits.max_frames}: 10 minutes at 60 fps)",
+    )
+
+
+def media_limits(args: argparse.Namespace) -> MediaLimits:
+    """The caps `add_media_arguments` read (the defaults where a command has no such options)."""
+    defaults = MediaLimits()
+    return MediaLimits(
+        getattr(args, "max_pixels", defaults.max_pixels),
+        getattr(args, "max_photo_pixels", defaults.max_photo_pixels),
+        getattr(args, "max_frames", defaults.max_frames),
+    )
 
 
 def autocast_dtype(device: torch.device, precision: str, fp32: bool = False) -> torch.dtype | None:

@@ -13,6 +13,7 @@ import torch
 
 from inference.clips import extract_clips
 from inference.faces import VideoFaces, extract_faces, inference_detector
+from inference.model_options import media_limits
 from preprocess.face_detector import FaceDetector
 
 
@@ -32,6 +33,7 @@ class FaceReader:
 
     def _read(self, path: Path) -> VideoFaces:
         recall = not self.args.no_recall_boost
+        limits = media_limits(self.args)
         faces = extract_faces(
             path,
             self._detector(),
@@ -39,11 +41,12 @@ class FaceReader:
             self.args.video_backend,
             recall=recall,
             faces_are_cropped=self.args.faces_are_cropped,
+            limits=limits,
         )
         if self.clips:
             for clip in sorted(self.clips):
                 faces.clips[clip] = extract_clips(
-                    path, self._detector(), clip, self.args.frames, recall, self.args.video_backend
+                    path, self._detector(), clip, self.args.frames, recall, self.args.video_backend, limits
                 )
         return faces
 

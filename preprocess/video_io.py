@@ -1,19 +1,30 @@
-"""Reading and writing videos with PyAV (FFmpeg), frames as RGB uint8 arrays."""
+"""Reading videos and photos with OpenCV or PyAV (FFmpeg), frames as RGB uint8 arrays (writing: video_writer).
+
+Media from outside (inference) is checked against `MediaLimits` before a frame is decoded:
+`check_media` reads only the headers (a photo's size, a video's stated size and frame count) and
+raises `MediaTooLargeError` for a file over a cap; `iter_frames(..., limits=...)` checks every
+decoded frame as well, so a stream whose frames are larger than its header says stops at the
+first such frame.
+"""
 
 from __future__ import annotations
 
 import logging
+import mmap
 import os
+import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from preprocess.cli import InputError
+from preprocess.video_writer import VideoWriter as VideoWriter  # written here before it had a module
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +38,59 @@ class VideoReadError(InputError, RuntimeError):
         self.reason = reason
 
 
+class MediaTooLargeError(VideoReadError):
+    """A photo or video over a cap of `MediaLimits`: refused before its frames are decoded."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     width: int
     height: int
     fps: float
     frame_count: int
+
+
+# The caps on media from outside. A video frame's width x height: DCI 4K (4096x2160) passes, and
+# 32 decoded frames at the cap hold ~850 MB. A photo: a 24 MP camera's passes, a 6000x6000 does
+# not. Frames as the container states them: 10 minutes at 60 fps.
+MAX_VIDEO_PIXELS = 4096 * 2160
+MAX_PHOTO_PIXELS = 25_000_000
+MAX_FRAMES = 36_000
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """How large a photo or video from outside may be (command-line flags in inference/model_options.py)."""
+
+    max_pixels: int = MAX_VIDEO_PIXELS  # width x height of a video frame
+    max_photo_pixels: int = MAX_PHOTO_PIXELS  # width x height of a photo
+    max_frames: int = MAX_FRAMES  # a video's stated frame count (unknown, 0, is not checked)
+
+    def too_large(self, width: int, height: int, photo: bool) -> str | None:
+        """Why a frame of this size is refused, or None."""
+        cap, what, flag = (
+            (self.max_photo_pixels, "a photo", "--max-photo-pixels")
+            if photo
+            else (self.max_pixels, "a video frame", "--max-pixels")
+        )
+        if width * height <= cap:
+            return None
+        return (
+            f"{width}x{height} pixels ({_megapixels(width * height)}), more than the {_megapixels(cap)} "
+            f"{what} may have here (raise it with {flag})"
+        )
+
+    def too_long(self, frame_count: int) -> str | None:
+        """Why a video of this many stated frames is refused, or None."""
+        if frame_count <= self.max_frames:
+            return None
+        return (
+            f"{frame_count} frames, more than the {self.max_frames} a video may have here (raise it with --max-frames)"
+        )
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.3g} MP" if pixels >= 100_000 else f"{pixels} pixels"
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -51,6 +109,75 @@ def _check_file(path: Path) -> None:
         raise VideoReadError(path, "file does not exist")
     if path.stat().st_size == 0:
         raise VideoReadError(path, "file is empty (0 bytes)")
+
+
+# EXIF orientations that turn a photo a quarter turn (OpenCV's imread applies them): width and height swap.
+_QUARTER_TURNS = {5, 6, 7, 8}
+_EXIF_ORIENTATION = 0x0112
+_PILLOW_WARNINGS = threading.Lock()
+
+
+def _photo_header(path: Path) -> tuple[int, int]:
+    """A photo's (width, height) as shown (EXIF orientation applied), from its header: no pixel
+    is decoded."""
+    _check_file(path)
+    try:
+        with _PILLOW_WARNINGS, warnings.catch_warnings():  # the filters are global: one thread at a time
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our caps decide
+            with Image.open(path) as image:
+                width, height = image.size
+                turned = image.getexif().get(_EXIF_ORIENTATION) in _QUARTER_TURNS
+    except Image.DecompressionBombError:
+        # Pillow's own cap (~179 MP), far above ours: its message names no size, so read it past the check.
+        width, height = _header_size_past_bomb_check(path)
+        turned = False
+    except UnidentifiedImageError as error:
+        raise VideoReadError(path, "not a readable image") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise VideoReadError(path, f"not a readable image ({error})") from error
+    return (height, width) if turned else (width, height)
+
+
+def _header_size_past_bomb_check(path: Path) -> tuple[int, int]:
+    """The size a photo's header states, through Pillow's format registry (as Image.open does,
+    without its decompression-bomb check, which refuses before saying the size)."""
+    Image.init()
+    with open(path, "rb") as file:
+        prefix = file.read(16)
+        for name in Image.ID:
+            factory, accept = Image.OPEN[name]
+            accepted = accept(prefix) if accept else True
+            if not accepted or isinstance(accepted, str):
+                continue
+            file.seek(0)
+            try:
+                return factory(file, str(path)).size
+            except (SyntaxError, IndexError, TypeError, ValueError, OSError):
+                continue
+    raise VideoReadError(path, "not a readable image")
+
+
+def jpeg_is_cut(path: str | os.PathLike) -> bool:
+    """Whether a JPEG file ends before its end-of-image marker (OpenCV decodes such a file with a
+    warning only, its missing part grey). False for anything that is not a JPEG."""
+    with open(path, "rb") as file:
+        if file.read(2) != b"\xff\xd8":
+            return False
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            position = 2
+            while position + 4 <= len(data):
+                if data[position] != 0xFF:
+                    return False  # not the marker layout this walk knows: no claim
+                marker = data[position + 1]
+                if marker == 0xDA:  # start of scan: in the coded data, FF D9 can only be the end marker
+                    return data.find(b"\xff\xd9", position) < 0
+                if marker == 0xFF:
+                    position += 1  # fill byte
+                elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
+                    position += 2  # markers without a length
+                else:
+                    position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+            return True  # the file ends inside its headers
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -82,10 +209,11 @@ def _open_opencv(path: Path) -> cv2.VideoCapture:
 
 
 def probe_video(path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> VideoInfo:
-    """Size, frame rate and frame count as the container states them (a still image is one frame)."""
+    """Size, frame rate and frame count as the container states them (a still image is one frame,
+    its size read from its header)."""
     path = Path(path)
     if is_image(path):
-        height, width = _read_image(path).shape[:2]
+        width, height = _photo_header(path)
         return VideoInfo(width, height, 0.0, 1)
     if backend == "opencv":
         capture = _open_opencv(path)
@@ -109,7 +237,67 @@ def probe_video(path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> Vide
         return VideoInfo(stream.codec_context.width, stream.codec_context.height, fps, frame_count)
 
 
-def _iter_pyav(path: Path, want: Callable[[int], bool], last: int | None) -> Iterator[tuple[int, np.ndarray]]:
+def _video_header(path: Path) -> VideoInfo | None:
+    """A video's size and frame count as its container states them, with no frame decoded (FFmpeg's
+    stream analysis decodes a frame where it may: no decoder is allowed it here); 0 where unstated,
+    None where PyAV cannot open the file."""
+    _check_file(path)
+    try:
+        container = av.open(str(path), options={"codec_whitelist": "none"})
+    except (av.FFmpegError, UnicodeDecodeError):
+        return None
+    with container:
+        if not container.streams.video:
+            return None
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        return VideoInfo(stream.codec_context.width, stream.codec_context.height, fps, max(0, stream.frames))
+
+
+def _refusal(info: VideoInfo, limits: MediaLimits, photo: bool) -> str | None:
+    return limits.too_large(info.width, info.height, photo) or (None if photo else limits.too_long(info.frame_count))
+
+
+def check_media(path: str | os.PathLike, limits: MediaLimits, backend: str = DEFAULT_BACKEND) -> VideoInfo:
+    """The media's `probe_video` info, once its headers show it within `limits`; raise
+    `MediaTooLargeError` (one line: the size and the cap) before any frame is decoded.
+
+    A photo's size comes from its header. A video's stated size and frame count are checked before
+    `probe_video` opens it (FFmpeg's stream analysis may decode a first frame); a frame count the
+    container does not state is counted by `probe_video` and checked then (unknown, 0, passes)."""
+    path = Path(path)
+    photo = is_image(path)
+    if photo:
+        info = VideoInfo(*_photo_header(path), 0.0, 1)
+    else:
+        header = _video_header(path)
+        reason = header and _refusal(header, limits, photo)
+        if reason:
+            raise MediaTooLargeError(path, reason)
+        info = probe_video(path, backend)
+    reason = _refusal(info, limits, photo)
+    if reason:
+        raise MediaTooLargeError(path, reason)
+    return info
+
+
+def _check_frame(path: Path, index: int, width: int, height: int, limits: MediaLimits | None) -> None:
+    """Refuse a decoded frame over the cap (its header may have stated a smaller size)."""
+    reason = limits and limits.too_large(width, height, photo=False)
+    if reason:
+        raise MediaTooLargeError(path, f"frame {index} is {reason}")
+
+
+def displayed(image: np.ndarray, rotation: float) -> np.ndarray:
+    """A decoded frame as it is meant to be shown: turned by its display matrix's rotation (degrees
+    counterclockwise, as PyAV's `VideoFrame.rotation`), in quarter turns, as OpenCV turns it."""
+    quarter_turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
+
+
+def _iter_pyav(
+    path: Path, want: Callable[[int], bool], last: int | None, limits: MediaLimits | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
     with _open_pyav(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -117,13 +305,16 @@ def _iter_pyav(path: Path, want: Callable[[int], bool], last: int | None) -> Ite
             for index, frame in enumerate(container.decode(stream)):
                 if last is not None and index > last:
                     break
+                _check_frame(path, index, frame.width, frame.height, limits)
                 if want(index):
-                    yield index, frame.to_ndarray(format="rgb24")
+                    yield index, displayed(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
         except av.FFmpegError as error:
             raise VideoReadError(path, f"decoding failed ({error})") from error
 
 
-def _iter_opencv(path: Path, want: Callable[[int], bool], last: int | None) -> Iterator[tuple[int, np.ndarray]]:
+def _iter_opencv(
+    path: Path, want: Callable[[int], bool], last: int | None, limits: MediaLimits | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
     capture = _open_opencv(path)
     try:
         index = 0
@@ -134,6 +325,7 @@ def _iter_opencv(path: Path, want: Callable[[int], bool], last: int | None) -> I
                 ok, frame = capture.retrieve()
                 if not ok or frame is None:
                     raise VideoReadError(path, f"frame {index} could not be decoded")
+                _check_frame(path, index, frame.shape[1], frame.shape[0], limits)
                 yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             index += 1
     finally:
@@ -145,11 +337,14 @@ def iter_frames(
     indices: Iterable[int] | None = None,
     backend: str = DEFAULT_BACKEND,
     every: int = 1,
+    limits: MediaLimits | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (frame_index, RGB frame) in decode order: `indices` when given, else every `every`-th.
 
     Every frame must be decoded to reach the next one, but only the wanted ones are converted
-    to RGB, which is most of the per-frame cost. A still image is a video of one frame.
+    to RGB, which is most of the per-frame cost. A still image is a video of one frame. With
+    `limits`, a photo is checked by its header before it is decoded, and a video frame over the
+    cap raises `MediaTooLargeError` (PyAV: every decoded frame; OpenCV: the frames retrieved).
     """
     path = Path(path)
     if indices is not None:
@@ -164,12 +359,14 @@ def iter_frames(
 
     if is_image(path):
         if want(0):
+            if limits is not None:
+                check_media(path, limits)
             yield 0, _read_image(path)
         return
     if backend not in BACKENDS:
         raise ValueError(f"unknown video backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     reader = _iter_opencv if backend == "opencv" else _iter_pyav
-    yield from reader(path, want, last)
+    yield from reader(path, want, last, limits)
 
 
 def read_frames(
@@ -177,60 +374,3 @@ def read_frames(
 ) -> dict[int, np.ndarray]:
     """All requested frames as {index: RGB frame}; indices past the end are simply absent."""
     return dict(iter_frames(path, indices, backend))
-
-
-class VideoWriter:
-    """H.264 (libx264, yuv420p) mp4 writer, written under a temporary name and renamed on close.
-
-    Use as a context manager; on an exception the partial file is removed and nothing is left
-    under the final name. The same frames always give the same bytes: x264's macroblock-tree
-    rate control is off, because it made the first encode of a process vary from run to run.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        fps: float,
-        width: int,
-        height: int,
-        crf: int = 23,
-        preset: str = "veryfast",
-        threads: int = 0,
-    ):
-        if width % 2 or height % 2:
-            raise ValueError(f"{path}: H.264 with yuv420p needs even sizes, got {width}x{height}")
-        self.path = Path(path)
-        self._tmp_path = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
-        self._container = av.open(str(self._tmp_path), mode="w", format="mp4")
-        rate = Fraction(fps).limit_denominator(1001)
-        options = {"crf": str(crf), "preset": preset, "threads": str(threads), "x264-params": "mbtree=0"}
-        self._stream = self._container.add_stream("libx264", rate=rate, options=options)
-        self._stream.width = width
-        self._stream.height = height
-        self._stream.pix_fmt = "yuv420p"
-        self.frames_written = 0
-
-    def write(self, frame_rgb: np.ndarray) -> None:
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
-        self.frames_written += 1
-
-    def close(self) -> None:
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
-        os.replace(self._tmp_path, self.path)
-
-    def abort(self) -> None:
-        self._container.close()
-        self._tmp_path.unlink(missing_ok=True)
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, traceback) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
