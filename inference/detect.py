@@ -10,7 +10,11 @@ the probability and verdict, each model's score, each person's score and face tr
 frame), each sampled frame's probability, the aggregation, frames with and without a face, the
 seconds spent, and the models; or the error. --explain DIR adds Grad-CAM heatmaps of the most
 suspicious faces, the frame they are in and a per-frame probability plot for each file, and one
-report.html with everything embedded (see inference/explain.py for what the heatmaps mean).
+report.html with everything embedded (see inference/explain.py for what the heatmaps mean). An
+explanation that cannot be made (a folder that cannot be written, a model Grad-CAM cannot read)
+costs only itself: the verdict stands, the document's `explanation` is {"error": REASON} and a
+warning is logged; a report.html that cannot be written is logged as an error. Neither changes
+the exit status.
 
 A video is judged as inference.predict judges it: 32 evenly spaced frames, MTCNN, every face
 scored by every model, the frames aggregated per model (`confident` by default) and the models
@@ -26,8 +30,12 @@ fetched `original` ensemble; the log says which. A temporal checkpoint counts wi
 scores (inference/clips.py); people, per-frame probabilities and heatmaps come from the frame
 models of the ensemble.
 
+A model that gives a file a score that is not a finite number (NaN) makes that file an error
+(stage `classify`, naming the model), never a verdict; the JSON is strict (no NaN or Infinity).
+
 Exit status: 0 when every file was judged, 1 when some could not be (their errors are in the
-output), 2 on a usage problem (no models, an unreadable checkpoint).
+output), 2 on a usage problem (no models, an unreadable or malformed checkpoint: one line naming
+the file and what is wrong).
 """
 
 from __future__ import annotations
@@ -45,10 +53,18 @@ import torch
 
 from inference.aggregate import STRATEGIES
 from inference.clips import clip_probabilities, extract_clips
-from inference.ensemble import Member, face_probabilities
+from inference.ensemble import Member, check_finite_scores, face_probabilities
 from inference.explain import explain, write_report
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
-from inference.model_options import add_model_arguments, autocast_dtype, cpu_precision, load_members
+from inference.model_options import (
+    add_media_arguments,
+    add_model_arguments,
+    autocast_dtype,
+    cpu_precision,
+    frames_argument,
+    load_members,
+    media_limits,
+)
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.face_detector import RESOLUTION_RULE, default_device, scale_argument
@@ -71,13 +87,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="videos, photos or folders of them")
     add_model_arguments(parser)
+    add_media_arguments(parser)
     parser.add_argument(
-        "--threshold", type=float, default=0.5, help="FAKE above this probability (0.5), as inference.score counts"
+        "--threshold",
+        type=probability_threshold,
+        default=0.5,
+        help="FAKE above this probability (0.5), as inference.score counts",
     )
     parser.add_argument("--json", action="store_true", help="one JSON document per file (a line each)")
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="confident", help="frame aggregation")
     parser.add_argument("--per-person", action="store_true", help="judge by the most fake person")
-    parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (32)")
+    parser.add_argument("--frames", type=frames_argument, default=32, help="frames sampled per video (32)")
     parser.add_argument(
         "--detector-scale", type=scale_argument, default=RESOLUTION_RULE, help="MTCNN scale: a number or 'rule' (rule)"
     )
@@ -93,6 +113,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         "suspicious one with its faces coloured by score and a per-frame probability plot, and report.html",
     )
     return parser.parse_args(argv)
+
+
+def probability_threshold(text: str) -> float:
+    """An argparse type: a probability from 0 to 1 (NaN is none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0.0 <= value <= 1.0:  # False for NaN too
+        raise argparse.ArgumentTypeError(f"a threshold is a probability from 0 to 1, got {text}")
+    return value
 
 
 def files_to_judge(paths: list[Path]) -> list[Path]:
@@ -249,7 +280,10 @@ def judgement(
             "sampled": details["frames_sampled"],
             "with_face": details["frames_with_face"],
             "without_face": details["frames_sampled"] - details["frames_with_face"],
+            "requested": details["frames_requested"],
+            "decoded": details["frames_decoded"],
         },
+        "partial_reason": details["partial_reason"],
         "faces": len(faces.crops),
         "boxes_found": details["boxes_found"],
         "per_frame": per_frame,
@@ -279,7 +313,8 @@ def summary_line(document: dict) -> str:
         + ("" if document["kind"] == "photo" else f" in {frames['with_face']}/{frames['sampled']} frames")
         + f", {people} {'person' if people == 1 else 'people'}"
     )
-    return f"{document['verdict']:<4}  {document['probability']:.3f}  {document['file']}  ({seen})"
+    partial = f"; partial: {document['partial_reason']}" if document.get("partial_reason") else ""
+    return f"{document['verdict']:<4}  {document['probability']:.3f}  {document['file']}  ({seen}{partial})"
 
 
 def examine(
@@ -291,15 +326,18 @@ def examine(
     try:
         if not path.exists():
             raise VideoReadError(path, "no such file")
-        faces = extract_faces(path, detector, args.frames, recall=not args.no_recall_boost)
+        faces = extract_faces(path, detector, args.frames, recall=not args.no_recall_boost, limits=media_limits(args))
     except (VideoReadError, DetectionError) as error:
         return failure(path, "detect" if isinstance(error, DetectionError) else "decode", error)
     classify_started = time.perf_counter()
     frame_members = [m for m in members if not m.clip]
     try:
-        per_model = [face_probabilities(m, faces.crops, device, amp_dtype=amp_dtype) for m in frame_members]
+        per_model = [
+            check_finite_scores(face_probabilities(m, faces.crops, device, amp_dtype=amp_dtype), m.name)
+            for m in frame_members
+        ]
         clip_scores = [(m, temporal_probabilities(m, path, detector, args, device)) for m in members if m.clip]
-    except RuntimeError as error:
+    except RuntimeError as error:  # NonFiniteScoreError among them: a NaN is no probability
         return failure(path, "classify", error)
     document = judgement(
         path, faces, per_model, frame_members, args.strategy, args.threshold, args.per_person, clip_scores
@@ -312,16 +350,31 @@ def examine(
     document["seconds"] = {key: round(value, 3) for key, value in seconds.items()}
     if args.explain and frame_members:  # heatmaps of faces: the frame models'
         face_probability = ensemble_face_probabilities(per_model, frame_members)
-        document["explanation"] = explain(
+        document["explanation"] = explanation(
             document, faces, face_probability, frame_members, device, args.explain, folder_name
         )
     return document
 
 
+def explanation(document: dict, faces: VideoFaces, face_probability, members, device, out_dir, folder_name) -> dict:
+    """What `explain` wrote for the file, or {"error": why} when it failed: the verdict stands
+    without its explanation (a folder that cannot be written, a model Grad-CAM cannot read)."""
+    try:
+        return explain(document, faces, face_probability, members, device, out_dir, folder_name)
+    except Exception as error:
+        if cli.debugging():
+            raise
+        reason = cli.describe(error)
+        logger.warning("%s: no explanation: %s", document["file"], reason)
+        return {"error": reason}
+
+
 def temporal_probabilities(member: Member, path: Path, detector, args, device: torch.device) -> np.ndarray:
     """A temporal member's probability of each clip of the file (inference/clips.py)."""
-    clips = extract_clips(path, detector, member.clip, args.frames, not args.no_recall_boost)
-    return clip_probabilities(member, [clip.crops for clip in clips], device)
+    clips = extract_clips(
+        path, detector, member.clip, args.frames, not args.no_recall_boost, limits=media_limits(args)
+    )
+    return check_finite_scores(clip_probabilities(member, [clip.crops for clip in clips], device), member.name)
 
 
 def main(argv=None) -> int:
@@ -345,12 +398,31 @@ def main(argv=None) -> int:
             if cli.debugging():
                 raise
             document = failure(path, "judge", RuntimeError(f"{type(error).__name__}: {error}"))
+        line = output_line(document, args.json)
+        if line is None:  # a stray NaN or infinity: no verdict rests on one
+            document = failure(path, "judge", ValueError("a non-finite number in the result"))
+            line = output_line(document, args.json)
         failed += document["error"] is not None
         documents.append(document)
-        print(json.dumps(document) if args.json else summary_line(document), flush=True)
+        print(line, flush=True)
     if args.explain:
-        write_report(documents, args.explain / "report.html")
+        try:
+            write_report(documents, args.explain / "report.html")
+        except OSError as error:  # the verdicts are printed and stand; only the report is lost
+            if cli.debugging():
+                raise
+            logger.error("no report: %s", cli.describe(error))
     return 1 if failed else 0
+
+
+def output_line(document: dict, as_json: bool) -> str | None:
+    """The file's line: strict JSON (no NaN or Infinity) or the summary; None when the document
+    holds a number that is not finite."""
+    try:
+        line = json.dumps(document, allow_nan=False)
+    except ValueError:
+        return None
+    return line if as_json else summary_line(document)
 
 
 if __name__ == "__main__":

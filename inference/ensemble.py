@@ -10,25 +10,44 @@ encoder's recipe size). An ensemble file lists members:
       - checkpoint: final_555_DeepFakeClassifier_tf_efficientnet_b7_ns_0_19
         encoder: tf_efficientnet_b7_ns
         input_size: 380
+
+Loading checks what a checkpoint says before building anything (training/zoo.py: a state dict of
+tensors, a known encoder, an input size of 16 to 2048 pixels, a mean and std of three numbers for
+crops scaled to 0..1; training/temporal.py: a temporal model's settings): a malformed one is a
+one-line CheckpointError naming the file. `check_finite_scores` refuses a file's scores when a
+model gave it any that is not finite (NonFiniteScoreError, naming the model): a NaN is no
+probability.
 """
 
 from __future__ import annotations
 
 import os
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
 import yaml
 
 from inference.runtime import OpenVinoClassifier, default_cache_dir
-from preprocess.cli import InputError
+from preprocess.cli import InputError, describe
 from training.augment import isotropically_resize_image
 from training.dataset import to_tensor
 from training.tuning import apply_tuning
-from training.zoo import DeepFakeClassifier, create_model, encoder_spec, load_weights, normalization, read_checkpoint
+from training.zoo import (
+    CheckpointError,
+    DeepFakeClassifier,
+    create_model,
+    encoder_spec,
+    input_size_problem,
+    load_weights,
+    normalization,
+    normalization_problem,
+    read_checkpoint,
+)
 
 
 @dataclass
@@ -47,6 +66,23 @@ class Member:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of a batch of normalised faces."""
         return (self.compiled or self.model)(images)
+
+
+class NonFiniteScoreError(RuntimeError):
+    """A model gave a NaN or infinite score: an error for the file scored, never a verdict."""
+
+
+def check_finite_scores(scores: np.ndarray, member_name: str) -> np.ndarray:
+    """`scores` (one file's, by one model) when every one is finite, else a NonFiniteScoreError
+    naming the model and how many are not."""
+    scores = np.asarray(scores)
+    bad = int(np.count_nonzero(~np.isfinite(scores)))
+    if bad:
+        raise NonFiniteScoreError(
+            f"model {member_name} produced non-finite scores (NaN or infinity) for {bad} of {scores.size} inputs "
+            "(broken weights, or an overflow at this precision)"
+        )
+    return scores
 
 
 def prepare_for_inference(model: DeepFakeClassifier, device: torch.device) -> DeepFakeClassifier:
@@ -68,47 +104,88 @@ def load_member(
     precision: str = "f32",
 ) -> Member:
     """A checkpoint ready to score faces on `device`, run by `runtime` ("torch" or "openvino";
-    the latter in `precision`, "f32" or "bf16")."""
+    the latter in `precision`, "f32" or "bf16"). What the checkpoint says wins over `encoder` and
+    `input_size`; anything malformed is a CheckpointError naming the file."""
     checkpoint = read_checkpoint(path)
-    encoder = checkpoint.get("encoder") or encoder
-    if not encoder:
-        raise ValueError(
-            f"{path}: a bare checkpoint does not say its encoder; pass --encoder NAME (e.g. "
-            "tf_efficientnet_b7_ns) or `encoder:` in the ensemble file"
-        )
-    size = int(checkpoint.get("input_size") or input_size or encoder_spec(encoder).input_size)
-    default_mean, default_std = normalization(encoder)
+    settings = member_settings(checkpoint, path, encoder, input_size)
+    encoder, size, mean, std = settings["encoder"], settings["input_size"], settings["mean"], settings["std"]
     clip = None
-    if checkpoint.get("kind") == "temporal":
-        from training.temporal import create_temporal_model
+    try:
+        if checkpoint.get("kind") == "temporal":
+            from training.temporal import create_temporal_model
 
-        settings = checkpoint["temporal"]
-        model = create_temporal_model(
-            {"encoder": encoder, "pretrained": False}, {**settings, "encoder_checkpoint": None}
-        )
-        clip = (int(settings["clip_length"]), int(settings.get("frame_step", 10)))
-        runtime = "torch"  # the sequence heads are not exported; PyTorch runs temporal members
-    else:
-        model_config = (checkpoint.get("config") or {}).get("model") or {}
-        model = create_model(encoder, input_size=size, encoder_args=model_config.get("encoder_args"))
-        apply_tuning(model, model_config)  # rebuilds LoRA factors, if the model was trained with them
+            temporal = checkpoint["temporal"]
+            model = create_temporal_model(
+                {"encoder": encoder, "pretrained": False}, {**temporal, "encoder_checkpoint": None}
+            )
+            clip = (temporal["clip_length"], temporal.get("frame_step", 10))
+            runtime = "torch"  # the sequence heads are not exported; PyTorch runs temporal members
+        else:
+            model_config = settings["model_config"]
+            model = create_model(encoder, input_size=size, encoder_args=model_config.get("encoder_args"))
+            apply_tuning(model, model_config)  # rebuilds LoRA factors, if the model was trained with them
+    except CheckpointError:
+        raise
+    except (AssertionError, AttributeError, KeyError, RuntimeError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: cannot build the model it describes ({describe(error)})") from error
     load_weights(model, checkpoint["state_dict"], str(path))
     prepare_for_inference(model, device)
     compiled = None
     if runtime == "openvino":
         compiled = OpenVinoClassifier(model, Path(path), encoder, size, cache_dir or default_cache_dir(), precision)
-    return Member(
-        Path(path).name,
-        model,
-        encoder,
-        size,
-        tuple(checkpoint.get("mean", default_mean)),
-        tuple(checkpoint.get("std", default_std)),
-        float(weight),
-        runtime,
-        compiled,
-        clip,
-    )
+    return Member(Path(path).name, model, encoder, size, mean, std, float(weight), runtime, compiled, clip)
+
+
+def member_settings(checkpoint: dict, path, encoder: str | None = None, input_size: int | None = None) -> dict:
+    """The encoder, input size, normalisation and model config a checkpoint is to be built with,
+    checked: the checkpoint's own, else `encoder` and `input_size` (the command's or the ensemble
+    file's), else the encoder's defaults. A CheckpointError naming `path` says what is wrong."""
+
+    def refuse(problem: str) -> NoReturn:
+        raise CheckpointError(f"{path}: {problem}")
+
+    kind = checkpoint.get("kind", "frame")
+    if kind not in ("frame", "temporal", None):
+        refuse(f"`kind` {kind!r} is neither frame nor temporal")
+    if kind == "temporal":
+        from training.temporal import temporal_settings_problem
+
+        problem = temporal_settings_problem(checkpoint.get("temporal"))
+        if problem:
+            refuse(problem)
+    encoder = checkpoint.get("encoder") or encoder
+    if not encoder:
+        refuse(
+            "a bare checkpoint does not say its encoder; pass --encoder NAME (e.g. tf_efficientnet_b7_ns) "
+            "or `encoder:` in the ensemble file"
+        )
+    if not isinstance(encoder, str):
+        refuse(f"the encoder must be a name, got {type(encoder).__name__} {reprlib.repr(encoder)}")
+    try:
+        spec = encoder_spec(encoder)
+    except ValueError as error:
+        refuse(describe(error))
+    if input_size is not None and input_size_problem(input_size):
+        refuse(f"{input_size_problem(input_size)} (given by --size or the ensemble file)")
+    size = checkpoint.get("input_size")
+    if size is not None and input_size_problem(size):
+        refuse(f"`input_size`: {input_size_problem(size)}")
+    default_mean, default_std = normalization(encoder)
+    mean, std = checkpoint.get("mean", default_mean), checkpoint.get("std", default_std)
+    problem = normalization_problem(mean, std)
+    if problem:
+        refuse(problem)
+    config = checkpoint.get("config") or {}
+    model_config = (config.get("model") if isinstance(config, dict) else config) or {}
+    if not isinstance(model_config, dict) or not isinstance(model_config.get("encoder_args") or {}, dict):
+        refuse("`config.model` (and its `encoder_args`) must be mappings of settings")
+    return {
+        "encoder": encoder,
+        "input_size": size or input_size or spec.input_size,
+        "mean": tuple(float(v) for v in mean),
+        "std": tuple(float(v) for v in std),
+        "model_config": model_config,
+    }
 
 
 def refuse_temporal(members: list[Member], command: str) -> None:
@@ -127,20 +204,23 @@ def read_ensemble_file(path: str | os.PathLike) -> list[dict]:
         spec = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise ValueError(f"{path}: cannot read the ensemble file ({error})") from error
-    members = (spec or {}).get("members")
-    if not members:
+    members = spec.get("members") if isinstance(spec, dict) else None
+    if not members or not isinstance(members, list):
         raise ValueError(f"{path}: expected a `members:` list of checkpoints")
     entries = []
     for index, member in enumerate(members):
-        if "checkpoint" not in member:
-            raise ValueError(f"{path}: member {index} has no `checkpoint`")
+        if not isinstance(member, dict) or not isinstance(member.get("checkpoint"), str):
+            raise ValueError(f"{path}: member {index} has no `checkpoint` path")
+        weight = member.get("weight", 1.0)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight < float("inf"):
+            raise ValueError(f"{path}: member {index}'s `weight` {weight!r} is not a finite number of 0 or more")
         checkpoint = Path(member["checkpoint"])
         entries.append(
             {
                 "path": checkpoint if checkpoint.is_absolute() else path.parent / checkpoint,
                 "encoder": member.get("encoder"),
                 "input_size": member.get("input_size"),
-                "weight": float(member.get("weight", 1.0)),
+                "weight": float(weight),
             }
         )
     return entries
@@ -188,7 +268,9 @@ def face_probabilities(
     amp_dtype: torch.dtype | None = None,
     hflip: bool = False,
 ) -> np.ndarray:
-    """Sigmoid probability of every crop (averaged with its mirror image when `hflip`).
+    """Sigmoid probability of every crop (averaged with its mirror image when `hflip`), NaN where
+    the model gives NaN: the crops may be several files', so each file's share is checked on its
+    own (`check_finite_scores`).
 
     On CUDA each batch is copied from pinned memory without waiting, and its results stay on the
     GPU until the end, so the next batch is resized and normalised on the CPU while it runs."""

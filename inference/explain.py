@@ -223,6 +223,8 @@ def report_html(documents: list[dict]) -> str:
             sections.append(f"<section><h2>{name}</h2><p class='error'>error: {problem}</p></section>")
             continue
         explanation = document.get("explanation") or {}
+        failed = explanation.get("error")
+        missing = f"<p class='error'>no explanation: {html.escape(failed)}</p>" if failed else ""
         verdict = document["verdict"]
         faces = "".join(
             f"<figure>{_embedded(h['path'], 'face and heatmap', 256)}<figcaption>frame {h['frame']}: "
@@ -235,7 +237,7 @@ def report_html(documents: list[dict]) -> str:
             f"<p class='verdict {verdict.lower()}'>{verdict} &mdash; P(fake) {document['probability']:.3f} "
             f"(threshold {document['threshold']}); {document['faces']} faces of {len(document['people'])} "
             f"{'person' if len(document['people']) == 1 else 'people'} in {document['frames']['with_face']} of "
-            f"{document['frames']['sampled']} sampled frames</p><p class='models'>models: {models}</p>"
+            f"{document['frames']['sampled']} sampled frames</p><p class='models'>models: {models}</p>{missing}"
             f"{_embedded(explanation.get('plot'), 'probability per frame')}"
             f"{_embedded(explanation.get('frame'), 'the most suspicious frame', 640)}"
             "<h3>Most suspicious faces (left: the face, right: Grad-CAM toward fake)</h3>"

@@ -32,6 +32,34 @@ from training.zoo import encoder_spec, load_weights, read_checkpoint
 logger = logging.getLogger(__name__)
 
 HEADS = ("gru", "lstm", "transformer")
+MAX_CLIP_LENGTH = 256
+
+
+def temporal_settings_problem(settings) -> str | None:
+    """Why a checkpoint's `temporal` settings cannot rebuild its model and clips, or None: the
+    head's kind and sizes, and the clip's length and frame step, as training wrote them."""
+    if not isinstance(settings, dict):
+        return f"a temporal checkpoint needs its `temporal` settings, got {type(settings).__name__}"
+    whole = ("hidden", "layers", "clip_length")
+    flags = ("bidirectional", "freeze_encoder")
+    missing = [key for key in ("head", *whole, *flags, "dropout") if key not in settings]
+    if missing:
+        return f"its `temporal` settings lack {', '.join(missing)}"
+    if settings["head"] not in HEADS:
+        return f"`temporal.head` {settings['head']!r} is not one of {', '.join(HEADS)}"
+    for key in (*whole, "frame_step"):
+        value = settings.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 2**16:
+            return f"`temporal.{key}` {value!r} is not a whole number above 0"
+    if settings["clip_length"] > MAX_CLIP_LENGTH:
+        return f"`temporal.clip_length` {settings['clip_length']} is more than {MAX_CLIP_LENGTH} crops"
+    for key in flags:
+        if not isinstance(settings[key], bool):
+            return f"`temporal.{key}` {settings[key]!r} is not true or false"
+    dropout = settings["dropout"]
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        return f"`temporal.dropout` {dropout!r} is not a number from 0 to below 1"
+    return None
 
 
 class TemporalClassifier(nn.Module):

@@ -9,9 +9,13 @@ original solution's checkpoints, which therefore load strictly.
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import os
 import pickle
 import re
+import reprlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +31,11 @@ logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# What a checkpoint may say about its inputs. Crops are scaled to 0..1 before normalising (training/dataset.py
+# to_tensor): every timm encoder's mean lies in [0, 0.5] and std in [0.14, 1]; 0..255-scale values are refused.
+INPUT_SIZES = (16, 2048)
+MEAN_RANGE = (0.0, 1.0)
+STD_RANGE = (0.01, 1.0)
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,29 @@ def encoder_spec(name: str) -> EncoderSpec:
         raise ValueError(f"unknown encoder '{name}': not one of {known}, nor a timm model name")
     cfg = timm.models.get_pretrained_cfg(name)
     return EncoderSpec(name, None, int(cfg.input_size[-1]) if cfg else 224)
+
+
+def input_size_problem(size) -> str | None:
+    """Why `size` is not an input size in pixels (a whole number in INPUT_SIZES), or None."""
+    low, high = INPUT_SIZES
+    whole = isinstance(size, numbers.Integral) and not isinstance(size, bool)
+    if not whole or not low <= size <= high:
+        return f"input size {reprlib.repr(size)} is not a whole number of pixels from {low} to {high}"
+    return None
+
+
+def normalization_problem(mean, std) -> str | None:
+    """Why `mean` and `std` are not a normalisation of 0..1 RGB crops (three finite numbers each,
+    within MEAN_RANGE and STD_RANGE), or None."""
+    for name, values, (low, high) in (("mean", mean, MEAN_RANGE), ("std", std, STD_RANGE)):
+        all_numbers = isinstance(values, (list, tuple)) and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values
+        )
+        if not all_numbers or len(values) != 3:
+            return f"`{name}` must be three numbers (R, G, B), got {reprlib.repr(values)}"
+        if not all(math.isfinite(v) and low <= v <= high for v in values):
+            return f"`{name}` {list(values)} is out of range: each must be from {low} to {high} (crops scale to 0..1)"
+    return None
 
 
 def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -160,7 +192,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
     Tensors, plain Python values and numpy floats (which the original solution's checkpoints hold,
     pickled under numpy 1 or 2) load; a pickle naming any other global is refused with a
-    CheckpointError naming the file and the global.
+    CheckpointError naming the file and the global, and so is a state dict that is not a mapping
+    of parameter names to tensors.
     """
     path = Path(path)
     if not path.is_file():
@@ -170,14 +203,32 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(f"{path}: refused to load: {_weights_only_refusal(error)}") from None
-    except (RuntimeError, EOFError, OSError) as error:
+    except Exception as error:  # the legacy unpickler meets junk bytes with KeyError, IndexError, struct.error...
         first_line = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first_line.strip()})") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(checkpoint).__name__}")
     if "state_dict" not in checkpoint:
+        problem = state_dict_problem(checkpoint)
+        if problem:
+            raise CheckpointError(f"{path}: no `state_dict`, and not a bare state dict either: {problem}")
         checkpoint = {"state_dict": checkpoint}
+    problem = state_dict_problem(checkpoint["state_dict"])
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
     return checkpoint
+
+
+def state_dict_problem(state) -> str | None:
+    """Why `state` is not a state dict (a mapping of parameter names to tensors), or None."""
+    if not isinstance(state, Mapping):
+        return f"`state_dict` is a {type(state).__name__}, not a mapping of parameter names to tensors"
+    for key, value in state.items():
+        if not isinstance(key, str):
+            return f"`state_dict` has a key {reprlib.repr(key)} that is not a parameter name"
+        if not isinstance(value, torch.Tensor):
+            return f"`state_dict` entry {key} is a {type(value).__name__}, not a tensor"
+    return None
 
 
 def _describe(keys: list[str], limit: int = 8) -> str:
@@ -187,6 +238,9 @@ def _describe(keys: list[str], limit: int = 8) -> str:
 
 def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint") -> None:
     """Strict load after stripping DDP's `module.` prefix; a mismatch says which keys differ."""
+    problem = state_dict_problem(state_dict)
+    if problem:
+        raise CheckpointError(f"{source}: {problem}")
     state = {key.removeprefix("module."): value for key, value in state_dict.items()}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

@@ -1,0 +1,147 @@
+"""Malformed checkpoints: each one a single line `error: PATH: PROBLEM` and exit status 2 from the
+commands that load models, never a traceback or a file that is not named."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from inference import detect, predict
+from inference.ensemble import load_member
+from preprocess import cli
+from tests.conftest import save_tiny_checkpoint
+from training.zoo import ENCODERS, CheckpointError, normalization
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    """A well-formed tiny checkpoint's contents, to break one thing at a time."""
+    path = save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.pt")
+    return torch.load(path, weights_only=True)
+
+
+def _with(checkpoint: dict, **changes) -> dict:
+    return {**checkpoint, "state_dict": dict(checkpoint["state_dict"]), **changes}
+
+
+def _non_tensor_weight(checkpoint):
+    broken = _with(checkpoint)
+    broken["state_dict"]["fc.weight"] = "oops"
+    return broken
+
+
+MALFORMED = {
+    "non-tensor weight": (_non_tensor_weight, "`state_dict` entry fc.weight is a str, not a tensor"),
+    "state_dict a list": (
+        lambda c: _with(c, state_dict=list(c["state_dict"].values())),
+        "`state_dict` is a list, not a mapping",
+    ),
+    "temporal without settings": (lambda c: _with(c, kind="temporal"), "needs its `temporal` settings"),
+    "temporal settings cut short": (
+        lambda c: _with(c, kind="temporal", temporal={"clip_length": 4, "head": "gru"}),
+        "its `temporal` settings lack hidden, layers, bidirectional, freeze_encoder, dropout",
+    ),
+    "temporal clip of 0 crops": (
+        lambda c: _with(
+            c,
+            kind="temporal",
+            temporal={
+                "clip_length": 0,
+                "head": "gru",
+                "hidden": 8,
+                "layers": 1,
+                "bidirectional": True,
+                "freeze_encoder": False,
+                "dropout": 0.0,
+            },
+        ),
+        "`temporal.clip_length` 0 is not a whole number above 0",
+    ),
+    "unknown kind": (lambda c: _with(c, kind="banana"), "`kind` 'banana' is neither frame nor temporal"),
+    "unknown encoder": (lambda c: _with(c, encoder="resnet9000"), "unknown encoder 'resnet9000'"),
+    "encoder not a name": (lambda c: _with(c, encoder=42), "the encoder must be a name, got int 42"),
+    "input size 0": (lambda c: _with(c, input_size=0), "`input_size`: input size 0 is not a whole number"),
+    "negative input size": (lambda c: _with(c, input_size=-5), "input size -5 is not a whole number"),
+    "input size a string": (lambda c: _with(c, input_size="big"), "input size 'big' is not a whole number"),
+    "huge input size": (lambda c: _with(c, input_size=100_000), "input size 100000 is not a whole number"),
+    "NaN mean": (lambda c: _with(c, mean=[math.nan, 0.45, 0.4]), "`mean` [nan, 0.45, 0.4] is out of range"),
+    "mean of 0..255 images": (lambda c: _with(c, mean=[123.675, 116.28, 103.53]), "`mean` [123.675"),
+    "two means": (lambda c: _with(c, mean=[0.5, 0.5]), "`mean` must be three numbers (R, G, B), got [0.5, 0.5]"),
+    "std of 0": (lambda c: _with(c, std=[0.0, 0.2, 0.2]), "`std` [0.0, 0.2, 0.2] is out of range"),
+    "negative std": (lambda c: _with(c, std=[-0.2, 0.2, 0.2]), "`std` [-0.2, 0.2, 0.2] is out of range"),
+    "std of strings": (lambda c: _with(c, std=["0.2", "0.2", "0.2"]), "`std` must be three numbers"),
+    "config a list": (lambda c: _with(c, config=[1, 2]), "`config.model` (and its `encoder_args`) must be mappings"),
+}
+
+
+def _one_line_error(capsys, status: int, path) -> str:
+    captured = capsys.readouterr()
+    assert status == 2, captured.err[-2000:]
+    assert "Traceback" not in captured.err and captured.out == ""
+    lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, captured.err[-2000:]
+    assert lines[0].startswith(f"error: {path}: "), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_checkpoint_is_one_line_naming_the_file_in_detect(case, tiny, tmp_path, capsys):
+    break_it, problem = MALFORMED[case]
+    path = tmp_path / "broken.pt"
+    torch.save(break_it(tiny), path)
+    status = cli.run(detect.main, [str(tmp_path / "clip.mp4"), "--models", str(path), "--runtime", "torch"])
+    line = _one_line_error(capsys, status, path)
+    assert problem in line, line
+
+
+@pytest.mark.parametrize("junk", [b"junk\n", b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01h\x05u."])
+def test_junk_bytes_are_one_line_naming_the_file(junk, tmp_path, capsys):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(junk)  # text, and a pickle whose memo lookup fails: the unpickler raises KeyError
+    status = cli.run(detect.main, [str(tmp_path / "clip.mp4"), "--models", str(path), "--runtime", "torch"])
+    line = _one_line_error(capsys, status, path)
+    assert "not a readable PyTorch checkpoint" in line or "refused to load" in line, line
+
+
+def test_a_malformed_checkpoint_is_one_line_naming_the_file_in_predict(tiny, tmp_path, capsys):
+    path = tmp_path / "broken.pt"
+    torch.save(_with(tiny, std=[0.2, math.inf, 0.2]), path)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip.mp4").write_bytes(b"never read: the models are refused first")
+    arguments = ["--test-dir", str(tmp_path / "videos"), "--models", str(path), "--runtime", "torch"]
+    status = cli.run(predict.main, [*arguments, "--output", str(tmp_path / "submission.csv")])
+    assert "`std` [0.2, inf, 0.2] is out of range" in _one_line_error(capsys, status, path)
+    assert not (tmp_path / "submission.csv").exists()
+
+
+def test_a_bad_input_size_given_for_a_bare_checkpoint_names_the_file_and_where_it_came_from(tiny, tmp_path):
+    path = tmp_path / "bare.pt"
+    torch.save(tiny["state_dict"], path)
+    with pytest.raises(CheckpointError, match=rf"^{path}: input size -5 .* \(given by --size or the ensemble file\)"):
+        load_member(path, torch.device("cpu"), encoder="resnet18", input_size=-5)
+    member = load_member(path, torch.device("cpu"), encoder="resnet18", input_size=48)
+    assert (member.input_size, member.mean) == (48, pytest.approx(normalization("resnet18")[0]))
+
+
+def test_the_range_check_accepts_every_listed_encoders_normalisation_and_ours():
+    from training.zoo import normalization_problem
+
+    for name in [*ENCODERS, "resnet18"]:
+        mean, std = normalization(name)
+        assert normalization_problem(list(mean), list(std)) is None, name
+
+
+@pytest.mark.parametrize(
+    ("member", "problem"),
+    [
+        ("{checkpoint: tiny.pt, weight: heavy}", "member 0's `weight` 'heavy' is not a finite number of 0 or more"),
+        ("{checkpoint: tiny.pt, weight: .nan}", "member 0's `weight` nan is not a finite number of 0 or more"),
+    ],
+)
+def test_a_malformed_ensemble_file_is_one_line_naming_it(member, problem, tmp_path, capsys):
+    ensemble = tmp_path / "ensemble.yaml"
+    ensemble.write_text(f"members:\n  - {member}\n")
+    status = cli.run(detect.main, [str(tmp_path / "clip.mp4"), "--ensemble", str(ensemble)])
+    assert problem in _one_line_error(capsys, status, ensemble)
