@@ -1,15 +1,27 @@
 """A web page to check one video or photo: upload it, get the verdict, the probability of each
 frame, the most suspicious faces with their Grad-CAM heatmaps, and the JSON document.
 
-    python -m inference.app [--models CKPT ... | --ensemble NAME|YAML] [--port 7860]
+    python -m inference.app [--models CKPT ... | --ensemble NAME|YAML] [--port PORT]
 
-It serves on 127.0.0.1 only (put a reverse proxy in front to share it). Models are chosen as by
+It serves on 127.0.0.1 only (put a reverse proxy in front to share it), on --port, or without it
+on the first free port from 7860 up; the log says the address. Models are chosen as by
 inference.detect (without --models or --ensemble: the newest run's `_best` checkpoints in
 ./weights or ./work/weights, else the fetched `original` ensemble). Files are judged one at a
 time, in the order they were sent (a queue: two uploads never run on the models at once).
-An upload over --max-mb, or a video longer than --max-seconds, is refused with a message saying
-so; an uploaded file is deleted once it has been judged. The page's function is also an API:
-`gradio_client.Client(URL).predict(handle_file(PATH), api_name="/check")`.
+
+Limits, each refusal a message of one line: an upload over --max-mb (Gradio refuses it while it
+is sent); a photo or video frame over --max-photo-pixels or --max-pixels, or a video stating more
+than --max-frames frames (default: --max-seconds x 60, the highest common frame rate, so a
+container declaring 1000 fps cannot pass a long video as a short one) or lasting longer than
+--max-seconds, all read from the headers before a frame is decoded; and a check that takes longer
+than --max-request-seconds. The models live in a worker process: a check over its time limit is
+stopped by killing that process, which frees its memory and processors at once, and a new one
+loads the models again for the next file (seconds for small models, longer for big ensembles).
+
+Each check judges a private copy of the upload in a temporary folder, with its heatmaps and
+frames, and deletes that folder when done; the upload itself stays in Gradio's cache (so the same
+upload can be checked again) until Gradio deletes the files older than an hour, hourly. The page's
+function is also an API: `gradio_client.Client(URL).predict(handle_file(PATH), api_name="/check")`.
 """
 
 from __future__ import annotations
@@ -17,20 +29,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
-import cv2
-import torch
-
-from inference.detect import choose_models, examine
-from inference.faces import inference_detector
-from inference.model_options import add_model_arguments, autocast_dtype, cpu_precision, load_members
+from inference.detect import choose_models, probability_threshold
+from inference.judge_worker import CheckTimeoutError, ModelWorker, WorkerError, judge_file
+from inference.model_options import add_media_arguments, add_model_arguments, media_limits, positive_int
 from preprocess import cli
-from preprocess.face_detector import RESOLUTION_RULE, default_device
+from preprocess.face_detector import RESOLUTION_RULE
 from preprocess.records import MEDIA_SUFFIXES
-from preprocess.video_io import VideoReadError, is_image, probe_video
+from preprocess.video_io import VideoReadError, check_media, is_image
 
 logger = logging.getLogger("inference.app")
 
@@ -40,53 +52,100 @@ give the probability that the faces were swapped or synthesised. The heatmaps sh
 face's features raised that probability the most (Grad-CAM): where the models looked, not proof
 that a region was manipulated."""
 
+HIGHEST_FPS = 60  # --max-frames defaults to --max-seconds at this frame rate
+CACHE_SECONDS = 3600  # Gradio's cache: every hour, the uploads older than an hour are deleted
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, got {value}")
+    return value
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m inference.app", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m inference.app",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        conflict_handler="resolve",  # the page's own --max-frames replaces add_media_arguments' one
     )
     add_model_arguments(parser)
-    parser.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (7860)")
-    parser.add_argument("--max-mb", type=float, default=200.0, help="largest upload in MB (200)")
-    parser.add_argument("--max-seconds", type=float, default=600.0, help="longest video in seconds (600)")
+    add_media_arguments(parser)
     parser.add_argument(
-        "--threshold", type=float, default=0.5, help="FAKE above this probability (0.5), as inference.score counts"
+        "--port", type=port_number, default=None, help="port on 127.0.0.1 (default: the first free one from 7860)"
+    )
+    parser.add_argument("--max-mb", type=positive_float, default=200.0, help="largest upload in MB (200)")
+    parser.add_argument("--max-seconds", type=positive_float, default=600.0, help="longest video in seconds (600)")
+    parser.add_argument(
+        "--max-frames",
+        type=positive_int,
+        default=None,
+        help=f"most frames a video may state (default: --max-seconds x {HIGHEST_FPS})",
+    )
+    parser.add_argument(
+        "--max-request-seconds",
+        type=positive_float,
+        default=300.0,
+        help="longest a check may take before it is stopped (300)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=probability_threshold,
+        default=0.5,
+        help="FAKE above this probability (0.5), as inference.score counts",
     )
     parser.add_argument("--fast", action="store_true", help="inference.predict's fast mode")
     args = parser.parse_args(argv)
+    if args.max_frames is None:
+        args.max_frames = max(1, int(args.max_seconds * HIGHEST_FPS))
     # what inference.detect's judging reads, at its defaults
     args.fp32 = args.cpu_bf16 = args.per_person = args.no_recall_boost = False
     args.frames, args.strategy, args.detector_scale = 32, "confident", RESOLUTION_RULE
+    args.explain = None
     return args
 
 
-class Judge:
-    """The models and the detector, loaded once; `check` judges one uploaded file."""
+def upload_limit_bytes(max_mb: float) -> int:
+    """--max-mb as the whole number of bytes Gradio's launch(max_file_size=) takes."""
+    return max(1, int(max_mb * 2**20))
 
-    def __init__(self, args: argparse.Namespace):
+
+class Judge:
+    """What the page calls: `check` refuses an upload over the limits, or has a private copy of it
+    judged by the worker process (`ModelWorker`) within the time limit."""
+
+    def __init__(self, args: argparse.Namespace, judge=judge_file):
         self.args = args
-        self.device = torch.device(args.device) if args.device else default_device()
         choose_models(args)
-        precision = cpu_precision(args, self.device)
-        self.members = load_members(args, self.device, precision)
-        self.amp_dtype = autocast_dtype(self.device, precision)
-        self.detector = inference_detector(args.detector_scale, self.device, args.fast)
+        self.worker = ModelWorker(args, judge)
 
     def refusal(self, path: Path) -> str | None:
-        """Why an upload is not judged (too large, too long, not a video or photo), or None."""
+        """Why an upload is not judged (too large, too long, not a video or photo), or None:
+        from its size and headers, before a frame is decoded."""
         if path.suffix.lower() not in MEDIA_SUFFIXES:
             return f"{path.name}: not a video or photo ({', '.join(sorted(MEDIA_SUFFIXES))})"
         megabytes = path.stat().st_size / 2**20
         if megabytes > self.args.max_mb:
             return f"{path.name}: {megabytes:.2g} MB, more than the {self.args.max_mb:g} MB this page accepts"
-        if not is_image(path):
-            try:
-                info = probe_video(path)
-            except VideoReadError as error:
-                return f"{path.name}: {error.reason}"
-            seconds = info.frame_count / info.fps if info.fps > 0 else 0.0
-            if seconds > self.args.max_seconds:
-                return f"{path.name}: {seconds:.0f} s long, more than the {self.args.max_seconds:g} s this page accepts"
+        try:
+            info = check_media(path, media_limits(self.args))  # pixels, and frames as stated
+        except VideoReadError as error:
+            return f"{path.name}: {error.reason}"
+        seconds = info.frame_count / info.fps if info.fps > 0 else 0.0
+        if not is_image(path) and seconds > self.args.max_seconds:
+            return f"{path.name}: {seconds:.0f} s long, more than the {self.args.max_seconds:g} s this page accepts"
         return None
 
     def check(self, upload: str | None):
@@ -95,44 +154,38 @@ class Judge:
 
         if not upload:
             raise gr.Error("Upload a video or a photo first.")
-        path = Path(upload)
-        try:
+        name = Path(upload).name
+        with tempfile.TemporaryDirectory(prefix="deepfake-check-") as folder:
+            path = Path(folder) / name
+            try:
+                shutil.copyfile(upload, path)
+            except FileNotFoundError:
+                raise gr.Error(f"{name}: this upload is no longer on the server: upload it again") from None
+            except OSError as error:  # a full disk among them
+                raise gr.Error(f"{name}: the upload could not be copied to be judged ({error.strerror})") from None
             problem = self.refusal(path)
             if problem:
                 raise gr.Error(problem)
-            with tempfile.TemporaryDirectory(prefix="deepfake-check-") as folder:
-                self.args.explain = Path(folder)
-                document = examine(path, self.detector, self.members, self.args, self.device, self.amp_dtype)
-                images = _load_explanation(document.get("explanation"))
-        finally:
-            path.unlink(missing_ok=True)  # the upload is not kept
-        document["file"] = path.name
+            limit = self.args.max_request_seconds
+            try:
+                document, images = self.worker.judge(path, Path(folder) / "explanation", limit)
+            except CheckTimeoutError:
+                raise gr.Error(
+                    f"{name}: not judged within the {limit:g} s a check may take here (--max-request-seconds): stopped"
+                ) from None
+            except WorkerError as error:
+                raise gr.Error(f"{name}: {error}") from None
+        document["file"] = name
+        if document.get("error"):  # named as uploaded, not by the private copy's path
+            document["error"]["message"] = document["error"]["message"].replace(str(path), name)
         explanation = document.pop("explanation", None) or {}  # its files are gone: the page shows the images
         document["explained_faces"] = [
             {k: h[k] for k in ("frame", "probability")} for h in explanation.get("heatmaps", [])
         ]
         return (verdict_markdown(document), images["plot"], images["frame"], images["faces"], document)
 
-
-def _read_rgb(path: str | None):
-    if not path:
-        return None
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _load_explanation(explanation: dict | None) -> dict:
-    """The explanation's images in memory (its folder is removed once the file is judged)."""
-    explanation = explanation or {}
-    faces = [
-        (_read_rgb(h["path"]), f"frame {h['frame']}: P(fake) {h['probability']:.3f}")
-        for h in explanation.get("heatmaps", [])
-    ]
-    return {
-        "plot": _read_rgb(explanation.get("plot")),
-        "frame": _read_rgb(explanation.get("frame")),
-        "faces": [(image, caption) for image, caption in faces if image is not None],
-    }
+    def close(self) -> None:
+        self.worker.close()
 
 
 def verdict_markdown(document: dict) -> str:
@@ -151,7 +204,7 @@ def build_app(judge: Judge):
     import gradio as gr
 
     suffixes = sorted(MEDIA_SUFFIXES)
-    with gr.Blocks(title="Deepfake check", delete_cache=(3600, 3600)) as app:
+    with gr.Blocks(title="Deepfake check", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as app:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column():
@@ -174,6 +227,20 @@ def build_app(judge: Judge):
     return app
 
 
+def launch(app, args: argparse.Namespace) -> str:
+    """Serve `app` on 127.0.0.1 (on --port, or the first free port from 7860) without blocking;
+    its address."""
+    app.launch(
+        server_name="127.0.0.1",
+        server_port=args.port,
+        max_file_size=upload_limit_bytes(args.max_mb),
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+    )
+    return app.local_url
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -182,7 +249,16 @@ def main(argv=None) -> int:
         judge = Judge(args)
     except cli.BAD_INPUT as error:
         return cli.fail(error)
-    build_app(judge).launch(server_name="127.0.0.1", server_port=args.port, max_file_size=f"{args.max_mb:g}mb")
+    try:
+        app = build_app(judge)
+        url = launch(app, args)
+        logger.info("the page is on %s (Ctrl-C or SIGTERM stops it)", url)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+        app.block_thread()  # until KeyboardInterrupt
+        app.close()
+    finally:
+        judge.close()
     return 0
 
 

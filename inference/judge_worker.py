@@ -1,0 +1,219 @@
+"""The page's models in a worker process (inference.app): it loads them once, then judges one
+file at a time as inference.detect does, explanation images included.
+
+A judgement past its time limit is stopped by killing the process: that frees its memory and
+processors at once (a thread could only be abandoned, still holding them, and the next check
+would run beside it). A new process is started at once and loads the models while the page
+answers; the next judgement waits for it. A process that dies (out of memory, a crash in a
+decoder) is replaced the same way, and the check it was on gets an error naming why it stopped.
+Processes fork from a server that imported this module once, so a new one only loads the models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import torch
+
+from inference.detect import examine
+from inference.faces import inference_detector
+from inference.model_options import autocast_dtype, cpu_precision, load_members
+from preprocess import cli
+from preprocess.cli import InputError
+from preprocess.face_detector import default_device
+
+logger = logging.getLogger("inference.judge_worker")
+
+
+@dataclass
+class Models:
+    args: argparse.Namespace
+    device: torch.device
+    members: list
+    amp_dtype: torch.dtype | None
+    detector: object
+
+
+def load_models(args: argparse.Namespace) -> Models:
+    device = torch.device(args.device) if args.device else default_device()
+    precision = cpu_precision(args, device)
+    members = load_members(args, device, precision)
+    detector = inference_detector(args.detector_scale, device, args.fast)
+    return Models(args, device, members, autocast_dtype(device, precision), detector)
+
+
+def judge_file(models: Models, path: Path, folder: Path) -> tuple[dict, dict]:
+    """The JSON document of one file and its explanation's images in memory; the images' files
+    are written under `folder`, which the caller deletes."""
+    models.args.explain = folder
+    document = examine(path, models.detector, models.members, models.args, models.device, models.amp_dtype)
+    return document, _load_explanation(document.get("explanation"))
+
+
+def serve_judgements(args: argparse.Namespace, connection, judge=judge_file) -> None:
+    """The worker process: load the models, say ("ready", None) or ("failed", why), then answer
+    each (path, folder) with ("judged", judge(models, path, folder)) or ("failed", why), until
+    None or the page's end of the pipe closes."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        models = load_models(args)
+    except cli.BAD_INPUT as error:  # the page reports it (and exits, at start-up)
+        connection.send(("failed", cli.describe(error)))
+        return
+    except Exception as error:
+        logger.exception("loading the models failed")
+        connection.send(("failed", f"loading the models failed ({type(error).__name__}: {error})"))
+        return
+    connection.send(("ready", None))
+    while True:
+        try:
+            request = connection.recv()
+        except EOFError:
+            return
+        if request is None:
+            return
+        try:
+            reply = ("judged", judge(models, *request))
+        except Exception as error:
+            logger.exception("judging %s failed", request[0])
+            reply = ("failed", f"{type(error).__name__}: {error}")
+        connection.send(reply)
+
+
+class CheckTimeoutError(Exception):
+    """A judgement took longer than its time limit (its process was killed)."""
+
+
+class WorkerError(InputError):
+    """The worker could not load the models, failed on a file, or died."""
+
+
+def _worker_context():
+    """Worker processes fork from a server that has imported this module once (a restart loads
+    only the models); spawned afresh where there is no fork server."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["inference.judge_worker"])
+    return context
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}" + (", out of memory?" if code == -signal.SIGKILL else "")
+    return f"exit status {code}"
+
+
+class ModelWorker:
+    """The models in a child process that judges one file at a time (see the module's docstring)."""
+
+    def __init__(self, args: argparse.Namespace, judge=judge_file):
+        self._args, self._judge = args, judge
+        self._lock = threading.Lock()
+        self._process = self._connection = None
+        self._ready = False
+        with self._lock:
+            self._ensure_ready()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def _start(self) -> None:
+        context = _worker_context()
+        ours, theirs = context.Pipe()
+        self._process = context.Process(
+            target=serve_judgements, args=(self._args, theirs, self._judge), name="deepfake-judge", daemon=True
+        )
+        self._process.start()
+        theirs.close()  # so that its death reads as the end of the pipe here
+        self._connection, self._ready = ours, False
+
+    def _stop(self) -> None:
+        if self._process is None:
+            return
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._connection.close()
+        self._process = self._connection = None
+        self._ready = False
+
+    def _receive(self, seconds: float | None):
+        if not self._connection.poll(seconds):
+            raise CheckTimeoutError
+        try:
+            return self._connection.recv()
+        except EOFError:
+            self._process.join(timeout=5)
+            return "failed", f"the process judging it stopped ({_exit_reason(self._process.exitcode)})"
+
+    def _ensure_ready(self) -> None:
+        if self._process is not None and not self._process.is_alive():
+            self._stop()  # it died while idle (killed from outside): start another
+        if self._ready:
+            return
+        if self._process is None:
+            self._start()
+        kind, payload = self._receive(None)
+        if kind != "ready":
+            self._stop()  # the next check tries again
+            raise WorkerError(payload)
+        self._ready = True
+
+    def judge(self, path: Path, folder: Path, seconds: float) -> tuple[dict, dict]:
+        """judge_file's answer for `path`; CheckTimeoutError after `seconds` (the process killed and
+        a new one started), WorkerError when the judgement failed."""
+        with self._lock:
+            self._ensure_ready()
+            self._connection.send((path, folder))
+            try:
+                kind, payload = self._receive(seconds)
+            except CheckTimeoutError:
+                logger.warning("%s: not judged within %g s: killing process %d", path.name, seconds, self.pid)
+                self._stop()
+                self._start()
+                raise
+            if kind != "judged":
+                if not self._process.is_alive():
+                    self._stop()
+                    self._start()
+                raise WorkerError(payload)
+            return payload
+
+    def close(self) -> None:
+        with self._lock:
+            if self._process is not None and self._process.is_alive():
+                with contextlib.suppress(OSError):
+                    self._connection.send(None)
+                self._process.join(timeout=5)
+            self._stop()
+
+
+def _read_rgb(path: str | None):
+    if not path:
+        return None
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _load_explanation(explanation: dict | None) -> dict:
+    """The explanation's images in memory (its folder is removed once the file is judged)."""
+    explanation = explanation or {}
+    faces = [
+        (_read_rgb(h["path"]), f"frame {h['frame']}: P(fake) {h['probability']:.3f}")
+        for h in explanation.get("heatmaps", [])
+    ]
+    return {
+        "plot": _read_rgb(explanation.get("plot")),
+        "frame": _read_rgb(explanation.get("frame")),
+        "faces": [(image, caption) for image, caption in faces if image is not None],
+    }

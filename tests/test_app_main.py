@@ -1,0 +1,100 @@
+"""The page's command itself, `python -m inference.app` (main), as a person starts it: a
+fractional --max-mb, no --port (Gradio finds a free one, even when the first it would try is
+taken), an upload over the limit refused, a photo judged, Ctrl-C ending it cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from preprocess.demo_world.identities import builtin_photos
+from tests.conftest import REPO_ROOT, save_tiny_checkpoint
+
+ADDRESS = re.compile(r"the page is on (http://127\.0\.0\.1:(\d+)/)")
+
+
+def _wait_for_address(process: subprocess.Popen, log: Path, seconds: float = 180) -> tuple[str, int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = ADDRESS.search(log.read_text(errors="replace"))
+        if found:
+            return found.group(1), int(found.group(2))
+        if process.poll() is not None:
+            pytest.fail(f"the page exited with status {process.returncode}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"the page said no address within {seconds:g} s:\n{log.read_text()[-3000:]}")
+
+
+def test_the_command_starts_with_a_fractional_upload_limit_on_a_port_gradio_finds(tmp_path):
+    from gradio_client import Client, handle_file
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(builtin_photos()["astronaut"]).save(photo)
+    noise = np.random.default_rng(0).integers(0, 256, (500, 500, 3), np.uint8)
+    large = tmp_path / "large.png"
+    Image.fromarray(noise).save(large)  # noise does not compress: ~750 KB
+    assert photo.stat().st_size < 0.5 * 2**20 < large.stat().st_size
+    uploads, scratch, log = tmp_path / "uploads", tmp_path / "scratch", tmp_path / "page.log"
+    scratch.mkdir()
+    with socket.socket() as taken:
+        # the port Gradio tries first is taken (as by another program between a probe and a launch)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        first_try = taken.getsockname()[1]
+        environment = {
+            **os.environ,
+            "GRADIO_SERVER_PORT": str(first_try),
+            "GRADIO_TEMP_DIR": str(uploads),
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "TMPDIR": str(scratch),
+            "HF_HUB_OFFLINE": "1",
+        }
+        command = [sys.executable, "-m", "inference.app", "--models", str(checkpoint), "--runtime", "torch"]
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                [*command, "--max-mb", "0.5"], cwd=REPO_ROOT, env=environment, stdout=output, stderr=output
+            )
+        try:
+            url, port = _wait_for_address(process, log)
+            assert port != first_try
+            client = Client(url, verbose=False)
+            assert client.config["max_file_size"] == 2**19  # 0.5 MB, in the bytes Gradio wants
+            with pytest.raises(ValueError, match=r"large.png exceeds the maximum file size of 524288 bytes"):
+                client.predict(handle_file(str(large)), api_name="/check")
+            import httpx
+
+            refused = httpx.post(f"{url}gradio_api/upload", files={"files": ("large.png", large.read_bytes())})
+            assert refused.status_code == 413 and "maximum allowed size" in refused.text
+            verdict, _, frame, faces, document = client.predict(handle_file(str(photo)), api_name="/check")
+            assert document["file"] == "photo.jpg" and document["error"] is None and len(faces) == 1
+            assert verdict.startswith(f"## {document['verdict']}: P(fake) = {document['probability']:.3f}")
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert not list(scratch.glob("deepfake-check-*")), "the private copy and its explanation are deleted"
+    assert "Traceback" not in log.read_text()
+
+
+def test_a_checkpoint_the_judging_process_cannot_load_ends_the_command_in_one_line(tmp_path, capsys):
+    from inference import app
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    assert app.main(["--models", str(broken), "--runtime", "torch"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "broken.pt" in lines[-1]
+    assert not any("Traceback" in line for line in lines)
