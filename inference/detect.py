@@ -371,9 +371,7 @@ def explanation(document: dict, faces: VideoFaces, face_probability, members, de
 
 def temporal_probabilities(member: Member, path: Path, detector, args, device: torch.device) -> np.ndarray:
     """A temporal member's probability of each clip of the file (inference/clips.py)."""
-    clips = extract_clips(
-        path, detector, member.clip, args.frames, not args.no_recall_boost, limits=media_limits(args)
-    )
+    clips = extract_clips(path, detector, member.clip, args.frames, not args.no_recall_boost, limits=media_limits(args))
     return check_finite_scores(clip_probabilities(member, [clip.crops for clip in clips], device), member.name)
 
 
