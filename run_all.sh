@@ -92,7 +92,7 @@ options=()
 [ "$RECALL_BOOST" = 1 ] || options+=(--no-recall-boost)
 [ -z "${PREDICT_WORKERS:-}" ] || options+=(--workers "$PREDICT_WORKERS")
 run "$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --models "${checkpoints[@]}" \
-    --output "$SUBMISSION_DIR/submission.csv" --detector-scale "$DETECTOR_SCALE" \
+    --output "$SUBMISSION_DIR/submission.csv" --detector-scale "$DETECTOR_SCALE" --resume \
     ${options[@]+"${options[@]}"}
 
 if [ -f "$TEST_DIR/labels.csv" ]; then

@@ -173,7 +173,8 @@ def predict_set(checkpoints: list[Path], folder: Path, labels_path: Path, output
         return
     from inference import predict
 
-    arguments = ["--test-dir", str(folder), "--recursive", "--output", str(output), "--models", *map(str, checkpoints)]
+    arguments = ["--test-dir", str(folder), "--recursive", "--output", str(output), "--resume"]
+    arguments += ["--models", *map(str, checkpoints)]  # --resume: a killed run goes on where it stopped
     for key, value in (options or {}).items():
         flag = f"--{key.replace('_', '-')}"
         if value is True:

@@ -23,8 +23,19 @@ Every input video gets exactly one row. A video that cannot be decoded, has no f
 gets `--default-score` (0.5) and a row in errors.csv (filename, stage, reason). details.jsonl
 beside the submission has one line per video: its score and each model's, frames sampled and
 with a face, faces per frame, how the boxes were found, and seconds to decode, detect and
-classify (or the error), and each face's score (the frame models' weighted mean). Every file is
-written under a temporary name and renamed.
+classify (or the error), and each face's score (the frame models' weighted mean). A score that
+is not a finite number (a broken checkpoint giving NaN) is an error of stage classify, never a NaN
+in the files.
+
+Runs survive: as each video finishes, its details line is appended to OUTPUT.progress.jsonl beside
+the output (OUTPUT.progress.rankRofN.jsonl per process under torchrun; see inference/progress.py),
+so a crash, a kill or a full disk loses at most the videos in flight. `--resume` goes on from it
+and does not read those videos again; its first line records the settings that change scores (the
+options, the models' files with their sizes and times, device, precision, processes), and other
+settings are refused with a one-line error. Without --resume an existing progress file stops the
+run (pass --resume, or delete it). The final files are written whole under a temporary name,
+fsynced and renamed, and the progress files deleted. A file that cannot be written ends the run
+with one line naming it (`error: FILE: No space left on device`), the progress kept for --resume.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -42,9 +54,17 @@ from tqdm import tqdm
 
 from inference.aggregate import STRATEGIES, per_person
 from inference.clips import clip_probabilities
-from inference.ensemble import Member, face_probabilities
+from inference.ensemble import Member, ensemble_members, face_probabilities
 from inference.faces import DetectionError, VideoFaces
-from inference.model_options import add_model_arguments, autocast_dtype, cpu_precision, load_members
+from inference.model_options import (
+    add_media_arguments,
+    add_model_arguments,
+    autocast_dtype,
+    cpu_precision,
+    frames_argument,
+    load_members,
+)
+from inference.progress import Progress, check_progress_files, file_identity, progress_path
 from inference.reader import FaceReader
 from preprocess import cli
 from preprocess.cli import InputError
@@ -65,9 +85,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--test-dir", type=Path, required=True, help="folder of videos to score")
     add_model_arguments(parser)
+    add_media_arguments(parser)
     parser.add_argument("--output", type=Path, default=Path("submission.csv"), help="default: submission.csv")
     parser.add_argument("--errors", type=Path, help="default: errors.csv next to the output")
-    parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the progress file an interrupted run to the same output left (OUTPUT.progress.jsonl; "
+        "same settings only): the videos it holds are not read again",
+    )
+    parser.add_argument("--frames", type=frames_argument, default=32, help="frames sampled per video (default 32)")
     parser.add_argument(
         "--detector-scale",
         type=scale_argument,
@@ -138,6 +165,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.models and not args.ensemble:
         parser.error("give --models and/or --ensemble")
+    if not 0.0 <= args.default_score <= 1.0:  # also refuses nan, which would be written as a score
+        parser.error(f"--default-score must be a probability from 0 to 1, got {args.default_score}")
     return args
 
 
@@ -197,15 +226,32 @@ def score_videos(
     return results
 
 
+class NonFiniteVideoScoreError(ValueError):
+    """A video's score (or a model's or a face's) that is not a finite number: an error for that
+    video, never a NaN in the submission."""
+
+
+def non_finite(score: float, model_scores: dict[str, float], face_scores: list[float]) -> str | None:
+    """What is not finite among a video's scores, or None when all are."""
+    models = [f"{key}: {value}" for key, value in model_scores.items() if not math.isfinite(value)]
+    faces = sum(not math.isfinite(value) for value in face_scores)
+    if math.isfinite(score) and not models and not faces:
+        return None
+    faces_text = f"; {faces} of {len(face_scores)} faces" if faces else ""
+    return f"a score that is not a finite number: {score} ({', '.join(models) or 'each model finite'}{faces_text})"
+
+
 def predict(
     args: argparse.Namespace,
     members: list[Member],
     device: torch.device,
     precision: str = "f32",
     share: tuple[int, int] = (0, 1),
+    progress: Progress | None = None,
 ) -> tuple[dict[str, float], list[dict], list[dict]]:
     """Scores, failures and details of the videos of this process's `share` (rank, world size):
-    every world-size-th video from the rank on."""
+    every world-size-th video from the rank on. Each video's details line goes to `progress` as the
+    video finishes; the videos it holds already (from the run it resumes) are not read again."""
     amp_dtype = autocast_dtype(device, precision, args.fp32)
     rank, world = share
     videos = list_videos(args.test_dir, args.recursive)[rank::world]
@@ -217,6 +263,22 @@ def predict(
     scores: dict[str, float] = {}
     errors: list[dict] = []
     details: list[dict] = []
+
+    def finish(row: dict, record: bool = True) -> None:  # a video's rows, kept and recorded as it finishes
+        scores[row["filename"]] = row["score"]
+        if row["error"]:
+            errors.append(row["error"])
+        details.append(row)
+        if record and progress is not None:
+            progress.add(row)
+
+    done = progress.rows if progress is not None else {}
+    for path in videos:
+        if name(path) in done:
+            finish(done[name(path)], record=False)
+    if scores:
+        logger.info("%d of these scored already (%s): not read again", len(scores), progress.path)
+    videos_left = [path for path in videos if name(path) not in done]
     workers = args.workers if args.workers is not None else (1 if device.type == "cuda" else 0)
     reader = FaceReader(args, device, workers, {member.clip for member in members if member.clip})
     started = time.time()
@@ -225,10 +287,9 @@ def predict(
         if isinstance(error, DetectionError):
             stage = "detect"
         reason = error.reason if isinstance(error, VideoReadError) else str(error)
-        errors.append({"filename": name(path), "stage": stage, "reason": f"{type(error).__name__}: {reason}"})
+        error_row = {"filename": name(path), "stage": stage, "reason": f"{type(error).__name__}: {reason}"}
         logger.warning("%s: %s failed (%s), scored %.2f", name(path), stage, reason, args.default_score)
-        scores[name(path)] = args.default_score
-        details.append({"filename": name(path), "score": args.default_score, "error": errors[-1]})
+        finish({"filename": name(path), "score": args.default_score, "error": error_row})
 
     def classify(group: list[tuple[Path, VideoFaces]]) -> None:
         started_classify = time.perf_counter()
@@ -240,9 +301,12 @@ def predict(
             return
         seconds_per_face = (time.perf_counter() - started_classify) / max(1, sum(len(f.crops) for _, f in group))
         for (path, faces), (score, model_scores, face_scores) in zip(group, results, strict=True):
-            scores[name(path)] = score
+            problem = non_finite(score, model_scores, face_scores)
+            if problem:
+                fail(path, "classify", NonFiniteVideoScoreError(problem))
+                continue
             seconds = {**faces.seconds, "classify": seconds_per_face * len(faces.crops)}
-            details.append(
+            finish(
                 {
                     "filename": name(path),
                     "score": score,
@@ -256,8 +320,15 @@ def predict(
 
     group: list[tuple[Path, VideoFaces]] = []
     try:
-        progress = tqdm(reader.read_all(videos), total=len(videos), desc="videos", unit="video", disable=rank != 0)
-        for path, future in progress:
+        bar = tqdm(
+            reader.read_all(videos_left),
+            total=len(videos),
+            initial=len(videos) - len(videos_left),
+            desc="videos",
+            unit="video",
+            disable=rank != 0,
+        )
+        for path, future in bar:
             try:
                 group.append((path, future.result()))
             except Exception as error:  # every video gets a row, whatever happens to it
@@ -273,6 +344,32 @@ def predict(
     return scores, errors, details
 
 
+# Options that change where the files go or how fast, not the scores: a run may resume with others.
+NOT_SCORING_OPTIONS = ("output", "errors", "resume", "batch_size", "workers", "runtime_cache", "device")
+
+
+def run_settings(args: argparse.Namespace, device: torch.device, precision: str, world: int) -> dict:
+    """What a resumed run must share with the run it resumes: every option that changes scores, the
+    models' files (where, how big, when written), the device's type, the precision and the number
+    of processes (each scores its share)."""
+    entries = [{"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for path in args.models]
+    if args.ensemble:
+        entries += ensemble_members(args.ensemble)
+    settings = {key: value for key, value in vars(args).items() if key not in NOT_SCORING_OPTIONS}
+    del settings["models"], settings["ensemble"]  # the files themselves, below, wherever the run started from
+    models = [
+        {**file_identity(e["path"]), **{key: e[key] for key in ("encoder", "input_size", "weight")}} for e in entries
+    ]
+    return {
+        **settings,
+        "test_dir": str(args.test_dir.resolve()),
+        "models": models,
+        "device": device.type,
+        "precision": precision,
+        "processes": world,
+    }
+
+
 def write_outputs(
     scores: dict[str, float],
     errors: list[dict],
@@ -281,11 +378,13 @@ def write_outputs(
     errors_path: Path,
     details_path: Path,
 ) -> None:
+    """Each written whole, on the disk (fsynced), then renamed into place; an OSError names the file."""
     rows = [{"filename": name, "label": f"{scores[name]:.6f}"} for name in sorted(scores)]
-    write_csv_atomic(output, rows, ["filename", "label"])
-    write_csv_atomic(errors_path, sorted(errors, key=lambda row: row["filename"]), ["filename", "stage", "reason"])
-    with atomic_path(details_path) as temporary:
-        lines = [json.dumps(row) for row in sorted(details, key=lambda row: row["filename"])]
+    write_csv_atomic(output, rows, ["filename", "label"], fsync=True)
+    errors = sorted(errors, key=lambda row: row["filename"])
+    write_csv_atomic(errors_path, errors, ["filename", "stage", "reason"], fsync=True)
+    with atomic_path(details_path, fsync=True) as temporary:
+        lines = [json.dumps(row, allow_nan=False) for row in sorted(details, key=lambda row: row["filename"])]
         temporary.write_text("".join(f"{line}\n" for line in lines))
 
 
@@ -294,18 +393,20 @@ def main(argv=None) -> int:
     device, and rank 0 gathers every row and alone writes the files."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rank, world, device = init_distributed()
+    rank, world, device = init_distributed(args.device)
     if rank != 0:
         logging.getLogger().setLevel(logging.WARNING)
-    if args.device:
-        device = torch.device(args.device)
     precision = cpu_precision(args, device)
+    check_progress_files(args.output, rank, world, args.resume)  # before the minutes that loading can take
     try:
         members = load_members(args, device, precision)
     except (CheckpointError, ValueError) as error:  # a wrong file or setting: one line, no traceback
         return cli.fail(error)
+    settings = run_settings(args, device, precision, world)
+    with Progress(progress_path(args.output, rank, world), settings, args.resume) as progress:
+        mine = predict(args, members, device, precision, (rank, world), progress)
     scores, errors, details = {}, [], []
-    for part in all_gather_objects(predict(args, members, device, precision, (rank, world))):
+    for part in all_gather_objects(mine):
         scores.update(part[0])
         errors.extend(part[1])
         details.extend(part[2])
@@ -313,6 +414,11 @@ def main(argv=None) -> int:
         errors_path = args.errors or args.output.parent / "errors.csv"
         details_path = args.output.parent / "details.jsonl"
         write_outputs(scores, errors, details, args.output, errors_path, details_path)
+        for process in range(world):  # every file is whole: the progress of every process is done with
+            try:
+                progress_path(args.output, process, world).unlink(missing_ok=True)
+            except OSError as error:
+                logger.warning("%s; delete it before the next run to this output", cli.describe(error))
         logger.info(
             "wrote %s (%d rows), %s (%d errors) and %s",
             args.output,

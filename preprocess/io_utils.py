@@ -22,29 +22,58 @@ FILE_MODE = 0o666 & ~_process_umask()  # what open() would have made (mkstemp ma
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; it replaces `path` only if the block succeeds."""
+def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; it replaces `path` only if the block succeeds. With
+    `fsync`, the file's bytes reach the disk before the rename and the rename before returning
+    (for files whose loss costs hours: checkpoints, a submission). An OSError that does not name
+    a file (a full disk) names `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(handle)
     try:
-        yield Path(temporary)
-        if os.path.isfile(temporary):
-            os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, path)
+        with naming_errors(path, temporary):
+            yield Path(temporary)
+            if os.path.isfile(temporary):
+                os.chmod(temporary, FILE_MODE)
+                if fsync:
+                    fsync_path(temporary)
+            os.replace(temporary, path)
+            if fsync:
+                fsync_path(path.parent)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
 
 
-def write_json_atomic(path: str | os.PathLike, data, indent: int | None = 2) -> None:
-    with atomic_path(path) as temporary:
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's data (or a folder's entries) to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def naming_errors(path: str | os.PathLike, *aliases: str | os.PathLike) -> Iterator[None]:
+    """Re-raise an OSError that names no file, or names one of `aliases` (a temporary), as one
+    naming `path`: `path: No space left on device` rather than a bare `[Errno 28]`."""
+    try:
+        yield
+    except OSError as error:
+        if error.strerror and (error.filename is None or str(error.filename) in {str(a) for a in aliases}):
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, data, indent: int | None = 2, fsync: bool = False) -> None:
+    with atomic_path(path, fsync) as temporary:
         temporary.write_text(json.dumps(data, indent=indent) + "\n")
 
 
-def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict], fieldnames: list[str]) -> None:
-    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
+def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict], fieldnames: list[str], fsync: bool = False) -> None:
+    with atomic_path(path, fsync) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(rows)
@@ -52,14 +81,26 @@ def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict], fieldnames: 
 
 @contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
-    """A temporary folder next to `final` that becomes `final` only when the block succeeds."""
+    """A temporary folder next to `final` that becomes `final` only when the block succeeds. An
+    old `final` is renamed aside (to a hidden sibling) before the new one is renamed into place,
+    put back if that rename fails, and deleted only after it: a crash leaves the old folder or the
+    new one, never neither."""
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
         yield temporary
+        aside = None
         if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
+            aside = final.parent / f"{temporary.name.removesuffix('.partial')}.old"
+            os.replace(final, aside)
+        try:
+            os.replace(temporary, final)
+        except BaseException:
+            if aside is not None:
+                os.replace(aside, final)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)

@@ -32,9 +32,10 @@ def restore_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: Path, state: dict, copies: tuple[Path, ...] = ()) -> None:
-    """Write `path` and its `copies` (e.g. _last, _best) atomically: each is whole or absent."""
-    with atomic_path(path) as temporary:
+    """Write `path` and its `copies` (e.g. _last, _best) atomically and durably: each is whole or
+    absent, on the disk (fsynced) before it replaces an older one."""
+    with atomic_path(path, fsync=True) as temporary:
         torch.save({"format": FORMAT, **state}, temporary)
     for copy in copies:
-        with atomic_path(copy) as temporary:
+        with atomic_path(copy, fsync=True) as temporary:
             shutil.copyfile(path, temporary)

@@ -1,0 +1,191 @@
+"""A run's progress beside its output, so that a crash, a kill or a full disk loses at most the
+videos in flight: inference.predict appends each video's details line (its score, its error if any,
+what was found) to NAME.progress.jsonl beside the output NAME as the video finishes
+(NAME.progress.rankRofN.jsonl per process under torchrun), and `--resume` goes on from there.
+
+The first line records the settings that change scores (the models' files with their sizes and
+times, frames, strategy, detector scale...): a run resumes only with the same settings. Each line
+is flushed as it is written and the file fsynced every few seconds; a half-written last line (a
+kill mid-write) is dropped on resume. inference.predict deletes the file once the final files are
+written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from preprocess.cli import InputError
+from preprocess.io_utils import fsync_path, naming_errors
+
+logger = logging.getLogger("inference.progress")
+
+FORMAT = "inference.predict progress/1"
+FSYNC_SECONDS = 5.0  # a power cut loses at most this much; a kill loses nothing flushed
+
+
+class ProgressError(InputError):
+    """A progress file that cannot be resumed from as asked (no --resume, other settings)."""
+
+
+def progress_path(output: Path, rank: int = 0, world: int = 1) -> Path:
+    """The progress file of `output`, of process `rank` of `world`."""
+    suffix = "" if world == 1 else f".rank{rank}of{world}"
+    return output.with_name(f"{output.name}.progress{suffix}.jsonl")
+
+
+def progress_files(output: Path) -> list[Path]:
+    """Every progress file of `output`, whatever the number of processes that wrote it."""
+    return sorted(output.parent.glob(f"{glob.escape(output.name)}.progress*.jsonl"))
+
+
+def check_progress_files(output: Path, rank: int, world: int, resume: bool) -> None:
+    """Refuse to start over the progress of an unfinished run (without `resume`), and to resume one
+    that another number of processes than `world` left (each process resumes its own share). Each
+    process checks its own file: the others' may be new files of this very run."""
+    ours = {progress_path(output, process, world) for process in range(world)}
+    for path in progress_files(output):
+        if path not in ours:
+            raise ProgressError(
+                f"{path}: progress of a run with another number of processes than {world}; resume it with as "
+                "many as wrote it, or delete it to start again"
+            )
+    if not resume and progress_path(output, rank, world).exists():
+        raise ProgressError(unfinished(progress_path(output, rank, world)))
+
+
+def unfinished(path: Path) -> str:
+    return (
+        f"{path}: progress of an unfinished run to this output; pass --resume to go on from it, or delete it to "
+        "start again"
+    )
+
+
+def file_identity(path: str | os.PathLike) -> dict:
+    """What tells one file from another without reading it: where, how big, when written."""
+    stat = os.stat(path)
+    return {"file": str(Path(path).resolve()), "bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
+
+
+def as_json(value):
+    """`value` as it reads back from JSON (paths as strings, tuples as lists)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def differences(recorded: dict, current: dict) -> list[str]:
+    """`key: before -> now` for each setting that differs."""
+
+    def short(value) -> str:
+        text = json.dumps(value, default=str)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    keys = sorted(set(recorded) | set(current))
+    return [
+        f"{key}: {short(recorded.get(key))} -> {short(current.get(key))}"
+        for key in keys
+        if recorded.get(key) != current.get(key)
+    ]
+
+
+def read_progress(path: Path) -> tuple[dict | None, dict[str, dict], int]:
+    """(settings, rows by filename, length of the whole lines) of a progress file. A last line
+    without its newline was cut by a kill mid-write and is left out; so is a line that does not
+    parse (its video is scored again)."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    lines = data[:end].splitlines()
+    if not lines:
+        return None, {}, 0
+    try:
+        first = json.loads(lines[0])
+    except ValueError:
+        first = None
+    if not isinstance(first, dict) or first.get("format") != FORMAT or not isinstance(first.get("settings"), dict):
+        raise ProgressError(f"{path}: not a progress file of inference.predict ({FORMAT}); delete it to start again")
+    rows = {}
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            row = json.loads(line)
+            rows[row["filename"]] = row
+        except (ValueError, TypeError, KeyError):
+            logger.warning("%s:%d: not a whole row, its video is scored again", path, number)
+    return first["settings"], rows, end
+
+
+class Progress:
+    """The finished videos of one process: `rows` (those of an earlier run, when resumed), and
+    `add` for each video as it finishes. A context manager: closed (and fsynced) on leaving."""
+
+    def __init__(self, path: Path, settings: dict, resume: bool):
+        self.path, self.rows = path, {}
+        settings = as_json(settings)
+        whole = 0
+        if path.exists():
+            if not resume:
+                raise ProgressError(unfinished(path))
+            recorded, self.rows, whole = read_progress(path)
+            if recorded is not None and recorded != settings:
+                raise ProgressError(
+                    f"{path}: written with other settings ({'; '.join(differences(recorded, settings))}); resume "
+                    "with the same ones, or delete it to start again"
+                )
+        self._synced = float("-inf")
+        with naming_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                os.truncate(path, whole)
+            self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        if whole == 0:
+            try:
+                self._write(json.dumps({"format": FORMAT, "settings": settings}, allow_nan=False))
+                with naming_errors(path.parent):
+                    fsync_path(path.parent)
+            except BaseException:
+                self.close(check=False, failed=True)
+                raise
+
+    def _write(self, line: str) -> None:
+        with naming_errors(self.path):
+            self._handle.write(line + "\n")
+            self._handle.flush()
+            if time.monotonic() - self._synced >= FSYNC_SECONDS:
+                os.fsync(self._handle.fileno())
+                self._synced = time.monotonic()
+
+    def add(self, row: dict) -> None:
+        """Record a finished video (a details line, with `filename`, `score` and `error`)."""
+        self._write(json.dumps(row, allow_nan=False))
+        self.rows[row["filename"]] = row
+
+    def close(self, check: bool = True, failed: bool = False) -> None:
+        """fsync and close; with `check` False (closing after another error), quietly. When the run
+        `failed` before any video was recorded, the file (settings alone) goes: nothing to resume."""
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        if failed and not self.rows:
+            with contextlib.suppress(OSError):
+                handle.close()
+            self.path.unlink(missing_ok=True)
+            return
+        try:
+            with naming_errors(self.path):
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            if check:
+                raise
+        finally:
+            with contextlib.suppress(OSError):  # a flush that failed fails again: the first error said so
+                handle.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        self.close(check=error_type is None, failed=error_type is not None)

@@ -1,0 +1,369 @@
+"""inference.predict survives: a killed run resumes from its progress file without reading again the
+videos it scored, a full disk names the file and keeps the progress, a resume with other settings is
+refused, and a checkpoint that gives NaN makes an error row, never a NaN in the files."""
+
+from __future__ import annotations
+
+import builtins
+import csv
+import errno
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inference import predict
+from inference.progress import Progress, ProgressError, check_progress_files, progress_path
+from inference.reader import FaceReader
+from preprocess import cli
+from tests.conftest import REPO_ROOT, dfdc_metadata, save_tiny_checkpoint
+from tests.test_io_utils import DiskLog
+
+VIDEOS = 5
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _strict_json(line: str) -> dict:
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def _details(path: Path) -> list[dict]:
+    return [_strict_json(line) for line in path.read_text().splitlines()]
+
+
+def _arguments(test_dir: Path, checkpoint: Path, out: Path, *extra: str) -> list[str]:
+    # one process reading one video at a time, each classified as soon as read: a row per video as it finishes
+    common = ["--runtime", "torch", "--device", "cpu", "--frames", "4", "--batch-size", "1", "--workers", "0"]
+    return ["--test-dir", str(test_dir), "--models", str(checkpoint), "--output", str(out), *common, *extra]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def sources(demo_world) -> list[Path]:
+    return sorted(dfdc_metadata(demo_world))[:VIDEOS]
+
+
+def _folder(tmp_path: Path, sources: list[Path]) -> Path:
+    test_dir = tmp_path / "videos"
+    test_dir.mkdir()
+    for source in sources:
+        (test_dir / source.name).symlink_to(source)
+    return test_dir
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, sources, checkpoint) -> Path:
+    """The submission of an uninterrupted run."""
+    tmp_path = tmp_path_factory.mktemp("reference")
+    out = tmp_path / "out" / "submission.csv"
+    assert predict.main(_arguments(_folder(tmp_path, sources), checkpoint, out)) == 0
+    assert _rows(out.parent / "errors.csv") == []
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run) -> dict[str, float]:
+    """Each video's score in an uninterrupted run, as its details line has it (unrounded)."""
+    return {row["filename"]: row["score"] for row in _details(reference_run.parent / "details.jsonl")}
+
+
+def _spoil(test_dir: Path, names) -> None:
+    """Make videos unreadable: read again, they would score the default with an error."""
+    for name in names:
+        (test_dir / name).unlink()
+        (test_dir / name).write_text("not a video any more\n")
+
+
+def _progress_rows(path: Path) -> list[str]:
+    """The filenames of the whole rows of a progress file (its first line holds the settings)."""
+    lines = path.read_bytes().split(b"\n")[1:-1]
+    return [json.loads(line)["filename"] for line in lines]
+
+
+def _check_resumed(out: Path, reference: dict[str, float]) -> None:
+    rows = _rows(out)
+    assert [row["filename"] for row in rows] == sorted(reference), "exactly one row per video"
+    for row in rows:  # written with six decimals: one unit of the last, as rounded, on top of 1e-6
+        assert float(row["label"]) == pytest.approx(reference[row["filename"]], abs=1.5e-6), row
+    assert _rows(out.parent / "errors.csv") == [], "no video done before was read again (they are unreadable now)"
+    details = _details(out.parent / "details.jsonl")
+    assert [d["filename"] for d in details] == sorted(reference)
+    assert all(d["score"] == pytest.approx(reference[d["filename"]], abs=1e-6) for d in details), details
+    assert sorted(p.name for p in out.parent.iterdir()) == ["details.jsonl", "errors.csv", "submission.csv"]
+
+
+def test_a_killed_run_resumes_without_reading_the_videos_done_again(tmp_path, sources, checkpoint, reference, caplog):
+    test_dir = _folder(tmp_path, sources)
+    out = tmp_path / "out" / "submission.csv"
+    command = [sys.executable, "-m", "inference.predict", *_arguments(test_dir, checkpoint, out)]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stderr=subprocess.PIPE, text=True)
+    progress = progress_path(out)
+    deadline = time.monotonic() + 240
+    while process.poll() is None and time.monotonic() < deadline:
+        if progress.exists() and progress.read_bytes().count(b"\n") >= 3:  # the settings and two videos
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == -signal.SIGKILL, f"no progress file with rows before the run ended:\n{stderr[-3000:]}"
+    assert not out.exists()
+    done = _progress_rows(progress)
+    assert 2 <= len(done) < VIDEOS
+    _spoil(test_dir, done)
+    with open(progress, "a") as handle:
+        handle.write('{"filename": "' + sorted(reference)[-1])  # a line cut short by the kill: ignored
+
+    caplog.set_level(logging.INFO, logger="inference.predict")
+    assert predict.main([*_arguments(test_dir, checkpoint, out), "--resume"]) == 0
+    assert f"{len(done)} of these scored already" in caplog.text
+    _check_resumed(out, reference)
+
+
+class FullDisk:
+    """Files written in `folder` whose name passes `affected` get `room` bytes more, then the write
+    that does not fit is cut short and fails with ENOSPC, with no file name, as on a full disk."""
+
+    def __init__(self, monkeypatch, folder: Path, room: float = float("inf"), affected=lambda name: True):
+        self.folder, self.room, self.affected = folder.resolve(), room, affected
+        real_open = builtins.open
+
+        def open_on_this_disk(file, mode="r", *args, **kwargs):
+            handle = real_open(file, mode, *args, **kwargs)
+            path = Path(os.fsdecode(file)) if not isinstance(file, int) else None
+            if path and any(c in mode for c in "wax+") and path.resolve().parent == self.folder:
+                return _Filling(handle, self) if self.affected(path.name) else handle
+            return handle
+
+        monkeypatch.setattr(builtins, "open", open_on_this_disk)
+        monkeypatch.setattr(io, "open", open_on_this_disk)
+
+
+class _Filling:
+    def __init__(self, handle, disk: FullDisk):
+        self._handle, self._disk = handle, disk
+
+    def write(self, data):
+        if len(data) > self._disk.room:
+            self._handle.write(data[: int(self._disk.room)])
+            self._handle.flush()
+            self._disk.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._disk.room -= len(data)
+        return self._handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        self._handle.close()
+
+
+def test_a_disk_full_mid_run_names_the_file_and_keeps_the_rows_for_resume(
+    tmp_path, sources, checkpoint, reference, monkeypatch, capsys
+):
+    test_dir = _folder(tmp_path, sources)
+    out = tmp_path / "out" / "submission.csv"
+    out.parent.mkdir()
+    disk = FullDisk(monkeypatch, out.parent)
+    read, videos_read = FaceReader._read, []
+
+    def read_then_fill_the_disk(self, path):
+        videos_read.append(path.name)
+        if len(videos_read) == 3:
+            disk.room = 10  # the disk fills up while the third video is read: its row is cut after 10 bytes
+        return read(self, path)
+
+    monkeypatch.setattr(FaceReader, "_read", read_then_fill_the_disk)
+    arguments = _arguments(test_dir, checkpoint, out)
+    assert cli.run(predict.main, arguments) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == f"error: {progress_path(out)}: No space left on device"
+    assert _progress_rows(progress_path(out)) == videos_read[:2], "the rows written before the disk filled are kept"
+    assert not out.exists()
+
+    monkeypatch.undo()  # space freed
+    _spoil(test_dir, videos_read[:2])
+    assert cli.run(predict.main, [*arguments, "--resume"]) == 0, capsys.readouterr().err
+    _check_resumed(out, reference)
+
+
+def test_a_disk_full_at_the_end_names_the_submission_and_a_resume_reads_nothing_again(
+    tmp_path, sources, checkpoint, reference, monkeypatch, capsys
+):
+    test_dir = _folder(tmp_path, sources)
+    out = tmp_path / "out" / "submission.csv"
+    out.parent.mkdir()
+    FullDisk(monkeypatch, out.parent, room=0, affected=lambda name: name.startswith(f".{out.name}."))
+    arguments = _arguments(test_dir, checkpoint, out)
+    assert cli.run(predict.main, arguments) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {out}: No space left on device"
+    assert sorted(p.name for p in out.parent.iterdir()) == [progress_path(out).name], "no half file, no temporary"
+    monkeypatch.undo()
+
+    _spoil(test_dir, reference)  # every video was scored: none is read again
+    assert cli.run(predict.main, [*arguments, "--resume"]) == 0, capsys.readouterr().err
+    _check_resumed(out, reference)
+
+
+def test_each_torchrun_process_resumes_its_own_share(tmp_path, sources, checkpoint, reference_run, reference):
+    test_dir = _folder(tmp_path, sources)
+    out = tmp_path / "out" / "submission.csv"
+    arguments = _arguments(test_dir, checkpoint, out, "--resume")
+    settings = predict.run_settings(predict.parse_args(arguments), torch.device("cpu"), "f32", 2)
+    details = {d["filename"]: d for d in _details(reference_run.parent / "details.jsonl")}
+    names = sorted(details)
+    done = {0: names[0::2][:1], 1: names[1::2]}  # process 0 was stopped after its first video, process 1 finished
+    for rank, finished in done.items():
+        with Progress(progress_path(out, rank, 2), settings, resume=False) as progress:
+            for name in finished:
+                progress.add(details[name])
+    _spoil(test_dir, [*done[0], *done[1]])
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
+    result = subprocess.run(
+        [*torchrun, "-m", "inference.predict", *arguments],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 of these scored already" in result.stderr, "process 0 went on after its first video"
+    _check_resumed(out, reference)
+
+
+def test_the_files_reach_the_disk_before_they_replace_the_old(tmp_path, sources, checkpoint, monkeypatch):
+    test_dir = _folder(tmp_path, sources[:1])
+    out = tmp_path / "out" / "submission.csv"
+    log = DiskLog(monkeypatch)
+    assert predict.main(_arguments(test_dir, checkpoint, out)) == 0
+    for name in ("submission.csv", "errors.csv", "details.jsonl"):
+        assert log.synced_before_renamed(out.parent / name), (name, log.events)
+
+
+def _progress_left(tmp_path: Path, sources: list[Path], checkpoint: Path, monkeypatch) -> tuple[Path, list[str]]:
+    """A progress file of a run stopped by a full disk at its end, and that run's arguments."""
+    test_dir = _folder(tmp_path, sources[:2])
+    out = tmp_path / "out" / "submission.csv"
+    out.parent.mkdir()
+    with monkeypatch.context() as patches:
+        FullDisk(patches, out.parent, room=0, affected=lambda name: name.startswith(f".{out.name}."))
+        arguments = _arguments(test_dir, checkpoint, out)
+        assert cli.run(predict.main, arguments) == 2
+    assert progress_path(out).exists()
+    return out, arguments
+
+
+def test_resuming_with_other_settings_or_without_resume_is_refused(tmp_path, sources, checkpoint, monkeypatch, capsys):
+    model = tmp_path / "model.pt"
+    model.write_bytes(checkpoint.read_bytes())
+    out, arguments = _progress_left(tmp_path, sources, model, monkeypatch)
+    progress = progress_path(out)
+    capsys.readouterr()
+    before = progress.read_bytes()
+
+    def refused(argv: list[str], *words: str) -> None:
+        assert cli.run(predict.main, argv) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()[-1:]
+        assert line.startswith(f"error: {progress}: ") and all(word in line for word in words), line
+        assert progress.read_bytes() == before, "the progress is kept as it was"
+        assert not out.exists()
+
+    refused(arguments, "pass --resume")
+    refused([*arguments, "--resume", "--frames", "8"], "other settings", "frames: 4 -> 8")
+    refused([*arguments, "--resume", "--tta"], "other settings", "tta: false -> true")
+    refused([*arguments, "--resume", "--default-score", "0.4"], "default_score: 0.5 -> 0.4")
+    os.utime(model, ns=(0, model.stat().st_mtime_ns + 10**9))  # the checkpoint was written again
+    refused([*arguments, "--resume"], "other settings", "models:")
+
+
+def test_a_run_that_fails_before_its_first_video_leaves_nothing_to_resume(tmp_path, checkpoint, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out" / "submission.csv"
+    for _ in range(2):  # the second run is not told to --resume a progress file the first left
+        assert cli.run(predict.main, _arguments(tmp_path / "empty", checkpoint, out)) == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith(f"error: {tmp_path / 'empty'}: no videos or photos"), line
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_progress_of_another_number_of_processes_is_refused(tmp_path):
+    out = tmp_path / "submission.csv"
+    progress_path(out, 1, 2).write_text("{}\n")
+    check_progress_files(out, 1, 2, resume=True)
+    check_progress_files(out, 0, 2, resume=False)  # process 1's file may be a new one of this run: process 1 decides
+    with pytest.raises(ProgressError, match=r"rank1of2\.jsonl: progress of an unfinished run.*pass --resume"):
+        check_progress_files(out, 1, 2, resume=False)
+    with pytest.raises(ProgressError, match=r"rank1of2\.jsonl: progress of a run with another number of processes"):
+        check_progress_files(out, 0, 1, resume=True)
+
+
+def _nan_checkpoint(path: Path) -> Path:
+    """Finite weights whose scores are NaN: a stem so large that its outputs overflow to +-inf."""
+    save_tiny_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    stem = checkpoint["state_dict"]["encoder.conv1.weight"]
+    checkpoint["state_dict"]["encoder.conv1.weight"] = torch.sign(torch.randn_like(stem)) * 3e38
+    torch.save(checkpoint, path)
+    return path
+
+
+def _check_nan_is_an_error(out: Path, names: list[str]) -> None:
+    rows = _rows(out)
+    assert [row["filename"] for row in rows] == names
+    assert all(row["label"] == "0.500000" for row in rows), rows
+    errors = _rows(out.parent / "errors.csv")
+    assert [row["filename"] for row in errors] == names and {row["stage"] for row in errors} == {"classify"}
+    assert all("finite" in row["reason"] for row in errors), errors
+    details = _details(out.parent / "details.jsonl")  # strict JSON: no NaN anywhere
+    assert [d["score"] for d in details] == [0.5] * len(names)
+
+
+def test_a_checkpoint_giving_nan_makes_error_rows_not_nan(tmp_path, sources):
+    model = _nan_checkpoint(tmp_path / "nan.pt")
+    test_dir = _folder(tmp_path, sources[:2])
+    out = tmp_path / "out" / "submission.csv"
+    assert predict.main(_arguments(test_dir, model, out)) == 0
+    _check_nan_is_an_error(out, sorted(p.name for p in test_dir.iterdir()))
+
+
+def test_predict_refuses_a_nan_score_whatever_the_models_return(tmp_path, sources, checkpoint, monkeypatch):
+    def nan_scores(member, crops, *args, **kwargs):  # scores not checked on their way out of the model
+        return np.full(len(crops), np.nan, np.float32)
+
+    monkeypatch.setattr(predict, "face_probabilities", nan_scores)
+    test_dir = _folder(tmp_path, sources[:2])
+    out = tmp_path / "out" / "submission.csv"
+    assert predict.main(_arguments(test_dir, checkpoint, out)) == 0
+    _check_nan_is_an_error(out, sorted(p.name for p in test_dir.iterdir()))
+
+
+def test_a_default_score_that_is_not_a_probability_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        predict.parse_args(["--test-dir", str(tmp_path), "--models", "m.pt", "--default-score", "nan"])
+    assert exit_info.value.code == 2
+    assert "--default-score must be a probability from 0 to 1, got nan" in capsys.readouterr().err
