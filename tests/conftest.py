@@ -11,12 +11,49 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+# Set for each test before its fixtures; in the environment, because pytest's copy of this module
+# (conftest) and the tests' (tests.conftest) are two modules.
+_MARKED = "DEEPFAKE_TEST_MARKED_SHARED_DATA"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    import os
+
+    os.environ[_MARKED] = item.nodeid if item.get_closest_marker("shared_data") else f"!{item.nodeid}"
+
+
 def shared_data(*parts: str) -> Path:
-    """A path under ../shared/data, or a skip when the sample data is not there."""
+    """A path under ../shared/data, or a skip when the sample data is not there. Only a test marked
+    `@pytest.mark.shared_data` (or one using a fixture that calls this) may ask: `-m "not shared_data"`
+    must leave out every test that needs the data."""
+    import os
+
+    marked = os.environ.get(_MARKED, "")
+    if marked.startswith("!"):
+        pytest.fail(f"{marked[1:]} uses ../shared/data but is not marked @pytest.mark.shared_data")
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"sample data {path} is absent (it lives in ../shared/data beside the repository)")
     return path
+
+
+def commands_take_cuda() -> bool:
+    """Whether a command run without --device runs on CUDA here (they take the GPU where there is one)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# Two runs' scores of the same faces agree to 1e-5 or better in fp32 on the CPU. On CUDA, with fp16
+# autocast, TF32 and kernels picked per batch size, they agree to about 1e-3: held to the bound that
+# tools/gpu_check.py holds fp16 against fp32 to.
+CUDA_SCORE_TOLERANCE = 1e-2
+
+
+def score_tolerance(on_cpu: float) -> float:
+    """The tolerance for comparing scores of commands run without --device: `on_cpu` on the CPU."""
+    return CUDA_SCORE_TOLERANCE if commands_take_cuda() else on_cpu
 
 
 def save_tiny_checkpoint(path: Path, seed: int = 0, input_size: int = 64) -> Path:

@@ -54,5 +54,10 @@ def test_people_are_linked_by_overlap_and_the_most_fake_person_counts():
     assert people == [[0, 1], [1, 0], [0], [2]]
     probabilities = [0.1, 0.9, 0.9, 0.1, 0.1, 0.5]
     flat = [person for frame in people for person in frame]
-    assert per_person(probabilities, flat, np.mean) == pytest.approx(0.9)
-    assert np.mean(probabilities) < 0.5, "pooling every face would have hidden the fake person"
+    assert per_person(probabilities, flat, np.mean) == pytest.approx(0.9), "pooled, every face gives 0.35"
+    # person 1's faces are 0.95 and 0.45: their mean, not the single most fake face, is the video's
+    assert per_person([0.1, 0.95, 0.45, 0.1, 0.1, 0.5], flat, np.mean) == pytest.approx(0.7)
+    # person ids need not be 0..k-1, and the strategy sees each person's faces alone
+    faces, people = [0.9] * 13 + [0.1] * 37, [7] * 13 + [3] * 37
+    assert per_person(faces, people) == pytest.approx(0.9), "person 7 alone: 13 confident fakes of 13"
+    assert confident(faces) == pytest.approx(0.308), "pooled, 13 of 50 is not enough: the mean of all"

@@ -22,7 +22,7 @@ from inference import detect
 from inference.app import Judge, build_app, parse_args
 from preprocess.demo_world.identities import builtin_photos
 from preprocess.video_io import VideoWriter
-from tests.conftest import save_tiny_checkpoint
+from tests.conftest import save_tiny_checkpoint, score_tolerance
 
 CHROMIUM = Path("/usr/bin/chromium")
 EXPLANATION_FILES = ("face*_frame*.jpg", "frame*.jpg", "probability.png")  # what inference.explain writes
@@ -126,7 +126,7 @@ def test_a_clip_and_a_photo_get_their_verdicts_as_detect_gives_them(server, medi
     for name, kind in (("clip", "video"), ("photo", "photo")):
         verdict, plot, frame, faces, document = _send(server, media[name])
         assert document["kind"] == kind and document["file"] == media[name].name and document["error"] is None
-        assert document["probability"] == pytest.approx(expected[name]["probability"], abs=1e-4)
+        assert document["probability"] == pytest.approx(expected[name]["probability"], abs=score_tolerance(1e-4))
         assert document["verdict"] == expected[name]["verdict"]
         assert verdict.startswith(f"## {document['verdict']}: P(fake) = {document['probability']:.3f}")
         assert len(faces) == len(document["explained_faces"]) == min(6, document["faces"]) >= 1

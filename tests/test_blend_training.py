@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from preprocess import cli
 from tests.conftest import REPO_ROOT
 from tests.training_data import make_crop_dataset
 from training import train as train_module
@@ -83,7 +84,7 @@ def test_both_mode_replaces_a_share_of_the_fake_draws_by_blends(crops):
     assert dataset.images_per_item == 1
 
 
-def test_a_run_on_reals_alone_trains_and_records_its_fake_source(crops, tmp_path):
+def test_a_run_on_reals_alone_trains_and_records_its_fake_source(crops, tmp_path, capsys):
     root, _ = crops
     out = tmp_path / "weights"
     args = [
@@ -96,8 +97,12 @@ def test_a_run_on_reals_alone_trains_and_records_its_fake_source(crops, tmp_path
     checkpoint = read_checkpoint(out / "demo_1_3_last.pt")
     assert checkpoint["config"]["data"]["fakes"] == "blends"
     assert checkpoint["history"][0]["batches"] == 2 and summary["epochs_run"] == 1
-    with pytest.raises(Exception, match="must be even"):
-        train_module.train(train_module.parse_args([*args[:-1], str(tmp_path / "odd"), "--batch-size", "3"]))
+    capsys.readouterr()
+    odd = tmp_path / "odd"
+    assert cli.run(train_module.main, [*args[:-1], str(odd), "--batch-size", "3"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line == "error: data.batch_size 3 must be even with data.fakes: blends (real + blend pairs)"
+    assert not list(odd.glob("*.pt")), "refused before training"
 
 
 def test_validation_of_a_blends_run_sees_reals_and_fixed_blends_never_a_dataset_fake(crops):

@@ -25,7 +25,7 @@ def test_scales_parse_as_a_positive_number_or_rule():
             parse_scale(bad)
 
 
-def test_the_recipe_detects_at_half_size_unless_told_to_scale_by_resolution():
+def test_the_recipe_detects_at_half_size_unless_told_to_scale_by_resolution(capsys):
     assert ORIGINAL_SCALE == 0.5
     assert load_config()["detection"]["scale"] == 0.5
     assert load_config(REPO_ROOT / "configs" / "preprocess_demo.yaml")["detection"]["scale"] == RESOLUTION_RULE
@@ -36,8 +36,11 @@ def test_the_recipe_detects_at_half_size_unless_told_to_scale_by_resolution():
     args = ["--test-dir", ".", "--models", "m.pt"]
     assert predict.parse_args(args).detector_scale == 0.5
     assert predict.parse_args([*args, "--detector-scale", "rule"]).detector_scale == RESOLUTION_RULE
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as refused:
         predict.parse_args([*args, "--detector-scale", "0"])
+    assert refused.value.code == 2
+    message = "error: argument --detector-scale: detection scale must be a positive number or 'rule', got '0'"
+    assert message in capsys.readouterr().err
 
 
 def test_preprocessing_runs_at_the_configured_scale_and_the_flag_overrides_it(tmp_path, caplog):
@@ -70,9 +73,9 @@ def test_run_all_on_real_data_uses_the_original_settings_unless_told_otherwise(t
     (tmp_path / "test").mkdir()
     preprocess_line, predict_line = _dry_run(str(tmp_path / "data"), str(tmp_path / "test"))
     assert preprocess_line.endswith("--config configs/preprocess.yaml --scale 0.5")
-    assert predict_line.endswith("--detector-scale 0.5 --no-recall-boost"), "no second try, as the original"
+    assert predict_line.endswith("--detector-scale 0.5 --resume --no-recall-boost"), "no second try, as the original"
     lines = _dry_run(str(tmp_path / "data"), str(tmp_path / "test"), DETECTOR_SCALE="rule", RECALL_BOOST="1")
-    assert lines[0].endswith("--scale rule") and lines[1].endswith("--detector-scale rule")
+    assert lines[0].endswith("--scale rule") and lines[1].endswith("--detector-scale rule --resume")
     demo = _dry_run(WORK_DIR=str(tmp_path / "work"), PREDICT_WORKERS="2")
     assert demo[0].endswith("--scale rule"), "the demo's small clips scale by resolution"
-    assert demo[1].endswith("--detector-scale rule --workers 2"), "and get the recall boost"
+    assert demo[1].endswith("--detector-scale rule --resume --workers 2"), "and get the recall boost"

@@ -99,12 +99,43 @@ def test_the_report_embeds_its_images_and_names_errors(tmp_path):
     assert len(sources) == 2 and all(source.startswith("data:image/png;base64,") for source in sources)
 
 
-def test_a_vision_transformer_gets_heatmaps_from_its_patch_tokens():
+def _bright_is_fake_vit(input_size: int = 64) -> nn.Module:
+    """timm's ViT (a 4x4 grid of 16 px patches, one class token) wired by hand so that its fake
+    logit is the mean brightness of the patch tokens that reach the class token through the last
+    attention: channel 0 of a patch token = its brightness, the last attention averages every token
+    into the class token, and the head reads channel 0. Norms are identities, so nothing rescales."""
     from training.zoo import create_model
 
-    torch.manual_seed(0)
-    model = create_model("clip_vit_b16", input_size=32, encoder_args={"depth": 2, "embed_dim": 32, "num_heads": 2})
-    member = Member("vit", model.eval(), "clip_vit_b16", 32, (0.5,) * 3, (0.25,) * 3)
-    crops = [np.random.default_rng(1).integers(0, 255, (40, 30, 3)).astype(np.uint8)]
-    (heat,) = face_heatmaps([member], crops, torch.device("cpu"))
-    assert heat.shape == (40, 30) and heat.min() >= 0.0 and heat.max() <= 1.0 and heat.max() > 0
+    model = create_model(
+        "clip_vit_b16", input_size=input_size, encoder_args={"depth": 2, "embed_dim": 8, "num_heads": 2}
+    )
+    encoder = model.encoder
+    for name in ("norm_pre", "norm", "fc_norm"):
+        setattr(encoder, name, nn.Identity())
+    for block in encoder.blocks:
+        block.norm1, block.norm2 = nn.Identity(), nn.Identity()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        encoder.patch_embed.proj.weight[0] = 1.0 / encoder.patch_embed.proj.weight[0].numel()
+        last = encoder.blocks[-1].attn
+        dim = encoder.embed_dim
+        last.qkv.weight[2 * dim : 3 * dim] = torch.eye(dim)  # q = k = 0: equal attention; v = the tokens
+        last.proj.weight.copy_(torch.eye(dim))
+        model.fc.weight[0, 0] = 1.0
+    return model.eval()
+
+
+def test_a_vision_transformer_gets_heatmaps_from_its_patch_tokens():
+    model = _bright_is_fake_vit()
+    member = Member("vit", model, "clip_vit_b16", 64, (0.5,) * 3, (0.25,) * 3)
+    crop = np.zeros((64, 64, 3), np.uint8)
+    crop[0:16, 32:64] = 255  # the top row's two right patches: up in the crop, not down the diagonal
+    with torch.no_grad():
+        brighter = model(face_batch([crop], member)) > model(face_batch([np.zeros_like(crop)], member))
+    assert brighter.item(), "the wiring: brightness raises the fake logit"
+    (heat,) = face_heatmaps([member], [crop], torch.device("cpu"))
+    assert heat.shape == (64, 64) and heat.min() >= 0.0 and heat.max() <= 1.0
+    assert heat[2:14, 36:60].mean() > 0.8, "hot on the bright patches"
+    assert heat[24:, :].max() < 0.1 and heat[:, :24].max() < 0.1, "cold where the crop is dark"
+    assert heat[36:60, 2:14].max() < 0.1, "not on the transposed place"

@@ -88,6 +88,7 @@ def tiny_140k(demo_world, tmp_path_factory):
     return root
 
 
+@pytest.mark.shared_data
 def test_a_tiny_140k_set_trains_predicts_and_scores(tiny_140k, tmp_path):
     config = tmp_path / "preprocess.yaml"
     config.write_text("faces_are_cropped: true\ndetection:\n  every: 1\n")

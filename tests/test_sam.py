@@ -96,6 +96,48 @@ def test_restore_undoes_the_climb_and_state_is_the_base_optimizers():
     for p in model.parameters():
         p.grad = torch.ones_like(p)
     optimizer.step()
-    assert optimizer.state_dict() == optimizer.base.state_dict() and optimizer.base.state_dict()["state"]
     with pytest.raises(ValueError, match="sam_rho must be positive"):
         create_optimizer([{"params": list(model.parameters())}], {**SETTINGS, "sam_rho": 0})
+
+
+def _sam_step(model: Tiny, optimizer: SAM, gradient: float) -> None:
+    """One SAM step with every gradient set by hand (at w and at w + e alike)."""
+    for p in model.parameters():
+        p.grad = torch.full_like(p, gradient)
+    assert optimizer.first_step()
+    for p in model.parameters():
+        p.grad = torch.full_like(p, gradient)
+    optimizer.step()
+
+
+def test_a_checkpointed_sam_continues_as_if_never_stopped():
+    """The base optimiser's momentum and learning rate survive state_dict -> torch.save -> load_state_dict,
+    and a scheduler made after loading still reaches the base optimiser."""
+    import io
+
+    settings = {**SETTINGS, "momentum": 0.9}
+    torch.manual_seed(2)
+    running = Tiny()
+    optimizer = create_optimizer([{"params": list(running.parameters())}], settings)
+    _sam_step(running, optimizer, 1.0)
+    _sam_step(running, optimizer, 0.5)
+    for group in optimizer.param_groups:
+        group["lr"] = 0.05  # where a schedule had brought it
+    saved = io.BytesIO()
+    torch.save(optimizer.state_dict(), saved)
+
+    restored = Tiny()
+    restored.load_state_dict(running.state_dict())
+    reloaded = create_optimizer([{"params": list(restored.parameters())}], settings)
+    saved.seek(0)
+    reloaded.load_state_dict(torch.load(saved, weights_only=True))
+    _sam_step(running, optimizer, 0.25)
+    _sam_step(restored, reloaded, 0.25)
+    for (name, p), q in zip(running.named_parameters(), restored.parameters(), strict=True):
+        assert torch.equal(p, q), f"{name}: the momentum or the learning rate was lost in the checkpoint"
+
+    frozen = {name: p.clone() for name, p in restored.named_parameters()}
+    torch.optim.lr_scheduler.LambdaLR(reloaded, lambda step: 0.0)
+    _sam_step(restored, reloaded, 0.25)
+    for name, p in restored.named_parameters():
+        assert torch.allclose(p, frozen[name], rtol=0, atol=1e-6), f"{name}: a scheduler's lr 0 did not reach it"

@@ -11,7 +11,7 @@ import pytest
 
 from inference import predict, timeliness
 from inference.timeliness import first_right_step, scores_by_prefix
-from tests.conftest import save_tiny_checkpoint
+from tests.conftest import save_tiny_checkpoint, score_tolerance
 
 
 def test_each_k_sees_only_what_each_model_had_seen_by_then():
@@ -47,5 +47,5 @@ def test_the_report_and_plot_on_demo_videos_end_at_predicts_scores(demo_world, t
         expected = {row["filename"]: float(row["label"]) for row in csv.DictReader(handle)}
     assert sorted(row["filename"] for row in result["per_video"]) == sorted(expected)
     for row in result["per_video"]:
-        assert row["scores"][-1] == pytest.approx(expected[row["filename"]], abs=1e-5)
+        assert row["scores"][-1] == pytest.approx(expected[row["filename"]], abs=score_tolerance(1e-5))
         assert row["first_right_frames"] == first_right_step(row["scores"], row["label"], [1, 2, 4, 8, 16, 32])

@@ -60,7 +60,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, default=Path("weights"), help="default: weights/")
     parser.add_argument("--name", default=None, help="run name prefix (default: the config file's name)")
     parser.add_argument("--resume", default=None, help="checkpoint to continue from, or 'auto' for the run's _last")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="cpu (gloo under torchrun, even on a GPU host), cuda (GPU LOCAL_RANK, NCCL) or cuda:N for a single "
+        "process (default: cuda if present)",
+    )
     parser.add_argument("--epochs", type=int, help="override training.epochs")
     parser.add_argument("--batches-per-epoch", type=int, help="override training.batches_per_epoch")
     parser.add_argument("--batch-size", type=int, help="override data.batch_size (per process)")
@@ -169,11 +174,9 @@ def write_history(log_dir: Path, history: list[dict]) -> None:
 
 def train(args: argparse.Namespace) -> dict:
     config = resolve_config(args)
-    rank, world, device = init_distributed()
+    rank, world, device = init_distributed(args.device)
     if rank != 0:
         logging.getLogger().setLevel(logging.WARNING)
-    if args.device:
-        device = torch.device(args.device)
     run = f"{args.name or args.config.stem}_{args.fold}_{args.seed}"
     log_dir = args.output_dir / "logs" / run
     model_config, training = config["model"], config["training"]
