@@ -54,7 +54,7 @@ from tqdm import tqdm
 
 from inference.aggregate import STRATEGIES, per_person
 from inference.clips import clip_probabilities
-from inference.ensemble import Member, ensemble_members, face_probabilities
+from inference.ensemble import Member, face_probabilities
 from inference.faces import DetectionError, VideoFaces
 from inference.model_options import (
     add_media_arguments,
@@ -64,7 +64,7 @@ from inference.model_options import (
     frames_argument,
     load_members,
 )
-from inference.progress import Progress, check_progress_files, file_identity, progress_path
+from inference.progress import Progress, check_progress_files, progress_path, run_settings
 from inference.reader import FaceReader
 from preprocess import cli
 from preprocess.cli import InputError
@@ -342,32 +342,6 @@ def predict(
         reader.close()
     logger.info("%d videos scored, %d failed, in %.1fs", len(scores) - len(errors), len(errors), time.time() - started)
     return scores, errors, details
-
-
-# Options that change where the files go or how fast, not the scores: a run may resume with others.
-NOT_SCORING_OPTIONS = ("output", "errors", "resume", "batch_size", "workers", "runtime_cache", "device")
-
-
-def run_settings(args: argparse.Namespace, device: torch.device, precision: str, world: int) -> dict:
-    """What a resumed run must share with the run it resumes: every option that changes scores, the
-    models' files (where, how big, when written), the device's type, the precision and the number
-    of processes (each scores its share)."""
-    entries = [{"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for path in args.models]
-    if args.ensemble:
-        entries += ensemble_members(args.ensemble)
-    settings = {key: value for key, value in vars(args).items() if key not in NOT_SCORING_OPTIONS}
-    del settings["models"], settings["ensemble"]  # the files themselves, below, wherever the run started from
-    models = [
-        {**file_identity(e["path"]), **{key: e[key] for key in ("encoder", "input_size", "weight")}} for e in entries
-    ]
-    return {
-        **settings,
-        "test_dir": str(args.test_dir.resolve()),
-        "models": models,
-        "device": device.type,
-        "precision": precision,
-        "processes": world,
-    }
 
 
 def write_outputs(

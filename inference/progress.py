@@ -12,6 +12,7 @@ written.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import glob
 import json
@@ -20,6 +21,9 @@ import os
 import time
 from pathlib import Path
 
+import torch
+
+from inference.ensemble import ensemble_members
 from preprocess.cli import InputError
 from preprocess.io_utils import fsync_path, naming_errors
 
@@ -189,3 +193,29 @@ class Progress:
 
     def __exit__(self, error_type, error, traceback) -> None:
         self.close(check=error_type is None, failed=error_type is not None)
+
+
+# Options that change where the files go or how fast, not the scores: a run may resume with others.
+NOT_SCORING_OPTIONS = ("output", "errors", "resume", "batch_size", "workers", "runtime_cache", "device")
+
+
+def run_settings(args: argparse.Namespace, device: torch.device, precision: str, world: int) -> dict:
+    """What a resumed run must share with the run it resumes: every option that changes scores, the
+    models' files (where, how big, when written), the device's type, the precision and the number
+    of processes (each scores its share)."""
+    entries = [{"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for path in args.models]
+    if args.ensemble:
+        entries += ensemble_members(args.ensemble)
+    settings = {key: value for key, value in vars(args).items() if key not in NOT_SCORING_OPTIONS}
+    del settings["models"], settings["ensemble"]  # the files themselves, below, wherever the run started from
+    models = [
+        {**file_identity(e["path"]), **{key: e[key] for key in ("encoder", "input_size", "weight")}} for e in entries
+    ]
+    return {
+        **settings,
+        "test_dir": str(args.test_dir.resolve()),
+        "models": models,
+        "device": device.type,
+        "precision": precision,
+        "processes": world,
+    }

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from inference import predict
-from inference.progress import Progress, ProgressError, check_progress_files, progress_path
+from inference.progress import Progress, ProgressError, check_progress_files, progress_path, run_settings
 from inference.reader import FaceReader
 from preprocess import cli
 from tests.conftest import REPO_ROOT, dfdc_metadata, save_tiny_checkpoint
@@ -233,7 +233,7 @@ def test_each_torchrun_process_resumes_its_own_share(tmp_path, sources, checkpoi
     test_dir = _folder(tmp_path, sources)
     out = tmp_path / "out" / "submission.csv"
     arguments = _arguments(test_dir, checkpoint, out, "--resume")
-    settings = predict.run_settings(predict.parse_args(arguments), torch.device("cpu"), "f32", 2)
+    settings = run_settings(predict.parse_args(arguments), torch.device("cpu"), "f32", 2)
     details = {d["filename"]: d for d in _details(reference_run.parent / "details.jsonl")}
     names = sorted(details)
     done = {0: names[0::2][:1], 1: names[1::2]}  # process 0 was stopped after its first video, process 1 finished
