@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 
 from inference import detect, predict
-from inference.detect import judgement, newest_run_checkpoints
+from inference.detect import newest_run_checkpoints
 from inference.ensemble import Member
 from inference.faces import VideoFaces
+from inference.verdict import judgement
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint, score_tolerance, shared_data
 
