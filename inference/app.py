@@ -143,6 +143,9 @@ class Judge:
             info = check_media(path, media_limits(self.args))  # pixels, and frames as stated
         except VideoReadError as error:
             return f"{path.name}: {error.reason}"
+        except Exception as error:  # whatever a hostile header does to a parser, the page says one line
+            logger.warning("%s: reading its headers failed", path.name, exc_info=True)
+            return f"{path.name}: not a readable video or photo ({type(error).__name__}: {error})"
         seconds = info.frame_count / info.fps if info.fps > 0 else 0.0
         if not is_image(path) and seconds > self.args.max_seconds:
             return f"{path.name}: {seconds:.0f} s long, more than the {self.args.max_seconds:g} s this page accepts"

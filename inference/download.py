@@ -82,7 +82,11 @@ def _download_once(url: str, partial: Path, timeout: float, expected_size: int |
     except urllib.error.HTTPError as error:
         error.close()
         if error.code == 416 and start:  # nothing after our bytes: the partial file is whole (or too long)
-            return _Attempt(stated_size(416, error.headers), None)
+            total = stated_size(416, error.headers)
+            if total is None:  # which, the server does not say: the bytes kept cannot be judged, start again
+                partial.unlink()
+                return _Attempt(None, "the server refused the resume (HTTP 416) without stating the file's size")
+            return _Attempt(total, None)
         raise DownloadError(f"{url}: the server answered HTTP {error.code} ({error.reason})") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", error)

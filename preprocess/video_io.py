@@ -2,13 +2,16 @@
 
 Media from outside (inference) is checked against `MediaLimits` before a frame is decoded:
 `check_media` reads only the headers (a photo's size, a video's stated size and frame count) and
-raises `MediaTooLargeError` for a file over a cap; `iter_frames(..., limits=...)` checks every
-decoded frame as well, so a stream whose frames are larger than its header says stops at the
-first such frame.
+raises `MediaTooLargeError` for a file over a cap. A video's keyframes (where a stream can change
+its size) are then decoded once under FFmpeg's own pixel cap, which refuses a frame over it before
+allocating it, so a stream whose frames are larger than its header says is refused before OpenCV
+(which cannot be given that cap) decodes it at full size; PyAV reads under that cap throughout, and
+`iter_frames(..., limits=...)` checks every decoded frame as well.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import mmap
 import os
@@ -152,6 +155,10 @@ def _header_size_past_bomb_check(path: Path) -> tuple[int, int]:
             file.seek(0)
             try:
                 return factory(file, str(path)).size
+            except Image.DecompressionBombError:  # a format that checks a frame of its own as it opens (GIF)
+                raise MediaTooLargeError(
+                    path, f"a frame over the {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP that Pillow opens"
+                ) from None
             except (SyntaxError, IndexError, TypeError, ValueError, OSError):
                 continue
     raise VideoReadError(path, "not a readable image")
@@ -254,6 +261,43 @@ def _video_header(path: Path) -> VideoInfo | None:
         return VideoInfo(stream.codec_context.width, stream.codec_context.height, fps, max(0, stream.frames))
 
 
+def _decoder_cap(limits: MediaLimits) -> dict[str, str]:
+    """FFmpeg's own cap: a decoder refuses a frame over it before allocating the frame."""
+    return {"max_pixels": str(limits.max_pixels)}
+
+
+def _scan_frame_sizes(path: Path, limits: MediaLimits) -> None:
+    """Decode the keyframes of a video (the frames where its size can change) under FFmpeg's pixel
+    cap, and refuse it when one is over: a stream that states a small size in its header and then
+    grows would otherwise be decoded at full size by OpenCV, which cannot be given the cap and scales
+    each frame down only after decoding it. The keyframes of H.264 and the like are a few per clip;
+    an intra-only stream (PNG, MJPEG) is decoded once more here. A keyframe that does not decode for
+    another reason is left to the reader, which says so."""
+    try:
+        container = av.open(str(path), stream_options=[_decoder_cap(limits)])  # its stream analysis, capped too
+    except av.FFmpegError as error:
+        if error.errno == errno.EINVAL:
+            raise MediaTooLargeError(
+                path, f"its first frame is over the {limits.max_pixels / 1e6:.3g} MP cap"
+            ) from None
+        return
+    with container:
+        if not container.streams.video:
+            return
+        stream = container.streams.video[0]
+        stream.codec_context.options = _decoder_cap(limits)
+        try:
+            for index, packet in enumerate(container.demux(stream)):  # index: the packet's, in decoding order
+                if packet.is_keyframe and packet.size:
+                    for frame in stream.decode(packet):
+                        _check_frame(path, index, frame.width, frame.height, limits)
+        except av.FFmpegError as error:
+            if error.errno == errno.EINVAL:  # AVERROR(EINVAL): over max_pixels (corrupt data is AVERROR_INVALIDDATA)
+                raise MediaTooLargeError(
+                    path, f"a frame is over the {limits.max_pixels / 1e6:.3g} MP cap (larger than its header states)"
+                ) from None
+
+
 def _refusal(info: VideoInfo, limits: MediaLimits, photo: bool) -> str | None:
     return limits.too_large(info.width, info.height, photo) or (None if photo else limits.too_long(info.frame_count))
 
@@ -263,8 +307,9 @@ def check_media(path: str | os.PathLike, limits: MediaLimits, backend: str = DEF
     `MediaTooLargeError` (one line: the size and the cap) before any frame is decoded.
 
     A photo's size comes from its header. A video's stated size and frame count are checked before
-    `probe_video` opens it (FFmpeg's stream analysis may decode a first frame); a frame count the
-    container does not state is counted by `probe_video` and checked then (unknown, 0, passes)."""
+    `probe_video` opens it (FFmpeg's stream analysis may decode a first frame), and its keyframes'
+    sizes under FFmpeg's pixel cap (`_scan_frame_sizes`); a frame count the container does not
+    state is counted by `probe_video` and checked then (unknown, 0, passes)."""
     path = Path(path)
     photo = is_image(path)
     if photo:
@@ -274,6 +319,7 @@ def check_media(path: str | os.PathLike, limits: MediaLimits, backend: str = DEF
         reason = header and _refusal(header, limits, photo)
         if reason:
             raise MediaTooLargeError(path, reason)
+        _scan_frame_sizes(path, limits)
         info = probe_video(path, backend)
     reason = _refusal(info, limits, photo)
     if reason:
@@ -301,6 +347,8 @@ def _iter_pyav(
     with _open_pyav(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        if limits is not None:
+            stream.codec_context.options = _decoder_cap(limits)
         try:
             for index, frame in enumerate(container.decode(stream)):
                 if last is not None and index > last:
@@ -309,6 +357,8 @@ def _iter_pyav(
                 if want(index):
                     yield index, displayed(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
         except av.FFmpegError as error:
+            if limits is not None and error.errno == errno.EINVAL:  # FFmpeg's pixel cap refused a frame
+                raise MediaTooLargeError(path, f"a frame is over the {limits.max_pixels / 1e6:.3g} MP cap") from None
             raise VideoReadError(path, f"decoding failed ({error})") from error
 
 

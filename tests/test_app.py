@@ -206,6 +206,19 @@ def test_pixels_over_the_caps_are_refused_from_the_headers(server, media):
         _send(server, media["clip"])
 
 
+def test_a_header_that_breaks_its_parser_is_refused_in_one_line(server, media, monkeypatch):
+    from gradio_client.exceptions import AppError
+
+    from inference import app
+
+    def broken_parser(path, limits):
+        raise Image.DecompressionBombError("a GIF frame of 60000x60000")  # what Pillow's GIF opener once raised
+
+    monkeypatch.setattr(app, "check_media", broken_parser)
+    with pytest.raises(AppError, match=r"^photo.jpg: not a readable video or photo \(DecompressionBombError: a GIF"):
+        _send(server, media["photo"])
+
+
 def judge_slowly(models, path: Path, folder: Path):
     """judge_file, but a file named slow* takes ten minutes (a judgement that overruns its limit),
     a file `judging` beside it saying when it began."""

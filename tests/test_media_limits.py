@@ -111,16 +111,56 @@ def test_a_video_over_the_caps_is_refused_before_a_frame_is_decoded(bench, tmp_p
     assert refused.value.reason == "600 frames, more than the 500 a video may have here (raise it with --max-frames)"
 
 
-def test_frames_larger_than_the_header_says_are_refused_as_they_are_decoded(bench, tmp_path):
+def test_frames_larger_than_the_header_says_are_refused_before_opencv_decodes_them(bench, tmp_path, monkeypatch):
+    """A stream stating 64x64 whose second frame is larger: OpenCV would decode that frame at full
+    size and only then scale it down, so the keyframes are decoded first under FFmpeg's own cap."""
+    from preprocess import video_io
     from preprocess.video_io import MediaLimits, MediaTooLargeError, check_media, iter_frames
 
     liar = bench.write_png_video(tmp_path / "liar.mov", 64, 64, frames=3, sizes=[(64, 64), (640, 640), (640, 640)])
+    honest = bench.write_png_video(tmp_path / "honest.mov", 64, 64, frames=3)
     limits = MediaLimits(max_pixels=64 * 64)
-    assert (check_media(liar, limits).width, check_media(liar, limits).height) == (64, 64), "the header passes"
-    with pytest.raises(MediaTooLargeError, match="frame 1 is 640x640 pixels"):
+    with pytest.MonkeyPatch.context() as patch:  # refused before OpenCV opens the file
+        patch.setattr(video_io.cv2, "VideoCapture", lambda *a: pytest.fail("OpenCV opened the file"))
+        with pytest.raises(MediaTooLargeError, match="a frame is over the 0.0041 MP cap"):
+            check_media(liar, limits)
+    assert (check_media(honest, limits).width, check_media(honest, limits).height) == (64, 64)
+    with pytest.raises(MediaTooLargeError, match="a frame is over the 0.0041 MP cap"):  # PyAV reads under the cap
         list(iter_frames(liar, backend="pyav", limits=limits))
-    # OpenCV scales every frame to the size it opened the stream with: none can be larger
-    assert {frame.shape for _, frame in iter_frames(liar, backend="opencv", limits=limits)} == {(64, 64, 3)}
+    assert len(list(iter_frames(liar, backend="pyav"))) == 3, "without limits the frames decode"
+
+
+def test_a_gif_whose_frame_is_huge_is_refused_with_a_one_line_reason(tmp_path):
+    from preprocess.video_io import MediaLimits, MediaTooLargeError, check_media
+
+    gif = bytearray(_tiny_gif())
+    descriptor = _image_descriptor(gif)  # its width and height set to 60000 (the screen stays 1x1)
+    gif[descriptor + 5 : descriptor + 9] = (60000).to_bytes(2, "little") * 2
+    path = tmp_path / "gif_named.png"
+    path.write_bytes(bytes(gif))
+    with pytest.raises(MediaTooLargeError, match="a frame over the 179 MP that Pillow opens"):
+        check_media(path, MediaLimits())
+
+
+def _image_descriptor(gif: bytes) -> int:
+    """Where a GIF's first image descriptor starts: after the header, the global colour table and
+    any extension blocks."""
+    position = 13 + (3 * 2 ** ((gif[10] & 7) + 1) if gif[10] & 0x80 else 0)
+    while gif[position] == 0x21:  # an extension: its label, then sub-blocks until a 0 length
+        position += 2
+        while gif[position]:
+            position += gif[position] + 1
+        position += 1
+    assert gif[position] == 0x2C
+    return position
+
+
+def _tiny_gif() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="GIF")
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,7 @@ class Server:
         self.plan: dict[str, list[tuple[str, int]]] = {}
         self.no_length: set[str] = set()
         self.redirects: dict[str, str] = {}
+        self.bare_416: set[str] = set()  # paths whose 416 states no size (no Content-Range)
         self.ranges: list[str | None] = []
         server = self
 
@@ -75,7 +76,8 @@ class Server:
                 start = int(requested.split("=")[1].rstrip("-")) if requested else 0
                 if start >= len(body) > 0:
                     self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{len(body)}")
+                    if self.path not in server.bare_416:
+                        self.send_header("Content-Range", f"bytes */{len(body)}")
                     self.end_headers()
                     return
                 self.send_response(206 if requested else 200)
@@ -205,6 +207,14 @@ def test_a_part_left_by_an_earlier_run_is_judged_by_the_size_in_the_servers_416(
     (tmp_path / "model.part").write_bytes(PAYLOAD)
     download(f"{server.url}/model", tmp_path / "model")
     assert (tmp_path / "model").read_bytes() == PAYLOAD and server.ranges == ["bytes=300004-", "bytes=300000-"]
+
+
+def test_a_416_that_states_no_size_starts_the_download_again(server, tmp_path):
+    server.files["/model"] = PAYLOAD
+    server.bare_416.add("/model")
+    (tmp_path / "model.part").write_bytes(PAYLOAD + b"junk")  # longer than the file: the server answers 416
+    download(f"{server.url}/model", tmp_path / "model")
+    assert (tmp_path / "model").read_bytes() == PAYLOAD and server.ranges == ["bytes=300004-", None]
 
 
 def test_the_part_is_fsynced_before_it_is_renamed_into_place(server, tmp_path, monkeypatch):
