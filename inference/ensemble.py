@@ -12,9 +12,11 @@ encoder's recipe size). An ensemble file lists members:
         input_size: 380
 
 Loading checks what a checkpoint says before building anything (training/zoo.py: a state dict of
-tensors, a known encoder, an input size of 16 to 2048 pixels, a mean and std of three numbers for
-crops scaled to 0..1; training/temporal.py: a temporal model's settings): a malformed one is a
-one-line CheckpointError naming the file. `check_finite_scores` refuses a file's scores when a
+dense real tensors with their data, floating point where the model's are, a known encoder, an
+input size of 16 to 2048 pixels, a mean and std of three numbers for crops scaled to 0..1;
+training/temporal.py: a temporal model's settings, its head at most 4096 units and 8 layers): a
+malformed one, and one whose model cannot be built or take its weights, is a one-line
+CheckpointError naming the file. `check_finite_scores` refuses a file's scores when a
 model gave it any that is not finite (NonFiniteScoreError, naming the model): a NaN is no
 probability.
 """
@@ -126,7 +128,7 @@ def load_member(
             apply_tuning(model, model_config)  # rebuilds LoRA factors, if the model was trained with them
     except CheckpointError:
         raise
-    except (AssertionError, AttributeError, KeyError, RuntimeError, TypeError, ValueError) as error:
+    except (AssertionError, AttributeError, InputError, KeyError, RuntimeError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: cannot build the model it describes ({describe(error)})") from error
     load_weights(model, checkpoint["state_dict"], str(path))
     prepare_for_inference(model, device)

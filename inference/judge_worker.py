@@ -4,8 +4,12 @@ file at a time as inference.detect does, explanation images included.
 A judgement past its time limit is stopped by killing the process: that frees its memory and
 processors at once (a thread could only be abandoned, still holding them, and the next check
 would run beside it). A new process is started at once and loads the models while the page
-answers; the next judgement waits for it. A process that dies (out of memory, a crash in a
-decoder) is replaced the same way, and the check it was on gets an error naming why it stopped.
+answers; the next judgement waits for it up to its own time limit or a minute, whichever is longer
+(then gets "the models are still loading: try again", the load going on for the next one), and a
+load that takes longer than LOAD_SECONDS (15 minutes) is stopped and started again. A process that
+dies (out of memory, a crash in a decoder) is replaced the same way: the check it was judging, or
+sending its file to it, gets an error naming why it stopped; one found dead while idle is replaced
+before the next check is sent to it.
 Processes fork from a server that imported this module once, so a new one only loads the models.
 """
 
@@ -17,6 +21,7 @@ import logging
 import multiprocessing
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +117,14 @@ def _exit_reason(code: int | None) -> str:
     return f"exit status {code}"
 
 
+# How long a process may take to load the models (a big ensemble on a slow disk takes minutes):
+# past it the process is stopped and the next check starts another.
+LOAD_SECONDS = 900.0
+# How long a check waits for a process that is loading the models (after the one before it was
+# killed): its own time limit, but at least this, so that a short limit still lets a restart finish.
+MIN_LOAD_WAIT_SECONDS = 60.0
+
+
 class ModelWorker:
     """The models in a child process that judges one file at a time (see the module's docstring)."""
 
@@ -120,8 +133,9 @@ class ModelWorker:
         self._lock = threading.Lock()
         self._process = self._connection = None
         self._ready = False
+        self._started = 0.0  # time.monotonic() when the process was started
         with self._lock:
-            self._ensure_ready()
+            self._ensure_ready(LOAD_SECONDS)
 
     @property
     def pid(self) -> int | None:
@@ -135,7 +149,7 @@ class ModelWorker:
         )
         self._process.start()
         theirs.close()  # so that its death reads as the end of the pipe here
-        self._connection, self._ready = ours, False
+        self._connection, self._ready, self._started = ours, False, time.monotonic()
 
     def _stop(self) -> None:
         if self._process is None:
@@ -152,18 +166,36 @@ class ModelWorker:
             raise CheckTimeoutError
         try:
             return self._connection.recv()
-        except EOFError:
-            self._process.join(timeout=5)
-            return "failed", f"the process judging it stopped ({_exit_reason(self._process.exitcode)})"
+        except (EOFError, OSError):  # the end of the pipe, or a reset of it: the process died
+            return "failed", self._stopped()
 
-    def _ensure_ready(self) -> None:
-        if self._process is not None and not self._process.is_alive():
-            self._stop()  # it died while idle (killed from outside): start another
+    def _stopped(self) -> str:
+        """Why the process stopped, once it has (its exit status read within a few seconds)."""
+        self._process.join(timeout=5)
+        return f"the process judging it stopped ({_exit_reason(self._process.exitcode)})"
+
+    def _ensure_ready(self, seconds: float) -> None:
+        """A process with the models loaded, waiting at most `seconds` for one that loads them (a
+        WorkerError after that: the load goes on for the next check, up to LOAD_SECONDS)."""
+        if self._process is not None and (not self._process.is_alive() or self._ready and self._connection.poll(0)):
+            self._stop()  # it died while idle (killed from outside; an idle one says nothing): start another
         if self._ready:
             return
         if self._process is None:
             self._start()
-        kind, payload = self._receive(None)
+        load_left = max(0.0, LOAD_SECONDS - (time.monotonic() - self._started))
+        try:
+            kind, payload = self._receive(min(seconds, load_left))
+        except CheckTimeoutError:
+            loading_for = time.monotonic() - self._started
+            if seconds < load_left:
+                raise WorkerError(
+                    f"the models are still loading ({loading_for:.0f} s so far; the process judging files was "
+                    "restarted): try again in a moment"
+                ) from None
+            logger.warning("the models did not load within %g s: killing process %d", LOAD_SECONDS, self.pid)
+            self._stop()  # the next check starts another
+            raise WorkerError(f"the models did not load within {LOAD_SECONDS:g} s") from None
         if kind != "ready":
             self._stop()  # the next check tries again
             raise WorkerError(payload)
@@ -171,10 +203,18 @@ class ModelWorker:
 
     def judge(self, path: Path, folder: Path, seconds: float) -> tuple[dict, dict]:
         """judge_file's answer for `path`; CheckTimeoutError after `seconds` (the process killed and
-        a new one started), WorkerError when the judgement failed."""
+        a new one started), WorkerError when the judgement failed, the process died, or a process
+        restarted after the last check has not loaded the models within `seconds` (or
+        MIN_LOAD_WAIT_SECONDS, if longer)."""
         with self._lock:
-            self._ensure_ready()
-            self._connection.send((path, folder))
+            self._ensure_ready(max(seconds, MIN_LOAD_WAIT_SECONDS))
+            try:
+                self._connection.send((path, folder))
+            except OSError:  # it died since it was last seen alive: its end of the pipe is closed
+                reason = self._stopped()
+                self._stop()
+                self._start()
+                raise WorkerError(reason) from None
             try:
                 kind, payload = self._receive(seconds)
             except CheckTimeoutError:

@@ -69,7 +69,7 @@ from inference.reader import FaceReader
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.face_detector import ORIGINAL_SCALE, scale_argument
-from preprocess.io_utils import atomic_path, write_csv_atomic
+from preprocess.io_utils import atomic_path, csv_text
 from preprocess.records import MEDIA_SUFFIXES, media_files
 from preprocess.tracks import link_people
 from preprocess.video_io import VideoReadError
@@ -99,7 +99,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--detector-scale",
         type=scale_argument,
         default=ORIGINAL_SCALE,
-        help="MTCNN scale: a number (default 0.5, the original's), or 'rule' to scale by resolution "
+        help="MTCNN scale: a number above 0, at most 4 (default 0.5, the original's), or 'rule' to scale by resolution "
         "(finds the faces of low-resolution video that half size loses)",
     )
     parser.add_argument(
@@ -352,14 +352,30 @@ def write_outputs(
     errors_path: Path,
     details_path: Path,
 ) -> None:
-    """Each written whole, on the disk (fsynced), then renamed into place; an OSError names the file."""
-    rows = [{"filename": name, "label": f"{scores[name]:.6f}"} for name in sorted(scores)]
-    write_csv_atomic(output, rows, ["filename", "label"], fsync=True)
-    errors = sorted(errors, key=lambda row: row["filename"])
-    write_csv_atomic(errors_path, errors, ["filename", "stage", "reason"], fsync=True)
-    with atomic_path(details_path, fsync=True) as temporary:
-        lines = [json.dumps(row, allow_nan=False) for row in sorted(details, key=lambda row: row["filename"])]
-        temporary.write_text("".join(f"{line}\n" for line in lines))
+    """The three files' contents made first, so that a row that cannot be written (a score that is
+    not a probability, a value JSON cannot hold) is a ValueError naming the file and the video
+    before any file is written; then each written whole, on the disk (fsynced), and renamed into
+    place. An OSError names the file."""
+    bad = [name for name in sorted(scores) if not (math.isfinite(scores[name]) and 0 <= scores[name] <= 1)]
+    if bad:
+        raise ValueError(f"{output}: the score of {bad[0]} is {scores[bad[0]]}, not a probability from 0 to 1")
+    submission = csv_text(
+        [{"filename": name, "label": f"{scores[name]:.6f}"} for name in sorted(scores)], ["filename", "label"]
+    )
+    errors_text = csv_text(sorted(errors, key=lambda row: row["filename"]), ["filename", "stage", "reason"])
+    lines = []
+    for row in sorted(details, key=lambda row: row["filename"]):
+        try:
+            lines.append(json.dumps(row, allow_nan=False))
+        except ValueError as error:  # NaN or infinity somewhere in the row
+            raise ValueError(f"{details_path}: the details of {row['filename']} cannot be written ({error})") from None
+    for path, text in (
+        (output, submission),
+        (errors_path, errors_text),
+        (details_path, "".join(f"{line}\n" for line in lines)),
+    ):
+        with atomic_path(path, fsync=True) as temporary:
+            temporary.write_text(text, encoding="utf-8", newline="")  # the text as made: csv's \r\n kept
 
 
 def main(argv=None) -> int:

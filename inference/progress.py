@@ -6,8 +6,10 @@ what was found) to NAME.progress.jsonl beside the output NAME as the video finis
 The first line records the settings that change scores (the models' files with their sizes and
 times, frames, strategy, detector scale...): a run resumes only with the same settings. Each line
 is flushed as it is written and the file fsynced every few seconds; a half-written last line (a
-kill mid-write) is dropped on resume. inference.predict deletes the file once the final files are
-written.
+kill mid-write) is dropped on resume, and so is a line that is not a details line as predict writes
+it (strict JSON, a finite score from 0 to 1, an error naming the file, each field of its type): its
+video is scored again, and a warning names the file and the line. inference.predict deletes the file
+once the final files are written.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import contextlib
 import glob
 import json
 import logging
+import math
 import os
+import reprlib
 import time
 from pathlib import Path
 
@@ -98,27 +102,115 @@ def differences(recorded: dict, current: dict) -> list[str]:
 
 def read_progress(path: Path) -> tuple[dict | None, dict[str, dict], int]:
     """(settings, rows by filename, length of the whole lines) of a progress file. A last line
-    without its newline was cut by a kill mid-write and is left out; so is a line that does not
-    parse (its video is scored again)."""
+    without its newline was cut by a kill mid-write and is left out; so is, with a warning naming
+    the file and the line, a line that is not strict JSON (NaN and Infinity are refused) or not a
+    details line as predict writes it (`row_problem`): its video is scored again."""
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     lines = data[:end].splitlines()
     if not lines:
         return None, {}, 0
     try:
-        first = json.loads(lines[0])
-    except ValueError:
+        first = strict_json(lines[0])
+    except (ValueError, RecursionError):
         first = None
     if not isinstance(first, dict) or first.get("format") != FORMAT or not isinstance(first.get("settings"), dict):
         raise ProgressError(f"{path}: not a progress file of inference.predict ({FORMAT}); delete it to start again")
     rows = {}
     for number, line in enumerate(lines[1:], start=2):
         try:
-            row = json.loads(line)
-            rows[row["filename"]] = row
-        except (ValueError, TypeError, KeyError):
+            row = strict_json(line)
+        except (ValueError, RecursionError):
             logger.warning("%s:%d: not a whole row, its video is scored again", path, number)
+            continue
+        problem = row_problem(row)
+        if problem:
+            logger.warning(
+                "%s:%d: not a row of inference.predict (%s), its video is scored again", path, number, problem
+            )
+            continue
+        rows[row["filename"]] = row
     return first["settings"], rows, end
+
+
+def strict_json(text: str | bytes):
+    """JSON as the standard has it: NaN and Infinity, which Python's json reads, are refused."""
+
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_probability(value) -> bool:
+    return _is_number(value) and 0 <= value <= 1
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _mapping_of(check):
+    return lambda value: isinstance(value, dict) and all(isinstance(k, str) and check(v) for k, v in value.items())
+
+
+def _list_of(check):
+    return lambda value: isinstance(value, list) and all(check(v) for v in value)
+
+
+def _is_error(value) -> bool:
+    fields = ("filename", "stage", "reason")
+    return value is None or (isinstance(value, dict) and all(isinstance(value.get(key), str) for key in fields))
+
+
+# What a details line holds (inference/predict.py, inference/faces.py VideoFaces.details), as
+# predict, evaluate and tools/gpu_workers.py read it back: a field of another type is not a row.
+ROW_FIELDS = {
+    "score": _is_probability,
+    "error": _is_error,
+    "model_scores": _mapping_of(_is_probability),
+    "face_scores": _list_of(_is_probability),
+    "seconds": _mapping_of(_is_number),
+    "frames_sampled": _is_count,
+    "frames_requested": _is_count,
+    "frames_decoded": _is_count,
+    "frames_with_face": _is_count,
+    "faces_per_frame": _list_of(_is_count),
+    "partial": lambda value: isinstance(value, bool),
+    "partial_reason": lambda value: value is None or isinstance(value, str),
+    "clips": _mapping_of(_is_count),
+    "boxes_found": _mapping_of(_is_count),
+}
+REQUIRED_FIELDS = ("filename", "score", "error")
+FIELD_WORDS = {
+    "score": "a probability (a finite number from 0 to 1)",
+    "error": "null or an object with filename, stage and reason",
+}
+
+
+def row_problem(row) -> str | None:
+    """Why `row` (a progress line, parsed) is not a finished video's details line, or None: a
+    string filename, a finite score from 0 to 1, an error that is null or names the same file with
+    its stage and reason, and each other field of its type."""
+    if not isinstance(row, dict):
+        return f"a {type(row).__name__}, not an object"
+    missing = [key for key in REQUIRED_FIELDS if key not in row]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if not isinstance(row["filename"], str) or not row["filename"]:
+        return f"filename {reprlib.repr(row['filename'])} is not a file name"
+    wrong = [key for key, check in ROW_FIELDS.items() if key in row and not check(row[key])]
+    if wrong:
+        return "; ".join(
+            f"{key} {reprlib.repr(row[key])} is not {FIELD_WORDS.get(key, 'of its type')}" for key in wrong
+        )
+    if row["error"] is not None and row["error"]["filename"] != row["filename"]:
+        return f"its error names another file, {reprlib.repr(row['error']['filename'])}"
+    return None
 
 
 class Progress:

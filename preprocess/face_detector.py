@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 # advised but its code never did: it finds the faces of low-resolution video that half size loses.
 ORIGINAL_SCALE = 0.5
 RESOLUTION_RULE = "rule"
+# The largest scale a flag or config may ask for: frames are resized by it before MTCNN, so 1000
+# would make a 1080p frame a 1920000 x 1080000 image. The rule goes up to 2 (and the recall boost to 2x).
+MAX_SCALE = 4.0
 
 TRAIN_THRESHOLDS = (0.85, 0.95, 0.95)
 INFERENCE_THRESHOLDS = (0.7, 0.8, 0.8)
@@ -47,15 +50,18 @@ def resolution_scale(width: int, height: int) -> float:
 
 
 def parse_scale(value) -> float | str:
-    """A detection scale as configs and flags give it: a positive number, or "rule" (null too)."""
+    """A detection scale as configs and flags give it: a number above 0 and at most MAX_SCALE (not
+    NaN, not infinity), or "rule" (null too)."""
     if value is None or (isinstance(value, str) and value.strip().lower() == RESOLUTION_RULE):
         return RESOLUTION_RULE
     try:
         scale = float(value)
     except (TypeError, ValueError):
         scale = float("nan")
-    if not scale > 0 or isinstance(value, bool):
-        raise ValueError(f"detection scale must be a positive number or '{RESOLUTION_RULE}', got {value!r}")
+    if not 0 < scale <= MAX_SCALE or isinstance(value, bool):
+        raise ValueError(
+            f"detection scale must be a positive number up to {MAX_SCALE:g} or '{RESOLUTION_RULE}', got {value!r}"
+        )
     return scale
 
 

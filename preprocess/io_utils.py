@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -72,11 +73,18 @@ def write_json_atomic(path: str | os.PathLike, data, indent: int | None = 2, fsy
         temporary.write_text(json.dumps(data, indent=indent) + "\n")
 
 
+def csv_text(rows: Iterable[dict], fieldnames: list[str]) -> str:
+    """`rows` as a CSV file's text, header first (as csv writes it: \\r\\n line ends)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fieldnames)
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
 def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict], fieldnames: list[str], fsync: bool = False) -> None:
-    with atomic_path(path, fsync) as temporary, open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fieldnames)
-        writer.writeheader()
-        writer.writerows(rows)
+    with atomic_path(path, fsync) as temporary:
+        temporary.write_text(csv_text(rows, fieldnames), encoding="utf-8", newline="")
 
 
 @contextmanager

@@ -11,8 +11,8 @@ import torch
 from inference import detect, predict
 from inference.ensemble import load_member
 from preprocess import cli
-from tests.conftest import save_tiny_checkpoint
-from training.zoo import ENCODERS, CheckpointError, normalization
+from tests.conftest import REPO_ROOT, save_tiny_checkpoint
+from training.zoo import ENCODERS, CheckpointError, load_weights, normalization
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,45 @@ def _non_tensor_weight(checkpoint):
     return broken
 
 
+def _weight_as(checkpoint, make):
+    """`checkpoint` with fc.weight replaced by make(fc.weight)."""
+    broken = _with(checkpoint)
+    broken["state_dict"]["fc.weight"] = make(broken["state_dict"]["fc.weight"])
+    return broken
+
+
+def _temporal(checkpoint, **settings):
+    usual = {"clip_length": 4, "head": "gru", "hidden": 8, "layers": 1, "bidirectional": True}
+    return _with(checkpoint, kind="temporal", temporal={**usual, "freeze_encoder": False, "dropout": 0.0, **settings})
+
+
 MALFORMED = {
     "non-tensor weight": (_non_tensor_weight, "`state_dict` entry fc.weight is a str, not a tensor"),
+    "meta weight": (
+        lambda c: _weight_as(c, lambda w: torch.empty(w.shape, device="meta")),
+        "`state_dict` entry fc.weight is a meta tensor, a shape without its numbers",
+    ),
+    "sparse weight": (
+        lambda c: _weight_as(c, lambda w: w.to_sparse()),
+        "`state_dict` entry fc.weight is a torch.sparse_coo tensor, not a dense one",
+    ),
+    "complex weight": (
+        lambda c: _weight_as(c, lambda w: w.to(torch.complex64)),
+        "`state_dict` entry fc.weight holds complex numbers (torch.complex64)",
+    ),
+    "integer weight": (
+        lambda c: _weight_as(c, lambda w: w.to(torch.int64)),
+        "weights that are not floating point numbers: 1 (fc.weight torch.int64)",
+    ),
+    "unknown train_only": (
+        lambda c: _with(c, config={"model": {"train_only": "bogus"}}),
+        "cannot build the model it describes (model.train_only must be one of all, head, layernorm, lora, got 'bogus')",
+    ),
+    "LoRA on a ResNet": (
+        lambda c: _with(c, config={"model": {"train_only": "lora"}}),
+        "cannot build the model it describes (model.train_only: lora found no linear layer",
+    ),
+    "temporal head of 9 layers": (lambda c: _temporal(c, layers=9), "`temporal.layers` 9 is more than 8"),
     "state_dict a list": (
         lambda c: _with(c, state_dict=list(c["state_dict"].values())),
         "`state_dict` is a list, not a mapping",
@@ -145,3 +182,53 @@ def test_a_malformed_ensemble_file_is_one_line_naming_it(member, problem, tmp_pa
     ensemble.write_text(f"members:\n  - {member}\n")
     status = cli.run(detect.main, [str(tmp_path / "clip.mp4"), "--ensemble", str(ensemble)])
     assert problem in _one_line_error(capsys, status, ensemble)
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"hidden": 2**16}, "`temporal.hidden` 65536 is more than 4096"),  # a GRU of 51 GB, asked by a tiny file
+        ({"layers": 64}, "`temporal.layers` 64 is more than 8"),
+        ({"clip_length": 257}, "`temporal.clip_length` 257 is more than 256"),
+        ({"frame_step": 2**17}, "`temporal.frame_step` 131072 is more than 65536"),
+        ({"hidden": 0}, "`temporal.hidden` 0 is not a whole number above 0"),
+    ],
+)
+def test_a_temporal_head_too_big_to_build_is_refused_before_it_is_built(settings, problem):
+    from training.temporal import temporal_settings_problem
+
+    usual = {"clip_length": 4, "head": "gru", "hidden": 8, "layers": 1, "bidirectional": True}
+    usual.update(freeze_encoder=False, dropout=0.0)
+    assert temporal_settings_problem(usual) is None
+    assert temporal_settings_problem({**usual, **settings}) == problem
+
+
+def test_the_temporal_configs_fit_the_bounds():
+    import yaml
+
+    from training.temporal import temporal_settings_problem
+
+    for path in sorted((REPO_ROOT / "configs").glob("temporal*.yaml")):
+        temporal = yaml.safe_load(path.read_text())["temporal"]
+        usual = {"bidirectional": True, "freeze_encoder": False, "dropout": 0.0}
+        assert temporal_settings_problem({**usual, **temporal}) is None, path
+
+
+def test_a_load_that_fails_after_every_check_still_names_the_file(tmp_path):
+    class Refusing(torch.nn.Linear):
+        def _load_from_state_dict(self, *args, **kwargs):
+            raise RuntimeError("the copy failed\nand a second line")
+
+    model = Refusing(3, 1)
+    with pytest.raises(CheckpointError, match=r"^x\.pt: the model cannot load its weights \(the copy failed\)$"):
+        load_weights(model, model.state_dict(), "x.pt")
+
+
+def test_the_checks_keep_integer_buffers_and_half_precision_weights(tiny):
+    from training.zoo import create_model
+
+    model = create_model("resnet18")
+    state = {key: value.half() if value.is_floating_point() else value for key, value in tiny["state_dict"].items()}
+    assert any(not value.is_floating_point() for value in state.values()), "num_batches_tracked, int64"
+    load_weights(model, state, "half.pt")
+    assert torch.equal(model.fc.weight, tiny["state_dict"]["fc.weight"].half().float())

@@ -19,10 +19,21 @@ from tests.conftest import REPO_ROOT
 
 def test_scales_parse_as_a_positive_number_or_rule():
     assert parse_scale("rule") == parse_scale(" Rule ") == parse_scale(None) == RESOLUTION_RULE
-    assert parse_scale("0.5") == parse_scale(0.5) == 0.5 and parse_scale(2) == 2.0
-    for bad in ("0", "-1", "half", True, float("nan")):
-        with pytest.raises(ValueError, match="positive number or 'rule'"):
+    assert parse_scale("0.5") == parse_scale(0.5) == 0.5 and parse_scale(2) == 2.0 and parse_scale("4") == 4.0
+    for bad in ("0", "-1", "half", True, float("nan"), "nan", "inf", float("inf"), "-inf", "1e308", 4.01):
+        with pytest.raises(ValueError, match=r"^detection scale must be a positive number up to 4 or 'rule', got "):
             parse_scale(bad)
+
+
+@pytest.mark.parametrize("scale", ["inf", "nan", "Infinity", "1000"])
+def test_a_scale_that_is_no_finite_size_is_refused_by_the_commands(scale, capsys):
+    """--detector-scale inf used to pass, then predict died writing its settings as JSON ("Out of
+    range float values are not JSON compliant"); 1000 would resize a frame to a thousand times its size."""
+    with pytest.raises(SystemExit) as refused:
+        predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--detector-scale", scale])
+    assert refused.value.code == 2
+    message = f"argument --detector-scale: detection scale must be a positive number up to 4 or 'rule', got '{scale}'"
+    assert message in capsys.readouterr().err
 
 
 def test_the_recipe_detects_at_half_size_unless_told_to_scale_by_resolution(capsys):
@@ -39,7 +50,7 @@ def test_the_recipe_detects_at_half_size_unless_told_to_scale_by_resolution(caps
     with pytest.raises(SystemExit) as refused:
         predict.parse_args([*args, "--detector-scale", "0"])
     assert refused.value.code == 2
-    message = "error: argument --detector-scale: detection scale must be a positive number or 'rule', got '0'"
+    message = "error: argument --detector-scale: detection scale must be a positive number up to 4 or 'rule', got '0'"
     assert message in capsys.readouterr().err
 
 

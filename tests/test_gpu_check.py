@@ -4,6 +4,7 @@ its workers' code run on the CPU (the GPU steps themselves run only on a GPU hos
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def test_steps_and_budget_are_checked_and_a_dry_run_prints_the_plan(capsys):
     for argv, message in (
         (["--steps", "train_fp16,gpu_burn"], "unknown step(s) gpu_burn: choose from train_fp16, ddp_syncbn"),
         (["--steps", ","], "unknown step(s) (none given)"),
-        (["--budget", "0"], "--budget must be positive, got 0"),
+        (["--budget", "0"], "--budget must be a positive number of seconds, got 0"),
     ):
         with pytest.raises(SystemExit) as refused:
             gpu_check.parse_args(argv)
@@ -63,6 +64,21 @@ def test_steps_and_budget_are_checked_and_a_dry_run_prints_the_plan(capsys):
         "ddp_syncbn": {"status": "planned", "limit_s": 90},
         "bench_b7": {"status": "planned", "limit_s": 100},
     }
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--budget", "nan"], "--budget must be a positive number of seconds, got nan"),  # was NaN in the JSON
+        (["--budget", "inf"], "--budget must be a positive number of seconds, got inf"),  # was Infinity
+        (["--pytest-args", '"unclosed'], "--pytest-args '\"unclosed': No closing quotation (one string, split as"),
+    ],
+)
+def test_arguments_that_would_break_the_summary_are_refused_in_a_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as refused:
+        gpu_check.main(["--dry-run", *argv])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and message in err and "Traceback" not in err, err
 
 
 def _passes(context):
@@ -182,3 +198,25 @@ def test_the_workers_run_on_the_cpu(tmp_path, capsys):
     assert gpu_workers.main(["predict", *args, "--size", "64"]) == 0
     report = gpu_check.fp16_differences(_last_json(capsys.readouterr().out))
     assert report["faces"] == 4 and report["max_abs_dp"] == 0.0, "on the CPU both runs are fp32"
+
+
+def test_the_summary_is_strict_json_whatever_a_step_reports(monkeypatch, tmp_path, capsys):
+    """A step that reports a NaN or an infinity (a loss, a time) must not make the summary invalid
+    JSON: a reader of the last line would get nothing at all."""
+
+    def reports_nan(context):
+        return {"losses": [0.5, float("nan")], "seconds_per_video": float("inf"), "nested": {"low": -math.inf}}
+
+    monkeypatch.setattr(gpu_check, "RUNNERS", {"train_fp16": reports_nan})
+    monkeypatch.setattr(gpu_check, "cuda_status", lambda: CUDA)
+    out = tmp_path / "summary.json"
+    assert gpu_check.main(["--steps", "train_fp16", "--out", str(out)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(line, parse_constant=_refuse)
+    step = summary["steps"]["train_fp16"]
+    assert (step["losses"], step["seconds_per_video"], step["nested"]) == ([0.5, "nan"], "inf", {"low": "-inf"})
+    assert json.loads(out.read_text(), parse_constant=_refuse) == summary
+
+
+def _refuse(constant):
+    raise ValueError(f"{constant} is not JSON")

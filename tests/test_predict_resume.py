@@ -10,6 +10,7 @@ import errno
 import io
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -367,3 +368,80 @@ def test_a_default_score_that_is_not_a_probability_is_refused(tmp_path, capsys):
         predict.parse_args(["--test-dir", str(tmp_path), "--models", "m.pt", "--default-score", "nan"])
     assert exit_info.value.code == 2
     assert "--default-score must be a probability from 0 to 1, got nan" in capsys.readouterr().err
+
+
+# Lines of a progress file that are no row of predict's: each would have made a traceback, a NaN or
+# a score out of range in the submission; each is left out with a warning, its video scored again.
+BAD_ROWS = {
+    "no filename": '{"score": 0.5, "error": null}',
+    "filename not a string": '{"filename": 42, "score": 0.5, "error": null}',
+    "no score": '{"filename": "NAME", "error": null}',
+    "no error": '{"filename": "NAME", "score": 0.5}',
+    "error a string": '{"filename": "NAME", "score": 0.5, "error": "boom"}',
+    "error without its reason": '{"filename": "NAME", "score": 0.5, "error": {"filename": "NAME", "stage": "decode"}}',
+    "error of another file": (
+        '{"filename": "NAME", "score": 0.5, "error": {"filename": "x.mp4", "stage": "decode", "reason": "r"}}'
+    ),
+    "NaN score": '{"filename": "NAME", "score": NaN, "error": null}',
+    "infinite score": '{"filename": "NAME", "score": Infinity, "error": null}',
+    "score above 1": '{"filename": "NAME", "score": 7.5, "error": null}',
+    "negative score": '{"filename": "NAME", "score": -0.1, "error": null}',
+    "score a string": '{"filename": "NAME", "score": "abc", "error": null}',
+    "score a boolean": '{"filename": "NAME", "score": true, "error": null}',
+    "NaN face score": '{"filename": "NAME", "score": 0.5, "error": null, "face_scores": [0.5, NaN]}',
+    "face scores a string": '{"filename": "NAME", "score": 0.5, "error": null, "face_scores": "0.5"}',
+    "model scores a list": '{"filename": "NAME", "score": 0.5, "error": null, "model_scores": [0.5]}',
+    "a list": '["NAME", 0.5]',
+    "a number": "0.5",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ROWS))
+def test_a_progress_line_that_is_not_a_row_is_scored_again_not_trusted(
+    case, tmp_path, sources, checkpoint, reference_run, reference, caplog, capsys
+):
+    kept, again = sorted(reference)[:2]
+    test_dir = _folder(tmp_path, [source for source in sources if source.name in (kept, again)])
+    out = tmp_path / "out" / "submission.csv"
+    arguments = [*_arguments(test_dir, checkpoint, out), "--resume"]
+    settings = run_settings(predict.parse_args(arguments), torch.device("cpu"), "f32", 1)
+    details = {d["filename"]: d for d in _details(reference_run.parent / "details.jsonl")}
+    with Progress(progress_path(out), settings, resume=False) as progress:
+        progress.add(details[kept])  # line 2: a row as predict writes it, taken as it is
+    with open(progress_path(out), "a") as handle:
+        handle.write(BAD_ROWS[case].replace("NAME", again) + "\n")  # line 3
+    _spoil(test_dir, [kept])  # read again, it would be an error
+
+    caplog.set_level(logging.INFO, logger="inference")
+    assert cli.run(predict.main, arguments) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert f"{progress_path(out)}:3: " in caplog.text and "its video is scored again" in caplog.text
+    assert "1 of these scored already" in caplog.text, "the whole row is kept"
+    rows = _rows(out)
+    assert [row["filename"] for row in rows] == [kept, again], "exactly one row per video"
+    labels = [float(row["label"]) for row in rows]
+    assert all(math.isfinite(label) and 0 <= label <= 1 for label in labels), rows
+    assert labels == pytest.approx([reference[kept], reference[again]], abs=1.5e-6), "the video was scored again"
+    assert _rows(out.parent / "errors.csv") == []
+    assert [d["filename"] for d in _details(out.parent / "details.jsonl")] == [kept, again]
+
+
+def test_outputs_that_cannot_all_be_written_leave_none(tmp_path):
+    """A details line JSON cannot hold (a NaN) is found before the submission is written: never a
+    submission without its details, nor one of a run that failed."""
+    out, errors_path, details_path = tmp_path / "submission.csv", tmp_path / "errors.csv", tmp_path / "details.jsonl"
+    scores = {"a.mp4": 0.25, "b.mp4": 0.5}
+    details = [
+        {"filename": "a.mp4", "score": 0.25, "error": None, "face_scores": [0.25]},
+        {"filename": "b.mp4", "score": 0.5, "error": None, "face_scores": [0.5, math.nan]},
+    ]
+    with pytest.raises(ValueError, match=rf"^{details_path}: the details of b.mp4 cannot be written \(Out of range"):
+        predict.write_outputs(scores, [], details, out, errors_path, details_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match=rf"^{out}: the score of b.mp4 is nan, not a probability from 0 to 1"):
+        predict.write_outputs({**scores, "b.mp4": math.nan}, [], details[:1], out, errors_path, details_path)
+    assert list(tmp_path.iterdir()) == []
+
+    predict.write_outputs(scores, [], details[:1], out, errors_path, details_path)
+    assert out.read_bytes() == b"filename,label\r\na.mp4,0.250000\r\nb.mp4,0.500000\r\n"
+    assert errors_path.read_text() == "filename,stage,reason\n" and len(_details(details_path)) == 1

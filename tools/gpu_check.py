@@ -16,7 +16,8 @@ suite last, with the time that is left):
   suite         the test suite (pytest -x -q) with CUDA visible
 
 The last line of standard output is one JSON summary: each step's status (passed, failed or
-skipped), seconds, error and numbers. The exit status is 0 only when every step passed. Without
+skipped), seconds, error and numbers, strict JSON (a NaN or infinity a step reported is written as
+the string "nan" or "inf"). The exit status is 0 only when every step passed. Without
 CUDA nothing is run: every step is reported skipped ("no CUDA device") and the exit status is 1.
 --dry-run prints the plan (steps, commands, time limits) as JSON and exits 0.
 """
@@ -322,16 +323,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pytest-args", default="", help="extra pytest arguments for the suite step, one string")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     args = parser.parse_args(argv)
-    if args.budget <= 0:
-        parser.error(f"--budget must be positive, got {args.budget:g}")
+    if not 0 < args.budget < math.inf:  # NaN too: it would reach the JSON summary
+        parser.error(f"--budget must be a positive number of seconds, got {args.budget:g}")
+    try:
+        args.pytest_args = shlex.split(args.pytest_args)
+    except ValueError as error:
+        parser.error(f"--pytest-args {args.pytest_args!r}: {error} (one string, split as a shell would)")
     return args
+
+
+def finite_json(value):
+    """`value` with every float that JSON cannot hold (NaN, infinity) written as a string ("nan",
+    "inf"), so that the summary is strict JSON whatever a step reported."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as scratch:
-        context = Context(Path(args.work or scratch), pytest_args=shlex.split(args.pytest_args))
+        context = Context(Path(args.work or scratch), pytest_args=args.pytest_args)
         if args.dry_run:
             summary = plan(args.steps, context, args.budget)
         else:
@@ -341,7 +358,7 @@ def main(argv=None) -> int:
             summary = run_steps(args.steps, context, cuda)
             if "error" in summary:
                 logger.error("%s", summary["error"])
-    line = json.dumps(summary)
+    line = json.dumps(finite_json(summary), allow_nan=False)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         temporary = args.out.with_name(f".{args.out.name}.partial")

@@ -17,6 +17,7 @@ Gaussian noise on top.
 from __future__ import annotations
 
 import logging
+import reprlib
 from pathlib import Path
 
 import cv2
@@ -33,6 +34,12 @@ logger = logging.getLogger(__name__)
 
 HEADS = ("gru", "lstm", "transformer")
 MAX_CLIP_LENGTH = 256
+# A checkpoint's head sizes are built before its weights are read: bounded, so that a small file
+# cannot ask for a head of tens of GB (a GRU of 2**16 units holds 13 G numbers). The configs use
+# 64 to 256 units in one layer.
+MAX_HIDDEN = 4096
+MAX_LAYERS = 8
+MAX_FRAME_STEP = 2**16
 
 
 def temporal_settings_problem(settings) -> str | None:
@@ -47,12 +54,13 @@ def temporal_settings_problem(settings) -> str | None:
         return f"its `temporal` settings lack {', '.join(missing)}"
     if settings["head"] not in HEADS:
         return f"`temporal.head` {settings['head']!r} is not one of {', '.join(HEADS)}"
+    most = {"hidden": MAX_HIDDEN, "layers": MAX_LAYERS, "clip_length": MAX_CLIP_LENGTH, "frame_step": MAX_FRAME_STEP}
     for key in (*whole, "frame_step"):
         value = settings.get(key, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 2**16:
-            return f"`temporal.{key}` {value!r} is not a whole number above 0"
-    if settings["clip_length"] > MAX_CLIP_LENGTH:
-        return f"`temporal.clip_length` {settings['clip_length']} is more than {MAX_CLIP_LENGTH} crops"
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return f"`temporal.{key}` {reprlib.repr(value)} is not a whole number above 0"
+        if value > most[key]:
+            return f"`temporal.{key}` {value} is more than {most[key]}"
     for key in flags:
         if not isinstance(settings[key], bool):
             return f"`temporal.{key}` {settings[key]!r} is not true or false"

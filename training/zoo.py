@@ -24,7 +24,7 @@ import timm
 import torch
 from torch import nn
 
-from preprocess.cli import InputError
+from preprocess.cli import InputError, describe
 from training.pretrained import create_encoder
 
 logger = logging.getLogger(__name__)
@@ -220,7 +220,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def state_dict_problem(state) -> str | None:
-    """Why `state` is not a state dict (a mapping of parameter names to tensors), or None."""
+    """Why `state` is not a state dict (a mapping of parameter names to dense tensors of real
+    numbers with their data: not meta, sparse, quantized or complex), or None."""
     if not isinstance(state, Mapping):
         return f"`state_dict` is a {type(state).__name__}, not a mapping of parameter names to tensors"
     for key, value in state.items():
@@ -228,7 +229,23 @@ def state_dict_problem(state) -> str | None:
             return f"`state_dict` has a key {reprlib.repr(key)} that is not a parameter name"
         if not isinstance(value, torch.Tensor):
             return f"`state_dict` entry {key} is a {type(value).__name__}, not a tensor"
+        if value.is_meta:
+            return f"`state_dict` entry {key} is a meta tensor, a shape without its numbers"
+        if value.layout != torch.strided or value.is_quantized:
+            return f"`state_dict` entry {key} is a {value.layout} tensor, not a dense one"
+        if value.is_complex():
+            return f"`state_dict` entry {key} holds complex numbers ({value.dtype})"
     return None
+
+
+def _kind_problems(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> list[str]:
+    """`name dtype` of each tensor that is not floating point where the model's is (a parameter,
+    a running mean); integer buffers (BatchNorm's num_batches_tracked) take what they are given."""
+    return [
+        f"{key} {state[key].dtype}"
+        for key in sorted(set(state) & set(expected))
+        if expected[key].is_floating_point() and not state[key].is_floating_point()
+    ]
 
 
 def _describe(keys: list[str], limit: int = 8) -> str:
@@ -256,4 +273,10 @@ def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint")
             shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in mismatched]
             problems.append(f"shape differs {_describe(shapes)}")
         raise CheckpointError(f"{source} does not fit the model (wrong --encoder?): " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
+    not_floating = _kind_problems(state, expected)
+    if not_floating:
+        raise CheckpointError(f"{source}: weights that are not floating point numbers: {_describe(not_floating)}")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:  # whatever the checks above let through: still the file's fault
+        raise CheckpointError(f"{source}: the model cannot load its weights ({describe(error)})") from None
