@@ -1,0 +1,304 @@
+"""Calibrated probabilities and false-positive-rate operating points for per-video scores.
+
+Two separate questions a person asks of "FAKE 0.62":
+
+- *Is 0.62 a probability?*  An ensemble's raw output is usually over-confident. A temperature
+  T (``sigmoid(logit(p) / T)``) or Platt's ``sigmoid(a * logit(p) + b)``, fitted on labelled
+  videos the models did not train on, turns it into one (log loss and ECE before/after say how
+  much it helped).  Both maps are monotone, so rankings, AUC and thresholds on ranks are unchanged.
+- *How often does a real video score this high?*  ``threshold_at_fpr`` picks, from the scores of
+  held-out real videos, the threshold whose false-positive rate on a *fresh* real video is at most
+  the target, with the finite-sample (conformal) correction; ``real_quantile`` reads a score as
+  "x% of real videos score this high".
+
+Conventions (label 1 = fake): a video is FAKE when ``score > threshold`` (strict).  Probabilities
+are clipped to [1e-15, 1 - 1e-15] before taking logits, as ``metrics.competition_log_loss`` does.
+Everything here is a pure function of arrays and dicts; reading and writing the ensemble YAML is
+the caller's job.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+
+import numpy as np
+from scipy.optimize import minimize, minimize_scalar
+from scipy.special import expit, log_expit, logit
+
+from inference.metrics import CLIP, competition_log_loss, expected_calibration_error
+
+logger = logging.getLogger("inference.calibration")
+
+METHODS = ("temperature", "platt")
+# Search ranges: wide enough for any sane ensemble; hitting a bound means the data are (nearly)
+# separable or anti-calibrated, which is logged rather than silently accepted.
+TEMPERATURE_BOUNDS = (0.01, 100.0)
+PLATT_SLOPE_BOUNDS = (0.01, 100.0)
+PLATT_INTERCEPT_BOUNDS = (-50.0, 50.0)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _labels_and_probabilities(labels, probabilities) -> tuple[np.ndarray, np.ndarray]:
+    """Validated float64 copies: same length, labels in {0, 1} with both classes, p in [0, 1]."""
+    y = np.asarray(labels, np.float64).ravel()
+    p = np.asarray(probabilities, np.float64).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"{len(y)} labels but {len(p)} probabilities")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("labels must be 0 (real) or 1 (fake)")
+    if not (y == 0).any() or not (y == 1).any():
+        raise ValueError(f"calibration needs real and fake videos; got {int((y == 0).sum())} real, {int(y.sum())} fake")
+    if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+        raise ValueError("probabilities must be finite and within [0, 1]")
+    return y, p
+
+
+def _logits(probabilities) -> np.ndarray:
+    """logit of the probabilities after the competition's clipping (finite for 0 and 1)."""
+    return logit(np.clip(np.asarray(probabilities, np.float64), CLIP, 1 - CLIP))
+
+
+def _mean_log_loss(labels: np.ndarray, logits: np.ndarray) -> float:
+    """Log loss of sigmoid(logits), computed stably in logit space."""
+    return float(-np.mean(labels * log_expit(logits) + (1 - labels) * log_expit(-logits)))
+
+
+# ---------------------------------------------------------------- fitting
+
+
+def fit_temperature(labels, probabilities) -> float:
+    """The temperature T > 0 minimising the log loss of sigmoid(logit(p) / T).
+
+    T > 1 softens an over-confident ensemble, T < 1 sharpens an under-confident one.  Searched on
+    log T (bounded to ``TEMPERATURE_BOUNDS``), where the loss is smooth and unimodal in practice.
+    """
+    y, p = _labels_and_probabilities(labels, probabilities)
+    z = _logits(p)
+    low, high = (math.log(bound) for bound in TEMPERATURE_BOUNDS)
+    result = minimize_scalar(
+        lambda log_t: _mean_log_loss(y, z / math.exp(log_t)),
+        bounds=(low, high),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    temperature = float(math.exp(result.x))
+    if min(abs(result.x - low), abs(result.x - high)) < 1e-3:
+        logger.warning(
+            "fitted temperature %.4g is at the search bound %s: the scores may be separable",
+            temperature,
+            TEMPERATURE_BOUNDS,
+        )
+    return temperature
+
+
+def fit_platt(labels, probabilities) -> tuple[float, float]:
+    """Platt's (a, b) minimising the log loss of sigmoid(a * logit(p) + b).
+
+    ``a`` is bounded to be positive so that the map never reverses which videos look fake; ``b``
+    shifts the scores, which a temperature alone cannot do (useful when the base rate of fakes
+    differs from training's).
+    """
+    y, p = _labels_and_probabilities(labels, probabilities)
+    z = _logits(p)
+
+    def loss_and_gradient(parameters):
+        a, b = parameters
+        shifted = a * z + b
+        residual = expit(shifted) - y  # d loss / d shifted
+        return _mean_log_loss(y, shifted), np.array([np.mean(residual * z), np.mean(residual)])
+
+    result = minimize(
+        loss_and_gradient,
+        x0=np.array([1.0, 0.0]),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[PLATT_SLOPE_BOUNDS, PLATT_INTERCEPT_BOUNDS],
+    )
+    a, b = (float(value) for value in result.x)
+    if not result.success:
+        logger.warning("Platt fit did not converge (%s); using a=%.4g, b=%.4g", result.message, a, b)
+    return a, b
+
+
+def fit_calibration(labels, probabilities, method: str = "temperature") -> dict:
+    """The calibration dict for ``method`` (the form stored under ``calibration:``)."""
+    if method == "temperature":
+        return {"method": "temperature", "temperature": fit_temperature(labels, probabilities)}
+    if method == "platt":
+        a, b = fit_platt(labels, probabilities)
+        return {"method": "platt", "a": a, "b": b}
+    raise ValueError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+# ---------------------------------------------------------------- applying
+
+
+def _finite_number(calibration: dict, key: str) -> float:
+    if key not in calibration:
+        raise ValueError(f"{calibration.get('method')} calibration needs {key!r}; got keys {sorted(calibration)}")
+    value = calibration[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"calibration {key!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def validate_calibration(calibration: dict | None) -> dict | None:
+    """Check a calibration dict; returns it unchanged, or raises ValueError saying what is wrong.
+
+    Accepted: ``{"method": "temperature", "temperature": T}`` with finite T > 0, or
+    ``{"method": "platt", "a": a, "b": b}`` with finite a > 0 (a <= 0 would flatten or reverse
+    the ranking) and finite b.  Other keys (e.g. the fit's report) are allowed and ignored.
+    """
+    if calibration is None:
+        return None
+    if not isinstance(calibration, dict):
+        raise ValueError(f"calibration must be a mapping, got {type(calibration).__name__}")
+    method = calibration.get("method")
+    if method == "temperature":
+        if _finite_number(calibration, "temperature") <= 0:
+            raise ValueError(f"calibration temperature must be > 0, got {calibration['temperature']!r}")
+    elif method == "platt":
+        if _finite_number(calibration, "a") <= 0:
+            raise ValueError(f"Platt slope 'a' must be > 0 (else the ranking flips), got {calibration['a']!r}")
+        _finite_number(calibration, "b")
+    else:
+        raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
+    return calibration
+
+
+def apply_calibration(probabilities, calibration: dict | None) -> np.ndarray:
+    """Calibrated probabilities (float64 array, same shape; a 0-d array for a scalar).
+
+    ``None`` means uncalibrated: the same values come back, untouched (no clipping, no round
+    trip through logits), so an ensemble without ``calibration:`` behaves exactly as before.
+    """
+    values = np.array(probabilities, dtype=np.float64)
+    validate_calibration(calibration)
+    if calibration is None:
+        return values
+    z = _logits(values)
+    if calibration["method"] == "temperature":
+        return expit(z / float(calibration["temperature"]))
+    return expit(float(calibration["a"]) * z + float(calibration["b"]))
+
+
+def calibration_report(labels, before, after) -> dict:
+    """Log loss and ECE before and after calibration, and how many videos of each class."""
+    y = np.asarray(labels, np.int64).ravel()
+    before = np.asarray(before, np.float64).ravel()
+    after = np.asarray(after, np.float64).ravel()
+    if not len(y) == len(before) == len(after):
+        raise ValueError(f"lengths differ: {len(y)} labels, {len(before)} before, {len(after)} after")
+    return {
+        "videos": int(len(y)),
+        "real": int((y == 0).sum()),
+        "fake": int((y == 1).sum()),
+        "log_loss_before": competition_log_loss(y, before),
+        "log_loss_after": competition_log_loss(y, after),
+        "ece_before": expected_calibration_error(y, before),
+        "ece_after": expected_calibration_error(y, after),
+    }
+
+
+# ---------------------------------------------------------------- operating points
+
+
+def _check_target(target_fpr: float) -> float:
+    if isinstance(target_fpr, bool) or not isinstance(target_fpr, numbers.Real) or not 0 < target_fpr < 1:
+        raise ValueError(f"target false-positive rate must be strictly between 0 and 1, got {target_fpr!r}")
+    return float(target_fpr)
+
+
+def _real_scores(real_scores) -> np.ndarray:
+    scores = np.asarray(real_scores, np.float64).ravel()
+    if not np.isfinite(scores).all():
+        raise ValueError("real scores must be finite")
+    return scores
+
+
+def conformal_rank(target_fpr: float, reals: int) -> int:
+    """k = floor(target * (reals + 1)): the threshold is the k-th largest real score.
+
+    The product is rounded to 9 decimals first so that float noise (0.29 * 100 = 28.999...96)
+    does not cost a rank; the guarantee k / (n + 1) <= target then holds to that precision.
+    """
+    return math.floor(round(_check_target(target_fpr) * (reals + 1), 9))
+
+
+def reals_needed(target_fpr: float) -> int:
+    """The fewest real videos for which ``conformal_rank`` is at least 1 (about 1/target - 1)."""
+    reals = max(0, math.ceil(1 / _check_target(target_fpr)) - 1)
+    while conformal_rank(target_fpr, reals) < 1:
+        reals += 1
+    while reals > 0 and conformal_rank(target_fpr, reals - 1) >= 1:
+        reals -= 1
+    return reals
+
+
+def threshold_at_fpr(real_scores, target_fpr: float) -> float:
+    """Threshold t such that a fresh real video has P(score > t) <= target_fpr.
+
+    With the n real scores sorted from the largest, t is the k-th largest, k = floor(target *
+    (n + 1)).  If the fresh real's score is exchangeable with the n (same distribution, not used
+    to train), its rank among the n + 1 is uniform, so it lands strictly above the k-th largest of
+    the others with probability at most k / (n + 1) <= target (exactly k / (n + 1) for continuous
+    scores; ties only make '>' rarer, so the bound still holds).  The guarantee is on average over
+    the draw of the n reals; a particular threshold can be above or below it.
+
+    The plain empirical quantile (e.g. ``np.quantile(reals, 1 - target)``) drops the "+ 1" and
+    exceeds the target for small n.  Raises ValueError when k < 1, saying how many reals the
+    target needs.
+    """
+    scores = _real_scores(real_scores)
+    rank = conformal_rank(target_fpr, len(scores))
+    if rank < 1:
+        raise ValueError(
+            f"{len(scores)} real videos cannot support a {target_fpr:g} false-positive rate: the "
+            f"finite-sample threshold needs at least {reals_needed(target_fpr)} real videos"
+        )
+    return float(np.sort(scores)[::-1][rank - 1])
+
+
+def real_quantile(real_scores, score: float) -> float:
+    """Fraction of the real videos scoring at or above ``score`` ("x% of reals score this high")."""
+    scores = _real_scores(real_scores)
+    if len(scores) == 0:
+        raise ValueError("no real scores to compare with")
+    return float(np.mean(scores >= float(score)))
+
+
+def tpr_at_fpr(labels, scores, target_fpr: float) -> dict:
+    """True-positive rate at the threshold ``threshold_at_fpr`` picks from this set's reals.
+
+    The threshold is the conformal one (the operating point ``calibrate`` would store from these
+    reals), so the reported TPR belongs to a threshold whose expected false-positive rate on
+    fresh reals is at most the target; its false-positive rate on these reals is reported too.
+    ``tpr`` and ``threshold`` are None where the reals cannot support the target (or, for
+    ``tpr``, where there are no fakes); ``reals`` says how many real videos are behind the rate.
+    """
+    y = np.asarray(labels, np.int64).ravel()
+    values = np.asarray(scores, np.float64).ravel()
+    if y.shape != values.shape:
+        raise ValueError(f"{len(y)} labels but {len(values)} scores")
+    reals, fakes = values[y == 0], values[y == 1]
+    result = {
+        "target_fpr": _check_target(target_fpr),
+        "reals": int(len(reals)),
+        "fakes": int(len(fakes)),
+        "reals_needed": reals_needed(target_fpr),
+        "threshold": None,
+        "tpr": None,
+        "fpr_on_these_reals": None,
+    }
+    if conformal_rank(target_fpr, len(reals)) < 1:
+        return result
+    threshold = threshold_at_fpr(reals, target_fpr)
+    result["threshold"] = threshold
+    result["fpr_on_these_reals"] = float(np.mean(reals > threshold))
+    if len(fakes):
+        result["tpr"] = float(np.mean(fakes > threshold))
+    return result
