@@ -5,7 +5,9 @@
 LABELS is a labels.csv (filename,label[,group], label 0/1 or REAL/FAKE), a DFDC metadata.json,
 a folder of dfdc_train_part_K/metadata.json (group = the part), or a folder with real/ and fake/
 subfolders of videos or photos (filenames = paths under it, as `inference.predict --recursive`
-writes them; group = real or fake). Prints a table and writes
+writes them; group = real or fake). Prints a table (ranking and calibration metrics, then the
+true-positive rate at 5%, 1% and 0.1% false-positive rate, each at the finite-sample threshold
+picked from the row's own reals, with how many reals are behind it) and writes
 score.json, roc.png, confusion_matrix.png and reliability.png (default: next to the submission).
 Missing or extra rows are an error that lists them.
 """
@@ -21,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.metrics import reliability_bins, score
+from inference.metrics import FPR_TARGETS, fpr_key, reliability_bins, score
+from inference.operating_points import reals_needed
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.datasets import media_files
@@ -130,22 +133,53 @@ def _format(value) -> str:
     return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def table(result: dict) -> str:
-    keys = ["videos", "log_loss", "roc_auc", "average_precision", "eer", "accuracy", "precision", "recall", "f1", "ece"]
-    rows = [("overall", result["overall"])] + list(result.get("by_group", {}).items())
+def _aligned(keys: list[str], rows: list[tuple[str, list]]) -> list[str]:
+    """A header and one line per (name, values) row, each value right-aligned under its key."""
     width = max(len(name) for name, _ in rows) + 2
     columns = [max(10, len(key) + 2) for key in keys]
     lines = ["".ljust(width) + "".join(k.rjust(c) for k, c in zip(keys, columns, strict=True))]
     lines += [
-        name.ljust(width) + "".join(_format(metrics[k]).rjust(c) for k, c in zip(keys, columns, strict=True))
-        for name, metrics in rows
+        name.ljust(width) + "".join(_format(v).rjust(c) for v, c in zip(values, columns, strict=True))
+        for name, values in rows
     ]
+    return lines
+
+
+def _percent(target_fpr: float) -> str:
+    return f"{target_fpr * 100:g}%"
+
+
+def operating_point_table(result: dict) -> str:
+    """TPR at each target FPR per row, with the reals and fakes behind it; "-" where the row's
+    reals cannot support the rate (or it has no fakes), and a note saying how many it needs."""
+    keys = ["reals", "fakes"] + [f"tpr@{_percent(t)}fpr" for t in FPR_TARGETS]
+    rows = [("overall", result["overall"])] + list(result.get("by_group", {}).items())
+    lines = _aligned(
+        keys,
+        [
+            (name, [metrics["real"], metrics["fake"]] + [metrics["tpr_at_fpr"][fpr_key(t)]["tpr"] for t in FPR_TARGETS])
+            for name, metrics in rows
+        ],
+    )
+    needs = ", ".join(f"{_percent(t)} needs {reals_needed(t)}" for t in FPR_TARGETS)
+    lines.append("tpr@X%fpr: share of fakes above the finite-sample threshold picked from the row's own reals;")
+    lines.append(f"  - where the reals are too few ({needs}) or there are no fakes")
+    return "\n".join(lines)
+
+
+def table(result: dict) -> str:
+    keys = [
+        "videos", "log_loss", "roc_auc", "average_precision", "eer", "accuracy", "precision", "recall", "f1", "ece",
+        "brier",
+    ]  # fmt: skip
+    rows = [("overall", result["overall"])] + list(result.get("by_group", {}).items())
+    lines = _aligned(keys, [(name, [metrics[k] for k in keys]) for name, metrics in rows])
     matrix = result["overall"]["confusion_matrix"]
     lines.append(
         f"confusion at 0.5 (rows true real/fake, columns predicted real/fake): "
         f"[[{matrix['tn']}, {matrix['fp']}], [{matrix['fn']}, {matrix['tp']}]]"
     )
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + operating_point_table(result)
 
 
 def plot(result: dict, y: np.ndarray, p: np.ndarray, out_dir: Path) -> None:

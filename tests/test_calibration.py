@@ -12,16 +12,12 @@ from scipy.stats import norm
 from inference.calibration import (
     apply_calibration,
     calibration_report,
-    conformal_rank,
     fit_calibration,
     fit_platt,
     fit_temperature,
-    real_quantile,
-    reals_needed,
-    threshold_at_fpr,
-    tpr_at_fpr,
     validate_calibration,
 )
+from inference.operating_points import conformal_rank, real_quantile, reals_needed, threshold_at_fpr, tpr_at_fpr
 
 
 def over_confident(rng: np.random.Generator, videos: int, sharpen: float, shift: float = 0.0):
