@@ -41,7 +41,6 @@ with one line naming it (`error: FILE: No space left on device`), the progress k
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -66,10 +65,10 @@ from inference.model_options import (
 )
 from inference.progress import Progress, check_progress_files, progress_path, run_settings
 from inference.reader import FaceReader
+from inference.submission import write_outputs
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.face_detector import ORIGINAL_SCALE, scale_argument
-from preprocess.io_utils import atomic_path, csv_text
 from preprocess.records import MEDIA_SUFFIXES, media_files
 from preprocess.tracks import link_people
 from preprocess.video_io import VideoReadError
@@ -342,40 +341,6 @@ def predict(
         reader.close()
     logger.info("%d videos scored, %d failed, in %.1fs", len(scores) - len(errors), len(errors), time.time() - started)
     return scores, errors, details
-
-
-def write_outputs(
-    scores: dict[str, float],
-    errors: list[dict],
-    details: list[dict],
-    output: Path,
-    errors_path: Path,
-    details_path: Path,
-) -> None:
-    """The three files' contents made first, so that a row that cannot be written (a score that is
-    not a probability, a value JSON cannot hold) is a ValueError naming the file and the video
-    before any file is written; then each written whole, on the disk (fsynced), and renamed into
-    place. An OSError names the file."""
-    bad = [name for name in sorted(scores) if not (math.isfinite(scores[name]) and 0 <= scores[name] <= 1)]
-    if bad:
-        raise ValueError(f"{output}: the score of {bad[0]} is {scores[bad[0]]}, not a probability from 0 to 1")
-    submission = csv_text(
-        [{"filename": name, "label": f"{scores[name]:.6f}"} for name in sorted(scores)], ["filename", "label"]
-    )
-    errors_text = csv_text(sorted(errors, key=lambda row: row["filename"]), ["filename", "stage", "reason"])
-    lines = []
-    for row in sorted(details, key=lambda row: row["filename"]):
-        try:
-            lines.append(json.dumps(row, allow_nan=False))
-        except ValueError as error:  # NaN or infinity somewhere in the row
-            raise ValueError(f"{details_path}: the details of {row['filename']} cannot be written ({error})") from None
-    for path, text in (
-        (output, submission),
-        (errors_path, errors_text),
-        (details_path, "".join(f"{line}\n" for line in lines)),
-    ):
-        with atomic_path(path, fsync=True) as temporary:
-            temporary.write_text(text, encoding="utf-8", newline="")  # the text as made: csv's \r\n kept
 
 
 def main(argv=None) -> int:

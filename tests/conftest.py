@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.http_server import server, tls_server  # noqa: F401 (fixtures of the download tests)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

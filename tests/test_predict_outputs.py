@@ -1,0 +1,99 @@
+"""inference.predict's answers that are never half true: a model giving NaN makes error rows, not
+`nan` in the submission; a default score must be a probability; the final files are all made and
+checked before any is written."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inference import predict
+from inference.submission import write_outputs
+from tests.conftest import dfdc_metadata, save_tiny_checkpoint
+from tests.test_predict_resume import VIDEOS, _arguments, _details, _folder, _rows
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def sources(demo_world) -> list[Path]:
+    return sorted(dfdc_metadata(demo_world))[:VIDEOS]
+
+
+def _nan_checkpoint(path: Path) -> Path:
+    """Finite weights whose scores are NaN: a stem so large that its outputs overflow to +-inf."""
+    save_tiny_checkpoint(path)
+    state = torch.load(path, weights_only=True)
+    stem = state["state_dict"]["encoder.conv1.weight"]
+    state["state_dict"]["encoder.conv1.weight"] = torch.sign(torch.randn_like(stem)) * 3e38
+    torch.save(state, path)
+    return path
+
+
+def _check_nan_is_an_error(out: Path, names: list[str]) -> None:
+    rows = _rows(out)
+    assert [row["filename"] for row in rows] == names
+    assert all(row["label"] == "0.500000" for row in rows), rows
+    errors = _rows(out.parent / "errors.csv")
+    assert [row["filename"] for row in errors] == names and {row["stage"] for row in errors} == {"classify"}
+    assert all("finite" in row["reason"] for row in errors), errors
+    details = _details(out.parent / "details.jsonl")  # strict JSON: no NaN anywhere
+    assert [d["score"] for d in details] == [0.5] * len(names)
+
+
+def test_a_checkpoint_giving_nan_makes_error_rows_not_nan(tmp_path, sources):
+    model = _nan_checkpoint(tmp_path / "nan.pt")
+    test_dir = _folder(tmp_path, sources[:2])
+    out = tmp_path / "out" / "submission.csv"
+    assert predict.main(_arguments(test_dir, model, out)) == 0
+    _check_nan_is_an_error(out, sorted(p.name for p in test_dir.iterdir()))
+
+
+def test_predict_refuses_a_nan_score_whatever_the_models_return(tmp_path, sources, checkpoint, monkeypatch):
+    def nan_scores(member, crops, *args, **kwargs):  # scores not checked on their way out of the model
+        return np.full(len(crops), np.nan, np.float32)
+
+    monkeypatch.setattr(predict, "face_probabilities", nan_scores)
+    test_dir = _folder(tmp_path, sources[:2])
+    out = tmp_path / "out" / "submission.csv"
+    assert predict.main(_arguments(test_dir, checkpoint, out)) == 0
+    _check_nan_is_an_error(out, sorted(p.name for p in test_dir.iterdir()))
+
+
+def test_a_default_score_that_is_not_a_probability_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        predict.parse_args(["--test-dir", str(tmp_path), "--models", "m.pt", "--default-score", "nan"])
+    assert exit_info.value.code == 2
+    assert "--default-score must be a probability from 0 to 1, got nan" in capsys.readouterr().err
+
+
+# Lines of a progress file that are no row of predict's: each would have made a traceback, a NaN or
+# a score out of range in the submission; each is left out with a warning, its video scored again.
+
+
+def test_outputs_that_cannot_all_be_written_leave_none(tmp_path):
+    """A details line JSON cannot hold (a NaN) is found before the submission is written: never a
+    submission without its details, nor one of a run that failed."""
+    out, errors_path, details_path = tmp_path / "submission.csv", tmp_path / "errors.csv", tmp_path / "details.jsonl"
+    scores = {"a.mp4": 0.25, "b.mp4": 0.5}
+    details = [
+        {"filename": "a.mp4", "score": 0.25, "error": None, "face_scores": [0.25]},
+        {"filename": "b.mp4", "score": 0.5, "error": None, "face_scores": [0.5, math.nan]},
+    ]
+    with pytest.raises(ValueError, match=rf"^{details_path}: the details of b.mp4 cannot be written \(Out of range"):
+        write_outputs(scores, [], details, out, errors_path, details_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match=rf"^{out}: the score of b.mp4 is nan, not a probability from 0 to 1"):
+        write_outputs({**scores, "b.mp4": math.nan}, [], details[:1], out, errors_path, details_path)
+    assert list(tmp_path.iterdir()) == []
+
+    write_outputs(scores, [], details[:1], out, errors_path, details_path)
+    assert out.read_bytes() == b"filename,label\r\na.mp4,0.250000\r\nb.mp4,0.500000\r\n"
+    assert errors_path.read_text() == "filename,stage,reason\n" and len(_details(details_path)) == 1
