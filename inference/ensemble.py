@@ -228,6 +228,21 @@ def read_ensemble_file(path: str | os.PathLike) -> list[dict]:
     return entries
 
 
+def ensemble_calibration(spec: str | os.PathLike | None):
+    """The checked `calibration:` block of ensemble file `spec` (inference/ensemble_calibration.py),
+    or None: a named ensemble of released weights, or a file without one."""
+    from inference.ensemble_calibration import read_calibration
+    from inference.weights import ENSEMBLES
+
+    if spec is None or (str(spec) in ENSEMBLES and not Path(spec).exists()):
+        return None
+    read_ensemble_file(spec)  # the members are checked first, with their own errors
+    document = yaml.safe_load(Path(spec).read_text())
+    if "calibration" not in document:
+        return None
+    return read_calibration(document["calibration"], Path(spec), document["members"])
+
+
 def ensemble_members(spec: str | os.PathLike) -> list[dict]:
     """The members of `spec`: a named ensemble of released checkpoints (`original`; see
     inference/weights.py, files in its weights folder) or an ensemble YAML file."""

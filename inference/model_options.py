@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from inference.ensemble import Member, ensemble_members, load_member
+from inference.ensemble import Member, ensemble_calibration, ensemble_members, load_member
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
 from preprocess.cli import InputError
 from preprocess.video_io import MediaLimits
@@ -137,6 +137,30 @@ def cpu_precision(args: argparse.Namespace, device: torch.device) -> str:
         "running fp32"
     )
     return "f32"
+
+
+def load_calibration(args: argparse.Namespace):
+    """The calibration stored in --ensemble's file (inference/ensemble_calibration.py), or None.
+    Refused, rather than ignored, when --models adds checkpoints it was not fitted for."""
+    calibration = ensemble_calibration(args.ensemble) if args.ensemble else None
+    if calibration is None:
+        return None
+    if args.models:
+        raise InputError(
+            f"{args.ensemble}: its calibration was fitted for its own members; --models would make another ensemble "
+            "(list them in an ensemble file and calibrate that, or delete its `calibration:` block)"
+        )
+    points = ", ".join(f"{p.fpr:g} FPR above {p.score:.4g}" for p in calibration.operating_points) or "none"
+    logger.info(
+        "calibration from %s: %s; operating points: %s",
+        args.ensemble,
+        ", ".join(
+            f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+            for key, value in calibration.method_parameters().items()
+        ),
+        points,
+    )
+    return calibration
 
 
 def load_members(args: argparse.Namespace, device: torch.device, precision: str = "f32") -> list[Member]:

@@ -1,0 +1,104 @@
+"""inference.predict's command-line options: what to score, how, and where the files go."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from inference.aggregate import STRATEGIES
+from inference.model_options import add_media_arguments, add_model_arguments, frames_argument
+from preprocess.face_detector import ORIGINAL_SCALE, scale_argument
+
+
+def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
+    """inference.predict's options (its module docstring is the description)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m inference.predict",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--test-dir", type=Path, required=True, help="folder of videos to score")
+    add_model_arguments(parser)
+    add_media_arguments(parser)
+    parser.add_argument("--output", type=Path, default=Path("submission.csv"), help="default: submission.csv")
+    parser.add_argument("--errors", type=Path, help="default: errors.csv next to the output")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the progress file an interrupted run to the same output left (OUTPUT.progress.jsonl; "
+        "same settings only): the videos it holds are not read again",
+    )
+    parser.add_argument("--frames", type=frames_argument, default=32, help="frames sampled per video (default 32)")
+    parser.add_argument(
+        "--detector-scale",
+        type=scale_argument,
+        default=ORIGINAL_SCALE,
+        help="MTCNN scale: a number above 0, at most 4 (default 0.5, the original's), or 'rule' to scale by resolution "
+        "(finds the faces of low-resolution video that half size loses)",
+    )
+    parser.add_argument(
+        "--no-recall-boost",
+        action="store_true",
+        help="no second try on frames where MTCNN finds no face (the original's behaviour; by default such a "
+        "frame is tried again at twice the scale (up to 2x; 1x after a first try at 2x) and, if dark, "
+        "brightened, and a person seen in the frames before and after gets an interpolated box)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=sorted(STRATEGIES),
+        default="confident",
+        help="frame aggregation per model (default: confident)",
+    )
+    parser.add_argument(
+        "--per-person",
+        action="store_true",
+        help="aggregate each person (faces linked across frames) and take the most fake",
+    )
+    parser.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="fastest settings for this machine, scores within about 0.05 of the default's: MTCNN's image pyramid "
+        "and candidate faces resized by OpenCV and frames through it in groups (the same levels; boxes within a few "
+        "pixels; a frame without a face is still retried the original's way), and on a CPU with native bf16 the "
+        "classifiers in bf16",
+    )
+    parser.add_argument("--default-score", type=float, default=0.5, help="score of a video that fails (0.5)")
+    parser.add_argument("--fp32", action="store_true", help="no fp16 autocast on CUDA")
+    parser.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        help="bf16 on the CPU, where the CPU computes it natively (AVX-512 BF16 or AMX); elsewhere it is emulated "
+        "and slower, so fp32 runs and a warning says so. Scores move by about 1e-2",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="faces per forward pass; faces of consecutive videos are classified together until a batch is full",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="threads decoding and detecting the next videos while one is classified (default: 1 on CUDA, 0 on "
+        "the CPU, where they would compete with the classifier for the same cores)",
+    )
+    parser.add_argument("--video-backend", choices=["opencv", "pyav"], default="opencv")
+    parser.add_argument(
+        "--faces-are-cropped",
+        action="store_true",
+        help="the photos (or videos) are face crops already, as in the 140k faces set: no detection, each whole "
+        "frame is scored",
+    )
+    parser.add_argument(
+        "--recursive",
+        action="store_true",
+        help="also the files of --test-dir's subfolders; filenames are then paths under it (real/x.jpg)",
+    )
+    args = parser.parse_args(argv)
+    if not args.models and not args.ensemble:
+        parser.error("give --models and/or --ensemble")
+    if not 0.0 <= args.default_score <= 1.0:  # also refuses nan, which would be written as a score
+        parser.error(f"--default-score must be a probability from 0 to 1, got {args.default_score}")
+    return args
