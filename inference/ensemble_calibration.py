@@ -109,6 +109,16 @@ def _number(value, what: str, path: Path, low: float = -math.inf, high: float = 
     return float(value)
 
 
+def _fitted_members(fitted_for) -> list[dict] | None:
+    """The block's `members:` as `member_fingerprint` makes them, or None where they are malformed."""
+    if not isinstance(fitted_for, list) or not all(isinstance(entry, dict) for entry in fitted_for):
+        return None
+    try:
+        return member_fingerprint(fitted_for)
+    except (TypeError, ValueError, KeyError):  # a missing checkpoint, a weight that is not a number
+        return None
+
+
 def read_calibration(block, path: Path, members: list[dict]) -> EnsembleCalibration:
     """The `calibration:` block of ensemble file `path`, checked against its `members:` entries."""
     path = Path(path)
@@ -120,18 +130,7 @@ def read_calibration(block, path: Path, members: list[dict]) -> EnsembleCalibrat
         validate_calibration({key: block.get(key) for key in ("method", "temperature", "a", "b") if key in block})
     except ValueError as error:
         raise CalibrationFileError(f"{path}: {error}") from error
-    fitted_for = block.get("members")
-    current = member_fingerprint(members)
-    if (
-        not isinstance(fitted_for, list)
-        or [
-            {"checkpoint": str(e.get("checkpoint")), "weight": float(e.get("weight", 1.0))}
-            if isinstance(e, dict)
-            else e
-            for e in fitted_for
-        ]
-        != current
-    ):
+    if _fitted_members(block.get("members")) != member_fingerprint(members):
         raise CalibrationFileError(
             f"{path}: the calibration was fitted for other members or weights than the file lists now; run "
             "python -m inference.calibrate on it again (or delete its `calibration:` block)"

@@ -69,19 +69,34 @@ def read_runs(run_dirs: list[Path]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return labels, predictions, shared
 
 
-def write_ensemble(out: Path, run_dirs: list[Path], weights: np.ndarray) -> None:
+def run_checkpoint(run_dir: Path) -> Path:
+    """The best checkpoint of training run folder OUTPUT_DIR/logs/{run}: OUTPUT_DIR/{run}_best.pt."""
+    return run_dir.parent.parent / f"{run_dir.name}_best.pt"
+
+
+def run_members(run_dirs: list[Path], weights, out: Path) -> list[dict]:
+    """The `members:` entries of an ensemble file `out` for the runs' best checkpoints (paths
+    relative to its folder; encoder and input size from each run's config.yaml)."""
     members = []
     for run_dir, weight in zip(run_dirs, weights, strict=True):
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
-        checkpoint = run_dir.parent.parent / f"{run_dir.name}_best.pt"
+        path = run_dir / "config.yaml"
+        config = yaml.safe_load(path.read_text())
+        model = config.get("model") if isinstance(config, dict) else None
+        if not isinstance(model, dict) or "encoder" not in model or "input_size" not in model:
+            raise InputError(f"{path}: no model.encoder and model.input_size (not a training run's config)")
         members.append(
             {
-                "checkpoint": os.path.relpath(checkpoint.resolve(), out.parent.resolve()),
-                "encoder": config["model"]["encoder"],
-                "input_size": config["model"]["input_size"],
+                "checkpoint": os.path.relpath(run_checkpoint(run_dir).resolve(), out.parent.resolve()),
+                "encoder": model["encoder"],
+                "input_size": model["input_size"],
                 "weight": round(float(weight), 6),
             }
         )
+    return members
+
+
+def write_ensemble(out: Path, run_dirs: list[Path], weights: np.ndarray) -> None:
+    members = run_members(run_dirs, weights, out)
     with atomic_path(out) as temporary:
         temporary.write_text(
             "# Written by python -m inference.fit_ensemble\n" + yaml.safe_dump({"members": members}, sort_keys=False)

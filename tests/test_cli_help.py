@@ -22,6 +22,7 @@ STEPS = {
     "inference.predict": "errors.csv",
     "inference.score": "score.json",
     "inference.fit_ensemble": "oof_predictions.csv",
+    "inference.calibrate": "--oof",
     "inference.bench": "decode, detect, classify",
     "inference.weights": "weights.json",
     "inference.detect": "--json",
