@@ -22,6 +22,12 @@ Each check judges a private copy of the upload in a temporary folder, with its h
 frames, and deletes that folder when done; the upload itself stays in Gradio's cache (so the same
 upload can be checked again) until Gradio deletes the files older than an hour, hourly. The page's
 function is also an API: `gradio_client.Client(URL).predict(handle_file(PATH), api_name="/check")`.
+
+Verdicts as inference.detect gives them: with an --ensemble file calibrated by
+inference.calibrate, the calibrated probability, the verdict at the operating point it stores
+(--operating-point fpr=RATE; its 1% point by default) and how many of its held-out real videos
+score as high; --threshold decides on the calibrated probability instead, --uncalibrated ignores
+the calibration.
 """
 
 from __future__ import annotations
@@ -36,9 +42,11 @@ import tempfile
 import threading
 from pathlib import Path
 
-from inference.detect import choose_models, probability_threshold
+from inference.detect import choose_models
 from inference.judge_worker import CheckTimeoutError, ModelWorker, WorkerError, judge_file
 from inference.model_options import add_media_arguments, add_model_arguments, media_limits, positive_int
+from inference.verdict import verdict_explanation
+from inference.verdict_options import add_verdict_arguments
 from preprocess import cli
 from preprocess.face_detector import RESOLUTION_RULE
 from preprocess.records import MEDIA_SUFFIXES
@@ -100,12 +108,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=300.0,
         help="longest a check may take before it is stopped (300)",
     )
-    parser.add_argument(
-        "--threshold",
-        type=probability_threshold,
-        default=0.5,
-        help="FAKE above this probability (0.5), as inference.score counts",
-    )
+    add_verdict_arguments(parser)
     parser.add_argument("--fast", action="store_true", help="inference.predict's fast mode")
     args = parser.parse_args(argv)
     if args.max_frames is None:
@@ -195,11 +198,17 @@ def verdict_markdown(document: dict) -> str:
     if document.get("error"):
         return f"## Cannot judge {document['file']}\n{document['error']['message']}"
     people = len(document["people"])
+    decided = (
+        verdict_explanation(document)
+        if document.get("operating_point") or document.get("calibrated")
+        else f"FAKE above {document['threshold']}"
+    )
     return (
-        f"## {document['verdict']}: P(fake) = {document['probability']:.3f}\n"
+        f"## {document['verdict']}: P(fake) = {document['probability']:.3f}"
+        f"{' (calibrated)' if document.get('calibrated') else ''}\n"
         f"{document['file']}: {document['faces']} face{'s' * (document['faces'] != 1)} of {people} "
         f"{'person' if people == 1 else 'people'} in {document['frames']['with_face']} of "
-        f"{document['frames']['sampled']} sampled frames; FAKE above {document['threshold']}."
+        f"{document['frames']['sampled']} sampled frames; {decided}."
     )
 
 

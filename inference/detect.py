@@ -3,8 +3,8 @@
     python -m inference.detect clip.mp4 photo.jpg folder/ [--models CKPT ... | --ensemble NAME|YAML] [--json]
 
 PATH is a video, a photo (jpg, png, webp, bmp) or a folder of them. Each file gets one line on
-standard output: FAKE or REAL (at --threshold), the probability that it is fake, and how many
-faces and people it was judged on; a file that cannot be read, or shows no face, gets
+standard output: FAKE or REAL, the probability that it is fake, how many faces and people it was
+judged on, and what decided the verdict; a file that cannot be read, or shows no face, gets
 `error: FILE: PROBLEM` instead. With --json each file gets one JSON document per line instead:
 the probability and verdict, each model's score, each person's score and face track (boxes by
 frame), each sampled frame's probability, the aggregation, frames with and without a face, the
@@ -23,6 +23,14 @@ confident strategy is then the face's own probability). Faces are looked for at 
 the resolution (`--detector-scale rule`: 0.5 for DFDC-size video, as the original, and larger
 for small media and photos), with the recall boost on.
 
+Verdicts: FAKE when the probability is above --threshold (0.5). An --ensemble file calibrated by
+`python -m inference.calibrate` carries a `calibration:` block: the probability is then calibrated
+(people and frames too; each model's score stays raw, and the document's `score` is the ensemble's
+raw score), the verdict is taken at an operating point it stores (--operating-point fpr=0.01; by
+default its 1% point), FAKE when the raw score is above that point's threshold, and the line says
+how many of its held-out real videos score as high (`real_quantile`). --threshold with a
+calibration decides on the calibrated probability instead; --uncalibrated ignores the calibration.
+
 Models: --models, or --ensemble (a YAML file, or `original`, the winning seven B7 once fetched
 by `python -m inference.weights fetch original`). Without either, the newest run's `_best`
 checkpoints in ./weights, else in ./work/weights (where ./run_all.sh puts the demo's), else the
@@ -34,8 +42,8 @@ A model that gives a file a score that is not a finite number (NaN) makes that f
 (stage `classify`, naming the model), never a verdict; the JSON is strict (no NaN or Infinity).
 
 Exit status: 0 when every file was judged, 1 when some could not be (their errors are in the
-output), 2 on a usage problem (no models, an unreadable or malformed checkpoint: one line naming
-the file and what is wrong).
+output), 2 on a usage problem (no models, an unreadable or malformed checkpoint or calibration, an
+operating point the calibration does not store: one line naming the file and what is wrong).
 """
 
 from __future__ import annotations
@@ -64,7 +72,8 @@ from inference.model_options import (
     load_members,
     media_limits,
 )
-from inference.verdict import ensemble_face_probabilities, failure, judgement, output_line
+from inference.verdict import ensemble_face_probabilities, failure, judgement, output_line, reported
+from inference.verdict_options import VerdictRule, add_verdict_arguments, verdict_rule
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.face_detector import RESOLUTION_RULE, default_device, scale_argument
@@ -87,12 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="videos, photos or folders of them")
     add_model_arguments(parser)
     add_media_arguments(parser)
-    parser.add_argument(
-        "--threshold",
-        type=probability_threshold,
-        default=0.5,
-        help="FAKE above this probability (0.5), as inference.score counts",
-    )
+    add_verdict_arguments(parser)
     parser.add_argument("--json", action="store_true", help="one JSON document per file (a line each)")
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="confident", help="frame aggregation")
     parser.add_argument("--per-person", action="store_true", help="judge by the most fake person")
@@ -112,17 +116,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         "suspicious one with its faces coloured by score and a per-frame probability plot, and report.html",
     )
     return parser.parse_args(argv)
-
-
-def probability_threshold(text: str) -> float:
-    """An argparse type: a probability from 0 to 1 (NaN is none)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0.0 <= value <= 1.0:  # False for NaN too
-        raise argparse.ArgumentTypeError(f"a threshold is a probability from 0 to 1, got {text}")
-    return value
 
 
 def files_to_judge(paths: list[Path]) -> list[Path]:
@@ -182,10 +175,17 @@ def choose_models(args: argparse.Namespace) -> None:
 
 
 def examine(
-    path: Path, detector, members: list[Member], args, device: torch.device, amp_dtype, folder_name: str | None = None
+    path: Path,
+    detector,
+    members: list[Member],
+    args,
+    device: torch.device,
+    amp_dtype,
+    rule: VerdictRule,
+    folder_name: str | None = None,
 ) -> dict:
-    """The JSON document of one file, its error included when it cannot be judged; with
-    --explain, its heatmaps, frame and plot written and named in it."""
+    """The JSON document of one file, its error included when it cannot be judged, its verdict
+    decided by `rule`; with --explain, its heatmaps, frame and plot written and named in it."""
     started = time.perf_counter()
     try:
         if not path.exists():
@@ -204,7 +204,16 @@ def examine(
     except RuntimeError as error:  # NonFiniteScoreError among them: a NaN is no probability
         return failure(path, "classify", error)
     document = judgement(
-        path, faces, per_model, frame_members, args.strategy, args.threshold, args.per_person, clip_scores
+        path,
+        faces,
+        per_model,
+        frame_members,
+        args.strategy,
+        rule.threshold,
+        args.per_person,
+        clip_scores,
+        calibration=rule.calibration,
+        operating_point=rule.operating_point,
     )
     seconds = {
         **faces.seconds,
@@ -213,7 +222,7 @@ def examine(
     }
     document["seconds"] = {key: round(value, 3) for key, value in seconds.items()}
     if args.explain and frame_members:  # heatmaps of faces: the frame models'
-        face_probability = ensemble_face_probabilities(per_model, frame_members)
+        face_probability = reported(ensemble_face_probabilities(per_model, frame_members), rule.calibration)
         document["explanation"] = explanation(
             document, faces, face_probability, frame_members, device, args.explain, folder_name
         )
@@ -246,6 +255,7 @@ def main(argv=None) -> int:
     try:
         files = files_to_judge(args.paths)
         choose_models(args)
+        rule = verdict_rule(args)
         precision = cpu_precision(args, device)
         members = load_members(args, device, precision)
     except cli.BAD_INPUT as error:
@@ -255,7 +265,7 @@ def main(argv=None) -> int:
     failed, documents = 0, []
     for path, folder_name in zip(files, explanation_folders(files), strict=True):
         try:
-            document = examine(path, detector, members, args, device, amp_dtype, folder_name)
+            document = examine(path, detector, members, args, device, amp_dtype, rule, folder_name)
         except Exception as error:  # one line (or document) per file, whatever happens to it
             if cli.debugging():
                 raise

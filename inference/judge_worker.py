@@ -31,6 +31,7 @@ import torch
 from inference.detect import examine
 from inference.faces import inference_detector
 from inference.model_options import autocast_dtype, cpu_precision, load_members
+from inference.verdict_options import VerdictRule, verdict_rule
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.face_detector import default_device
@@ -45,21 +46,23 @@ class Models:
     members: list
     amp_dtype: torch.dtype | None
     detector: object
+    rule: VerdictRule  # the ensemble file's calibration and what decides the verdict
 
 
 def load_models(args: argparse.Namespace) -> Models:
     device = torch.device(args.device) if args.device else default_device()
+    rule = verdict_rule(args)  # a calibration that cannot be used is refused before the models load
     precision = cpu_precision(args, device)
     members = load_members(args, device, precision)
     detector = inference_detector(args.detector_scale, device, args.fast)
-    return Models(args, device, members, autocast_dtype(device, precision), detector)
+    return Models(args, device, members, autocast_dtype(device, precision), detector, rule)
 
 
 def judge_file(models: Models, path: Path, folder: Path) -> tuple[dict, dict]:
     """The JSON document of one file and its explanation's images in memory; the images' files
     are written under `folder`, which the caller deletes."""
     models.args.explain = folder
-    document = examine(path, models.detector, models.members, models.args, models.device, models.amp_dtype)
+    document = examine(path, models.detector, models.members, models.args, models.device, models.amp_dtype, models.rule)
     return document, _load_explanation(document.get("explanation"))
 
 

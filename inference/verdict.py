@@ -1,7 +1,13 @@
 """The judgement of one file as inference.detect (and the page) gives it: the JSON document (the
 probability and verdict, each model's score, each person's score and track, each sampled frame's
 probability, what was found and what was decoded), a failure's document, and the line a person
-reads."""
+reads.
+
+With an ensemble's calibration (inference/ensemble_calibration.py) every probability in the
+document (the file's, each person's, each face's and frame's) is calibrated, so that all read on
+one scale; `score` and each model's `score` stay the raw ensemble's. At an operating point the
+verdict is FAKE when the raw score is above the point's threshold, and `threshold` is where that
+threshold lies on the calibrated probabilities shown."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import numpy as np
 
 from inference.aggregate import STRATEGIES
 from inference.ensemble import Member
+from inference.ensemble_calibration import EnsembleCalibration, OperatingPoint
 from inference.faces import VideoFaces
 from preprocess.tracks import link_people
 from preprocess.video_io import VideoReadError, is_image
@@ -26,6 +33,11 @@ def ensemble_face_probabilities(per_model: list[np.ndarray], members: list[Membe
     return np.average(np.stack(per_model), axis=0, weights=[member.weight for member in members])
 
 
+def reported(probabilities, calibration: EnsembleCalibration | None):
+    """Raw ensemble probabilities as a person reads them: calibrated where there is a calibration."""
+    return probabilities if calibration is None else calibration.probability(probabilities)
+
+
 def judgement(
     path: Path,
     faces: VideoFaces,
@@ -35,15 +47,22 @@ def judgement(
     threshold: float,
     by_person: bool = False,
     clip_scores: list[tuple[Member, np.ndarray]] = (),
+    calibration: EnsembleCalibration | None = None,
+    operating_point: OperatingPoint | None = None,
 ) -> dict:
     """The JSON document of one judged file: probability and verdict, each model's score, each
     person's score and track, each sampled frame's probability (its most fake face). `members`
     and `per_model` are the frame models and their face probabilities; `clip_scores` the temporal
     models and their clip probabilities: they count in the probability and the models' list, the
-    per-face views (people, frames) come from the frame models (null without any)."""
+    per-face views (people, frames) come from the frame models (null without any).
+
+    `calibration` calibrates the probabilities; `operating_point` (one of its points) decides the
+    verdict on the raw score instead of `threshold` deciding it on the probability."""
     aggregate, weights = STRATEGIES[strategy], [member.weight for member in members]
     people = np.asarray([person for frame in link_people(faces.boxes_by_frame()) for person in frame])
-    face_probability = ensemble_face_probabilities(per_model, members) if per_model else [None] * len(people)
+    face_probability = (
+        reported(ensemble_face_probabilities(per_model, members), calibration) if per_model else [None] * len(people)
+    )
 
     def score(selected: np.ndarray) -> float | None:
         if not per_model:
@@ -51,7 +70,7 @@ def judgement(
         return float(np.average([aggregate(p[selected]) for p in per_model], weights=weights))
 
     everyone = np.ones(len(people), bool)
-    persons = []
+    persons, person_scores = [], []
     for person in np.unique(people):
         mine = np.flatnonzero(people == person)
         track = [
@@ -62,18 +81,29 @@ def judgement(
             }
             for i in mine
         ]
+        raw = score(people == person) if per_model else None
+        person_scores.append(None if raw is None else round(raw, 4))
         persons.append(
             {
                 "person": int(person),
-                "probability": None if not per_model else round(score(people == person), 4),
+                "probability": None if raw is None else round(float(reported(raw, calibration)), 4),
                 "faces": len(mine),
                 "track": track,
             }
         )
-    frame_part = max(p["probability"] for p in persons) if by_person and per_model else score(everyone)
+    frame_part = max(person_scores) if by_person and per_model else score(everyone)
     temporal = [(m, float(aggregate(p)) if len(p) else 0.5) for m, p in clip_scores]  # as predict: none -> 0.5
     parts = ([(frame_part, sum(weights))] if per_model else []) + [(s, m.weight) for m, s in temporal]
-    probability = np.average([s for s, _ in parts], weights=[w for _, w in parts])
+    raw_score = float(np.average([s for s, _ in parts], weights=[w for _, w in parts]))
+    probability = float(reported(raw_score, calibration))
+    if operating_point is not None:
+        verdict = "FAKE" if raw_score > operating_point.score else "REAL"
+        verdict_text = f"{verdict} at {operating_point.describe()}"
+        threshold = round(operating_point.probability, 4)  # where the point lies on the probabilities shown
+    else:
+        verdict = "FAKE" if probability > threshold else "REAL"
+        verdict_text = f"FAKE above {threshold:g}" if verdict == "FAKE" else f"REAL at or below {threshold:g}"
+    quantile = calibration.real_quantile(raw_score) if calibration is not None else None
     per_frame = []
     for index in faces.frame_indices:
         mine = [face_probability[i] for i, frame in enumerate(faces.face_frames) if frame == index]
@@ -85,9 +115,22 @@ def judgement(
     return {
         "file": str(path),
         "kind": "photo" if is_image(path) else "video",
-        "verdict": "FAKE" if probability > threshold else "REAL",
-        "probability": round(float(probability), 4),
+        "verdict": verdict,
+        "verdict_text": verdict_text,
+        "probability": round(probability, 4),
+        "score": round(raw_score, 4),
+        "calibrated": calibration is not None,
         "threshold": threshold,
+        "operating_point": None
+        if operating_point is None
+        else {
+            "fpr": operating_point.fpr,
+            "score_threshold": operating_point.score,
+            "probability_threshold": round(operating_point.probability, 4),
+            "reals": operating_point.reals,
+        },
+        "real_quantile": None if quantile is None else round(quantile, 6),
+        "calibration": None if calibration is None else calibration.summary(),
         "aggregation": {"strategy": strategy, "per_person": by_person},
         "models": [
             {
@@ -149,7 +192,18 @@ def summary_line(document: dict) -> str:
         + f", {people} {'person' if people == 1 else 'people'}"
     )
     partial = f"; partial: {document['partial_reason']}" if document.get("partial_reason") else ""
-    return f"{document['verdict']:<4}  {document['probability']:.3f}  {document['file']}  ({seen}{partial})"
+    return (
+        f"{document['verdict']:<4}  {document['probability']:.3f}  {document['file']}  ({seen}{partial})  "
+        + verdict_explanation(document)
+    )
+
+
+def verdict_explanation(document: dict) -> str:
+    """What decided the verdict and, with a calibration, how many held-out real videos score as
+    high: "FAKE at the 1% false-positive threshold; 0.8% of held-out real videos score this high"."""
+    quantile = document.get("real_quantile")
+    known = "" if quantile is None else f"; {quantile * 100:.3g}% of held-out real videos score this high"
+    return document["verdict_text"] + known
 
 
 def output_line(document: dict, as_json: bool) -> str | None:

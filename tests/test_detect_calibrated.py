@@ -1,0 +1,239 @@
+"""inference.detect and the page with an ensemble file that carries a `calibration:` block: the
+probabilities calibrated (the file's, each person's, each frame's), the raw score kept, the verdict
+taken at the stored operating point on the raw score, the share of held-out reals that score as
+high; errors for an operating point there is none of; --uncalibrated as the file without the block."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from inference import detect
+from inference.app import parse_args as page_arguments
+from inference.app import verdict_markdown
+from inference.ensemble import Member, ensemble_calibration
+from inference.ensemble_calibration import OperatingPoint
+from inference.faces import VideoFaces
+from inference.judge_worker import judge_file, load_models
+from inference.operating_points import reals_needed
+from inference.verdict import judgement, summary_line
+from preprocess.cli import InputError
+from preprocess.demo_world.identities import builtin_photos
+from tests.conftest import save_tiny_checkpoint
+
+MEMBERS = [{"checkpoint": "a.pt", "weight": 1.0}, {"checkpoint": "b.pt", "weight": 3.0}]
+SLOPE = 2.0  # the hand-written Platt calibration's `a`; its `b` puts the photo's probability near 0.82
+RUN = ["--runtime", "torch", "--device", "cpu"]
+
+
+def platt(p: float, a: float, b: float) -> float:
+    """Platt scaling by hand: sigmoid(a * logit(p) + b)."""
+    return 1 / (1 + math.exp(-(a * math.log(p / (1 - p)) + b)))
+
+
+def detect_run(arguments: list[str]) -> tuple[int, list[str], str]:
+    """detect.main's exit status, its standard output's lines and its standard error."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = detect.main(arguments)
+    return code, out.getvalue().splitlines(), err.getvalue()
+
+
+def write_ensemble(path: Path, calibration: dict | None = None) -> Path:
+    document = {"members": MEMBERS} | ({"calibration": calibration} if calibration else {})
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    """A photo, a two-member ensemble file without calibration, its document, and one with a
+    calibration written around that document's score."""
+    folder = tmp_path_factory.mktemp("calibrated")
+    save_tiny_checkpoint(folder / "a.pt", seed=5)
+    save_tiny_checkpoint(folder / "b.pt", seed=6)
+    photo = folder / "astronaut.jpg"
+    Image.fromarray(builtin_photos()["astronaut"]).save(photo)
+    plain = write_ensemble(folder / "plain.yaml")
+    code, [line], _ = detect_run([str(photo), "--ensemble", str(plain), *RUN, "--json"])
+    assert code == 0
+    raw = json.loads(line)
+    s = raw["probability"]
+    assert 0.25 < s < 0.75, "a random tiny model scores the photo near 0.5 (the points below are placed around it)"
+    b = round(1.5 - SLOPE * math.log(s / (1 - s)), 4)
+    # the 1% point lies just above the photo's score (REAL there, though its calibrated probability
+    # is ~0.82), the 5% point below it (FAKE there)
+    points = [
+        {"fpr": fpr, "score": round(s + d, 4), "probability": round(platt(s + d, SLOPE, b), 4), "reals": n, "rank": k}
+        for fpr, d, n, k in ((0.05, -0.03, 40, 2), (0.01, 0.03, 120, 1))
+    ]
+    real_scores = sorted(round(min(max(s + d, 0.0), 1.0), 4) for d in (-0.2, -0.1, -0.05, 0.02, 0.04))
+    block = {
+        "method": "platt",
+        "a": SLOPE,
+        "b": b,
+        "members": MEMBERS,
+        "operating_points": points,
+        "real_scores": real_scores,
+        "fitted_on": {"source": "by hand", "videos": 5},
+    }
+    calibrated = write_ensemble(folder / "calibrated.yaml", block)
+    return {"folder": folder, "photo": photo, "plain": plain, "raw": raw, "block": block, "calibrated": calibrated}
+
+
+def _judged(world, *options: str) -> dict:
+    code, [line], _ = detect_run(
+        [str(world["photo"]), "--ensemble", str(world["calibrated"]), *RUN, "--json", *options]
+    )
+    assert code == 0
+    return json.loads(line)
+
+
+def test_the_probabilities_are_calibrated_and_the_stored_1_percent_point_decides(world):
+    raw, block = world["raw"], world["block"]
+    document = _judged(world)
+    s = raw["probability"]
+    assert document["score"] == s, "the raw score is the uncalibrated run's probability"
+    by_hand = platt(s, block["a"], block["b"])
+    assert document["probability"] == pytest.approx(by_hand, abs=2e-4) and document["probability"] > 0.8
+    assert document["calibrated"] is True
+    assert document["calibration"] == {
+        "file": str(world["calibrated"]),
+        "method": "platt",
+        "a": block["a"],
+        "b": block["b"],
+        "fitted_on": {"source": "by hand", "videos": 5},
+    }
+    one_percent = block["operating_points"][1]
+    assert document["verdict"] == "REAL", "the raw score is below the 1% point's threshold"
+    assert document["verdict_text"] == "REAL at the 1% false-positive threshold"
+    assert document["operating_point"] == {
+        "fpr": 0.01,
+        "score_threshold": one_percent["score"],
+        "probability_threshold": round(platt(one_percent["score"], block["a"], block["b"]), 4),
+        "reals": 120,
+    }
+    assert document["threshold"] == document["operating_point"]["probability_threshold"]
+    assert document["real_quantile"] == pytest.approx(2 / 5), "2 of the 5 reals score at least as high"
+    # people, faces and frames on the calibrated scale; each model's score raw
+    [person] = document["people"]
+    assert person["probability"] == pytest.approx(platt(raw["people"][0]["probability"], SLOPE, block["b"]), abs=2e-4)
+    assert person["track"][0]["probability"] == pytest.approx(
+        platt(raw["people"][0]["track"][0]["probability"], SLOPE, block["b"]), abs=2e-4
+    )
+    assert document["per_frame"][0]["probability"] == pytest.approx(
+        platt(raw["per_frame"][0]["probability"], SLOPE, block["b"]), abs=2e-4
+    )
+    assert document["models"] == raw["models"]
+
+    five = _judged(world, "--operating-point", "fpr=0.05")
+    assert five["verdict"] == "FAKE" and five["verdict_text"] == "FAKE at the 5% false-positive threshold"
+    assert five["probability"] == document["probability"] and five["operating_point"]["reals"] == 40
+
+
+def test_a_threshold_given_with_a_calibration_decides_on_the_calibrated_probability(world):
+    for threshold, verdict in (("0.6", "FAKE"), ("0.9", "REAL")):
+        document = _judged(world, "--threshold", threshold)
+        assert document["verdict"] == verdict and document["operating_point"] is None
+        assert document["threshold"] == float(threshold) and document["calibrated"] is True
+    assert document["verdict_text"] == "REAL at or below 0.9"
+
+
+def test_the_line_says_what_decided_and_how_many_reals_score_as_high(world):
+    code, [line], _ = detect_run([str(world["photo"]), "--ensemble", str(world["calibrated"]), *RUN])
+    assert code == 0
+    assert line.startswith("REAL  0.8") and line.endswith(
+        "astronaut.jpg  (1 face, 1 person)  REAL at the 1% false-positive threshold; "
+        "40% of held-out real videos score this high"
+    )
+    code, [plain], _ = detect_run([str(world["photo"]), "--ensemble", str(world["plain"]), *RUN])
+    verdict = world["raw"]["verdict"]
+    assert plain.endswith(f"  {'FAKE above 0.5' if verdict == 'FAKE' else 'REAL at or below 0.5'}")
+
+
+def test_uncalibrated_gives_the_numbers_of_the_file_without_the_block(world, caplog):
+    caplog.set_level("INFO", logger="inference.verdict_options")
+    document = _judged(world, "--uncalibrated")
+    assert f"--uncalibrated: ignoring the calibration in {world['calibrated']}" in caplog.text
+    raw = dict(world["raw"])
+    for kept in (document, raw):
+        del kept["seconds"]
+    assert document == raw
+    assert document["calibrated"] is False and document["calibration"] is None
+    assert document["operating_point"] is None and document["real_quantile"] is None
+    assert document["probability"] == document["score"]
+
+
+def test_operating_points_there_are_none_of_are_usage_errors(world):
+    photo = str(world["photo"])
+    code, lines, error = detect_run([photo, "--ensemble", str(world["calibrated"]), *RUN, "--operating-point", "0.2"])
+    assert code == 2 and lines == []
+    assert error.startswith(f"error: {world['calibrated']}: no operating point at fpr=0.2 (stored: fpr=0.05, fpr=0.01)")
+    assert f"--fpr 0.2 (it needs at least {reals_needed(0.2)} held-out real videos)" in error
+    assert error.count("\n") == 1
+
+    code, _, error = detect_run([photo, "--ensemble", str(world["plain"]), *RUN, "--operating-point", "fpr=0.01"])
+    assert code == 2
+    assert error.startswith(f"error: {world['plain']}: no `calibration:` block to take --operating-point fpr=0.01")
+    assert f"--fpr 0.01 (it needs at least {reals_needed(0.01)} held-out real videos)" in error
+
+    calibrated = ["--ensemble", str(world["calibrated"]), *RUN]
+    code, _, error = detect_run([photo, *calibrated, "--operating-point", "fpr=0.01", "--uncalibrated"])
+    assert code == 2 and "--operating-point is taken from the calibration that --uncalibrated ignores" in error
+    code, _, error = detect_run([photo, *calibrated, "--models", str(world["folder"] / "a.pt")])
+    assert code == 2 and "its calibration was fitted for its own members" in error
+    with pytest.raises(SystemExit) as exit_:
+        detect.parse_args([photo, "--threshold", "0.5", "--operating-point", "fpr=0.01"])
+    assert exit_.value.code == 2
+
+
+def test_a_person_is_judged_by_the_raw_score_and_read_on_the_calibrated_scale(world):
+    """--per-person: the most fake person's raw score decides; what is shown is calibrated."""
+    calibration = ensemble_calibration(world["calibrated"])
+    faces = VideoFaces(Path("clip.mp4"), [0])
+    for box in ([0, 0, 10, 10], [50, 0, 60, 10]):
+        faces.crops.append(np.zeros((4, 4, 3), np.uint8))
+        faces.face_frames.append(0)
+        faces.boxes.append(box)
+        faces.found.append("detected")
+    members = [Member("a", None, "resnet18", 64, (0,) * 3, (1,) * 3, 1.0)]
+    per_model = [np.array([0.3, 0.6])]
+    b = world["block"]["b"]
+    point = OperatingPoint(fpr=0.05, score=0.55, probability=platt(0.55, SLOPE, b), reals=40, rank=2)
+    arguments = (Path("clip.mp4"), faces, per_model, members, "mean", 0.5)
+    document = judgement(*arguments, True, calibration=calibration, operating_point=point)
+    assert document["score"] == 0.6 and document["verdict"] == "FAKE", "the most fake person: 0.6 > 0.55"
+    assert document["probability"] == pytest.approx(platt(0.6, SLOPE, b), abs=1e-4)
+    assert [p["probability"] for p in document["people"]] == pytest.approx(
+        [platt(0.3, SLOPE, b), platt(0.6, SLOPE, b)], abs=1e-4
+    )
+    reals = world["block"]["real_scores"]
+    assert document["real_quantile"] == pytest.approx(sum(r >= 0.6 for r in reals) / len(reals))
+    assert summary_line(document).startswith(f"FAKE  {document['probability']:.3f}  clip.mp4  (2 faces")
+    everyone = judgement(*arguments, False, calibration=calibration, operating_point=point)
+    assert everyone["score"] == 0.45 and everyone["verdict"] == "REAL", "both people: (0.3 + 0.6) / 2 < 0.55"
+    assert everyone["verdict_text"] == "REAL at the 5% false-positive threshold"
+
+
+def test_the_page_worker_judges_with_the_calibration_and_the_page_says_so(world, tmp_path):
+    arguments = ["--ensemble", str(world["calibrated"]), *RUN]
+    models = load_models(page_arguments(arguments))
+    document, images = judge_file(models, world["photo"], tmp_path / "explanation")
+    expected = _judged(world)
+    for key in ("verdict", "verdict_text", "probability", "score", "operating_point", "real_quantile", "calibration"):
+        assert document[key] == expected[key], key
+    heatmap = document["explanation"]["heatmaps"][0]
+    assert heatmap["probability"] == expected["per_frame"][0]["probability"], "heatmaps on the calibrated scale"
+    text = verdict_markdown(document)
+    assert text.startswith(f"## REAL: P(fake) = {document['probability']:.3f} (calibrated)\n")
+    assert text.endswith("REAL at the 1% false-positive threshold; 40% of held-out real videos score this high.")
+    with pytest.raises(InputError, match=r"no operating point at fpr=0\.2"):
+        load_models(page_arguments([*arguments, "--operating-point", "fpr=0.2"]))
