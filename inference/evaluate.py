@@ -9,6 +9,8 @@ A protocol (YAML) names models and test sets:
         checkpoints: [weights/b4_0_111_best.pt]
       - name: sbi                                     # ...or a training run, made when missing
         train: {config: configs/sbi_b4.yaml, data_dir: data/ffpp, fold: 0, seed: 111, set: [data.fakes=blends]}
+      - name: ensemble                                # ...or an ensemble file, predicted with --ensemble
+        ensemble: configs/ensemble.yaml               # (its `calibration:` applied; see evaluate_models.py)
     test_sets:
       - name: celebdf
         root: ${DATA}/Celeb-DF-v2                     # ${VAR} and ${VAR:-default} are expanded
@@ -17,16 +19,26 @@ A protocol (YAML) names models and test sets:
       - name: demo_test
         root: work/demo_data/test_videos
         labels: labels.csv                            # ...or a folder of media with filename,label[,group]
+        perturbations: {distortions: [GB, JPEG], levels: [1, 3, 5], seed: 0}   # robustness (below)
     predict: {frames: 32, detector_scale: rule}       # options of inference.predict (default: its own)
 
 Each test set's videos are linked under DIR/sets/NAME/ with a labels.csv (group = the
 manipulation method); each model predicts each set into DIR/predictions/MODEL/SET/ (skipped when
 that submission is there, made from the same checkpoint files, videos and predict options, so a
-second run only adds what is new). A training run is made once: its best checkpoint in
-DIR/weights/ is reused (delete DIR/weights/NAME_* to train it again). The table has, per
-model and test set and per method, video-level AUC, log loss, EER and AP and frame-level AUC (each
-face scored alone, labelled by its video), as DeepfakeBench reports them: DIR/table.md,
-table.csv, results.json, and DIR/roc_SET.png with a curve per model.
+second run only adds what is new; an ensemble's predictions are made again when its file, its
+calibration included, or its members' files change). A training run is made once: its best
+checkpoint in DIR/weights/ is reused (delete DIR/weights/NAME_* to train it again). The table has,
+per model and test set and per method, video-level AUC, log loss, EER and AP and frame-level AUC
+(each face scored alone, labelled by its video), as DeepfakeBench reports them, and the
+calibration and operating points of the video scores: ECE, Brier score, TPR at 5% and 1% FPR (and
+at 0.1% FPR where a row has the 999 real videos it needs) with the number of reals behind them
+('-' where too few: 19 for 5%, 99 for 1%). DIR/table.md, table.csv, results.json (with each
+rate's threshold and reals), and DIR/roc_SET.png with a curve per model.
+
+A test set with `perturbations:` is also predicted by every model (an ensemble too) under each of
+DeeperForensics-1.0's distortions at each level (predict --perturb): DIR/robustness.md, .csv,
+.json and robustness_SET.png, AUC, log loss and TPR at 5% FPR against the level, with the drop from
+the clean set (inference/robustness.py).
 """
 
 from __future__ import annotations
@@ -34,39 +46,51 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from inference.metrics import score
+from inference.evaluate_models import (
+    ModelSource,
+    ProtocolError,
+    check_model_entry,
+    expand,
+    model_source,
+    predict_set,
+    predictions_dir,
+)
+from inference.metrics import FPR_TARGETS, fpr_key, score
+from inference.robustness import read_perturbations, run_robustness
 from inference.score import ScoreError, align, evaluate, read_labels, read_submission
 from preprocess import cli
-from preprocess.cli import InputError
 from preprocess.datasets import load_dataset
 from preprocess.io_utils import atomic_path, write_csv_atomic, write_json_atomic
 
 logger = logging.getLogger("inference.evaluate")
 
-VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
-METRICS = ["video_auc", "frame_auc", "log_loss", "eer", "ap", "videos"]
+__all__ = ["ModelSource", "ProtocolError", "expand", "main", "read_protocol", "run_protocol"]
 
 
-class ProtocolError(InputError, ValueError):
-    pass
+def tpr_column(target_fpr: float) -> str:
+    return f"tpr_at_{target_fpr * 100:g}pct_fpr"
 
 
-def expand(text: str) -> str:
-    def value(match: re.Match) -> str:
-        found = os.environ.get(match[1], match[2])
-        if found is None:
-            raise ProtocolError(f"${{{match[1]}}} is not set (give it a default: ${{{match[1]}:-value}})")
-        return found
-
-    return VARIABLE.sub(value, str(text))
+TPR_COLUMNS = {fpr_key(target): tpr_column(target) for target in FPR_TARGETS}  # "0.05": "tpr_at_5pct_fpr"
+METRICS = ["video_auc", "frame_auc", "log_loss", "eer", "ap", "ece", "brier", *TPR_COLUMNS.values(), "reals", "videos"]
+HEADERS = {
+    "video_auc": "video AUC",
+    "frame_auc": "frame AUC",
+    "log_loss": "log loss",
+    "eer": "EER",
+    "ap": "AP",
+    "ece": "ECE",
+    "brier": "Brier",
+    **{column: f"TPR@{float(key) * 100:g}%FPR" for key, column in TPR_COLUMNS.items()},
+    "reals": "reals",
+    "videos": "videos",
+}
 
 
 def read_protocol(path: Path) -> dict:
@@ -82,42 +106,18 @@ def read_protocol(path: Path) -> dict:
         if None in names or len(set(names)) != len(names):
             raise ProtocolError(f"{path}: every entry of `{kind}` needs a name of its own (got {names})")
     for model in protocol["models"]:
-        if ("checkpoints" in model) == ("train" in model):
-            raise ProtocolError(f"{path}: model {model['name']}: give either `checkpoints:` or `train:`")
-        missing = {"config", "data_dir"} - set(model.get("train") or {}) if "train" in model else set()
-        if missing:
-            raise ProtocolError(f"{path}: model {model['name']}: `train:` needs {', '.join(sorted(missing))}")
+        check_model_entry(model, path)
     for test_set in protocol["test_sets"]:
         if "root" not in test_set:
             raise ProtocolError(f"{path}: test set {test_set['name']} needs a `root:` folder")
+        try:
+            if "perturbations" in test_set:
+                read_perturbations(test_set["perturbations"])
+        except ValueError as error:
+            raise ProtocolError(f"{path}: test set {test_set['name']}: {error}") from error
+    if {"perturb", "perturb_seed"} & set(protocol.get("predict") or {}):
+        raise ProtocolError(f"{path}: `predict:` cannot perturb every set: give a test set `perturbations:`")
     return protocol
-
-
-def model_checkpoints(model: dict, out: Path) -> list[Path]:
-    """The model's checkpoints; a `train:` run is trained first unless its best checkpoint exists."""
-    if "checkpoints" in model:
-        paths = [Path(expand(p)) for p in model["checkpoints"]]
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            raise ProtocolError(f"model {model['name']}: checkpoints not found: {', '.join(missing)}")
-        return paths
-    train = model["train"]
-    fold, seed = int(train.get("fold", 0)), int(train.get("seed", 111))
-    weights = out / "weights"
-    best = weights / f"{model['name']}_{fold}_{seed}_best.pt"
-    if not best.is_file():
-        from training import train as training
-
-        logger.info("model %s: training %s on fold %d, seed %d -> %s", model["name"], train["config"], fold, seed, best)
-        arguments = [
-            *("--config", expand(train["config"]), "--data-dir", expand(train["data_dir"])),
-            *("--fold", str(fold), "--seed", str(seed), "--name", model["name"], "--output-dir", str(weights)),
-            *("--resume", "auto"),
-        ]
-        for assignment in train.get("set", []):
-            arguments += ["--set", str(assignment)]
-        training.train(training.parse_args(arguments))
-    return [best]
 
 
 def link_test_set(test_set: dict, out: Path) -> tuple[Path, Path]:
@@ -156,36 +156,6 @@ def link_test_set(test_set: dict, out: Path) -> tuple[Path, Path]:
     return folder, labels_path
 
 
-def prediction_source(checkpoints: list[Path], folder: Path, labels_path: Path, options: dict) -> dict:
-    """What a set's predictions were made from: when any of it changes, they are made again."""
-    files = [
-        {"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in checkpoints
-    ]
-    videos = sorted(str(link.resolve()) for link in folder.rglob("*") if link.is_symlink())
-    return {"checkpoints": files, "labels": labels_path.read_text(), "videos": videos, "predict": options or {}}
-
-
-def predict_set(checkpoints: list[Path], folder: Path, labels_path: Path, output: Path, options: dict) -> None:
-    source_path = output.with_name("source.json")
-    source = prediction_source(checkpoints, folder, labels_path, options)
-    if output.is_file() and source_path.is_file() and json.loads(source_path.read_text()) == source:
-        logger.info("%s is there, made from the same checkpoints, videos and options: not predicted again", output)
-        return
-    from inference import predict
-
-    arguments = ["--test-dir", str(folder), "--recursive", "--output", str(output), "--resume"]
-    arguments += ["--models", *map(str, checkpoints)]  # --resume: a killed run goes on where it stopped
-    for key, value in (options or {}).items():
-        flag = f"--{key.replace('_', '-')}"
-        if value is True:
-            arguments.append(flag)
-        elif value not in (False, None):
-            arguments += [flag, str(value)]
-    if predict.main(arguments) != 0:
-        raise ProtocolError(f"inference.predict failed on {folder}")
-    write_json_atomic(source_path, source)
-
-
 def face_scores(details: Path, labels: dict) -> tuple[np.ndarray, np.ndarray, list]:
     """Every face's score with its video's label and group, from predict's details.jsonl."""
     y, p, groups = [], [], []
@@ -200,6 +170,8 @@ def face_scores(details: Path, labels: dict) -> tuple[np.ndarray, np.ndarray, li
 
 
 def summarise(video: dict, frame_y: np.ndarray, frame_p: np.ndarray) -> dict:
+    """A table row's metrics from `score`'s dict of the videos (and the faces' AUC); the full
+    `tpr_at_fpr` entries (thresholds, reals needed) stay for results.json."""
     frame = score(frame_y, frame_p) if len(frame_y) else {"roc_auc": None}
     return {
         "video_auc": video["roc_auc"],
@@ -207,8 +179,24 @@ def summarise(video: dict, frame_y: np.ndarray, frame_p: np.ndarray) -> dict:
         "log_loss": video["log_loss"],
         "eer": video["eer"],
         "ap": video["average_precision"],
+        "ece": video["ece"],
+        "brier": video["brier"],
+        **{column: video["tpr_at_fpr"][key]["tpr"] for key, column in TPR_COLUMNS.items()},
+        "reals": video["real"],
         "videos": video["videos"],
+        "tpr_at_fpr": video["tpr_at_fpr"],
     }
+
+
+def table_metrics(rows: list[dict]) -> list[str]:
+    """The table's columns: TPR at a rate only where some row has the reals it needs (0.1%: 999)."""
+    shown = {
+        column
+        for key, column in TPR_COLUMNS.items()
+        if any(r["tpr_at_fpr"][key]["reals"] >= r["tpr_at_fpr"][key]["reals_needed"] for r in rows)
+    }
+    always = {tpr_column(0.05), tpr_column(0.01)}
+    return [m for m in METRICS if m not in TPR_COLUMNS.values() or m in always | shown]
 
 
 def score_model_on_set(predictions: dict[str, float], labels: dict, details: Path) -> dict:
@@ -231,23 +219,25 @@ def write_table(results: dict, out: Path) -> list[dict]:
         for test_set, methods in sets.items()
         for method, metrics in methods.items()
     ]
-    write_csv_atomic(out / "table.csv", rows, ["model", "test_set", "method", *METRICS])
+    columns = table_metrics(rows)
+    table_rows = [{key: row[key] for key in ["model", "test_set", "method", *columns]} for row in rows]
+    write_csv_atomic(out / "table.csv", table_rows, ["model", "test_set", "method", *columns])
     write_json_atomic(out / "results.json", results)
 
     def cell(value) -> str:
         return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
     lines = [
-        "| model | test set | method | video AUC | frame AUC | log loss | EER | AP | videos |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | test set | method | " + " | ".join(HEADERS[m] for m in columns) + " |",
+        "|---|---|---|" + "---:|" * len(columns),
     ]
     lines += [
-        f"| {r['model']} | {r['test_set']} | {r['method']} | " + " | ".join(cell(r[m]) for m in METRICS) + " |"
-        for r in rows
+        f"| {r['model']} | {r['test_set']} | {r['method']} | " + " | ".join(cell(r[m]) for m in columns) + " |"
+        for r in table_rows
     ]
     with atomic_path(out / "table.md") as temporary:
         temporary.write_text("\n".join(lines) + "\n")
-    return rows
+    return table_rows
 
 
 def plot_roc(name: str, curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path) -> None:
@@ -275,19 +265,22 @@ def run_protocol(protocol: dict, out: Path) -> list[dict]:
     sets = {test_set["name"]: link_test_set(test_set, out) for test_set in protocol["test_sets"]}
     results: dict[str, dict] = {}
     curves: dict[str, dict] = {name: {} for name in sets}
+    sources: dict[str, ModelSource] = {}
     for model in protocol["models"]:
-        checkpoints = model_checkpoints(model, out)
+        sources[model["name"]] = source = model_source(model, out)
         results[model["name"]] = {}
         for name, (folder, labels_path) in sets.items():
-            submission = out / "predictions" / model["name"] / name / "submission.csv"
-            predict_set(checkpoints, folder, labels_path, submission, protocol.get("predict"))
+            submission = predictions_dir(out, model["name"], name) / "submission.csv"
+            predict_set(source, folder, labels_path, submission, protocol.get("predict"))
             labels, predictions = read_labels(labels_path), read_submission(submission)
             results[model["name"]][name] = score_model_on_set(predictions, labels, submission.parent / "details.jsonl")
             _, y, p, _ = align(predictions, labels)
             curves[name][model["name"]] = (y, p)
     for name, by_model in curves.items():
         plot_roc(name, by_model, out)
-    return write_table(results, out)
+    rows = write_table(results, out)
+    run_robustness(protocol, sources, sets, out)
+    return rows
 
 
 def main(argv=None) -> int:
@@ -299,11 +292,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        rows = run_protocol(read_protocol(args.protocol), args.out)
+        protocol = read_protocol(args.protocol)
+        rows = run_protocol(protocol, args.out)
     except ScoreError as error:
         return cli.fail(error)
     print((args.out / "table.md").read_text(), flush=True)
     logger.info("wrote %d rows to %s (and table.csv, results.json, roc_*.png)", len(rows), args.out / "table.md")
+    if (args.out / "robustness.md").is_file() and any("perturbations" in t for t in protocol["test_sets"]):
+        print((args.out / "robustness.md").read_text(), flush=True)
     return 0
 
 

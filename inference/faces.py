@@ -13,6 +13,9 @@ container states more frames than it holds), or on a JPEG whose end is missing (
 missing part grey), is flagged as partial: a warning naming the file, and `partial_reason` in
 `VideoFaces.details()`.
 
+With predict's --perturb (inference/frame_perturbation.py), the sampled frames are distorted
+before detection, and `VideoFaces.details()` says how (`perturbation`).
+
 On CUDA, and in fast mode's OpenCV pipeline on a CPU, the sampled frames of a video go through
 MTCNN in one batch; facenet-pytorch's pipeline on a CPU takes them one by one, two at a time
 (batching was no faster there: its resampling, not its calls, is what costs)."""
@@ -28,6 +31,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from inference.frame_perturbation import FramePerturbation
 from preprocess.crops import crop_face
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, shared_pool
 from preprocess.tracks import box_iou
@@ -72,6 +76,7 @@ class VideoFaces:
     clips: dict[tuple[int, int], list] = field(default_factory=dict)
     frames_requested: list[int] | None = None  # the sampled indices asked for (None: those decoded)
     partial_reason: str | None = None  # why the judgement rests on part of the file, where it does
+    perturbation: dict | None = None  # the --perturb distortion applied to the frames (frame_perturbation.py)
 
     def details(self) -> dict:
         """What was found, for details.jsonl: frames sampled (requested and decoded) and with a face,
@@ -90,6 +95,7 @@ class VideoFaces:
             "boxes_found": {
                 way: self.found.count(way) for way in FOUND_WAYS if way != "whole frame" or way in self.found
             },
+            **({"perturbation": self.perturbation} if self.perturbation else {}),
         }
 
     def boxes_by_frame(self) -> list[list[list[float]]]:
@@ -111,6 +117,7 @@ class SampledFrames:
     decoded: dict[int, np.ndarray]  # {frame index: RGB frame}
     requested: list[int]  # the indices asked for
     partial_reason: str | None = None
+    fps: float = 0.0  # as the container states it (0: none)
 
 
 def partial_reason(path: Path, requested: list[int], decoded: dict) -> str | None:
@@ -137,7 +144,7 @@ def sample_frames(
     reason = partial_reason(Path(path), indices, decoded)
     if reason:
         logger.warning("%s: %s", path, reason)
-    return SampledFrames(decoded, indices, reason)
+    return SampledFrames(decoded, indices, reason, float(info.fps or 0.0))
 
 
 def read_sampled_frames(
@@ -287,13 +294,24 @@ def extract_faces(
     recall: bool = False,
     faces_are_cropped: bool = False,
     limits: MediaLimits | None = DEFAULT_LIMITS,
+    perturbation: FramePerturbation | None = None,
+    video_id: str | None = None,
 ) -> VideoFaces:
     """Read the sampled frames of `path` (refused over `limits` before decoding) and crop every
-    detected face (or, with `faces_are_cropped`, take each whole frame); raise on no frame or face."""
+    detected face (or, with `faces_are_cropped`, take each whole frame); raise on no frame or face.
+    With `perturbation`, the sampled frames are distorted first, seeded by `video_id` (the video's
+    filename under the folder scored; default its name)."""
     started = time.perf_counter()
     sampled = sample_frames(path, frames, backend, limits)
+    decoded, applied = sampled.decoded, None
     decoded_at = time.perf_counter()
-    faces = crop_faces(path, sampled.decoded, detector, margin_divisor, recall, faces_are_cropped=faces_are_cropped)
+    if perturbation is not None:
+        decoded, applied = perturbation.apply(decoded, video_id or Path(path).name, sampled.fps)
+    perturbed_at = time.perf_counter()
+    faces = crop_faces(path, decoded, detector, margin_divisor, recall, faces_are_cropped=faces_are_cropped)
     faces.frames_requested, faces.partial_reason = sampled.requested, sampled.partial_reason
-    faces.seconds = {"decode": decoded_at - started, "detect": time.perf_counter() - decoded_at}
+    faces.perturbation = applied
+    faces.seconds = {"decode": decoded_at - started, "detect": time.perf_counter() - perturbed_at}
+    if perturbation is not None:
+        faces.seconds["perturb"] = perturbed_at - decoded_at
     return faces

@@ -27,6 +27,12 @@ classify (or the error), and each face's score (the frame models' weighted mean)
 is not a finite number (a broken checkpoint giving NaN) is an error of stage classify, never a NaN
 in the files.
 
+An --ensemble file with a `calibration:` block (python -m inference.calibrate writes it; see
+inference/ensemble_calibration.py) has it applied: the submission's label is the calibrated
+probability of the ensemble's score, and the details line keeps that raw score as "ensemble_score",
+with "calibrated": true. Model and face scores in details stay raw; a failed video keeps
+--default-score, uncalibrated. `--uncalibrated` ignores the block: the labels are the raw scores.
+
 Runs survive: as each video finishes, its details line is appended to OUTPUT.progress.jsonl beside
 the output (OUTPUT.progress.rankRofN.jsonl per process under torchrun; see inference/progress.py),
 so a crash, a kill or a full disk loses at most the videos in flight. `--resume` goes on from it
@@ -55,6 +61,7 @@ from inference import predict_options
 from inference.aggregate import STRATEGIES, per_person
 from inference.clips import clip_probabilities
 from inference.ensemble import Member, face_probabilities
+from inference.ensemble_calibration import EnsembleCalibration
 from inference.faces import DetectionError, VideoFaces
 from inference.model_options import autocast_dtype, cpu_precision, load_members
 from inference.progress import Progress, check_progress_files, progress_path, run_settings
@@ -153,10 +160,12 @@ def predict(
     precision: str = "f32",
     share: tuple[int, int] = (0, 1),
     progress: Progress | None = None,
+    calibration: EnsembleCalibration | None = None,
 ) -> tuple[dict[str, float], list[dict], list[dict]]:
     """Scores, failures and details of the videos of this process's `share` (rank, world size):
     every world-size-th video from the rank on. Each video's details line goes to `progress` as the
-    video finishes; the videos it holds already (from the run it resumes) are not read again."""
+    video finishes; the videos it holds already (from the run it resumes) are not read again. A
+    scored video's score is `calibration`'s probability of the ensemble's score, where given."""
     amp_dtype = autocast_dtype(device, precision, args.fp32)
     rank, world = share
     videos = list_videos(args.test_dir, args.recursive)[rank::world]
@@ -194,7 +203,8 @@ def predict(
         reason = error.reason if isinstance(error, VideoReadError) else str(error)
         error_row = {"filename": name(path), "stage": stage, "reason": f"{type(error).__name__}: {reason}"}
         logger.warning("%s: %s failed (%s), scored %.2f", name(path), stage, reason, args.default_score)
-        finish({"filename": name(path), "score": args.default_score, "error": error_row})
+        default = {"score": args.default_score, "ensemble_score": args.default_score, "calibrated": False}
+        finish({"filename": name(path), **default, "error": error_row})
 
     def classify(group: list[tuple[Path, VideoFaces]]) -> None:
         started_classify = time.perf_counter()
@@ -214,7 +224,9 @@ def predict(
             finish(
                 {
                     "filename": name(path),
-                    "score": score,
+                    "score": score if calibration is None else calibration.probability(score),
+                    "ensemble_score": score,
+                    "calibrated": calibration is not None,
                     "model_scores": model_scores,
                     "face_scores": face_scores,
                     **faces.details(),
@@ -260,12 +272,13 @@ def main(argv=None) -> int:
     precision = cpu_precision(args, device)
     check_progress_files(args.output, rank, world, args.resume)  # before the minutes that loading can take
     try:
+        calibration = predict_options.chosen_calibration(args)
         members = load_members(args, device, precision)
     except (CheckpointError, ValueError) as error:  # a wrong file or setting: one line, no traceback
         return cli.fail(error)
-    settings = run_settings(args, device, precision, world)
+    settings = run_settings(args, device, precision, world, calibration)
     with Progress(progress_path(args.output, rank, world), settings, args.resume) as progress:
-        mine = predict(args, members, device, precision, (rank, world), progress)
+        mine = predict(args, members, device, precision, (rank, world), progress, calibration)
     scores, errors, details = {}, [], []
     for part in all_gather_objects(mine):
         scores.update(part[0])

@@ -3,11 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from inference.aggregate import STRATEGIES
-from inference.model_options import add_media_arguments, add_model_arguments, frames_argument
+from inference.ensemble import ensemble_calibration
+from inference.ensemble_calibration import CalibrationFileError
+from inference.frame_perturbation import NAMES as PERTURBATION_NAMES
+from inference.frame_perturbation import perturb_argument
+from inference.model_options import add_media_arguments, add_model_arguments, frames_argument, load_calibration
 from preprocess.face_detector import ORIGINAL_SCALE, scale_argument
+
+logger = logging.getLogger("inference.predict_options")
+
+
+def add_calibration_argument(parser: argparse.ArgumentParser) -> None:
+    """--uncalibrated (what `chosen_calibration` reads), for predict and timeliness."""
+    parser.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="ignore the ensemble file's calibration: the submission holds the ensemble's raw scores (what "
+        "inference.calibrate fits on)",
+    )
+
+
+def chosen_calibration(args: argparse.Namespace):
+    """The calibration of --ensemble's file that applies (an EnsembleCalibration), or None: none
+    stored, or --uncalibrated (said at INFO when the file has one, so that it is not ignored unseen)."""
+    if not args.uncalibrated:
+        return load_calibration(args)
+    try:
+        stored = ensemble_calibration(args.ensemble) is not None if args.ensemble else False
+    except CalibrationFileError:  # a block that could not be applied is ignored all the same
+        stored = True
+    if stored:
+        logger.info("--uncalibrated: ignoring the calibration of %s, scores are the ensemble's raw ones", args.ensemble)
+    return None
 
 
 def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
@@ -19,6 +50,7 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--test-dir", type=Path, required=True, help="folder of videos to score")
     add_model_arguments(parser)
+    add_calibration_argument(parser)
     add_media_arguments(parser)
     parser.add_argument("--output", type=Path, default=Path("submission.csv"), help="default: submission.csv")
     parser.add_argument("--errors", type=Path, help="default: errors.csv next to the output")
@@ -95,6 +127,19 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
         "--recursive",
         action="store_true",
         help="also the files of --test-dir's subfolders; filenames are then paths under it (real/x.jpg)",
+    )
+    parser.add_argument(
+        "--perturb",
+        type=perturb_argument,
+        metavar="NAME:LEVEL",
+        help="distort each video's sampled frames before detection (robustness tests; see "
+        f"inference/frame_perturbation.py): NAME one of {', '.join(PERTURBATION_NAMES)}, LEVEL 1 to 5",
+    )
+    parser.add_argument(
+        "--perturb-seed",
+        type=int,
+        default=0,
+        help="base seed of --perturb (default 0); each video's seed adds its filename under --test-dir",
     )
     args = parser.parse_args(argv)
     if not args.models and not args.ensemble:

@@ -171,6 +171,8 @@ def _is_error(value) -> bool:
 # predict, evaluate and tools/gpu_workers.py read it back: a field of another type is not a row.
 ROW_FIELDS = {
     "score": _is_probability,
+    "ensemble_score": _is_probability,
+    "calibrated": lambda value: isinstance(value, bool),
     "error": _is_error,
     "model_scores": _mapping_of(_is_probability),
     "face_scores": _list_of(_is_probability),
@@ -291,10 +293,10 @@ class Progress:
 NOT_SCORING_OPTIONS = ("output", "errors", "resume", "batch_size", "workers", "runtime_cache", "device")
 
 
-def run_settings(args: argparse.Namespace, device: torch.device, precision: str, world: int) -> dict:
+def run_settings(args: argparse.Namespace, device: torch.device, precision: str, world: int, calibration=None) -> dict:
     """What a resumed run must share with the run it resumes: every option that changes scores, the
-    models' files (where, how big, when written), the device's type, the precision and the number
-    of processes (each scores its share)."""
+    models' files (where, how big, when written), the device's type, the precision, the number of
+    processes (each scores its share) and the calibration applied (an EnsembleCalibration, or None)."""
     entries = [{"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for path in args.models]
     if args.ensemble:
         entries += ensemble_members(args.ensemble)
@@ -310,4 +312,11 @@ def run_settings(args: argparse.Namespace, device: torch.device, precision: str,
         "device": device.type,
         "precision": precision,
         "processes": world,
+        "calibration": None if calibration is None else calibration_settings(calibration),
     }
+
+
+def calibration_settings(calibration) -> dict:
+    """What of an EnsembleCalibration a resumed run must share: its method and operating points."""
+    points = [{"fpr": point.fpr, "score": point.score} for point in calibration.operating_points]
+    return {**calibration.method_parameters(), "operating_points": points}

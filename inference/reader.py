@@ -1,6 +1,8 @@
 """Faces of the videos to score, read ahead: decode and detect in worker threads (one MTCNN each)
 while the classifiers run, or, with no workers, one video after another (on a CPU the threads
-would compete with the classifiers for the same cores)."""
+would compete with the classifiers for the same cores). With --perturb, each video's sampled frames
+are distorted before detection (inference/frame_perturbation.py), seeded by its path under
+--test-dir."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import torch
 
 from inference.clips import extract_clips
 from inference.faces import VideoFaces, extract_faces, inference_detector
+from inference.frame_perturbation import frame_perturbation
 from inference.model_options import media_limits
+from preprocess.cli import InputError
 from preprocess.face_detector import FaceDetector
 
 
@@ -23,6 +27,12 @@ class FaceReader:
 
     def __init__(self, args, device: torch.device, workers: int, clips: set[tuple[int, int]] = frozenset()):
         self.args, self.device, self.workers, self.clips = args, device, workers, clips
+        self.perturbation = frame_perturbation(args)
+        if self.perturbation is not None and clips:
+            raise InputError(
+                f"--perturb {args.perturb}: distorts the frames of frame models only, and a temporal model "
+                "(clips) is among the models: leave it out, or score without --perturb"
+            )
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="faces")
 
@@ -42,6 +52,8 @@ class FaceReader:
             recall=recall,
             faces_are_cropped=self.args.faces_are_cropped,
             limits=limits,
+            perturbation=self.perturbation,
+            video_id=self._video_id(path),
         )
         if self.clips:
             for clip in sorted(self.clips):
@@ -49,6 +61,14 @@ class FaceReader:
                     path, self._detector(), clip, self.args.frames, recall, self.args.video_backend, limits
                 )
         return faces
+
+    def _video_id(self, path: Path) -> str:
+        """The video's filename under --test-dir (what seeds its perturbation), else its name."""
+        test_dir = getattr(self.args, "test_dir", None)
+        try:
+            return Path(path).relative_to(test_dir).as_posix() if test_dir is not None else Path(path).name
+        except ValueError:
+            return Path(path).name
 
     def read_all(self, paths: list[Path]):
         """Yield (path, future) in order, keeping a few videos in flight."""

@@ -11,6 +11,12 @@ loss, ROC AUC and accuracy over the videos and the seconds of video seen (up to 
 k-th sampled frame, averaged over the videos); per video, the first k from which its decision
 (FAKE above 0.5) is right and stays right (`first_right_frames`, null if it never settles).
 Writes timeliness.json and timeliness.png (AUC and log loss against seconds seen) into --out.
+
+An --ensemble file with a `calibration:` block has it applied as inference.predict does: each k's
+score is the calibrated probability of the ensemble's score (kept per video as `ensemble_scores`),
+and the metrics and decisions are taken on it (AUC is unchanged: calibration keeps the order).
+timeliness.json names the calibration applied (`calibration`, null without). `--uncalibrated`
+ignores it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from inference.faces import DetectionError, extract_faces, inference_detector
 from inference.metrics import score
 from inference.model_options import add_model_arguments, cpu_precision, load_members
 from inference.predict import list_videos
+from inference.predict_options import add_calibration_argument, chosen_calibration
 from inference.score import read_labels
 from preprocess import cli
 from preprocess.face_detector import ORIGINAL_SCALE, default_device, scale_argument
@@ -50,6 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--labels", type=Path, required=True, help="labels.csv, metadata.json or a DFDC root")
     parser.add_argument("--out", type=Path, required=True, help="folder for timeliness.json and timeliness.png")
     add_model_arguments(parser)
+    add_calibration_argument(parser)
     parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="numbers of frames k (1 2 4 ... 32)")
     parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (32)")
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="confident", help="frame aggregation")
@@ -94,6 +102,33 @@ def first_right_step(scores: list[float], label: int, steps: list[int], threshol
         if all(right[position:]):
             return steps[position]
     return None
+
+
+def video_row(
+    filename: str,
+    label: int,
+    ensemble_scores: list[float],
+    judged: list[bool],
+    seconds: list[float],
+    steps: list[int],
+    calibration=None,
+) -> dict:
+    """A video's line of timeliness.json: each k's score, the ensemble's score (`ensemble_scores`)
+    and the first settled k. Where `calibration` applies, a k's score is its probability of the
+    ensemble's; a k not `judged` (nothing seen yet, or the video failed) keeps the default score
+    uncalibrated, as a failed video does in inference.predict."""
+    scores = [
+        float(calibration.probability(raw)) if calibration is not None and seen else raw
+        for raw, seen in zip(ensemble_scores, judged, strict=True)
+    ]
+    return {
+        "filename": filename,
+        "label": label,
+        "scores": [round(s, 6) for s in scores],
+        "ensemble_scores": [round(s, 6) for s in ensemble_scores],
+        "seconds_seen": seconds,
+        "first_right_frames": first_right_step(scores, label, steps),
+    }
 
 
 def report(rows: list[dict], steps: list[int]) -> dict:
@@ -144,13 +179,14 @@ def plot(result: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def judge_video(path: Path, detector, members: list[Member], args, device: torch.device) -> tuple[list, list]:
-    """Each k's score and seconds of video seen (the default score where the video fails)."""
+def judge_video(path: Path, detector, members: list[Member], args, device: torch.device) -> tuple[list, list, list]:
+    """Each k's score, whether any model had seen anything by then (else the score is the default),
+    and seconds of video seen (the default score where the video fails)."""
     try:
         faces = extract_faces(path, detector, args.frames, recall=not args.no_recall_boost)
     except (VideoReadError, DetectionError) as error:
         logger.warning("%s: %s; scored %.2f at every k", path.name, error, args.default_score)
-        return [args.default_score] * len(args.steps), [0.0] * len(args.steps)
+        return [args.default_score] * len(args.steps), [False] * len(args.steps), [0.0] * len(args.steps)
     info = probe_video(path)
     per_model = []
     for member in members:
@@ -164,10 +200,11 @@ def judge_video(path: Path, detector, members: list[Member], args, device: torch
     cutoffs = [sampled[min(k, len(sampled)) - 1] for k in args.steps]
     weights = [member.weight for member in members]
     scores = scores_by_prefix(per_model, weights, cutoffs, args.strategy, args.default_score)
+    judged = [any((frames <= cutoff).any() for _, frames in per_model) for cutoff in cutoffs]
     fps = info.fps or 30.0
     # seen after the k-th sampled frame: up to the end of that frame
     seconds = [(sampled[min(k, len(sampled)) - 1] + 1) / fps for k in args.steps]
-    return scores, [round(s, 3) for s in seconds]
+    return scores, judged, [round(s, 3) for s in seconds]
 
 
 def main(argv=None) -> int:
@@ -179,22 +216,14 @@ def main(argv=None) -> int:
     videos = [path for path in list_videos(args.test_dir) if path.name in labels]
     if not videos:
         raise cli.InputError(f"{args.labels}: labels none of the videos of {args.test_dir}")
+    calibration = chosen_calibration(args)
     members = load_members(args, device, cpu_precision(args, device))
     detector = inference_detector(args.detector_scale, device)
     rows = []
     for path in tqdm(videos, desc="videos", unit="video"):
-        scores, seconds = judge_video(path, detector, members, args, device)
-        label = labels[path.name][0]
-        rows.append(
-            {
-                "filename": path.name,
-                "label": label,
-                "scores": [round(s, 6) for s in scores],
-                "seconds_seen": seconds,
-                "first_right_frames": first_right_step(scores, label, args.steps),
-            }
-        )
-    result = report(rows, args.steps)
+        scores, judged, seconds = judge_video(path, detector, members, args, device)
+        rows.append(video_row(path.name, labels[path.name][0], scores, judged, seconds, args.steps, calibration))
+    result = {**report(rows, args.steps), "calibration": None if calibration is None else calibration.summary()}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / "timeliness.json", result)
     plot(result, args.out / "timeliness.png")

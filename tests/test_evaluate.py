@@ -72,7 +72,12 @@ def test_the_table_holds_every_model_set_and_method(protocol_run):
     expected |= {(s, t, m) for (_, t, m) in expected for s in ["sbi_tiny"]}
     assert {(r["model"], r["test_set"], r["method"]) for r in rows} == expected
     table = (out / "table.md").read_text()
-    assert "| video AUC | frame AUC | log loss | EER | AP | videos |" in table and table.count("\n") == len(rows) + 2
+    header = "| video AUC | frame AUC | log loss | EER | AP | ECE | Brier | TPR@5%FPR | TPR@1%FPR | reals | videos |"
+    assert header in table and table.count("\n") == len(rows) + 2
+    assert "TPR@0.1%FPR" not in table and "tpr_at_0.1pct_fpr" not in rows[0]  # no row has the 999 reals
+    # the demo's few reals cannot support a 5% rate (19 needed): '-' in the table, empty in the csv
+    assert all(r["tpr_at_5pct_fpr"] == "" and r["tpr_at_1pct_fpr"] == "" for r in rows)
+    assert all(line.split(" | ")[-4:-2] == ["-", "-"] for line in table.splitlines()[2:])
     assert (out / "roc_demo_test.png").stat().st_size > 0 and (out / "roc_by_folder.png").stat().st_size > 0
     assert (out / "weights" / "sbi_tiny_0_3_best.pt").is_file()
 
@@ -88,6 +93,10 @@ def test_the_numbers_are_those_of_the_submission_and_its_faces(protocol_run):
         overall["log_loss"]
     )
     assert row["videos"] == len(labels)
+    assert row["ece"] == pytest.approx(overall["ece"]) and row["brier"] == pytest.approx(overall["brier"])
+    real_videos = sum(1 for label, _ in labels.values() if label == 0)
+    assert row["reals"] == real_videos and row["tpr_at_5pct_fpr"] is None
+    assert row["tpr_at_fpr"]["0.05"] == {**overall["tpr_at_fpr"]["0.05"], "reals": real_videos, "reals_needed": 19}
     y, p = [], []
     for line in (prediction_dir / "details.jsonl").read_text().splitlines():
         detail = json.loads(line)
@@ -129,7 +138,7 @@ def test_protocol_errors_name_the_problem(tmp_path, monkeypatch):
     path.write_text(
         yaml.safe_dump({"models": [{"name": "a", "checkpoints": ["x"], "train": {}}], "test_sets": [{"name": "t"}]})
     )
-    with pytest.raises(ProtocolError, match="give either `checkpoints:` or `train:`"):
+    with pytest.raises(ProtocolError, match="give one of `checkpoints:`, `train:` or `ensemble:`"):
         read_protocol(path)
     path.write_text(yaml.safe_dump({"models": [{"checkpoints": ["x"]}], "test_sets": [{"name": "t"}]}))
     with pytest.raises(ProtocolError, match="needs a name of its own"):
