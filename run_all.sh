@@ -84,20 +84,27 @@ for job in $TRAIN_JOBS; do
 done
 run "$PYTHON" -m training.plot_log "${runs[@]}" --out "$WEIGHTS_DIR/curves.png"
 
-stage "prediction: every video of $TEST_DIR with the ensemble of the best checkpoints"
-checkpoints=()
-for run in "${runs[@]}"; do checkpoints+=("$WEIGHTS_DIR/$(basename "$run")_best.pt"); done
+stage "calibration: a temperature on the runs' out-of-fold predictions -> $WORK_DIR/ensemble.yaml"
+# the ensemble of the best checkpoints, equal weights, with the calibration (and the false-positive
+# operating points its held-out reals support) that predict and detect apply
+ENSEMBLE="$WORK_DIR/ensemble.yaml"
+run "$PYTHON" -m inference.calibrate --runs "${runs[@]}" --out "$ENSEMBLE"
+
+stage "prediction: every video of $TEST_DIR with the calibrated ensemble of the best checkpoints"
 SUBMISSION_DIR="$WORK_DIR/submission"
 options=()
 [ "$RECALL_BOOST" = 1 ] || options+=(--no-recall-boost)
 [ -z "${PREDICT_WORKERS:-}" ] || options+=(--workers "$PREDICT_WORKERS")
-run "$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --models "${checkpoints[@]}" \
+run "$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --ensemble "$ENSEMBLE" \
     --output "$SUBMISSION_DIR/submission.csv" --detector-scale "$DETECTOR_SCALE" --resume \
     ${options[@]+"${options[@]}"}
 
 if [ -f "$TEST_DIR/labels.csv" ]; then
     stage "scoring: $SUBMISSION_DIR/submission.csv against $TEST_DIR/labels.csv"
     run "$PYTHON" -m inference.score --submission "$SUBMISSION_DIR/submission.csv" --labels "$TEST_DIR/labels.csv"
+    # the same calibration (fitted again, identically) reported on the test videos, before and after
+    run "$PYTHON" -m inference.calibrate --runs "${runs[@]}" --out "$ENSEMBLE" \
+        --held-out "$SUBMISSION_DIR/submission.csv" --held-out-labels "$TEST_DIR/labels.csv"
 else
     echo "no $TEST_DIR/labels.csv: skipping the scoring stage"
 fi
@@ -105,7 +112,7 @@ fi
 if [ "$MODE" = demo ]; then
     stage "checking files one by one: verdicts, Grad-CAM heatmaps and $WORK_DIR/explain/report.html"
     # exit status 1 only says that some file could not be judged (its line says why)
-    run "$PYTHON" -m inference.detect "$TEST_DIR" --models "${checkpoints[@]}" --explain "$WORK_DIR/explain" || [ $? = 1 ]
+    run "$PYTHON" -m inference.detect "$TEST_DIR" --ensemble "$ENSEMBLE" --explain "$WORK_DIR/explain" || [ $? = 1 ]
 fi
 
 printf '\n==> Done (%s mode): %d stages in %ds\n' "$MODE" "$stage_number" "$(( $(date +%s) - started ))"

@@ -130,6 +130,7 @@ def judgement(
             "reals": operating_point.reals,
         },
         "real_quantile": None if quantile is None else round(quantile, 6),
+        "real_videos": None if calibration is None else len(calibration.real_scores),
         "calibration": None if calibration is None else calibration.summary(),
         "aggregation": {"strategy": strategy, "per_person": by_person},
         "models": [
@@ -200,10 +201,14 @@ def summary_line(document: dict) -> str:
 
 def verdict_explanation(document: dict) -> str:
     """What decided the verdict and, with a calibration, how many held-out real videos score as
-    high: "FAKE at the 1% false-positive threshold; 0.8% of held-out real videos score this high"."""
-    quantile = document.get("real_quantile")
-    known = "" if quantile is None else f"; {quantile * 100:.3g}% of held-out real videos score this high"
-    return document["verdict_text"] + known
+    high: "FAKE at the 1% false-positive threshold; 0.8% of held-out real videos score this high" (as
+    a count, "0 of 6 held-out real videos", where there are fewer than 100)."""
+    quantile, reals = document.get("real_quantile"), document.get("real_videos")
+    if quantile is None:
+        return document["verdict_text"]
+    # under 100 reals, a count: a percentage of a handful would claim a precision it does not have
+    share = f"{round(quantile * reals)} of {reals}" if reals and reals < 100 else f"{quantile * 100:.3g}% of"
+    return f"{document['verdict_text']}; {share} held-out real videos score this high"
 
 
 def output_line(document: dict, as_json: bool) -> str | None:

@@ -123,6 +123,7 @@ def test_the_probabilities_are_calibrated_and_the_stored_1_percent_point_decides
     }
     assert document["threshold"] == document["operating_point"]["probability_threshold"]
     assert document["real_quantile"] == pytest.approx(2 / 5), "2 of the 5 reals score at least as high"
+    assert document["real_videos"] == 5
     # people, faces and frames on the calibrated scale; each model's score raw
     [person] = document["people"]
     assert person["probability"] == pytest.approx(platt(raw["people"][0]["probability"], SLOPE, block["b"]), abs=2e-4)
@@ -152,7 +153,7 @@ def test_the_line_says_what_decided_and_how_many_reals_score_as_high(world):
     assert code == 0
     assert line.startswith("REAL  0.8") and line.endswith(
         "astronaut.jpg  (1 face, 1 person)  REAL at the 1% false-positive threshold; "
-        "40% of held-out real videos score this high"
+        "2 of 5 held-out real videos score this high"
     )
     code, [plain], _ = detect_run([str(world["photo"]), "--ensemble", str(world["plain"]), *RUN])
     verdict = world["raw"]["verdict"]
@@ -234,6 +235,18 @@ def test_the_page_worker_judges_with_the_calibration_and_the_page_says_so(world,
     assert heatmap["probability"] == expected["per_frame"][0]["probability"], "heatmaps on the calibrated scale"
     text = verdict_markdown(document)
     assert text.startswith(f"## REAL: P(fake) = {document['probability']:.3f} (calibrated)\n")
-    assert text.endswith("REAL at the 1% false-positive threshold; 40% of held-out real videos score this high.")
+    assert text.endswith("REAL at the 1% false-positive threshold; 2 of 5 held-out real videos score this high.")
     with pytest.raises(InputError, match=r"no operating point at fpr=0\.2"):
         load_models(page_arguments([*arguments, "--operating-point", "fpr=0.2"]))
+
+
+def test_the_share_of_reals_is_a_count_below_100_reals_and_a_percentage_from_100():
+    from inference.verdict import verdict_explanation
+
+    text = "FAKE at the 1% false-positive threshold"
+    few = {"verdict_text": text, "real_quantile": 0.0, "real_videos": 6}
+    many = {"verdict_text": text, "real_quantile": 2 / 250, "real_videos": 250}
+    assert verdict_explanation(few) == f"{text}; 0 of 6 held-out real videos score this high"
+    assert verdict_explanation(many) == f"{text}; 0.8% of held-out real videos score this high"
+    plain = {"verdict_text": "REAL at or below 0.5", "real_quantile": None}
+    assert verdict_explanation(plain) == "REAL at or below 0.5"
