@@ -10,9 +10,10 @@ A protocol's model is one of three kinds:
       ensemble: configs/ensemble.yaml                 # predicted with --ensemble: its calibration applies
 
 A set's predictions are made again only when what they were made from changed (`prediction_source`):
-the checkpoint files (where, how big, when written), or for an ensemble the file's text (its
-members, weights and `calibration:` block) and its members' files; the videos, labels and predict
-options.
+the checkpoint files (where, how big, when written), or for an ensemble its members (their files,
+encoders, sizes and weights) and the calibration it applies (method and parameters: a calibration
+fitted again to the same values, with another date or held-out report, predicts nothing again);
+the videos, labels and predict options.
 """
 
 from __future__ import annotations
@@ -78,13 +79,19 @@ class ModelSource:
         """What the predictions depend on; for checkpoints the same key as before ensembles existed."""
         if not self.ensemble:
             return {"checkpoints": [file_identity(p) for p in self.checkpoints]}
-        from inference.ensemble import ensemble_members
+        from inference.ensemble import ensemble_calibration, ensemble_members
 
         spec = Path(self.ensemble)
-        members = [file_identity(Path(entry["path"])) for entry in ensemble_members(self.ensemble)]
-        if spec.is_file():
-            return {"ensemble": {"file": str(spec.resolve()), "text": spec.read_text(), "members": members}}
-        return {"ensemble": {"name": self.ensemble, "members": members}}
+        members = [
+            {**file_identity(Path(entry["path"])), **{key: entry[key] for key in ("encoder", "input_size", "weight")}}
+            for entry in ensemble_members(self.ensemble)
+        ]
+        if not spec.is_file():
+            return {"ensemble": {"name": self.ensemble, "members": members}}
+        # what the scores depend on: the members and the calibration applied, not when or on what it was fitted
+        calibration = ensemble_calibration(spec)
+        applied = None if calibration is None else calibration.method_parameters()
+        return {"ensemble": {"file": str(spec.resolve()), "members": members, "calibration": applied}}
 
 
 def ensemble_source(model: dict) -> ModelSource:

@@ -51,7 +51,8 @@ def test_an_edited_calibration_or_member_makes_the_ensemble_predict_again(tmp_pa
     source = model_source({"name": "ens", "ensemble": str(path)}, tmp_path / "out")
     assert source == ModelSource(ensemble=str(path)) and source.predict_arguments() == ["--ensemble", str(path)]
     before = prediction_source(source, folder, labels, {"frames": 8})
-    assert before["ensemble"]["text"] == path.read_text() and "checkpoints" not in before
+    assert before["ensemble"]["calibration"] == {"method": "temperature", "temperature": 1.5}
+    assert "checkpoints" not in before
     assert [m["path"] for m in before["ensemble"]["members"]] == [str((tmp_path / "member.pt").resolve())]
 
     calibrated_ensemble(tmp_path, 2.0)  # only the calibration block changes
@@ -59,6 +60,10 @@ def test_an_edited_calibration_or_member_makes_the_ensemble_predict_again(tmp_pa
     assert after != before and {k for k in after if after[k] != before[k]} == {"ensemble"}
     assert after["ensemble"]["members"] == before["ensemble"]["members"]
     calibrated_ensemble(tmp_path, 1.5)
+    assert prediction_source(source, folder, labels, {"frames": 8}) == before
+    document = yaml.safe_load(path.read_text())
+    document["calibration"]["fitted_on"] = {"videos": 40, "date": "2026-12-02"}  # refitted to the same values
+    path.write_text(yaml.safe_dump(document))
     assert prediction_source(source, folder, labels, {"frames": 8}) == before
     member = tmp_path / "member.pt"
     os.utime(member, ns=(member.stat().st_atime_ns, member.stat().st_mtime_ns + 10**9))  # a member retrained
