@@ -13,13 +13,15 @@
 # and prediction (real data: 0.5, the original's; demo: rule, by resolution); RECALL_BOOST=1
 # retries frames without a face in prediction (real data: 0, as the original; demo: 1); the
 # submission goes to WORK_DIR/submission/ (and, for the demo, inference.detect's verdicts and
-# heatmaps of each test video to WORK_DIR/explain/). DRY_RUN=1 prints each stage's command instead.
+# heatmaps of each test video to WORK_DIR/explain/); CALIBRATE_OPTIONS passes options to
+# inference.calibrate (e.g. "--method platt", or "--allow-bound" where the out-of-fold scores
+# separate the classes perfectly). DRY_RUN=1 prints each stage's command instead.
 # Stages skip work already done, so an interrupted run continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 if [ "$#" -ne 0 ] && [ "$#" -ne 2 ]; then
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 
@@ -88,7 +90,8 @@ stage "calibration: a temperature on the runs' out-of-fold predictions -> $WORK_
 # the ensemble of the best checkpoints, equal weights, with the calibration (and the false-positive
 # operating points its held-out reals support) that predict and detect apply
 ENSEMBLE="$WORK_DIR/ensemble.yaml"
-run "$PYTHON" -m inference.calibrate --runs "${runs[@]}" --out "$ENSEMBLE"
+calibrate_options=(${CALIBRATE_OPTIONS:-})
+run "$PYTHON" -m inference.calibrate --runs "${runs[@]}" --out "$ENSEMBLE" ${calibrate_options[@]+"${calibrate_options[@]}"}
 
 stage "prediction: every video of $TEST_DIR with the calibrated ensemble of the best checkpoints"
 SUBMISSION_DIR="$WORK_DIR/submission"
@@ -104,7 +107,7 @@ if [ -f "$TEST_DIR/labels.csv" ]; then
     run "$PYTHON" -m inference.score --submission "$SUBMISSION_DIR/submission.csv" --labels "$TEST_DIR/labels.csv"
     # the same calibration (fitted again, identically) reported on the test videos, before and after
     run "$PYTHON" -m inference.calibrate --runs "${runs[@]}" --out "$ENSEMBLE" \
-        --held-out "$SUBMISSION_DIR/submission.csv" --held-out-labels "$TEST_DIR/labels.csv"
+        ${calibrate_options[@]+"${calibrate_options[@]}"} --held-out "$SUBMISSION_DIR/submission.csv" --held-out-labels "$TEST_DIR/labels.csv"
 else
     echo "no $TEST_DIR/labels.csv: skipping the scoring stage"
 fi

@@ -6,8 +6,9 @@ frame, the most suspicious faces with their Grad-CAM heatmaps, and the JSON docu
 It serves on 127.0.0.1 only (put a reverse proxy in front to share it), on --port, or without it
 on the first free port from 7860 up; the log says the address. Models are chosen as by
 inference.detect (without --models or --ensemble: the newest run's `_best` checkpoints in
-./weights or ./work/weights, else the fetched `original` ensemble). Files are judged one at a
-time, in the order they were sent (a queue: two uploads never run on the models at once).
+./weights or ./work/weights, as ./work/ensemble.yaml's calibrated ensemble where it lists exactly
+those, else the fetched `original` ensemble). Files are judged one at a time, in the order they
+were sent (a queue: two uploads never run on the models at once).
 
 Limits, each refusal a message of one line: an upload over --max-mb (Gradio refuses it while it
 is sent); a photo or video frame over --max-photo-pixels or --max-pixels, or a video stating more

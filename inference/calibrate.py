@@ -12,10 +12,18 @@ Each video's label and the ensemble's raw score (the weighted mean of its member
                        folders, member W/NAME_best.pt is the run W/logs/NAME; with them, one per
                        member, in the members' order. A video's score is the weighted mean of the
                        runs that validated on it (runs of different folds score different videos).
+                       These approximate predict's scores: training's validation averages a
+                       video's crops plainly (predict weighs them by its `confident` strategy),
+                       and a video of one fold is scored by that fold's runs only (a warning says
+                       how many; fitted_on.scores records it). Operating points from them hold
+                       for fresh reals only as far as the two agree.
   --submission S --labels L
                        a labelled set scored by inference.predict with this ensemble: raw scores
                        from the details.jsonl beside S ("ensemble_score", else "score"), videos
-                       that failed left out; labels in any layout inference.score reads.
+                       that failed left out; labels in any layout inference.score reads. The
+                       scores predict gives, so the operating points' rates hold as stated: the
+                       source to use for a guaranteed rate. Details that are not S's (a score
+                       other than S's label, a video listed twice) are refused.
   --runs RUN ...       (instead of --ensemble) a new ensemble file of the runs' best checkpoints,
                        equal weights, calibrated on their out-of-fold predictions; needs --out.
 
@@ -23,12 +31,16 @@ A temperature (default) or Platt's scaling is fitted to the scores, and for each
 threshold on the raw score that a fresh real video exceeds with at most that probability (from the
 reals' scores, finite-sample; 19 reals for 5%, 99 for 1%). A rate the reals cannot support is not
 stored: a warning says how many reals it needs, and the exit status is still 0 once the
-calibration is fitted. A table of the fit (log loss, ECE and Brier before and after, the
-parameters, the operating points) is printed.
+calibration is fitted. A fit at a search bound of its parameters (the scores separate real from
+fake perfectly, or tell them apart not at all) is refused: it would claim certainty, or flatten
+every probability; --allow-bound stores it all the same. A table of the fit (log loss, ECE and
+Brier before and after, the parameters, the operating points) is printed.
 
 The ensemble file (--out, default the --ensemble file itself; required for `original`, whose
 members are then written with absolute paths) gets a `calibration:` block
-(inference/ensemble_calibration.py), replacing any it had: predict, detect and the page apply it.
+(inference/ensemble_calibration.py), replacing any it had: predict, detect and the page apply it,
+and refuse it once a member's checkpoint file is retrained or replaced (its size and sha256 are
+recorded).
 The other keys of the file are kept; its comments are not. --held-out S --held-out-labels L
 reports (and stores under fitted_on.held_out) what the calibration does on a second labelled set.
 """
@@ -45,8 +57,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from inference.calibration import METHODS, apply_calibration, calibration_report, fit_calibration
+from inference.calibration import METHODS, FitAtBoundError, apply_calibration, calibration_report, fit_calibration
 from inference.calibration_sources import (
+    OOF_WARNING,
     LabelledScores,
     check_runs_match_members,
     member_run_dirs,
@@ -54,8 +67,8 @@ from inference.calibration_sources import (
     submission_scores,
 )
 from inference.ensemble import read_ensemble_file
-from inference.ensemble_calibration import member_fingerprint, operating_point_argument
-from inference.fit_ensemble import run_members
+from inference.ensemble_calibration import file_fingerprint, member_identity, operating_point_argument
+from inference.fit_ensemble import run_checkpoint, run_members
 from inference.metrics import brier_score
 from inference.operating_points import conformal_rank, reals_needed, threshold_at_fpr
 from preprocess import cli
@@ -94,16 +107,42 @@ def _rounded(metrics: dict) -> dict:
     return {key: round(value, 6) if isinstance(value, float) else value for key, value in metrics.items()}
 
 
+def fingerprint(members: list[dict], entries: list[dict]) -> list[dict]:
+    """The block's `members:`: each member as the file to write lists it, and its checkpoint file's
+    size and sha256 (what tell a later load that it was retrained or replaced), the file required.
+    `entries` are the same members as inference.ensemble reads them (their `path`)."""
+    fingerprints = []
+    for member, entry in zip(members, entries, strict=True):
+        if not Path(entry["path"]).is_file():
+            raise InputError(
+                f"member {member['checkpoint']}: no checkpoint file at {entry['path']} (the calibration records "
+                "each member's size and sha256)"
+            )
+        fingerprints.append({**member_identity(member), **file_fingerprint(entry["path"])})
+    return fingerprints
+
+
 def calibration_block(
-    data: LabelledScores, members: list[dict], method: str, fprs, held_out: LabelledScores | None = None
+    data: LabelledScores,
+    members: list[dict],
+    entries: list[dict],
+    method: str,
+    fprs,
+    held_out: LabelledScores | None = None,
+    allow_bound: bool = False,
 ) -> tuple[dict, dict]:
-    """(the `calibration:` block for an ensemble file listing `members`, a report for the table)."""
+    """(the `calibration:` block for an ensemble file listing `members` (read as `entries`), a report
+    for the table)."""
     if len(set(data.labels.tolist())) < 2:
         real = int((data.labels == 0).sum())
         raise InputError(
             f"{data.source}: calibration needs real and fake videos; got {real} real, {len(data.labels) - real} fake"
         )
-    calibration = fit_calibration(data.labels, data.scores, method)
+    try:
+        calibration = fit_calibration(data.labels, data.scores, method, allow_bound)
+    except FitAtBoundError as error:
+        hint = "fit on more (or other) labelled videos, or pass --allow-bound"
+        raise InputError(f"{data.source}: {error}; {hint}") from None
     metrics = fit_metrics(data.labels, data.scores, apply_calibration(data.scores, calibration))
     reals = np.sort(data.scores[data.labels == 0])
     stored, refused = operating_points(reals, fprs, calibration)
@@ -114,16 +153,18 @@ def calibration_block(
             point["reals_needed"],
             point["reals"],
         )
-    fitted_on = {"source": data.source, **_rounded(metrics), "method": method}
+    if stored and data.from_oof:
+        logger.warning(OOF_WARNING)
+    fitted_on = {"source": data.source, "scores": data.scored_with, **_rounded(metrics), "method": method}
     fitted_on["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report = {"source": data.source, "metrics": metrics, "stored": stored, "refused": refused}
     if held_out is not None:
         held = fit_metrics(held_out.labels, held_out.scores, apply_calibration(held_out.scores, calibration))
-        fitted_on["held_out"] = {"source": held_out.source, **_rounded(held)}
+        fitted_on["held_out"] = {"source": held_out.source, "scores": held_out.scored_with, **_rounded(held)}
         report["held_out"] = {"source": held_out.source, "metrics": held}
     block = {
         **calibration,
-        "members": member_fingerprint(members),
+        "members": fingerprint(members, entries),
         "operating_points": stored,
         "real_scores": [float(score) for score in reals],
         "fitted_on": fitted_on,
@@ -179,8 +220,8 @@ def ensemble_document(args: argparse.Namespace, out: Path) -> tuple[dict, list[d
     if args.runs:
         weights = np.full(len(args.runs), 1.0 / len(args.runs))
         document = {"members": run_members(args.runs, weights, out)}
-        out_entries = [{**m, "path": out.parent / m["checkpoint"]} for m in document["members"]]
-        return document, out_entries
+        members = zip(document["members"], args.runs, strict=True)
+        return document, [{**member, "path": run_checkpoint(run)} for member, run in members]
     if args.ensemble in ENSEMBLES and not Path(args.ensemble).exists():
         entries = ensemble_entries(args.ensemble)
         document = {
@@ -294,6 +335,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "support is left out with a warning (exit status 0)",
     )
     parser.add_argument(
+        "--allow-bound",
+        action="store_true",
+        help="store a fit at a search bound of its parameters (refused by default: separable or uninformative "
+        "scores, a calibration claiming certainty or flattening all)",
+    )
+    parser.add_argument(
         "--out", type=Path, metavar="FILE", help="ensemble file to write (default: the --ensemble file)"
     )
     args = parser.parse_args(argv)
@@ -308,7 +355,8 @@ def main(argv=None) -> int:
     document, entries = ensemble_document(args, out)
     data = labelled_scores(args, entries)
     held_out = submission_scores(args.held_out, args.held_out_labels, entries) if args.held_out else None
-    block, report = calibration_block(data, document["members"], args.method, list(dict.fromkeys(args.fpr)), held_out)
+    fprs = list(dict.fromkeys(args.fpr))
+    block, report = calibration_block(data, document["members"], entries, args.method, fprs, held_out, args.allow_bound)
     write_calibrated(out, document, block)
     print(report_table(report), flush=True)
     logger.info("wrote the calibration to %s", out)

@@ -30,7 +30,7 @@ logger = logging.getLogger("inference.calibration")
 
 METHODS = ("temperature", "platt")
 # Search ranges: wide enough for any sane ensemble; hitting a bound means the data are (nearly)
-# separable or anti-calibrated, which is logged rather than silently accepted.
+# separable or anti-calibrated: fit_calibration refuses such a fit unless told to allow it.
 TEMPERATURE_BOUNDS = (0.01, 100.0)
 PLATT_SLOPE_BOUNDS = (0.01, 100.0)
 PLATT_INTERCEPT_BOUNDS = (-50.0, 50.0)
@@ -67,11 +67,24 @@ def _mean_log_loss(labels: np.ndarray, logits: np.ndarray) -> float:
 # ---------------------------------------------------------------- fitting
 
 
-def fit_temperature(labels, probabilities) -> float:
-    """The temperature T > 0 minimising the log loss of sigmoid(logit(p) / T).
+class FitAtBoundError(ValueError):
+    """A fit that stopped at a search bound: the scores are (nearly) separable, or carry no
+    information or the wrong way round, and the calibration would claim certainty or flatten all."""
+
+
+def _at_bound(value: float, bounds: tuple[float, float], log_scale: bool = True) -> bool:
+    """Whether a fitted value is at one of its search bounds (to 0.1%, on a log scale for a scale)."""
+    if log_scale:
+        return any(abs(math.log(value) - math.log(bound)) < 1e-3 for bound in bounds)
+    return any(abs(value - bound) < 1e-3 * max(1.0, abs(bound)) for bound in bounds)
+
+
+def temperature_fit(labels, probabilities) -> tuple[float, bool]:
+    """(the temperature T > 0 minimising the log loss of sigmoid(logit(p) / T), whether it is at a
+    bound of ``TEMPERATURE_BOUNDS``).
 
     T > 1 softens an over-confident ensemble, T < 1 sharpens an under-confident one.  Searched on
-    log T (bounded to ``TEMPERATURE_BOUNDS``), where the loss is smooth and unimodal in practice.
+    log T, where the loss is smooth and unimodal in practice.
     """
     y, p = _labels_and_probabilities(labels, probabilities)
     z = _logits(p)
@@ -83,7 +96,13 @@ def fit_temperature(labels, probabilities) -> float:
         options={"xatol": 1e-6},
     )
     temperature = float(math.exp(result.x))
-    if min(abs(result.x - low), abs(result.x - high)) < 1e-3:
+    return temperature, _at_bound(temperature, TEMPERATURE_BOUNDS)
+
+
+def fit_temperature(labels, probabilities) -> float:
+    """The temperature of ``temperature_fit`` (a warning where it is at a search bound)."""
+    temperature, at_bound = temperature_fit(labels, probabilities)
+    if at_bound:
         logger.warning(
             "fitted temperature %.4g is at the search bound %s: the scores may be separable",
             temperature,
@@ -92,8 +111,10 @@ def fit_temperature(labels, probabilities) -> float:
     return temperature
 
 
-def fit_platt(labels, probabilities) -> tuple[float, float]:
-    """Platt's (a, b) minimising the log loss of sigmoid(a * logit(p) + b).
+def platt_fit(labels, probabilities) -> tuple[tuple[float, float], bool]:
+    """(Platt's (a, b) minimising the log loss of sigmoid(a * logit(p) + b), whether either is at a
+    bound of ``PLATT_SLOPE_BOUNDS`` / ``PLATT_INTERCEPT_BOUNDS`` or the scores separate the classes,
+    which puts the best ``a`` beyond any bound).
 
     ``a`` is bounded to be positive so that the map never reverses which videos look fake; ``b``
     shifts the scores, which a temperature alone cannot do (useful when the base rate of fakes
@@ -118,17 +139,55 @@ def fit_platt(labels, probabilities) -> tuple[float, float]:
     a, b = (float(value) for value in result.x)
     if not result.success:
         logger.warning("Platt fit did not converge (%s); using a=%.4g, b=%.4g", result.message, a, b)
-    return a, b
+    # Reals all below fakes: the loss falls on as a grows, and the optimiser stops wherever its
+    # gradient is small (not always at the bound); the fit belongs at the bound all the same.
+    separable = z[y == 0].max() < z[y == 1].min()
+    at_bound = _at_bound(a, PLATT_SLOPE_BOUNDS) or _at_bound(b, PLATT_INTERCEPT_BOUNDS, log_scale=False)
+    return (a, b), bool(at_bound or separable)
 
 
-def fit_calibration(labels, probabilities, method: str = "temperature") -> dict:
-    """The calibration dict for ``method`` (the form stored under ``calibration:``)."""
+def fit_platt(labels, probabilities) -> tuple[float, float]:
+    """Platt's (a, b) of ``platt_fit``."""
+    return platt_fit(labels, probabilities)[0]
+
+
+def _bound_problem(calibration: dict) -> str:
+    """Why a fit at a search bound is no calibration, in words."""
+    if calibration["method"] == "temperature":
+        sharpened = calibration["temperature"] < 1
+        where = f"temperature {calibration['temperature']:.4g} is at its search bound {TEMPERATURE_BOUNDS}"
+    else:
+        sharpened = calibration["a"] > 1
+        where = (
+            f"Platt a {calibration['a']:.4g}, b {calibration['b']:.4g} is at (or would run past) a search bound "
+            f"(a {PLATT_SLOPE_BOUNDS}, b {PLATT_INTERCEPT_BOUNDS})"
+        )
+    if sharpened:
+        why = "the scores separate real from fake (nearly) perfectly, and the calibration would claim certainty"
+    else:
+        why = (
+            "the scores tell real from fake (almost) not at all or the wrong way round, and the calibration "
+            "would flatten every probability"
+        )
+    return f"the fitted {where}: {why}"
+
+
+def fit_calibration(labels, probabilities, method: str = "temperature", allow_bound: bool = False) -> dict:
+    """The calibration dict for ``method`` (the form stored under ``calibration:``). A fit at a
+    search bound is a FitAtBoundError (saying why) unless ``allow_bound``."""
     if method == "temperature":
-        return {"method": "temperature", "temperature": fit_temperature(labels, probabilities)}
-    if method == "platt":
-        a, b = fit_platt(labels, probabilities)
-        return {"method": "platt", "a": a, "b": b}
-    raise ValueError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
+        temperature, at_bound = temperature_fit(labels, probabilities)
+        calibration = {"method": "temperature", "temperature": temperature}
+    elif method == "platt":
+        (a, b), at_bound = platt_fit(labels, probabilities)
+        calibration = {"method": "platt", "a": a, "b": b}
+    else:
+        raise ValueError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
+    if at_bound and not allow_bound:
+        raise FitAtBoundError(_bound_problem(calibration))
+    if at_bound:
+        logger.warning("%s (stored all the same)", _bound_problem(calibration))
+    return calibration
 
 
 # ---------------------------------------------------------------- applying

@@ -4,13 +4,19 @@
   (video,label,probability) of the runs behind the members. A run scored only the videos of its
   validation fold, the ones it did not train on, so each video's score is the weighted mean (the
   members' weights) of the runs that validated on it; a video no run validated on is left out.
+  These are not quite predict's scores: training's validation takes the plain mean of a video's
+  crops (predict's `confident` strategy weighs them otherwise), and with runs of different folds
+  a video is scored by some of the members only. Both are said (fitted_on.scores, and a warning).
 - A labelled set scored by inference.predict (`submission_scores`): the raw score of each video
   from the details.jsonl beside the submission ("ensemble_score", else "score"), failed videos
-  left out (their default score is no model's).
+  left out (their default score is no model's). The details must be the submission's: each
+  uncalibrated row's score is the submission's label for that video, and no video is listed twice.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
@@ -23,11 +29,16 @@ import pandas as pd
 
 from inference.fit_ensemble import run_checkpoint
 from inference.score import align, read_labels, read_submission
-from preprocess.cli import InputError
+from preprocess.cli import InputError, describe
 
 logger = logging.getLogger("inference.calibrate")
 
 BEST_SUFFIX = "_best.pt"
+SUBMISSION_SCORES = "inference.predict (as applied)"
+OOF_WARNING = (
+    "operating points from out-of-fold scores hold for fresh reals only as far as these scores resemble "
+    "predict's; for a guaranteed rate fit them on a labelled set scored by inference.predict (--submission)"
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,8 @@ class LabelledScores:
     videos: list[str]
     labels: np.ndarray  # 1 = fake
     scores: np.ndarray  # the ensemble's raw scores
+    scored_with: str = SUBMISSION_SCORES  # what fitted_on.scores says: how the scores were made
+    from_oof: bool = False  # training's out-of-fold predictions, not predict's scores
 
 
 # ---------------------------------------------------------------- out-of-fold predictions
@@ -67,28 +80,51 @@ def check_runs_match_members(run_dirs: list[Path], entries: list[dict]) -> None:
             )
 
 
+def _oof_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a CSV file, any problem reading it a one-line InputError naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        table = list(csv.reader(io.StringIO(text)))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"{path}: cannot read it as CSV ({describe(error)})") from None
+    if not table:
+        raise InputError(f"{path}: empty (expected columns video,label,probability and a row per video)")
+    return [column.strip() for column in table[0]], table[1:]
+
+
 def read_oof(run_dir: Path, member: str | None = None) -> dict[str, tuple[int, float]]:
-    """{video: (label, probability)} of a run's oof_predictions.csv, checked."""
+    """{video: (label, probability)} of a run's oof_predictions.csv, checked: a video name, a label
+    0 or 1 as training writes it, a probability from 0 to 1, each video once, at least one video."""
     path = run_dir / "oof_predictions.csv"
     if not path.is_file():
         whose = f"member {member}: " if member else ""
         raise InputError(f"{whose}{path}: missing (its run must train to at least one epoch with validation)")
-    table = pd.read_csv(path, dtype={"video": str})
-    if not {"video", "label", "probability"} <= set(table.columns):
-        raise InputError(f"{path}: expected columns video,label,probability")
+    header, table = _oof_table(path)
+    if not {"video", "label", "probability"} <= set(header):
+        raise InputError(f"{path}: expected columns video,label,probability, got {','.join(header)}")
+    columns = [header.index(name) for name in ("video", "label", "probability")]
     rows = {}
-    for line, (video, label, probability) in enumerate(
-        zip(table["video"], table["label"], table["probability"], strict=True), start=2
-    ):
+    for line, row in enumerate(table, start=2):
+        if not row:
+            continue  # a blank line
+        if len(row) != len(header):
+            raise InputError(f"{path}: line {line}: {len(row)} fields, expected {len(header)}")
+        video, label, probability = (row[column].strip() for column in columns)
+        if not video:
+            raise InputError(f"{path}: line {line}: no video name")
         if video in rows:
             raise InputError(f"{path}: line {line}: video {video} is listed twice")
+        if label not in ("0", "1"):
+            raise InputError(f"{path}: line {line}: label {label!r} of {video} is not 0 (real) or 1 (fake)")
         try:
-            label, probability = float(label), float(probability)
+            value = float(probability)
         except ValueError:
-            label = probability = math.nan
-        if label not in (0, 1) or not (math.isfinite(probability) and 0 <= probability <= 1):
-            raise InputError(f"{path}: line {line}: expected a label 0/1 and a probability from 0 to 1")
-        rows[video] = (int(label), probability)
+            value = math.nan
+        if not (math.isfinite(value) and 0 <= value <= 1):
+            raise InputError(f"{path}: line {line}: probability {probability!r} of {video} is not from 0 to 1")
+        rows[video] = (int(label), value)
+    if not rows:
+        raise InputError(f"{path}: no videos, only a header (the run validated on nothing?)")
     return rows
 
 
@@ -119,9 +155,24 @@ def oof_scores(run_dirs: list[Path], entries: list[dict]) -> LabelledScores:
     videos, labels, scores, counts = combine_runs(tables, [float(e["weight"]) for e in entries], names)
     if not videos:
         raise InputError(f"no video in the out-of-fold predictions of {', '.join(map(str, run_dirs))}")
-    scored_by = [f"{n} by {runs} run{'s' * (runs > 1)}" for runs, n in sorted(Counter(counts).items())]
+    by_runs = sorted(Counter(counts).items())
+    scored_by = [f"{n} by {runs} run{'s' * (runs > 1)}" for runs, n in by_runs]
     logger.info("%d videos in the runs' out-of-fold predictions, scored %s", len(videos), ", ".join(scored_by))
-    return LabelledScores("oof: " + ", ".join(map(str, run_dirs)), videos, labels, scores)
+    fewer = sum(n for runs, n in by_runs if runs < len(entries))
+    if fewer:
+        logger.warning(
+            "%d of %d videos were scored by fewer runs than the ensemble's %d members (runs of different folds "
+            "validate different videos): their scores are not the ensemble's, as predict would score them",
+            fewer,
+            len(videos),
+            len(entries),
+        )
+    scored_with = (
+        "training's out-of-fold predictions (mean of each video's crops); each video scored by "
+        f"{' or '.join(str(runs) for runs, _ in by_runs)} of {len(entries)} members"
+    )
+    source = "oof: " + ", ".join(map(str, run_dirs))
+    return LabelledScores(source, videos, labels, scores, scored_with, from_oof=True)
 
 
 # ---------------------------------------------------------------- a predicted, labelled set
@@ -141,6 +192,7 @@ def raw_score(row: dict, where: str) -> float:
 
 
 def read_details(path: Path) -> dict[str, dict]:
+    """{filename: row} of predict's details.jsonl; a video listed twice is refused."""
     rows = {}
     for line_number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -151,6 +203,8 @@ def read_details(path: Path) -> dict[str, dict]:
             raise InputError(f"{path}: line {line_number}: not JSON ({error})") from None
         if not isinstance(row, dict) or not isinstance(row.get("filename"), str):
             raise InputError(f"{path}: line {line_number}: not a details row with a filename")
+        if row["filename"] in rows:
+            raise InputError(f"{path}: line {line_number}: {row['filename']} is listed twice")
         rows[row["filename"]] = row
     return rows
 
@@ -178,6 +232,23 @@ def check_scored_by(rows: dict[str, dict], entries: list[dict], details: Path) -
             )
 
 
+def check_details_match(rows: dict[str, dict], names: list[str], submitted: np.ndarray, details: Path) -> None:
+    """Refuse details that are not the submission's: an uncalibrated row's `score` is what predict
+    submitted for the video (to the 6 decimals written); a calibrated row's raw score is checked by
+    `raw_score` (its `ensemble_score` is required)."""
+    for name, label in zip(names, submitted, strict=True):
+        row = rows[name]
+        if row.get("calibrated"):
+            continue
+        score = row.get("score")
+        number = isinstance(score, (int, float)) and not isinstance(score, bool)
+        if not number or not math.isclose(score, label, abs_tol=1e-6):
+            raise InputError(
+                f"{details}: {name} has score {score!r} there but {float(label):.6f} in the submission: not the "
+                "details of this submission (predict it again, or pass the right one)"
+            )
+
+
 def submission_scores(submission: Path, labels_path: Path, entries: list[dict] | None = None) -> LabelledScores:
     """The labelled raw scores of a set inference.predict scored (see the module's docstring).
     Missing or extra rows against the labels are errors, as in inference.score."""
@@ -188,6 +259,7 @@ def submission_scores(submission: Path, labels_path: Path, entries: list[dict] |
         unknown = sorted(set(names) - set(rows))
         if unknown:
             raise InputError(f"{details_path}: no row for {unknown[0]} of {submission} (not its details?)")
+        check_details_match(rows, names, scores, details_path)
         if entries is not None:
             check_scored_by({name: rows[name] for name in names}, entries, details_path)
         failed = [name for name in names if rows[name].get("error")]
@@ -211,7 +283,8 @@ def submission_scores(submission: Path, labels_path: Path, entries: list[dict] |
     left_out = set(failed)
     keep = np.array([name not in left_out for name in names], bool)
     kept = [name for name, chosen in zip(names, keep, strict=True) if chosen]
-    return LabelledScores(f"submission: {submission}", kept, labels[keep], np.asarray(scores, np.float64)[keep])
+    scores = np.asarray(scores, np.float64)[keep]
+    return LabelledScores(f"submission: {submission}", kept, labels[keep], scores, SUBMISSION_SCORES)
 
 
 def read_submission_errors(path: Path) -> list[str]:

@@ -34,9 +34,12 @@ calibration decides on the calibrated probability instead; --uncalibrated ignore
 Models: --models, or --ensemble (a YAML file, or `original`, the winning seven B7 once fetched
 by `python -m inference.weights fetch original`). Without either, the newest run's `_best`
 checkpoints in ./weights, else in ./work/weights (where ./run_all.sh puts the demo's), else the
-fetched `original` ensemble; the log says which. A temporal checkpoint counts with its clips'
-scores (inference/clips.py); people, per-frame probabilities and heatmaps come from the frame
-models of the ensemble.
+fetched `original` ensemble; the log says which. Where ./work/ensemble.yaml (./run_all.sh's
+calibrated ensemble) lists exactly those checkpoints, it is used as --ensemble, calibration and
+all; where it lists others (an older calibration) or its calibration cannot be used (a checkpoint
+retrained since), the checkpoints are, and a warning says why.
+A temporal checkpoint counts with its clips' scores (inference/clips.py); people, per-frame
+probabilities and heatmaps come from the frame models of the ensemble.
 
 A model that gives a file a score that is not a finite number (NaN) makes that file an error
 (stage `classify`, naming the model), never a verdict; the JSON is strict (no NaN or Infinity).
@@ -60,7 +63,13 @@ import torch
 
 from inference.aggregate import STRATEGIES
 from inference.clips import clip_probabilities, extract_clips
-from inference.ensemble import Member, check_finite_scores, face_probabilities
+from inference.ensemble import (
+    Member,
+    check_finite_scores,
+    ensemble_calibration,
+    ensemble_members,
+    face_probabilities,
+)
 from inference.explain import explain, write_report
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.model_options import (
@@ -73,7 +82,7 @@ from inference.model_options import (
     media_limits,
 )
 from inference.verdict import ensemble_face_probabilities, failure, judgement, output_line, reported
-from inference.verdict_options import VerdictRule, add_verdict_arguments, verdict_rule
+from inference.verdict_options import UNREADABLE_BLOCK, VerdictRule, add_verdict_arguments, verdict_rule
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.face_detector import RESOLUTION_RULE, default_device, scale_argument
@@ -83,6 +92,7 @@ from preprocess.video_io import VideoReadError
 logger = logging.getLogger("inference.detect")
 
 MODEL_FOLDERS = (Path("weights"), Path("work/weights"))
+RUN_ALL_ENSEMBLE = Path("work/ensemble.yaml")  # the newest run's checkpoints, calibrated by ./run_all.sh
 
 
 class NoModelsError(InputError, ValueError):
@@ -150,18 +160,53 @@ def newest_run_checkpoints(folder: Path) -> list[Path]:
     return sorted(p for p in best if re.fullmatch(rf"{re.escape(run_name)}_\d+_\d+_best\.pt", p.name))
 
 
+def fitted_ensemble(checkpoints: list[Path], path: Path = RUN_ALL_ENSEMBLE) -> Path | None:
+    """`path` (./run_all.sh's calibrated ensemble) when it lists exactly `checkpoints` (the same files)
+    and its calibration can be used, else None, with a warning saying why where the file exists (an
+    older calibration, or one whose checkpoints were retrained since, is not used)."""
+    if not path.is_file():
+        return None
+    try:
+        members = sorted(entry["path"].resolve() for entry in ensemble_members(path))
+        same = members == sorted(p.resolve() for p in checkpoints)
+        if same:
+            ensemble_calibration(path)  # refused (stale, malformed): the checkpoints, uncalibrated, instead
+    except (ValueError, *UNREADABLE_BLOCK) as error:
+        logger.warning("%s was not used: %s", path, cli.describe(error).removeprefix(f"{path}: "))
+        return None
+    if same:
+        return path
+    logger.warning(
+        "%s was not used: its members (%s) differ from the newest run's checkpoints (%s); calibrate them again "
+        "with python -m inference.calibrate, or give --ensemble %s",
+        path,
+        ", ".join(str(m) for m in members),
+        ", ".join(str(p) for p in checkpoints) or "none",
+        path,
+    )
+    return None
+
+
 def choose_models(args: argparse.Namespace) -> None:
-    """Fill in args.models when neither --models nor --ensemble is given, and say which."""
+    """Fill in args.models (or args.ensemble) when neither --models nor --ensemble is given, and say which."""
     from inference.weights import ENSEMBLES, default_weights_dir
 
     if args.models or args.ensemble:
         return
-    for folder in MODEL_FOLDERS:
-        found = newest_run_checkpoints(folder)
-        if found:
-            logger.info("no --models given: using %s", ", ".join(str(p) for p in found))
-            args.models = found
-            return
+    found = next((checkpoints for folder in MODEL_FOLDERS if (checkpoints := newest_run_checkpoints(folder))), [])
+    ensemble = fitted_ensemble(found)
+    if ensemble is not None:
+        logger.info(
+            "no --models given: using the calibrated ensemble %s (its members %s)",
+            ensemble,
+            ", ".join(str(p) for p in found),
+        )
+        args.ensemble = str(ensemble)
+        return
+    if found:
+        logger.info("no --models given: using %s", ", ".join(str(p) for p in found))
+        args.models = found
+        return
     original = default_weights_dir()
     if all((original / f.name).is_file() for f in ENSEMBLES["original"].files):
         logger.info("no --models given: using the original ensemble in %s", original)
@@ -170,7 +215,7 @@ def choose_models(args: argparse.Namespace) -> None:
     raise NoModelsError(
         "no models: give --models CKPT [CKPT ...] or --ensemble FILE.yaml; or fetch the winning solution's "
         "weights with `python -m inference.weights fetch original`; or train some (./run_all.sh writes the "
-        "demo's to work/weights, inference.detect finds them there)"
+        "demo's to work/weights and their calibrated ensemble to work/ensemble.yaml, inference.detect finds them)"
     )
 
 

@@ -38,7 +38,8 @@ rate's threshold and reals), and DIR/roc_SET.png with a curve per model.
 A test set with `perturbations:` is also predicted by every model (an ensemble too) under each of
 DeeperForensics-1.0's distortions at each level (predict --perturb): DIR/robustness.md, .csv,
 .json and robustness_SET.png, AUC, log loss and TPR at 5% FPR against the level, with the drop from
-the clean set (inference/robustness.py).
+the clean set, and the TPR and FPR at the clean set's own 5% FPR threshold held fixed (the false
+alarms a distortion adds; inference/robustness.py).
 """
 
 from __future__ import annotations

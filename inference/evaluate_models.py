@@ -146,9 +146,17 @@ def predictions_dir(out: Path, model: str, test_set: str) -> Path:
 
 
 def prediction_source(source: ModelSource, folder: Path, labels_path: Path, options: dict | None) -> dict:
-    """What a set's predictions were made from: when any of it changes, they are made again."""
+    """What a set's predictions were made from: when any of it changes, they are made again. The
+    predict options hold robustness's perturbation and seed; a distortion changed since the first
+    version adds its revision (the others keep the key, and the predictions, they had)."""
     videos = sorted(str(link.resolve()) for link in folder.rglob("*") if link.is_symlink())
-    return {**source.identity(), "labels": labels_path.read_text(), "videos": videos, "predict": options or {}}
+    made_from = {**source.identity(), "labels": labels_path.read_text(), "videos": videos, "predict": options or {}}
+    if (options or {}).get("perturb") is not None:
+        from inference.frame_perturbation import revision
+
+        if revision(options["perturb"]) > 1:
+            made_from["perturbation_revision"] = revision(options["perturb"])
+    return made_from
 
 
 def option_arguments(options: dict | None) -> list[str]:

@@ -38,9 +38,17 @@ rounding), CS and GNC convert through OpenCV's float YCrCb (offset 0.5 on 0..255
 reference's [16, 235] / [16, 240] rescaling. The reference reads BGR frames with OpenCV; we hold
 RGB, so colour conversions use OpenCV's RGB codes (same colours, not swapped channels).
 
-The reference's mixed mode (``perturbation/README.md`` "Mixed distortions", ``dataset/README.md``
-"Manipulated videos with mixed perturbations") runs the script 2, 3 or 4 times on one video, each
-time a random type not used before, at a random level; ``mixed_chain`` draws the same way.
+Mixed: the reference has no mixed operation of its own. ``perturbation/README.md`` ("Mixed
+distortions") says to run ``add_distortion_to_video.py`` several times on one video, using the meta
+history "to avoid adding repeated distortions to a single video"; each run's ``--type`` and
+``--level`` default to ``random``, and its meta file records a ``type:level`` per step, in the
+order applied (``dataset/README.md``, "Lists"). Its dataset's mixed videos carry 2, 3 or 4
+distortions (``dataset/README.md``, "Manipulated videos with mixed perturbations"), drawn from its
+seven types (its ``--type`` offers CS CC BW GNC GB JPEG VC, whose "JPEG" is our ``resize``). So the
+reference gives each step its own random level and no mixed video has one level. ``mixed_chain``
+draws 2, 3 or 4 different types of ``DEEPERFORENSICS_SEVEN`` in random order (never the true
+``JPEG``), each at a random level, or, given a level, every step at it: the robustness curve of
+``mixed`` then has one level per point like the others (a departure, for that purpose).
 
 VC: the reference runs ``ffmpeg -i in -crf C -y out``, i.e. libx264 at its default preset
 (medium) with yuv420p. We do the same through PyAV on the decoded frames, with x264's
@@ -231,8 +239,9 @@ DISTORTIONS: dict[str, Callable[[Frame, int, np.random.Generator], Frame]] = {
 CLIP_DISTORTIONS = ("VC",)
 MIXED = "mixed"
 ALL_DISTORTIONS = (*DISTORTIONS, *CLIP_DISTORTIONS)
-"""Every single distortion; `mixed_chain` draws from these."""
+"""Every single distortion."""
 DEEPERFORENSICS_SEVEN = ("CS", "CC", "BW", "GNC", "GB", "resize", "VC")
+"""The reference's seven (its "JPEG" being our ``resize``); `mixed_chain` draws from these."""
 
 
 # ---- H.264 re-encode (VC) ----
@@ -286,9 +295,12 @@ def video_compression(frames: Sequence[Frame], level: int, fps: float) -> list[F
 
 
 def mixed_chain(rng: np.random.Generator, level: int | None = None) -> list[tuple[str, int]]:
-    """2, 3 or 4 different distortions in random order, each at a random level (or all at `level`)."""
+    """2, 3 or 4 different distortions of DeeperForensics-1.0's seven in random order, each at a
+    random level, or all at `level`. The distortions (which, how many, in what order) are drawn
+    first and a given level draws nothing, so the same `rng` state gives the same distortions at
+    every level: only their level changes."""
     count = int(rng.choice(MIXED_COUNTS))
-    names = [ALL_DISTORTIONS[i] for i in rng.choice(len(ALL_DISTORTIONS), size=count, replace=False)]
+    names = [DEEPERFORENSICS_SEVEN[i] for i in rng.choice(len(DEEPERFORENSICS_SEVEN), size=count, replace=False)]
     levels = [int(rng.integers(1, 6)) if level is None else level_parameter(LEVELS, level) for _ in names]
     return list(zip(names, levels, strict=True))
 
@@ -304,16 +316,26 @@ def apply_single(frames: Sequence[Frame], name: str, level: int, rng: np.random.
 
 
 def perturb_clip(
-    frames: Sequence[Frame], name: str, level: int | None, seed: int, fps: float = 30.0
+    frames: Sequence[Frame],
+    name: str,
+    level: int | None,
+    seed: int,
+    fps: float = 30.0,
+    chain_seed: int | None = None,
 ) -> tuple[list[Frame], list[tuple[str, int]]]:
     """A clip's frames after distortion `name` at `level`, and the (name, level) steps applied.
 
-    The only randomness is a `numpy` Generator seeded with `seed`, so the same call always gives
-    the same frames. For "mixed", `level` None draws each step's level (the reference's way); a
-    level puts every step at it.
+    The only randomness is `numpy` Generators seeded with `seed` (the frames' noise and blocks) and,
+    for "mixed", `chain_seed` (which distortions, how many, in what order; `seed` where None), so
+    the same call always gives the same frames. A `chain_seed` that leaves out the level keeps a
+    video's chain at every level. For "mixed", `level` None draws each step's level (the
+    reference's way); a level puts every step at it.
     """
     rng = np.random.default_rng(seed)
-    steps = mixed_chain(rng, level) if name == MIXED else [(name, level_parameter(LEVELS, level))]
+    if name == MIXED:
+        steps = mixed_chain(rng if chain_seed is None else np.random.default_rng(chain_seed), level)
+    else:
+        steps = [(name, level_parameter(LEVELS, level))]
     out = list(frames)
     for step_name, step_level in steps:
         out = apply_single(out, step_name, step_level, rng, fps)

@@ -82,7 +82,7 @@ def judgement(
             for i in mine
         ]
         raw = score(people == person) if per_model else None
-        person_scores.append(None if raw is None else round(raw, 4))
+        person_scores.append(raw)  # unrounded: the verdict is decided on these, only what is shown is rounded
         persons.append(
             {
                 "person": int(person),

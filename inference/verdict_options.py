@@ -84,6 +84,22 @@ def _no_operating_point(args: argparse.Namespace, fpr: float, why: str) -> Input
     )
 
 
+# What a malformed `calibration:` block (`operating_points: 5`) may raise while it is read, besides
+# the CalibrationFileError (a ValueError) that names what is wrong with it
+UNREADABLE_BLOCK = (AttributeError, KeyError, TypeError)
+
+
+def _stored_calibration(args: argparse.Namespace) -> EnsembleCalibration | None:
+    """`load_calibration`, with a block that breaks the reader a CalibrationFileError naming the file."""
+    try:
+        return load_calibration(args)
+    except UNREADABLE_BLOCK as error:
+        raise CalibrationFileError(
+            f"{args.ensemble}: its `calibration:` block cannot be read ({type(error).__name__}: {error}); run "
+            "python -m inference.calibrate on it again, delete the block, or give --uncalibrated"
+        ) from error
+
+
 def verdict_rule(args: argparse.Namespace) -> VerdictRule:
     """The calibration (None without one, or with --uncalibrated) and what decides the verdict;
     InputError (one line, naming the file) for an operating point there is none of."""
@@ -93,13 +109,14 @@ def verdict_rule(args: argparse.Namespace) -> VerdictRule:
             raise InputError("--operating-point is taken from the calibration that --uncalibrated ignores: give one")
         try:
             present = bool(args.ensemble) and ensemble_calibration(args.ensemble) is not None
-        except CalibrationFileError:
-            present = True
+        except (*UNREADABLE_BLOCK, ValueError) as error:  # ignored all the same (bad `members:` fail when loaded)
+            logger.info("--uncalibrated: ignoring %s's calibration, which cannot be read (%s)", args.ensemble, error)
+            present = False
         if present:
             logger.info("--uncalibrated: ignoring the calibration in %s (probabilities are raw scores)", args.ensemble)
         calibration = None
     else:
-        calibration = load_calibration(args)
+        calibration = _stored_calibration(args)
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     if fpr is not None:
         if calibration is None:

@@ -3,6 +3,7 @@ set, the fit, the operating points, and the ensemble file it writes (read back a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
@@ -13,8 +14,9 @@ from scipy.special import expit, logit
 
 from inference import calibrate
 from inference.calibration import apply_calibration, fit_calibration
-from inference.calibration_sources import submission_scores
+from inference.calibration_sources import OOF_WARNING, submission_scores
 from inference.ensemble import ensemble_calibration, read_ensemble_file
+from inference.ensemble_calibration import CalibrationFileError
 from inference.metrics import brier_score, competition_log_loss
 from inference.operating_points import threshold_at_fpr
 from inference.weights import named_ensemble
@@ -140,7 +142,7 @@ def test_a_member_without_out_of_fold_predictions_is_named(two_folds):
 def test_runs_make_a_new_equal_weight_ensemble_file(tmp_path):
     weights = tmp_path / "weights"
     videos, labels = [f"v{i}" for i in range(40)], np.array([0, 1] * 20)
-    first, second = _scores(4, labels), _scores(5, labels)
+    first, second = _scores(8, labels), _scores(9, labels)
     runs = [_run(weights, "x", videos, labels, first), _run(weights, "y", videos, labels, second, "resnet34", 96)]
     out = tmp_path / "configs" / "calibrated.yaml"
     with pytest.raises(SystemExit):
@@ -283,3 +285,77 @@ def test_help_explains_the_sources_and_the_rates(capsys):
     text = capsys.readouterr().out
     assert "python -m inference.calibrate" in text
     assert all(option in text for option in ("--oof", "--submission", "--fpr", "exit status", "comments"))
+
+
+# ---------------------------------------------------------------- review fixes
+
+
+def test_oof_scores_say_how_they_were_made_and_warn_where_they_are_not_predicts(two_folds, caplog):
+    ensemble = two_folds["ensemble"]
+    with caplog.at_level(logging.WARNING):
+        assert calibrate.main(["--ensemble", str(ensemble), "--oof", "--fpr", "0.05"]) == 0
+    fitted_on = _block(ensemble)["fitted_on"]
+    assert fitted_on["scores"] == (
+        "training's out-of-fold predictions (mean of each video's crops); each video scored by 1 or 2 of 3 members"
+    )
+    assert "60 of 60 videos were scored by fewer runs than the ensemble's 3 members" in caplog.text
+    assert OOF_WARNING in caplog.text  # a 5% point was stored from them
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert calibrate.main(["--ensemble", str(ensemble), "--oof", "--fpr", "0.01"]) == 0  # 30 reals: none stored
+    assert OOF_WARNING not in caplog.text and "needs 99 real videos" in caplog.text
+
+
+def test_runs_that_all_scored_every_video_are_not_warned_of(tmp_path, caplog):
+    weights = tmp_path / "weights"
+    videos, labels = [f"v{i}" for i in range(40)], np.array([0, 1] * 20)
+    runs = [
+        _run(weights, "x", videos, labels, _scores(8, labels)),
+        _run(weights, "y", videos, labels, _scores(9, labels)),
+    ]
+    out = tmp_path / "e.yaml"
+    with caplog.at_level(logging.WARNING):
+        assert calibrate.main(["--runs", *map(str, runs), "--out", str(out), "--fpr", "0.05"]) == 0
+    assert _block(out)["fitted_on"]["scores"].endswith("each video scored by 2 of 2 members")
+    assert "fewer runs" not in caplog.text and OOF_WARNING in caplog.text
+
+
+def test_the_block_records_each_checkpoints_size_and_sha256(two_folds):
+    ensemble = two_folds["ensemble"]
+    assert calibrate.main(["--ensemble", str(ensemble), "--oof"]) == 0
+    first = _block(ensemble)["members"][0]
+    digest = hashlib.sha256(b"not a checkpoint").hexdigest()
+    assert (first["checkpoint"], first["encoder"], first["bytes"], first["sha256"]) == (
+        "../weights/a_best.pt",
+        None,
+        16,
+        digest,
+    )
+    (ensemble.parent.parent / "weights" / "a_best.pt").write_bytes(b"retrained, bigger")
+    with pytest.raises(CalibrationFileError, match=r"member \.\./weights/a_best\.pt was retrained or replaced"):
+        ensemble_calibration(ensemble)
+
+
+def test_separable_scores_are_refused_unless_a_bound_is_allowed(tmp_path):
+    weights = tmp_path / "weights"
+    videos, labels = [f"v{i}" for i in range(40)], np.array([0, 1] * 20)
+    first, second = _scores(4, labels), _scores(5, labels)  # their mean puts every real below every fake
+    runs = [_run(weights, "x", videos, labels, first), _run(weights, "y", videos, labels, second)]
+    argv = ["--runs", *map(str, runs), "--out", str(tmp_path / "e.yaml")]
+    with pytest.raises(InputError, match=r"^oof: .*temperature 0\.01 is at its search bound.*pass --allow-bound$"):
+        calibrate.main(argv)
+    assert not (tmp_path / "e.yaml").exists()
+    assert calibrate.main([*argv, "--allow-bound"]) == 0
+    assert _block(tmp_path / "e.yaml")["temperature"] == pytest.approx(0.01, rel=1e-3)
+
+
+def test_the_source_of_a_submission_is_predicts_scores(tmp_path):
+    names, labels = [f"v{i:02d}.mp4" for i in range(40)], np.array([0, 1] * 20)
+    rows = [{"filename": n, "score": float(s), "error": None} for n, s in zip(names, _scores(10, labels), strict=True)]
+    submission, labels_csv = _predicted(tmp_path / "set", rows, dict(zip(names, labels.tolist(), strict=True)))
+    ensemble = _ensemble(tmp_path / "e.yaml", [("m.pt", 1.0)])
+    (tmp_path / "m.pt").write_bytes(b"stand-in")
+    argv = ["--ensemble", str(ensemble), "--submission", str(submission), "--labels", str(labels_csv)]
+    assert calibrate.main([*argv, "--held-out", str(submission), "--held-out-labels", str(labels_csv)]) == 0
+    fitted_on = _block(ensemble)["fitted_on"]
+    assert fitted_on["scores"] == fitted_on["held_out"]["scores"] == "inference.predict (as applied)"

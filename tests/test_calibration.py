@@ -10,11 +10,14 @@ from scipy.special import expit
 from scipy.stats import norm
 
 from inference.calibration import (
+    FitAtBoundError,
     apply_calibration,
     calibration_report,
     fit_calibration,
     fit_platt,
     fit_temperature,
+    platt_fit,
+    temperature_fit,
     validate_calibration,
 )
 from inference.operating_points import conformal_rank, real_quantile, reals_needed, threshold_at_fpr, tpr_at_fpr
@@ -184,3 +187,32 @@ def test_tpr_at_fpr_on_a_hand_made_example():
     assert unsupported["reals"] == 39 and unsupported["reals_needed"] == 99
     no_fakes = tpr_at_fpr([0] * 39, reals, 0.05)
     assert no_fakes["tpr"] is None and no_fakes["threshold"] == 0.38
+
+
+# ---------------------------------------------------------------- fits at a search bound
+
+
+def test_a_fit_at_a_search_bound_is_refused_unless_allowed():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    separable = np.array([0.4, 0.42, 0.45, 0.55, 0.58, 0.6])  # every real below every fake
+    reversed_ = separable[::-1].copy()  # every real above every fake
+    temperature, at_bound = temperature_fit(labels, separable)
+    assert at_bound and temperature == pytest.approx(0.01, rel=1e-3)
+    with pytest.raises(FitAtBoundError, match=r"temperature 0\.01 is at its search bound .* claim certainty"):
+        fit_calibration(labels, separable)
+    assert fit_calibration(labels, separable, allow_bound=True)["temperature"] == pytest.approx(temperature)
+    temperature, at_bound = temperature_fit(labels, reversed_)
+    assert at_bound and temperature == pytest.approx(100, rel=1e-3)
+    with pytest.raises(FitAtBoundError, match="temperature 100 .* flatten every probability"):
+        fit_calibration(labels, reversed_)
+    (a, _), at_bound = platt_fit(labels, reversed_)
+    assert at_bound and a == pytest.approx(0.01, rel=1e-3)
+    with pytest.raises(FitAtBoundError, match="Platt a 0.01, .* flatten every probability"):
+        fit_calibration(labels, reversed_, "platt")
+    # separable: the slope grows until the optimiser stops, wherever that is; refused all the same
+    assert platt_fit(labels, separable)[1] is True
+    with pytest.raises(FitAtBoundError, match="Platt a .* claim certainty"):
+        fit_calibration(labels, separable, "platt")
+    labels, scores = over_confident(np.random.default_rng(5), 500, sharpen=2.0)
+    assert temperature_fit(labels, scores)[1] is False and platt_fit(labels, scores)[1] is False
+    assert fit_calibration(labels, scores)["temperature"] == temperature_fit(labels, scores)[0]

@@ -20,7 +20,7 @@ from inference import detect
 from inference.app import parse_args as page_arguments
 from inference.app import verdict_markdown
 from inference.ensemble import Member, ensemble_calibration
-from inference.ensemble_calibration import OperatingPoint
+from inference.ensemble_calibration import CalibrationFileError, OperatingPoint, member_fingerprint
 from inference.faces import VideoFaces
 from inference.judge_worker import judge_file, load_models
 from inference.operating_points import reals_needed
@@ -80,7 +80,7 @@ def world(tmp_path_factory) -> dict:
         "method": "platt",
         "a": SLOPE,
         "b": b,
-        "members": MEMBERS,
+        "members": member_fingerprint(MEMBERS, folder),  # as inference.calibrate records them
         "operating_points": points,
         "real_scores": real_scores,
         "fitted_on": {"source": "by hand", "videos": 5},
@@ -196,16 +196,21 @@ def test_operating_points_there_are_none_of_are_usage_errors(world):
     assert exit_.value.code == 2
 
 
-def test_a_person_is_judged_by_the_raw_score_and_read_on_the_calibrated_scale(world):
-    """--per-person: the most fake person's raw score decides; what is shown is calibrated."""
-    calibration = ensemble_calibration(world["calibrated"])
+def two_people() -> tuple[VideoFaces, list[Member]]:
+    """One frame with two faces far apart (two people), and one frame model to weigh them."""
     faces = VideoFaces(Path("clip.mp4"), [0])
     for box in ([0, 0, 10, 10], [50, 0, 60, 10]):
         faces.crops.append(np.zeros((4, 4, 3), np.uint8))
         faces.face_frames.append(0)
         faces.boxes.append(box)
         faces.found.append("detected")
-    members = [Member("a", None, "resnet18", 64, (0,) * 3, (1,) * 3, 1.0)]
+    return faces, [Member("a", None, "resnet18", 64, (0,) * 3, (1,) * 3, 1.0)]
+
+
+def test_a_person_is_judged_by_the_raw_score_and_read_on_the_calibrated_scale(world):
+    """--per-person: the most fake person's raw score decides; what is shown is calibrated."""
+    calibration = ensemble_calibration(world["calibrated"])
+    faces, members = two_people()
     per_model = [np.array([0.3, 0.6])]
     b = world["block"]["b"]
     point = OperatingPoint(fpr=0.05, score=0.55, probability=platt(0.55, SLOPE, b), reals=40, rank=2)
@@ -250,3 +255,69 @@ def test_the_share_of_reals_is_a_count_below_100_reals_and_a_percentage_from_100
     assert verdict_explanation(many) == f"{text}; 0.8% of held-out real videos score this high"
     plain = {"verdict_text": "REAL at or below 0.5", "real_quantile": None}
     assert verdict_explanation(plain) == "REAL at or below 0.5"
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_per_person_verdicts_are_decided_on_unrounded_scores(world, calibrated):
+    """A person's score of 0.55004 is above a threshold of 0.55002, though it shows as 0.55."""
+    faces, members = two_people()
+    arguments = (Path("clip.mp4"), faces, [np.array([0.3, 0.55004])], members, "mean")
+    if calibrated:
+        calibration = ensemble_calibration(world["calibrated"])
+        point = OperatingPoint(fpr=0.05, score=0.55002, probability=calibration.probability(0.55002), reals=40, rank=2)
+        document = judgement(*arguments, 0.5, True, calibration=calibration, operating_point=point)
+    else:
+        document = judgement(*arguments, 0.55002, True)
+    assert document["verdict"] == "FAKE", "0.55004 > 0.55002"
+    assert document["score"] == 0.55, "shown rounded"
+    if not calibrated:
+        assert [p["probability"] for p in document["people"]] == [0.3, 0.55] and document["probability"] == 0.55
+
+
+def test_a_calibration_block_that_breaks_the_reader_is_one_line_or_ignored_with_uncalibrated(world, caplog):
+    """`operating_points: 5`: exit 2 and one line naming the file (detect and the page); with
+    --uncalibrated, ignored (an INFO line says so) and judged as without the block."""
+    from inference import app
+
+    broken = write_ensemble(world["folder"] / "broken.yaml", dict(world["block"], operating_points=5))
+    photo = str(world["photo"])
+    code, lines, error = detect_run([photo, "--ensemble", str(broken), *RUN])
+    assert code == 2 and lines == [] and error.count("\n") == 1 and error.startswith(f"error: {broken}: ")
+
+    caplog.set_level("INFO", logger="inference.verdict_options")
+    code, [line], _ = detect_run([photo, "--ensemble", str(broken), *RUN, "--json", "--uncalibrated"])
+    assert code == 0
+    assert f"--uncalibrated: ignoring {broken}'s calibration, which cannot be read" in caplog.text
+    document, raw = json.loads(line), dict(world["raw"])
+    for kept in (document, raw):
+        del kept["seconds"]
+    assert document == raw
+    models = load_models(page_arguments(["--ensemble", str(broken), *RUN, "--uncalibrated"]))
+    assert models.rule.calibration is None and models.rule.threshold == 0.5
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert app.main(["--ensemble", str(broken), *RUN]) == 2
+    assert err.getvalue() == error, "the page says what detect says"
+
+
+@pytest.mark.parametrize("unexpected", [TypeError, KeyError, AttributeError])
+def test_whatever_reading_a_block_raises_is_a_calibration_error_or_ignored_with_uncalibrated(
+    unexpected, monkeypatch, caplog
+):
+    """However a malformed block breaks the reader, verdict_rule says it in one line naming the
+    file (a CalibrationFileError), and --uncalibrated ignores it with an INFO line."""
+    from inference import verdict_options
+
+    def breaks(*_):
+        raise unexpected("'int' object is not iterable")
+
+    monkeypatch.setattr(verdict_options, "load_calibration", breaks)
+    monkeypatch.setattr(verdict_options, "ensemble_calibration", breaks)
+    args = detect.parse_args(["clip.mp4", "--ensemble", "mine.yaml"])
+    with pytest.raises(CalibrationFileError, match=r"^mine\.yaml: its `calibration:` block cannot be read \("):
+        verdict_options.verdict_rule(args)
+    caplog.set_level("INFO", logger="inference.verdict_options")
+    rule = verdict_options.verdict_rule(detect.parse_args(["clip.mp4", "--ensemble", "mine.yaml", "--uncalibrated"]))
+    assert rule == verdict_options.VerdictRule(None, None, 0.5)
+    assert "--uncalibrated: ignoring mine.yaml's calibration, which cannot be read" in caplog.text

@@ -4,7 +4,9 @@ stored, and refused (never ignored) when it cannot describe the ensemble the fil
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +14,18 @@ import pytest
 import yaml
 from scipy.special import expit, logit
 
+from inference import ensemble_calibration as ensemble_calibration_module
 from inference.ensemble import ensemble_calibration
-from inference.ensemble_calibration import CalibrationFileError, operating_point_argument
+from inference.ensemble_calibration import CalibrationFileError, member_fingerprint, operating_point_argument
 from inference.model_options import load_calibration
+from preprocess import cli
 from preprocess.cli import InputError
 
 MEMBERS = [{"checkpoint": "a_best.pt", "weight": 0.25}, {"checkpoint": "b_best.pt", "weight": 0.75}]
 REALS = [0.02, 0.05, 0.1, 0.3, 0.6]
+
+
+POINT = {"fpr": 0.2, "score": 0.6, "reals": 5, "rank": 1}  # consistent with REALS
 
 
 def _block(**changes) -> dict:
@@ -27,7 +34,7 @@ def _block(**changes) -> dict:
         "temperature": 2.0,
         "members": [dict(member) for member in MEMBERS],
         "operating_points": [
-            {"fpr": 0.05, "score": 0.6, "probability": 0.55, "reals": 5, "rank": 1},
+            {"fpr": 0.2, "score": 0.6, "probability": 0.55, "reals": 5, "rank": 1},  # the largest of REALS
             {"fpr": 0.01, "score": 0.9, "probability": 0.75, "reals": 120, "rank": 1},
         ],
         "real_scores": list(REALS),
@@ -91,13 +98,46 @@ def test_the_named_original_has_no_calibration(tmp_path, monkeypatch):
         ({"operating_points": [{"fpr": 0.05, "score": 2.0, "reals": 5, "rank": 1}]}, "operating point score"),
         ({"operating_points": [{"fpr": 1.0, "score": 0.5, "reals": 5, "rank": 1}]}, "operating point fpr"),
         ({"operating_points": ["0.05"]}, "each operating point must be a mapping"),
+        ({"members": [{**MEMBERS[0], "encoder": "resnet18"}, MEMBERS[1]]}, "other members or weights"),
+        ({"members": [MEMBERS[0], {**MEMBERS[1], "input_size": 96}]}, "other members or weights"),
+        # malformed: each one line, never a TypeError
+        ({"operating_points": 5}, "`operating_points` must be a list"),
+        ({"operating_points": True}, "`operating_points` must be a list"),
+        ({"operating_points": {"fpr": 0.2, "score": 0.6}}, "`operating_points` must be a list"),
+        ({"real_scores": 5}, "`real_scores` must be a list"),
+        ({"real_scores": True}, "`real_scores` must be a list"),
+        ({"real_scores": {"a": 0.1}}, "`real_scores` must be a list"),
+        ({"fitted_on": "oof"}, "`fitted_on` must be a mapping"),
+        ({"fitted_on": [1, 2]}, "`fitted_on` must be a mapping"),
+        ({"fitted_on": 5}, "`fitted_on` must be a mapping"),
+        ({"operating_points": [{**POINT, "rank": 1.9}]}, "operating point rank must be a whole number"),
+        ({"operating_points": [{**POINT, "rank": True}]}, "operating point rank must be a number"),
+        ({"operating_points": [{**POINT, "rank": 0}]}, "operating point rank must be a number from 1"),
+        ({"operating_points": [{**POINT, "reals": 5.5}]}, "operating point reals must be a whole number"),
+        ({"operating_points": [{**POINT, "reals": 6, "rank": 7}]}, "fpr=0.2 has rank 7 among only 6 reals"),
+        # the block holds the point's reals: its rank and score must be theirs
+        ({"operating_points": [{**POINT, "rank": 2}]}, "fpr=0.2 has rank 2, but 5 reals put it at rank 1"),
+        ({"operating_points": [{**POINT, "fpr": 0.05}]}, "fpr=0.05 has rank 1, but 5 reals put it at rank 0"),
+        ({"operating_points": [{**POINT, "score": 0.3}]}, "has score 0.3, not 0.6, the real score of rank 1"),
+        ({"operating_points": [POINT, {**POINT, "fpr": 0.2 + 1e-12}]}, "fpr=0.2 is listed twice"),
     ],
 )
 def test_a_block_that_cannot_describe_the_ensemble_is_refused(tmp_path, change, message):
     path = _file(tmp_path, _block(**change))
     with pytest.raises(CalibrationFileError, match=message) as error:
         ensemble_calibration(path)
-    assert str(error.value).startswith(str(path))
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+def test_a_malformed_block_ends_a_command_in_one_line(tmp_path, capsys):
+    path = _file(tmp_path, _block(operating_points=5))
+    assert cli.run(lambda argv: ensemble_calibration(path), []) == 2
+    assert capsys.readouterr().err == f"error: {path}: calibration `operating_points` must be a list, got 5\n"
+
+
+def test_points_whose_reals_the_block_does_not_hold_are_not_checked_against_them(tmp_path):
+    # 120 reals behind the 1% point, 5 stored: its rank and score cannot be checked, and are kept as written
+    assert ensemble_calibration(_file(tmp_path, _block())).operating_point(0.01).rank == 1
 
 
 def test_members_edited_after_calibration_are_refused(tmp_path):
@@ -131,3 +171,65 @@ def test_operating_point_argument_reads_fpr_equals_rate():
     for text in ("fpr=1", "0", "fpr=x"):
         with pytest.raises(argparse.ArgumentTypeError):
             operating_point_argument(text)
+
+
+def _checkpoints(folder: Path, contents=(b"first model", b"second model")) -> None:
+    for member, content in zip(MEMBERS, contents, strict=True):
+        (folder / member["checkpoint"]).write_bytes(content)
+
+
+def _move_mtime(path: Path, seconds: int) -> None:
+    status = path.stat()
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + seconds * 10**9))
+
+
+def test_the_fingerprint_records_each_checkpoint_files_size_and_sha256(tmp_path):
+    _checkpoints(tmp_path)
+    first = member_fingerprint(MEMBERS, tmp_path)[0]
+    assert first == {
+        "checkpoint": "a_best.pt",
+        "encoder": None,
+        "input_size": None,
+        "weight": 0.25,
+        "bytes": 11,
+        "sha256": hashlib.sha256(b"first model").hexdigest(),
+        "mtime_ns": (tmp_path / "a_best.pt").stat().st_mtime_ns,
+    }
+    absolute = {"checkpoint": str(tmp_path / "b_best.pt"), "encoder": "resnet18", "input_size": 64}
+    [entry] = member_fingerprint([absolute], tmp_path / "elsewhere")
+    assert (entry["encoder"], entry["input_size"], entry["weight"], entry["bytes"]) == ("resnet18", 64, 1.0, 12)
+    assert entry["sha256"] == hashlib.sha256(b"second model").hexdigest()
+    assert member_fingerprint([{"checkpoint": "gone.pt"}], tmp_path)[0]["sha256"] is None
+
+
+def test_a_member_retrained_or_replaced_since_calibration_is_refused(tmp_path, monkeypatch):
+    _checkpoints(tmp_path)
+    path = _file(tmp_path, _block(members=member_fingerprint(MEMBERS, tmp_path)))
+    hashed = []
+    sha256 = ensemble_calibration_module.file_sha256
+    monkeypatch.setattr(
+        ensemble_calibration_module, "file_sha256", lambda file: hashed.append(file.name) or sha256(file)
+    )
+    assert ensemble_calibration(path).method["temperature"] == 2.0 and hashed == [], "unchanged: a stat, no hash"
+    second = tmp_path / "b_best.pt"
+    _move_mtime(second, 1)  # copied: the same bytes at another time
+    assert ensemble_calibration(path).method["temperature"] == 2.0 and hashed == ["b_best.pt"]
+    second.write_bytes(b"second modem")  # the same size, other bytes
+    _move_mtime(second, 2)
+    with pytest.raises(
+        CalibrationFileError, match=r"member b_best\.pt was retrained or replaced .* \(another sha256\)"
+    ):
+        ensemble_calibration(path)
+    second.write_bytes(b"a longer second model")
+    with pytest.raises(CalibrationFileError, match=r"member b_best\.pt was retrained .* \(21 bytes, not 12\); run"):
+        ensemble_calibration(path)
+    second.unlink()  # left to the loading's own error, which names the missing file
+    assert ensemble_calibration(path).method["temperature"] == 2.0
+
+
+def test_a_block_without_the_checkpoints_fingerprint_is_refused_once_they_are_there(tmp_path):
+    path = _file(tmp_path, _block())  # members written by hand: no size, no sha256
+    assert ensemble_calibration(path).method["temperature"] == 2.0  # no checkpoint file to compare
+    _checkpoints(tmp_path)
+    with pytest.raises(CalibrationFileError, match="does not record the size and sha256 of member a_best.pt"):
+        ensemble_calibration(path)

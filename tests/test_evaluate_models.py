@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from inference.ensemble_calibration import member_fingerprint
 from inference.evaluate import ProtocolError, read_protocol, summarise, write_table
 from inference.evaluate_models import (
     ModelSource,
@@ -27,7 +29,8 @@ def calibrated_ensemble(folder: Path, temperature: float) -> Path:
     if not checkpoint.exists():
         checkpoint.write_bytes(b"not read: only its size and time are")
     members = [{"checkpoint": "member.pt", "weight": 1.0}]
-    calibration = {"method": "temperature", "temperature": temperature, "members": members}
+    fitted_for = member_fingerprint(members, folder)  # as inference.calibrate records them
+    calibration = {"method": "temperature", "temperature": temperature, "members": fitted_for}
     path = folder / "ensemble.yaml"
     path.write_text(yaml.safe_dump({"members": members, "calibration": calibration}))
     return path
@@ -43,6 +46,22 @@ def test_set(tmp_path):
     labels = tmp_path / "sets" / "s.labels.csv"
     labels.write_text("filename,label,group\na.mp4,0,real\n")
     return folder, labels
+
+
+def stand_in_predict(monkeypatch) -> list[list[str]]:
+    """inference.predict.main replaced by one that records its arguments and writes a one-row
+    submission: the calls a set's predictions would make, without predicting."""
+    import inference.predict
+
+    calls = []
+
+    def fake_predict(arguments):
+        calls.append(arguments)
+        Path(arguments[arguments.index("--output") + 1]).write_text("filename,label\na.mp4,0.5\n")
+        return 0
+
+    monkeypatch.setattr(inference.predict, "main", fake_predict)
+    return calls
 
 
 def test_an_edited_calibration_or_member_makes_the_ensemble_predict_again(tmp_path, test_set, monkeypatch):
@@ -71,16 +90,7 @@ def test_an_edited_calibration_or_member_makes_the_ensemble_predict_again(tmp_pa
         prediction_source(source, folder, labels, {"frames": 8})["ensemble"]["members"] != before["ensemble"]["members"]
     )
 
-    import inference.predict
-
-    calls = []
-
-    def fake_predict(arguments):
-        calls.append(arguments)
-        Path(arguments[arguments.index("--output") + 1]).write_text("filename,label\na.mp4,0.5\n")
-        return 0
-
-    monkeypatch.setattr(inference.predict, "main", fake_predict)
+    calls = stand_in_predict(monkeypatch)
     output = tmp_path / "out" / "submission.csv"
     output.parent.mkdir(parents=True)
     assert predict_set(source, folder, labels, output, {"frames": 8}) is True
@@ -98,6 +108,35 @@ def test_checkpoint_models_keep_the_cache_key_they_had(tmp_path, test_set):
     stat = checkpoint.stat()
     assert key["checkpoints"] == [{"path": str(checkpoint.resolve()), "bytes": 3, "mtime_ns": stat.st_mtime_ns}]
     assert set(key) == {"checkpoints", "labels", "videos", "predict"} and key["predict"] == {}
+
+
+def test_a_perturbed_set_is_predicted_again_when_its_seed_or_level_changes(tmp_path, test_set, monkeypatch):
+    folder, labels = test_set
+    checkpoint = tmp_path / "c.pt"
+    checkpoint.write_bytes(b"123")
+    source = ModelSource((checkpoint,))
+    calls = stand_in_predict(monkeypatch)
+    output = tmp_path / "out" / "perturbed" / "submission.csv"
+    output.parent.mkdir(parents=True)
+    for perturb, seed, predicted in [
+        ("GB:1", 0, True),
+        ("GB:1", 0, False),  # cached
+        ("GB:1", 1, True),  # another seed: other noise, blocks and chains
+        ("GB:3", 1, True),  # another level
+        ("GB:3", 1, False),
+        ("mixed:3", 1, True),
+    ]:
+        assert predict_set(source, folder, labels, output, {"frames": 8, "perturb": perturb, "perturb_seed": seed}) is (
+            predicted
+        )
+    assert len(calls) == 4 and calls[2][-4:] == ["--perturb", "GB:3", "--perturb-seed", "1"]
+    key = prediction_source(source, folder, labels, {"perturb": "mixed:3", "perturb_seed": 1})
+    assert key["predict"] == {"perturb": "mixed:3", "perturb_seed": 1} and key["perturbation_revision"] == 2
+    # a mixed prediction cached before the chain was fixed per video has no revision: made again
+    stale = {k: v for k, v in key.items() if k != "perturbation_revision"}
+    (output.with_name("source.json")).write_text(json.dumps({**stale, "predict": {"frames": 8, **stale["predict"]}}))
+    assert predict_set(source, folder, labels, output, {"frames": 8, "perturb": "mixed:3", "perturb_seed": 1}) is True
+    assert "perturbation_revision" not in prediction_source(source, folder, labels, {"perturb": "GB:3"})
 
 
 def test_predict_options_become_flags_zero_included():

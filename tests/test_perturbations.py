@@ -239,7 +239,7 @@ def test_registry_and_levels():
         P.perturb_clip(smooth_clip(1), "nope", 1, seed=0)
 
 
-def test_mixed_chain_draws_two_to_four_distinct_steps():
+def test_mixed_chain_draws_two_to_four_distinct_steps_of_the_reference_seven():
     counts, names, levels = [], set(), set()
     for seed in range(300):
         chain = P.mixed_chain(np.random.default_rng(seed))
@@ -249,8 +249,28 @@ def test_mixed_chain_draws_two_to_four_distinct_steps():
         names.update(steps)
         levels.update(level for _, level in chain)
     assert set(counts) == {2, 3, 4} and all(counts.count(k) > 70 for k in (2, 3, 4))
-    assert names == set(P.ALL_DISTORTIONS) and levels == {1, 2, 3, 4, 5}
+    # the reference's mixed videos draw from its seven types (its "JPEG" is our resize): no true JPEG
+    assert names == {"CS", "CC", "BW", "GNC", "GB", "resize", "VC"} == set(P.DEEPERFORENSICS_SEVEN)
+    assert levels == {1, 2, 3, 4, 5}
     assert {lv for _, lv in P.mixed_chain(np.random.default_rng(0), level=4)} == {4}
+
+
+def test_mixed_chain_of_one_rng_state_is_the_same_at_every_level():
+    for seed in range(40):
+        random_levels = P.mixed_chain(np.random.default_rng(seed))
+        for level in P.LEVELS:
+            chain = P.mixed_chain(np.random.default_rng(seed), level=level)
+            assert chain == [(name, level) for name, _ in random_levels]
+
+
+def test_mixed_chain_seed_picks_the_chain_and_seed_the_frames():
+    clip = smooth_clip(2, size=32)
+    _, steps = P.perturb_clip(clip, "mixed", 2, seed=1, chain_seed=7)
+    assert steps == P.mixed_chain(np.random.default_rng(7), level=2)
+    for level in (1, 5):
+        _, other_level = P.perturb_clip(clip, "mixed", level, seed=level, chain_seed=7)
+        assert other_level == [(name, level) for name, _ in steps]
+    assert P.perturb_clip(clip, "mixed", 2, seed=1)[1] == P.mixed_chain(np.random.default_rng(1), level=2)
 
 
 @pytest.mark.parametrize("name", ["BW", "GNC", "mixed"])

@@ -15,6 +15,7 @@ import yaml
 
 from inference import predict
 from inference.calibration import apply_calibration
+from inference.ensemble_calibration import member_fingerprint
 from inference.model_options import load_calibration
 from inference.predict_options import chosen_calibration
 from inference.progress import Progress, progress_path, row_problem, run_settings
@@ -34,7 +35,8 @@ def write_ensemble(folder: Path, method: dict | None, name: str, members=None) -
     document = {"members": MEMBERS}
     if method is not None:
         point = {"fpr": 0.05, "score": 0.6, "reals": 40, "rank": 2}
-        document["calibration"] = {**method, "members": members or MEMBERS, "operating_points": [point]}
+        fitted_for = member_fingerprint(members or MEMBERS, folder)
+        document["calibration"] = {**method, "members": fitted_for, "operating_points": [point]}
     path = folder / name
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path

@@ -22,6 +22,7 @@ from inference.predict_options import parse_args
 from inference.reader import FaceReader
 from inference.robustness import (
     DEFAULT_DISTORTIONS,
+    clean_threshold,
     markdown,
     read_perturbations,
     robustness_json,
@@ -53,10 +54,14 @@ def test_perturbations_block_defaults_and_checks():
 
 
 def test_rows_carry_each_metric_and_its_change_from_clean_signed_worse_positive():
-    clean = {"video_auc": 0.9, "log_loss": 0.3, "tpr_at_5pct_fpr": 0.8, "reals": 20}
+    fixed = {"clean_threshold": 0.6, "reals": 20}
+    clean = {"video_auc": 0.9, "log_loss": 0.3, "tpr_at_5pct_fpr": 0.8, **fixed}
+    clean |= {"tpr_at_clean_threshold": 0.8, "fpr_at_clean_threshold": 0.05}
     perturbed = {
-        ("GB", 1): {"video_auc": 0.85, "log_loss": 0.35, "tpr_at_5pct_fpr": 0.7, "reals": 20},
-        ("JPEG", 5): {"video_auc": 0.95, "log_loss": 0.9, "tpr_at_5pct_fpr": None, "reals": 20},
+        ("GB", 1): {"video_auc": 0.85, "log_loss": 0.35, "tpr_at_5pct_fpr": 0.7, **fixed}
+        | {"tpr_at_clean_threshold": 0.9, "fpr_at_clean_threshold": 0.25},
+        ("JPEG", 5): {"video_auc": 0.95, "log_loss": 0.9, "tpr_at_5pct_fpr": None, **fixed}
+        | {"tpr_at_clean_threshold": None, "fpr_at_clean_threshold": 0.1},
     }
     rows = robustness_rows("m", "s", clean, perturbed)
     assert [(r["distortion"], r["level"]) for r in rows] == [("clean", 0), ("GB", 1), ("JPEG", 5)]
@@ -69,9 +74,15 @@ def test_rows_carry_each_metric_and_its_change_from_clean_signed_worse_positive(
     nested = robustness_json(rows, {"s": {"distortions": ["GB", "JPEG"], "levels": [1, 5], "seed": 0}})
     assert nested["m"]["s"]["clean"]["video_auc"] == 0.9
     assert nested["m"]["s"]["perturbed"]["JPEG"]["5"]["log_loss_rise"] == pytest.approx(0.6)
+    assert nested["m"]["s"]["perturbed"]["GB"]["1"]["fpr_at_clean_threshold"] == 0.25
+    assert nested["m"]["s"]["clean"]["clean_threshold"] == 0.6
     table = markdown(rows).splitlines()
-    assert table[3] == "| m | s | GB | 1 | 0.8500 | +0.0500 | 0.3500 | +0.0500 | 0.7000 | +0.1000 | 20 |"
-    assert table[4].endswith("| 0.9000 | +0.6000 | - | - | 20 |")
+    assert table[0].endswith("| TPR@5%FPR | TPR drop | TPR@clean 5% thr | FPR@clean 5% thr | reals |")
+    assert table[3] == (
+        "| m | s | GB | 1 | 0.8500 | +0.0500 | 0.3500 | +0.0500 | 0.7000 | +0.1000 | 0.9000 | 0.2500 | 20 |"
+    )
+    assert table[4].endswith("| 0.9000 | +0.6000 | - | - | - | 0.1000 | 20 |")
+    assert len(table[1].split("|")) == len(table[0].split("|"))
 
 
 def test_set_metrics_are_those_of_the_submission():
@@ -84,6 +95,31 @@ def test_set_metrics_are_those_of_the_submission():
     assert metrics["log_loss"] == pytest.approx(competition_log_loss(y, p))
     top_real = max(predictions[n] for n in names if labels[n][0] == 0)  # 19 reals: k = floor(0.05 * 20) = 1
     assert metrics["tpr_at_5pct_fpr"] == pytest.approx(np.mean(p[y == 1] > top_real)) and metrics["reals"] == 19
+    assert clean_threshold(predictions, labels) == top_real
+    assert metrics["tpr_at_clean_threshold"] is None and metrics["clean_threshold"] is None  # none given
+    at = set_metrics(predictions, labels, threshold=0.135)
+    assert at["tpr_at_clean_threshold"] == np.mean(p[y == 1] > 0.135)
+    assert at["fpr_at_clean_threshold"] == np.mean(p[y == 0] > 0.135) and at["clean_threshold"] == 0.135
+    fewer = {name: value for name, value in labels.items() if name != "r0.mp4"}
+    assert clean_threshold({n: predictions[n] for n in fewer}, fewer) is None  # 18 reals: under the 19 needed
+
+
+def test_false_alarms_a_distortion_adds_show_at_the_clean_threshold_not_at_the_rows_own():
+    reals = {f"r{i:02}.mp4": 0.01 * i for i in range(20)}  # clean: 0.00 .. 0.19
+    fakes = {f"f{i}.mp4": 0.9 for i in range(5)}
+    labels = {name: (0, "real") for name in reals} | {name: (1, "x") for name in fakes}
+    clean_predictions = reals | fakes
+    # the distortion lifts every real by 0.5, still under every fake
+    perturbed_predictions = {name: value + 0.5 for name, value in reals.items()} | fakes
+    threshold = clean_threshold(clean_predictions, labels)
+    assert threshold == pytest.approx(0.19)  # 20 reals: k = floor(0.05 * 21) = 1, the largest
+    clean = set_metrics(clean_predictions, labels, threshold)
+    perturbed = set_metrics(perturbed_predictions, labels, threshold)
+    [clean_row, row] = robustness_rows("m", "s", clean, {("CS", 3): perturbed})
+    assert clean_row["fpr_at_clean_threshold"] == 0.0 and clean_row["tpr_at_clean_threshold"] == 1.0
+    assert row["tpr_at_5pct_fpr"] == 1.0 and row["tpr_at_5pct_fpr_drop"] == 0.0  # the own threshold hides it
+    assert row["fpr_at_clean_threshold"] == 1.0 and row["tpr_at_clean_threshold"] == 1.0  # every real now alarms
+    assert row["clean_threshold"] == pytest.approx(0.19)
 
 
 # ---- (b) the hook: sampled frames distorted before detection ----
@@ -119,6 +155,28 @@ def test_perturb_gives_the_distortion_of_the_clean_sampled_frames_seeded_by_file
     extract_faces(video, None, 6)
     assert all(np.array_equal(captured[2][i], clean.decoded[i]) for i in clean.decoded)
     assert "perturbation" not in inference.faces.VideoFaces(video, [0]).details()
+
+
+def test_mixed_keeps_each_videos_chain_at_every_level_only_the_level_changes():
+    rng = np.random.default_rng(0)
+    decoded = {index: rng.integers(0, 256, (24, 24, 3), dtype=np.uint8) for index in (0, 5)}
+    chains = {}
+    for video in [f"sub/v{i}.mp4" for i in range(6)]:
+        for level in (1, 3, 5):
+            frames, applied = FramePerturbation("mixed", level, 3).apply(decoded, video, 25.0)
+            assert {step_level for _, step_level in applied["steps"]} == {level}
+            chains.setdefault(video, set()).add(tuple(name for name, _ in applied["steps"]))
+            expected, _ = perturb_clip(
+                [decoded[0], decoded[5]],
+                "mixed",
+                level,
+                seed=perturbation_seed(3, video, "mixed", level),  # noise and blocks: per level
+                fps=25.0,
+                chain_seed=perturbation_seed(3, video),
+            )
+            np.testing.assert_array_equal(frames[5], expected[1])
+    assert all(len(names) == 1 for names in chains.values())  # one chain per video at levels 1, 3, 5
+    assert len({names for [names] in map(list, chains.values())}) > 1  # but not one chain for all videos
 
 
 def reader_frames(test_dir: Path, filename: str, perturb: str, monkeypatch, captured) -> dict:
@@ -210,6 +268,7 @@ def test_the_report_has_a_row_per_distortion_and_level_from_its_predictions(robu
         assert float(row["log_loss"]) == pytest.approx(loss)
         assert float(row["log_loss_rise"]) == pytest.approx(loss - clean_loss)
         assert row["video_auc"] != "" and row["tpr_at_5pct_fpr"] == "" and row["reals"] == "1"  # 1 real: '-'
+        assert row["fpr_at_clean_threshold"] == row["tpr_at_clean_threshold"] == row["clean_threshold"] == ""
         made_from = json.loads((folder / "source.json").read_text())
         assert made_from["predict"]["perturb"] == f"{row['distortion']}:{row['level']}"
         assert made_from["predict"]["perturb_seed"] == 0 and "ensemble" in made_from
