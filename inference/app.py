@@ -269,10 +269,27 @@ def main(argv=None) -> int:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
         app.block_thread()  # until KeyboardInterrupt
-        app.close()
+        logger.info("stopping: closing the web server")
+        close_within(app, SERVER_CLOSE_SECONDS)
     finally:
+        logger.info("stopping the process that judges files")
         judge.close()
     return 0
+
+
+SERVER_CLOSE_SECONDS = 10  # a browser tab still connected can hold the server's shutdown open
+
+
+def close_within(app, seconds: float) -> bool:
+    """Close the Gradio app, waiting at most `seconds`: its server waits for open connections to
+    end, and a page left open in a browser need never end them. True when it closed in time."""
+    closing = threading.Thread(target=app.close, name="close-web-server", daemon=True)
+    closing.start()
+    closing.join(seconds)
+    if closing.is_alive():
+        logger.warning("the web server did not close within %g s (a page still connected?): stopping anyway", seconds)
+        return False
+    return True
 
 
 if __name__ == "__main__":
