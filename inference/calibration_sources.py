@@ -233,19 +233,30 @@ def check_scored_by(rows: dict[str, dict], entries: list[dict], details: Path) -
 
 
 def check_details_match(rows: dict[str, dict], names: list[str], submitted: np.ndarray, details: Path) -> None:
-    """Refuse details that are not the submission's: an uncalibrated row's `score` is what predict
-    submitted for the video (to the 6 decimals written); a calibrated row's raw score is checked by
-    `raw_score` (its `ensemble_score` is required)."""
+    """Refuse details that are not the submission's: every row's `score` is what predict submitted
+    for the video (to the 6 decimals written), calibrated or not; and where rows were calibrated,
+    their raw `ensemble_score`s must rank the videos as the submitted probabilities do (a
+    calibration is monotone), so raw scores from another run cannot pass for this one's."""
     for name, label in zip(names, submitted, strict=True):
-        row = rows[name]
-        if row.get("calibrated"):
-            continue
-        score = row.get("score")
+        score = rows[name].get("score")
         number = isinstance(score, (int, float)) and not isinstance(score, bool)
         if not number or not math.isclose(score, label, abs_tol=1e-6):
             raise InputError(
                 f"{details}: {name} has score {score!r} there but {float(label):.6f} in the submission: not the "
                 "details of this submission (predict it again, or pass the right one)"
+            )
+    calibrated = [
+        (rows[name]["ensemble_score"], float(label), name)
+        for name, label in zip(names, submitted, strict=True)
+        if rows[name].get("calibrated") and isinstance(rows[name].get("ensemble_score"), (int, float))
+    ]
+    calibrated.sort()
+    for (raw, label, name), (next_raw, next_label, next_name) in zip(calibrated, calibrated[1:], strict=False):
+        if next_raw > raw and next_label < label - 1e-6:
+            raise InputError(
+                f"{details}: {name} and {next_name} are ranked one way by their ensemble_score ({raw:.6g} < "
+                f"{next_raw:.6g}) and the other by the submission ({label:.6f} > {next_label:.6f}): these raw "
+                "scores are not the ones this submission was calibrated from"
             )
 
 

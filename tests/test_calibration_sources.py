@@ -44,6 +44,23 @@ def test_a_well_formed_oof_file_is_read_as_training_writes_it(tmp_path):
     assert read_oof(tmp_path) == {"b.mp4": (1, 0.75), "a.mp4": (0, 0.0)}
 
 
+def test_calibrated_raw_scores_that_rank_the_videos_otherwise_are_refused(tmp_path):
+    """Details whose probabilities are the submission's but whose raw scores come from another run:
+    a calibration is monotone, so raw scores ranked against the probabilities cannot be theirs."""
+    probabilities = {"a.mp4": 0.2, "b.mp4": 0.5, "c.mp4": 0.9}
+    raws = {"a.mp4": 0.3, "b.mp4": 0.5, "c.mp4": 0.7}
+    rows = [
+        {"filename": n, "score": p, "ensemble_score": raws[n], "calibrated": True, "error": None}
+        for n, p in probabilities.items()
+    ]
+    submission, labels = _predicted(tmp_path / "set", rows, {"a.mp4": 0, "b.mp4": 0, "c.mp4": 1})
+    assert submission_scores(submission, labels).scores.tolist() == [0.3, 0.5, 0.7]
+    reversed_rows = [{**row, "ensemble_score": 1 - raws[row["filename"]]} for row in rows]
+    submission, labels = _predicted(tmp_path / "other", reversed_rows, {"a.mp4": 0, "b.mp4": 0, "c.mp4": 1})
+    with pytest.raises(InputError, match=r"c\.mp4 and b\.mp4 are ranked one way by their ensemble_score"):
+        submission_scores(submission, labels)
+
+
 def test_details_that_are_not_the_submissions_are_refused(tmp_path):
     rows = [
         {"filename": "a.mp4", "score": 0.31, "ensemble_score": 0.2, "calibrated": True, "error": None},
@@ -52,8 +69,9 @@ def test_details_that_are_not_the_submissions_are_refused(tmp_path):
     submission, labels = _predicted(tmp_path / "set", rows, {"a.mp4": 0, "b.mp4": 1})
     details = tmp_path / "set" / "details.jsonl"
     assert submission_scores(submission, labels).scores.tolist() == [0.2, 0.7]
-    submission.write_text("filename,label\na.mp4,0.900000\nb.mp4,0.700000\n")  # a's row is calibrated: not compared
-    assert submission_scores(submission, labels).scores.tolist() == [0.2, 0.7]
+    submission.write_text("filename,label\na.mp4,0.900000\nb.mp4,0.700000\n")  # a calibrated row is compared too
+    with pytest.raises(InputError, match=rf"^{details}: a\.mp4 has score 0\.31 there but 0\.900000 in the submission"):
+        submission_scores(submission, labels)
     submission.write_text("filename,label\na.mp4,0.310000\nb.mp4,0.600000\n")
     with pytest.raises(InputError, match=rf"^{details}: b\.mp4 has score 0\.7 there but 0\.600000 in the submission"):
         submission_scores(submission, labels)
