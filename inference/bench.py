@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ import torch
 from inference.aggregate import confident
 from inference.ensemble import (
     Member,
+    ensemble_calibration,
     ensemble_members,
     face_probabilities,
     load_member,
@@ -56,6 +58,8 @@ from preprocess.face_detector import (
 from preprocess.mtcnn_opencv import GROUP_PIXELS
 from preprocess.video_io import probe_video
 from training.zoo import create_model, encoder_spec, normalization
+
+logger = logging.getLogger("inference.bench")
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="time our way only")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.random_models and not args.encoder:
         parser.error("--random-models needs --encoder")
     device = torch.device(args.device) if args.device else default_device()
@@ -239,6 +244,9 @@ def main(argv=None) -> int:
     entries = [{"path": p, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for p in args.models or []]
     if args.ensemble:
         entries = ensemble_members(args.ensemble)
+        calibration = ensemble_calibration(args.ensemble)
+        if calibration is not None:  # said, not silently dropped: the modes are compared on raw scores
+            logger.info("%s has a calibration; the scores compared here are the ensemble's raw ones", args.ensemble)
     timed = modes_to_time(runtime, device, baseline=not args.no_baseline)
     modes = {mode.name: run(mode) for mode in timed}
     report = {
