@@ -35,15 +35,8 @@ import numpy as np
 import torch
 
 from inference.aggregate import confident
-from inference.ensemble import (
-    Member,
-    ensemble_calibration,
-    ensemble_members,
-    face_probabilities,
-    load_member,
-    prepare_for_inference,
-    refuse_temporal,
-)
+from inference.ensemble import Member, face_probabilities, load_member, prepare_for_inference, refuse_temporal
+from inference.ensemble_file import ensemble_calibration, ensemble_members
 from inference.faces import CPU_DETECTION_THREADS, NoFaceError, crop_faces, inference_detector, read_sampled_frames
 from inference.predict import list_videos
 from inference.runtime import RUNTIMES, native_bf16, resolve_runtime

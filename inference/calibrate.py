@@ -66,8 +66,8 @@ from inference.calibration_sources import (
     oof_scores,
     submission_scores,
 )
-from inference.ensemble import read_ensemble_file
 from inference.ensemble_calibration import file_fingerprint, member_identity, operating_point_argument
+from inference.ensemble_file import read_ensemble_file
 from inference.fit_ensemble import run_checkpoint, run_members
 from inference.metrics import brier_score
 from inference.operating_points import conformal_rank, reals_needed, threshold_at_fpr

@@ -63,13 +63,8 @@ import torch
 
 from inference.aggregate import STRATEGIES
 from inference.clips import clip_probabilities, extract_clips
-from inference.ensemble import (
-    Member,
-    check_finite_scores,
-    ensemble_calibration,
-    ensemble_members,
-    face_probabilities,
-)
+from inference.ensemble import Member, check_finite_scores, face_probabilities
+from inference.ensemble_file import ensemble_calibration, ensemble_members
 from inference.explain import explain, write_report
 from inference.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.model_options import (

@@ -32,7 +32,6 @@ from typing import NoReturn
 
 import numpy as np
 import torch
-import yaml
 
 from inference.runtime import OpenVinoClassifier, default_cache_dir
 from preprocess.cli import InputError, describe
@@ -198,59 +197,6 @@ def refuse_temporal(members: list[Member], command: str) -> None:
                 f"{member.name}: a temporal model (clips of {member.clip[0]} crops); {command} scores frame models "
                 "only for now: use inference.predict for temporal models"
             )
-
-
-def read_ensemble_file(path: str | os.PathLike) -> list[dict]:
-    path = Path(path)
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"{path}: cannot read the ensemble file ({error})") from error
-    members = spec.get("members") if isinstance(spec, dict) else None
-    if not members or not isinstance(members, list):
-        raise ValueError(f"{path}: expected a `members:` list of checkpoints")
-    entries = []
-    for index, member in enumerate(members):
-        if not isinstance(member, dict) or not isinstance(member.get("checkpoint"), str):
-            raise ValueError(f"{path}: member {index} has no `checkpoint` path")
-        weight = member.get("weight", 1.0)
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight < float("inf"):
-            raise ValueError(f"{path}: member {index}'s `weight` {weight!r} is not a finite number of 0 or more")
-        checkpoint = Path(member["checkpoint"])
-        entries.append(
-            {
-                "path": checkpoint if checkpoint.is_absolute() else path.parent / checkpoint,
-                "encoder": member.get("encoder"),
-                "input_size": member.get("input_size"),
-                "weight": float(weight),
-            }
-        )
-    return entries
-
-
-def ensemble_calibration(spec: str | os.PathLike | None):
-    """The checked `calibration:` block of ensemble file `spec` (inference/ensemble_calibration.py),
-    or None: a named ensemble of released weights, or a file without one."""
-    from inference.ensemble_calibration import read_calibration
-    from inference.weights import ENSEMBLES
-
-    if spec is None or (str(spec) in ENSEMBLES and not Path(spec).exists()):
-        return None
-    read_ensemble_file(spec)  # the members are checked first, with their own errors
-    document = yaml.safe_load(Path(spec).read_text())
-    if "calibration" not in document:
-        return None
-    return read_calibration(document["calibration"], Path(spec), document["members"])
-
-
-def ensemble_members(spec: str | os.PathLike) -> list[dict]:
-    """The members of `spec`: a named ensemble of released checkpoints (`original`; see
-    inference/weights.py, files in its weights folder) or an ensemble YAML file."""
-    from inference.weights import ENSEMBLES, ensemble_entries
-
-    if str(spec) in ENSEMBLES and not Path(spec).exists():
-        return ensemble_entries(str(spec))
-    return read_ensemble_file(spec)
 
 
 def put_to_center(image: np.ndarray, size: int) -> np.ndarray:

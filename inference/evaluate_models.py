@@ -79,7 +79,7 @@ class ModelSource:
         """What the predictions depend on; for checkpoints the same key as before ensembles existed."""
         if not self.ensemble:
             return {"checkpoints": [file_identity(p) for p in self.checkpoints]}
-        from inference.ensemble import ensemble_calibration, ensemble_members
+        from inference.ensemble_file import ensemble_calibration, ensemble_members
 
         spec = Path(self.ensemble)
         members = [
@@ -95,7 +95,7 @@ class ModelSource:
 
 
 def ensemble_source(model: dict) -> ModelSource:
-    from inference.ensemble import ensemble_members
+    from inference.ensemble_file import ensemble_members
     from inference.weights import ENSEMBLES
 
     spec = expand(model["ensemble"])

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from inference.ensemble import Member, ensemble_calibration, ensemble_members, load_member
+from inference.ensemble import Member, load_member
+from inference.ensemble_file import ensemble_calibration, ensemble_members
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
 from preprocess.cli import InputError
 from preprocess.video_io import MediaLimits

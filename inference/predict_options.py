@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 
 from inference.aggregate import STRATEGIES
-from inference.ensemble import ensemble_calibration
 from inference.ensemble_calibration import CalibrationFileError
+from inference.ensemble_file import ensemble_calibration
 from inference.frame_perturbation import NAMES as PERTURBATION_NAMES
 from inference.frame_perturbation import perturb_argument
 from inference.model_options import add_media_arguments, add_model_arguments, frames_argument, load_calibration

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from inference.ensemble import ensemble_members
+from inference.ensemble_file import ensemble_members
 from preprocess.cli import InputError
 from preprocess.io_utils import fsync_path, naming_errors
 

@@ -16,13 +16,13 @@ import argparse
 import logging
 from dataclasses import dataclass
 
-from inference.ensemble import ensemble_calibration
 from inference.ensemble_calibration import (
     CalibrationFileError,
     EnsembleCalibration,
     OperatingPoint,
     operating_point_argument,
 )
+from inference.ensemble_file import ensemble_calibration
 from inference.model_options import load_calibration
 from inference.operating_points import reals_needed
 from preprocess.cli import InputError

@@ -15,8 +15,8 @@ from scipy.special import expit, logit
 from inference import calibrate
 from inference.calibration import apply_calibration, fit_calibration
 from inference.calibration_sources import OOF_WARNING, submission_scores
-from inference.ensemble import ensemble_calibration, read_ensemble_file
 from inference.ensemble_calibration import CalibrationFileError
+from inference.ensemble_file import ensemble_calibration, read_ensemble_file
 from inference.metrics import brier_score, competition_log_loss
 from inference.operating_points import threshold_at_fpr
 from inference.weights import named_ensemble

@@ -19,8 +19,9 @@ from PIL import Image
 from inference import detect
 from inference.app import parse_args as page_arguments
 from inference.app import verdict_markdown
-from inference.ensemble import Member, ensemble_calibration
+from inference.ensemble import Member
 from inference.ensemble_calibration import CalibrationFileError, OperatingPoint, member_fingerprint
+from inference.ensemble_file import ensemble_calibration
 from inference.faces import VideoFaces
 from inference.judge_worker import judge_file, load_models
 from inference.operating_points import reals_needed

@@ -15,8 +15,8 @@ import yaml
 from scipy.special import expit, logit
 
 from inference import ensemble_calibration as ensemble_calibration_module
-from inference.ensemble import ensemble_calibration
 from inference.ensemble_calibration import CalibrationFileError, member_fingerprint, operating_point_argument
+from inference.ensemble_file import ensemble_calibration
 from inference.model_options import load_calibration
 from preprocess import cli
 from preprocess.cli import InputError

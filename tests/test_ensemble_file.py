@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from inference.ensemble import load_member, put_to_center, read_ensemble_file
+from inference.ensemble import load_member, put_to_center
+from inference.ensemble_file import read_ensemble_file
 from training.zoo import create_model
 
 

@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from inference import bench, fit_ensemble
-from inference.ensemble import Member, face_probabilities, read_ensemble_file
+from inference.ensemble import Member, face_probabilities
+from inference.ensemble_file import read_ensemble_file
 from inference.faces import NoFaceError
 from inference.runtime import native_bf16, openvino_available
 from preprocess.cli import InputError

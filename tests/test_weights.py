@@ -15,7 +15,7 @@ import torch
 
 from inference import weights
 from inference.download import DownloadError, download
-from inference.ensemble import ensemble_members
+from inference.ensemble_file import ensemble_members
 from inference.weights import NamedEnsemble, WeightFile
 from tests.http_server import OTHER, PAYLOAD, digest
 from training.zoo import create_model
