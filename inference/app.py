@@ -268,6 +268,9 @@ def main(argv=None) -> int:
         logger.info("the page is on %s (Ctrl-C or SIGTERM stops it)", url)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+            # a shell starts a background job (`... &`, nohup) with SIGINT ignored, and Python then
+            # keeps ignoring it: Ctrl-C or `kill -INT` would never stop the page
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         app.block_thread()  # until KeyboardInterrupt
         logger.info("stopping: closing the web server")
         close_within(app, SERVER_CLOSE_SECONDS)

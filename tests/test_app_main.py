@@ -62,8 +62,13 @@ def test_the_command_starts_with_a_fractional_upload_limit_on_a_port_gradio_find
         }
         command = [sys.executable, "-m", "inference.app", "--models", str(checkpoint), "--runtime", "torch"]
         with open(log, "wb") as output:
-            process = subprocess.Popen(
-                [*command, "--max-mb", "0.5"], cwd=REPO_ROOT, env=environment, stdout=output, stderr=output
+            process = subprocess.Popen(  # started as a shell starts a background job: SIGINT ignored
+                [*command, "--max-mb", "0.5"],
+                cwd=REPO_ROOT,
+                env=environment,
+                stdout=output,
+                stderr=output,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
             )
         try:
             url, port = _wait_for_address(process, log)
