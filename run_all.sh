@@ -113,9 +113,6 @@ run "$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --ensemble "$ENSEMBLE"
 if [ -f "$TEST_DIR/labels.csv" ]; then
     stage "scoring: $SUBMISSION_DIR/submission.csv against $TEST_DIR/labels.csv"
     run "$PYTHON" -m inference.score --submission "$SUBMISSION_DIR/submission.csv" --labels "$TEST_DIR/labels.csv"
-    # the same calibration (fitted again, identically) reported on the test videos, before and after
-    run "$PYTHON" -m inference.calibrate --runs "${runs[@]}" --out "$ENSEMBLE" \
-        ${calibrate_options[@]+"${calibrate_options[@]}"} --held-out "$SUBMISSION_DIR/submission.csv" --held-out-labels "$TEST_DIR/labels.csv"
 else
     echo "no $TEST_DIR/labels.csv: skipping the scoring stage"
 fi
