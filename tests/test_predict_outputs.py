@@ -13,18 +13,15 @@ import torch
 
 from inference import predict
 from inference.submission import write_outputs
-from tests.conftest import dfdc_metadata, save_tiny_checkpoint
-from tests.test_predict_resume import VIDEOS, _arguments, _details, _folder, _rows
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
-
-
-@pytest.fixture(scope="module")
-def sources(demo_world) -> list[Path]:
-    return sorted(dfdc_metadata(demo_world))[:VIDEOS]
+from tests.conftest import save_tiny_checkpoint
+from tests.test_predict_resume import (  # noqa: F401  (checkpoint, sources: fixtures shared with the resume tests)
+    _arguments,
+    _details,
+    _folder,
+    _rows,
+    checkpoint,
+    sources,
+)
 
 
 def _nan_checkpoint(path: Path) -> Path:
@@ -48,7 +45,7 @@ def _check_nan_is_an_error(out: Path, names: list[str]) -> None:
     assert [d["score"] for d in details] == [0.5] * len(names)
 
 
-def test_a_checkpoint_giving_nan_makes_error_rows_not_nan(tmp_path, sources):
+def test_a_checkpoint_giving_nan_makes_error_rows_not_nan(tmp_path, sources):  # noqa: F811 (fixture)
     model = _nan_checkpoint(tmp_path / "nan.pt")
     test_dir = _folder(tmp_path, sources[:2])
     out = tmp_path / "out" / "submission.csv"
@@ -56,7 +53,7 @@ def test_a_checkpoint_giving_nan_makes_error_rows_not_nan(tmp_path, sources):
     _check_nan_is_an_error(out, sorted(p.name for p in test_dir.iterdir()))
 
 
-def test_predict_refuses_a_nan_score_whatever_the_models_return(tmp_path, sources, checkpoint, monkeypatch):
+def test_predict_refuses_a_nan_score_whatever_the_models_return(tmp_path, sources, checkpoint, monkeypatch):  # noqa: F811
     def nan_scores(member, crops, *args, **kwargs):  # scores not checked on their way out of the model
         return np.full(len(crops), np.nan, np.float32)
 
