@@ -1,24 +1,30 @@
-"""Benchmark inference per video and print JSON: decode, detect, classify and total seconds, and
-the video's score, for our way and for a baseline that works as the original did.
+"""Benchmark inference per video and print JSON: decode, detect, classify and total seconds and
+the score of every video, in each mode, with the start-up costs apart.
 
-    python -m inference.bench --test-dir DIR --models CKPT [CKPT ...] [--videos 4] [--encoder NAME --size N]
+    python -m inference.bench --test-dir DIR --models CKPT [CKPT ...] [--encoder NAME --size N] [--videos 5]
     python -m inference.bench --test-dir DIR --ensemble original   # after: python -m inference.weights fetch original
     python -m inference.bench --test-dir DIR --random-models 7 --encoder tf_efficientnet_b7_ns --device cuda
+    python -m inference.bench --test-dir DIR --models sharp.pth --encoder tf_efficientnet_b2_ns --size 380 \\
+        --modes baseline exact fast fast-bf16 --json bench.json
 
-The second times the original's ensemble (seven B7 at 380 px) with random weights, nothing to
-download, and on CUDA reports the GPU memory peak of each mode.
+The third times the original's ensemble (seven B7 at 380 px) with random weights, nothing to
+download, and on CUDA reports the GPU memory peak of each mode. The fourth is the README's speed
+table, with a checkpoint made by `python -m inference.sharp_checkpoint` (logits over +-10, as a
+trained model's: differences that soft models hide show there).
 
-Each stage runs alone (no overlap), so that each is timed alone. Three modes are timed on the
-same videos, one after the other:
-  baseline  the original's order of work: the sampled frames decoded, MTCNN at half size on each
-            frame in turn (eager PyTorch, PIL bicubic), every face classified by eager PyTorch in
-            fp32;
-  exact     inference.predict as configured (`--runtime`, `--detector-scale`) without the recall
-            boost, whose scores must equal the baseline's;
-  fast      inference.predict --fast (recall boost on), whose scores must stay within 0.05 of
-            exact mode's.
-The report gives each mode's mean seconds per video, the speed-up over the baseline, the largest
-difference between exact and baseline scores and between fast and exact scores.
+Each stage runs alone (no overlap), so that each is timed alone. The modes (`--modes`):
+  baseline   the original solution's prediction code step by step (inference/original_baseline.py:
+             its OpenCV frame reader, MTCNN call, crops, resizing and batching; eager PyTorch, fp32);
+  exact      inference.predict as configured (`--runtime`, `--detector-scale`) without the recall
+             boost, whose scores must equal the baseline's (to 1e-4);
+  fast       inference.predict --fast (recall boost on), whose scores must stay within 0.05 of
+             exact mode's;
+  fast-bf16  fast with the classifiers in bf16 (--fast --cpu-bf16; only where the CPU has it
+             natively), held to fast's scores.
+The report gives each video's stages and score per mode, each mode's mean seconds per video per
+stage, the speed-up over the baseline, the largest score difference between modes and the video
+it came from; and, apart, what a cold process pays first (`cold_start`: imports, each mode's model
+loading, with the OpenVINO export when `--cold` empties its cache, and its detector).
 """
 
 from __future__ import annotations
@@ -26,7 +32,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,25 +43,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inference import original_baseline
 from inference.aggregate import confident
-from inference.ensemble import Member, face_probabilities, load_member, prepare_for_inference, refuse_temporal
+from inference.ensemble import face_probabilities, load_member, random_member, refuse_temporal
 from inference.ensemble_file import ensemble_calibration, ensemble_members
 from inference.faces import CPU_DETECTION_THREADS, NoFaceError, crop_faces, inference_detector, read_sampled_frames
+from inference.model_options import classifier_precision
+from inference.original_baseline import original_detector
 from inference.predict import list_videos
 from inference.runtime import RUNTIMES, native_bf16, resolve_runtime
 from preprocess import cli
-from preprocess.face_detector import (
-    INFERENCE_THRESHOLDS,
-    ORIGINAL_SCALE,
-    FaceDetector,
-    default_device,
-    scale_argument,
-)
+from preprocess.face_detector import ORIGINAL_SCALE, default_device, scale_argument
+from preprocess.io_utils import atomic_path
 from preprocess.mtcnn_opencv import GROUP_PIXELS
 from preprocess.video_io import probe_video
-from training.zoo import create_model, encoder_spec, normalization
 
 logger = logging.getLogger("inference.bench")
+
+
+MODE_NAMES = ("baseline", "exact", "fast", "fast-bf16")
+REFERENCES = {"exact": "baseline", "fast": "exact", "fast-bf16": "fast"}  # what each mode's scores are held to
+STAGES = ("decode", "detect", "classify")
 
 
 @dataclass(frozen=True)
@@ -65,54 +76,66 @@ class Mode:
     amp_dtype: torch.dtype | None  # PyTorch autocast
     recall: bool
     fast: bool = False
-    threads: int = CPU_DETECTION_THREADS  # frames through MTCNN at a time on a CPU
 
-    def detector(self, scale, device) -> FaceDetector:
+    def detector(self, scale, device):
         if self.name == "baseline":
-            return FaceDetector(INFERENCE_THRESHOLDS, ORIGINAL_SCALE, device=device, channels_last=False)
+            return original_detector(device)
         return inference_detector(scale, device, self.fast)
 
 
 def detection_setting(mode: Mode, device: torch.device) -> str:
     """How a mode runs MTCNN on `device`, for the report."""
+    if mode.name == "baseline":
+        return "the original's: facenet-pytorch, one frame after another"
     if device.type == "cuda":
         return "facenet-pytorch, all frames in one batch"
     if mode.fast:
         return f"opencv, frames in groups of {GROUP_PIXELS / 1e6:g} Mpx at detection size, two groups at a time"
-    return f"facenet-pytorch, {mode.threads} frame(s) at a time"
+    return f"facenet-pytorch, {CPU_DETECTION_THREADS} frame(s) at a time"
 
 
-def modes_to_time(runtime: str, device: torch.device, baseline: bool = True) -> list[Mode]:
-    """baseline (the original's way), exact (predict's default without the recall boost) and fast
-    (predict --fast), as they run on `device`."""
+def modes_to_time(names, runtime: str, device: torch.device) -> list[Mode]:
+    """The modes named, as they run on `device`: the baseline (the original's code), exact
+    (predict's default without the recall boost), fast (predict --fast) and fast-bf16 (predict
+    --fast --cpu-bf16, dropped with a warning where bf16 is not native)."""
     cuda = device.type == "cuda"
-    fast_precision = "bf16" if not cuda and native_bf16() else "f32"
-    fast_amp = torch.float16 if cuda else torch.bfloat16 if fast_precision == "bf16" else None
-    modes = [
-        Mode("exact", runtime, "f32", torch.float16 if cuda else None, recall=False),
-        Mode("fast", runtime, fast_precision, fast_amp, recall=True, fast=True),
-    ]
-    return [Mode("baseline", "torch", "f32", None, recall=False, threads=1), *modes] if baseline else modes
+    fast_precision = classifier_precision(device)
+    amp = {"f32": None, "bf16": torch.bfloat16}
+    table = {
+        "baseline": Mode("baseline", "torch", "f32", None, recall=False),
+        "exact": Mode("exact", runtime, "f32", torch.float16 if cuda else None, recall=False),
+        "fast": Mode("fast", runtime, fast_precision, torch.float16 if cuda else amp[fast_precision], True, True),
+        "fast-bf16": Mode("fast-bf16", runtime, "bf16", torch.bfloat16, recall=True, fast=True),
+    }
+    if "fast-bf16" in names and (cuda or not native_bf16()):
+        logger.warning("fast-bf16 left out: bf16 runs natively only on CPUs with AVX-512 BF16 or AMX")
+        names = [name for name in names if name != "fast-bf16"]
+    return [table[name] for name in MODE_NAMES if name in names]
 
 
-def bench_video(
-    path: Path,
-    detector: FaceDetector,
-    members,
-    device,
-    frames: int,
-    amp_dtype,
-    recall: bool = False,
-    threads: int = CPU_DETECTION_THREADS,
-) -> dict:
-    """One video through decode, detect and classify, each timed; its confident score (None without faces)."""
+def timed_row(path: Path, info, frames: int, faces: int, seconds: dict[str, float], score: float | None) -> dict:
+    """One video's line of the report."""
+    return {
+        "video": path.name,
+        "size": [info.width, info.height],
+        "frames": frames,
+        "faces": faces,
+        **{f"{stage}_s": round(seconds[stage], 3) for stage in STAGES},
+        "total_s": round(sum(seconds[stage] for stage in STAGES), 3),
+        "score": score,
+    }
+
+
+def bench_video(path: Path, detector, members, device, frames: int, amp_dtype, recall: bool = False) -> dict:
+    """One video through inference.predict's decode, detect and classify, each timed; its
+    confident score (None without faces)."""
     info = probe_video(path)
     start = time.perf_counter()
     decoded = read_sampled_frames(path, frames)
     decode = time.perf_counter() - start
     start = time.perf_counter()
     try:
-        crops = crop_faces(path, decoded, detector, recall=recall, threads=threads).crops
+        crops = crop_faces(path, decoded, detector, recall=recall).crops
     except NoFaceError:
         crops = []
     detect = time.perf_counter() - start
@@ -125,53 +148,67 @@ def bench_video(
     if crops:
         weights = [member.weight for member in members]
         score = float(np.average([confident(p) for p in probabilities], weights=weights))
-    return {
-        "video": path.name,
-        "size": [info.width, info.height],
-        "frames": len(decoded),
-        "faces": len(crops),
-        "decode_s": round(decode, 3),
-        "detect_s": round(detect, 3),
-        "classify_s": round(classify, 3),
-        "total_s": round(decode + detect + classify, 3),
-        "score": score,
-    }
+    seconds = {"decode": decode, "detect": detect, "classify": classify}
+    return timed_row(path, info, len(decoded), len(crops), seconds, score)
 
 
-def random_member(encoder: str, size: int | None, device: torch.device, seed: int) -> Member:
-    """A classifier of `encoder` with random weights (timing only: nothing is downloaded)."""
-    torch.manual_seed(seed)
-    model = prepare_for_inference(create_model(encoder), device)
-    mean, std = normalization(encoder)
-    return Member(f"random-{seed}", model, encoder, size or encoder_spec(encoder).input_size, mean, std)
+def baseline_video(path: Path, detector, members, frames: int) -> dict:
+    """One video through the original's code (inference/original_baseline.py), each stage timed."""
+    result = original_baseline.predict_video(path, detector, members, frames)
+    return timed_row(path, probe_video(path), result.frames, result.faces, result.seconds, result.score)
 
 
-def largest_score_difference(rows: list[dict], reference: list[dict]) -> float:
-    """The largest difference between two modes' scores of the same videos (where both found faces)."""
+def largest_score_difference(rows: list[dict], reference: list[dict]) -> tuple[float, str | None]:
+    """The largest difference between two modes' scores of the same videos (where both found
+    faces) and the video it came from."""
     scores = {row["video"]: row["score"] for row in reference}
-    pairs = [(row["score"], scores[row["video"]]) for row in rows]
-    return max((abs(a - b) for a, b in pairs if a is not None and b is not None), default=0.0)
+    pairs = [
+        (abs(row["score"] - scores[row["video"]]), row["video"])
+        for row in rows
+        if row["score"] is not None and scores.get(row["video"]) is not None
+    ]
+    return max(pairs, default=(0.0, None))
 
 
 def summarise(modes: dict[str, list[dict]]) -> dict:
-    """Mean seconds per video of each mode, speed-ups over the baseline, and the largest score
-    differences: exact against the baseline, fast against exact."""
+    """Mean seconds per video of each mode (in all and per stage), speed-ups over the baseline,
+    and the largest score differences (`REFERENCES`) with the video of each."""
     mean = {name: round(float(np.mean([r["total_s"] for r in rows])), 3) for name, rows in modes.items() if rows}
-    summary: dict = {"mean_total_s": mean}
+    summary: dict = {
+        "mean_total_s": mean,
+        "mean_stage_s": {
+            name: {stage: round(float(np.mean([r[f"{stage}_s"] for r in rows])), 3) for stage in STAGES}
+            for name, rows in modes.items()
+            if rows
+        },
+    }
     if "baseline" in mean:
         summary["speedup_over_baseline"] = {
             name: round(mean["baseline"] / mean[name], 2) for name in mean if name != "baseline"
         }
-    references = {"exact": "baseline", "fast": "exact"}
-    summary["max_score_difference"] = {
+    compared = {
         f"{name}_vs_{reference}": largest_score_difference(modes[name], modes[reference])
-        for name, reference in references.items()
+        for name, reference in REFERENCES.items()
         if modes.get(name) and modes.get(reference)
     }
+    summary["max_score_difference"] = {pair: difference for pair, (difference, _) in compared.items()}
+    summary["max_score_difference_video"] = {pair: video for pair, (_, video) in compared.items()}
     return summary
 
 
-def main(argv=None) -> int:
+def seconds_since_process_start() -> float | None:
+    """Seconds since this process started (Linux /proc; None elsewhere): its imports, at the top of main."""
+    try:
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return round(time.time() - boot - ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m inference.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -186,7 +223,10 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, help="input size of bare checkpoints (default: the encoder's)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="as inference.predict's (default auto)")
     parser.add_argument("--runtime-cache", type=Path, default=None, help="as inference.predict's")
-    parser.add_argument("--videos", type=int, default=4, help="videos to time (default 4)")
+    parser.add_argument(
+        "--cold", action="store_true", help="an empty OpenVINO cache, so that cold_start includes the export"
+    )
+    parser.add_argument("--videos", type=int, default=5, help="videos to time (default 5)")
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument(
         "--detector-scale",
@@ -194,20 +234,41 @@ def main(argv=None) -> int:
         default=ORIGINAL_SCALE,
         help="MTCNN scale of the exact mode: a number (default 0.5, the original's) or 'rule'",
     )
-    parser.add_argument("--no-baseline", action="store_true", help="time our way only")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=MODE_NAMES,
+        default=["baseline", "exact", "fast"],
+        help="what to time (default: baseline exact fast)",
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="leave the baseline out of --modes")
+    parser.add_argument("--json", type=Path, help="also write the report to this file")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.random_models and not args.encoder:
         parser.error("--random-models needs --encoder")
+    if args.no_baseline:
+        args.modes = [mode for mode in args.modes if mode != "baseline"]
+    return args
+
+
+def main(argv=None) -> int:
+    imports_s = seconds_since_process_start()
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     device = torch.device(args.device) if args.device else default_device()
     runtime = "torch" if args.random_models else resolve_runtime(args.runtime, device)
     videos = list_videos(args.test_dir)[: args.videos]
     memory_peaks: dict[str, float] = {}
+    loading: dict[str, dict] = {}
+    cache_dir = args.runtime_cache
+    if args.cold:
+        cache_dir = Path(tempfile.mkdtemp(prefix="bench-openvino-"))
 
     def run(mode: Mode) -> list[dict]:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        started = time.perf_counter()
         if args.random_models:
             members = [random_member(args.encoder, args.size, device, seed) for seed in range(args.random_models)]
         else:
@@ -219,17 +280,25 @@ def main(argv=None) -> int:
                     entry["input_size"],
                     entry["weight"],
                     runtime=mode.runtime,
-                    cache_dir=args.runtime_cache,
+                    cache_dir=cache_dir,
                     precision=mode.precision,
                 )
                 for entry in entries
             ]
         refuse_temporal(members, "inference.bench")
+        loaded = time.perf_counter()
         detector = mode.detector(args.detector_scale, device)
-        rows = [
-            bench_video(path, detector, members, device, args.frames, mode.amp_dtype, mode.recall, mode.threads)
-            for path in videos
-        ]
+        loading[mode.name] = {
+            "models_s": round(loaded - started, 2),
+            "detector_s": round(time.perf_counter() - loaded, 2),
+        }
+        if mode.name == "baseline":
+            rows = [baseline_video(path, detector, members, args.frames) for path in videos]
+        else:
+            rows = [
+                bench_video(path, detector, members, device, args.frames, mode.amp_dtype, mode.recall)
+                for path in videos
+            ]
         if device.type == "cuda":
             memory_peaks[mode.name] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         return rows
@@ -240,8 +309,12 @@ def main(argv=None) -> int:
         calibration = ensemble_calibration(args.ensemble)
         if calibration is not None:  # said, not silently dropped: the modes are compared on raw scores
             logger.info("%s has a calibration; the scores compared here are the ensemble's raw ones", args.ensemble)
-    timed = modes_to_time(runtime, device, baseline=not args.no_baseline)
-    modes = {mode.name: run(mode) for mode in timed}
+    timed = modes_to_time(args.modes, runtime, device)
+    try:
+        modes = {mode.name: run(mode) for mode in timed}
+    finally:
+        if args.cold:
+            shutil.rmtree(cache_dir, ignore_errors=True)
     report = {
         "device": str(device),
         "threads": torch.get_num_threads(),
@@ -256,11 +329,20 @@ def main(argv=None) -> int:
             }
             for mode in timed
         },
+        "cold_start": {
+            "imports_s": imports_s,
+            "openvino_cache": "empty" if args.cold else "as found",
+            "loading": loading,
+        },
         "modes": modes,
         **summarise(modes),
         "gpu_memory_peak_mb": memory_peaks or None,
     }
-    print(json.dumps(report, indent=2))
+    text = json.dumps(report, indent=2)
+    if args.json:
+        with atomic_path(args.json) as partial:
+            partial.write_text(text + "\n")
+    print(text)
     return 0
 
 

@@ -137,6 +137,14 @@ def load_member(
     return Member(Path(path).name, model, encoder, size, mean, std, float(weight), runtime, compiled, clip)
 
 
+def random_member(encoder: str, size: int | None, device: torch.device, seed: int) -> Member:
+    """A classifier of `encoder` with random weights (timing only: nothing is downloaded)."""
+    torch.manual_seed(seed)
+    model = prepare_for_inference(create_model(encoder), device)
+    mean, std = normalization(encoder)
+    return Member(f"random-{seed}", model, encoder, size or encoder_spec(encoder).input_size, mean, std)
+
+
 def member_settings(checkpoint: dict, path, encoder: str | None = None, input_size: int | None = None) -> dict:
     """The encoder, input size, normalisation and model config a checkpoint is to be built with,
     checked: the checkpoint's own, else `encoder` and `input_size` (the command's or the ensemble

@@ -5,7 +5,13 @@ twice that scale (up to 2x: faces too small for the first try; at the frame's ow
 first try was at 2x) and, if it is dark, once more on a brightened copy (gamma set so that its
 mean comes to mid-grey: faces lost in shadow); a frame still without a face, between frames that
 see the same person, gets that person's box interpolated (each box before the gap paired with
-one after it at most). Where MTCNN found a face the first time, nothing changes.
+one after it at most). Where MTCNN found a face the first time, nothing changes. At most six
+faceless frames of a video are retried (evenly spread over them), so that a dark video's retries
+take a bounded time.
+
+In fast mode on a CPU, detection is seeded (inference/face_tracks.py): a quarter of the frames get
+MTCNN's image pyramid, the others only its last two networks on the boxes of the frames around
+them.
 
 Media over the caps of `MediaLimits` (preprocess/video_io.py) is refused from its headers before
 a frame is decoded. A judgement on fewer frames than were sampled (a video cut short: its
@@ -29,12 +35,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from inference.face_tracks import detect_seeded_frames, interpolated_boxes
 from inference.frame_perturbation import FramePerturbation
 from preprocess.crops import crop_face
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, shared_pool
-from preprocess.tracks import box_iou
 from preprocess.video_io import (
     MediaLimits,
     VideoReadError,
@@ -166,10 +171,16 @@ def brightened(frame: np.ndarray) -> np.ndarray:
     return cv2.LUT(np.ascontiguousarray(frame), table)
 
 
+# Fast mode's key frame interval for seeded detection (inference/face_tracks.py): README, "Speed".
+SEED_EVERY = 4
+
+
 def inference_detector(scale, device, fast: bool = False) -> FaceDetector:
     """MTCNN as prediction runs it, with the original's thresholds. Fast: MTCNN's image pyramid
     and candidate faces resized by OpenCV instead of PyTorch; the same pyramid levels."""
-    return FaceDetector(INFERENCE_THRESHOLDS, scale, device=device, pipeline="opencv" if fast else "facenet")
+    if not fast:
+        return FaceDetector(INFERENCE_THRESHOLDS, scale, device=device)
+    return FaceDetector(INFERENCE_THRESHOLDS, scale, device=device, pipeline="opencv", seed_every=SEED_EVERY)
 
 
 MAX_RETRY_SCALE = 2.0
@@ -201,12 +212,21 @@ CPU_DETECTION_THREADS = 2
 
 
 def detect_frames(
-    detector: FaceDetector, frames: list[np.ndarray], recall: bool, threads: int = CPU_DETECTION_THREADS
+    detector: FaceDetector,
+    frames: list[np.ndarray],
+    recall: bool,
+    threads: int = CPU_DETECTION_THREADS,
+    frame_indices: list[int] | None = None,
 ) -> list[tuple[np.ndarray, str]]:
-    """Boxes of each frame and how they were found: at the detector's scale ("detected"), or, with
-    `recall`, by `retry_faceless` ("retried"). On CUDA and in the OpenCV pipeline all frames in one
-    batch, otherwise `threads` frames at a time."""
-    if detector.device.type == "cuda" or detector.batches_on_cpu:
+    """Boxes of each frame (the sampled frames of one video, in order, at `frame_indices`) and how
+    they were found: at the detector's scale ("detected"), or, with `recall`, by `retry_faceless`
+    ("retried"). Where the detector seeds (fast mode on a CPU), by seeded detection
+    (inference/face_tracks.py); on CUDA and in the OpenCV pipeline all frames in one batch,
+    otherwise `threads` frames at a time."""
+    if detector.seed_every and detector.batches_on_cpu and len(frames) > 2:
+        indices = list(range(len(frames))) if frame_indices is None else frame_indices
+        first = detect_seeded_frames(detector, frames, indices, detector.seed_every)
+    elif detector.device.type == "cuda" or detector.batches_on_cpu:
         first = [detections.boxes for detections in detector.detect_batch(frames)]
     else:
 
@@ -214,36 +234,26 @@ def detect_frames(
             return detector.detect(frame).boxes
 
         first = list(map(detect, frames)) if threads == 1 else list(shared_pool(threads, "mtcnn").map(detect, frames))
+    retried = set(frames_to_retry([len(boxes) for boxes in first])) if recall else set()
     return [
-        (retry_faceless(detector, frame), "retried") if recall and not len(boxes) else (boxes, "detected")
-        for frame, boxes in zip(frames, first, strict=True)
+        (retry_faceless(detector, frame), "retried") if position in retried else (boxes, "detected")
+        for position, (frame, boxes) in enumerate(zip(frames, first, strict=True))
     ]
 
 
-def interpolated_boxes(
-    frame_indices: list[int], boxes: list[list], max_gap: int = 3, min_iou: float = 0.2
-) -> dict[int, list[list[float]]]:
-    """Boxes for frames without any, where a person is seen in the nearest frames before and after
-    (at most `max_gap` sampled frames apart, boxes overlapping by `min_iou`, each box paired with
-    one box at most: the pairing of most overlap): linear in the frame index between the two boxes.
-    {position in frame_indices: boxes}."""
-    found: dict[int, list[list[float]]] = {}
-    with_faces = [position for position, frame_boxes in enumerate(boxes) if len(frame_boxes)]
-    for before, after in zip(with_faces, with_faces[1:], strict=False):
-        if after - before < 2 or after - before > max_gap + 1:
-            continue
-        overlaps = np.array([[box_iou(first, last) for last in boxes[after]] for first in boxes[before]])
-        overlaps[~(overlaps >= min_iou)] = 0.0  # pairs too far apart (or NaN) count for nothing in the pairing
-        pairs = [
-            (np.asarray(boxes[before][i], float), np.asarray(boxes[after][j], float))
-            for i, j in zip(*linear_sum_assignment(overlaps, maximize=True), strict=True)
-            if overlaps[i, j] >= min_iou
-        ]
-        span = frame_indices[after] - frame_indices[before]
-        for position in range(before + 1, after):
-            weight = (frame_indices[position] - frame_indices[before]) / span
-            found[position] = [((1 - weight) * first + weight * last).tolist() for first, last in pairs]
-    return found
+# The recall boost retries at most this many faceless frames of a video (evenly spread over them;
+# the interpolation fills the gaps between), so that its time is bounded: a retry costs about 0.3 s
+# on a 720p frame on 2 cores, and a dark clip had 12 faceless frames (3.4 s).
+MAX_RETRIED_FRAMES = 6
+
+
+def frames_to_retry(faces_per_frame: list[int], limit: int = MAX_RETRIED_FRAMES) -> list[int]:
+    """Positions of the faceless frames the recall boost retries: all of them up to `limit`, else
+    `limit` of them evenly spread (the first and the last among them)."""
+    faceless = [position for position, count in enumerate(faces_per_frame) if not count]
+    if len(faceless) <= limit:
+        return faceless
+    return [faceless[round(k)] for k in np.linspace(0, len(faceless) - 1, limit)] if limit > 0 else []
 
 
 def crop_faces(
@@ -265,7 +275,7 @@ def crop_faces(
         if faces_are_cropped:
             found = [(np.array([[0.0, 0.0, f.shape[1], f.shape[0]]]), "whole frame") for f in frames]
         else:
-            found = detect_frames(detector, frames, recall, threads)
+            found = detect_frames(detector, frames, recall, threads, faces.frame_indices)
     except Exception as error:
         raise DetectionError(f"{path}: face detection failed ({error})") from error
     per_frame = [([list(map(float, box)) for box in boxes], how) for boxes, how in found]

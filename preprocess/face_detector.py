@@ -125,6 +125,7 @@ class FaceDetector:
         device: str | torch.device | None = None,
         pipeline: str = "facenet",
         channels_last: bool = True,
+        seed_every: int = 0,
     ):
         from facenet_pytorch import MTCNN
 
@@ -136,6 +137,7 @@ class FaceDetector:
         self.scale = parse_scale(scale)
         self.min_face_size = min_face_size
         self.pipeline = pipeline
+        self.seed_every = seed_every  # key frame interval of seeded detection (inference/face_tracks.py); 0: none
         self.device = torch.device(device) if device is not None else default_device()
         self.mtcnn = MTCNN(
             keep_all=True,
@@ -196,6 +198,20 @@ class FaceDetector:
                     (np.asarray(landmarks, np.float32) / scale),
                 )
             )
+        return results
+
+    def detect_seeded(self, frames_rgb: Sequence[np.ndarray], seeds: Sequence[np.ndarray]) -> list[FaceDetections]:
+        """Faces of each frame found from its seed boxes (N, 4, in the frame's pixels) by MTCNN's
+        second and third networks alone (mtcnn_opencv.detect_seeded), on the frame at its own
+        size; largest first."""
+        if not frames_rgb:
+            return []
+        with torch.inference_mode():
+            found = self._opencv_pipeline.detect_seeded(frames_rgb, seeds, self.mtcnn, self.mtcnn.thresholds)
+        results = []
+        for boxes, probs, landmarks in found:
+            order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
+            results.append(FaceDetections(boxes[order], probs[order], landmarks[order]))
         return results
 
     def _detect_opencv(self, frames_rgb: Sequence[np.ndarray], size: tuple[int, int]) -> list[tuple]:

@@ -112,8 +112,16 @@ def detect_faces(
         ],
         dim=1,
     )
-    boxes = rerec(boxes)
+    return refine(images, rerec(boxes), image_of, mtcnn, thresholds)
 
+
+def refine(
+    images: Sequence[np.ndarray], boxes: torch.Tensor, image_of: torch.Tensor, mtcnn, thresholds: Sequence[float]
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """MTCNN's second and third stages on square candidate boxes (N, >= 4: x1, y1, x2, y2 in the
+    pixels of the image `image_of` names): RNet's threshold, regression and NMS, then ONet's, with
+    the landmarks. Per image: boxes (N, 4), probabilities (N,) and landmarks (N, 5, 2)."""
+    device = next(mtcnn.pnet.parameters()).device
     if len(boxes):
         reg, probs = _run(mtcnn.rnet, _candidates(images, image_of, boxes, 24), device)
         keep = probs[:, 1] > thresholds[1]
@@ -140,11 +148,27 @@ def detect_faces(
         boxes, image_of, landmarks = boxes[pick], image_of[pick], landmarks[pick]
 
     boxes, landmarks, image_of = (
-        boxes.numpy().astype(np.float32),
+        boxes.numpy().astype(np.float32).reshape(-1, 5),
         landmarks.numpy().astype(np.float32),
-        image_of.numpy(),
+        np.asarray(image_of).reshape(-1),
     )
     return [
         (boxes[image_of == image, :4], boxes[image_of == image, 4], landmarks[image_of == image])
         for image in range(len(images))
     ]
+
+
+def detect_seeded(
+    images: Sequence[np.ndarray], seeds: Sequence[np.ndarray], mtcnn, thresholds: Sequence[float]
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Faces of each image searched for only where `seeds` (per image, boxes (N, 4) in its pixels:
+    where faces were in nearby frames) say: each seed made square and passed to RNet and ONet as
+    if PNet had proposed it, so no image pyramid is built. The images may be at any size (the
+    candidates are resized from them); what a seed misses is not found."""
+    boxes = [np.asarray(found, np.float32).reshape(-1, 4) for found in seeds]
+    if not sum(map(len, boxes)):
+        return [(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))] * len(images)
+    image_of = torch.from_numpy(np.concatenate([np.full(len(b), k) for k, b in enumerate(boxes)]).astype(np.int64))
+    stacked = torch.from_numpy(np.concatenate(boxes))
+    candidates = torch.cat((stacked, torch.ones(len(stacked), 1)), dim=1)
+    return refine(images, rerec(candidates), image_of, mtcnn, thresholds)

@@ -11,10 +11,10 @@ import torch
 import yaml
 
 from inference import bench, fit_ensemble
-from inference.ensemble import Member, face_probabilities
+from inference.ensemble import Member, face_probabilities, random_member
 from inference.ensemble_file import read_ensemble_file
 from inference.faces import NoFaceError
-from inference.runtime import native_bf16, openvino_available
+from inference.runtime import openvino_available
 from preprocess.cli import InputError
 from preprocess.video_io import VideoInfo, probe_video
 from tests.conftest import dfdc_metadata, save_tiny_checkpoint, shared_data
@@ -73,8 +73,9 @@ def test_bench_times_the_baseline_exact_and_fast_modes_and_compares_their_scores
     model = create_model("resnet18")
     torch.save({"encoder": "resnet18", "input_size": 64, "state_dict": model.state_dict()}, tmp_path / "m.pt")
     argv = ["--test-dir", str(tmp_path / "videos"), "--models", str(tmp_path / "m.pt"), "--device", "cpu"]
-    assert bench.main(argv) == 0
+    assert bench.main([*argv, "--json", str(tmp_path / "bench.json")]) == 0
     report = json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / "bench.json").read_text()) == report, "--json writes what is printed"
     runtime = "openvino" if openvino_available() else "torch"  # what --runtime auto picks on the CPU
     assert report["device"] == "cpu" and report["runtime"] == runtime
     assert list(report["modes"]) == ["baseline", "exact", "fast"]
@@ -83,7 +84,7 @@ def test_bench_times_the_baseline_exact_and_fast_modes_and_compares_their_scores
         "runtime": "torch",
         "precision": "f32",
         "recall_boost": False,
-        "detection": "facenet-pytorch, 1 frame(s) at a time",
+        "detection": "the original's: facenet-pytorch, one frame after another",
     }
     assert settings["exact"] == {
         "runtime": runtime,
@@ -92,9 +93,11 @@ def test_bench_times_the_baseline_exact_and_fast_modes_and_compares_their_scores
         "detection": "facenet-pytorch, 2 frame(s) at a time",
     }
     assert settings["fast"]["detection"].startswith("opencv, frames in groups of 2 Mpx")
-    assert settings["fast"]["recall_boost"] and settings["fast"]["precision"] == (
-        "bfloat16" if native_bf16() else "f32"
-    ), "bf16 only where it is native"
+    assert settings["fast"]["recall_boost"] and settings["fast"]["precision"] == "f32", "fast keeps fp32"
+    loading = report["cold_start"]["loading"]
+    assert sorted(loading) == ["baseline", "exact", "fast"] and report["cold_start"]["openvino_cache"] == "as found"
+    assert all(times["models_s"] >= 0 and times["detector_s"] >= 0 for times in loading.values())
+    assert report["cold_start"]["imports_s"] is None or report["cold_start"]["imports_s"] > 0
     frames = min(32, probe_video(video).frame_count)
     for mode in ("baseline", "exact", "fast"):
         [result] = report["modes"][mode]
@@ -109,6 +112,12 @@ def test_bench_times_the_baseline_exact_and_fast_modes_and_compares_their_scores
         assert result["classify_s"] > 0 and result["total_s"] == pytest.approx(stages, abs=2e-3), mode
         assert report["mean_total_s"][mode] == result["total_s"], "one video: its time is the mean"
     assert sorted(report["speedup_over_baseline"]) == ["exact", "fast"]
+    for mode in ("baseline", "exact", "fast"):
+        [result] = report["modes"][mode]
+        assert report["mean_stage_s"][mode] == {
+            stage: result[f"{stage}_s"] for stage in ("decode", "detect", "classify")
+        }
+    assert report["max_score_difference_video"] == {"exact_vs_baseline": video.name, "fast_vs_exact": video.name}
 
 
 def test_bench_reads_an_ensemble_file(demo_world, tmp_path, capsys):
@@ -143,7 +152,7 @@ def test_bench_times_an_ensemble_of_random_models(demo_world, tmp_path, capsys):
         [result] = report["modes"][mode]
         assert result["faces"] > 0 and 0 < result["score"] < 1
     cpu = torch.device("cpu")
-    first, second = bench.random_member("resnet18", None, cpu, 0), bench.random_member("resnet18", 32, cpu, 1)
+    first, second = random_member("resnet18", None, cpu, 0), random_member("resnet18", 32, cpu, 1)
     assert (first.input_size, second.input_size) == (224, 32), "the encoder's recipe size unless given"
     assert not torch.equal(first.model.fc.weight, second.model.fc.weight), "each model its own weights"
     with pytest.raises(SystemExit) as refused:
@@ -169,7 +178,7 @@ def test_bench_charges_each_stage_its_own_time(monkeypatch, tmp_path):
         clock.now += 1.25
         return dict.fromkeys(range(frames), frame)
 
-    def detect(path, decoded, detector, recall, threads):
+    def detect(path, decoded, detector, recall):
         clock.now += 2.5
         if path.name == "noface.mp4":
             raise NoFaceError(f"{path}: no face")
@@ -194,19 +203,34 @@ def test_bench_charges_each_stage_its_own_time(monkeypatch, tmp_path):
     assert (empty["faces"], empty["classify_s"], empty["total_s"], empty["score"]) == (0, 0.0, 3.75, None)
 
 
+def _row(video: str, decode: float, detect: float, classify: float, score: float | None) -> dict:
+    stages = {"decode_s": decode, "detect_s": detect, "classify_s": classify}
+    return {"video": video, **stages, "total_s": decode + detect + classify, "score": score}
+
+
 def test_bench_summary_gives_speedups_and_score_differences():
     rows = {
-        "baseline": [{"video": "a", "total_s": 4.0, "score": 0.2}, {"video": "b", "total_s": 6.0, "score": None}],
-        "exact": [{"video": "a", "total_s": 1.0, "score": 0.20004}, {"video": "b", "total_s": 1.5, "score": None}],
-        "fast": [{"video": "a", "total_s": 0.5, "score": 0.23}, {"video": "b", "total_s": 0.5, "score": 0.4}],
+        "baseline": [_row("a", 1.0, 1.0, 2.0, 0.2), _row("b", 1.0, 2.0, 3.0, None)],
+        "exact": [_row("a", 0.5, 0.25, 0.25, 0.20004), _row("b", 0.5, 0.5, 0.5, None)],
+        "fast": [_row("a", 0.25, 0.125, 0.125, 0.23), _row("b", 0.25, 0.125, 0.125, 0.4)],
+        "fast-bf16": [_row("a", 0.25, 0.125, 0.125, 0.22), _row("b", 0.25, 0.125, 0.125, 0.45)],
     }
     summary = bench.summarise(rows)
-    assert summary["mean_total_s"] == {"baseline": 5.0, "exact": 1.25, "fast": 0.5}
-    assert summary["speedup_over_baseline"] == {"exact": 4.0, "fast": 10.0}
+    assert summary["mean_total_s"] == {"baseline": 5.0, "exact": 1.25, "fast": 0.5, "fast-bf16": 0.5}
+    assert summary["mean_stage_s"]["baseline"] == {"decode": 1.0, "detect": 1.5, "classify": 2.5}
+    assert summary["mean_stage_s"]["exact"] == {"decode": 0.5, "detect": 0.375, "classify": 0.375}
+    assert summary["speedup_over_baseline"] == {"exact": 4.0, "fast": 10.0, "fast-bf16": 10.0}
     differences = summary["max_score_difference"]
     assert differences["exact_vs_baseline"] == pytest.approx(4e-5)
     assert differences["fast_vs_exact"] == pytest.approx(0.02996), "fast is held to exact mode; b has no exact score"
+    assert differences["fast-bf16_vs_fast"] == pytest.approx(0.05), "bf16 is held to fast mode's fp32"
+    assert summary["max_score_difference_video"] == {
+        "exact_vs_baseline": "a",
+        "fast_vs_exact": "a",
+        "fast-bf16_vs_fast": "b",
+    }
     without_baseline = bench.summarise({"exact": rows["exact"], "fast": rows["fast"]})
+    assert "fast-bf16_vs_fast" not in without_baseline["max_score_difference"]
     assert "speedup_over_baseline" not in without_baseline and list(without_baseline["max_score_difference"]) == [
         "fast_vs_exact"
     ]

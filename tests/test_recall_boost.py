@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from inference import faces
+from inference import face_tracks, faces
 from inference.faces import interpolated_boxes, retry_faceless, retry_scale
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 
@@ -35,7 +35,7 @@ def test_pairs_below_the_minimum_overlap_do_not_steer_the_pairing(monkeypatch):
     the most total overlap pairs 0.9 + 0.19 and then drops the 0.19 pair (one box); without it,
     the two 0.5 pairs (two boxes, each overlapping enough)."""
     table = {(0, 10): 0.9, (0, 11): 0.5, (1, 10): 0.5, (1, 11): 0.19}
-    monkeypatch.setattr(faces, "box_iou", lambda first, last: table[(first[0], last[0])])
+    monkeypatch.setattr(face_tracks, "box_iou", lambda first, last: table[(first[0], last[0])])
     found = faces.interpolated_boxes([0, 2, 4], [[[0, 0, 1, 1], [1, 0, 2, 1]], [], [[10, 0, 11, 1], [11, 0, 12, 1]]])
     assert found[1] == [[5.5, 0.0, 6.5, 1.0], [5.5, 0.0, 6.5, 1.0]]
 

@@ -90,6 +90,12 @@ def test_cpu_bf16_runs_only_where_it_is_native(checkpoint, tmp_path, monkeypatch
     assert model_options.cpu_precision(args, cpu) == "bf16"
     assert model_options.cpu_precision(predict.parse_args(["--test-dir", ".", "--models", "m.pt"]), cpu) == "f32"
     assert model_options.cpu_precision(args, torch.device("cuda")) == "f32", "CUDA has its own fp16"
+    fast = predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--fast"])
+    assert model_options.cpu_precision(fast, cpu) == "f32", "--fast keeps fp32 even where bf16 is native"
+    fast_bf16 = predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--fast", "--cpu-bf16"])
+    assert model_options.cpu_precision(fast_bf16, cpu) == "bf16", "bf16 only when asked for"
+    with pytest.raises(SystemExit):
+        predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--fp32", "--cpu-bf16"])
 
 
 @pytest.mark.skipif(not runtime.native_bf16(), reason="this CPU has no native bf16")

@@ -1,0 +1,150 @@
+"""The original solution's prediction code, step by step, as `inference.bench`'s baseline.
+
+selimsef/dfdc_deepfake_challenge scores a video with kernel_utils.py's `predict_on_video`, called
+from predict_folder.py (32 frames a video, 380 px faces, the confident strategy):
+  decode    `VideoReader.read_frames`: the frame count from OpenCV, 32 indices from
+            `np.linspace(0, count - 1, 32)` truncated to int, then one OpenCV capture grabbing
+            every frame from the first index to the last and retrieving the sampled ones (a
+            repeated index is matched once and stops the matching: the original's behaviour),
+            converted BGR to RGB;
+  detect    `FaceExtractor.process_videos`: facenet-pytorch's MTCNN(margin=0, thresholds 0.7,
+            0.8, 0.8, its defaults otherwise) on each frame in turn, the frame halved by PIL's
+            default resize filter, `detect(img, landmarks=False)`, each box's corners doubled and
+            truncated to int, the face cut with a third of its height and width added on each
+            side;
+  classify  every face isotropically resized (area down, cubic up) and centred on a black
+            square, into a uint8 buffer of 4 x 32 faces (one face fewer fits, as the original's
+            `n + 1 < batch_size` allows), one float tensor normalised face by face, each model on
+            all faces at once in eager PyTorch, sigmoid, the confident strategy per model and the
+            mean over models.
+
+What differs from running the original itself: the classifiers run in fp32 (predict_folder.py
+casts them to fp16, which a CPU cannot run against its fp32 input), with the checkpoint's own
+normalisation (ImageNet's for the recipe's encoders, as the original's); one video at a time,
+each stage timed alone (predict_folder.py's six threads over videos make the stages overlap and
+do not run faster on 2 cores: README, "Speed"); an error is raised, where the original printed it
+and scored the video 0.5.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+from facenet_pytorch import MTCNN
+from PIL import Image
+
+from inference.aggregate import confident
+from inference.ensemble import Member, put_to_center
+from training.augment import isotropically_resize_image
+
+ORIGINAL_FRAMES = 32
+ORIGINAL_THRESHOLDS = [0.7, 0.8, 0.8]
+
+
+def original_detector(device: torch.device) -> MTCNN:
+    """The original's FaceExtractor detector."""
+    return MTCNN(margin=0, thresholds=ORIGINAL_THRESHOLDS, device=device)
+
+
+def sampled_frames(path: str | os.PathLike, frames: int = ORIGINAL_FRAMES) -> tuple[list[np.ndarray], list[int]]:
+    """RGB frames at `frames` evenly spaced indices and the indices read, as `VideoReader.read_frames`."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if count <= 0:
+            return [], []
+        wanted = np.linspace(0, count - 1, frames, endpoint=True).astype(int)
+        read, indices = [], []
+        for index in range(wanted[0], wanted[-1] + 1):
+            if not capture.grab():
+                break
+            if len(indices) < len(wanted) and index == wanted[len(indices)]:
+                ok, frame = capture.retrieve()
+                if not ok or frame is None:
+                    break
+                read.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                indices.append(index)
+        return read, indices
+    finally:
+        capture.release()
+
+
+def original_crop(frame: np.ndarray, box) -> np.ndarray:
+    """A face as `FaceExtractor` cut it from the full frame: box at half size doubled, a third added."""
+    xmin, ymin, xmax, ymax = (int(value * 2) for value in box)
+    pad_h, pad_w = (ymax - ymin) // 3, (xmax - xmin) // 3
+    return frame[max(ymin - pad_h, 0) : ymax + pad_h, max(xmin - pad_w, 0) : xmax + pad_w]
+
+
+def detect_faces(detector: MTCNN, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Every face of every frame, in frame order, as `FaceExtractor.process_videos` finds them."""
+    faces = []
+    for frame in frames:
+        image = Image.fromarray(frame.astype(np.uint8))
+        image = image.resize(size=[side // 2 for side in image.size])
+        boxes, _ = detector.detect(image, landmarks=False)
+        if boxes is None:
+            continue
+        faces.extend(original_crop(frame, box) for box in boxes if box is not None)
+    return faces
+
+
+def classify_faces(members: list[Member], faces: list[np.ndarray], frames: int = ORIGINAL_FRAMES) -> float | None:
+    """The video's score as `predict_on_video` makes it from its faces; None without a face."""
+    if not faces:
+        return None
+    capacity = frames * 4
+    size = members[0].input_size
+    batch = np.zeros((capacity, size, size, 3), np.uint8)
+    count = 0
+    for face in faces:
+        if count + 1 < capacity:
+            batch[count] = put_to_center(isotropically_resize_image(face, size), size)
+            count += 1
+    scores = []
+    with torch.no_grad():
+        for member in members:
+            if member.input_size != size:
+                raise ValueError("the original's baseline runs models of one input size")
+            images = torch.tensor(batch, device=member.model.fc.weight.device).float().permute(0, 3, 1, 2)
+            mean = torch.tensor(member.mean, device=images.device).view(3, 1, 1)
+            std = torch.tensor(member.std, device=images.device).view(3, 1, 1)
+            for k in range(len(images)):
+                images[k] = (images[k] / 255.0 - mean) / std
+            probabilities = torch.sigmoid(member.model(images[:count]).squeeze()).view(-1)
+            scores.append(confident(probabilities[:count].cpu().numpy()))
+    return float(np.mean(scores))
+
+
+@dataclass
+class BaselineVideo:
+    """One video through the original's steps: seconds per stage, faces and score."""
+
+    frames: int = 0
+    faces: int = 0
+    score: float | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def predict_video(path, detector: MTCNN, members: list[Member], frames: int = ORIGINAL_FRAMES) -> BaselineVideo:
+    """`path` scored the original's way, each stage timed alone."""
+    result = BaselineVideo()
+    started = time.perf_counter()
+    decoded, _ = sampled_frames(path, frames)
+    decoded_at = time.perf_counter()
+    faces = detect_faces(detector, decoded)
+    detected_at = time.perf_counter()
+    result.score = classify_faces(members, faces, frames)
+    finished = time.perf_counter()
+    result.frames, result.faces = len(decoded), len(faces)
+    result.seconds = {
+        "decode": decoded_at - started,
+        "detect": detected_at - decoded_at,
+        "classify": finished - detected_at,
+    }
+    return result
