@@ -112,7 +112,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-recall-boost", action="store_true", help="no second try on frames without a face")
     parser.add_argument("--fast", action="store_true", help="inference.predict's fast mode")
     parser.add_argument("--cpu-bf16", action="store_true", help="bf16 classifiers where the CPU has it natively")
-    parser.add_argument("--fp32", action="store_true", help="the classifiers in fp32: no fp16 autocast on CUDA, no bf16")
+    parser.add_argument(
+        "--fp32", action="store_true", help="the classifiers in fp32: no fp16 autocast on CUDA, no bf16"
+    )
     parser.add_argument(
         "--explain",
         type=Path,
