@@ -163,8 +163,8 @@ def detect_seeded(
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Faces of each image searched for only where `seeds` (per image, boxes (N, 4) in its pixels:
     where faces were in nearby frames) say: each seed made square and passed to RNet and ONet as
-    if PNet had proposed it, so no image pyramid is built. The images may be at any size (the
-    candidates are resized from them); what a seed misses is not found."""
+    if PNet had proposed it, so no image pyramid is built. The images are of one size (the frames
+    of a video), at any scale: the candidates are resized from them. What a seed misses is not found."""
     boxes = [np.asarray(found, np.float32).reshape(-1, 4) for found in seeds]
     if not sum(map(len, boxes)):
         return [(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))] * len(images)

@@ -1,0 +1,230 @@
+"""Fast mode's seeded detection (inference/face_tracks.py, mtcnn_opencv.detect_seeded): the key
+frames, the seeds planned between them, the fallback to the full pyramid where a face is lost, and
+the recall boost's bound on retried frames (inference/faces.py)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+import torch
+
+from inference import face_tracks, faces
+from inference.face_tracks import detect_seeded_frames, face_lost, jittered, key_positions, seeds
+from inference.faces import MAX_RETRIED_FRAMES, SEED_EVERY, detect_frames, frames_to_retry, inference_detector
+from preprocess.face_detector import FaceDetections
+
+# Boxes of the real detector within this fraction of the face's width (8 px on the 41 px face
+# here): the full pyramid's own box of this face moves by up to 4 px between detection at half size
+# and at the frame's size (where seeded detection looks), and by 4-7 px between frames shifted by
+# 6 px. A box in the wrong pixels (half size) or a seed returned unrefined (12 px off) fails it.
+BOX_TOLERANCE = 0.2
+
+
+def detections(*boxes) -> FaceDetections:
+    return FaceDetections(np.array(boxes, np.float32).reshape(-1, 4), np.ones(len(boxes)), np.zeros((len(boxes), 5, 2)))
+
+
+@pytest.mark.parametrize(
+    ("count", "every", "expected"),
+    [(32, 4, [0, 4, 8, 12, 16, 20, 24, 28, 31]), (0, 4, []), (5, 1, [0, 1, 2, 3, 4]), (9, 4, [0, 4, 8]), (1, 4, [0])],
+)
+def test_key_frames_are_every_nth_and_the_last(count, every, expected):
+    assert key_positions(count, every) == expected
+
+
+def test_seeds_are_both_key_boxes_and_their_interpolation_at_three_sizes():
+    """Frame indices unevenly spaced: the interpolation goes by index (weight 2/20 at position 1)."""
+    before, after = [100, 100, 140, 140], [120, 100, 160, 140]  # one face moving right, IoU 1/3
+    planned = seeds([0, 2, 10, 15, 20], [0, 4], {0: np.array([before]), 4: np.array([after])})
+    assert sorted(planned) == [1, 2, 3], "the frames between the key frames, not the key frames"
+    expected = [
+        *([103, 103, 137, 137], [123, 103, 157, 137], [105, 103, 139, 137]),  # 0.85 about each centre
+        *(before, after, [102, 100, 142, 140]),  # as found, and interpolated at index 2
+        *([96, 96, 144, 144], [116, 96, 164, 144], [98, 96, 146, 144]),  # 1.2
+    ]
+    np.testing.assert_allclose(planned[1], expected, atol=1e-4)
+    assert face_tracks.SEED_SCALES == (0.85, 1.0, 1.2)
+    np.testing.assert_allclose(planned[2][4:6], [after, [110, 100, 150, 140]], atol=1e-4)  # halfway
+
+
+def test_a_face_seen_by_one_key_frame_seeds_but_is_not_interpolated():
+    moving, elsewhere = [100, 100, 140, 140], [400, 100, 440, 140]
+    moved = [110, 100, 150, 140]
+    planned = seeds([0, 1, 2], [0, 2], {0: np.array([moving, elsewhere]), 2: np.array([moved])})
+    np.testing.assert_allclose(planned[1], jittered([moving, elsewhere, moved, [105, 100, 145, 140]]), atol=1e-4)
+    alone = seeds([0, 1, 2], [0, 2], {0: np.array([elsewhere]), 2: np.zeros((0, 4))})
+    np.testing.assert_allclose(alone[1], jittered([elsewhere]), atol=1e-4)
+    assert len(seeds([0, 1, 2], [0, 2], {0: np.zeros((0, 4)), 2: np.zeros((0, 4))})[1]) == 0
+
+
+@pytest.mark.parametrize(
+    ("found", "before", "after", "lost"),
+    [
+        (0, 0, 0, True),  # nothing found: the full pyramid, even where the key frames saw nothing
+        (0, 1, 1, True),
+        (1, 1, 1, False),
+        (1, 2, 2, True),  # fewer than both key frames saw
+        (1, 1, 2, False),  # as many as one of them: a face may have come or gone
+        (1, 2, 1, False),
+        (3, 2, 2, False),
+        (1, 0, 0, False),
+    ],
+)
+def test_face_lost(found, before, after, lost):
+    assert face_lost(found, before, after) is lost
+
+
+def test_at_most_six_faceless_frames_are_retried_evenly_spread():
+    assert MAX_RETRIED_FRAMES == 6
+    assert frames_to_retry([1, 0, 0, 2, 0]) == [1, 2, 4], "six or fewer: all of them"
+    faces_per_frame = [0] * 15
+    for position in (3, 7, 8):
+        faces_per_frame[position] = 1
+    # faceless: 0 1 2 4 5 6 9 10 11 12 13 14; their 0th, 2nd, 4th, 7th, 9th and 11th
+    assert frames_to_retry(faces_per_frame) == [0, 2, 5, 10, 12, 14]
+    assert frames_to_retry(faces_per_frame, limit=0) == [] == frames_to_retry([0, 0], limit=0)
+    assert frames_to_retry([1, 2, 1]) == []
+
+
+class FakeDetector:
+    """detect_batch: the full pyramid, boxes from `full`; detect_seeded: boxes from `seeded`; both
+    keyed by frame position (each frame is filled with its position), every call recorded."""
+
+    def __init__(self, full: dict, seeded: dict):
+        self.full, self.seeded, self.batches, self.seeded_calls = full, seeded, [], []
+
+    def detect_batch(self, frames):
+        positions = [int(frame[0, 0, 0]) for frame in frames]
+        self.batches.append(positions)
+        return [self.full[p] for p in positions]
+
+    def detect_seeded(self, frames, planned):
+        positions = [int(frame[0, 0, 0]) for frame in frames]
+        self.seeded_calls.append((positions, planned))
+        return [self.seeded[p] for p in positions]
+
+
+def test_seeded_frames_fall_back_to_the_full_pyramid_where_a_face_is_lost():
+    one, two = [100, 100, 140, 140], [300, 100, 340, 140]
+    full = {p: detections([p, 0, p + 10, 10]) for p in range(9)}  # the fallback's boxes tell it apart
+    full |= {0: detections(one), 4: detections(one, two), 8: detections(one, two)}
+    seeded = {1: detections(one), 2: detections(), 3: detections(one)}  # between 1 face and 2
+    seeded |= {5: detections(one), 6: detections(one, two), 7: detections(one, two, [0, 0, 30, 30])}  # 2 and 2
+    detector, frames = FakeDetector(full, seeded), [np.full((4, 4, 3), p, np.uint8) for p in range(9)]
+    indices = [0, 3, 6, 9, 12, 15, 18, 21, 24]
+    found = detect_seeded_frames(detector, frames, indices, every=4)
+    assert detector.batches == [[0, 4, 8], [2, 5]], "the key frames, then the frames that lost a face"
+    [(positions, planned)] = detector.seeded_calls
+    assert positions == [1, 2, 3, 5, 6, 7]
+    expected = seeds(indices, [0, 4, 8], {k: full[k].boxes for k in (0, 4, 8)})
+    for position, frame_seeds in zip(positions, planned, strict=True):
+        np.testing.assert_array_equal(frame_seeds, expected[position])
+    assert len(found) == 9, "one entry per frame, in frame order"
+    for position, boxes in enumerate(found):
+        source = full if position in (0, 2, 4, 5, 8) else seeded
+        np.testing.assert_array_equal(boxes, source[position].boxes, err_msg=f"frame {position}")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    """Fast mode's detector on a CPU, as predict --fast makes it."""
+    fast = inference_detector(0.5, torch.device("cpu"), fast=True)
+    assert fast.seed_every == SEED_EVERY == 4 and fast.batches_on_cpu
+    return fast
+
+
+@pytest.fixture(scope="module")
+def face():
+    """The astronaut's photo at 256 px: a face about 41 px wide."""
+    return cv2.resize(skimage.data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+
+
+def canvas(face: np.ndarray, left: int | None) -> np.ndarray:
+    frame = np.full((360, 640, 3), 90, np.uint8)
+    if left is not None:
+        frame[60:316, left : left + 256] = face
+    return frame
+
+
+def assert_close(found: np.ndarray, expected: np.ndarray) -> None:
+    assert found.shape == expected.shape == (1, 4)
+    width = expected[0, 2] - expected[0, 0]
+    assert np.abs(found - expected).max() < BOX_TOLERANCE * width, (found, expected)
+
+
+def test_a_seed_near_a_face_finds_the_full_pyramids_box(detector, face):
+    frame = canvas(face, 100)
+    expected = detector.detect_batch([frame])[0].boxes
+    seed = expected + np.float32([12, -6, 12, -6])  # where the face was a few frames before
+    assert np.abs(seed - expected).max() > BOX_TOLERANCE * (expected[0, 2] - expected[0, 0])
+    [found] = detector.detect_seeded([frame], [seed])
+    assert_close(found.boxes, expected)
+    assert found.probs[0] > 0.8 and found.landmarks.shape == (1, 5, 2)
+
+
+def test_seeds_find_only_their_own_frames_faces(detector, face):
+    """Two frames in one call: the first seeded on a blank corner and where the second's face is
+    (blank in the first), the second on its face."""
+    first, second = canvas(face, 20), canvas(face, 360)
+    expected = detector.detect_batch([second])[0].boxes
+    blank_corner = np.float32([[560, 270, 630, 350]])
+    found = detector.detect_seeded([first, second], [np.concatenate([blank_corner, expected]), jittered(expected)])
+    assert len(found[0]) == 0, "seeds far from the first frame's face find nothing"
+    assert_close(found[1].boxes, expected)
+    assert [len(f) for f in detector.detect_seeded([first, second], [np.zeros((0, 4)), blank_corner])] == [0, 0]
+
+
+def recorded(detector, monkeypatch) -> list[int]:
+    """Sizes of the detector's full-pyramid calls, recorded from now on."""
+    sizes, detect_batch = [], detector.detect_batch
+    monkeypatch.setattr(
+        detector, "detect_batch", lambda frames, *a, **k: sizes.append(len(frames)) or detect_batch(frames, *a, **k)
+    )
+    return sizes
+
+
+def test_seeded_detection_of_a_moving_face_matches_the_full_pyramid(detector, face, monkeypatch):
+    frames = [canvas(face, 40 + 6 * k) for k in range(9)]
+    full_pyramid = recorded(detector, monkeypatch)
+    found = detect_frames(detector, frames, recall=False)
+    assert full_pyramid == [3], "the full pyramid on the key frames 0, 4 and 8 only: no face lost"
+    monkeypatch.setattr(detector, "seed_every", 0)
+    everywhere = detect_frames(detector, frames, recall=False)
+    assert full_pyramid == [3, 9]
+    for (boxes, how), (expected, _) in zip(found, everywhere, strict=True):
+        assert how == "detected"
+        assert_close(boxes, expected)
+
+
+def test_a_face_that_jumps_past_its_seeds_is_found_by_the_full_pyramid(detector, face, monkeypatch):
+    """The face on the left in the key frames and on the right between them: the seeds (left)
+    find nothing, and those frames get the full pyramid."""
+    lefts = [40 if position in (0, 4, 8) else 360 for position in range(9)]
+    full_pyramid = recorded(detector, monkeypatch)
+    found = detect_frames(detector, [canvas(face, left) for left in lefts], recall=False)
+    assert full_pyramid == [3, 6], "the key frames, then the six frames between"
+    for (boxes, _), left in zip(found, lefts, strict=True):
+        assert len(boxes) == 1 and left <= boxes[0, 0] < boxes[0, 2] <= left + 256
+
+
+def test_the_recall_boost_retries_six_of_twelve_faceless_frames(monkeypatch):
+    class Faceless:
+        seed_every, batches_on_cpu, device = 0, False, torch.device("cpu")
+
+        def detect(self, frame):
+            return detections()
+
+    retried = []
+
+    def retry(detector, frame):
+        retried.append(int(frame[0, 0, 0]))
+        return np.float32([[0, 0, 10, 10]])
+
+    monkeypatch.setattr(faces, "retry_faceless", retry)
+    frames = [np.full((4, 4, 3), p, np.uint8) for p in range(12)]
+    found = detect_frames(Faceless(), frames, recall=True, threads=1)
+    assert retried == [0, 2, 4, 7, 9, 11]
+    assert [how for _, how in found] == ["retried" if p in retried else "detected" for p in range(12)]
+    assert all(len(boxes) == (1 if how == "retried" else 0) for boxes, how in found)
