@@ -23,7 +23,8 @@ casts them to fp16, which a CPU cannot run against its fp32 input), with the che
 normalisation (ImageNet's for the recipe's encoders, as the original's); one video at a time,
 each stage timed alone (predict_folder.py's six threads over videos make the stages overlap and
 do not run faster on 2 cores: README, "Speed"); an error is raised, where the original printed it
-and scored the video 0.5.
+and scored the video 0.5; a video with a single face is scored (the original's `squeeze()` made
+its one score a 0-d tensor that it could not slice: an error, so 0.5).
 """
 
 from __future__ import annotations

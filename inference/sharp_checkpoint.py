@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from inference.ensemble import face_batch, load_member, random_member
-from inference.faces import extract_faces, inference_detector
+from inference.faces import NoFaceError, extract_faces, inference_detector
 from inference.predict import list_videos
 from preprocess import cli
 from preprocess.face_detector import ORIGINAL_SCALE
@@ -92,7 +92,10 @@ def main(argv=None) -> int:
     detector = inference_detector(ORIGINAL_SCALE, device)
     crops = []
     for path in list_videos(args.test_dir)[: args.videos]:
-        crops.extend(extract_faces(path, detector).crops)
+        try:
+            crops.extend(extract_faces(path, detector).crops)
+        except NoFaceError as error:
+            logger.warning("%s", error)
     if not crops:
         raise cli.InputError(f"{args.test_dir}: no face found in the first {args.videos} videos")
     fc = member.model.fc
