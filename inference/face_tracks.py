@@ -3,7 +3,7 @@ found none (the recall boost), and, in fast mode, used to seed detection so that
 no image pyramid.
 
 Seeded detection (`detect_seeded_frames`): every `every`-th sampled frame and the last (the key
-frames) get MTCNN's full pyramid; each frame between two key frames gets only MTCNN's second and
+frames) get MTCNN's full pyramid, as exact mode runs it; each frame between two key frames gets only MTCNN's second and
 third networks, on the boxes of both key frames and on their interpolation at its time (the faces
 seen before and after it, wherever they have moved to), as if the pyramid's first network had
 proposed them. A frame where this finds fewer faces than both key frames saw (a face lost: it
@@ -86,13 +86,17 @@ def face_lost(found: int, before: int, after: int) -> bool:
     return found == 0 or found < min(before, after)
 
 
+def full_pyramid(detector, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Boxes of each frame by MTCNN as exact mode runs it (facenet-pytorch, each frame alone): the
+    key frames' boxes are exact mode's, and the seeded frames start from them."""
+    return [found.boxes for found in detector.detect_each(frames, original=True)]
+
+
 def detect_seeded_frames(detector, frames: list[np.ndarray], frame_indices: Sequence[int], every: int) -> list:
     """Boxes (N, 4) of each frame of one video, in the frames' pixels, by seeded detection (above):
-    `detector` is a FaceDetector with `detect_batch` (the full pyramid) and `detect_seeded`."""
+    `detector` is a FaceDetector with `detect_each` (the full pyramid) and `detect_seeded`."""
     keys = key_positions(len(frames), every)
-    boxes: dict[int, np.ndarray] = dict(
-        zip(keys, (found.boxes for found in detector.detect_batch([frames[k] for k in keys])), strict=True)
-    )
+    boxes: dict[int, np.ndarray] = dict(zip(keys, full_pyramid(detector, [frames[k] for k in keys]), strict=True))
     planned = seeds(frame_indices, keys, boxes)
     positions = sorted(planned)
     seeded = detector.detect_seeded([frames[p] for p in positions], [planned[p] for p in positions])
@@ -105,6 +109,6 @@ def detect_seeded_frames(detector, frames: list[np.ndarray], frame_indices: Sequ
         else:
             boxes[position] = found.boxes
     if lost:
-        for position, found in zip(lost, detector.detect_batch([frames[p] for p in lost]), strict=True):
-            boxes[position] = found.boxes
+        for position, found in zip(lost, full_pyramid(detector, [frames[p] for p in lost]), strict=True):
+            boxes[position] = found
     return [boxes[position] for position in range(len(frames))]

@@ -9,9 +9,9 @@ one after it at most). Where MTCNN found a face the first time, nothing changes.
 faceless frames of a video are retried (evenly spread over them), so that a dark video's retries
 take a bounded time.
 
-In fast mode on a CPU, detection is seeded (inference/face_tracks.py): a quarter of the frames get
-MTCNN's image pyramid, the others only its last two networks on the boxes of the frames around
-them.
+In fast mode on a CPU, detection is seeded (inference/face_tracks.py): every other sampled frame
+gets MTCNN as exact mode runs it, the frames between only its last two networks on the boxes of
+the frames around them.
 
 Media over the caps of `MediaLimits` (preprocess/video_io.py) is refused from its headers before
 a frame is decoded. A judgement on fewer frames than were sampled (a video cut short: its
@@ -172,7 +172,7 @@ def brightened(frame: np.ndarray) -> np.ndarray:
 
 
 # Fast mode's key frame interval for seeded detection (inference/face_tracks.py): README, "Speed".
-SEED_EVERY = 4
+SEED_EVERY = 2
 
 
 def inference_detector(scale, device, fast: bool = False) -> FaceDetector:

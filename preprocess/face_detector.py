@@ -200,6 +200,11 @@ class FaceDetector:
             )
         return results
 
+    def detect_each(self, frames_rgb: Sequence[np.ndarray], original: bool = False) -> list[FaceDetections]:
+        """Each frame detected alone (`detect`; with `original`, by facenet-pytorch as exact mode
+        does), two frames at a time."""
+        return list(shared_pool(2, "mtcnn").map(lambda frame: self.detect(frame, original=original), frames_rgb))
+
     def detect_seeded(self, frames_rgb: Sequence[np.ndarray], seeds: Sequence[np.ndarray]) -> list[FaceDetections]:
         """Faces of each frame found from its seed boxes (N, 4, in the frame's pixels) by MTCNN's
         second and third networks alone (mtcnn_opencv.detect_seeded), on the frame at its own

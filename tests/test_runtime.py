@@ -91,9 +91,14 @@ def test_cpu_bf16_runs_only_where_it_is_native(checkpoint, tmp_path, monkeypatch
     assert model_options.cpu_precision(predict.parse_args(["--test-dir", ".", "--models", "m.pt"]), cpu) == "f32"
     assert model_options.cpu_precision(args, torch.device("cuda")) == "f32", "CUDA has its own fp16"
     fast = predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--fast"])
-    assert model_options.cpu_precision(fast, cpu) == "f32", "--fast keeps fp32 even where bf16 is native"
-    fast_bf16 = predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--fast", "--cpu-bf16"])
-    assert model_options.cpu_precision(fast_bf16, cpu) == "bf16", "bf16 only when asked for"
+    assert model_options.cpu_precision(fast, cpu) == "bf16", "--fast runs bf16 where it is native"
+    fast_fp32 = predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--fast", "--fp32"])
+    assert model_options.cpu_precision(fast_fp32, cpu) == "f32", "--fp32 keeps fp32 under --fast"
+    monkeypatch.setattr(model_options, "native_bf16", lambda: False)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="inference.model_options"):
+        assert model_options.cpu_precision(fast, cpu) == "f32"
+    assert not caplog.text, "--fast alone says nothing where bf16 is not native: fp32 is simply faster there"
     with pytest.raises(SystemExit):
         predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--fp32", "--cpu-bf16"])
 

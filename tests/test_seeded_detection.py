@@ -89,13 +89,14 @@ def test_at_most_six_faceless_frames_are_retried_evenly_spread():
 
 
 class FakeDetector:
-    """detect_batch: the full pyramid, boxes from `full`; detect_seeded: boxes from `seeded`; both
+    """detect_each: the full pyramid, boxes from `full`; detect_seeded: boxes from `seeded`; both
     keyed by frame position (each frame is filled with its position), every call recorded."""
 
     def __init__(self, full: dict, seeded: dict):
         self.full, self.seeded, self.batches, self.seeded_calls = full, seeded, [], []
 
-    def detect_batch(self, frames):
+    def detect_each(self, frames, original=False):
+        assert original, "the full pyramid as exact mode runs it"
         positions = [int(frame[0, 0, 0]) for frame in frames]
         self.batches.append(positions)
         return [self.full[p] for p in positions]
@@ -131,7 +132,7 @@ def test_seeded_frames_fall_back_to_the_full_pyramid_where_a_face_is_lost():
 def detector():
     """Fast mode's detector on a CPU, as predict --fast makes it."""
     fast = inference_detector(0.5, torch.device("cpu"), fast=True)
-    assert fast.seed_every == SEED_EVERY == 4 and fast.batches_on_cpu
+    assert fast.seed_every == SEED_EVERY == 2 and fast.batches_on_cpu
     return fast
 
 
@@ -156,7 +157,7 @@ def assert_close(found: np.ndarray, expected: np.ndarray) -> None:
 
 def test_a_seed_near_a_face_finds_the_full_pyramids_box(detector, face):
     frame = canvas(face, 100)
-    expected = detector.detect_batch([frame])[0].boxes
+    expected = detector.detect_each([frame], original=True)[0].boxes
     seed = expected + np.float32([12, -6, 12, -6])  # where the face was a few frames before
     assert np.abs(seed - expected).max() > BOX_TOLERANCE * (expected[0, 2] - expected[0, 0])
     [found] = detector.detect_seeded([frame], [seed])
@@ -168,7 +169,7 @@ def test_seeds_find_only_their_own_frames_faces(detector, face):
     """Two frames in one call: the first seeded on a blank corner and where the second's face is
     (blank in the first), the second on its face."""
     first, second = canvas(face, 20), canvas(face, 360)
-    expected = detector.detect_batch([second])[0].boxes
+    expected = detector.detect_each([second], original=True)[0].boxes
     blank_corner = np.float32([[560, 270, 630, 350]])
     found = detector.detect_seeded([first, second], [np.concatenate([blank_corner, expected]), jittered(expected)])
     assert len(found[0]) == 0, "seeds far from the first frame's face find nothing"
@@ -178,9 +179,9 @@ def test_seeds_find_only_their_own_frames_faces(detector, face):
 
 def recorded(detector, monkeypatch) -> list[int]:
     """Sizes of the detector's full-pyramid calls, recorded from now on."""
-    sizes, detect_batch = [], detector.detect_batch
+    sizes, detect_each = [], detector.detect_each
     monkeypatch.setattr(
-        detector, "detect_batch", lambda frames, *a, **k: sizes.append(len(frames)) or detect_batch(frames, *a, **k)
+        detector, "detect_each", lambda frames, *a, **k: sizes.append(len(frames)) or detect_each(frames, *a, **k)
     )
     return sizes
 
@@ -189,11 +190,10 @@ def test_seeded_detection_of_a_moving_face_matches_the_full_pyramid(detector, fa
     frames = [canvas(face, 40 + 6 * k) for k in range(9)]
     full_pyramid = recorded(detector, monkeypatch)
     found = detect_frames(detector, frames, recall=False)
-    assert full_pyramid == [3], "the full pyramid on the key frames 0, 4 and 8 only: no face lost"
-    monkeypatch.setattr(detector, "seed_every", 0)
-    everywhere = detect_frames(detector, frames, recall=False)
-    assert full_pyramid == [3, 9]
-    for (boxes, how), (expected, _) in zip(found, everywhere, strict=True):
+    assert full_pyramid == [5], "the full pyramid on the key frames 0, 2, 4, 6 and 8 only: no face lost"
+    everywhere = [found.boxes for found in detector.detect_each(frames, original=True)]  # exact mode's boxes
+    assert full_pyramid == [5, 9]
+    for (boxes, how), expected in zip(found, everywhere, strict=True):
         assert how == "detected"
         assert_close(boxes, expected)
 
@@ -201,10 +201,10 @@ def test_seeded_detection_of_a_moving_face_matches_the_full_pyramid(detector, fa
 def test_a_face_that_jumps_past_its_seeds_is_found_by_the_full_pyramid(detector, face, monkeypatch):
     """The face on the left in the key frames and on the right between them: the seeds (left)
     find nothing, and those frames get the full pyramid."""
-    lefts = [40 if position in (0, 4, 8) else 360 for position in range(9)]
+    lefts = [40 if position in (0, 2, 4, 6, 8) else 360 for position in range(9)]
     full_pyramid = recorded(detector, monkeypatch)
     found = detect_frames(detector, [canvas(face, left) for left in lefts], recall=False)
-    assert full_pyramid == [3, 6], "the key frames, then the six frames between"
+    assert full_pyramid == [5, 4], "the key frames, then the four frames between"
     for (boxes, _), left in zip(found, lefts, strict=True):
         assert len(boxes) == 1 and left <= boxes[0, 0] < boxes[0, 2] <= left + 256
 
