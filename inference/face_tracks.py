@@ -92,23 +92,30 @@ def full_pyramid(detector, frames: list[np.ndarray]) -> list[np.ndarray]:
     return [found.boxes for found in detector.detect_each(frames, original=True)]
 
 
-def detect_seeded_frames(detector, frames: list[np.ndarray], frame_indices: Sequence[int], every: int) -> list:
-    """Boxes (N, 4) of each frame of one video, in the frames' pixels, by seeded detection (above):
-    `detector` is a FaceDetector with `detect_each` (the full pyramid) and `detect_seeded`."""
+def detect_seeded_frames(
+    detector, frames: list[np.ndarray], frame_indices: Sequence[int], every: int
+) -> list[tuple[np.ndarray, str]]:
+    """Boxes (N, 4) of each frame of one video, in the frames' pixels, by seeded detection (above),
+    and how they were found: "detected" (the full pyramid: key frames and frames that lost a face)
+    or "seeded". `detector` is a FaceDetector with `detect_each` (the full pyramid) and
+    `detect_seeded`."""
     keys = key_positions(len(frames), every)
-    boxes: dict[int, np.ndarray] = dict(zip(keys, full_pyramid(detector, [frames[k] for k in keys]), strict=True))
-    planned = seeds(frame_indices, keys, boxes)
+    found: dict[int, tuple[np.ndarray, str]] = {
+        k: (boxes, "detected") for k, boxes in zip(keys, full_pyramid(detector, [frames[k] for k in keys]), strict=True)
+    }
+    planned = seeds(frame_indices, keys, {k: boxes for k, (boxes, _) in found.items()})
     positions = sorted(planned)
-    seeded = detector.detect_seeded([frames[p] for p in positions], [planned[p] for p in positions])
     lost = []
-    for position, found in zip(positions, seeded, strict=True):
+    for position, seeded in zip(
+        positions, detector.detect_seeded([frames[p] for p in positions], [planned[p] for p in positions]), strict=True
+    ):
         before = max(k for k in keys if k < position)
         after = min(k for k in keys if k > position)
-        if face_lost(len(found), len(boxes[before]), len(boxes[after])):
+        if face_lost(len(seeded), len(found[before][0]), len(found[after][0])):
             lost.append(position)
         else:
-            boxes[position] = found.boxes
+            found[position] = (seeded.boxes, "seeded")
     if lost:
-        for position, found in zip(lost, full_pyramid(detector, [frames[p] for p in lost]), strict=True):
-            boxes[position] = found
-    return [boxes[position] for position in range(len(frames))]
+        for position, boxes in zip(lost, full_pyramid(detector, [frames[p] for p in lost]), strict=True):
+            found[position] = (boxes, "detected")
+    return [found[position] for position in range(len(frames))]

@@ -63,7 +63,9 @@ class NoFaceError(DetectionError):
     pass
 
 
-FOUND_WAYS = ("detected", "retried", "interpolated", "whole frame")  # the last for faces_are_cropped
+# "seeded": fast mode's frames searched from the boxes around them; "whole frame": faces_are_cropped
+FOUND_WAYS = ("detected", "seeded", "retried", "interpolated", "whole frame")
+ONLY_WHEN_FOUND = ("seeded", "whole frame")  # in details only where some box was found that way
 
 
 @dataclass
@@ -98,7 +100,7 @@ class VideoFaces:
             "faces_per_frame": per_frame,
             **({"clips": {f"{t}x{step}": len(c) for (t, step), c in self.clips.items()}} if self.clips else {}),
             "boxes_found": {
-                way: self.found.count(way) for way in FOUND_WAYS if way != "whole frame" or way in self.found
+                way: self.found.count(way) for way in FOUND_WAYS if way not in ONLY_WHEN_FOUND or way in self.found
             },
             **({"perturbation": self.perturbation} if self.perturbation else {}),
         }
@@ -221,23 +223,23 @@ def detect_frames(
     """Boxes of each frame (the sampled frames of one video, in order, at `frame_indices`) and how
     they were found: at the detector's scale ("detected"), or, with `recall`, by `retry_faceless`
     ("retried"). Where the detector seeds (fast mode on a CPU), by seeded detection
-    (inference/face_tracks.py); on CUDA and in the OpenCV pipeline all frames in one batch,
+    (inference/face_tracks.py: "seeded" or "detected"); on CUDA and in the OpenCV pipeline all frames in one batch,
     otherwise `threads` frames at a time."""
     if detector.seed_every and detector.batches_on_cpu and len(frames) > 2:
         indices = list(range(len(frames))) if frame_indices is None else frame_indices
         first = detect_seeded_frames(detector, frames, indices, detector.seed_every)
     elif detector.device.type == "cuda" or detector.batches_on_cpu:
-        first = [detections.boxes for detections in detector.detect_batch(frames)]
+        first = [(detections.boxes, "detected") for detections in detector.detect_batch(frames)]
     else:
 
-        def detect(frame: np.ndarray) -> np.ndarray:
-            return detector.detect(frame).boxes
+        def detect(frame: np.ndarray) -> tuple[np.ndarray, str]:
+            return detector.detect(frame).boxes, "detected"
 
         first = list(map(detect, frames)) if threads == 1 else list(shared_pool(threads, "mtcnn").map(detect, frames))
-    retried = set(frames_to_retry([len(boxes) for boxes in first])) if recall else set()
+    retried = set(frames_to_retry([len(boxes) for boxes, _ in first])) if recall else set()
     return [
-        (retry_faceless(detector, frame), "retried") if position in retried else (boxes, "detected")
-        for position, (frame, boxes) in enumerate(zip(frames, first, strict=True))
+        (retry_faceless(detector, frame), "retried") if position in retried else found
+        for position, (frame, found) in enumerate(zip(frames, first, strict=True))
     ]
 
 

@@ -123,9 +123,10 @@ def test_seeded_frames_fall_back_to_the_full_pyramid_where_a_face_is_lost():
     for position, frame_seeds in zip(positions, planned, strict=True):
         np.testing.assert_array_equal(frame_seeds, expected[position])
     assert len(found) == 9, "one entry per frame, in frame order"
-    for position, boxes in enumerate(found):
+    for position, (boxes, how) in enumerate(found):
         source = full if position in (0, 2, 4, 5, 8) else seeded
         np.testing.assert_array_equal(boxes, source[position].boxes, err_msg=f"frame {position}")
+        assert how == ("detected" if source is full else "seeded"), f"frame {position}"
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +194,8 @@ def test_seeded_detection_of_a_moving_face_matches_the_full_pyramid(detector, fa
     assert full_pyramid == [5], "the full pyramid on the key frames 0, 2, 4, 6 and 8 only: no face lost"
     everywhere = [found.boxes for found in detector.detect_each(frames, original=True)]  # exact mode's boxes
     assert full_pyramid == [5, 9]
-    for (boxes, how), expected in zip(found, everywhere, strict=True):
-        assert how == "detected"
+    for position, ((boxes, how), expected) in enumerate(zip(found, everywhere, strict=True)):
+        assert how == ("detected" if position % 2 == 0 else "seeded"), "key frames detected, the others seeded"
         assert_close(boxes, expected)
 
 
