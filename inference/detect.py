@@ -122,7 +122,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="write into DIR, per file, Grad-CAM heatmaps of the most suspicious faces, the frame of the most "
         "suspicious one with its faces coloured by score and a per-frame probability plot, and report.html",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.fp32 and args.cpu_bf16:
+        parser.error("--fp32 and --cpu-bf16 ask for different precisions: give one")
+    return args
 
 
 def files_to_judge(paths: list[Path]) -> list[Path]:

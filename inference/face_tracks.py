@@ -106,9 +106,10 @@ def detect_seeded_frames(
     planned = seeds(frame_indices, keys, {k: boxes for k, (boxes, _) in found.items()})
     positions = sorted(planned)
     lost = []
-    for position, seeded in zip(
-        positions, detector.detect_seeded([frames[p] for p in positions], [planned[p] for p in positions]), strict=True
-    ):
+    seeded_found = (
+        detector.detect_seeded([frames[p] for p in positions], [planned[p] for p in positions]) if positions else []
+    )
+    for position, seeded in zip(positions, seeded_found, strict=True):
         before = max(k for k in keys if k < position)
         after = min(k for k in keys if k > position)
         if face_lost(len(seeded), len(found[before][0]), len(found[after][0])):

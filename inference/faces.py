@@ -5,9 +5,9 @@ twice that scale (up to 2x: faces too small for the first try; at the frame's ow
 first try was at 2x) and, if it is dark, once more on a brightened copy (gamma set so that its
 mean comes to mid-grey: faces lost in shadow); a frame still without a face, between frames that
 see the same person, gets that person's box interpolated (each box before the gap paired with
-one after it at most). Where MTCNN found a face the first time, nothing changes. At most six
-faceless frames of a video are retried (evenly spread over them), so that a dark video's retries
-take a bounded time.
+one after it at most). Where MTCNN found a face the first time, nothing changes. Past six
+faceless frames, only every fourth of them (and the last) is retried, so that a dark video's
+retries take a bounded time and the interpolation can still bridge the others.
 
 In fast mode on a CPU, detection is seeded (inference/face_tracks.py): every other sampled frame
 gets MTCNN as exact mode runs it, the frames between only its last two networks on the boxes of
@@ -175,11 +175,14 @@ def brightened(frame: np.ndarray) -> np.ndarray:
 
 # Fast mode's key frame interval for seeded detection (inference/face_tracks.py): README, "Speed".
 SEED_EVERY = 2
+# How faces are found, for resumed runs (inference/progress.py): a progress file written by another
+# revision is not resumed. 2: fast mode's seeded detection and the recall boost's retry cap.
+DETECTION_REVISION = 2
 
 
 def inference_detector(scale, device, fast: bool = False) -> FaceDetector:
-    """MTCNN as prediction runs it, with the original's thresholds. Fast: MTCNN's image pyramid
-    and candidate faces resized by OpenCV instead of PyTorch; the same pyramid levels."""
+    """MTCNN as prediction runs it, with the original's thresholds. Fast: seeded detection on a
+    CPU (inference/face_tracks.py), key frames every `SEED_EVERY` sampled frames."""
     if not fast:
         return FaceDetector(INFERENCE_THRESHOLDS, scale, device=device)
     return FaceDetector(INFERENCE_THRESHOLDS, scale, device=device, pipeline="opencv", seed_every=SEED_EVERY)
@@ -225,9 +228,12 @@ def detect_frames(
     ("retried"). Where the detector seeds (fast mode on a CPU), by seeded detection
     (inference/face_tracks.py: "seeded" or "detected"); on CUDA and in the OpenCV pipeline all frames in one batch,
     otherwise `threads` frames at a time."""
-    if detector.seed_every and detector.batches_on_cpu and len(frames) > 2:
+    if detector.seed_every and detector.batches_on_cpu:
         indices = list(range(len(frames))) if frame_indices is None else frame_indices
-        first = detect_seeded_frames(detector, frames, indices, detector.seed_every)
+        if len({frame.shape for frame in frames}) == 1:
+            first = detect_seeded_frames(detector, frames, indices, detector.seed_every)
+        else:  # a stream whose frames change size (PyAV decodes them as they are): no seeds across sizes
+            first = [(found.boxes, "detected") for found in detector.detect_each(frames, original=True)]
     elif detector.device.type == "cuda" or detector.batches_on_cpu:
         first = [(detections.boxes, "detected") for detections in detector.detect_batch(frames)]
     else:
@@ -243,19 +249,22 @@ def detect_frames(
     ]
 
 
-# The recall boost retries at most this many faceless frames of a video (evenly spread over them;
-# the interpolation fills the gaps between), so that its time is bounded: a retry costs about 0.3 s
-# on a 720p frame on 2 cores, and a dark clip had 12 faceless frames (3.4 s).
+# The recall boost retries every faceless frame of a video up to this many; past it, every
+# fourth faceless frame and the last, so that the interpolation (which bridges up to three sampled
+# frames) can fill the others and the retries take a bounded time: a retry costs about 0.3 s on a
+# 720p frame on 2 cores, and a dark clip had 12 faceless frames (3.4 s; now 4 retries).
 MAX_RETRIED_FRAMES = 6
+RETRY_STEP = 4
 
 
 def frames_to_retry(faces_per_frame: list[int], limit: int = MAX_RETRIED_FRAMES) -> list[int]:
     """Positions of the faceless frames the recall boost retries: all of them up to `limit`, else
-    `limit` of them evenly spread (the first and the last among them)."""
+    every `RETRY_STEP`-th of them and the last (at most three faceless frames between two retried
+    ones, as the interpolation needs)."""
     faceless = [position for position, count in enumerate(faces_per_frame) if not count]
     if len(faceless) <= limit:
         return faceless
-    return [faceless[round(k)] for k in np.linspace(0, len(faceless) - 1, limit)] if limit > 0 else []
+    return sorted({*faceless[::RETRY_STEP], faceless[-1]})
 
 
 def crop_faces(

@@ -18,13 +18,15 @@ from predict_folder.py (32 frames a video, 380 px faces, the confident strategy)
             all faces at once in eager PyTorch, sigmoid, the confident strategy per model and the
             mean over models.
 
-What differs from running the original itself: the classifiers run in fp32 (predict_folder.py
-casts them to fp16, which a CPU cannot run against its fp32 input), with the checkpoint's own
-normalisation (ImageNet's for the recipe's encoders, as the original's); one video at a time,
-each stage timed alone (predict_folder.py's six threads over videos make the stages overlap and
-do not run faster on 2 cores: README, "Speed"); an error is raised, where the original printed it
-and scored the video 0.5; a video with a single face is scored (the original's `squeeze()` made
-its one score a 0-d tensor that it could not slice: an error, so 0.5).
+What differs from running the original itself: the classifiers run in fp32 (the original cast
+them and their input to fp16 on CUDA; a CPU runs fp16 convolutions far slower), with the checkpoint's
+own normalisation (ImageNet's for the recipe's encoders, as the original's); the models' scores
+weighted as an ensemble file weights them (the original's were equal); one video at a time, each
+stage timed alone (predict_folder.py's six threads over videos make the stages overlap and were
+slower on 2 cores: README, "Measuring it"); an error is raised and a faceless video has no score,
+where the original printed the error and scored the video 0.5; a video with a single face is
+scored (the original's `squeeze()` made its one score a 0-d tensor that it could not slice: an
+error, so 0.5).
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def classify_faces(members: list[Member], faces: list[np.ndarray], frames: int =
                 images[k] = (images[k] / 255.0 - mean) / std
             probabilities = torch.sigmoid(member.model(images[:count]).squeeze()).view(-1)
             scores.append(confident(probabilities[:count].cpu().numpy()))
-    return float(np.mean(scores))
+    return float(np.average(scores, weights=[member.weight for member in members]))
 
 
 @dataclass

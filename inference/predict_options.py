@@ -90,11 +90,12 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--fast",
         action="store_true",
-        help="fastest settings for this machine, scores within about 0.05 of the default's: MTCNN's image pyramid "
-        "on every other sampled frame only (as the default runs it), the frames between searched where the faces "
-        "of the frames around them were (MTCNN's last two networks on those boxes; the full pyramid where a face "
-        "is lost); a frame without a face is still retried the original's way. On a CPU "
-        "with native bf16 the classifiers run in bf16 (--fp32 keeps fp32)",
+        help="faster, scores close to the default's but not equal (within 0.016 with the demo's models; a video "
+        "on the confident strategy's edge can move further with a very confident model: README 'Fast mode'): "
+        "MTCNN's image pyramid on every other sampled frame only (as the default runs it), the frames between "
+        "searched where the faces of the frames around them were (MTCNN's last two networks on those boxes; the "
+        "full pyramid where a face is lost); a frame without a face is still retried the original's way. On a "
+        "CPU with native bf16 the classifiers run in bf16 (--fp32 keeps fp32)",
     )
     parser.add_argument("--default-score", type=float, default=0.5, help="score of a video that fails (0.5)")
     parser.add_argument(
@@ -105,7 +106,7 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
         action="store_true",
         help="bf16 on the CPU, where the CPU computes it natively (AVX-512 BF16 or AMX); elsewhere it is emulated "
         "and slower, so fp32 runs and a warning says so. About a third faster to classify; scores move (by up "
-        "to 0.004 with a sharp model on the sample clips, README 'Speed')",
+        "to 0.010 with a sharp model on the sample clips, README 'Fast mode')",
     )
     parser.add_argument(
         "--batch-size",

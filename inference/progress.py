@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from inference.ensemble_file import ensemble_members
+from inference.faces import DETECTION_REVISION
 from preprocess.cli import InputError
 from preprocess.io_utils import fsync_path, naming_errors
 
@@ -313,6 +314,7 @@ def run_settings(args: argparse.Namespace, device: torch.device, precision: str,
         "precision": precision,
         "processes": world,
         "calibration": None if calibration is None else calibration_settings(calibration),
+        "detection_revision": DETECTION_REVISION,
     }
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def sharpened_head(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight, bias) of a linear head whose logits on `features` (N, C) have median 0 and the
     `quantile` of their absolute values at `spread`: the head's logits shifted and scaled."""
-    if not spread > 0 or not 0 < quantile < 1:
+    if not (math.isfinite(spread) and spread > 0) or not 0 < quantile < 1:
         raise ValueError(f"spread must be positive and quantile in (0, 1), got {spread}, {quantile}")
     logits = (features.double() @ weight.double().T + bias.double()).view(-1)
     centred = logits - logits.median()
@@ -83,6 +84,10 @@ def main(argv=None) -> int:
     parser.add_argument("--spread", type=float, default=10.0, help="logit reached by 90%% of faces (default 10)")
     parser.add_argument("--videos", type=int, default=5, help="videos to take faces from (default 5)")
     args = parser.parse_args(argv)
+    if not (math.isfinite(args.spread) and args.spread > 0):
+        parser.error(f"--spread must be a positive finite number, got {args.spread}")
+    if args.videos < 1:
+        parser.error(f"--videos must be 1 or more, got {args.videos}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     device = torch.device("cpu")
     if args.source:

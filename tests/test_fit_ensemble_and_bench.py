@@ -92,7 +92,7 @@ def test_bench_times_the_baseline_exact_and_fast_modes_and_compares_their_scores
         "recall_boost": False,
         "detection": "facenet-pytorch, 2 frame(s) at a time",
     }
-    assert settings["fast"]["detection"].startswith("opencv, frames in groups of 2 Mpx")
+    assert settings["fast"]["detection"].startswith("seeded: facenet-pytorch on one frame in 2 and the last")
     assert settings["fast"]["recall_boost"] and settings["fast"]["precision"] == (
         "bfloat16" if native_bf16() else "f32"
     ), "bf16 only where it is native"
@@ -259,3 +259,27 @@ def test_on_real_clips_our_way_scores_as_the_baseline(tmp_path, capsys):
     assert all(r["faces"] >= 30 for r in report["modes"]["exact"])
     assert report["max_score_difference"]["exact_vs_baseline"] < 1e-4
     assert report["max_score_difference"]["fast_vs_exact"] < 0.05
+
+
+def test_bench_refuses_bad_numbers_and_a_json_folder_that_is_not_there_before_any_work(tmp_path, capsys):
+    base = ["--test-dir", str(tmp_path), "--random-models", "1", "--encoder", "resnet18"]
+    for bad in (["--videos", "0"], ["--frames", "0"], ["--videos", "-1"], ["--json", str(tmp_path / "no" / "r.json")]):
+        with pytest.raises(SystemExit) as refused:
+            bench.parse_args([*base, *bad])
+        assert refused.value.code == 2, bad
+    errors = capsys.readouterr().err
+    assert "must be a whole number of 1 or more" in errors and f"--json: {tmp_path / 'no'} is not a folder" in errors
+    rows = {"baseline": [{"video": "a", "total_s": 0.004, "decode_s": 0.004, "detect_s": 0.0, "classify_s": 0.0}]}
+    rows["exact"] = [{"video": "a", "total_s": 0.0, "decode_s": 0.0, "detect_s": 0.0, "classify_s": 0.0}]
+    for mode in rows.values():
+        mode[0]["score"] = None
+    assert bench.summarise(rows)["speedup_over_baseline"] == {"exact": None}, "no division by a zero time"
+
+
+def test_bench_skips_a_file_it_cannot_read_and_says_so(demo_world, tmp_path, caplog):
+    video = sorted(dfdc_metadata(demo_world))[0]
+    (tmp_path / "a_broken.mp4").write_bytes(b"not a video at all")
+    (tmp_path / "b.mp4").symlink_to(video)
+    with caplog.at_level("WARNING", logger="inference.bench"):
+        assert bench.readable_videos(sorted(tmp_path.iterdir())) == [tmp_path / "b.mp4"]
+    assert "a_broken.mp4: skipped" in caplog.text

@@ -194,6 +194,9 @@ def test_classify_faces_is_predict_on_video_arithmetic(frames):
     assert score == pytest.approx(expected, abs=1e-6)
     assert abs(_by_hand(models, faces[: kept + 1], size)[0] - expected) > 1e-4, "the cap is visible"
     assert baseline.classify_faces(members[:1], faces, frames) == pytest.approx(per_model[0], abs=1e-6)
+    members[0].weight = 3.0  # an ensemble file's weights, as exact mode applies them
+    weighted = baseline.classify_faces(members, faces, frames)
+    assert weighted == pytest.approx((3 * per_model[0] + per_model[1]) / 4, abs=1e-6) and abs(weighted - score) > 1e-3
     assert baseline.classify_faces(members, [], frames) is None
     if frames == 32:  # the strategy, not a plain mean, decides here
         assert all(abs(s - np.mean(p)) > 0.01 for s, p in zip(per_model, probabilities, strict=True))
@@ -242,7 +245,7 @@ def test_sharpened_head_centres_and_spreads_the_logits_keeping_their_order():
     assert np.array_equal(np.argsort(before), np.argsort(after)), "a positive factor keeps the ranking"
     factor = (new_weight / weight).view(-1)
     assert torch.allclose(factor, factor[0], rtol=1e-5) and factor[0] > 1
-    for spread in (0.0, -1.0, float("nan")):
+    for spread in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="spread must be positive"):
             sharp_checkpoint.sharpened_head(weight, bias, features, spread)
     with pytest.raises(ValueError, match="same logit"):
@@ -299,3 +302,8 @@ def test_main_on_videos_without_a_face_is_a_clean_error(tmp_path, capsys):
     assert cli.run(sharp_checkpoint.main, args) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {tmp_path}: no face found in the first 5 videos"
     assert not out.exists()
+    for bad in (["--spread", "inf"], ["--spread", "0"], ["--videos", "0"]):  # refused before any video is read
+        with pytest.raises(SystemExit) as refused:
+            sharp_checkpoint.main([*args, *bad])
+        assert refused.value.code == 2
+    assert "--videos must be 1 or more" in capsys.readouterr().err and not out.exists()

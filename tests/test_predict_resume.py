@@ -22,6 +22,8 @@ import pytest
 import torch
 
 from inference import predict
+from inference import progress as progress_module
+from inference.faces import DETECTION_REVISION
 from inference.progress import Progress, ProgressError, check_progress_files, progress_path, run_settings
 from inference.reader import FaceReader
 from preprocess import cli
@@ -297,6 +299,9 @@ def test_resuming_with_other_settings_or_without_resume_is_refused(tmp_path, sou
     refused([*arguments, "--resume", "--frames", "8"], "other settings", "frames: 4 -> 8")
     refused([*arguments, "--resume", "--tta"], "other settings", "tta: false -> true")
     refused([*arguments, "--resume", "--default-score", "0.4"], "default_score: 0.5 -> 0.4")
+    monkeypatch.setattr(progress_module, "DETECTION_REVISION", DETECTION_REVISION + 1)  # faces found another way
+    refused([*arguments, "--resume"], "other settings", f"detection_revision: {DETECTION_REVISION} -> ")
+    monkeypatch.setattr(progress_module, "DETECTION_REVISION", DETECTION_REVISION)
     os.utime(model, ns=(0, model.stat().st_mtime_ns + 10**9))  # the checkpoint was written again
     refused([*arguments, "--resume"], "other settings", "models:")
 

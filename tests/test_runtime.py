@@ -101,6 +101,10 @@ def test_cpu_bf16_runs_only_where_it_is_native(checkpoint, tmp_path, monkeypatch
     assert not caplog.text, "--fast alone says nothing where bf16 is not native: fp32 is simply faster there"
     with pytest.raises(SystemExit):
         predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--fp32", "--cpu-bf16"])
+    from inference import detect
+
+    with pytest.raises(SystemExit):
+        detect.parse_args(["x.mp4", "--models", "m.pt", "--fp32", "--cpu-bf16"])
 
 
 @pytest.mark.skipif(not runtime.native_bf16(), reason="this CPU has no native bf16")

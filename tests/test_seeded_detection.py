@@ -11,8 +11,15 @@ import skimage.data
 import torch
 
 from inference import face_tracks, faces
-from inference.face_tracks import detect_seeded_frames, face_lost, jittered, key_positions, seeds
-from inference.faces import MAX_RETRIED_FRAMES, SEED_EVERY, detect_frames, frames_to_retry, inference_detector
+from inference.face_tracks import detect_seeded_frames, face_lost, interpolated_boxes, jittered, key_positions, seeds
+from inference.faces import (
+    MAX_RETRIED_FRAMES,
+    RETRY_STEP,
+    SEED_EVERY,
+    detect_frames,
+    frames_to_retry,
+    inference_detector,
+)
 from preprocess.face_detector import FaceDetections
 
 # Boxes of the real detector within this fraction of the face's width (8 px on the 41 px face
@@ -76,16 +83,27 @@ def test_face_lost(found, before, after, lost):
     assert face_lost(found, before, after) is lost
 
 
-def test_at_most_six_faceless_frames_are_retried_evenly_spread():
-    assert MAX_RETRIED_FRAMES == 6
+def test_past_six_faceless_frames_every_fourth_and_the_last_are_retried():
+    assert (MAX_RETRIED_FRAMES, RETRY_STEP) == (6, 4)
     assert frames_to_retry([1, 0, 0, 2, 0]) == [1, 2, 4], "six or fewer: all of them"
+    assert frames_to_retry([0] * 6 + [1]) == list(range(6))
     faces_per_frame = [0] * 15
     for position in (3, 7, 8):
         faces_per_frame[position] = 1
-    # faceless: 0 1 2 4 5 6 9 10 11 12 13 14; their 0th, 2nd, 4th, 7th, 9th and 11th
-    assert frames_to_retry(faces_per_frame) == [0, 2, 5, 10, 12, 14]
-    assert frames_to_retry(faces_per_frame, limit=0) == [] == frames_to_retry([0, 0], limit=0)
+    # faceless: 0 1 2 4 5 6 9 10 11 12 13 14; their 0th, 4th and 8th, and the last
+    assert frames_to_retry(faces_per_frame) == [0, 5, 11, 14]
     assert frames_to_retry([1, 2, 1]) == []
+
+
+def test_the_retried_frames_leave_no_gap_the_interpolation_cannot_bridge():
+    """Every faceless video length up to 100: if every retry finds the face, the interpolation
+    (at most three sampled frames between two boxes) gives every frame one."""
+    for count in range(7, 101):
+        retried = frames_to_retry([0] * count)
+        boxes = [[[0.0, 0.0, 10.0, 10.0]] if position in retried else [] for position in range(count)]
+        filled = set(retried) | set(interpolated_boxes(list(range(count)), boxes))
+        assert filled == set(range(count)), count
+        assert len(retried) <= count // RETRY_STEP + 2
 
 
 class FakeDetector:
@@ -210,7 +228,7 @@ def test_a_face_that_jumps_past_its_seeds_is_found_by_the_full_pyramid(detector,
         assert len(boxes) == 1 and left <= boxes[0, 0] < boxes[0, 2] <= left + 256
 
 
-def test_the_recall_boost_retries_six_of_twelve_faceless_frames(monkeypatch):
+def test_the_recall_boost_retries_four_of_twelve_faceless_frames(monkeypatch):
     class Faceless:
         seed_every, batches_on_cpu, device = 0, False, torch.device("cpu")
 
@@ -226,6 +244,39 @@ def test_the_recall_boost_retries_six_of_twelve_faceless_frames(monkeypatch):
     monkeypatch.setattr(faces, "retry_faceless", retry)
     frames = [np.full((4, 4, 3), p, np.uint8) for p in range(12)]
     found = detect_frames(Faceless(), frames, recall=True, threads=1)
-    assert retried == [0, 2, 4, 7, 9, 11]
+    assert retried == [0, 4, 8, 11]
     assert [how for _, how in found] == ["retried" if p in retried else "detected" for p in range(12)]
     assert all(len(boxes) == (1 if how == "retried" else 0) for boxes, how in found)
+
+
+class ExactOnly:
+    """A seeding detector that records which frames get the full pyramid; seeding must not run."""
+
+    seed_every, batches_on_cpu, device = 2, True, torch.device("cpu")
+
+    def __init__(self):
+        self.full = []
+
+    def detect_each(self, frames, original=False):
+        assert original
+        self.full.append([frame.shape for frame in frames])
+        return [detections([0, 0, 4, 4]) for _ in frames]
+
+    def detect_seeded(self, frames, planned):
+        raise AssertionError("no seeds here")
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_one_or_two_frames_are_all_key_frames_detected_as_exact_mode_does(count):
+    detector = ExactOnly()
+    found = detect_frames(detector, [np.zeros((8, 8, 3), np.uint8)] * count, recall=False)
+    assert detector.full == [[(8, 8, 3)] * count] and [how for _, how in found] == ["detected"] * count
+
+
+def test_frames_that_change_size_get_the_full_pyramid_each():
+    """PyAV decodes a stream whose frames change size as they are: seeds from one size would be
+    clipped to another's frame, so no frame is seeded."""
+    detector = ExactOnly()
+    frames = [np.zeros((8, 8, 3), np.uint8)] * 3 + [np.zeros((4, 6, 3), np.uint8)] * 2
+    found = detect_frames(detector, frames, recall=False)
+    assert detector.full == [[(8, 8, 3)] * 3 + [(4, 6, 3)] * 2] and len(found) == 5
