@@ -12,9 +12,9 @@ last layer so that the logits on those faces have their median at 0 and 90% of t
     python -m inference.sharp_checkpoint --test-dir DIR --out work/sharp_b2.pth \\
         [--encoder tf_efficientnet_b2_ns --size 380] [--from CKPT] [--spread 10] [--videos 5]
 
-The file is written in the original solution's checkpoint format (`state_dict` with DDP's
-`module.` prefix, `epoch`, `bce_best`), so scoring it needs `--encoder` (and `--size`) as the
-original's files do.
+From random weights, the file is written in the original solution's checkpoint format
+(`state_dict` with DDP's `module.` prefix, `epoch`, `bce_best`), so scoring it needs `--encoder`
+(and `--size`) as the original's files do; from `--from CKPT`, as CKPT was, with the new head.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from inference.predict import list_videos
 from preprocess import cli
 from preprocess.face_detector import ORIGINAL_SCALE
 from preprocess.io_utils import atomic_path
+from training.zoo import read_checkpoint
 
 logger = logging.getLogger("inference.sharp_checkpoint")
 
@@ -107,11 +108,20 @@ def main(argv=None) -> int:
     weight, bias = sharpened_head(fc.weight.data, fc.bias.data, pooled_features(member, crops), args.spread)
     fc.weight.data.copy_(weight)
     fc.bias.data.copy_(bias)
-    state = {f"module.{key}": value for key, value in member.model.state_dict().items()}
+    if args.source:  # what the source says of itself (encoder, size, normalisation, config) stays
+        checkpoint = {**read_checkpoint(args.source), "state_dict": member.model.state_dict()}
+    else:
+        state = {f"module.{key}": value for key, value in member.model.state_dict().items()}
+        checkpoint = {"epoch": 0, "state_dict": state, "bce_best": 0.0}
     with atomic_path(args.out) as partial:
-        torch.save({"epoch": 0, "state_dict": state, "bce_best": 0.0}, partial)
+        torch.save(checkpoint, partial)
     logger.info(
-        "%s: %s at %d px, logits on %d faces spread to +-%g", args.out, args.encoder, args.size, len(crops), args.spread
+        "%s: %s at %d px, logits on %d faces spread to +-%g",
+        args.out,
+        member.encoder,
+        member.input_size,
+        len(crops),
+        args.spread,
     )
     return 0
 

@@ -283,3 +283,25 @@ def test_bench_skips_a_file_it_cannot_read_and_says_so(demo_world, tmp_path, cap
     with caplog.at_level("WARNING", logger="inference.bench"):
         assert bench.readable_videos(sorted(tmp_path.iterdir())) == [tmp_path / "b.mp4"]
     assert "a_broken.mp4: skipped" in caplog.text
+
+
+def test_bench_modes_are_predicts_settings(monkeypatch):
+    from inference import model_options
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(model_options, "native_bf16", lambda native=native: native)
+        modes = {mode.name: mode for mode in bench.modes_to_time(bench.MODE_NAMES, "openvino", cpu)}
+        assert list(modes) == ["baseline", "exact", "fast", "fast-fp32"]
+        assert (modes["baseline"].runtime, modes["baseline"].precision, modes["baseline"].recall) == (
+            "torch",
+            "f32",
+            False,
+        )
+        assert (modes["exact"].precision, modes["exact"].amp_dtype, modes["exact"].recall) == ("f32", None, False)
+        fast = ("bf16", torch.bfloat16) if native else ("f32", None)
+        assert (modes["fast"].precision, modes["fast"].amp_dtype) == fast and modes["fast"].recall
+        assert (modes["fast-fp32"].precision, modes["fast-fp32"].amp_dtype) == ("f32", None) and modes["fast-fp32"].fast
+    on_cuda = {mode.name: mode for mode in bench.modes_to_time(["exact", "fast", "fast-fp32"], "torch", cuda)}
+    assert on_cuda["exact"].amp_dtype == on_cuda["fast"].amp_dtype == torch.float16, "fp16 autocast on CUDA"
+    assert on_cuda["fast-fp32"].amp_dtype is None, "--fp32: no autocast"

@@ -307,3 +307,23 @@ def test_main_on_videos_without_a_face_is_a_clean_error(tmp_path, capsys):
             sharp_checkpoint.main([*args, *bad])
         assert refused.value.code == 2
     assert "--videos must be 1 or more" in capsys.readouterr().err and not out.exists()
+
+
+def test_main_from_a_checkpoint_keeps_what_it_says_of_itself(demo_world, tmp_path):
+    video = sorted(dfdc_metadata(demo_world))[0]
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / video.name).symlink_to(video)
+    torch.manual_seed(3)
+    source = {"encoder": "resnet18", "input_size": 64, "mean": (0.5,) * 3, "std": (0.5,) * 3}
+    torch.save({**source, "state_dict": create_model("resnet18").state_dict()}, tmp_path / "trained.pt")
+    out = tmp_path / "sharp.pt"
+    argv = ["--test-dir", str(tmp_path / "videos"), "--from", str(tmp_path / "trained.pt"), "--out", str(out)]
+    assert sharp_checkpoint.main([*argv, "--spread", "6", "--videos", "1"]) == 0
+    saved = torch.load(out, weights_only=True)
+    assert {key: saved[key] for key in source} == source, "encoder, size and normalisation kept"
+    member = load_member(out, torch.device("cpu"))  # no --encoder needed: the file says it
+    assert (member.encoder, member.input_size, member.mean) == ("resnet18", 64, (0.5,) * 3)
+    crops = extract_faces(video, inference_detector(0.5, torch.device("cpu"))).crops
+    with torch.no_grad():
+        logits = member.model(face_batch(crops, member)).view(-1)
+    assert abs(float(logits.median())) < 0.05 and float(torch.quantile(logits.abs(), 0.9)) == pytest.approx(6, rel=1e-3)
