@@ -24,6 +24,7 @@ STEPS = {
     "inference.fit_ensemble": "oof_predictions.csv",
     "inference.calibrate": "--oof",
     "inference.bench": "decode, detect, classify",
+    "inference.sharp_checkpoint": "+-SPREAD",
     "inference.weights": "weights.json",
     "inference.detect": "--json",
     "inference.app": "127.0.0.1",
