@@ -18,8 +18,7 @@ Each stage runs alone (no overlap), so that each is timed alone. The modes (`--m
   exact      inference.predict as configured (`--runtime`, `--detector-scale`) without the recall
              boost, whose scores must equal the baseline's (to 1e-4);
   fast       inference.predict --fast (recall boost on), whose scores are held to exact mode's
-             (the issue's bar: within 0.05 with a sharp checkpoint; README "Fast mode" says where
-             it is not met yet);
+             (within 0.05 with a sharp checkpoint);
   fast-fp32  fast with the classifiers kept in fp32 (--fast --fp32), where fast runs them in bf16
              (a CPU with native bf16): fast's scores are held to these too.
 The report gives each video's stages and score per mode, each mode's mean seconds per video per

@@ -3,12 +3,14 @@ found none (the recall boost), and, in fast mode, used to seed detection so that
 no image pyramid.
 
 Seeded detection (`detect_seeded_frames`): every `every`-th sampled frame and the last (the key
-frames) get MTCNN's full pyramid, as exact mode runs it; each frame between two key frames gets only MTCNN's second and
-third networks, on the boxes of both key frames and on their interpolation at its time (the faces
-seen before and after it, wherever they have moved to), as if the pyramid's first network had
-proposed them. A frame where this finds fewer faces than both key frames saw (a face lost: it
-moved too far, turned away, or the seeds missed it), or none at all, gets the full pyramid after
-all. A face that appears only between two key frames is missed: fast mode's price.
+frames) get MTCNN's full pyramid, as exact mode runs it; each frame between two key frames gets
+only MTCNN's second and third networks, on the boxes of both key frames and on their
+interpolation at its time (the faces seen before and after it, wherever they have moved to), as
+if the pyramid's first network had proposed them, cut from the frame at detection size exactly as
+exact mode's MTCNN cuts its candidates. A frame where this finds fewer faces than both key frames
+saw (a face lost: it moved too far, turned away, or the seeds missed it), or none at all, gets
+the full pyramid after all. A face that appears only between two key frames is missed: fast
+mode's price.
 """
 
 from __future__ import annotations

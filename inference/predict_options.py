@@ -90,8 +90,9 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--fast",
         action="store_true",
-        help="faster, scores close to the default's but not equal (within 0.016 with the demo's models; a video "
-        "on the confident strategy's edge can move further with a very confident model: README 'Fast mode'): "
+        help="faster, scores close to the default's but not equal (within 0.02 on the sample clips, with the demo's "
+        "models and with very confident ones; a video on the confident strategy's edge can move further: README "
+        "'Fast mode'): "
         "MTCNN's image pyramid on every other sampled frame only (as the default runs it), the frames between "
         "searched where the faces of the frames around them were (MTCNN's last two networks on those boxes; the "
         "full pyramid where a face is lost); a frame without a face is still retried the original's way. On a "

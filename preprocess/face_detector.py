@@ -207,16 +207,22 @@ class FaceDetector:
 
     def detect_seeded(self, frames_rgb: Sequence[np.ndarray], seeds: Sequence[np.ndarray]) -> list[FaceDetections]:
         """Faces of each frame found from its seed boxes (N, 4, in the frame's pixels) by MTCNN's
-        second and third networks alone (mtcnn_opencv.detect_seeded), on the frame at its own
-        size; largest first."""
+        second and third networks alone (mtcnn_opencv.detect_seeded), on the frame at detection
+        size (PIL's bicubic, as exact mode) with the candidates cut as facenet-pytorch cuts them;
+        boxes in the frame's pixels, largest first."""
         if not frames_rgb:
             return []
+        height, width = frames_rgb[0].shape[:2]
+        scale = self.frame_scale(width, height)
+        size = (max(1, int(width * scale)), max(1, int(height * scale)))
+        images = list(shared_pool(2, "resize").map(lambda frame: self._resized(frame, size, opencv=True), frames_rgb))
+        scaled = [np.asarray(boxes, np.float32).reshape(-1, 4) * scale for boxes in seeds]
         with torch.inference_mode():
-            found = self._opencv_pipeline.detect_seeded(frames_rgb, seeds, self.mtcnn, self.mtcnn.thresholds)
+            found = self._opencv_pipeline.detect_seeded(images, scaled, self.mtcnn, self.mtcnn.thresholds, True)
         results = []
         for boxes, probs, landmarks in found:
             order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
-            results.append(FaceDetections(boxes[order], probs[order], landmarks[order]))
+            results.append(FaceDetections(boxes[order] / scale, probs[order], landmarks[order] / scale))
         return results
 
     def _detect_opencv(self, frames_rgb: Sequence[np.ndarray], size: tuple[int, int]) -> list[tuple]:

@@ -179,7 +179,7 @@ def test_a_seed_near_a_face_finds_the_full_pyramids_box(detector, face):
     expected = detector.detect_each([frame], original=True)[0].boxes
     seed = expected + np.float32([12, -6, 12, -6])  # where the face was a few frames before
     assert np.abs(seed - expected).max() > BOX_TOLERANCE * (expected[0, 2] - expected[0, 0])
-    [found] = detector.detect_seeded([frame], [seed])
+    [found] = detector.detect_seeded([frame], [jittered(seed)])  # as detect_seeded_frames gives seeds
     assert_close(found.boxes, expected)
     assert found.probs[0] > 0.8 and found.landmarks.shape == (1, 5, 2)
 
@@ -280,3 +280,21 @@ def test_frames_that_change_size_get_the_full_pyramid_each():
     frames = [np.zeros((8, 8, 3), np.uint8)] * 3 + [np.zeros((4, 6, 3), np.uint8)] * 2
     found = detect_frames(detector, frames, recall=False)
     assert detector.full == [[(8, 8, 3)] * 3 + [(4, 6, 3)] * 2] and len(found) == 5
+
+
+def test_seeded_candidates_are_cut_and_resized_as_facenet_pytorch_cuts_them():
+    """Seeded frames give RNet and ONet the patches exact mode's MTCNN would: the same pixels of
+    the frame at detection size, PyTorch's area interpolation, the same normalisation."""
+    from facenet_pytorch.models.utils.detect_face import imresample, pad
+
+    from preprocess.mtcnn_opencv import _candidates_as_facenet
+
+    image = np.random.default_rng(5).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    boxes = torch.tensor([[10.0, 5.0, 40.0, 35.0], [-6.0, -4.0, 20.0, 22.0], [70.0, 50.0, 95.0, 75.0]])
+    image_of = torch.zeros(3, dtype=torch.long)
+    patches = _candidates_as_facenet([image], image_of, boxes, 24)
+    floats = torch.from_numpy(image).permute(2, 0, 1).float().unsqueeze(0)
+    y, ey, x, ex = pad(boxes, 80, 60)
+    for k in range(3):
+        expected = (imresample(floats[:, :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]], (24, 24)) - 127.5) * 0.0078125
+        assert torch.equal(patches[k], expected[0]), k
