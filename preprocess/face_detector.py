@@ -210,8 +210,8 @@ class FaceDetector:
         second and third networks alone (mtcnn_opencv.detect_seeded), on the frame at detection
         size (PIL's bicubic, as exact mode) with the candidates cut as facenet-pytorch cuts them;
         boxes in the frame's pixels, largest first."""
-        if not frames_rgb:
-            return []
+        if not sum(len(np.asarray(boxes).reshape(-1, 4)) for boxes in seeds):  # nothing to look at
+            return [FaceDetections.empty() for _ in frames_rgb]
         height, width = frames_rgb[0].shape[:2]
         scale = self.frame_scale(width, height)
         size = (max(1, int(width * scale)), max(1, int(height * scale)))

@@ -49,7 +49,8 @@ def _network_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def _candidates(images: Sequence[np.ndarray], image_of: torch.Tensor, boxes: torch.Tensor, size: int) -> np.ndarray:
-    """The boxes' patches of their images (zero where a box leaves its image) resized to size x size."""
+    """The boxes' patches of their images resized to size x size (a box that leaves its image
+    clipped to it; zero where it is wholly outside)."""
     height, width = images[0].shape[:2]
     y, ey, x, ex = (np.asarray(v) for v in pad(boxes, width, height))
     patches = np.zeros((len(boxes), size, size, 3), np.uint8)
@@ -62,15 +63,16 @@ def _candidates(images: Sequence[np.ndarray], image_of: torch.Tensor, boxes: tor
 def _candidates_as_facenet(
     images: Sequence[np.ndarray], image_of: torch.Tensor, boxes: torch.Tensor, size: int
 ) -> torch.Tensor:
-    """The boxes' patches as facenet-pytorch's `detect_face` makes them: cut from the float image,
-    resized by PyTorch's area interpolation, normalised (zero where a box leaves its image)."""
+    """The boxes' patches as facenet-pytorch's `detect_face` makes them: cut from the image (a box
+    that leaves it clipped to it), resized by PyTorch's area interpolation, normalised; a box
+    wholly outside gets a neutral input (which no network threshold lets through)."""
     height, width = images[0].shape[:2]
     y, ey, x, ex = (np.asarray(v) for v in pad(boxes, width, height))
-    floats = {k: torch.from_numpy(np.array(images[k])).permute(2, 0, 1).float() for k in set(image_of.tolist())}
     patches = torch.full((len(boxes), 3, size, size), 127.5)
     for k, image in enumerate(image_of.tolist()):
         if ey[k] > y[k] - 1 and ex[k] > x[k] - 1:
-            patch = floats[image][:, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
+            cut = np.ascontiguousarray(images[image][y[k] - 1 : ey[k], x[k] - 1 : ex[k]])
+            patch = torch.from_numpy(cut).permute(2, 0, 1).float().unsqueeze(0)
             patches[k] = torch.nn.functional.interpolate(patch, size=(size, size), mode="area")[0]
     return (patches - 127.5) * 0.0078125
 

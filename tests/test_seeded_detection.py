@@ -293,6 +293,8 @@ def test_seeded_candidates_are_cut_and_resized_as_facenet_pytorch_cuts_them():
     boxes = torch.tensor([[10.0, 5.0, 40.0, 35.0], [-6.0, -4.0, 20.0, 22.0], [70.0, 50.0, 95.0, 75.0]])
     image_of = torch.zeros(3, dtype=torch.long)
     patches = _candidates_as_facenet([image], image_of, boxes, 24)
+    outside = _candidates_as_facenet([image], torch.zeros(1, dtype=torch.long), torch.tensor([[90.0, 70, 99, 79]]), 24)
+    assert torch.equal(outside, torch.zeros(1, 3, 24, 24)), "a box wholly outside: a neutral input"
     floats = torch.from_numpy(image).permute(2, 0, 1).float().unsqueeze(0)
     y, ey, x, ex = pad(boxes, 80, 60)
     for k in range(3):
