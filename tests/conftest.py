@@ -1,36 +1,42 @@
-"""Shared fixtures: a small demo world made once per session, and the optional ../shared data."""
+"""Shared fixtures (a small demo world made once per session, the optional ../shared data) and the
+leak check: a test that leaves an event loop, socket, file, thread or process behind fails itself.
+
+This file imports nothing of the project at module level: test_setup_tools runs a copy of it alone.
+"""
 
 from __future__ import annotations
 
+import gc
 import json
+import os
+import sys
+import threading
+import warnings
 from pathlib import Path
 
 import pytest
 
-from tests.http_server import server, tls_server  # noqa: F401 (fixtures of the download tests)
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# The warning albumentations 2.x gives for an argument it does not know (it then uses the default):
+# the augmentation tests turn it, and only it, into an error.
+ALBUMENTATIONS_ARGUMENT_WARNING_AS_ERROR = r"error:Argument\(s\) .* are not valid for transform:UserWarning"
 
 
 # Set for each test before its fixtures; in the environment, because pytest's copy of this module
 # (conftest) and the tests' (tests.conftest) are two modules.
 _MARKED = "DEEPFAKE_TEST_MARKED_SHARED_DATA"
 
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    import os
-
-    os.environ[_MARKED] = item.nodeid if item.get_closest_marker("shared_data") else f"!{item.nodeid}"
+# The fixtures' module, imported by the test modules that use it (pytest_plugins): rewritten
+# assertions there too, and no warning that it was imported before pytest could rewrite it.
+pytest.register_assert_rewrite("tests.http_server")
 
 
 def shared_data(*parts: str) -> Path:
     """A path under ../shared/data, or a skip when the sample data is not there. Only a test marked
     `@pytest.mark.shared_data` (or one using a fixture that calls this) may ask: `-m "not shared_data"`
     must leave out every test that needs the data."""
-    import os
-
     marked = os.environ.get(_MARKED, "")
     if marked.startswith("!"):
         pytest.fail(f"{marked[1:]} uses ../shared/data but is not marked @pytest.mark.shared_data")
@@ -74,7 +80,6 @@ def save_tiny_checkpoint(path: Path, seed: int = 0, input_size: int = 64) -> Pat
 @pytest.fixture(scope="session", autouse=True)
 def runtime_cache(tmp_path_factory) -> Path:
     """Models exported for OpenVINO go to a folder of this session, not the user's cache."""
-    import os
 
     folder = tmp_path_factory.mktemp("runtime_cache")
     previous = os.environ.get("DEEPFAKE_DETECTOR_CACHE")
@@ -118,3 +123,130 @@ def run_until_killed(script: str, args: list[str], timeout: float = 300) -> None
     assert result.returncode == -signal.SIGKILL, (
         f"expected death by SIGKILL, got {result.returncode}:\n{result.stderr[-3000:]}"
     )
+
+
+# ---------------------------------------------------------------- leak check
+#
+# After each test's teardown the objects it made are garbage-collected with ResourceWarnings and
+# unraisable exceptions recorded: an unclosed event loop, socket, file or still-running subprocess
+# found there fails that test (as a teardown error), instead of failing whichever later test the
+# interpreter happens to collect it in. Objects alive before a test are frozen out of the
+# collection (gc.freeze), so a test pays only for what it made; at the end of a module (its
+# fixtures finalised) everything is collected. Threads and child processes still alive at the end
+# of a module that were not there at its start fail its last test, but for the process-wide
+# helpers meant to outlive it: preprocess.face_detector's shared pools, tqdm's monitor, the sender
+# that `import openvino` starts for its telemetry, and multiprocessing's resource tracker and
+# forkserver. Each thread is labelled with the module that started it, for the report.
+
+LONG_LIVED_THREADS = ("tqdm_monitor",)
+LONG_LIVED_THREAD_STARTERS = ("openvino_telemetry.",)
+_THREADING_MODULES = ("threading", "concurrent.futures.thread", "concurrent.futures._base")
+_start_thread = threading.Thread.start
+
+
+def _start_and_label(thread: threading.Thread, *args, **kwargs):
+    frame = sys._getframe(1)
+    while frame and frame.f_globals.get("__name__") in _THREADING_MODULES:
+        frame = frame.f_back
+    thread._started_by = frame.f_globals.get("__name__", "?") if frame else "?"
+    return _start_thread(thread, *args, **kwargs)
+
+
+# pytest imports this file as `conftest` and the tests as `tests.conftest`: label once
+if not hasattr(threading.Thread.start, "labels_its_starter"):
+    _start_and_label.labels_its_starter = True
+    threading.Thread.start = _start_and_label
+# multiprocessing's helpers, started once and shared by every later process start
+LONG_LIVED_PROCESSES = ("from multiprocessing.resource_tracker import", "from multiprocessing.forkserver import")
+_module_start: dict[str, tuple[set, set]] = {}
+
+
+def _child_pids() -> set[int]:
+    try:
+        children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    except OSError:
+        return set()
+    return {
+        int(pid) for pid in children if not any(helper in _command_line(int(pid)) for helper in LONG_LIVED_PROCESSES)
+    }
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "(gone)"
+
+
+def _alive_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread is not threading.main_thread() and thread.is_alive()}
+
+
+def _shared_pool_threads() -> set[threading.Thread]:
+    """The threads of preprocess.face_detector.shared_pool's pools, kept for the process on purpose."""
+    face_detector = sys.modules.get("preprocess.face_detector")
+    pools = getattr(face_detector, "_pools", {}) if face_detector else {}
+    return {thread for pool in list(pools.values()) for thread in pool._threads}
+
+
+def collected_leaks() -> list[str]:
+    """What collecting garbage now finds left open: ResourceWarnings and exceptions in finalisers."""
+    unraisable: list[str] = []
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = lambda info: unraisable.append(f"{info.exc_type.__name__}: {info.exc_value} ({info.object!r})")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            gc.collect()
+    finally:
+        sys.unraisablehook = previous_hook
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] + unraisable
+
+
+def _module_boundary(item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+    return nextitem is None or nextitem.module is not item.module
+
+
+def _new_threads_and_children(module: str) -> list[str]:
+    threads, children = _module_start.pop(module, (set(), set()))
+    left = [
+        thread
+        for thread in _alive_threads() - threads - _shared_pool_threads()
+        if not thread.name.startswith(LONG_LIVED_THREADS)
+        and not getattr(thread, "_started_by", "").startswith(LONG_LIVED_THREAD_STARTERS)
+    ]
+    for thread in left:  # a thread that is just finishing gets a moment
+        thread.join(timeout=2)
+    problems = [
+        f"thread {t.name!r} started by {getattr(t, '_started_by', '?')} still running" for t in left if t.is_alive()
+    ]
+    return problems + [
+        f"child process {pid} still running: {_command_line(pid)[:200]}" for pid in sorted(_child_pids() - children)
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    os.environ[_MARKED] = item.nodeid if item.get_closest_marker("shared_data") else f"!{item.nodeid}"
+    module = item.module.__name__ if item.module else item.nodeid
+    _module_start.setdefault(module, (_alive_threads(), _child_pids()))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    result = yield
+    boundary = _module_boundary(item, nextitem)
+    if boundary:
+        gc.unfreeze()
+    leaks = collected_leaks()
+    if boundary:
+        leaks += _new_threads_and_children(item.module.__name__ if item.module else item.nodeid)
+    gc.freeze()
+    if leaks:
+        report = os.environ.get("DEEPFAKE_TEST_LEAKS_REPORT")
+        if report:  # diagnosis: list every leak of a run instead of failing
+            with open(report, "a") as out:
+                out.writelines(f"{item.nodeid}\t{leak}\n" for leak in leaks)
+        else:
+            pytest.fail(f"{item.nodeid} left behind:\n  " + "\n  ".join(leaks[:20]), pytrace=False)
+    return result

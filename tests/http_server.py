@@ -1,6 +1,6 @@
 """A real HTTP(S) server on 127.0.0.1 for the download tests: it serves ranges, cuts and resets
 connections, answers without a length, redirects, and speaks TLS with a self-signed certificate.
-Its fixtures (`server`, `tls_server`) are registered in tests/conftest.py."""
+Its fixtures (`server`, `tls_server`) are imported by the test modules that use them."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ command itself (inference.app.main) is tested in test_app_main.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -49,6 +50,10 @@ def server(media, tmp_path_factory):
         patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
         patch.delenv("GRADIO_SERVER_PORT", raising=False)
         patch.setattr(tempfile, "tempdir", str(scratch))
+        # gradio.utils.safe_get_lock makes a new event loop each time a page is built outside a
+        # running one, and drops the one before unclosed: kept here, closed at the end
+        loops, new_event_loop = [], asyncio.new_event_loop
+        patch.setattr(asyncio, "new_event_loop", lambda: loops.append(new_event_loop()) or loops[-1])
         args = parse_args(["--models", str(media["model"]), "--runtime", "torch", "--max-seconds", "600"])
         judge = Judge(args)
         app = build_app(judge)
@@ -58,6 +63,9 @@ def server(media, tmp_path_factory):
         finally:
             app.close()
             judge.close()
+            for loop in loops:
+                if not loop.is_running() and not loop.is_closed():
+                    loop.close()
 
 
 def _send(server, path: Path):

@@ -16,10 +16,12 @@ import pandas as pd
 import pytest
 
 from preprocess.face_geometry import TEMPLATE
+from tests.conftest import ALBUMENTATIONS_ARGUMENT_WARNING_AS_ERROR
 from training import augment
 from training.dataset import CropDataset
 
-pytestmark = pytest.mark.filterwarnings("error")
+# albumentations 2.x only warns on an argument it does not know, then uses its default: an error here
+pytestmark = pytest.mark.filterwarnings(ALBUMENTATIONS_ARGUMENT_WARNING_AS_ERROR)
 
 SEEDS = 3000
 SIZE = 48

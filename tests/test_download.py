@@ -14,6 +14,8 @@ from inference import download as downloads
 from inference.download import DownloadError, download
 from tests.http_server import PAYLOAD, digest
 
+pytest_plugins = ("tests.http_server",)  # its `server` and `tls_server` fixtures
+
 
 def test_a_cut_download_resumes_where_it_stopped(server, tmp_path):
     server.files["/model"] = PAYLOAD

@@ -20,6 +20,8 @@ from inference.weights import NamedEnsemble, WeightFile
 from tests.http_server import OTHER, PAYLOAD, digest
 from training.zoo import create_model
 
+pytest_plugins = ("tests.http_server",)  # its `server` and `tls_server` fixtures
+
 
 def register(monkeypatch, *files: WeightFile) -> None:
     monkeypatch.setitem(weights.ENSEMBLES, "tiny", NamedEnsemble("tiny", "test models", tuple(files)))
