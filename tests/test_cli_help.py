@@ -16,7 +16,7 @@ STEPS = {
     "preprocess.folds": "video,file,label,original,frame,fold",
     "preprocess.run_all": "detect_faces, extract_crops, landmarks, diffs, folds",
     "preprocess.bench": "every frame at 0.5x",
-    "training.train": "{name}_{fold}_{seed}_{epoch|last|best}.pt",
+    "training.train": "{name}_{fold}_{seed}_best.pt",
     "training.plot_log": "metrics.csv",
     "training.bench": "steps",
     "inference.predict": "errors.csv",

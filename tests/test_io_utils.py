@@ -13,7 +13,7 @@ import torch
 
 from preprocess import cli
 from preprocess.io_utils import atomic_dir, atomic_path, write_csv_atomic
-from training.checkpoints import save_checkpoint
+from training.checkpoints import save_checkpoints
 
 
 def _contents(folder: Path) -> dict[str, bytes]:
@@ -79,13 +79,13 @@ class DiskLog:
         return bool(synced) and synced[-1] < at and bool(folder_synced)
 
 
-def test_checkpoints_and_their_copies_reach_the_disk_before_replacing_the_old(tmp_path, monkeypatch):
+def test_a_runs_checkpoints_reach_the_disk_before_replacing_the_old(tmp_path, monkeypatch):
     log = DiskLog(monkeypatch)
-    path, last = tmp_path / "run_0_0_3.pt", tmp_path / "run_0_0_last.pt"
-    save_checkpoint(path, {"epoch": 3, "state_dict": {"w": torch.ones(2)}}, copies=(last,))
-    assert log.synced_before_renamed(path), log.events
-    assert log.synced_before_renamed(last), log.events
-    assert torch.load(last, weights_only=False)["epoch"] == 3
+    state = {"epoch": 3, "state_dict": {"w": torch.ones(2)}, "optimizer": {"state": {}}}
+    save_checkpoints(tmp_path, "run_0_0", 3, state, improved=True, keep_every=2)
+    for name in ("run_0_0_best.pt", "run_0_0_last.pt", "run_0_0_3.pt"):
+        assert log.synced_before_renamed(tmp_path / name), (name, log.events)
+    assert torch.load(tmp_path / "run_0_0_last.pt", weights_only=True)["epoch"] == 3
 
 
 def test_fsync_is_asked_for_not_imposed(tmp_path, monkeypatch):

@@ -57,6 +57,7 @@ def test_a_run_writes_checkpoints_logs_and_the_resolved_config(crop_data, tmp_pa
     summary = train_module.train(
         train_module.parse_args(
             [*TINY, "--data-dir", str(crop_data), "--output-dir", str(out), "--epochs", "3", "--lr", "0.02"]
+            + ["--batches-per-epoch", "8"]
         )
     )
     log_dir = out / "logs" / "demo_0_7"
@@ -65,10 +66,11 @@ def test_a_run_writes_checkpoints_logs_and_the_resolved_config(crop_data, tmp_pa
     best_epoch = min(range(3), key=lambda e: float(rows[e]["score"]))
     assert summary["best_epoch"] == best_epoch and summary["world_size"] == 1  # replicas: tests/test_distributed.py
     assert json.loads((log_dir / "summary.json").read_text()) == summary
-    for name in ("demo_0_7_0.pt", "demo_0_7_2.pt", "demo_0_7_last.pt", "demo_0_7_best.pt"):
-        assert (out / name).is_file()
-    best = read_checkpoint(out / "demo_0_7_best.pt")
+    assert sorted(path.name for path in out.glob("*.pt")) == ["demo_0_7_best.pt", "demo_0_7_last.pt"]
+    best, last = read_checkpoint(out / "demo_0_7_best.pt"), read_checkpoint(out / "demo_0_7_last.pt")
     assert best["epoch"] == best_epoch and best["encoder"] == "resnet18" and best["input_size"] == 32
+    assert "optimizer" not in best and "rng" not in best, "the best checkpoint holds weights, not training state"
+    assert last["epoch"] == 2 and {"optimizer", "scheduler", "scaler", "rng"} <= set(last)
     assert len(best["mean"]) == 3 and "module." not in next(iter(best["state_dict"]))
     model = create_model(best["encoder"])
     load_weights(model, best["state_dict"])
@@ -85,20 +87,21 @@ def _final_weights(path) -> dict[str, torch.Tensor]:
     return read_checkpoint(path)["state_dict"]
 
 
-# Dies once epoch 1's checkpoint is written, before its _last copy: a run killed between two files.
+# Dies as epoch 1's _last starts to be written (its _best, if it improved, is already there): a
+# run killed between two files, mid-write.
 KILLED_AFTER_EPOCH_1_CHECKPOINT = """
 import os, signal, sys
+import training.checkpoints as checkpoints
 import training.train as train
 
-save = train.save_checkpoint
+save = checkpoints.save_checkpoint
 
-def save_then_die(path, state, copies=()):
-    if state["epoch"] == 1:
-        save(path, state)
+def save_or_die(path, state):
+    if state["epoch"] == 1 and path.name.endswith("_last.pt"):
         os.kill(os.getpid(), signal.SIGKILL)
-    save(path, state, copies)
+    save(path, state)
 
-train.save_checkpoint = save_then_die
+checkpoints.save_checkpoint = save_or_die
 sys.exit(train.main(sys.argv[1:]))
 """
 
@@ -115,7 +118,6 @@ def test_interrupted_run_resumes_to_the_same_weights(crop_data, tmp_path, varian
 
     out = tmp_path / "interrupted"
     run_until_killed(KILLED_AFTER_EPOCH_1_CHECKPOINT, [*args, "--output-dir", str(out)])
-    assert (out / "demo_0_7_1.pt").is_file() and not (out / "demo_0_7_2.pt").exists()
     assert read_checkpoint(out / "demo_0_7_last.pt")["epoch"] == 0, "the kill came before _last moved on"
     assert not list(out.glob(".*.partial")), "no half-written file under any name"
     train_module.train(train_module.parse_args([*args, "--output-dir", str(out), "--resume", "auto"]))
@@ -148,6 +150,8 @@ def test_two_process_gloo_run_keeps_replicas_equal(crop_data, tmp_path, variant)
         str(out),
         "--epochs",
         "2",
+        "--batches-per-epoch",
+        "4",
         "--device",
         "cpu",
     ]
@@ -165,6 +169,7 @@ def test_freeze_epochs_train_only_the_head(crop_data, tmp_path, caplog):
     initial = create_model("resnet18").state_dict()
     out = tmp_path / "frozen"
     args = [*TINY, "--data-dir", str(crop_data), "--output-dir", str(out), "--epochs", "1", "--freeze-epochs", "1"]
+    args += ["--batches-per-epoch", "8"]
     with caplog.at_level(logging.WARNING, logger="training.train"):
         train_module.train(train_module.parse_args([*args, "--set", "schedule.max_iter=100500"]))
     assert "demo_0_7: the run stops after 8 iterations but its poly schedule decays over 100500" in caplog.text

@@ -4,6 +4,7 @@ or clips of the folds, loaders that give each process of a run its share."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -188,3 +189,30 @@ def make_loaders(config: dict, data_dir: Path, folds_csv: Path, fold: int, size:
     val_subset = Subset(val_set, range(rank, len(val_set), world))
     val_loader = DataLoader(val_subset, data["val_batch_size"], shuffle=False, **common)
     return train_set, train_loader, val_loader, train_rows
+
+
+def epoch_length(train_set, config: dict, fold: int, seed: int, world: int, train_crops: int) -> tuple[int, int]:
+    """(iterations per epoch, crops per epoch). An epoch is every real crop and as many fakes; where
+    that is fewer than training.batches_per_epoch batches, each epoch draws its fakes again (reals
+    repeat) until it holds that many, so a small dataset trains as configured."""
+    batch, wanted = config["data"]["batch_size"], config["training"]["batches_per_epoch"]
+    per_item = getattr(train_set, "images_per_item", 1)  # crops per item (or clips)
+    train_set.reset(0, seed)
+    balanced = len(train_set) * per_item
+    if balanced < batch * world:
+        raise InputError(f"fold {fold}: {train_crops} training crops are fewer than one batch per process")
+    if wanted and balanced < wanted * batch * world:
+        train_set.min_samples = wanted * world * (batch // per_item)
+        train_set.reset(0, seed)
+        logger.info(
+            "a balanced epoch of fold %d holds %d crops (%d batches of %d); batches_per_epoch is %d: each epoch "
+            "draws it %d times (its fakes drawn again, its reals repeated)",
+            fold,
+            balanced,
+            balanced // (batch * world),
+            batch * world,
+            wanted,
+            math.ceil(len(train_set) * per_item / balanced),
+        )
+    crops = len(train_set) * per_item
+    return min(crops // (batch * world), wanted or crops), crops

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,8 @@ import torch
 from preprocess.io_utils import atomic_path
 
 FORMAT = "deepfake-detector-checkpoint/1"
+# What only --resume needs: left out of _best and kept epochs (a B7's optimizer state doubles its size)
+TRAINING_STATE = ("optimizer", "scheduler", "scaler", "rng", "plateau")
 
 
 def rng_state() -> dict:
@@ -31,11 +32,24 @@ def restore_rng_state(state: dict) -> None:
     np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
 
 
-def save_checkpoint(path: Path, state: dict, copies: tuple[Path, ...] = ()) -> None:
-    """Write `path` and its `copies` (e.g. _last, _best) atomically and durably: each is whole or
-    absent, on the disk (fsynced) before it replaces an older one."""
+def weights_only(state: dict) -> dict:
+    """A checkpoint's state without what only resuming needs (TRAINING_STATE)."""
+    return {key: value for key, value in state.items() if key not in TRAINING_STATE}
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write `path` atomically and durably: whole or absent, on the disk (fsynced) before it
+    replaces an older one."""
     with atomic_path(path, fsync=True) as temporary:
         torch.save({"format": FORMAT, **state}, temporary)
-    for copy in copies:
-        with atomic_path(copy, fsync=True) as temporary:
-            shutil.copyfile(path, temporary)
+
+
+def save_checkpoints(folder: Path, run: str, epoch: int, state: dict, improved: bool, keep_every: int | None) -> None:
+    """_best (weights) when the epoch improved, _last (everything --resume needs), and the weights of
+    every `keep_every`-th epoch. _best goes first: a run killed between the two resumes from the
+    previous _last, runs the epoch again and writes the same _best."""
+    if improved:
+        save_checkpoint(folder / f"{run}_best.pt", weights_only(state))
+    save_checkpoint(folder / f"{run}_last.pt", state)
+    if keep_every and (epoch + 1) % keep_every == 0:
+        save_checkpoint(folder / f"{run}_{epoch}.pt", weights_only(state))

@@ -17,6 +17,7 @@ DEFAULTS: dict = {
         "encoder": "tf_efficientnet_b7_ns",
         "pretrained": True,
         "pretrained_file": None,
+        "init_from": None,  # a checkpoint whose weights start the run (training/start_from.py); pretrained then off
         "dropout": 0.0,
         "drop_path_rate": None,  # None: the encoder's recipe value
         "input_size": None,  # None: the encoder's recipe size
@@ -86,6 +87,7 @@ DEFAULTS: dict = {
         "early_stopping_patience": None,  # epochs without improvement before stopping
         "reduce_on_plateau": None,  # {factor: 0.5, patience: 2}: lr cut when validation stalls
         "deterministic": False,
+        "keep_every": None,  # also keep the weights of every Nth epoch (_best and _last are always kept)
     },
 }
 

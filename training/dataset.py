@@ -157,11 +157,13 @@ def sample_epoch(
     blendable: pd.DataFrame | None = None,
     blend_share: float = 0.0,
     frames_per_video: int | None = None,
+    draw: int = 0,
 ) -> pd.DataFrame:
-    """All real crops and as many fakes (all fakes if fewer), shuffled; fixed by (seed, epoch).
+    """All real crops and as many fakes (all fakes if fewer), shuffled; fixed by (seed, epoch) and,
+    for an epoch made of several draws (`repeated_draws`), the draw's number.
     With `blendable` reals, `blend_share` of the fake draws are blends of them (column `blend`).
     With `frames_per_video`, each video (and the blendable reals) first gives that many crops."""
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, epoch] if draw == 0 else [seed, epoch, 2, draw])
     if frames_per_video:
         rows = draw_per_video(rows, frames_per_video, rng)
         blendable = draw_per_video(blendable, frames_per_video, rng) if blendable is not None else None
@@ -176,6 +178,15 @@ def sample_epoch(
         parts.append(drawn.assign(blend=True, label=1))
     both = pd.concat(parts)
     return both.iloc[rng.permutation(len(both))].reset_index(drop=True)
+
+
+def repeated_draws(draw, length: int) -> list:
+    """draw(0), draw(1), ... until their lengths add up to at least `length`: an epoch longer than
+    one balanced draw of the data (draw 0 alone when it is long enough, or holds nothing)."""
+    parts = [draw(0)]
+    while sum(len(part) for part in parts) < length and len(parts[-1]):
+        parts.append(draw(len(parts)))
+    return parts
 
 
 def to_tensor(image: np.ndarray, mean, std) -> torch.Tensor:
@@ -211,6 +222,7 @@ class CropDataset(Dataset):
         self.cutouts = cutouts
         self.transforms = train_transforms(size, augment_strength) if train else val_transforms(size)
         self.epoch_seed = 0
+        self.min_samples = 0  # an epoch shorter than this draws again (training/builders.py epoch_length)
         self.pairs = train and fakes == "blends"  # each item: a real crop and its blend
         self.blend_share = blend_share if train and fakes == "both" else 0.0
         self.frames_per_video = frames_per_video
@@ -249,13 +261,16 @@ class CropDataset(Dataset):
         """Draw this epoch's fakes and order (training only)."""
         if not self.train:
             return
-        if self.pairs:
-            rng = np.random.default_rng([seed, epoch])
-            rows = draw_per_video(self.rows, self.frames_per_video, rng) if self.frames_per_video else self.rows
-            self.samples = rows.iloc[rng.permutation(len(rows))].reset_index(drop=True).assign(blend=False)
-        else:
-            self.samples = sample_epoch(self.rows, epoch, seed, self.blendable, self.blend_share, self.frames_per_video)
+        parts = repeated_draws(lambda draw: self._draw(epoch, seed, draw), self.min_samples)
+        self.samples = pd.concat(parts).reset_index(drop=True) if len(parts) > 1 else parts[0]
         self.epoch_seed = int(np.random.default_rng([seed, epoch, 1]).integers(2**31))
+
+    def _draw(self, epoch: int, seed: int, draw: int) -> pd.DataFrame:
+        if self.pairs:
+            rng = np.random.default_rng([seed, epoch] if draw == 0 else [seed, epoch, 2, draw])
+            rows = draw_per_video(self.rows, self.frames_per_video, rng) if self.frames_per_video else self.rows
+            return rows.iloc[rng.permutation(len(rows))].reset_index(drop=True).assign(blend=False)
+        return sample_epoch(self.rows, epoch, seed, self.blendable, self.blend_share, self.frames_per_video, draw)
 
     def __len__(self) -> int:
         return len(self.samples)

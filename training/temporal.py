@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from training.dataset import CropDataset, to_tensor
+from training.dataset import CropDataset, repeated_draws, to_tensor
 from training.pretrained import create_encoder
 from training.zoo import encoder_spec, load_weights, read_checkpoint
 
@@ -199,19 +199,25 @@ class ClipDataset(torch.utils.data.Dataset):
         self.clips = clip_windows(self.rows, length, stride=1 if train else length)
         self.samples = self.clips
         self.epoch_seed = 0
+        self.min_samples = 0  # an epoch shorter than this draws again (training/builders.py epoch_length)
 
     def reset(self, epoch: int, seed: int) -> None:
         if not self.train:
             return
-        rng = np.random.default_rng([seed, epoch])
+        parts = repeated_draws(lambda draw: self._draw(epoch, seed, draw), self.min_samples)
+        self.samples = [clip for part in parts for clip in part]
+        self.epoch_seed = int(np.random.default_rng([seed, epoch, 1]).integers(2**31))
+
+    def _draw(self, epoch: int, seed: int, draw: int) -> list[list[int]]:
+        """Every real clip and as many fake ones, shuffled; fixed by (seed, epoch, draw)."""
+        rng = np.random.default_rng([seed, epoch] if draw == 0 else [seed, epoch, 2, draw])
         labels = self.rows["label"].to_numpy()
         real = [clip for clip in self.clips if labels[clip[0]] == 0]
         fake = [clip for clip in self.clips if labels[clip[0]] == 1]
         count = min(len(fake), len(real)) if real else len(fake)
         chosen = [fake[i] for i in rng.choice(len(fake), size=count, replace=False)] if count else []
         both = real + chosen
-        self.samples = [both[i] for i in rng.permutation(len(both))]
-        self.epoch_seed = int(np.random.default_rng([seed, epoch, 1]).integers(2**31))
+        return [both[i] for i in rng.permutation(len(both))]
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -3,10 +3,15 @@
     python -m training.train --config configs/b7.yaml --fold 0 --seed 111 --data-dir R
     torchrun --nproc_per_node=8 -m training.train --config configs/b7.yaml --fold 0 --seed 111 --data-dir R
 
-Writes OUTPUT_DIR/{name}_{fold}_{seed}_{epoch|last|best}.pt (checkpoints carry the encoder, input
-size and normalisation, so inference needs nothing else) and OUTPUT_DIR/logs/{name}_{fold}_{seed}/
-(config.yaml as resolved, metrics.csv, TensorBoard events, oof_predictions.csv of the best epoch,
-summary.json). The best epoch is the one with the lowest video-level validation log loss.
+Fine-tune from other weights (a checkpoint of ours, the original release's, or a timm encoder
+state dict) as a fresh run with --init-from CKPT; continue an interrupted run with --resume auto.
+
+Writes OUTPUT_DIR/{name}_{fold}_{seed}_best.pt (the weights of the best epoch: the lowest
+video-level validation log loss) and _last.pt (the latest epoch with the optimizer, schedule and
+random state that --resume needs); --keep-every N also keeps the weights of every Nth epoch as
+_{epoch}.pt. Checkpoints carry the encoder, input size and normalisation, so inference needs
+nothing else. OUTPUT_DIR/logs/{name}_{fold}_{seed}/ holds config.yaml as resolved, metrics.csv,
+TensorBoard events, oof_predictions.csv of the best epoch and summary.json.
 """
 
 from __future__ import annotations
@@ -24,14 +29,15 @@ from torch.nn.parallel import DistributedDataParallel
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.io_utils import write_csv_atomic, write_json_atomic
-from training.builders import build_model, make_loaders
-from training.checkpoints import restore_rng_state, rng_state, save_checkpoint
+from training.builders import build_model, epoch_length, make_loaders
+from training.checkpoints import rng_state, save_checkpoints
 from training.config import apply_overrides, load_config, save_config
 from training.distributed import barrier, cleanup, init_distributed, is_main_process, replicas_in_sync
 from training.engine import train_one_epoch, validate
 from training.schedule import create_optimizer, lr_factor, resolve_max_iter, schedule_mismatch
+from training.start_from import data_identity, init_from, resume_training
 from training.temporal import frame_step
-from training.zoo import encoder_spec, load_weights, normalization, read_checkpoint
+from training.zoo import encoder_spec, normalization
 
 logger = logging.getLogger("training.train")
 
@@ -43,6 +49,8 @@ FLAG_KEYS = {  # command-line flag -> (config section, key)
     "lr": ("optimizer", "lr"),
     "encoder": ("model", "encoder"),
     "pretrained_file": ("model", "pretrained_file"),
+    "init_from": ("model", "init_from"),
+    "keep_every": ("training", "keep_every"),
     "freeze_epochs": ("training", "freeze_epochs"),
     "allow_degenerate_split": ("data", "allow_degenerate_split"),
 }
@@ -59,7 +67,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=111, help="random seed (recipe: 111 555 777 888 999)")
     parser.add_argument("--output-dir", type=Path, default=Path("weights"), help="default: weights/")
     parser.add_argument("--name", default=None, help="run name prefix (default: the config file's name)")
-    parser.add_argument("--resume", default=None, help="checkpoint to continue from, or 'auto' for the run's _last")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        help="continue this run from its _last checkpoint ('auto': OUTPUT_DIR/{run}_last.pt when there); "
+        "a checkpoint of another run, fold, config or data is refused",
+    )
+    parser.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="fine-tune: start a fresh run (epoch 0, new optimizer and schedule) from the weights of CKPT, a "
+        "checkpoint of ours (frame or temporal), of the original release, or a timm encoder state dict; every "
+        "tensor whose name and shape fit is loaded, the head included (override model.init_from)",
+    )
+    parser.add_argument(
+        "--keep-every",
+        type=int,
+        metavar="N",
+        help="also keep the weights of every Nth epoch as {run}_{epoch}.pt (default: only _best and _last)",
+    )
     parser.add_argument(
         "--device",
         default=None,
@@ -150,23 +176,6 @@ class Progress:
         return False
 
 
-def resume_training(path: Path, model, optimizer, scheduler, scaler, progress: Progress) -> None:
-    """Restore everything a checkpoint holds so that the run continues as if never stopped."""
-    checkpoint = read_checkpoint(path)
-    load_weights(model, checkpoint["state_dict"], str(path))
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    scheduler.load_state_dict(checkpoint["scheduler"])
-    scaler.load_state_dict(checkpoint["scaler"])
-    progress.plateau.update(checkpoint["plateau"])
-    progress.next_epoch = checkpoint["epoch"] + 1
-    progress.best, progress.best_epoch = checkpoint["best_score"], checkpoint["best_epoch"]
-    progress.history = checkpoint["history"]
-    restore_rng_state(checkpoint["rng"])
-    logger.info(
-        "resumed %s at epoch %d (best %.4f at epoch %d)", path, progress.next_epoch, progress.best, progress.best_epoch
-    )
-
-
 def write_history(log_dir: Path, history: list[dict]) -> None:
     if history:
         write_csv_atomic(log_dir / "metrics.csv", history, list(history[0]))
@@ -186,23 +195,27 @@ def train(args: argparse.Namespace) -> dict:
     if training["deterministic"]:
         torch.use_deterministic_algorithms(True)
 
+    if model_config["init_from"] and args.resume:
+        raise InputError("--resume continues a run, --init-from starts a new one from other weights: give one")
+    if model_config["init_from"] and model_config["pretrained"]:
+        logger.info("model.pretrained set to false: the weights come from %s", model_config["init_from"])
+        model_config["pretrained"] = False
     torch.manual_seed(args.seed)
     model = build_model(config)
+    if model_config["init_from"]:
+        init_from(model, model_config["init_from"], model_config["encoder"])
     if training["sync_bn"] and world > 1 and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if training["channels_last"]:
         model.to(memory_format=torch.channels_last)
 
+    folds_csv = args.folds_csv or args.data_dir / "folds.csv"
     train_set, train_loader, val_loader, train_rows = make_loaders(
-        config, args.data_dir, args.folds_csv or args.data_dir / "folds.csv", args.fold, size, mean, std, world, rank
+        config, args.data_dir, folds_csv, args.fold, size, mean, std, world, rank
     )
-    train_set.reset(0, args.seed)
-    crops_per_epoch = len(train_set) * getattr(train_set, "images_per_item", 1)  # crops (or clips)
-    per_epoch = crops_per_epoch // (config["data"]["batch_size"] * world)
-    if per_epoch == 0:
-        raise InputError(f"fold {args.fold}: {len(train_rows)} training crops are fewer than one batch per process")
-    iterations_per_epoch = min(per_epoch, training["batches_per_epoch"] or per_epoch)
+    length = epoch_length(train_set, config, args.fold, args.seed, world, len(train_rows))
+    iterations_per_epoch, crops_per_epoch = length
     mismatch = schedule_mismatch(
         config["schedule"], training["epochs"] * iterations_per_epoch, config["optimizer"]["lr"]
     )
@@ -225,7 +238,8 @@ def train(args: argparse.Namespace) -> dict:
     )
     resume = args.output_dir / f"{run}_last.pt" if args.resume == "auto" else args.resume
     if resume and Path(resume).exists():
-        resume_training(Path(resume), model, optimizer, scheduler, scaler, progress)
+        checks = {"run": run, "fold": args.fold, "config": config, "data": data_identity(folds_csv)}
+        resume_training(Path(resume), checks, model, optimizer, scheduler, scaler, progress)
     elif args.resume not in (None, "auto"):
         raise InputError(f"--resume {resume}: no such checkpoint")
 
@@ -305,9 +319,9 @@ def train(args: argparse.Namespace) -> dict:
                 "history": progress.history,
                 "rng": rng_state(),
                 "config": config,
+                "data": data_identity(folds_csv),
             }
-            copies = [args.output_dir / f"{run}_last.pt"] + ([args.output_dir / f"{run}_best.pt"] if improved else [])
-            save_checkpoint(args.output_dir / f"{run}_{epoch}.pt", state, tuple(copies))
+            save_checkpoints(args.output_dir, run, epoch, state, improved, training["keep_every"])
             if improved:
                 oof = [
                     {"video": v, "label": int(y), "probability": round(p, 6)}
