@@ -1,6 +1,16 @@
 """A cross-dataset evaluation: models trained on one set of fakes, scored on other datasets.
 
     python -m inference.evaluate --protocol configs/protocols/ffpp_to_cdf_dfdc.yaml --out DIR
+    python -m inference.evaluate --dataset DIR [--layout L] [--split test] --models CKPT [...] --out OUT
+    python -m inference.evaluate --dataset DIR [--layout L] [--split test] --ensemble NAME|YAML --out OUT
+
+The second form needs no protocol file (as DeepfakeBench's `test.py --weights_path`): it scores
+the checkpoints (averaged, as `inference.predict --models` averages them) or the ensemble on the
+dataset's videos, in any layout preprocessing reads (detected, or --layout; or a folder with a
+labels.csv), of its official split where --split names one (Celeb-DF's List_of_testing_videos.txt,
+FF++'s splits/*.json, the DFDC preview's sets, the train/valid/test folders), and writes the same
+table as a protocol of that one model and test set (inference/evaluate_dataset.py);
+`--predict KEY=VALUE` passes predict's options (`--predict frames=8`).
 
 A protocol (YAML) names models and test sets:
 
@@ -22,12 +32,14 @@ A protocol (YAML) names models and test sets:
         perturbations: {distortions: [GB, JPEG], levels: [1, 3, 5], seed: 0}   # robustness (below)
     predict: {frames: 32, detector_scale: rule}       # options of inference.predict (default: its own)
 
-Each test set's videos are linked under DIR/sets/NAME/ with a labels.csv (group = the
-manipulation method); each model predicts each set into DIR/predictions/MODEL/SET/ (skipped when
-that submission is there, made from the same checkpoint files, videos and predict options, so a
-second run only adds what is new; an ensemble's predictions are made again when its file, its
-calibration included, or its members' files change). A training run is made once: its best
-checkpoint in DIR/weights/ is reused (delete DIR/weights/NAME_* to train it again). The table has,
+Each test set's videos are linked under DIR/sets/NAME/ (by their paths under the set's root) and
+its labels written beside them to DIR/sets/NAME.labels.csv (filename,label,group; group = the
+manipulation method, `real` for the reals); each model predicts each set into
+DIR/predictions/MODEL/SET/ (skipped when that submission is there, made from the same checkpoint
+files, videos and predict options, so a second run only adds what is new; an ensemble's
+predictions are made again when its file, its calibration included, or its members' files
+change). A training run is made once: its best checkpoint in DIR/weights/ is reused (delete
+DIR/weights/NAME_* to train it again). The table has,
 per model and test set and per method, video-level AUC, log loss, EER and AP and frame-level AUC
 (each face scored alone, labelled by its video), as DeepfakeBench reports them, and the
 calibration and operating points of the video scores: ECE, Brier score, TPR at 5% and 1% FPR (and
@@ -53,6 +65,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from inference.dataset_labels import dataset_videos
+from inference.evaluate_dataset import dataset_protocol
 from inference.evaluate_models import (
     ModelSource,
     ProtocolError,
@@ -66,12 +80,13 @@ from inference.metrics import FPR_TARGETS, fpr_key, score
 from inference.robustness import read_perturbations, run_robustness
 from inference.score import ScoreError, align, evaluate, read_labels, read_submission
 from preprocess import cli
-from preprocess.datasets import load_dataset
+from preprocess.cli import InputError
+from preprocess.datasets import LAYOUTS
 from preprocess.io_utils import atomic_path, write_csv_atomic, write_json_atomic
 
 logger = logging.getLogger("inference.evaluate")
 
-__all__ = ["ModelSource", "ProtocolError", "expand", "main", "read_protocol", "run_protocol"]
+__all__ = ["ModelSource", "ProtocolError", "check_protocol", "expand", "main", "read_protocol", "run_protocol"]
 
 
 def tpr_column(target_fpr: float) -> str:
@@ -99,6 +114,11 @@ def read_protocol(path: Path) -> dict:
         protocol = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
         raise ProtocolError(f"{path}: cannot read the protocol ({error})") from error
+    return check_protocol(protocol, path)
+
+
+def check_protocol(protocol: dict, path: Path | str) -> dict:
+    """The protocol, checked: its errors name `path` (its file, or the flags that made it)."""
     for key in ("models", "test_sets"):
         if not protocol.get(key):
             raise ProtocolError(f"{path}: needs a non-empty `{key}:` list")
@@ -122,24 +142,20 @@ def read_protocol(path: Path) -> dict:
 
 
 def link_test_set(test_set: dict, out: Path) -> tuple[Path, Path]:
-    """DIR/sets/NAME/: links to the set's media under their paths, and its labels.csv."""
+    """DIR/sets/NAME/: links to the set's media under their paths; DIR/sets/NAME.labels.csv: its labels."""
     root = Path(expand(test_set["root"]))
     folder = out / "sets" / test_set["name"]
     if "labels" in test_set:
         labels = read_labels(root / test_set["labels"])
         rows = [{"filename": n, "label": y, "group": g or ("fake" if y else "real")} for n, (y, g) in labels.items()]
     else:
-        split = test_set.get("split")
-        records = [r for r in load_dataset(root, test_set.get("layout")) if split is None or r.split == split]
-        if not records:
-            raise ProtocolError(f"test set {test_set['name']}: no videos in {root} (split {split})")
+        try:
+            videos = dataset_videos(root, test_set.get("layout"), test_set.get("split"))
+        except InputError as error:
+            raise ProtocolError(f"test set {test_set['name']}: {error}") from error
         rows = [
-            {
-                "filename": r.path.relative_to(root).as_posix(),
-                "label": r.label,
-                "group": (r.method or r.source) if r.is_fake else "real",
-            }
-            for r in records
+            {"filename": v.filename, "label": v.label, "group": (v.method or v.source) if v.label else "real"}
+            for v in videos
         ]
     for row in rows:
         link, target = folder / row["filename"], (root / row["filename"]).resolve()
@@ -288,12 +304,32 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m inference.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--protocol", type=Path, required=True, help="protocol YAML (configs/protocols/)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--protocol", type=Path, help="protocol YAML (configs/protocols/)")
+    what.add_argument("--dataset", type=Path, metavar="DIR", help="a dataset's folder to score, without a protocol")
     parser.add_argument("--out", type=Path, required=True, help="output folder (reused: predictions already made stay)")
+    dataset = parser.add_argument_group("with --dataset")
+    dataset.add_argument("--layout", choices=sorted(LAYOUTS), help="the dataset's layout (default: detected)")
+    dataset.add_argument("--split", help="only the videos of this official split (test, train, valid)")
+    model = dataset.add_mutually_exclusive_group()
+    model.add_argument("--models", type=Path, nargs="+", metavar="CKPT", help="checkpoints, averaged as one model")
+    model.add_argument("--ensemble", metavar="NAME|YAML", help="an ensemble file or a named ensemble (original)")
+    dataset.add_argument(
+        "--predict", action="append", metavar="KEY=VALUE", help="an option of inference.predict (frames=8); repeatable"
+    )
     args = parser.parse_args(argv)
+    flags = [f"--{k}" for k in ("layout", "split", "models", "ensemble", "predict") if getattr(args, k) is not None]
+    if args.protocol and flags:
+        parser.error(f"{', '.join(flags)} go with --dataset; a protocol names its own models and sets")
+    if args.dataset and not (args.models or args.ensemble):
+        parser.error("--dataset needs the model to score: --models CKPT [...] or --ensemble NAME|YAML")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        protocol = read_protocol(args.protocol)
+        if args.protocol:
+            protocol = read_protocol(args.protocol)
+        else:
+            made = dataset_protocol(args.dataset, args.models, args.ensemble, args.layout, args.split, args.predict)
+            protocol = check_protocol(made, "--dataset")
         rows = run_protocol(protocol, args.out)
     except ScoreError as error:
         return cli.fail(error)

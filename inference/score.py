@@ -1,15 +1,23 @@
 """Score a submission offline: log loss as the competition computed it, and much more.
 
-    python -m inference.score --submission submission.csv --labels LABELS [--out-dir DIR]
+    python -m inference.score --submission submission.csv --labels LABELS [--layout L] [--split test] [--out-dir DIR]
 
 LABELS is a labels.csv (filename,label[,group], label 0/1 or REAL/FAKE), a DFDC metadata.json,
-a folder of dfdc_train_part_K/metadata.json (group = the part), or a folder with real/ and fake/
-subfolders of videos or photos (filenames = paths under it, as `inference.predict --recursive`
-writes them; group = real or fake). Prints a table (ranking and calibration metrics, then the
-true-positive rate at 5%, 1% and 0.1% false-positive rate, each at the finite-sample threshold
-picked from the row's own reals, with how many reals are behind it) and writes
-score.json, roc.png, confusion_matrix.png and reliability.png (default: next to the submission).
-Missing or extra rows are an error that lists them.
+or a dataset's folder in any layout preprocessing reads (`python -m preprocess.datasets --help`;
+detected, or --layout): DFDC parts (files named as the metadata names them; group = the part),
+FaceForensics++, Celeb-DF v2, the DFDC preview, a CSV of path,label, train/valid/test folders,
+real/ and fake/ folders, or a folder with a labels.csv. A folder's videos are named by their path
+under it, as `inference.predict --test-dir FOLDER --recursive` names them
+(`Celeb-synthesis/id0_id1_0000.mp4`); a submission made on a flat folder of the same videos
+matches them by file name where no two share one. --split keeps one official split (Celeb-DF's
+List_of_testing_videos.txt, FF++'s splits/*.json, the DFDC preview's sets, DFDC metadata's
+`split` fields, the train/valid/test folders), to score a submission made on those videos alone.
+
+Prints a table (ranking and calibration metrics, then the true-positive rate at 5%, 1% and 0.1%
+false-positive rate, each at the finite-sample threshold picked from the row's own reals, with
+how many reals are behind it) and writes score.json, roc.png, confusion_matrix.png and
+reliability.png (default: next to the submission). Missing or extra rows are an error that lists
+them.
 """
 
 from __future__ import annotations
@@ -19,15 +27,16 @@ import csv
 import json
 import logging
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from inference.dataset_labels import LabelledVideo, dataset_videos, folder_layout, in_split, split_name
 from inference.metrics import FPR_TARGETS, fpr_key, reliability_bins, score
 from inference.operating_points import reals_needed
 from preprocess import cli
 from preprocess.cli import InputError
-from preprocess.datasets import media_files
+from preprocess.datasets import LAYOUTS
 from preprocess.io_utils import atomic_path, write_json_atomic
 
 logger = logging.getLogger("inference.score")
@@ -46,34 +55,21 @@ def _label(value, where: str) -> int:
     raise ScoreError(f"{where}: label must be 0/1 or REAL/FAKE, got '{value}'")
 
 
-def folder_labels(path: Path) -> dict[str, tuple[int, str | None]]:
-    """Labels of the videos and photos under path/real/ (0) and path/fake/ (1), by their path under
-    `path` (as `inference.predict --recursive` names them), grouped by those two folders."""
-    labels = {}
-    for name, label in (("real", 0), ("fake", 1)):
-        if (path / name).is_dir():
-            for file in media_files(path / name):
-                labels[file.relative_to(path).as_posix()] = (label, name)
-    if not labels:
-        raise ScoreError(f"{path}: no videos or photos under real/ or fake/")
-    return labels
+def metadata_videos(metadata: Path, source: str | None = None) -> list[LabelledVideo]:
+    """The videos a DFDC metadata.json lists, by their file names, with their `split` fields."""
+    entries = json.loads(metadata.read_text())
+    if not isinstance(entries, dict):
+        raise ScoreError(f"{metadata}: expected an object mapping file names to entries")
+    videos = []
+    for name, entry in entries.items():
+        fields = entry if isinstance(entry, dict) else {"label": entry}
+        label = _label(fields.get("label"), f"{metadata}: {name}")
+        videos.append(LabelledVideo(name, label, source, split=split_name(fields.get("split"))))
+    return videos
 
 
-def read_labels(path: Path) -> dict[str, tuple[int, str | None]]:
-    """{filename: (label, group or None)}."""
-    path = Path(path)
-    if path.is_dir() and ((path / "real").is_dir() or (path / "fake").is_dir()):
-        return folder_labels(path)
-    if path.is_dir():
-        labels = {}
-        for metadata in sorted(path.glob("dfdc_train_part_*/metadata.json")):
-            labels.update({name: (label, metadata.parent.name) for name, (label, _) in read_labels(metadata).items()})
-        if not labels:
-            raise ScoreError(f"{path}: no dfdc_train_part_*/metadata.json")
-        return labels
-    if path.suffix == ".json":
-        entries = json.loads(path.read_text())
-        return {name: (_label(entry["label"], f"{path}: {name}"), None) for name, entry in entries.items()}
+def labels_file(path: Path) -> dict[str, tuple[int, str | None]]:
+    """A labels.csv: filename,label[,group]."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows or not {"filename", "label"} <= set(rows[0]):
@@ -82,6 +78,40 @@ def read_labels(path: Path) -> dict[str, tuple[int, str | None]]:
         row["filename"]: (_label(row["label"], f"{path}: line {i}"), row.get("group") or None)
         for i, row in enumerate(rows, start=2)
     }
+
+
+def _keyed(videos: list[LabelledVideo]) -> dict[str, tuple[int, str | None]]:
+    return {video.filename: (video.label, video.source) for video in videos}
+
+
+def read_labels(path: Path, layout: str | None = None, split: str | None = None) -> dict[str, tuple[int, str | None]]:
+    """{filename: (label, group or None)} from a labels.csv, a DFDC metadata.json, or a dataset's
+    folder in any layout preprocessing reads (detected where `layout` is None; a folder of no layout
+    with a labels.csv in it reads that). A folder's videos are named by their paths under it, as
+    `inference.predict --recursive` names them (a DFDC root's by their file names, as its metadata
+    does), grouped by where they come from (the DFDC part, FF++ method, Celeb-DF folder, real/ or
+    fake/). `split` keeps one official split (Celeb-DF's, FF++'s, the DFDC preview's, DFDC
+    metadata's `split` fields)."""
+    path = Path(path)
+    if not path.is_dir():
+        if path.suffix == ".json":
+            return _keyed(in_split(metadata_videos(path), split, path, "dfdc"))
+        if split is not None:
+            raise ScoreError(f"{path}: a labels file has no splits: give the dataset's folder, or leave out --split")
+        return labels_file(path)
+    layout = folder_layout(path, layout)
+    if layout is None:  # no layout, a labels.csv
+        if split is not None:
+            raise ScoreError(f"{path / 'labels.csv'}: a labels file has no splits: leave out --split")
+        return labels_file(path / "labels.csv")
+    if layout == "dfdc":
+        videos = []
+        for metadata in sorted(path.glob("dfdc_train_part_*/metadata.json")):
+            videos += metadata_videos(metadata, metadata.parent.name)
+        if not videos:
+            raise ScoreError(f"{path}: no dfdc_train_part_*/metadata.json")
+        return _keyed(in_split(videos, split, path, layout))
+    return _keyed(dataset_videos(path, layout, split))
 
 
 def read_submission(path: Path) -> dict[str, float]:
@@ -100,7 +130,31 @@ def read_submission(path: Path) -> dict[str, float]:
     return scores
 
 
+def _by_file_name(names) -> dict[str, str] | None:
+    """{file name: name} of names that are paths; None where two of them share a file name."""
+    names = list(names)
+    by_file_name = {PurePosixPath(name).name: name for name in names}
+    return by_file_name if len(by_file_name) == len(names) else None
+
+
+def keyed_as_submission(submission: dict[str, float], labels: dict) -> dict:
+    """The labels keyed as the submission names its rows: as they are where they match it, or by
+    file name alone where more rows match that way and no two files of either side share a name (a
+    submission predicted on a flat folder of a tree's videos, or on a DFDC root, whose metadata
+    names files alone, with --recursive: dfdc_train_part_0/x.mp4)."""
+    matched = len(submission.keys() & labels.keys())
+    if matched == len(labels) == len(submission):
+        return labels
+    submission_names, label_names = _by_file_name(submission), _by_file_name(labels)
+    if submission_names is None or label_names is None:
+        return labels
+    if len(submission_names.keys() & label_names.keys()) <= matched:
+        return labels
+    return {submission_names.get(base, name): labels[name] for base, name in label_names.items()}
+
+
 def align(submission: dict[str, float], labels: dict[str, tuple[int, str | None]]):
+    labels = keyed_as_submission(submission, labels)
     missing = sorted(set(labels) - set(submission))
     extra = sorted(set(submission) - set(labels))
     if missing or extra:
@@ -241,7 +295,11 @@ def main(argv=None) -> int:
         "--labels",
         type=Path,
         required=True,
-        help="labels.csv, metadata.json, a DFDC root, or a folder with real/ and fake/",
+        help="labels.csv, metadata.json, or a dataset's folder in any layout preprocessing reads",
+    )
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), help="the folder's layout (default: detected)")
+    parser.add_argument(
+        "--split", help="score one official split of the dataset (test, train, valid), as its files name it"
     )
     parser.add_argument(
         "--out-dir", type=Path, help="where score.json and the plots go (default: the submission's folder)"
@@ -249,9 +307,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        labels, submission = read_labels(args.labels), read_submission(args.submission)
+        labels = read_labels(args.labels, args.layout, args.split)
+        submission = read_submission(args.submission)
         result = evaluate(submission, labels)
-    except (ScoreError, OSError, KeyError, json.JSONDecodeError) as error:
+    except (InputError, OSError, KeyError, json.JSONDecodeError) as error:
         return cli.fail(error)
     out_dir = args.out_dir or args.submission.parent
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,80 @@
+"""Benchmark datasets' trees as they come, with their own file names, filled with tiny clips (or
+empty files where only the names matter)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# Celeb-DF v2: Celeb-real/idA_NNNN, YouTube-real/NNNNN, Celeb-synthesis/idA_idB_NNNN (idB's face
+# on idA's clip); List_of_testing_videos.txt says "1 path" for a real video, "0 path" for a fake.
+CELEBDF_VIDEOS = {
+    "Celeb-real/id0_0000.mp4": 0,
+    "Celeb-real/id1_0000.mp4": 0,
+    "YouTube-real/00000.mp4": 0,
+    "YouTube-real/00170.mp4": 0,
+    "Celeb-synthesis/id0_id1_0000.mp4": 1,
+    "Celeb-synthesis/id0_id16_0000.mp4": 1,
+    "Celeb-synthesis/id1_id0_0000.mp4": 1,
+}
+CELEBDF_TEST = ["YouTube-real/00170.mp4", "Celeb-real/id1_0000.mp4", "Celeb-synthesis/id0_id16_0000.mp4"]
+CELEBDF_TEST += ["Celeb-synthesis/id1_id0_0000.mp4"]
+
+# FaceForensics++: originals NNN, fakes TTT_SSS under each method (the same name in every method)
+FFPP_VIDEOS = {
+    "original_sequences/youtube/c23/videos/000.mp4": 0,
+    "original_sequences/youtube/c23/videos/003.mp4": 0,
+    "original_sequences/youtube/c23/videos/004.mp4": 0,
+    "manipulated_sequences/Deepfakes/c23/videos/000_003.mp4": 1,
+    "manipulated_sequences/Deepfakes/c23/videos/003_000.mp4": 1,
+    "manipulated_sequences/Deepfakes/c23/videos/004_982.mp4": 1,
+    "manipulated_sequences/Face2Face/c23/videos/000_003.mp4": 1,
+}
+FFPP_SPLITS = {"train": [["004", "982"]], "val": [], "test": [["000", "003"]]}
+FFPP_TEST = [name for name in FFPP_VIDEOS if "004" not in name]
+
+
+def write_clip(path: Path, variant: int, frames: int = 3) -> None:
+    """A clip of a face photo (128 px wide), a little different for each variant."""
+    import cv2
+    import numpy as np
+
+    from preprocess.demo_world.identities import builtin_photos
+    from preprocess.video_writer import VideoWriter
+
+    photos = builtin_photos()
+    photo = photos[sorted(photos)[variant % 2]]
+    height = 2 * (64 * photo.shape[0] // photo.shape[1])
+    image = cv2.resize(photo, (128, height), interpolation=cv2.INTER_AREA)
+    if variant % 3 == 1:
+        image = image[:, ::-1].copy()
+    image = np.clip(image.astype(np.int16) + 12 * (variant % 4) - 18, 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with VideoWriter(path, fps=25, width=128, height=height, crf=18) as writer:
+        for _ in range(frames):
+            writer.write(image)
+
+
+def _fill(root: Path, names, clips: bool) -> Path:
+    for variant, name in enumerate(sorted(names)):
+        if clips:
+            write_clip(root / name, variant)
+        else:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(b"")
+    return root
+
+
+def celebdf_tree(root: Path, clips: bool = False) -> Path:
+    _fill(root, CELEBDF_VIDEOS, clips)
+    listed = [f"{1 - CELEBDF_VIDEOS[name]} {name}" for name in CELEBDF_TEST]  # Celeb-DF's 1 = real
+    (root / "List_of_testing_videos.txt").write_text("\n".join(listed) + "\n")
+    return root
+
+
+def ffpp_tree(root: Path, clips: bool = False) -> Path:
+    _fill(root, FFPP_VIDEOS, clips)
+    (root / "splits").mkdir(parents=True, exist_ok=True)
+    for split, pairs in FFPP_SPLITS.items():
+        (root / "splits" / f"{split}.json").write_text(json.dumps(pairs))
+    return root
