@@ -14,8 +14,8 @@
 # retries frames without a face in prediction (real data: 0, as the original; demo: 1); the
 # submission goes to WORK_DIR/submission/ (and, for the demo, inference.detect's verdicts and
 # heatmaps of each test video to WORK_DIR/explain/); CALIBRATE_OPTIONS passes options to
-# inference.calibrate (e.g. "--method platt", or "--allow-bound" where the out-of-fold scores
-# separate the classes perfectly). DRY_RUN=1 prints each stage's command instead.
+# inference.calibrate (e.g. "--method platt"; a calibration it refuses leaves the ensemble
+# uncalibrated and the run goes on). DRY_RUN=1 prints each stage's command instead.
 # Stages skip work already done, so an interrupted run continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -88,27 +88,53 @@ run "$PYTHON" -m training.plot_log "${runs[@]}" --out "$WEIGHTS_DIR/curves.png"
 
 stage "calibration: a temperature on the runs' out-of-fold predictions -> $WORK_DIR/ensemble.yaml"
 # the ensemble of the best checkpoints, equal weights, with the calibration (and the false-positive
-# operating points its held-out reals support) that predict and detect apply
+# operating points its out-of-fold reals support) that predict and detect apply. A calibration that
+# could make things worse is refused (fewer than 30 out-of-fold videos of a class, as the demo's 6
+# reals; a fit at a search bound): the ensemble file is then written uncalibrated and the run goes on.
 ENSEMBLE="$WORK_DIR/ensemble.yaml"
+CALIBRATION_REPORT="$WORK_DIR/calibration.txt"  # its last line: what became of the calibration
 calibrate_options=(${CALIBRATE_OPTIONS:-})
-if ! run "$PYTHON" -m inference.calibrate --runs "${runs[@]}" --out "$ENSEMBLE" \
-        ${calibrate_options[@]+"${calibrate_options[@]}"}; then
-    # the demo's few out-of-fold videos can separate perfectly (another DEMO_SEED): a fit at the
-    # search bound is refused (above); the demo keeps it, said so, rather than stop. Real data stops.
-    [ "$MODE" = demo ] || exit 1
-    echo "the demo goes on with --allow-bound: its calibration is at the edge of the search (see above)"
-    calibrate_options+=(--allow-bound)
-    run "$PYTHON" -m inference.calibrate --runs "${runs[@]}" --out "$ENSEMBLE" "${calibrate_options[@]}"
-fi
+calibrate() {
+    if [ -n "${DRY_RUN:-}" ]; then
+        run "$PYTHON" -m inference.calibrate "$@" --uncalibrated-if-refused \
+            ${calibrate_options[@]+"${calibrate_options[@]}"}
+        return
+    fi
+    mkdir -p "$WORK_DIR"
+    "$PYTHON" -m inference.calibrate "$@" --uncalibrated-if-refused ${calibrate_options[@]+"${calibrate_options[@]}"} \
+        | tee "$CALIBRATION_REPORT"
+}
+calibrate --runs "${runs[@]}" --out "$ENSEMBLE"
 
-stage "prediction: every video of $TEST_DIR with the calibrated ensemble of the best checkpoints"
+stage "prediction: every video of $TEST_DIR with the ensemble of the best checkpoints"
 SUBMISSION_DIR="$WORK_DIR/submission"
-options=()
+options=(--detector-scale "$DETECTOR_SCALE" --resume)
 [ "$RECALL_BOOST" = 1 ] || options+=(--no-recall-boost)
 [ -z "${PREDICT_WORKERS:-}" ] || options+=(--workers "$PREDICT_WORKERS")
-run "$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --ensemble "$ENSEMBLE" \
-    --output "$SUBMISSION_DIR/submission.csv" --detector-scale "$DETECTOR_SCALE" --resume \
-    ${options[@]+"${options[@]}"}
+predict() {  # predict OUTPUT [OPTION ...]: the test videos with the ensemble
+    local output=$1
+    shift
+    run "$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --ensemble "$ENSEMBLE" --output "$output" "$@" \
+        "${options[@]}"
+}
+if [ -f "$TEST_DIR/labels.csv" ]; then
+    # labelled test videos: the calibration is kept only if it does not make their log loss worse than
+    # their raw scores' (inference.calibrate --held-out); else the ensemble stays uncalibrated
+    RAW_DIR="$WORK_DIR/submission_raw"
+    echo "the test videos are labelled: their raw scores first, to check the calibration on them"
+    predict "$RAW_DIR/submission.csv" --uncalibrated
+    calibrate --ensemble "$ENSEMBLE" --oof "${runs[@]}" --held-out "$RAW_DIR/submission.csv" \
+        --held-out-labels "$TEST_DIR/labels.csv"
+    if [ -n "${DRY_RUN:-}" ] || grep -q '^calibration:' "$ENSEMBLE"; then
+        predict "$SUBMISSION_DIR/submission.csv"
+    else
+        echo "the ensemble stays uncalibrated: the submission is its raw scores of the test videos ($RAW_DIR)"
+        mkdir -p "$SUBMISSION_DIR"
+        cp "$RAW_DIR/submission.csv" "$RAW_DIR/errors.csv" "$RAW_DIR/details.jsonl" "$SUBMISSION_DIR/"
+    fi
+else
+    predict "$SUBMISSION_DIR/submission.csv"
+fi
 
 if [ -f "$TEST_DIR/labels.csv" ]; then
     stage "scoring: $SUBMISSION_DIR/submission.csv against $TEST_DIR/labels.csv"
@@ -124,3 +150,6 @@ if [ "$MODE" = demo ]; then
 fi
 
 printf '\n==> Done (%s mode): %d stages in %ds\n' "$MODE" "$stage_number" "$(( $(date +%s) - started ))"
+if [ -z "${DRY_RUN:-}" ] && [ -f "$CALIBRATION_REPORT" ]; then
+    echo "calibration: $(tail -n 1 "$CALIBRATION_REPORT")"
+fi

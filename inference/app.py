@@ -26,9 +26,12 @@ function is also an API: `gradio_client.Client(URL).predict(handle_file(PATH), a
 
 Verdicts as inference.detect gives them: with an --ensemble file calibrated by
 inference.calibrate, the calibrated probability, the verdict at the operating point it stores
-(--operating-point fpr=RATE; its 1% point by default) and how many of its held-out real videos
-score as high; --threshold decides on the calibrated probability instead, --uncalibrated ignores
-the calibration.
+(--operating-point fpr=RATE; its 1% point by default) and how many of its reference real videos
+score as high (training's out-of-fold videos, or a labelled held-out set); --threshold decides on
+the calibrated probability instead, --uncalibrated ignores the calibration. Files are scored with
+the settings the calibration's scores were made with (detector scale, frames, strategy, per-person,
+TTA, recall boost, fast mode, precision), else with inference.detect's defaults; --fast (or
+--no-fast) where it differs from the calibration's is warned of.
 """
 
 from __future__ import annotations
@@ -49,7 +52,6 @@ from inference.model_options import add_media_arguments, add_model_arguments, me
 from inference.verdict import verdict_explanation
 from inference.verdict_options import add_verdict_arguments
 from preprocess import cli
-from preprocess.face_detector import RESOLUTION_RULE
 from preprocess.records import MEDIA_SUFFIXES
 from preprocess.video_io import VideoReadError, check_media, is_image
 
@@ -110,13 +112,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="longest a check may take before it is stopped (300)",
     )
     add_verdict_arguments(parser)
-    parser.add_argument("--fast", action="store_true", help="inference.predict's fast mode")
+    parser.add_argument(
+        "--fast",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="inference.predict's fast mode (default: the calibration's setting, else off)",
+    )
     args = parser.parse_args(argv)
     if args.max_frames is None:
         args.max_frames = max(1, int(args.max_seconds * HIGHEST_FPS))
-    # what inference.detect's judging reads, at its defaults
-    args.fp32 = args.cpu_bf16 = args.per_person = args.no_recall_boost = False
-    args.frames, args.strategy, args.detector_scale = 32, "confident", RESOLUTION_RULE
+    # what inference.detect's judging reads: unset, the worker takes them from the calibration, else
+    # inference.detect's defaults (inference/detect_settings.py)
+    args.fp32 = args.cpu_bf16 = args.per_person = args.no_recall_boost = args.tta = None
+    args.frames = args.strategy = args.detector_scale = None
     args.explain = None
     return args
 

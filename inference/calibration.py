@@ -8,6 +8,13 @@ Two separate questions a person asks of "FAKE 0.62":
   much it helped).  Both maps are monotone, so rankings, AUC and thresholds on ranks are unchanged.
 - *How often does a real video score this high?*  inference/operating_points.py answers it.
 
+Both maps are fitted to Platt's prior-corrected targets rather than to the hard labels (Platt 1999,
+section 2.2, as scikit-learn's sigmoid calibration does): a fake counts as (N+ + 1) / (N+ + 2), a
+real as 1 / (N- + 2), for N+ fakes and N- reals. On many videos this is the plain fit; on a handful
+it is the fit a uniform prior on each class's rate gives, and scores that happen to separate the
+classes no longer drive the map to certainty (without it, 3 reals below 3 fakes fit a temperature
+of 0, that is 0.000 and 1.000 for every video).
+
 Label 1 = fake.  Probabilities
 are clipped to [1e-15, 1 - 1e-15] before taking logits, as ``metrics.competition_log_loss`` does.
 Everything here is a pure function of arrays and dicts; reading and writing the ensemble YAML is
@@ -60,16 +67,29 @@ def _logits(probabilities) -> np.ndarray:
 
 
 def _mean_log_loss(labels: np.ndarray, logits: np.ndarray) -> float:
-    """Log loss of sigmoid(logits), computed stably in logit space."""
+    """Log loss (cross-entropy) of sigmoid(logits) against `labels` (0 and 1, or targets between),
+    computed stably in logit space."""
     return float(-np.mean(labels * log_expit(logits) + (1 - labels) * log_expit(-logits)))
+
+
+def platt_targets(labels) -> np.ndarray:
+    """Platt's prior-corrected targets for 0/1 labels: (N+ + 1) / (N+ + 2) for each of the N+
+    fakes, 1 / (N- + 2) for each of the N- reals (Platt 1999; scikit-learn's
+    ``_sigmoid_calibration``). The fit's log loss is taken against these, never 0 or 1, so that
+    no finite data set makes certainty the best fit."""
+    y = np.asarray(labels, np.float64).ravel()
+    fakes = float((y == 1).sum())
+    reals = float(len(y) - fakes)
+    return np.where(y == 1, (fakes + 1) / (fakes + 2), 1 / (reals + 2))
 
 
 # ---------------------------------------------------------------- fitting
 
 
 class FitAtBoundError(ValueError):
-    """A fit that stopped at a search bound: the scores are (nearly) separable, or carry no
-    information or the wrong way round, and the calibration would claim certainty or flatten all."""
+    """A fit that stopped at a search bound: the scores carry no information or the wrong way
+    round (the calibration would flatten every probability), or, which the prior-corrected
+    targets should prevent, it would claim certainty."""
 
 
 def _at_bound(value: float, bounds: tuple[float, float], log_scale: bool = True) -> bool:
@@ -80,13 +100,14 @@ def _at_bound(value: float, bounds: tuple[float, float], log_scale: bool = True)
 
 
 def temperature_fit(labels, probabilities) -> tuple[float, bool]:
-    """(the temperature T > 0 minimising the log loss of sigmoid(logit(p) / T), whether it is at a
-    bound of ``TEMPERATURE_BOUNDS``).
+    """(the temperature T > 0 minimising the log loss of sigmoid(logit(p) / T) against Platt's
+    targets (``platt_targets``), whether it is at a bound of ``TEMPERATURE_BOUNDS``).
 
     T > 1 softens an over-confident ensemble, T < 1 sharpens an under-confident one.  Searched on
     log T, where the loss is smooth and unimodal in practice.
     """
     y, p = _labels_and_probabilities(labels, probabilities)
+    y = platt_targets(y)
     z = _logits(p)
     low, high = (math.log(bound) for bound in TEMPERATURE_BOUNDS)
     result = minimize_scalar(
@@ -104,7 +125,7 @@ def fit_temperature(labels, probabilities) -> float:
     temperature, at_bound = temperature_fit(labels, probabilities)
     if at_bound:
         logger.warning(
-            "fitted temperature %.4g is at the search bound %s: the scores may be separable",
+            "fitted temperature %.4g is at the search bound %s",
             temperature,
             TEMPERATURE_BOUNDS,
         )
@@ -112,15 +133,17 @@ def fit_temperature(labels, probabilities) -> float:
 
 
 def platt_fit(labels, probabilities) -> tuple[tuple[float, float], bool]:
-    """(Platt's (a, b) minimising the log loss of sigmoid(a * logit(p) + b), whether either is at a
-    bound of ``PLATT_SLOPE_BOUNDS`` / ``PLATT_INTERCEPT_BOUNDS`` or the scores separate the classes,
-    which puts the best ``a`` beyond any bound).
+    """(Platt's (a, b) minimising the log loss of sigmoid(a * logit(p) + b) against Platt's targets
+    (``platt_targets``), whether either is at a bound of ``PLATT_SLOPE_BOUNDS`` /
+    ``PLATT_INTERCEPT_BOUNDS``).
 
-    ``a`` is bounded to be positive so that the map never reverses which videos look fake; ``b``
-    shifts the scores, which a temperature alone cannot do (useful when the base rate of fakes
-    differs from training's).
+    This is scikit-learn's ``_sigmoid_calibration`` on the logits (its A, B are -a, -b), except
+    that ``a`` is bounded to be positive so that the map never reverses which videos look fake;
+    ``b`` shifts the scores, which a temperature alone cannot do (useful when the base rate of
+    fakes differs from training's).
     """
     y, p = _labels_and_probabilities(labels, probabilities)
+    y = platt_targets(y)
     z = _logits(p)
 
     def loss_and_gradient(parameters):
@@ -135,15 +158,13 @@ def platt_fit(labels, probabilities) -> tuple[tuple[float, float], bool]:
         jac=True,
         method="L-BFGS-B",
         bounds=[PLATT_SLOPE_BOUNDS, PLATT_INTERCEPT_BOUNDS],
+        options={"gtol": 1e-9, "ftol": 1e-15, "maxiter": 1000},
     )
     a, b = (float(value) for value in result.x)
     if not result.success:
         logger.warning("Platt fit did not converge (%s); using a=%.4g, b=%.4g", result.message, a, b)
-    # Reals all below fakes: the loss falls on as a grows, and the optimiser stops wherever its
-    # gradient is small (not always at the bound); the fit belongs at the bound all the same.
-    separable = z[y == 0].max() < z[y == 1].min()
     at_bound = _at_bound(a, PLATT_SLOPE_BOUNDS) or _at_bound(b, PLATT_INTERCEPT_BOUNDS, log_scale=False)
-    return (a, b), bool(at_bound or separable)
+    return (a, b), bool(at_bound)
 
 
 def fit_platt(labels, probabilities) -> tuple[float, float]:
@@ -163,7 +184,10 @@ def _bound_problem(calibration: dict) -> str:
             f"(a {PLATT_SLOPE_BOUNDS}, b {PLATT_INTERCEPT_BOUNDS})"
         )
     if sharpened:
-        why = "the scores separate real from fake (nearly) perfectly, and the calibration would claim certainty"
+        why = (
+            "the fit would stretch the scores more than the search allows (scores that barely leave 0.5), "
+            "and the calibration would claim near certainty"
+        )
     else:
         why = (
             "the scores tell real from fake (almost) not at all or the wrong way round, and the calibration "
@@ -174,7 +198,8 @@ def _bound_problem(calibration: dict) -> str:
 
 def fit_calibration(labels, probabilities, method: str = "temperature", allow_bound: bool = False) -> dict:
     """The calibration dict for ``method`` (the form stored under ``calibration:``). A fit at a
-    search bound is a FitAtBoundError (saying why) unless ``allow_bound``."""
+    search bound is a FitAtBoundError (saying why) unless ``allow_bound`` (inference.calibrate's
+    --force)."""
     if method == "temperature":
         temperature, at_bound = temperature_fit(labels, probabilities)
         calibration = {"method": "temperature", "temperature": temperature}

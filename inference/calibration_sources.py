@@ -11,6 +11,10 @@
   from the details.jsonl beside the submission ("ensemble_score", else "score"), failed videos
   left out (their default score is no model's). The details must be the submission's: each
   uncalibrated row's score is the submission's label for that video, and no video is listed twice.
+
+Each source says how its scores were made (`settings`, inference/scoring_settings.py): the
+scoring settings predict recorded in the rows (`scoring`: one set for all the videos, else refused;
+None for details written before predict recorded them), or "training-validation".
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import pandas as pd
 
 from inference.fit_ensemble import run_checkpoint
 from inference.score import align, read_labels, read_submission
+from inference.scoring_settings import TRAINING_VALIDATION, rows_settings
 from preprocess.cli import InputError, describe
 
 logger = logging.getLogger("inference.calibrate")
@@ -49,6 +54,7 @@ class LabelledScores:
     scores: np.ndarray  # the ensemble's raw scores
     scored_with: str = SUBMISSION_SCORES  # what fitted_on.scores says: how the scores were made
     from_oof: bool = False  # training's out-of-fold predictions, not predict's scores
+    settings: dict | str | None = None  # predict's scoring settings, "training-validation", or unknown (None)
 
 
 # ---------------------------------------------------------------- out-of-fold predictions
@@ -172,7 +178,7 @@ def oof_scores(run_dirs: list[Path], entries: list[dict]) -> LabelledScores:
         f"{' or '.join(str(runs) for runs, _ in by_runs)} of {len(entries)} members"
     )
     source = "oof: " + ", ".join(map(str, run_dirs))
-    return LabelledScores(source, videos, labels, scores, scored_with, from_oof=True)
+    return LabelledScores(source, videos, labels, scores, scored_with, from_oof=True, settings=TRAINING_VALIDATION)
 
 
 # ---------------------------------------------------------------- a predicted, labelled set
@@ -265,6 +271,7 @@ def submission_scores(submission: Path, labels_path: Path, entries: list[dict] |
     Missing or extra rows against the labels are errors, as in inference.score."""
     names, labels, scores, _ = align(read_submission(submission), read_labels(labels_path))
     details_path = submission.parent / "details.jsonl"
+    settings = None
     if details_path.is_file():
         rows = read_details(details_path)
         unknown = sorted(set(names) - set(rows))
@@ -275,6 +282,10 @@ def submission_scores(submission: Path, labels_path: Path, entries: list[dict] |
             check_scored_by({name: rows[name] for name in names}, entries, details_path)
         failed = [name for name in names if rows[name].get("error")]
         scores = [-1.0 if name in failed else raw_score(rows[name], f"{details_path}: {name}") for name in names]
+        try:
+            settings = rows_settings([rows[name] for name in names if name not in failed], str(details_path))
+        except ValueError as error:
+            raise InputError(str(error)) from None
     else:
         errors_path = submission.parent / "errors.csv"
         failed = sorted(set(read_submission_errors(errors_path)) & set(names)) if errors_path.is_file() else []
@@ -295,7 +306,13 @@ def submission_scores(submission: Path, labels_path: Path, entries: list[dict] |
     keep = np.array([name not in left_out for name in names], bool)
     kept = [name for name, chosen in zip(names, keep, strict=True) if chosen]
     scores = np.asarray(scores, np.float64)[keep]
-    return LabelledScores(f"submission: {submission}", kept, labels[keep], scores, SUBMISSION_SCORES)
+    if settings is None:
+        logger.warning(
+            "%s: its details record no scoring settings (written before predict recorded them, or none beside it): "
+            "the calibration cannot be held to the settings it is applied with; predict the set again to record them",
+            submission,
+        )
+    return LabelledScores(f"submission: {submission}", kept, labels[keep], scores, SUBMISSION_SCORES, settings=settings)
 
 
 def read_submission_errors(path: Path) -> list[str]:

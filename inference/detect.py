@@ -21,14 +21,18 @@ scored by every model, the frames aggregated per model (`confident` by default) 
 averaged by weight. A photo is a video of one frame, with the same detection and crop (the
 confident strategy is then the face's own probability). Faces are looked for at a scale set by
 the resolution (`--detector-scale rule`: 0.5 for DFDC-size video, as the original, and larger
-for small media and photos), with the recall boost on.
+for small media and photos), with the recall boost on. With a calibrated --ensemble, each of these
+scoring options that is not given is the calibration's instead (the settings its scores were made
+with: predict's default scale is 0.5, not rule), and one that is given and differs from it is
+warned of, naming each difference (inference/detect_settings.py).
 
 Verdicts: FAKE when the probability is above --threshold (0.5). An --ensemble file calibrated by
 `python -m inference.calibrate` carries a `calibration:` block: the probability is then calibrated
 (people and frames too; each model's score stays raw, and the document's `score` is the ensemble's
 raw score), the verdict is taken at an operating point it stores (--operating-point fpr=0.01; by
 default its 1% point), FAKE when the raw score is above that point's threshold, and the line says
-how many of its held-out real videos score as high (`real_quantile`). --threshold with a
+how many of its reference real videos score as high (`real_quantile`; the line says whether they are
+training's out-of-fold videos or a labelled held-out set). --threshold with a
 calibration decides on the calibrated probability instead; --uncalibrated ignores the calibration.
 
 Models: --models, or --ensemble (a YAML file, or `original`, the winning seven B7 once fetched
@@ -61,8 +65,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.aggregate import STRATEGIES
 from inference.clips import clip_probabilities, extract_clips
+from inference.detect_settings import add_scoring_arguments, resolve_scoring
 from inference.ensemble import Member, check_finite_scores, face_probabilities
 from inference.ensemble_file import ensemble_calibration, ensemble_members
 from inference.explain import explain, write_report
@@ -71,8 +75,6 @@ from inference.model_options import (
     add_media_arguments,
     add_model_arguments,
     autocast_dtype,
-    cpu_precision,
-    frames_argument,
     load_members,
     media_limits,
 )
@@ -80,7 +82,7 @@ from inference.verdict import ensemble_face_probabilities, failure, judgement, o
 from inference.verdict_options import UNREADABLE_BLOCK, VerdictRule, add_verdict_arguments, verdict_rule
 from preprocess import cli
 from preprocess.cli import InputError
-from preprocess.face_detector import RESOLUTION_RULE, default_device, scale_argument
+from preprocess.face_detector import default_device
 from preprocess.records import MEDIA_SUFFIXES, media_files
 from preprocess.video_io import VideoReadError
 
@@ -103,18 +105,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_media_arguments(parser)
     add_verdict_arguments(parser)
     parser.add_argument("--json", action="store_true", help="one JSON document per file (a line each)")
-    parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="confident", help="frame aggregation")
-    parser.add_argument("--per-person", action="store_true", help="judge by the most fake person")
-    parser.add_argument("--frames", type=frames_argument, default=32, help="frames sampled per video (32)")
-    parser.add_argument(
-        "--detector-scale", type=scale_argument, default=RESOLUTION_RULE, help="MTCNN scale: a number or 'rule' (rule)"
-    )
-    parser.add_argument("--no-recall-boost", action="store_true", help="no second try on frames without a face")
-    parser.add_argument("--fast", action="store_true", help="inference.predict's fast mode")
-    parser.add_argument("--cpu-bf16", action="store_true", help="bf16 classifiers where the CPU has it natively")
-    parser.add_argument(
-        "--fp32", action="store_true", help="the classifiers in fp32: no fp16 autocast on CUDA, no bf16"
-    )
+    add_scoring_arguments(parser)
     parser.add_argument(
         "--explain",
         type=Path,
@@ -242,7 +233,10 @@ def examine(
     frame_members = [m for m in members if not m.clip]
     try:
         per_model = [
-            check_finite_scores(face_probabilities(m, faces.crops, device, amp_dtype=amp_dtype), m.name)
+            check_finite_scores(
+                face_probabilities(m, faces.crops, device, amp_dtype=amp_dtype, hflip=getattr(args, "tta", False)),
+                m.name,
+            )
             for m in frame_members
         ]
         clip_scores = [(m, temporal_probabilities(m, path, detector, args, device)) for m in members if m.clip]
@@ -301,7 +295,7 @@ def main(argv=None) -> int:
         files = files_to_judge(args.paths)
         choose_models(args)
         rule = verdict_rule(args)
-        precision = cpu_precision(args, device)
+        precision = resolve_scoring(args, rule.calibration, device)  # the calibration's settings, where not given
         members = load_members(args, device, precision)
     except cli.BAD_INPUT as error:
         return cli.fail(error)

@@ -12,8 +12,10 @@ apply it through `EnsembleCalibration`:
         - ...
       operating_points:                   # FAKE when the ensemble's score is above `score`
         - {fpr: 0.05, score: 0.8123, probability: 0.7011, reals: 40, rank: 2}
-      real_scores: [0.01, 0.02, ...]      # the held-out reals' scores, sorted (real-video quantiles)
-      fitted_on: {source: ..., videos: 120, real: 40, fake: 80, log_loss_before: ..., ...}
+      real_scores: [0.01, 0.02, ...]      # the fit's reals' scores, sorted (real-video quantiles)
+      settings: {detector_scale: 0.5, frames: 32, strategy: confident, ...}   # or training-validation
+      fitted_on: {source: ..., videos: 120, real: 40, fake: 80, log_loss_before: ..., ...,
+                  held_out: {source: ..., settings: {...}, log_loss_before: ..., ...}, forced: false}
 
 Scores here are the ensemble's own (the weighted mean of its members, before calibration);
 `probability` is the calibrated value a person reads. Thresholds and quantiles are taken on the
@@ -22,7 +24,10 @@ one set of members and weights: an ensemble file whose members no longer match i
 encoder, input size, weight as the file lists them; a checkpoint file of another size, or, when its
 modification time changed, another sha256: retrained or replaced), or a command that adds --models
 to it, is refused (the calibration would describe another ensemble). A checkpoint file that is not
-there is left to the loading's own error.
+there is left to the loading's own error. `settings` are those of the scores it was fitted on
+(inference/scoring_settings.py: predict holds a calibration to them, detect takes them), and
+`fitted_on.forced` says that inference.calibrate --force stored it over a refusal (`forced_over`
+says which; the verdicts repeat it).
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ import numpy as np
 
 from inference.calibration import apply_calibration, validate_calibration
 from inference.operating_points import conformal_rank, real_quantile
+from inference.scoring_settings import TRAINING_VALIDATION, settings_problem
+
+# fitted_on.source: "oof: RUN, ..." (training's out-of-fold predictions) or "submission: PATH" (a labelled set)
+OOF_SOURCE, SUBMISSION_SOURCE = "oof: ", "submission: "
 
 
 class CalibrationFileError(ValueError):
@@ -49,7 +58,7 @@ class OperatingPoint:
     fpr: float  # the target false-positive rate on fresh real videos
     score: float  # FAKE when the ensemble's score is above this
     probability: float  # the same threshold, calibrated
-    reals: int  # the held-out real videos it was picked from
+    reals: int  # the real videos it was picked from (the fit's)
     rank: int  # it is the rank-th largest of their scores
 
     def describe(self) -> str:
@@ -63,6 +72,24 @@ class EnsembleCalibration:
     operating_points: tuple[OperatingPoint, ...]
     real_scores: np.ndarray  # sorted
     fitted_on: dict
+    settings: dict | str | None = None  # the fit's scores': a mapping, "training-validation", or not recorded
+    held_out_settings: dict | str | None = None  # the held-out set's scores' (fitted_on.held_out.settings)
+
+    @property
+    def forced(self) -> str | None:
+        """What inference.calibrate --force stored it over (fitted_on.forced_over), or None."""
+        if not self.fitted_on.get("forced"):
+            return None
+        return str(self.fitted_on.get("forced_over") or "a refusal")
+
+    def reals_origin(self) -> str | None:
+        """Where the reference reals (real_scores) come from, in words, or None where not recorded."""
+        source = self.fitted_on.get("source")
+        if self.settings == TRAINING_VALIDATION or (isinstance(source, str) and source.startswith(OOF_SOURCE)):
+            return "training's out-of-fold videos"
+        if isinstance(source, str) and source.startswith(SUBMISSION_SOURCE):
+            return "a labelled held-out set"
+        return None
 
     def probability(self, scores):
         """Calibrated probabilities of ensemble scores (a float for a scalar)."""
@@ -76,7 +103,7 @@ class EnsembleCalibration:
         stored = ", ".join(f"fpr={p.fpr:g}" for p in self.operating_points) or "none"
         raise CalibrationFileError(
             f"{self.path}: no operating point at fpr={fpr:g} (stored: {stored}); run python -m inference.calibrate "
-            f"with --fpr {fpr:g} (it needs enough held-out real videos)"
+            f"with --fpr {fpr:g} (it needs enough labelled real videos)"
         )
 
     def default_operating_point(self) -> OperatingPoint | None:
@@ -89,12 +116,18 @@ class EnsembleCalibration:
         return min(self.operating_points, key=lambda point: point.fpr)
 
     def real_quantile(self, score: float) -> float | None:
-        """Fraction of the held-out real videos that scored at least `score` (None without any)."""
+        """Fraction of the reference real videos (the fit's) that scored at least `score` (None without any)."""
         return real_quantile(self.real_scores, score) if len(self.real_scores) else None
 
     def summary(self) -> dict:
         """What a JSON document says of the calibration applied."""
-        return {"file": str(self.path), **self.method_parameters(), "fitted_on": self.fitted_on}
+        return {
+            "file": str(self.path),
+            **self.method_parameters(),
+            "settings": self.settings,
+            "forced": self.forced is not None,
+            "fitted_on": self.fitted_on,
+        }
 
     def method_parameters(self) -> dict:
         keys = ("method", "temperature") if self.method["method"] == "temperature" else ("method", "a", "b")
@@ -262,7 +295,16 @@ def read_calibration(block, path: Path, members: list[dict]) -> EnsembleCalibrat
     fitted_on = {} if fitted_on is None else fitted_on
     if not isinstance(fitted_on, dict):
         raise CalibrationFileError(f"{path}: calibration `fitted_on` must be a mapping, got {fitted_on!r}")
-    return EnsembleCalibration(path, method, tuple(points), reals, fitted_on)
+    held_out = fitted_on.get("held_out")
+    held_out_settings = held_out.get("settings") if isinstance(held_out, dict) else None
+    for what, settings in (("settings", block.get("settings")), ("fitted_on.held_out.settings", held_out_settings)):
+        problem = None if settings is None else settings_problem(settings)
+        if problem:
+            raise CalibrationFileError(
+                f"{path}: calibration `{what}` is not a record of scoring settings ({problem}); run python -m "
+                "inference.calibrate on it again"
+            )
+    return EnsembleCalibration(path, method, tuple(points), reals, fitted_on, block.get("settings"), held_out_settings)
 
 
 def operating_point_argument(text: str) -> float:

@@ -29,8 +29,9 @@ import cv2
 import torch
 
 from inference.detect import examine
+from inference.detect_settings import resolve_scoring
 from inference.faces import inference_detector
-from inference.model_options import autocast_dtype, cpu_precision, load_members
+from inference.model_options import autocast_dtype, load_members
 from inference.verdict_options import VerdictRule, verdict_rule
 from preprocess import cli
 from preprocess.cli import InputError
@@ -52,10 +53,10 @@ class Models:
 def load_models(args: argparse.Namespace) -> Models:
     device = torch.device(args.device) if args.device else default_device()
     rule = verdict_rule(args)  # a calibration that cannot be used is refused before the models load
-    precision = cpu_precision(args, device)
+    precision = resolve_scoring(args, rule.calibration, device)  # the calibration's scoring settings
     members = load_members(args, device, precision)
     detector = inference_detector(args.detector_scale, device, args.fast)
-    return Models(args, device, members, autocast_dtype(device, precision), detector, rule)
+    return Models(args, device, members, autocast_dtype(device, precision, args.fp32), detector, rule)
 
 
 def judge_file(models: Models, path: Path, folder: Path) -> tuple[dict, dict]:

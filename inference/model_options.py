@@ -158,6 +158,8 @@ def load_calibration(args: argparse.Namespace):
             f"{args.ensemble}: its calibration was fitted for its own members; --models would make another ensemble "
             "(list them in an ensemble file and calibrate that, or delete its `calibration:` block)"
         )
+    if calibration.forced:
+        logger.warning("%s: its calibration was stored with --force over: %s", args.ensemble, calibration.forced)
     points = ", ".join(f"{p.fpr:g} FPR above {p.score:.4g}" for p in calibration.operating_points) or "none"
     logger.info(
         "calibration from %s: %s; operating points: %s",

@@ -34,6 +34,10 @@ inference/ensemble_calibration.py) has it applied: the submission's label is the
 probability of the ensemble's score, and the details line keeps that raw score as "ensemble_score",
 with "calibrated": true. Model and face scores in details stay raw; a failed video keeps
 --default-score, uncalibrated. `--uncalibrated` ignores the block: the labels are the raw scores.
+Each details line records the settings that made its score ("scoring": detector scale, frames,
+strategy, per-person, TTA, recall boost, fast mode, precision, cropped faces;
+inference/scoring_settings.py), and a calibration made for other settings is refused before a
+video is read (one line naming each difference; --ignore-calibration-settings applies it anyway).
 
 Runs survive: as each video finishes, its details line is appended to OUTPUT.progress.jsonl beside
 the output (OUTPUT.progress.rankRofN.jsonl per process under torchrun; see inference/progress.py),
@@ -68,6 +72,7 @@ from inference.faces import DetectionError, VideoFaces
 from inference.model_options import autocast_dtype, cpu_precision, load_members
 from inference.progress import Progress, check_progress_files, progress_path, run_settings
 from inference.reader import FaceReader
+from inference.scoring_settings import check_settings, scoring_settings
 from inference.submission import write_outputs
 from preprocess import cli
 from preprocess.cli import InputError
@@ -167,8 +172,10 @@ def predict(
     """Scores, failures and details of the videos of this process's `share` (rank, world size):
     every world-size-th video from the rank on. Each video's details line goes to `progress` as the
     video finishes; the videos it holds already (from the run it resumes) are not read again. A
-    scored video's score is `calibration`'s probability of the ensemble's score, where given."""
+    scored video's score is `calibration`'s probability of the ensemble's score, where given; its
+    line records the settings it was scored with (`scoring`)."""
     amp_dtype = autocast_dtype(device, precision, args.fp32)
+    scoring = scoring_settings(args, device.type, precision)
     rank, world = share
     videos = list_videos(args.test_dir, args.recursive)[rank::world]
 
@@ -229,6 +236,7 @@ def predict(
                     "score": score if calibration is None else calibration.probability(score),
                     "ensemble_score": score,
                     "calibrated": calibration is not None,
+                    "scoring": scoring,
                     "model_scores": model_scores,
                     "face_scores": face_scores,
                     **faces.details(),
@@ -275,6 +283,10 @@ def main(argv=None) -> int:
     check_progress_files(args.output, rank, world, args.resume)  # before the minutes that loading can take
     try:
         calibration = predict_options.chosen_calibration(args)
+        if calibration is not None:  # before the minutes that loading and scoring take
+            check_settings(
+                calibration, scoring_settings(args, device.type, precision), args.ignore_calibration_settings
+            )
         members = load_members(args, device, precision)
     except (CheckpointError, ValueError) as error:  # a wrong file or setting: one line, no traceback
         return cli.fail(error)

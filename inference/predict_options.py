@@ -51,6 +51,13 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     parser.add_argument("--test-dir", type=Path, required=True, help="folder of videos to score")
     add_model_arguments(parser)
     add_calibration_argument(parser)
+    parser.add_argument(
+        "--ignore-calibration-settings",
+        action="store_true",
+        help="apply the ensemble file's calibration even to scores made with other settings than its own "
+        "(detector scale, frames, strategy, per-person, TTA, recall boost, fast mode, precision): refused by "
+        "default, one line naming each difference; with this a warning names them",
+    )
     add_media_arguments(parser)
     parser.add_argument("--output", type=Path, default=Path("submission.csv"), help="default: submission.csv")
     parser.add_argument("--errors", type=Path, help="default: errors.csv next to the output")

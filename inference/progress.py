@@ -174,6 +174,7 @@ ROW_FIELDS = {
     "score": _is_probability,
     "ensemble_score": _is_probability,
     "calibrated": lambda value: isinstance(value, bool),
+    "scoring": lambda value: isinstance(value, dict),
     "error": _is_error,
     "model_scores": _mapping_of(_is_probability),
     "face_scores": _list_of(_is_probability),

@@ -131,6 +131,8 @@ def judgement(
         },
         "real_quantile": None if quantile is None else round(quantile, 6),
         "real_videos": None if calibration is None else len(calibration.real_scores),
+        "real_videos_from": None if calibration is None else calibration.reals_origin(),
+        "calibration_forced": None if calibration is None else calibration.forced,
         "calibration": None if calibration is None else calibration.summary(),
         "aggregation": {"strategy": strategy, "per_person": by_person},
         "models": [
@@ -200,15 +202,20 @@ def summary_line(document: dict) -> str:
 
 
 def verdict_explanation(document: dict) -> str:
-    """What decided the verdict and, with a calibration, how many held-out real videos score as
-    high: "FAKE at the 1% false-positive threshold; 0.8% of held-out real videos score this high" (as
-    a count, "0 of 6 held-out real videos", where there are fewer than 100)."""
+    """What decided the verdict and, with a calibration, how many of its reference real videos
+    score as high, and where they come from: "FAKE at the 1% false-positive threshold; 0.8% of
+    real videos score this high (a labelled held-out set)" (as a count, "0 of 6 real videos", where
+    there are fewer than 100); and, for a calibration stored with inference.calibrate --force, what
+    it was forced over."""
     quantile, reals = document.get("real_quantile"), document.get("real_videos")
+    forced = document.get("calibration_forced")
+    note = f"; its calibration was stored with --force over: {forced}" if forced else ""
     if quantile is None:
-        return document["verdict_text"]
+        return document["verdict_text"] + note
     # under 100 reals, a count: a percentage of a handful would claim a precision it does not have
     share = f"{round(quantile * reals)} of {reals}" if reals and reals < 100 else f"{quantile * 100:.3g}% of"
-    return f"{document['verdict_text']}; {share} held-out real videos score this high"
+    origin = document.get("real_videos_from") or "their origin not recorded"
+    return f"{document['verdict_text']}; {share} real videos score this high ({origin}){note}"
 
 
 def output_line(document: dict, as_json: bool) -> str | None:

@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from scipy.special import expit
+from scipy.special import expit, logit
 from scipy.stats import norm
 
 from inference.calibration import (
+    PLATT_SLOPE_BOUNDS,
+    TEMPERATURE_BOUNDS,
     FitAtBoundError,
     apply_calibration,
     calibration_report,
@@ -17,6 +19,7 @@ from inference.calibration import (
     fit_platt,
     fit_temperature,
     platt_fit,
+    platt_targets,
     temperature_fit,
     validate_calibration,
 )
@@ -189,30 +192,83 @@ def test_tpr_at_fpr_on_a_hand_made_example():
     assert no_fakes["tpr"] is None and no_fakes["threshold"] == 0.38
 
 
-# ---------------------------------------------------------------- fits at a search bound
+# ---------------------------------------------------------------- small and separable sets, search bounds
 
 
-def test_a_fit_at_a_search_bound_is_refused_unless_allowed():
+SEPARABLE = (
+    (np.array([0, 0, 0, 1, 1, 1]), np.array([0.4, 0.42, 0.45, 0.55, 0.58, 0.6])),  # 3 real, 3 fake
+    (np.array([0] * 6 + [1] * 12), np.linspace(0.05, 0.45, 6).tolist() + np.linspace(0.6, 0.97, 12).tolist()),
+    # the issue's 8 out-of-fold videos, 0.47 to 0.56, every real below every fake (hard labels: T 0.01)
+    (np.array([0, 0, 0, 0, 1, 1, 1, 1]), np.array([0.47, 0.48, 0.49, 0.5, 0.52, 0.53, 0.55, 0.56])),
+)
+
+
+@pytest.mark.parametrize("labels, scores", SEPARABLE)
+def test_separable_small_sets_fit_inside_the_bounds_and_claim_no_certainty(labels, scores):
+    scores = np.asarray(scores)
+    temperature, at_bound = temperature_fit(labels, scores)
+    assert not at_bound and math.isfinite(temperature)
+    assert TEMPERATURE_BOUNDS[0] * 2 < temperature < TEMPERATURE_BOUNDS[1] / 2
+    (a, b), at_bound = platt_fit(labels, scores)
+    assert not at_bound and math.isfinite(a) and math.isfinite(b) and 0 < a < PLATT_SLOPE_BOUNDS[1] / 2
+    targets = platt_targets(labels)
+    for calibration in (fit_calibration(labels, scores), fit_calibration(labels, scores, "platt")):
+        calibrated = apply_calibration(scores, calibration)
+        # moderate: no video within 0.005 of 0 or 1 (the labels' own fit put them at 1e-15, 34 nats of
+        # log loss for a mistake), each class's mean near its prior-corrected target
+        assert calibrated.min() > 0.005 and calibrated.max() < 0.997
+        assert calibrated[labels == 1].mean() == pytest.approx(targets[labels == 1][0], abs=0.2)
+        assert calibrated[labels == 0].mean() == pytest.approx(targets[labels == 0][0], abs=0.2)
+
+
+def test_platt_targets_are_platts():
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1])  # 3 real, 9 fake
+    assert platt_targets(labels).tolist() == [1 / 5] * 3 + [10 / 11] * 9
+
+
+@pytest.mark.parametrize("seed, videos, separation", [(0, 6, 1.0), (1, 12, 2.0), (2, 40, 1.0), (3, 200, 3.0)])
+def test_platt_is_scikit_learns_sigmoid_calibration_on_the_logits(seed, videos, separation):
+    """sklearn fits P(fake) = 1 / (1 + exp(A f + B)) to the same targets: a = -A, b = -B."""
+    calibration = pytest.importorskip("sklearn.calibration")
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.zeros(videos // 2, int), np.ones(videos - videos // 2, int)]
+    scores = expit(separation * (2 * labels - 1) + rng.normal(0, 1.5, videos))
+    slope, intercept = calibration._sigmoid_calibration(logit(scores), labels)
+    (a, b), at_bound = platt_fit(labels, scores)
+    assert not at_bound
+    assert a == pytest.approx(-slope, rel=1e-4, abs=1e-5) and b == pytest.approx(-intercept, rel=1e-4, abs=1e-4)
+    separable = np.array([0.4, 0.42, 0.45, 0.55, 0.58, 0.6])
+    slope, intercept = calibration._sigmoid_calibration(logit(separable), SEPARABLE[0][0])
+    assert platt_fit(SEPARABLE[0][0], separable)[0] == pytest.approx((-slope, -intercept), rel=1e-4, abs=1e-4)
+
+
+def test_a_temperature_is_platt_without_a_shift_where_the_data_are_symmetric():
+    """Reals' logits the mirror of the fakes': Platt's best shift is 0 and its slope is 1 / T."""
+    fakes = expit(np.random.default_rng(4).normal(1.0, 1.5, 25))
+    labels, scores = np.r_[np.zeros(25, int), np.ones(25, int)], np.r_[1 - fakes, fakes]
+    (a, b), _ = platt_fit(labels, scores)
+    assert b == pytest.approx(0, abs=1e-5)
+    assert fit_temperature(labels, scores) == pytest.approx(1 / a, rel=1e-4)
+
+
+def test_a_fit_at_a_search_bound_is_still_refused_unless_allowed():
     labels = np.array([0, 0, 0, 1, 1, 1])
-    separable = np.array([0.4, 0.42, 0.45, 0.55, 0.58, 0.6])  # every real below every fake
-    reversed_ = separable[::-1].copy()  # every real above every fake
-    temperature, at_bound = temperature_fit(labels, separable)
-    assert at_bound and temperature == pytest.approx(0.01, rel=1e-3)
-    with pytest.raises(FitAtBoundError, match=r"temperature 0\.01 is at its search bound .* claim certainty"):
-        fit_calibration(labels, separable)
-    assert fit_calibration(labels, separable, allow_bound=True)["temperature"] == pytest.approx(temperature)
+    reversed_ = np.array([0.6, 0.58, 0.55, 0.45, 0.42, 0.4])  # every real above every fake
     temperature, at_bound = temperature_fit(labels, reversed_)
     assert at_bound and temperature == pytest.approx(100, rel=1e-3)
     with pytest.raises(FitAtBoundError, match="temperature 100 .* flatten every probability"):
         fit_calibration(labels, reversed_)
+    assert fit_calibration(labels, reversed_, allow_bound=True)["temperature"] == pytest.approx(temperature)
     (a, _), at_bound = platt_fit(labels, reversed_)
     assert at_bound and a == pytest.approx(0.01, rel=1e-3)
     with pytest.raises(FitAtBoundError, match="Platt a 0.01, .* flatten every probability"):
         fit_calibration(labels, reversed_, "platt")
-    # separable: the slope grows until the optimiser stops, wherever that is; refused all the same
-    assert platt_fit(labels, separable)[1] is True
-    with pytest.raises(FitAtBoundError, match="Platt a .* claim certainty"):
-        fit_calibration(labels, separable, "platt")
+    # scores that barely leave 0.5: a 100-fold stretch is not enough to reach the targets
+    flat = np.array([0.49999, 0.499995, 0.5, 0.500005, 0.50001, 0.500015])
+    temperature, at_bound = temperature_fit(labels, flat)
+    assert at_bound and temperature == pytest.approx(0.01, rel=1e-3)
+    with pytest.raises(FitAtBoundError, match="stretch the scores more than the search allows"):
+        fit_calibration(labels, flat)
     labels, scores = over_confident(np.random.default_rng(5), 500, sharpen=2.0)
     assert temperature_fit(labels, scores)[1] is False and platt_fit(labels, scores)[1] is False
     assert fit_calibration(labels, scores)["temperature"] == temperature_fit(labels, scores)[0]

@@ -1,7 +1,8 @@
 """inference.detect and the page with an ensemble file that carries a `calibration:` block: the
 probabilities calibrated (the file's, each person's, each frame's), the raw score kept, the verdict
-taken at the stored operating point on the raw score, the share of held-out reals that score as
-high; errors for an operating point there is none of; --uncalibrated as the file without the block."""
+taken at the stored operating point on the raw score, the share of the reference reals that score
+as high (and where they come from); errors for an operating point there is none of; --uncalibrated
+as the file without the block."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def world(tmp_path_factory) -> dict:
         "members": member_fingerprint(MEMBERS, folder),  # as inference.calibrate records them
         "operating_points": points,
         "real_scores": real_scores,
-        "fitted_on": {"source": "by hand", "videos": 5},
+        "fitted_on": {"source": "submission: labelled/submission.csv", "videos": 5},  # written by hand
     }
     calibrated = write_ensemble(folder / "calibrated.yaml", block)
     return {"folder": folder, "photo": photo, "plain": plain, "raw": raw, "block": block, "calibrated": calibrated}
@@ -111,7 +112,9 @@ def test_the_probabilities_are_calibrated_and_the_stored_1_percent_point_decides
         "method": "platt",
         "a": block["a"],
         "b": block["b"],
-        "fitted_on": {"source": "by hand", "videos": 5},
+        "settings": None,  # a block written before settings were recorded
+        "forced": False,
+        "fitted_on": {"source": "submission: labelled/submission.csv", "videos": 5},
     }
     one_percent = block["operating_points"][1]
     assert document["verdict"] == "REAL", "the raw score is below the 1% point's threshold"
@@ -154,7 +157,7 @@ def test_the_line_says_what_decided_and_how_many_reals_score_as_high(world):
     assert code == 0
     assert line.startswith("REAL  0.8") and line.endswith(
         "astronaut.jpg  (1 face, 1 person)  REAL at the 1% false-positive threshold; "
-        "2 of 5 held-out real videos score this high"
+        "2 of 5 real videos score this high (a labelled held-out set)"
     )
     code, [plain], _ = detect_run([str(world["photo"]), "--ensemble", str(world["plain"]), *RUN])
     verdict = world["raw"]["verdict"]
@@ -241,7 +244,9 @@ def test_the_page_worker_judges_with_the_calibration_and_the_page_says_so(world,
     assert heatmap["probability"] == expected["per_frame"][0]["probability"], "heatmaps on the calibrated scale"
     text = verdict_markdown(document)
     assert text.startswith(f"## REAL: P(fake) = {document['probability']:.3f} (calibrated)\n")
-    assert text.endswith("REAL at the 1% false-positive threshold; 2 of 5 held-out real videos score this high.")
+    assert text.endswith(
+        "REAL at the 1% false-positive threshold; 2 of 5 real videos score this high (a labelled held-out set)."
+    )
     with pytest.raises(InputError, match=r"no operating point at fpr=0\.2"):
         load_models(page_arguments([*arguments, "--operating-point", "fpr=0.2"]))
 
@@ -250,10 +255,13 @@ def test_the_share_of_reals_is_a_count_below_100_reals_and_a_percentage_from_100
     from inference.verdict import verdict_explanation
 
     text = "FAKE at the 1% false-positive threshold"
-    few = {"verdict_text": text, "real_quantile": 0.0, "real_videos": 6}
-    many = {"verdict_text": text, "real_quantile": 2 / 250, "real_videos": 250}
-    assert verdict_explanation(few) == f"{text}; 0 of 6 held-out real videos score this high"
-    assert verdict_explanation(many) == f"{text}; 0.8% of held-out real videos score this high"
+    oof, held_out = "training's out-of-fold videos", "a labelled held-out set"
+    few = {"verdict_text": text, "real_quantile": 0.0, "real_videos": 6, "real_videos_from": oof}
+    many = {"verdict_text": text, "real_quantile": 2 / 250, "real_videos": 250, "real_videos_from": held_out}
+    assert verdict_explanation(few) == f"{text}; 0 of 6 real videos score this high (training's out-of-fold videos)"
+    assert verdict_explanation(many) == f"{text}; 0.8% of real videos score this high (a labelled held-out set)"
+    unknown = {"verdict_text": text, "real_quantile": 0.0, "real_videos": 6}
+    assert verdict_explanation(unknown) == f"{text}; 0 of 6 real videos score this high (their origin not recorded)"
     plain = {"verdict_text": "REAL at or below 0.5", "real_quantile": None}
     assert verdict_explanation(plain) == "REAL at or below 0.5"
 
