@@ -3,8 +3,12 @@
 #
 #   ./run_all.sh                      demo: makes the embedded demo world (synthetic real and fake
 #                                     clips) and runs every stage on it, on the CPU
-#   ./run_all.sh DATA_ROOT TEST_DIR   real data: DFDC training parts under DATA_ROOT
-#                                     (dfdc_train_part_K/ with metadata.json), test videos in TEST_DIR
+#   ./run_all.sh DATA_ROOT TEST_DIR   real data: a dataset under DATA_ROOT in any layout that
+#                                     preprocessing reads (DFDC parts, FaceForensics++, Celeb-DF, the
+#                                     DFDC preview, a CSV, real/ and fake/ folders), and the test
+#                                     videos: TEST_DIR a folder of them (with a labels.csv to score
+#                                     them), or a dataset in any of those layouts, whose official test
+#                                     split (or, without one, every video) is predicted and scored
 #
 # Environment: WORK_DIR (default ./work) holds everything the demo makes; PYTHON picks the
 # interpreter; DEMO_SEED and DEMO_VIDEOS size the demo world; PREPROCESS_WORKERS (default 2)
@@ -67,8 +71,21 @@ fi
 
 stage "dataset inventory: $DATA_ROOT"
 run "$PYTHON" -m preprocess.datasets --root-dir "$DATA_ROOT"
-test_count=$( { find "$TEST_DIR" -maxdepth 1 -name '*.mp4' 2>/dev/null || true; } | wc -l)
-echo "test videos in $TEST_DIR: $test_count"
+TEST_LAYOUT=none  # a plain folder of test videos; else the dataset layout of TEST_DIR and its splits
+TEST_SPLITS=""
+if [ "$MODE" != demo ]; then
+    test_layout=$("$PYTHON" -m inference.dataset_labels "$TEST_DIR")
+    read -r TEST_LAYOUT TEST_SPLITS <<< "$test_layout"
+fi
+TEST_SPLIT=()
+TEST_SCORED="every video"
+case " $TEST_SPLITS " in *" test "*) TEST_SPLIT=(--split test) TEST_SCORED="its test split" ;; esac
+if [ "$TEST_LAYOUT" = none ]; then
+    test_count=$( { find "$TEST_DIR" -maxdepth 1 -name '*.mp4' 2>/dev/null || true; } | wc -l)
+    echo "test videos in $TEST_DIR: $test_count"
+else
+    echo "test videos: $TEST_DIR is a $TEST_LAYOUT dataset (splits: ${TEST_SPLITS:-none}): $TEST_SCORED is scored"
+fi
 
 stage "preprocessing: face boxes (MTCNN scale $DETECTOR_SCALE), crops, landmarks, SSIM diffs, folds (outputs under $DATA_ROOT)"
 run "$PYTHON" -m preprocess.run_all --root-dir "$DATA_ROOT" --workers "${PREPROCESS_WORKERS:-2}" \
@@ -106,41 +123,50 @@ calibrate() {
 }
 calibrate --runs "${runs[@]}" --out "$ENSEMBLE"
 
-stage "prediction: every video of $TEST_DIR with the ensemble of the best checkpoints"
-SUBMISSION_DIR="$WORK_DIR/submission"
-options=(--detector-scale "$DETECTOR_SCALE" --resume)
-[ "$RECALL_BOOST" = 1 ] || options+=(--no-recall-boost)
-[ -z "${PREDICT_WORKERS:-}" ] || options+=(--workers "$PREDICT_WORKERS")
-predict() {  # predict OUTPUT [OPTION ...]: the test videos with the ensemble
-    local output=$1
-    shift
-    run "$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --ensemble "$ENSEMBLE" --output "$output" "$@" \
-        "${options[@]}"
-}
-if [ -f "$TEST_DIR/labels.csv" ]; then
-    # labelled test videos: the calibration is kept only if it does not make their log loss worse than
-    # their raw scores' (inference.calibrate --held-out); else the ensemble stays uncalibrated
-    RAW_DIR="$WORK_DIR/submission_raw"
-    echo "the test videos are labelled: their raw scores first, to check the calibration on them"
-    predict "$RAW_DIR/submission.csv" --uncalibrated
-    calibrate --ensemble "$ENSEMBLE" --oof "${runs[@]}" --held-out "$RAW_DIR/submission.csv" \
-        --held-out-labels "$TEST_DIR/labels.csv"
-    if [ -n "${DRY_RUN:-}" ] || grep -q '^calibration:' "$ENSEMBLE"; then
-        predict "$SUBMISSION_DIR/submission.csv"
+if [ "$TEST_LAYOUT" != none ]; then
+    stage "prediction and scoring: $TEST_SCORED of $TEST_DIR with the ensemble -> $WORK_DIR/evaluation"
+    evaluate_options=(--predict "detector_scale=$DETECTOR_SCALE")
+    [ "$RECALL_BOOST" = 1 ] || evaluate_options+=(--predict no_recall_boost=true)
+    [ -z "${PREDICT_WORKERS:-}" ] || evaluate_options+=(--predict "workers=$PREDICT_WORKERS")
+    run "$PYTHON" -m inference.evaluate --dataset "$TEST_DIR" ${TEST_SPLIT[@]+"${TEST_SPLIT[@]}"} \
+        --ensemble "$ENSEMBLE" --out "$WORK_DIR/evaluation" "${evaluate_options[@]}"
+else
+    stage "prediction: every video of $TEST_DIR with the ensemble of the best checkpoints"
+    SUBMISSION_DIR="$WORK_DIR/submission"
+    options=(--detector-scale "$DETECTOR_SCALE" --resume)
+    [ "$RECALL_BOOST" = 1 ] || options+=(--no-recall-boost)
+    [ -z "${PREDICT_WORKERS:-}" ] || options+=(--workers "$PREDICT_WORKERS")
+    predict() {  # predict OUTPUT [OPTION ...]: the test videos with the ensemble
+        local output=$1
+        shift
+        run "$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --ensemble "$ENSEMBLE" --output "$output" "$@" \
+            "${options[@]}"
+    }
+    if [ -f "$TEST_DIR/labels.csv" ]; then
+        # labelled test videos: the calibration is kept only if it does not make their log loss worse than
+        # their raw scores' (inference.calibrate --held-out); else the ensemble stays uncalibrated
+        RAW_DIR="$WORK_DIR/submission_raw"
+        echo "the test videos are labelled: their raw scores first, to check the calibration on them"
+        predict "$RAW_DIR/submission.csv" --uncalibrated
+        calibrate --ensemble "$ENSEMBLE" --oof "${runs[@]}" --held-out "$RAW_DIR/submission.csv" \
+            --held-out-labels "$TEST_DIR/labels.csv"
+        if [ -n "${DRY_RUN:-}" ] || grep -q '^calibration:' "$ENSEMBLE"; then
+            predict "$SUBMISSION_DIR/submission.csv"
+        else
+            echo "the ensemble stays uncalibrated: the submission is its raw scores of the test videos ($RAW_DIR)"
+            mkdir -p "$SUBMISSION_DIR"
+            cp "$RAW_DIR/submission.csv" "$RAW_DIR/errors.csv" "$RAW_DIR/details.jsonl" "$SUBMISSION_DIR/"
+        fi
     else
-        echo "the ensemble stays uncalibrated: the submission is its raw scores of the test videos ($RAW_DIR)"
-        mkdir -p "$SUBMISSION_DIR"
-        cp "$RAW_DIR/submission.csv" "$RAW_DIR/errors.csv" "$RAW_DIR/details.jsonl" "$SUBMISSION_DIR/"
+        predict "$SUBMISSION_DIR/submission.csv"
     fi
-else
-    predict "$SUBMISSION_DIR/submission.csv"
-fi
 
-if [ -f "$TEST_DIR/labels.csv" ]; then
-    stage "scoring: $SUBMISSION_DIR/submission.csv against $TEST_DIR/labels.csv"
-    run "$PYTHON" -m inference.score --submission "$SUBMISSION_DIR/submission.csv" --labels "$TEST_DIR/labels.csv"
-else
-    echo "no $TEST_DIR/labels.csv: skipping the scoring stage"
+    if [ -f "$TEST_DIR/labels.csv" ]; then
+        stage "scoring: $SUBMISSION_DIR/submission.csv against $TEST_DIR/labels.csv"
+        run "$PYTHON" -m inference.score --submission "$SUBMISSION_DIR/submission.csv" --labels "$TEST_DIR/labels.csv"
+    else
+        echo "no $TEST_DIR/labels.csv: skipping the scoring stage"
+    fi
 fi
 
 if [ "$MODE" = demo ]; then

@@ -7,14 +7,20 @@ them. `split` keeps one of the dataset's official splits (Celeb-DF's List_of_tes
 FaceForensics++'s splits/*.json, the DFDC preview's `set` fields, the train/valid/test folders of
 the `splits` layout, DFDC metadata's `split` fields); a layout without one, or a split it does not
 have, is an `InputError` naming the folder and the problem.
+
+    python -m inference.dataset_labels DIR     prints DIR's layout and its splits ("celebdf test train"),
+                                               or "none" for a plain folder of media (./run_all.sh asks)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.datasets import DatasetError, detect_layout, dfdc_part_number, load_dataset
 
@@ -112,3 +118,33 @@ def dataset_videos(root: Path, layout: str | None = None, split: str | None = No
             LabelledVideo(filename, record.label, record.source, method, record.split or metadata_splits.get(filename))
         )
     return in_split(videos, split, root, layout)
+
+
+def layout_and_splits(root: Path) -> tuple[str | None, list[str]]:
+    """(the layout of the dataset at root, its official splits); (None, []) for a plain folder of
+    media, with or without a labels.csv."""
+    try:
+        layout = folder_layout(root)
+    except DatasetError:
+        return None, []
+    if layout is None:
+        return None, []
+    return layout, sorted({video.split for video in dataset_videos(root, layout) if video.split})
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m inference.dataset_labels",
+        description="Print the layout of a dataset folder and its official splits ('none' for a plain folder).",
+    )
+    parser.add_argument("root", type=Path, help="a dataset folder, or a folder of videos")
+    args = parser.parse_args(argv)
+    if not args.root.is_dir():
+        raise InputError(f"{args.root}: not a folder")
+    layout, splits = layout_and_splits(args.root)
+    print(" ".join([layout or "none", *splits]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

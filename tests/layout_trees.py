@@ -78,3 +78,57 @@ def ffpp_tree(root: Path, clips: bool = False) -> Path:
     for split, pairs in FFPP_SPLITS.items():
         (root / "splits" / f"{split}.json").write_text(json.dumps(pairs))
     return root
+
+
+def write_person_clip(path: Path, person: int, take: int, fake: bool, frames: int = 30) -> None:
+    """A 320 x 240 clip of one of the two photos the packages ship, placed and tinted by `person`
+    and moving a little by `take`; a fake's face carries a bright square (a crude manipulation
+    that a model can learn in a few steps)."""
+    import cv2
+    import numpy as np
+
+    from preprocess.demo_world.identities import builtin_photos
+    from preprocess.video_writer import VideoWriter
+
+    photos = builtin_photos()
+    face = cv2.resize(photos[sorted(photos)[person % 2]], (150, 160), interpolation=cv2.INTER_AREA)
+    face = np.clip(face.astype(np.int16) + 9 * (person % 5) - 18, 0, 255).astype(np.uint8)
+    if fake:
+        face[60:100, 55:95] = (250, 240, 230)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with VideoWriter(path, fps=25, width=320, height=240, crf=20) as writer:
+        for index in range(frames):
+            frame = np.full((240, 320, 3), 40 + 20 * (person % 4), np.uint8)
+            left, top = 60 + 10 * (person % 3) + (index + take) % 8, 40 + take % 5
+            frame[top : top + 160, left : left + 150] = face
+            writer.write(frame)
+
+
+# Celeb-DF v2 as it is organised: people idA with several videos each, swaps idA_idB_NNNN (B's face
+# on A's video) only within pairs of people (so folds can keep each pair together), YouTube reals,
+# and a test list of one pair of its own.
+CELEBDF_PAIRS = [(0, 1), (2, 3), (4, 5), (6, 7)]
+CELEBDF_TEST_PAIR = (6, 7)
+
+
+def celebdf_people_tree(root: Path, takes: int = 2) -> Path:
+    """A Celeb-DF-v2 tree of generated clips: per pair of people, `takes` real videos of each and
+    `takes` swaps each way; three YouTube reals; List_of_testing_videos.txt names the last pair's
+    videos and one YouTube real (Celeb-DF's "1 path" is a real video)."""
+    test = []
+    for a, b in CELEBDF_PAIRS:
+        for take in range(takes if (a, b) != CELEBDF_TEST_PAIR else 1):
+            for person, other in ((a, b), (b, a)):
+                real, fake = (
+                    f"Celeb-real/id{person}_{take:04d}.mp4",
+                    f"Celeb-synthesis/id{person}_id{other}_{take:04d}.mp4",
+                )
+                write_person_clip(root / real, person, take, fake=False)
+                write_person_clip(root / fake, person, take, fake=True)
+                if (a, b) == CELEBDF_TEST_PAIR:
+                    test += [f"1 {real}", f"0 {fake}"]
+    for index in range(3):
+        write_person_clip(root / f"YouTube-real/{index:05d}.mp4", 8 + index, index, fake=False)
+    test.append("1 YouTube-real/00002.mp4")
+    (root / "List_of_testing_videos.txt").write_text("\n".join(test) + "\n")
+    return root
