@@ -234,7 +234,7 @@ def ensemble_document(args: argparse.Namespace, out: Path) -> tuple[dict, list[d
 
 def labelled_scores(args: argparse.Namespace, entries: list[dict]) -> LabelledScores:
     if args.submission:
-        return submission_scores(args.submission, args.labels, entries)
+        return submission_scores(args.submission, args.labels, entries, args.labels_split)
     if args.runs:
         return oof_scores(args.runs, entries)
     if args.oof:
@@ -287,6 +287,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--held-out", type=Path, metavar="S", help="a second predicted labelled set to report the calibration on"
     )
     parser.add_argument("--held-out-labels", type=Path, metavar="L", help="labels of --held-out")
+    parser.add_argument(
+        "--labels-split",
+        metavar="SPLIT",
+        help="where --labels is a dataset folder with official splits: the split --submission scored (e.g. valid)",
+    )
+    parser.add_argument("--held-out-split", metavar="SPLIT", help="likewise for --held-out-labels (e.g. test)")
     parser.add_argument("--method", choices=METHODS, default="temperature", help="temperature (default) or platt")
     parser.add_argument(
         "--fpr",
@@ -333,7 +339,9 @@ def main(argv=None) -> int:
     out = args.out or Path(args.ensemble)
     document, entries = ensemble_document(args, out)
     data = labelled_scores(args, entries)
-    held_out = submission_scores(args.held_out, args.held_out_labels, entries) if args.held_out else None
+    held_out = (
+        submission_scores(args.held_out, args.held_out_labels, entries, args.held_out_split) if args.held_out else None
+    )
     fprs = list(dict.fromkeys(args.fpr))
     members = document["members"]
     try:

@@ -266,10 +266,13 @@ def check_details_match(rows: dict[str, dict], names: list[str], submitted: np.n
             )
 
 
-def submission_scores(submission: Path, labels_path: Path, entries: list[dict] | None = None) -> LabelledScores:
-    """The labelled raw scores of a set inference.predict scored (see the module's docstring).
-    Missing or extra rows against the labels are errors, as in inference.score."""
-    names, labels, scores, _ = align(read_submission(submission), read_labels(labels_path))
+def submission_scores(
+    submission: Path, labels_path: Path, entries: list[dict] | None = None, split: str | None = None
+) -> LabelledScores:
+    """The labelled raw scores of a set inference.predict scored (see the module's docstring), the
+    labels those of `split` where `labels_path` is a dataset with official splits. Missing or extra
+    rows against the labels are errors, as in inference.score."""
+    names, labels, scores, _ = align(read_submission(submission), read_labels(labels_path, split=split))
     details_path = submission.parent / "details.jsonl"
     settings = None
     if details_path.is_file():

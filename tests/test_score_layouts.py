@@ -85,6 +85,9 @@ def test_split_test_scores_a_submission_of_the_test_videos_alone(predicted_celeb
     assert status == 0 and json.loads((tmp_path / "score.json").read_text())["overall"]["videos"] == 4
     status, error = _score(capsys, "--submission", test_only, "--labels", root)  # every video expected
     assert status == 2 and "3 missing: Celeb-real/id0_0000.mp4" in error
+    from inference.calibration_sources import submission_scores  # calibrate --labels ROOT --labels-split test
+
+    assert sorted(submission_scores(test_only, root, split="test").videos) == sorted(CELEBDF_TEST)
 
 
 def test_a_submission_made_on_a_flat_folder_of_the_videos_matches_them_by_file_name(tmp_path):
