@@ -179,3 +179,7 @@ printf '\n==> Done (%s mode): %d stages in %ds\n' "$MODE" "$stage_number" "$(( $
 if [ -z "${DRY_RUN:-}" ] && [ -f "$CALIBRATION_REPORT" ]; then
     echo "calibration: $(tail -n 1 "$CALIBRATION_REPORT")"
 fi
+if [ -z "${DRY_RUN:-}" ] && [ "$MODE" = demo ]; then
+    # the run's figures beside the ranges the README gives (measured over several training seeds)
+    "$PYTHON" -m inference.demo_summary --work-dir "$WORK_DIR" --fold0-run "${runs[0]}"
+fi
