@@ -2,7 +2,7 @@
 
     python -m inference.demo_summary --work-dir work --fold0-run work/weights/logs/demo_0_111
 
-The ranges (configs/demo_figures.yaml) were measured by ./run_all.sh from fresh clones with several
+The ranges (docs/demo_figures.yaml) were measured by ./run_all.sh from fresh clones with several
 training seeds: the demo trains bit-identically run to run on one machine, but a CPU of another
 make picks other oneDNN kernels and lands elsewhere in the range (README, "The demo figure"). A
 figure outside its range is said so (a warning, not an error: the run itself succeeded).
@@ -23,7 +23,7 @@ from preprocess.cli import InputError
 
 logger = logging.getLogger("inference.demo_summary")
 
-FIGURES = Path(__file__).resolve().parents[1] / "configs" / "demo_figures.yaml"
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "demo_figures.yaml"
 # figure -> (its JSON file: in the fold-0 run's folder or under WORK_DIR, the key path in it, what it is)
 SOURCES = {
     "fold0_best_log_loss": ("{fold0_run}/summary.json", ("best_score",), "fold 0's best validation log loss"),
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m inference.demo_summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("--work-dir", type=Path, default=Path("work"), help="./run_all.sh's WORK_DIR (default work)")
     parser.add_argument("--fold0-run", type=Path, required=True, help="the fold-0 training run's log folder")
-    parser.add_argument("--figures", type=Path, default=FIGURES, help="the ranges (default configs/demo_figures.yaml)")
+    parser.add_argument("--figures", type=Path, default=FIGURES, help="the ranges (default docs/demo_figures.yaml)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     values = measured(args.work_dir, args.fold0_run)

@@ -278,3 +278,57 @@ def test_keep_every_keeps_the_weights_of_those_epochs(crop_data, tmp_path):
 def test_unreadable_init_from_in_the_original_format_is_refused_before_training(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         init_from(_random_model(0), tmp_path / "missing.pt")
+
+
+def test_a_run_started_from_other_weights_resumes_with_the_same_command(trained, crop_data, tmp_path, caplog):
+    """train.sh restarts a job with the same command and --resume auto: the run goes on from its own
+    _last, not from --init-from again; and without --init-from on the command line too."""
+    out = tmp_path / "fine"
+    args = [*TINY, "--seed", "5", "--data-dir", str(crop_data), "--output-dir", str(out), "--batches-per-epoch", "1"]
+    start = ["--init-from", str(trained / "demo_0_3_best.pt"), "--resume", "auto"]
+    with caplog.at_level(logging.INFO):
+        train_module.train(train_module.parse_args([*args, *start, "--epochs", "1"]))
+        assert "no " in caplog.text and "a new run" in caplog.text and "init from" in caplog.text
+        caplog.clear()
+        summary = train_module.train(train_module.parse_args([*args, *start, "--epochs", "2"]))
+    assert "resuming" in caplog.text and "init from" not in caplog.text
+    assert summary["epochs_run"] == 2
+    again = train_module.train(train_module.parse_args([*args, "--resume", "auto", "--epochs", "3"]))
+    assert again["epochs_run"] == 3 and [int(r["epoch"]) for r in _metrics(out / "logs" / "demo_0_5")] == [0, 1, 2]
+
+
+def test_lora_layers_take_the_files_plain_weights():
+    from training.start_from import lora_names
+
+    target = {
+        "attn.qkv.base.weight": torch.zeros(6, 2),
+        "attn.qkv.lora_a": torch.zeros(1, 2),
+        "fc.weight": torch.zeros(1),
+    }
+    source = {"attn.qkv.weight": torch.ones(6, 2), "fc.weight": torch.ones(1)}
+    renamed = lora_names(source, target)
+    assert sorted(renamed) == ["attn.qkv.base.weight", "fc.weight"]
+    match = match_weights(renamed, target)
+    assert match.loaded == ["attn.qkv.base.weight", "fc.weight"] and match.new == ["attn.qkv.lora_a"]
+
+
+@pytest.mark.parametrize(
+    "flags, problem",
+    [
+        (["--keep-every", "0"], "training.keep_every (--keep-every) must be a whole number of 1 or more, got 0"),
+        (["--keep-every", "-1"], "got -1"),
+        (["--batches-per-epoch", "0"], "training.batches_per_epoch (--batches-per-epoch)"),
+        (["--epochs", "0"], "training.epochs (--epochs)"),
+        (["--batch-size", "0"], "data.batch_size (--batch-size)"),
+    ],
+)
+def test_counts_that_make_no_run_are_refused(flags, problem, crop_data, tmp_path, capsys):
+    args = [*TINY, "--data-dir", str(crop_data), "--output-dir", str(tmp_path), *flags]
+    assert cli.run(train_module.main, args) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "demo.yaml" in line and problem in line, line
+
+
+def test_a_folder_given_as_the_weights_is_named_as_a_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="a folder, not a checkpoint file"):
+        init_from(_random_model(0), tmp_path)

@@ -28,8 +28,18 @@ from training.zoo import CheckpointError, load_weights, read_checkpoint
 
 logger = logging.getLogger("training.start_from")
 
-# Config keys a resumed run may change: they alter neither the model, the data nor the optimisation.
-RESUMABLE_CHANGES = {("training", "epochs"), ("data", "num_workers"), ("data", "val_batch_size")}
+# Config keys a resumed run may change: they alter neither the model, the data nor the optimisation
+# (the weights a run started from are replaced by its checkpoint's when it resumes).
+RESUMABLE_CHANGES = {
+    ("training", "epochs"),
+    ("training", "keep_every"),
+    ("data", "num_workers"),
+    ("data", "val_batch_size"),
+    ("model", "init_from"),
+    ("model", "pretrained"),
+    ("model", "pretrained_file"),
+    ("temporal", "encoder_checkpoint"),
+}
 
 
 @dataclass
@@ -78,6 +88,17 @@ def _layer(name: str) -> str:
     return name.rsplit(".", 1)[0]
 
 
+def lora_names(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`source` with a LoRA-wrapped layer's weights under the wrapper's names: the file's
+    `blocks.0.attn.qkv.weight` is the model's frozen `blocks.0.attn.qkv.base.weight`."""
+    renamed = dict(source)
+    for name in target:
+        plain = name.replace(".base.", ".", 1)
+        if ".base." in name and name not in source and plain in source:
+            renamed[name] = renamed.pop(plain)
+    return renamed
+
+
 def match_weights(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> WeightMatch:
     """Which of `source`'s tensors go into `target` (a model's state dict): same name and shape, and
     a layer whole: where one tensor of a layer differs in shape (another head's weight), its
@@ -106,8 +127,8 @@ def init_from(model: torch.nn.Module, path: str | Path, encoder: str | None = No
     path = Path(path)
     checkpoint = read_checkpoint(path)
     kind = checkpoint_format(checkpoint)
-    source = model_state_names(checkpoint["state_dict"])
     target = model.state_dict()
+    source = lora_names(model_state_names(checkpoint["state_dict"]), target)
     match = match_weights(source, target)
     if not match.loaded:
         raise CheckpointError(
@@ -134,8 +155,8 @@ def _flat(config: dict) -> dict[tuple[str, str], object]:
 
 
 def resume_problem(checkpoint: dict, run: str, fold: int, config: dict, data: dict) -> str | None:
-    """Why `checkpoint` cannot be resumed by this run, or None: it must be a `_last` (or epoch)
-    checkpoint of the same run, fold, config (but RESUMABLE_CHANGES) and data."""
+    """Why `checkpoint` cannot be resumed by this run, or None: it must be the `_last` checkpoint
+    of the same run, fold, config (but RESUMABLE_CHANGES) and data."""
     if "optimizer" not in checkpoint or "config" not in checkpoint:
         return f"it holds no training state ({checkpoint_format(checkpoint)}, not a run's _last checkpoint)"
     if checkpoint.get("run") != run:

@@ -31,7 +31,7 @@ from preprocess.cli import InputError
 from preprocess.io_utils import write_csv_atomic, write_json_atomic
 from training.builders import build_model, epoch_length, make_loaders
 from training.checkpoints import rng_state, save_checkpoints
-from training.config import apply_overrides, load_config, save_config
+from training.config import apply_overrides, length_problem, load_config, save_config
 from training.distributed import barrier, cleanup, init_distributed, is_main_process, replicas_in_sync
 from training.engine import train_one_epoch, validate
 from training.schedule import create_optimizer, lr_factor, resolve_max_iter, schedule_mismatch
@@ -123,7 +123,11 @@ def resolve_config(args: argparse.Namespace) -> dict:
         value = getattr(args, flag)
         if value is not None:
             config[section][key] = value
-    return apply_overrides(config, args.set)
+    config = apply_overrides(config, args.set)
+    problem = length_problem(config)
+    if problem:
+        raise InputError(f"{args.config}: {problem}")
+    return config
 
 
 def schedule_lambdas(config: dict, iterations_per_epoch: int, plateau: dict):
@@ -195,14 +199,21 @@ def train(args: argparse.Namespace) -> dict:
     if training["deterministic"]:
         torch.use_deterministic_algorithms(True)
 
-    if model_config["init_from"] and args.resume:
-        raise InputError("--resume continues a run, --init-from starts a new one from other weights: give one")
+    resume = args.output_dir / f"{run}_last.pt" if args.resume == "auto" else args.resume
+    resuming = bool(resume) and Path(resume).exists()
+    if model_config["init_from"] and args.resume not in (None, "auto"):
+        raise InputError(
+            "--resume CKPT continues that run, --init-from starts a new one from other weights: give one (with "
+            "--resume auto, --init-from starts the run when it has no _last checkpoint yet)"
+        )
     if model_config["init_from"] and model_config["pretrained"]:
         logger.info("model.pretrained set to false: the weights come from %s", model_config["init_from"])
         model_config["pretrained"] = False
     torch.manual_seed(args.seed)
     model = build_model(config)
-    if model_config["init_from"]:
+    if model_config["init_from"] and resuming:
+        logger.info("%s: resuming %s; --init-from %s started the run", run, resume, model_config["init_from"])
+    elif model_config["init_from"]:
         init_from(model, model_config["init_from"], model_config["encoder"])
     if training["sync_bn"] and world > 1 and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -236,12 +247,19 @@ def train(args: argparse.Namespace) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, schedule_lambdas(config, iterations_per_epoch, progress.plateau)
     )
-    resume = args.output_dir / f"{run}_last.pt" if args.resume == "auto" else args.resume
-    if resume and Path(resume).exists():
+    if resuming:
         checks = {"run": run, "fold": args.fold, "config": config, "data": data_identity(folds_csv)}
         resume_training(Path(resume), checks, model, optimizer, scheduler, scaler, progress)
     elif args.resume not in (None, "auto"):
         raise InputError(f"--resume {resume}: no such checkpoint")
+    elif args.resume == "auto":
+        logger.info("%s: no %s yet: a new run", run, resume)
+    elif (args.output_dir / f"{run}_last.pt").exists():
+        logger.warning(
+            "%s: %s is there: this new run replaces its checkpoints and logs (--resume auto continues it)",
+            run,
+            args.output_dir / f"{run}_last.pt",
+        )
 
     if is_main_process():
         log_dir.mkdir(parents=True, exist_ok=True)

@@ -196,6 +196,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     of parameter names to tensors.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file does not exist")
     try:
