@@ -1,6 +1,6 @@
 """./run_all.sh's calibration and prediction stages, run with a stand-in Python that records each
-command and plays inference.dataset_labels, inference.calibrate and inference.predict: labelled test videos are scored raw
-first and the calibration checked on them (kept, the submission predicted again with it; or
+command and plays inference.dataset_labels, inference.calibrate and inference.predict: labelled
+test videos are scored raw first and the calibration checked on them (kept, the submission predicted again with it; or
 refused, the raw scores are the submission), the summary says what became of it, and no
 --allow-bound fallback is left."""
 
