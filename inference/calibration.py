@@ -200,6 +200,12 @@ def fit_calibration(labels, probabilities, method: str = "temperature", allow_bo
     """The calibration dict for ``method`` (the form stored under ``calibration:``). A fit at a
     search bound is a FitAtBoundError (saying why) unless ``allow_bound`` (inference.calibrate's
     --force)."""
+    logits = _logits(_labels_and_probabilities(labels, probabilities)[1])
+    if np.ptp(logits) == 0 and not allow_bound:
+        raise FitAtBoundError(
+            f"every score is {float(expit(logits[0])):.6g}: the scores tell real from fake not at all, and any "
+            "calibration of them would be made up"
+        )
     if method == "temperature":
         temperature, at_bound = temperature_fit(labels, probabilities)
         calibration = {"method": "temperature", "temperature": temperature}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 
 import numpy as np
 
@@ -82,6 +83,8 @@ def held_out_problem(metrics: dict) -> str | None:
     """Why a calibration is refused on a held-out set (`fit_metrics` of it), naming both log
     losses, or None: the calibrated log loss is above the raw one."""
     before, after = metrics["log_loss_before"], metrics["log_loss_after"]
+    if not (math.isfinite(before) and math.isfinite(after)):
+        return f"the held-out videos' log loss is not a number ({before} raw, {after} calibrated)"
     if after > before:
         return f"the calibration makes the held-out videos' log loss worse: {before:.4f} raw, {after:.4f} calibrated"
     return None

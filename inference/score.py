@@ -26,6 +26,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import sys
 from pathlib import Path, PurePosixPath
 
@@ -124,9 +125,14 @@ def read_submission(path: Path) -> dict[str, float]:
         if row["filename"] in scores:
             raise ScoreError(f"{path}: line {line}: {row['filename']} is listed twice")
         try:
-            scores[row["filename"]] = float(row["label"])
-        except ValueError as error:
-            raise ScoreError(f"{path}: line {line}: '{row['label']}' is not a probability") from error
+            probability = float(row["label"])
+        except (TypeError, ValueError):
+            probability = math.nan
+        if not 0.0 <= probability <= 1.0:  # NaN too
+            raise ScoreError(
+                f"{path}: line {line}: {row['label']!r} for {row['filename']} is not a probability from 0 to 1"
+            )
+        scores[row["filename"]] = probability
     return scores
 
 

@@ -6,6 +6,7 @@ the ensemble without one, and the block records the scoring settings of its scor
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -254,3 +255,25 @@ def test_the_simulation_behind_the_minimum_says_what_the_help_says(capsys):
         calibrate.main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert f"(default {MIN_PER_CLASS}:" in help_text and "at most 4.1% of draws" in help_text
+
+
+@pytest.mark.parametrize("method", ["temperature", "platt"])
+def test_scores_that_are_all_the_same_are_refused_by_either_method(method):
+    from inference.calibration import FitAtBoundError, fit_calibration
+
+    labels = np.array([0] * 40 + [1] * 40)
+    with pytest.raises(FitAtBoundError, match="every score is 0.7: the scores tell real from fake not at all"):
+        fit_calibration(labels, np.full(80, 0.7), method)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-0.2", "1.5", "x"])
+def test_a_submission_probability_outside_0_to_1_is_refused_naming_the_file_line_and_video(bad, tmp_path):
+    from inference.score import ScoreError, read_submission
+
+    rows = [f"v{i}.mp4,0.{i + 1}" for i in range(5)]
+    rows[3] = f"v3.mp4,{bad}"
+    (tmp_path / "submission.csv").write_text("filename,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(
+        ScoreError, match=rf"submission.csv: line 5: '{re.escape(bad)}' for v3.mp4 is not a probability"
+    ):
+        read_submission(tmp_path / "submission.csv")
