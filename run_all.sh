@@ -80,6 +80,11 @@ fi
 TEST_SPLIT=()
 TEST_SCORED="every video"
 case " $TEST_SPLITS " in *" test "*) TEST_SPLIT=(--split test) TEST_SCORED="its test split" ;; esac
+if [ "$TEST_LAYOUT" != none ] && [ ${#TEST_SPLIT[@]} = 0 ] && [ "$(cd "$TEST_DIR" && pwd -P)" = "$(cd "$DATA_ROOT" && pwd -P)" ]; then
+    echo "error: $TEST_DIR has no official test split (splits: ${TEST_SPLITS:-none}), so as both DATA_ROOT and" \
+        "TEST_DIR it would be scored on the videos it trains on: give a separate TEST_DIR" >&2
+    exit 2
+fi
 if [ "$TEST_LAYOUT" = none ]; then
     test_count=$( { find "$TEST_DIR" -maxdepth 1 -name '*.mp4' 2>/dev/null || true; } | wc -l)
     echo "test videos in $TEST_DIR: $test_count"

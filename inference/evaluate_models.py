@@ -149,7 +149,8 @@ def prediction_source(source: ModelSource, folder: Path, labels_path: Path, opti
     """What a set's predictions were made from: when any of it changes, they are made again. The
     predict options hold robustness's perturbation and seed; a distortion changed since the first
     version adds its revision (the others keep the key, and the predictions, they had)."""
-    videos = sorted(str(link.resolve()) for link in folder.rglob("*") if link.is_symlink())
+    # each video's file with its size and time: a video replaced in place is predicted again
+    videos = sorted((file_identity(link.resolve()) for link in folder.rglob("*") if link.is_symlink()), key=str)
     made_from = {**source.identity(), "labels": labels_path.read_text(), "videos": videos, "predict": options or {}}
     if (options or {}).get("perturb") is not None:
         from inference.frame_perturbation import revision

@@ -149,3 +149,38 @@ def test_run_all_plans_a_celebdf_test_split_as_an_evaluation(walked, tmp_path):
     assert f"--dataset {walked['DATA']} --split test --ensemble" in evaluate
     assert "--predict detector_scale=0.5 --predict no_recall_boost=true" in evaluate
     assert not any("inference.predict" in line for line in result.stdout.splitlines())
+
+
+def test_run_all_refuses_to_score_a_dataset_without_a_test_split_on_itself(tmp_path):
+    from tests.layout_trees import ffpp_tree
+
+    data = ffpp_tree(tmp_path / "ffpp")
+    for split in (data / "splits").iterdir():
+        split.unlink()
+    environment = {**os.environ, "DRY_RUN": "1", "WORK_DIR": str(tmp_path / "work"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [str(REPO_ROOT / "run_all.sh"), str(data), str(data)],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "has no official test split (splits: none)" in result.stderr and "give a separate TEST_DIR" in result.stderr
+
+
+def test_a_video_replaced_in_place_is_predicted_again(tmp_path):
+    from inference.evaluate_models import ModelSource, prediction_source
+
+    video, folder = tmp_path / "a.mp4", tmp_path / "set"
+    video.write_bytes(b"first")
+    folder.mkdir()
+    (folder / "a.mp4").symlink_to(video)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("filename,label\na.mp4,0\n")
+    source = ModelSource(checkpoints=(labels,))
+    before = prediction_source(source, folder, labels, None)
+    assert prediction_source(source, folder, labels, None) == before
+    video.write_bytes(b"another video")
+    assert prediction_source(source, folder, labels, None) != before
