@@ -42,7 +42,7 @@ def celebdf_test_split(root: Path) -> set[str]:
         logger.warning("%s is missing: every Celeb-DF video is taken as training data", path)
         return set()
     listed = set()
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -76,6 +76,16 @@ def read_celebdf(root: Path) -> list[VideoRecord]:
             )
     if not records:
         raise DatasetError(f"{root}: no videos under {', '.join(CELEBDF_FOLDERS)}")
+    missing = sorted(test - {record.path.relative_to(root).as_posix() for record in records})
+    if missing:
+        logger.warning(
+            "%s: %d of its %d videos are not on disk (%s%s): the test split is scored without them",
+            root / CELEBDF_TEST_LIST,
+            len(missing),
+            len(test),
+            ", ".join(missing[:3]),
+            ", ..." if len(missing) > 3 else "",
+        )
     return records
 
 
@@ -126,7 +136,7 @@ FFPP_SPLIT_FILES = {"train": "train.json", "valid": "val.json", "test": "test.js
 def ffpp_splits(root: Path) -> dict[str, str] | None:
     """{video id ("071", or a fake's "071_054"): split} from ROOT/splits/*.json; None if absent."""
     folder = Path(root) / "splits"
-    if not (folder / FFPP_SPLIT_FILES["train"]).is_file():
+    if not any((folder / name).is_file() for name in FFPP_SPLIT_FILES.values()):
         return None
     splits: dict[str, str] = {}
     for split, name in FFPP_SPLIT_FILES.items():

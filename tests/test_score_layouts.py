@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import pytest
 
@@ -176,3 +177,24 @@ def test_dfdc_metadata_split_fields_choose_a_split(tmp_path, capsys):
     submission = _write_submission(tmp_path / "submission.csv", ["a.mp4", "b.mp4"])
     status, error = _score(capsys, "--submission", submission, "--labels", tmp_path, "--split", "valid")
     assert status == 2 and "no videos in the 'valid' split (splits here: test, train" in error
+
+
+def test_celebdf_test_list_entries_not_on_disk_are_counted_and_a_bom_is_read(tmp_path, caplog):
+    root = celebdf_tree(tmp_path / "cdf")
+    listed = root / "List_of_testing_videos.txt"
+    listed.write_text("\ufeff" + listed.read_text() + "1 Celeb-real/id9_0009.mp4\n0 Celeb-synthesis/id9_id8_0009.mp4\n")
+    with caplog.at_level(logging.WARNING):
+        labels = score.read_labels(root, split="test")
+    assert len(labels) == len(CELEBDF_TEST)
+    assert "2 of its 6 videos are not on disk (Celeb-real/id9_0009.mp4, Celeb-synthesis/id9_id8_0009.mp4)" in (
+        caplog.text
+    )
+
+
+def test_ffpp_with_test_json_but_no_train_json_names_the_missing_file(tmp_path, capsys):
+    root = ffpp_tree(tmp_path / "ffpp")
+    (root / "splits" / "train.json").unlink()
+    submission = tmp_path / "submission.csv"
+    submission.write_text("filename,label\n" + "".join(f"{name},0.5\n" for name in FFPP_TEST))
+    status, error = _score(capsys, "--submission", submission, "--labels", root, "--split", "test")
+    assert status == 2 and "splits/train.json: missing" in error
