@@ -332,3 +332,13 @@ def test_counts_that_make_no_run_are_refused(flags, problem, crop_data, tmp_path
 def test_a_folder_given_as_the_weights_is_named_as_a_folder(tmp_path):
     with pytest.raises(CheckpointError, match="a folder, not a checkpoint file"):
         init_from(_random_model(0), tmp_path)
+
+
+def test_a_checkpoint_of_another_encoder_is_refused_not_loaded_in_part(tmp_path):
+    torch.manual_seed(0)
+    state = create_model("resnet34").state_dict()  # its first layers' names and shapes fit a resnet18
+    torch.save({"encoder": "resnet34", "state_dict": state}, tmp_path / "r34.pt")
+    with pytest.raises(
+        CheckpointError, match="its encoder is resnet34, this run's is resnet18: give --encoder resnet34"
+    ):
+        init_from(_random_model(0), tmp_path / "r34.pt", "resnet18")

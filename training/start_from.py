@@ -127,6 +127,12 @@ def init_from(model: torch.nn.Module, path: str | Path, encoder: str | None = No
     path = Path(path)
     checkpoint = read_checkpoint(path)
     kind = checkpoint_format(checkpoint)
+    trained_on = checkpoint.get("encoder")
+    if encoder and trained_on and trained_on != encoder:  # names would fit in part: a network of two
+        raise CheckpointError(
+            f"{path}: its encoder is {trained_on}, this run's is {encoder}: give --encoder {trained_on} (or a "
+            "config of that encoder)"
+        )
     target = model.state_dict()
     source = lora_names(model_state_names(checkpoint["state_dict"]), target)
     match = match_weights(source, target)
@@ -142,9 +148,6 @@ def init_from(model: torch.nn.Module, path: str | Path, encoder: str | None = No
     if not_floating:
         raise CheckpointError(f"{path}: weights that are not floating point numbers ({', '.join(not_floating[:3])})")
     model.load_state_dict({**target, **{name: source[name] for name in match.loaded}}, strict=True)
-    trained_on = checkpoint.get("encoder")
-    if encoder and trained_on and trained_on != encoder:
-        logger.warning("%s was trained with encoder %s; this run's encoder is %s", path, trained_on, encoder)
     origin = f", run {checkpoint['run']} epoch {checkpoint['epoch']}" if "run" in checkpoint else ""
     logger.info("init from %s (%s%s): %s", path, kind, origin, match.summary())
     return match
