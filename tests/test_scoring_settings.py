@@ -30,6 +30,7 @@ from inference.scoring_settings import (
 )
 from preprocess import cli
 from preprocess.face_detector import RESOLUTION_RULE
+from tests.test_calibrate_guard import SETTINGS
 from tests.test_detect_calibrated import RUN, detect_run, world  # noqa: F401 (a fixture)
 from tests.test_predict_calibrated import (  # noqa: F401 (fixtures)
     MEMBERS,
@@ -40,17 +41,7 @@ from tests.test_predict_calibrated import (  # noqa: F401 (fixtures)
 )
 from tests.test_predict_resume import _details
 
-PREDICT = {  # what predict's options in tests/test_predict_calibrated.py score with on the CPU
-    "detector_scale": 0.5,
-    "frames": 4,
-    "strategy": "confident",
-    "per_person": False,
-    "tta": False,
-    "recall_boost": True,
-    "fast": False,
-    "precision": "fp32",
-    "faces_are_cropped": False,
-}
+PREDICT = {**SETTINGS, "frames": 4}  # what predict's options in tests/test_predict_calibrated.py score with on the CPU
 CPU = torch.device("cpu")
 
 
