@@ -80,6 +80,11 @@ def run_members(run_dirs: list[Path], weights, out: Path) -> list[dict]:
     members = []
     for run_dir, weight in zip(run_dirs, weights, strict=True):
         path = run_dir / "config.yaml"
+        if not path.is_file():
+            raise InputError(
+                f"{run_dir}: not a training run's log folder (no config.yaml): give OUTPUT_DIR/logs/RUN, "
+                "the folder training.train writes beside RUN_best.pt"
+            )
         config = yaml.safe_load(path.read_text())
         model = config.get("model") if isinstance(config, dict) else None
         if not isinstance(model, dict) or "encoder" not in model or "input_size" not in model:

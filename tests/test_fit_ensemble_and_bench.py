@@ -305,3 +305,19 @@ def test_bench_modes_are_predicts_settings(monkeypatch):
     on_cuda = {mode.name: mode for mode in bench.modes_to_time(["exact", "fast", "fast-fp32"], "torch", cuda)}
     assert on_cuda["exact"].amp_dtype == on_cuda["fast"].amp_dtype == torch.float16, "fp16 autocast on CUDA"
     assert on_cuda["fast-fp32"].amp_dtype is None, "--fp32: no autocast"
+
+
+def test_a_checkpoint_or_weights_folder_given_as_a_run_says_which_folder_is_wanted(tmp_path, capsys):
+    from inference import calibrate
+    from preprocess import cli
+
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "demo_0_111_best.pt").write_bytes(b"")
+    for wrong in (tmp_path / "weights" / "demo_0_111_best.pt", tmp_path / "weights"):
+        assert cli.run(calibrate.main, ["--runs", str(wrong), "--out", str(tmp_path / "e.yaml")]) == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert (
+            line
+            == f"error: {wrong}: not a training run's log folder (no config.yaml): give OUTPUT_DIR/logs/RUN, "
+            + ("the folder training.train writes beside RUN_best.pt")
+        )
