@@ -205,10 +205,11 @@ def epoch_length(train_set, config: dict, fold: int, seed: int, world: int, trai
         train_set.min_samples = wanted * world * (batch // per_item)
         train_set.reset(0, seed)
         logger.info(
-            "a balanced epoch of fold %d holds %d crops (%d batches of %d); batches_per_epoch is %d: each epoch "
+            "a balanced epoch of fold %d holds %d %s (%d batches of %d); batches_per_epoch is %d: each epoch "
             "draws it %d times (its fakes drawn again, its reals repeated)",
             fold,
             balanced,
+            "clips" if hasattr(train_set, "clips") else "crops",
             balanced // (batch * world),
             batch * world,
             wanted,
