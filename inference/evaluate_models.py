@@ -183,7 +183,8 @@ def predict_set(source: ModelSource, folder: Path, labels_path: Path, output: Pa
 
     arguments = ["--test-dir", str(folder), "--recursive", "--output", str(output), "--resume"]
     arguments += source.predict_arguments()  # --resume: a killed run goes on where it stopped
-    if predict.main(arguments + option_arguments(options)) != 0:
-        raise ProtocolError(f"inference.predict failed on {folder}")
+    status = predict.main(arguments + option_arguments(options))
+    if status != 0:  # predict has said why, in its one error line: exit with its status, no second line
+        raise SystemExit(status)
     write_json_atomic(source_path, made_from)
     return True

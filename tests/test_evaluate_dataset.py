@@ -88,6 +88,23 @@ def test_bad_datasets_and_splits_end_in_one_line_exit_2(celebdf, tmp_path, capsy
     assert not (tmp_path / "o" / "predictions").exists()  # stopped before any model ran
     status, error, _ = _run(capsys, "--dataset", root, "--models", tmp_path / "gone.pt", "--out", tmp_path / "o")
     assert status == 2 and "checkpoints not found" in error and "gone.pt" in error
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as exit_info:  # predict's own line says why, and nothing follows it
+        cli.run(
+            evaluate.main,
+            [
+                "--dataset",
+                str(root),
+                "--split",
+                "test",
+                "--models",
+                str(tmp_path / "garbage.pt"),
+                "--out",
+                str(tmp_path / "g"),
+            ],
+        )
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 2 and len(errors) == 1 and "garbage.pt" in errors[0], errors
     with pytest.raises(SystemExit) as exit_info:  # a protocol names its own models
         evaluate.main(["--protocol", "p.yaml", "--models", str(checkpoint), "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2 and "--models go with --dataset" in capsys.readouterr().err
