@@ -206,8 +206,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     except pickle.UnpicklingError as error:
         raise CheckpointError(f"{path}: refused to load: {_weights_only_refusal(error)}") from None
     except Exception as error:  # the legacy unpickler meets junk bytes with KeyError, IndexError, struct.error...
-        first_line = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first_line.strip()})") from None
+        first_line = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        # the error's type too: a bare "101" (a KeyError's key) says nothing
+        why = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({why})") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(checkpoint).__name__}")
     if "state_dict" not in checkpoint:
