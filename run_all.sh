@@ -6,9 +6,10 @@
 #   ./run_all.sh DATA_ROOT TEST_DIR   real data: a dataset under DATA_ROOT in any layout that
 #                                     preprocessing reads (DFDC parts, FaceForensics++, Celeb-DF, the
 #                                     DFDC preview, a CSV, real/ and fake/ folders), and the test
-#                                     videos: TEST_DIR a folder of them (with a labels.csv to score
-#                                     them), or a dataset in any of those layouts, whose official test
-#                                     split (or, without one, every video) is predicted and scored
+#                                     videos: TEST_DIR a folder of them (scored where it has a
+#                                     labels.csv or a DFDC part's metadata.json), or a dataset in any
+#                                     of those layouts, whose official test split (or, without one,
+#                                     every video) is predicted and scored
 #
 # Environment: WORK_DIR (default ./work) holds everything the demo makes; PYTHON picks the
 # interpreter; DEMO_SEED and DEMO_VIDEOS size the demo world; PREPROCESS_WORKERS (default 2)
@@ -25,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 if [ "$#" -ne 0 ] && [ "$#" -ne 2 ]; then
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^set -euo/ {exit} NR > 1' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 
@@ -147,14 +148,18 @@ else
         run "$PYTHON" -m inference.predict --test-dir "$TEST_DIR" --ensemble "$ENSEMBLE" --output "$output" "$@" \
             "${options[@]}"
     }
-    if [ -f "$TEST_DIR/labels.csv" ]; then
+    TEST_LABELS=""  # what labels the test videos: a labels.csv, or a DFDC part's metadata.json
+    for labels in "$TEST_DIR/labels.csv" "$TEST_DIR/metadata.json"; do
+        [ -n "$TEST_LABELS" ] || [ ! -f "$labels" ] || TEST_LABELS=$labels
+    done
+    if [ -n "$TEST_LABELS" ]; then
         # labelled test videos: the calibration is kept only if it does not make their log loss worse than
         # their raw scores' (inference.calibrate --held-out); else the ensemble stays uncalibrated
         RAW_DIR="$WORK_DIR/submission_raw"
         echo "the test videos are labelled: their raw scores first, to check the calibration on them"
         predict "$RAW_DIR/submission.csv" --uncalibrated
         calibrate --ensemble "$ENSEMBLE" --oof "${runs[@]}" --held-out "$RAW_DIR/submission.csv" \
-            --held-out-labels "$TEST_DIR/labels.csv"
+            --held-out-labels "$TEST_LABELS"
         if [ -n "${DRY_RUN:-}" ] || grep -q '^calibration:' "$ENSEMBLE"; then
             predict "$SUBMISSION_DIR/submission.csv"
         else
@@ -166,11 +171,11 @@ else
         predict "$SUBMISSION_DIR/submission.csv"
     fi
 
-    if [ -f "$TEST_DIR/labels.csv" ]; then
-        stage "scoring: $SUBMISSION_DIR/submission.csv against $TEST_DIR/labels.csv"
-        run "$PYTHON" -m inference.score --submission "$SUBMISSION_DIR/submission.csv" --labels "$TEST_DIR/labels.csv"
+    if [ -n "$TEST_LABELS" ]; then
+        stage "scoring: $SUBMISSION_DIR/submission.csv against $TEST_LABELS"
+        run "$PYTHON" -m inference.score --submission "$SUBMISSION_DIR/submission.csv" --labels "$TEST_LABELS"
     else
-        echo "no $TEST_DIR/labels.csv: skipping the scoring stage"
+        echo "no $TEST_DIR/labels.csv or metadata.json: skipping the scoring stage"
     fi
 fi
 

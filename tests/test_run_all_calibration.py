@@ -40,7 +40,9 @@ exit 0
 """
 
 
-def _run_all(tmp_path: Path, labelled: bool, held_out: str = "better") -> tuple[str, list[str]]:
+def _run_all(
+    tmp_path: Path, labelled: bool, held_out: str = "better", labels_name: str = "labels.csv"
+) -> tuple[str, list[str]]:
     """(run_all's output, the modules it ran with their arguments) on real-data folders."""
     stand_in = tmp_path / "python"
     stand_in.write_text(STAND_IN)
@@ -49,7 +51,7 @@ def _run_all(tmp_path: Path, labelled: bool, held_out: str = "better") -> tuple[
     data.mkdir()
     test.mkdir()
     if labelled:
-        (test / "labels.csv").write_text("filename,label\n")
+        (test / labels_name).write_text("filename,label\n" if labels_name == "labels.csv" else "{}")
     log = tmp_path / "commands.log"
     environment = {
         **os.environ,
@@ -108,3 +110,10 @@ def test_unlabelled_test_videos_are_predicted_once_with_the_out_of_fold_calibrat
     assert [command.split()[1] for command in commands] == ["inference.calibrate", "inference.predict"]
     assert "--uncalibrated " not in commands[1] and commands[1].endswith("--resume --no-recall-boost")
     assert "calibration: calibration stored in" in out
+
+
+def test_a_dfdc_parts_metadata_labels_its_videos_for_the_check_and_the_score(tmp_path):
+    out, commands = _run_all(tmp_path, labelled=True, labels_name="metadata.json")
+    metadata = f"{tmp_path / 'test'}/metadata.json"
+    assert f"--held-out-labels {metadata}" in commands[2]
+    assert f"scoring: {tmp_path / 'work'}/submission/submission.csv against {metadata}" in out
