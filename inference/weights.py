@@ -1,7 +1,7 @@
 """Named ensembles of released checkpoints: list them, fetch them into a cache folder, verify them.
 
     python -m inference.weights list
-    python -m inference.weights fetch original [--dir DIR]
+    python -m inference.weights fetch original [--dir DIR] [--timeout S] [--speed-limit B --speed-time S]
     python -m inference.weights verify original [--dir DIR] [--no-load]
 
 `original` is the original solution's final ensemble: seven EfficientNet-B7 checkpoints (fold 0,
@@ -19,6 +19,17 @@ registry pins its SHA-256 and the bytes match it; otherwise it is refused and ke
 A file whose size or SHA-256 differs from the registry's (or from the one recorded on first use)
 is refused and its .part removed. Redirects are followed to HTTPS only (plain HTTP to plain HTTP,
 as a local mirror may, is let through): HTTPS to HTTP, or to any other scheme, is refused.
+
+A resume sends If-Range with the ETag (else Last-Modified) of the answer the .part came from,
+recorded beside it in NAME.part.json: a file changed on the server since is fetched again from
+the start (also when a server ignores If-Range but its answer names another version), never
+spliced; a .part with no such record is resumed only when its SHA-256 is pinned or recorded. An
+answer that is a page (text, HTML, JSON: a "confirm the download" interstitial), whose first bytes
+do not start a checkpoint (a zip or a pickle), or whose stated size is outside the registry's
+bounds or larger than the free disk space is refused before anything is written; a body that runs
+past the registry's size or maximum is stopped there and removed. --timeout bounds each connect
+and read; a transfer slower than --speed-limit bytes/s over any --speed-time seconds (curl's
+options; the response's headers must arrive within --speed-time) is cut, then resumed as above.
 
 `fetch` records each file's size and SHA-256 in weights.json beside them. Where the registry pins
 no SHA-256 (the seven `original` files: their hashes are not published), the first download's is
@@ -44,6 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference.download import DownloadError, download, sha256
+from inference.download_checks import Expected, checkpoint_start_problem
+from inference.download_transport import SpeedLimit
 from preprocess import cli
 from preprocess.io_utils import atomic_path
 
@@ -62,6 +75,8 @@ class WeightFile:
     input_size: int
     size: int | None = None  # bytes, where the publisher states it
     sha256: str | None = None  # hex digest, where the publisher states it
+    min_size: int | None = None  # bounds on the size in bytes, where it is not stated exactly
+    max_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,12 @@ ENSEMBLES = {
         "original",
         "the winning solution's seven EfficientNet-B7 at 380 px (fold 0, seeds 111-999), as its authors released them",
         # The release states no sizes or hashes: they are trusted on first use (see the docstring).
-        tuple(WeightFile(name, _ORIGINAL_RELEASE + name, "tf_efficientnet_b7_ns", 380) for name in _ORIGINAL_FILES),
+        # Bounds from the model, not the publisher: a B7's 66.4M weights take 266 MB in fp32 (133 MB
+        # even in fp16); 1 GB leaves room for an optimizer's state beside them.
+        tuple(
+            WeightFile(name, _ORIGINAL_RELEASE + name, "tf_efficientnet_b7_ns", 380, min_size=10**8, max_size=10**9)
+            for name in _ORIGINAL_FILES
+        ),
     ),
 }
 
@@ -180,7 +200,7 @@ def mismatch(file: WeightFile, path: Path, entry: dict | None, digest: str | Non
     return None
 
 
-def fetch(name: str, directory: Path, timeout: float = 10.0) -> list[Path]:
+def fetch(name: str, directory: Path, timeout: float = 10.0, speed: SpeedLimit | None = None) -> list[Path]:
     """Every file of a named ensemble in `directory`, downloading those not there yet; a file
     already there is accepted only if it matches the registry's and weights.json's size and hash."""
     directory, fetched = Path(directory), []
@@ -195,13 +215,18 @@ def fetch(name: str, directory: Path, timeout: float = 10.0) -> list[Path]:
             logger.info("%s: already here (%s)", destination, trust_of(file, entry))
         else:
             logger.info("fetching %s", file.url)
-            expected_sha256 = file.sha256 or (entry or {}).get("sha256")
-            origin = "pinned in the registry" if file.sha256 else f"recorded in {MANIFEST} on first use"
-            size = file.size or (entry or {}).get("size")
-            digest = download(file.url, destination, size, expected_sha256, timeout, sha256_origin=origin)
+            expected = Expected(
+                size=file.size or (entry or {}).get("size"),
+                sha256=file.sha256 or (entry or {}).get("sha256"),
+                sha256_origin="pinned in the registry" if file.sha256 else f"recorded in {MANIFEST} on first use",
+                min_size=file.min_size,
+                max_size=file.max_size,
+                first_bytes_problem=checkpoint_start_problem,
+            )
+            digest = download(file.url, destination, timeout=timeout, expected=expected, speed=speed)
             trust = PINNED if file.sha256 else (entry or {}).get("trust", FETCHED)
             record(directory, destination, digest, trust)
-            if not expected_sha256:
+            if not expected.sha256:
                 logger.info("%s: SHA-256 %s recorded in %s, trusted on first use", file.name, digest, MANIFEST)
         fetched.append(destination)
     return fetched
@@ -267,11 +292,29 @@ def main(argv=None) -> int:
     parser.add_argument("command", choices=["list", "fetch", "verify"])
     parser.add_argument("name", nargs="?", help="ensemble name (fetch, verify)")
     parser.add_argument("--dir", type=Path, default=None, help=f"weights folder (default {default_weights_dir()})")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the host (default 10)")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="fetch: seconds each connect or read may wait (default 10)"
+    )
+    parser.add_argument(
+        "--speed-limit",
+        type=float,
+        default=SpeedLimit.bytes_per_s,
+        help="fetch: a transfer slower than this many bytes/s over --speed-time seconds is cut (default "
+        "%(default)g, 0 for no limit; --timeout alone bounds one read, not a server sending a byte a second)",
+    )
+    parser.add_argument(
+        "--speed-time",
+        type=float,
+        default=SpeedLimit.period_s,
+        help="fetch: the period for --speed-limit, in seconds; the response's headers must arrive within it "
+        "(default %(default)g)",
+    )
     parser.add_argument("--no-load", action="store_true", help="verify: sizes and hashes only, no model built")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     directory = args.dir or default_weights_dir()
+    if not (args.speed_limit >= 0 and args.speed_time > 0):
+        parser.error("--speed-limit must be 0 or more and --speed-time more than 0")
     if args.command != "list" and not args.name:
         parser.error(f"{args.command} needs an ensemble name ({', '.join(sorted(ENSEMBLES))})")
     try:
@@ -280,7 +323,7 @@ def main(argv=None) -> int:
             return 0
         ensemble = named_ensemble(args.name)
         if args.command == "fetch":
-            fetch(args.name, directory, args.timeout)
+            fetch(args.name, directory, args.timeout, SpeedLimit(args.speed_limit, args.speed_time))
             print(f"{args.name}: {len(ensemble.files)} files in {directory}")
             return 0
         manifest = read_manifest(directory)

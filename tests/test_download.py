@@ -7,12 +7,15 @@ import errno
 import os
 import re
 import socket
+import time
 
 import pytest
 
 from inference import download as downloads
 from inference.download import DownloadError, download
-from tests.http_server import PAYLOAD, digest
+from inference.download_checks import Expected, checkpoint_start_problem
+from inference.download_transport import SpeedLimit
+from tests.http_server import INTERSTITIAL, PAYLOAD, Server, digest
 
 pytest_plugins = ("tests.http_server",)  # its `server` and `tls_server` fixtures
 
@@ -23,6 +26,7 @@ def test_a_cut_download_resumes_where_it_stopped(server, tmp_path):
     assert download(f"{server.url}/model", tmp_path / "model") == digest(PAYLOAD)
     assert (tmp_path / "model").read_bytes() == PAYLOAD
     assert server.ranges == [None, "bytes=100000-"], "the second request asked only for the rest"
+    assert server.if_ranges == [None, Server.validators(PAYLOAD)["ETag"]], "if the file is still the same"
     assert not (tmp_path / "model.part").exists()
 
 
@@ -55,23 +59,94 @@ def test_a_file_of_the_wrong_size_is_refused_and_removed(server, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def cut_once(server, tmp_path, at: int = 100_000) -> None:
+    """A download of /model cut at `at` bytes: model.part and its record (model.part.json) are left."""
+    server.plan["/model"] = [("close", at)]
+    with pytest.raises(DownloadError, match="cut after"):
+        download(f"{server.url}/model", tmp_path / "model", attempts=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.part", "model.part.json"]
+
+
 def test_a_part_left_by_an_earlier_run_is_judged_by_the_size_in_the_servers_416(server, tmp_path):
     server.files["/model"] = PAYLOAD
+    cut_once(server, tmp_path)
     (tmp_path / "model.part").write_bytes(PAYLOAD + b"more")
     with pytest.raises(DownloadError, match="got 300004 bytes, expected 300000; the partial file was removed"):
         download(f"{server.url}/model", tmp_path / "model")
     assert list(tmp_path.iterdir()) == [], "a .part longer than the file is not put in place"
+    cut_once(server, tmp_path)
     (tmp_path / "model.part").write_bytes(PAYLOAD)
     download(f"{server.url}/model", tmp_path / "model")
-    assert (tmp_path / "model").read_bytes() == PAYLOAD and server.ranges == ["bytes=300004-", "bytes=300000-"]
+    assert (tmp_path / "model").read_bytes() == PAYLOAD and server.ranges[-1] == "bytes=300000-"
+    assert list(tmp_path.iterdir()) == [tmp_path / "model"], "the record went with the .part"
 
 
 def test_a_416_that_states_no_size_starts_the_download_again(server, tmp_path):
     server.files["/model"] = PAYLOAD
     server.bare_416.add("/model")
+    cut_once(server, tmp_path)
     (tmp_path / "model.part").write_bytes(PAYLOAD + b"junk")  # longer than the file: the server answers 416
     download(f"{server.url}/model", tmp_path / "model")
-    assert (tmp_path / "model").read_bytes() == PAYLOAD and server.ranges == ["bytes=300004-", None]
+    assert (tmp_path / "model").read_bytes() == PAYLOAD and server.ranges[-2:] == ["bytes=300004-", None]
+
+
+def test_a_part_without_a_record_is_resumed_only_where_its_sha256_is_expected(server, tmp_path):
+    server.files["/model"] = PAYLOAD
+    (tmp_path / "model.part").write_bytes(PAYLOAD[:100_000])  # as an older fetch left it: no record
+    download(f"{server.url}/model", tmp_path / "model", expected_sha256=digest(PAYLOAD))
+    assert server.ranges == ["bytes=100000-"] and (tmp_path / "model").read_bytes() == PAYLOAD
+    (tmp_path / "model").unlink()
+    (tmp_path / "model.part").write_bytes(PAYLOAD[:100_000])
+    download(f"{server.url}/model", tmp_path / "model")
+    assert server.ranges[-1] is None, "no record and no hash: started again"
+
+
+def test_a_part_recorded_for_another_address_is_started_again(server, tmp_path):
+    server.files["/model"] = server.files["/elsewhere"] = PAYLOAD
+    cut_once(server, tmp_path)
+    download(f"{server.url}/elsewhere", tmp_path / "model")
+    assert server.ranges[-1] is None and (tmp_path / "model").read_bytes() == PAYLOAD
+
+
+def test_a_part_whose_first_bytes_cannot_start_the_file_is_removed(server, tmp_path):
+    server.files["/model"] = PAYLOAD
+    (tmp_path / "model.part").write_bytes(INTERSTITIAL)  # saved by an older fetch that judged nothing
+    expected = Expected(sha256=digest(PAYLOAD), first_bytes_problem=checkpoint_start_problem)
+    download(f"{server.url}/model", tmp_path / "model", expected=expected)
+    assert server.ranges == [None] and (tmp_path / "model").read_bytes() == PAYLOAD
+
+
+@pytest.mark.parametrize(("free", "fits"), [(299_999, False), (300_000, True)])
+def test_the_free_space_is_read_before_the_body_is_written(server, tmp_path, monkeypatch, free, fits):
+    monkeypatch.setattr(downloads, "free_bytes", lambda folder: free)
+    server.files["/model"] = PAYLOAD
+    if fits:
+        download(f"{server.url}/model", tmp_path / "model")
+        return
+    with pytest.raises(DownloadError, match="no room for .*300000 more bytes are needed and only 299999 are free"):
+        download(f"{server.url}/model", tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resume_needs_room_for_the_rest_only_and_keeps_the_part_when_there_is_none(server, tmp_path, monkeypatch):
+    server.files["/model"] = PAYLOAD
+    cut_once(server, tmp_path)
+    monkeypatch.setattr(downloads, "free_bytes", lambda folder: 199_999)
+    with pytest.raises(DownloadError, match=r"200000 more bytes .* \(the 100000 bytes so far are kept in"):
+        download(f"{server.url}/model", tmp_path / "model")
+    assert (tmp_path / "model.part").stat().st_size == 100_000
+    monkeypatch.setattr(downloads, "free_bytes", lambda folder: 200_000)
+    download(f"{server.url}/model", tmp_path / "model")
+    assert server.ranges[-1] == "bytes=100000-" and (tmp_path / "model").read_bytes() == PAYLOAD
+
+
+def test_a_trickle_over_https_is_cut_too(tls_server, tmp_path):
+    """The watchdog shuts a TLS socket down under its reader as it does a plain one."""
+    tls_server.files["/model"], tls_server.trickle["/model"] = PAYLOAD, (1.0, "body")
+    began = time.monotonic()
+    with pytest.raises(DownloadError, match=r"cut after 0 of 300000 bytes \(slower than 1000 bytes/s over 0.5 s\)"):
+        download(f"{tls_server.url}/model", tmp_path / "model", attempts=1, speed=SpeedLimit(1000, 0.5))
+    assert time.monotonic() - began < 3
 
 
 def test_the_part_is_fsynced_before_it_is_renamed_into_place(server, tmp_path, monkeypatch):
