@@ -105,7 +105,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         default=None,
         help="train even when the fold's training or validation split has fewer than data.min_class_crops "
-        "real or fake crops (normally an error)",
+        "real or fake crops (normally an error); a split with no crop of a class is refused even so",
     )
     parser.add_argument(
         "--set",
