@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from inference.file_identity import file_identity as stat_identity
 from preprocess.cli import InputError
 from preprocess.io_utils import write_json_atomic
 
@@ -61,8 +62,7 @@ def check_model_entry(model: dict, path: Path) -> None:
 
 
 def file_identity(path: Path) -> dict:
-    stat = Path(path).stat()
-    return {"path": str(Path(path).resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"path": str(Path(path).resolve()), **stat_identity(path)}
 
 
 @dataclass(frozen=True)

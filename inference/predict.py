@@ -42,7 +42,9 @@ video is read (one line naming each difference; --ignore-calibration-settings ap
 Runs survive: as each video finishes, its details line is appended to OUTPUT.progress.jsonl beside
 the output (OUTPUT.progress.rankRofN.jsonl per process under torchrun; see inference/progress.py),
 so a crash, a kill or a full disk loses at most the videos in flight. `--resume` goes on from it
-and does not read those videos again; its first line records the settings that change scores (the
+and does not read those videos again, unless one was changed since (its size, time and first MiB's
+hash are recorded with its row; a row without them, of an earlier version, is scored again): that
+one is scored again, with a warning naming it. Its first line records the settings that change scores (the
 options, the models' files with their sizes and times, device, precision, processes), and other
 settings are refused with a one-line error. Without --resume an existing progress file stops the
 run (pass --resume, or delete it). The final files are written whole under a temporary name,
@@ -69,8 +71,9 @@ from inference.clips import clip_probabilities
 from inference.ensemble import Member, face_probabilities
 from inference.ensemble_calibration import EnsembleCalibration
 from inference.faces import DetectionError, VideoFaces
+from inference.file_identity import file_identity
 from inference.model_options import autocast_dtype, cpu_precision, load_members
-from inference.progress import Progress, check_progress_files, progress_path, run_settings
+from inference.progress import Progress, check_progress_files, progress_path, run_settings, unchanged_rows
 from inference.reader import FaceReader
 from inference.scoring_settings import check_settings, scoring_settings
 from inference.submission import write_outputs
@@ -160,6 +163,15 @@ def non_finite(score: float, model_scores: dict[str, float], face_scores: list[f
     return f"a score that is not a finite number: {score} ({', '.join(models) or 'each model finite'}{faces_text})"
 
 
+def identity(path: Path) -> dict | None:
+    """The video's size, time and first MiB's hash as its row is written (None where it is gone:
+    a resumed run scores it again)."""
+    try:
+        return file_identity(path, head=True)
+    except OSError:
+        return None
+
+
 def predict(
     args: argparse.Namespace,
     members: list[Member],
@@ -187,18 +199,18 @@ def predict(
     errors: list[dict] = []
     details: list[dict] = []
 
-    def finish(row: dict, record: bool = True) -> None:  # a video's rows, kept and recorded as it finishes
+    def finish(row: dict, path: Path | None = None) -> None:  # a video's rows, kept and recorded as it finishes
         scores[row["filename"]] = row["score"]
         if row["error"]:
             errors.append(row["error"])
         details.append(row)
-        if record and progress is not None:
-            progress.add(row)
+        if path is not None and progress is not None:
+            progress.add(row, identity(path))
 
-    done = progress.rows if progress is not None else {}
+    done = unchanged_rows(progress.path, progress.rows, {name(p): p for p in videos}) if progress is not None else {}
     for path in videos:
         if name(path) in done:
-            finish(done[name(path)], record=False)
+            finish(done[name(path)])
     if scores:
         logger.info("%d of these scored already (%s): not read again", len(scores), progress.path)
     videos_left = [path for path in videos if name(path) not in done]
@@ -213,7 +225,7 @@ def predict(
         error_row = {"filename": name(path), "stage": stage, "reason": f"{type(error).__name__}: {reason}"}
         logger.warning("%s: %s failed (%s), scored %.2f", name(path), stage, reason, args.default_score)
         default = {"score": args.default_score, "ensemble_score": args.default_score, "calibrated": False}
-        finish({"filename": name(path), **default, "error": error_row})
+        finish({"filename": name(path), **default, "error": error_row}, path)
 
     def classify(group: list[tuple[Path, VideoFaces]]) -> None:
         started_classify = time.perf_counter()
@@ -242,7 +254,8 @@ def predict(
                     **faces.details(),
                     "seconds": {key: round(value, 3) for key, value in seconds.items()},
                     "error": None,
-                }
+                },
+                path,
             )
 
     group: list[tuple[Path, VideoFaces]] = []

@@ -8,8 +8,12 @@ times, frames, strategy, detector scale...): a run resumes only with the same se
 is flushed as it is written and the file fsynced every few seconds; a half-written last line (a
 kill mid-write) is dropped on resume, and so is a line that is not a details line as predict writes
 it (strict JSON, a finite score from 0 to 1, an error naming the file, each field of its type): its
-video is scored again, and a warning names the file and the line. inference.predict deletes the file
-once the final files are written.
+video is scored again, and a warning names the file and the line. Each row also records its video's
+size, modification time and the sha256 of its first MiB (`identity`): a video changed since it was
+scored (replaced under the same name) is scored again, with a warning naming it and what changed. A
+row without them (written before predict recorded them) cannot tell, so its video is scored again
+too, and one warning says how many. inference.predict deletes the file once the final files are
+written.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import torch
 
 from inference.ensemble_file import ensemble_members
 from inference.faces import DETECTION_REVISION
+from inference.file_identity import file_identity as stat_identity
+from inference.file_identity import identity_changes, is_identity
 from preprocess.cli import InputError
 from preprocess.io_utils import fsync_path, naming_errors
 
@@ -76,9 +82,10 @@ def unfinished(path: Path) -> str:
 
 
 def file_identity(path: str | os.PathLike) -> dict:
-    """What tells one file from another without reading it: where, how big, when written."""
-    stat = os.stat(path)
-    return {"file": str(Path(path).resolve()), "bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
+    """What tells one model file from another without reading it: where, how big, when written (under
+    the keys the progress files have always had, so that a run of an earlier version still resumes)."""
+    identity = stat_identity(path)
+    return {"file": str(Path(path).resolve()), "bytes": identity["bytes"], "modified_ns": identity["mtime_ns"]}
 
 
 def as_json(value):
@@ -188,11 +195,13 @@ ROW_FIELDS = {
     "partial_reason": lambda value: value is None or isinstance(value, str),
     "clips": _mapping_of(_is_count),
     "boxes_found": _mapping_of(_is_count),
+    "identity": is_identity,
 }
 REQUIRED_FIELDS = ("filename", "score", "error")
 FIELD_WORDS = {
     "score": "a probability (a finite number from 0 to 1)",
     "error": "null or an object with filename, stage and reason",
+    "identity": "an object with bytes, mtime_ns and head_sha256",
 }
 
 
@@ -257,8 +266,10 @@ class Progress:
                 os.fsync(self._handle.fileno())
                 self._synced = time.monotonic()
 
-    def add(self, row: dict) -> None:
-        """Record a finished video (a details line, with `filename`, `score` and `error`)."""
+    def add(self, row: dict, identity: dict | None = None) -> None:
+        """Record a finished video (a details line, with `filename`, `score` and `error`) and the
+        `identity` of its file (inference/file_identity.py, with head), which resuming checks."""
+        row = row if identity is None else {**row, "identity": identity}
         self._write(json.dumps(row, allow_nan=False))
         self.rows[row["filename"]] = row
 
@@ -289,6 +300,34 @@ class Progress:
 
     def __exit__(self, error_type, error, traceback) -> None:
         self.close(check=error_type is None, failed=error_type is not None)
+
+
+def unchanged_rows(path: Path, rows: dict[str, dict], files: dict[str, Path]) -> dict[str, dict]:
+    """The rows of `path` (by filename) whose video in `files` ({filename: path}) is the file they
+    were scored from, without their `identity`. A video changed since is scored again, with a warning
+    naming it and what changed; a row without an identity (an earlier predict's) cannot tell, so its
+    video is scored again too, and one warning says how many."""
+    kept, unknown = {}, 0
+    for name, file in files.items():
+        row = rows.get(name)
+        if row is None:
+            continue
+        if "identity" not in row:
+            unknown += 1
+            continue
+        change = identity_changes(row["identity"], file)
+        if change:
+            logger.warning("%s: changed since its row in %s was written (%s): scored again", name, path, change)
+            continue
+        kept[name] = {key: value for key, value in row.items() if key != "identity"}
+    if unknown:
+        logger.warning(
+            "%s: %d rows without their video's size, time and hash (an earlier predict wrote them): those videos "
+            "are scored again, as one of them may have been replaced since",
+            path,
+            unknown,
+        )
+    return kept
 
 
 # Options that change where the files go or how fast, not the scores: a run may resume with others.

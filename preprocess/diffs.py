@@ -42,6 +42,9 @@ class Diffs(VideoStep):
     def is_done(self, record) -> bool:
         return diffs_dir(self.output_dir, record.video).is_dir()
 
+    def output_folders(self, record) -> list:
+        return [diffs_dir(self.output_dir, record.video)]
+
     def process(self, record) -> dict:
         original_crops = crops_dir(self.output_dir, record.original)
         require_crops(self.output_dir, record.original)

@@ -40,6 +40,9 @@ class ExtractCrops(VideoStep):
     def is_done(self, record) -> bool:
         return crops_dir(self.output_dir, record.video).is_dir()
 
+    def output_folders(self, record) -> list:
+        return [crops_dir(self.output_dir, record.video)]
+
     def process(self, record) -> dict:
         source = self.box_source(record)
         boxes_file = boxes_path(self.output_dir, source.video)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +23,12 @@ def _process_umask() -> int:
 
 
 FILE_MODE = 0o666 & ~_process_umask()  # what open() would have made (mkstemp makes 0600)
+DIR_MODE = 0o777 & ~_process_umask()  # what mkdir would have made (mkdtemp makes 0700)
+# What atomic_dir leaves beside NAME when killed: .NAME.XXXXXXXX.partial (mkdtemp's random part
+# has no dot) while writing, .NAME.XXXXXXXX.old (the old NAME set aside) while replacing.
+LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?P<tag>[a-z0-9_]+)\.(?P<kind>partial|old)")
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -91,11 +100,14 @@ def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict], fieldnames: 
 def atomic_dir(final: Path) -> Iterator[Path]:
     """A temporary folder next to `final` that becomes `final` only when the block succeeds. An
     old `final` is renamed aside (to a hidden sibling) before the new one is renamed into place,
-    put back if that rename fails, and deleted only after it: a crash leaves the old folder or the
-    new one, never neither."""
+    put back if that rename fails, and deleted only after it. A process killed inside leaves
+    hidden folders beside `final`, and killed between the two renames no `final` but its old one
+    aside: `recover_atomic_dirs` puts that right at the next run. The folder gets the mode mkdir
+    would give (the umask's), not mkdtemp's 0700."""
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
+        os.chmod(temporary, DIR_MODE)
         yield temporary
         aside = None
         if final.exists():
@@ -112,3 +124,49 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def recover_atomic_dirs(finals: Iterable[Path]) -> dict[str, int]:
+    """Put right what processes killed inside `atomic_dir` left beside the folders `finals`: a
+    final folder that is missing while its old one lies aside (killed between the two renames) is
+    restored from that `.NAME.*.old`; every other `.NAME.*.partial` (killed while writing) and
+    `.NAME.*.old` (killed before deleting it) is deleted. Only the names of `finals` are looked at,
+    so that another shard's run writing its own videos beside them is left alone. A warning names
+    each folder restored, and one per parent folder counts those deleted. Returns the counts."""
+    wanted: dict[Path, set[str]] = defaultdict(set)
+    for final in finals:
+        wanted[Path(final).parent].add(Path(final).name)
+    counts = {"restored": 0, "removed": 0}
+    for parent, names in wanted.items():
+        found: dict[str, list[tuple[str, Path]]] = defaultdict(list)
+        try:
+            with os.scandir(parent) as entries:
+                for entry in entries:
+                    match = LEFTOVER.fullmatch(entry.name)
+                    if match and match["name"] in names and entry.is_dir(follow_symlinks=False):
+                        found[match["name"]].append((match["kind"], Path(entry.path)))
+        except FileNotFoundError:
+            continue
+        removed = []
+        for name, leftovers in sorted(found.items()):
+            final = parent / name
+            aside = sorted((path for kind, path in leftovers if kind == "old"), key=lambda p: p.stat().st_mtime_ns)
+            if aside and not final.exists():
+                os.replace(aside[-1], final)
+                logger.warning(
+                    "%s: restored from %s, where a run killed while replacing it had set it aside",
+                    final,
+                    aside[-1].name,
+                )
+                counts["restored"] += 1
+                leftovers = [(kind, path) for kind, path in leftovers if path != aside[-1]]
+            for _, path in leftovers:
+                shutil.rmtree(path)
+                removed.append(path.name)
+        if removed:
+            counts["removed"] += len(removed)
+            shown = ", ".join(removed[:3]) + (f" and {len(removed) - 3} more" if len(removed) > 3 else "")
+            logger.warning(
+                "%s: removed %d folders that killed runs left half made or set aside (%s)", parent, len(removed), shown
+            )
+    return counts

@@ -51,6 +51,9 @@ class Landmarks(VideoStep):
     def is_done(self, record) -> bool:
         return landmarks_dir(self.output_dir, record.video).is_dir()
 
+    def output_folders(self, record) -> list:
+        return [landmarks_dir(self.output_dir, record.video)]
+
     def prepare_worker(self) -> None:
         self.detector = FaceDetector(self.config["landmarks"]["thresholds"], scale=1.0, device=self.device)
 

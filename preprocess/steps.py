@@ -29,7 +29,7 @@ from tqdm import tqdm
 from preprocess import cli
 from preprocess.cli import InputError
 from preprocess.datasets import LAYOUTS, DatasetError, VideoRecord, load_dataset
-from preprocess.io_utils import write_csv_atomic
+from preprocess.io_utils import recover_atomic_dirs, write_csv_atomic
 
 logger = logging.getLogger("preprocess")
 
@@ -169,6 +169,11 @@ class VideoStep:
         """Make this video's outputs; return counts to add up in the summary. Raise on failure."""
         raise NotImplementedError
 
+    def output_folders(self, record: VideoRecord) -> list[Path]:
+        """The folders `process` writes whole with atomic_dir (what a killed run left of them is put
+        right before the next run looks at what is done)."""
+        return []
+
     def prepare_worker(self) -> None:
         """Load models once per process (called in each worker before its first video)."""
 
@@ -196,6 +201,7 @@ def _process_one(record: VideoRecord) -> tuple[str, dict | None, str | None]:
 def run_step(step: VideoStep, workers: int = 1, shard: tuple[int, int] = (0, 1)) -> dict:
     """Run `step` over its videos of this shard; returns the summary counts."""
     selected = shard_records([r for r in step.records if step.selects(r)], shard)
+    recover_atomic_dirs(folder for record in selected for folder in step.output_folders(record))
     todo = [record for record in selected if not step.is_done(record)]
     counts: Counter = Counter(videos=len(selected), skipped=len(selected) - len(todo))
     failures: list[dict] = []

@@ -5,6 +5,7 @@ which file it could not write."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from pathlib import Path
 
@@ -12,7 +13,14 @@ import pytest
 import torch
 
 from preprocess import cli
-from preprocess.io_utils import atomic_dir, atomic_path, write_csv_atomic
+from preprocess.diffs import Diffs
+from preprocess.extract_crops import ExtractCrops
+from preprocess.io_utils import atomic_dir, atomic_path, recover_atomic_dirs, write_csv_atomic
+from preprocess.landmarks import Landmarks
+from preprocess.outputs import crops_dir, diffs_dir, landmarks_dir
+from preprocess.records import VideoRecord
+from preprocess.steps import load_config, run_step
+from tests.conftest import run_until_killed
 from training.checkpoints import save_checkpoints
 
 
@@ -110,3 +118,115 @@ def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, capsys):
     assert cli.run(lambda argv: write(), []) == 2
     assert capsys.readouterr().err.strip() == f"error: {final}: No space left on device"
     assert list(tmp_path.iterdir()) == [], "no temporary left behind"
+
+
+# A process that SIGKILLs itself at a stage of atomic_dir(FINAL): while the new folder is written,
+# between setting the old folder aside and renaming the new one into place, or while deleting the
+# old one. Run as `python -c KILLED_INSIDE_ATOMIC_DIR FINAL STAGE`.
+KILLED_INSIDE_ATOMIC_DIR = """
+import os, shutil, signal, sys
+from pathlib import Path
+from preprocess.io_utils import atomic_dir
+
+final, stage = Path(sys.argv[1]), sys.argv[2]
+replace, renames = os.replace, []
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def replace_then_die(source, destination):
+    renames.append(source)
+    if len(renames) == 2:  # the old folder is aside, the new one not yet in place
+        die()
+    return replace(source, destination)
+
+if stage == "between the renames":
+    os.replace = replace_then_die
+if stage == "deleting the old":
+    shutil.rmtree = die
+with atomic_dir(final) as folder:
+    (folder / "0_0.png").write_bytes(b"new crop")
+    if stage == "writing":
+        die()
+"""
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize(
+    ("stage", "old", "left", "killed", "after"),
+    [  # killed: what the final folder held after the kill; after: after the next run's recovery
+        ("writing", None, ["partial"], None, None),  # a first run: nothing to restore, the step makes it again
+        ("writing", b"old crop", ["partial"], b"old crop", b"old crop"),
+        ("between the renames", b"old crop", ["old", "partial"], None, b"old crop"),  # restored from .old
+        ("deleting the old", b"old crop", ["old"], b"new crop", b"new crop"),
+    ],
+)
+def test_what_a_killed_process_leaves_is_put_right_at_the_next_run(tmp_path, caplog, stage, old, left, killed, after):
+    """Before: the hidden folders stayed for good, named nowhere, and killed between the renames
+    the video's folder was gone while its old one lay aside (issue 28, item 18)."""
+    final = tmp_path / "crops" / "video1"
+    other = tmp_path / "crops" / ".video10.abcd1234.partial"  # another video's (another shard may be writing it)
+    other.mkdir(parents=True)
+    if old is not None:
+        final.mkdir()
+        (final / "0_0.png").write_bytes(old)
+    run_until_killed(KILLED_INSIDE_ATOMIC_DIR, [str(final), stage])
+    leftovers = [name for name in _hidden(final.parent) if name.startswith(".video1.")]
+    assert [name.rsplit(".", 1)[-1] for name in leftovers] == left
+    assert (_contents(final) if final.exists() else None) == (None if killed is None else {"0_0.png": killed})
+
+    with caplog.at_level(logging.WARNING, logger="preprocess.io_utils"):
+        counts = recover_atomic_dirs([final])
+    assert _hidden(final.parent) == [other.name], "this video's leftovers are gone, another video's kept"
+    if after is None:
+        assert not final.exists()
+    else:
+        assert _contents(final) == {"0_0.png": after}
+    restored = stage == "between the renames"
+    assert counts == {"restored": int(restored), "removed": len(left) - restored}
+    messages = [record.getMessage() for record in caplog.records]
+    if restored:
+        assert (
+            f"{final}: restored from {leftovers[0]}, where a run killed while replacing it had set it aside" in messages
+        )
+    swept = [m for m in messages if "removed" in m]
+    assert len(swept) == 1 and swept[0].startswith(
+        f"{final.parent}: removed {len(left) - restored} folders that killed"
+    )
+
+
+def test_a_step_puts_right_what_its_killed_run_left_before_it_looks_at_what_is_done(tmp_path, caplog):
+    """The real step: extract_crops killed between the renames finds the video's crops again (and
+    skips it as done), its leftovers swept."""
+    final = crops_dir(tmp_path, "video1")
+    final.mkdir(parents=True)
+    (final / "0_0.png").write_bytes(b"old crop")
+    run_until_killed(KILLED_INSIDE_ATOMIC_DIR, [str(final), "between the renames"])
+    assert not final.exists()
+    record = VideoRecord("video1", tmp_path / "video1.mp4", 0, None, "video1", "part0")
+    step = ExtractCrops(output_dir=tmp_path, records=[record], config=load_config())
+    with caplog.at_level(logging.WARNING):
+        counts = run_step(step)
+    assert counts["skipped"] == 1 and _contents(final) == {"0_0.png": b"old crop"}
+    assert _hidden(final.parent) == []
+    assert "restored from" in caplog.text and "removed 1 folders" in caplog.text
+
+
+@pytest.mark.parametrize("step_class", [ExtractCrops, Landmarks, Diffs])
+def test_each_step_names_the_folders_it_writes_whole(tmp_path, step_class):
+    record = VideoRecord("v", tmp_path / "v.mp4", 1, "o", "o", "part0")
+    folders = {ExtractCrops: crops_dir, Landmarks: landmarks_dir, Diffs: diffs_dir}
+    step = step_class(output_dir=tmp_path, records=[record], config=load_config())
+    assert step.output_folders(record) == [folders[step_class](tmp_path, "v")]
+
+
+def test_atomic_dir_folders_get_the_mode_mkdir_would_give(tmp_path):
+    """Crop folders came out drwx------ (mkdtemp's 0700) whatever the umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    with atomic_dir(tmp_path / "video1") as folder:
+        (folder / "0_0.png").write_bytes(b"crop")
+    assert (tmp_path / "video1").stat().st_mode & 0o777 == 0o777 & ~mask

@@ -24,6 +24,7 @@ import torch
 from inference import predict
 from inference import progress as progress_module
 from inference.faces import DETECTION_REVISION
+from inference.file_identity import file_identity
 from inference.progress import Progress, ProgressError, check_progress_files, progress_path, run_settings
 from inference.reader import FaceReader
 from preprocess import cli
@@ -89,11 +90,22 @@ def reference(reference_run) -> dict[str, float]:
     return {row["filename"]: row["score"] for row in _details(reference_run.parent / "details.jsonl")}
 
 
-def _spoil(test_dir: Path, names) -> None:
-    """Make videos unreadable: read again, they would score the default with an error."""
-    for name in names:
-        (test_dir / name).unlink()
-        (test_dir / name).write_text("not a video any more\n")
+def _record_reads(monkeypatch) -> list[str]:
+    """The names of the videos read from now on (a video changed since its row was written would be
+    read again, so the videos done are left as they are and their reads counted instead)."""
+    read, names = FaceReader._read, []
+
+    def recorded(self, path):
+        names.append(path.name)
+        return read(self, path)
+
+    monkeypatch.setattr(FaceReader, "_read", recorded)
+    return names
+
+
+def _as_recorded(row: dict, test_dir: Path) -> dict:
+    """A details line as predict's progress holds it: with its video's size, time and first MiB's hash."""
+    return {**row, "identity": file_identity(test_dir / row["filename"], head=True)}
 
 
 def _progress_rows(path: Path) -> list[str]:
@@ -107,14 +119,16 @@ def _check_resumed(out: Path, reference: dict[str, float]) -> None:
     assert [row["filename"] for row in rows] == sorted(reference), "exactly one row per video"
     for row in rows:  # written with six decimals: one unit of the last, as rounded, on top of 1e-6
         assert float(row["label"]) == pytest.approx(reference[row["filename"]], abs=1.5e-6), row
-    assert _rows(out.parent / "errors.csv") == [], "no video done before was read again (they are unreadable now)"
+    assert _rows(out.parent / "errors.csv") == []
     details = _details(out.parent / "details.jsonl")
     assert [d["filename"] for d in details] == sorted(reference)
     assert all(d["score"] == pytest.approx(reference[d["filename"]], abs=1e-6) for d in details), details
     assert sorted(p.name for p in out.parent.iterdir()) == ["details.jsonl", "errors.csv", "submission.csv"]
 
 
-def test_a_killed_run_resumes_without_reading_the_videos_done_again(tmp_path, sources, checkpoint, reference, caplog):
+def test_a_killed_run_resumes_without_reading_the_videos_done_again(
+    tmp_path, sources, checkpoint, reference, caplog, monkeypatch
+):
     test_dir = _folder(tmp_path, sources)
     out = tmp_path / "out" / "submission.csv"
     command = [sys.executable, "-m", "inference.predict", *_arguments(test_dir, checkpoint, out)]
@@ -132,13 +146,14 @@ def test_a_killed_run_resumes_without_reading_the_videos_done_again(tmp_path, so
     assert not out.exists()
     done = _progress_rows(progress)
     assert 2 <= len(done) < VIDEOS
-    _spoil(test_dir, done)
+    reads = _record_reads(monkeypatch)
     with open(progress, "a") as handle:
         handle.write('{"filename": "' + sorted(reference)[-1])  # a line cut short by the kill: ignored
 
     caplog.set_level(logging.INFO, logger="inference.predict")
     assert predict.main([*_arguments(test_dir, checkpoint, out), "--resume"]) == 0
     assert f"{len(done)} of these scored already" in caplog.text
+    assert sorted(reads) == sorted(set(reference) - set(done)), "the videos done are not read again"
     _check_resumed(out, reference)
 
 
@@ -208,8 +223,9 @@ def test_a_disk_full_mid_run_names_the_file_and_keeps_the_rows_for_resume(
     assert not out.exists()
 
     monkeypatch.undo()  # space freed
-    _spoil(test_dir, videos_read[:2])
+    reads = _record_reads(monkeypatch)
     assert cli.run(predict.main, [*arguments, "--resume"]) == 0, capsys.readouterr().err
+    assert sorted(reads) == sorted(set(reference) - set(videos_read[:2])), "the rows kept are not read again"
     _check_resumed(out, reference)
 
 
@@ -226,8 +242,9 @@ def test_a_disk_full_at_the_end_names_the_submission_and_a_resume_reads_nothing_
     assert sorted(p.name for p in out.parent.iterdir()) == [progress_path(out).name], "no half file, no temporary"
     monkeypatch.undo()
 
-    _spoil(test_dir, reference)  # every video was scored: none is read again
+    reads = _record_reads(monkeypatch)
     assert cli.run(predict.main, [*arguments, "--resume"]) == 0, capsys.readouterr().err
+    assert reads == [], "every video was scored: none is read again"
     _check_resumed(out, reference)
 
 
@@ -239,11 +256,11 @@ def test_each_torchrun_process_resumes_its_own_share(tmp_path, sources, checkpoi
     details = {d["filename"]: d for d in _details(reference_run.parent / "details.jsonl")}
     names = sorted(details)
     done = {0: names[0::2][:1], 1: names[1::2]}  # process 0 was stopped after its first video, process 1 finished
+    marked = 0.25  # the rows recorded say 0.25: a video read again would get its own score
     for rank, finished in done.items():
         with Progress(progress_path(out, rank, 2), settings, resume=False) as progress:
             for name in finished:
-                progress.add(details[name])
-    _spoil(test_dir, [*done[0], *done[1]])
+                progress.add(_as_recorded({**details[name], "score": marked}, test_dir))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
     result = subprocess.run(
         [*torchrun, "-m", "inference.predict", *arguments],
@@ -255,7 +272,7 @@ def test_each_torchrun_process_resumes_its_own_share(tmp_path, sources, checkpoi
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 of these scored already" in result.stderr, "process 0 went on after its first video"
-    _check_resumed(out, reference)
+    _check_resumed(out, {**reference, **{name: marked for name in [*done[0], *done[1]]}})
 
 
 def test_the_files_reach_the_disk_before_they_replace_the_old(tmp_path, sources, checkpoint, monkeypatch):
@@ -346,6 +363,7 @@ BAD_ROWS = {
     "NaN face score": '{"filename": "NAME", "score": 0.5, "error": null, "face_scores": [0.5, NaN]}',
     "face scores a string": '{"filename": "NAME", "score": 0.5, "error": null, "face_scores": "0.5"}',
     "model scores a list": '{"filename": "NAME", "score": 0.5, "error": null, "model_scores": [0.5]}',
+    "identity without its hash": '{"filename": "NAME", "score": 0.5, "error": null, "identity": {"bytes": 5}}',
     "a list": '["NAME", 0.5]',
     "a number": "0.5",
 }
@@ -362,10 +380,9 @@ def test_a_progress_line_that_is_not_a_row_is_scored_again_not_trusted(
     settings = run_settings(predict.parse_args(arguments), torch.device("cpu"), "f32", 1)
     details = {d["filename"]: d for d in _details(reference_run.parent / "details.jsonl")}
     with Progress(progress_path(out), settings, resume=False) as progress:
-        progress.add(details[kept])  # line 2: a row as predict writes it, taken as it is
+        progress.add(_as_recorded(details[kept], test_dir))  # line 2: a row as predict writes it, taken as it is
     with open(progress_path(out), "a") as handle:
         handle.write(BAD_ROWS[case].replace("NAME", again) + "\n")  # line 3
-    _spoil(test_dir, [kept])  # read again, it would be an error
 
     caplog.set_level(logging.INFO, logger="inference")
     assert cli.run(predict.main, arguments) == 0

@@ -163,8 +163,11 @@ def test_killed_run_resumes_to_the_same_outputs(demo_world, demo_preprocessed, t
     assert not (out / "folds.csv").exists() and not (out / "landmarks").exists()
     finished = [p for p in (out / "crops").iterdir() if not p.name.startswith(".")]
     assert 1 <= len(finished) < len(load_dataset(demo_world)), "killed part way through extract_crops"
+    [half_made] = [p.name for p in (out / "crops").iterdir() if p.name.startswith(".")]
+    assert half_made.endswith(".partial"), "killed inside atomic_dir, writing a video's crops"
     assert run_all.main(["--root-dir", str(demo_world), "--output-dir", str(out), "--workers", "2"]) == 0
     assert _final_outputs(out) == _final_outputs(demo_preprocessed)
+    assert not [p for p in (out / "crops").iterdir() if p.name.startswith(".")], "the half-made folder is swept"
 
 
 def test_shards_split_the_videos_without_overlap(demo_world, tmp_path):

@@ -28,8 +28,25 @@ def test_a_split_without_reals_names_the_fold_and_the_counts():
         )
     message = str(raised.value)
     assert "\n" not in message
-    assert "fold 3: the training split has 0 REAL crops of 0 videos, 300 FAKE crops of 2 videos" in message
-    assert "data.min_class_crops" in message and "--allow-degenerate-split" in message
+    assert message == (
+        "fold 3: the training split has 0 REAL crops of 0 videos, 300 FAKE crops of 2 videos: no REAL crop at all, "
+        "which nothing trains on (refused even with --allow-degenerate-split)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("training", "validation", "named"),
+    [
+        ((0, 300), (40, 40), "fold 2: the training split has 0 REAL crops .*: no REAL crop at all"),
+        ((50, 50), (30, 0), "fold 2: the validation split has 30 REAL crops .*: no FAKE crop at all"),
+        ((0, 0), (30, 30), "fold 2: the training split .*: no REAL or FAKE crop at all"),
+    ],
+)
+def test_a_missing_class_is_refused_even_when_degenerate_splits_are_allowed(training, validation, named):
+    """The flag once let a missing class through with a warning (issue 28, item 7)."""
+    parts = {"training": (_rows(*training), "dataset"), "validation": (_rows(*validation), "dataset")}
+    with pytest.raises(DegenerateSplitError, match=named):
+        check_split(parts, "fold 2", 10, 10, allow=True)
 
 
 def test_too_few_of_a_class_in_validation_is_refused_and_an_expert_may_go_on():
@@ -112,6 +129,21 @@ def test_the_flag_trains_anyway_with_a_warning(tmp_path, caplog):
         train_module.train(train_module.parse_args(_args(data, out, "--allow-degenerate-split")))
     assert (out / "demo_0_111_last.pt").is_file()
     assert any("training split has 5 REAL crops" in record.getMessage() for record in caplog.records)
+
+
+def test_the_flag_does_not_train_a_fold_without_reals_it_names_the_class_up_front(tmp_path, capsys):
+    """Before: a warning, then an empty epoch and "fold 0: 24 training crops are fewer than one batch
+    per process", which blamed the batch size (issue 28, item 7)."""
+    out = tmp_path / "weights"
+    args = _args(_reals_in_training(tmp_path / "data", 0), out, "--allow-degenerate-split")
+    code = cli.run(train_module.main, args)
+    error = capsys.readouterr().err
+    assert code == 2
+    assert error.strip().splitlines()[-1] == (
+        "error: fold 0: the training split has 0 REAL crops of 0 videos, 24 FAKE crops of 2 videos: no REAL crop "
+        "at all, which nothing trains on (refused even with --allow-degenerate-split)"
+    )
+    assert "fewer than one batch" not in error and not list(out.glob("*.pt"))
 
 
 def test_train_methods_that_leave_too_few_fakes_are_refused(tmp_path, capsys):

@@ -315,7 +315,10 @@ def test_lora_layers_take_the_files_plain_weights():
 @pytest.mark.parametrize(
     "flags, problem",
     [
-        (["--keep-every", "0"], "training.keep_every (--keep-every) must be a whole number of 1 or more, got 0"),
+        (
+            ["--keep-every", "0"],
+            "training.keep_every (--keep-every) must be null or a whole number from 1 to 10000 (epochs), got 0",
+        ),
         (["--keep-every", "-1"], "got -1"),
         (["--batches-per-epoch", "0"], "training.batches_per_epoch (--batches-per-epoch)"),
         (["--epochs", "0"], "training.epochs (--epochs)"),

@@ -130,30 +130,6 @@ def apply_overrides(config: dict, assignments: list[str]) -> dict:
     return config
 
 
-# (section, key, may be null): whole numbers of 1 or more, as resolved from the file and the flags
-POSITIVE_COUNTS = [
-    ("training", "epochs", False),
-    ("training", "batches_per_epoch", True),
-    ("training", "keep_every", True),
-    ("training", "freeze_epochs", False),
-    ("data", "batch_size", False),
-    ("data", "val_batch_size", False),
-]
-
-
-def length_problem(config: dict) -> str | None:
-    """Why the run's counts cannot make a run (0 or fewer epochs, batches, ...), or None."""
-    for section, key, nullable in POSITIVE_COUNTS:
-        value = config[section][key]
-        if value is None and nullable:
-            continue
-        minimum = 0 if key == "freeze_epochs" else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            flag = f"--{key.replace('_', '-')}"
-            return f"{section}.{key} ({flag}) must be a whole number of {minimum} or more, got {value!r}"
-    return None
-
-
 def save_config(config: dict, path: str | os.PathLike) -> None:
     from preprocess.io_utils import atomic_path
 

@@ -126,15 +126,22 @@ def check_split(
 ) -> list[str]:
     """Refuse a fold (e.g. "fold 0") where a part ({"training": (rows, fakes source), "validation":
     ...}) has fewer than `minimum` crops of a class: DegenerateSplitError, one line naming the fold
-    and the counts (with `allow`, a warning instead). Returns the warnings, also those for a class
-    that outnumbers the other by more than `max_ratio`."""
+    and the counts (with `allow`, a warning instead; a class with no crop at all is refused even
+    then, naming the class). Returns the warnings, also those for a class that outnumbers the other
+    by more than `max_ratio`."""
     warnings = []
     for part, (rows, fakes) in parts.items():
         counts = class_counts(rows, fakes)
         described = ", ".join(f"{crops} {label} crops of {videos} videos" for label, (crops, videos) in counts.items())
         fewest = min(crops for crops, _ in counts.values())
         most = max(crops for crops, _ in counts.values())
-        if fewest < max(minimum, 1):  # no crop of a class is never enough
+        missing = [label for label, (crops, _) in counts.items() if crops == 0]
+        if missing:  # an epoch is balanced by the rarer class: without one it holds nothing
+            raise DegenerateSplitError(
+                f"{fold}: the {part} split has {described}: no {' or '.join(missing)} crop at all, which "
+                "nothing trains on (refused even with --allow-degenerate-split)"
+            )
+        if fewest < minimum:
             problem = (
                 f"{fold}: the {part} split has {described}; at least {minimum} crops of each class are "
                 "needed (data.min_class_crops; --allow-degenerate-split trains anyway)"

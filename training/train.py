@@ -31,7 +31,8 @@ from preprocess.cli import InputError
 from preprocess.io_utils import write_csv_atomic, write_json_atomic
 from training.builders import build_model, epoch_length, make_loaders
 from training.checkpoints import rng_state, save_checkpoints
-from training.config import apply_overrides, length_problem, load_config, save_config
+from training.config import apply_overrides, load_config, save_config
+from training.config_bounds import settings_problem
 from training.distributed import barrier, cleanup, init_distributed, is_main_process, replicas_in_sync
 from training.engine import train_one_epoch, validate
 from training.schedule import create_optimizer, lr_factor, resolve_max_iter, schedule_mismatch
@@ -105,7 +106,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         default=None,
         help="train even when the fold's training or validation split has fewer than data.min_class_crops "
-        "real or fake crops (normally an error)",
+        "real or fake crops (normally an error); a split with no crop of a class is refused even so",
     )
     parser.add_argument(
         "--set",
@@ -124,7 +125,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
         if value is not None:
             config[section][key] = value
     config = apply_overrides(config, args.set)
-    problem = length_problem(config)
+    problem = settings_problem(config)
     if problem:
         raise InputError(f"{args.config}: {problem}")
     return config
