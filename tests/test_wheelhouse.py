@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import venv
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -31,22 +32,24 @@ ISOLATED_PIP = {"PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": "", "PIP_NO_IND
 
 
 def installed_closure(names) -> set[str]:
-    """`names` and every installed distribution they require, directly or not (no extras)."""
-    seen, queue = set(), [gpu_requirements.canonical_name(name) for name in names]
+    """`names` and every installed distribution they require, directly or not, extras included
+    (torch pulls CUDA's libraries through cuda-toolkit's extras)."""
+    seen, queue = set(), [(gpu_requirements.canonical_name(name), frozenset()) for name in names]
     while queue:
-        name = queue.pop()
-        if name in seen:
+        name, extras = queue.pop()
+        if (name, extras) in seen:
             continue
         try:
             requires = metadata.distribution(name).requires or []
         except metadata.PackageNotFoundError:
             continue
-        seen.add(name)
+        seen.add((name, extras))
         for line in requires:
             requirement = Requirement(line)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                queue.append(gpu_requirements.canonical_name(requirement.name))
-    return seen
+            marker = requirement.marker
+            if marker is None or any(marker.evaluate({"extra": extra}) for extra in {"", *extras}):
+                queue.append((gpu_requirements.canonical_name(requirement.name), frozenset(requirement.extras)))
+    return {name for name, _ in seen}
 
 
 def test_the_gpu_steps_need_lines_of_requirements_txt_and_not_the_page_or_openvino():
@@ -158,7 +161,8 @@ def test_the_wheelhouse_holds_what_the_host_lacks_and_installs_without_an_index(
 
 def test_a_need_the_host_version_cannot_meet_stops_the_build_and_leaves_nothing(links, tmp_path):
     out = tmp_path / "wheelhouse"
-    with pytest.raises(build_wheelhouse.BuildError, match=r"resolving needpkg: pip exited 1: .*deppkg"):
+    conflict = r"resolving needpkg: pip exited 1: .*needpkg 1.0 depends on deppkg>=1.0 \| .*deppkg==0.5"
+    with pytest.raises(build_wheelhouse.BuildError, match=conflict):
         host = {"hostpkg": "1.0", "deppkg": "0.5"}
         build_wheelhouse.build(out, ["needpkg"], host, pip_args=["--no-index", "--find-links", str(links)])
     assert not out.exists() and not list(tmp_path.glob(".wheelhouse*"))
@@ -196,3 +200,57 @@ def test_a_freeze_names_the_host_packages_by_their_canonical_names(tmp_path):
         "torch": "2.14.1+cu130",
         "opencv-python-headless": "4.10",
     }
+
+
+@pytest.mark.skipif(os.environ.get("WHEELHOUSE_TEST") != "1", reason="downloads ~60 MB: set WHEELHOUSE_TEST=1")
+def test_a_fresh_host_completed_by_the_wheelhouse_runs_the_check(tmp_path):
+    """The whole way: a fresh virtual environment seeing only this machine's torch, timm,
+    opencv-python-headless, pandas and scikit-learn (and what they pull) is the host; the wheelhouse
+    built for its `pip list --format=freeze` from the index holds none of those, weighs under
+    60 MiB, installs with --no-index alone, and the GPU steps' code then runs on the CPU there."""
+    host_libs = host_folder(build_wheelhouse.HOST_HAS, tmp_path / "host_libs")
+    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
+    python = str(tmp_path / "venv" / "bin" / "python")
+    where = [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]
+    site_packages = Path(subprocess.run(where, capture_output=True, text=True, check=True).stdout.strip())
+    (site_packages / "host.pth").write_text(f"{host_libs}\n")
+    _run([python, "-m", "pip", "uninstall", "--yes", "setuptools"])  # the venv's old one would hide torch's
+    (tmp_path / "host.txt").write_text(_run([python, "-m", "pip", "list", "--format=freeze"]).stdout)
+
+    out = tmp_path / "wheelhouse"
+    assert build_wheelhouse.main([str(out), "--host-freeze", str(tmp_path / "host.txt")]) == 0
+    wheels = {gpu_requirements.canonical_name(path.name.split("-")[0]) for path in out.glob("*.whl")}
+    assert {"av", "facenet-pytorch", "albumentations", "scikit-image"} <= wheels
+    assert not wheels & {"torch", "torchvision", "timm", "opencv-python-headless", "pandas", "scikit-learn", "numpy"}
+    assert sum(path.stat().st_size for path in out.glob("*.whl")) < 60 * 2**20
+
+    _run([python, "-m", "pip", "install", "--no-index", "--find-links", str(out), "-r", str(out / "requirements.txt")])
+
+    env = {"PYTHON": python, "GPU_CHECK_NO_INSTALL": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    check = str(REPO_ROOT / "tools" / "gpu_check.sh")
+    plan = json.loads(_run([check, "--dry-run"], env).stdout.splitlines()[-1])
+    assert all(not plan["steps"][step]["missing"] for step in ("train_fp16", "ddp_syncbn", "predict_fp16", "bench_b7"))
+    assert {"gradio: not installed", "openvino: not installed"} <= set(plan["steps"]["suite"]["missing"])
+    result = _run([check, "--steps=train_fp16,ddp_syncbn,predict_fp16,bench_b7"], env, status=1)
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert {entry["error"][:15] for entry in summary["steps"].values()} == {"no CUDA device:"}
+    result = _run([python, "-c", STEPS_ON_THE_CPU, str(tmp_path / "work")], {**env, "PYTHONPATH": str(REPO_ROOT)})
+    assert json.loads(result.stdout.splitlines()[-1]) == {"gradio": False, "openvino": False, "matplotlib": False}
+
+
+def _run(command: list[str], env: dict | None = None, status: int = 0) -> subprocess.CompletedProcess:
+    """`command` in the repository, with pip's configuration left out, expected to exit `status`."""
+    environment = {**os.environ, **ISOLATED_PIP, **(env or {})}
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=environment)
+    assert result.returncode == status, f"{command[:4]}: exit {result.returncode}\n{result.stderr[-3000:]}"
+    return result
+
+
+def test_a_manylinux_platform_takes_in_the_older_glibc_tags_wheels_carry():
+    """pip takes --platform manylinux_2_28_x86_64 as that tag alone: pydantic-core, tagged
+    manylinux_2_17 only, then had no wheel and the build for Python 3.12 stopped."""
+    tags = build_wheelhouse.platform_tags("manylinux_2_28_x86_64")
+    assert tags[:2] == ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64"] and tags[-1] == "manylinux1_x86_64"
+    assert {"manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux2010_x86_64"} <= set(tags)
+    assert len(tags) == len(set(tags)) == 24 + 3
+    assert build_wheelhouse.platform_tags("win_amd64") == ["win_amd64"]

@@ -78,6 +78,22 @@ def parse_freeze(path: Path) -> dict[str, str]:
     return host
 
 
+def platform_tags(platform: str) -> list[str]:
+    """`platform` and, for manylinux_2_N, every older glibc's tag (legacy aliases too), newest first:
+    pip takes a --platform as that tag alone, and most wheels name an older glibc than the host's."""
+    match = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", platform)
+    if not match:
+        return [platform]
+    newest, arch = int(match.group(1)), match.group(2)
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    tags = []
+    for minor in range(newest, 4, -1):
+        tags.append(f"manylinux_2_{minor}_{arch}")
+        if minor in legacy:
+            tags.append(f"{legacy[minor]}_{arch}")
+    return tags
+
+
 def pip_version() -> tuple[int, ...]:
     from pip import __version__
 
@@ -101,20 +117,33 @@ def stand_in_environment(root: Path, host: dict[str, str]) -> str:
     return python
 
 
+def pip_failure(output: str) -> str:
+    """pip's errors and the cause of a conflict it names, from its output, in one line."""
+    kept, in_cause = [], False
+    for line in output.splitlines():
+        if line.startswith("The conflict is caused by"):
+            in_cause = True
+        elif not (in_cause and line.startswith(" ")):
+            in_cause = False
+        if in_cause or line.startswith("ERROR"):
+            kept.append(line.strip())
+    kept = kept or [line.strip() for line in output.splitlines() if line.strip()][-6:]
+    return " | ".join(kept if len(kept) <= 12 else [*kept[:10], "...", kept[-1]])
+
+
 def run_pip(python: str, args: list[str], what: str) -> None:
     command = [python, "-m", "pip", "--disable-pip-version-check", *args]
     logger.info("%s: %s", what, shlex.join(command))
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     if result.returncode != 0:
-        lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-        raise BuildError(f"{what}: pip exited {result.returncode}: {' | '.join(lines[-6:])}")
+        raise BuildError(f"{what}: pip exited {result.returncode}: {pip_failure(result.stdout)}")
 
 
 def resolve(python: str, lines: list[str], constraints: Path | None, target: list[str], pip_args: list[str]) -> dict:
     """{canonical name: version} of what `pip install lines` would install in `python`'s environment."""
     with tempfile.TemporaryDirectory(prefix="wheelhouse-report-") as scratch:
         report = Path(scratch) / "report.json"
-        args = ["install", "--dry-run", "--quiet", "--report", str(report), "--only-binary=:all:", *target, *pip_args]
+        args = ["install", "--dry-run", "--report", str(report), "--only-binary=:all:", *target, *pip_args]
         if constraints:
             args += ["--constraint", str(constraints)]
         run_pip(python, [*args, *lines], f"resolving {' '.join(lines)}")
@@ -202,7 +231,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     host.add_argument("--host-freeze", type=Path, help="the host's `pip list --format=freeze`")
     host.add_argument("--host-has", nargs="+", default=list(HOST_HAS), help=f"default: {' '.join(HOST_HAS)}")
     parser.add_argument("--python-version", help="the host's Python, as pip download's (e.g. 3.11)")
-    parser.add_argument("--platform", action="append", help="the host's wheel platform, as pip download's (repeatable)")
+    parser.add_argument(
+        "--platform",
+        action="append",
+        help="the host's wheel platform, as pip download's (repeatable; manylinux_2_N takes in older glibc's tags)",
+    )
     parser.add_argument("--max-mib", type=float, default=MAX_MIB, help=f"default {MAX_MIB:g}")
     parser.add_argument("--pip-arg", action="append", default=[], help="passed to pip (e.g. --pip-arg=--no-index)")
     return parser.parse_args(argv)
@@ -213,7 +246,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     target = ["--python-version", args.python_version] if args.python_version else []
     for platform in args.platform or []:
-        target += ["--platform", platform]
+        for tag in platform_tags(platform):
+            target += ["--platform", tag]
     try:
         needs = gpu_requirements.requirement_lines(gpu_requirements.GPU_STEP_PACKAGES)
         if args.host_freeze:
