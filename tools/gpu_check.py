@@ -362,22 +362,10 @@ def finite_json(value):
     return value
 
 
-def unmet_requirements(steps: list[str], dry_run: bool) -> dict[str, dict[str, str]]:
-    """What each step lacks, after pip installed what the steps lack (unless `dry_run` or
-    GPU_CHECK_NO_INSTALL=1)."""
-    unmet = gpu_requirements.unmet_by_step(steps)
-    lines = list(dict.fromkeys(line for missing in unmet.values() for line in missing))
-    if lines and not dry_run and os.environ.get("GPU_CHECK_NO_INSTALL", "0") != "1":
-        if not gpu_requirements.install(lines):
-            logger.error("pip could not install %s (see above)", " ".join(lines))
-        unmet = gpu_requirements.unmet_by_step(steps)
-    return unmet
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    unmet = unmet_requirements(args.steps, args.dry_run)
+    unmet = gpu_requirements.unmet_after_install(args.steps, may_install=not args.dry_run)
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as scratch:
         context = Context(Path(args.work or scratch), pytest_args=args.pytest_args)
         if args.dry_run:

@@ -11,6 +11,7 @@ cannot reach a package index.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -82,4 +83,16 @@ def install(lines: list[str], python: str = sys.executable) -> bool:
     check's last line of standard output stays its JSON); whether pip succeeded."""
     logger.info("installing what the steps need: %s", " ".join(lines))
     command = [python, "-m", "pip", "install", "--disable-pip-version-check", *lines]
-    return subprocess.run(command, stdout=sys.stderr, check=False).returncode == 0
+    return subprocess.run(command, stdout=2, check=False).returncode == 0  # fd 2: standard error
+
+
+def unmet_after_install(steps: list[str], may_install: bool = True) -> dict[str, dict[str, str]]:
+    """What each of `steps` lacks, after pip installed what they lack (when `may_install`, unless
+    GPU_CHECK_NO_INSTALL=1)."""
+    lacking = unmet_by_step(steps)
+    lines = list(dict.fromkeys(line for step_lacks in lacking.values() for line in step_lacks))
+    if lines and may_install and os.environ.get("GPU_CHECK_NO_INSTALL", "0") != "1":
+        if not install(lines):
+            logger.error("pip could not install %s (see above)", " ".join(lines))
+        lacking = unmet_by_step(steps)
+    return lacking
