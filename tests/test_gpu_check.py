@@ -17,6 +17,7 @@ from tests.conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "tools"))
 import gpu_check  # noqa: E402
+import gpu_requirements  # noqa: E402
 import gpu_workers  # noqa: E402
 
 sys.path.remove(str(REPO_ROOT / "tools"))
@@ -61,8 +62,8 @@ def test_steps_and_budget_are_checked_and_a_dry_run_prints_the_plan(capsys):
     assert gpu_check.main(["--dry-run", "--steps", "bench_b7,ddp_syncbn", "--budget", "100"]) == 0
     plan = _last_json(capsys.readouterr().out)
     assert plan["dry_run"] and plan["steps"] == {
-        "ddp_syncbn": {"status": "planned", "limit_s": 90},
-        "bench_b7": {"status": "planned", "limit_s": 100},
+        "ddp_syncbn": {"status": "planned", "limit_s": 90, "missing": []},
+        "bench_b7": {"status": "planned", "limit_s": 100, "missing": []},
     }
 
 
@@ -106,6 +107,38 @@ def test_a_failing_step_makes_the_run_fail_and_the_steps_after_it_still_run(monk
     assert steps["predict_fp16"] == {"status": "passed", "seconds": 0.0, "error": None, "number": 1.5}
     assert gpu_check.main(["--steps", "predict_fp16,bench_b7"]) == 0
     assert _last_json(capsys.readouterr().out)["ok"] is True
+
+
+def test_a_step_lacking_a_package_is_skipped_naming_it_and_pip_is_run_only_when_allowed(monkeypatch, capsys, caplog):
+    """A host without a package index (GPU_CHECK_NO_INSTALL=1) that lacks a step's package: that
+    step is skipped with the package named, the others run; where installing is allowed, pip is
+    asked for exactly the lines the chosen steps lack. The page and OpenVINO are the suite's only."""
+    assert not {"gradio>=5", "openvino>=2024.4"} & set(gpu_requirements.step_requirements("predict_fp16"))
+    assert {"gradio>=5", "openvino>=2024.4"} <= set(gpu_requirements.step_requirements("suite"))
+    real = gpu_requirements.step_requirements
+
+    def one_missing(step):
+        return [*real(step), "no-such-package-xyz>=1"] if step == "train_fp16" else real(step)
+
+    monkeypatch.setattr(gpu_requirements, "step_requirements", one_missing)
+    monkeypatch.setattr(gpu_check, "RUNNERS", {"train_fp16": _passes, "predict_fp16": _passes})
+    monkeypatch.setattr(gpu_check, "cuda_status", lambda: CUDA)
+    asked = []
+    monkeypatch.setattr(gpu_requirements, "install", lambda lines: asked.append(lines) or False)
+    monkeypatch.setenv("GPU_CHECK_NO_INSTALL", "1")
+    assert gpu_check.main(["--steps", "train_fp16,predict_fp16"]) == 1
+    steps = _last_json(capsys.readouterr().out)["steps"]
+    assert steps["train_fp16"]["status"] == "skipped" and asked == []
+    assert steps["train_fp16"]["error"] == "packages missing: no-such-package-xyz: not installed"
+    assert steps["predict_fp16"]["status"] == "passed"
+    monkeypatch.setenv("GPU_CHECK_NO_INSTALL", "0")
+    assert gpu_check.main(["--steps", "train_fp16,predict_fp16"]) == 1
+    assert asked == [["no-such-package-xyz>=1"]], "pip is asked for what is missing, and only that"
+    assert "pip could not install no-such-package-xyz>=1" in caplog.text
+    capsys.readouterr()
+    assert gpu_check.main(["--dry-run", "--steps", "train_fp16"]) == 0 and len(asked) == 1, "a dry run installs nothing"
+    plan = _last_json(capsys.readouterr().out)
+    assert plan["steps"]["train_fp16"]["missing"] == ["no-such-package-xyz: not installed"]
 
 
 def test_steps_left_without_time_are_skipped_and_a_slow_command_is_stopped(tmp_path):

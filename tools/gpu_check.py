@@ -15,11 +15,17 @@ suite last, with the time that is left):
                 seconds per video and peak GPU memory of each mode
   suite         the test suite (pytest -x -q) with CUDA visible
 
+Packages: the four GPU steps need the lines of requirements.txt for tools/gpu_requirements.py's
+GPU_STEP_PACKAGES (not the web page's gradio nor OpenVINO), the suite all of requirements.txt.
+What the chosen steps lack is pip-installed first, unless GPU_CHECK_NO_INSTALL=1 (a host without
+a package index: README, "GPU and clusters", for a wheelhouse); a step still lacking a package is
+reported skipped, with what it lacks.
+
 The last line of standard output is one JSON summary: each step's status (passed, failed or
 skipped), seconds, error and numbers, strict JSON (a NaN or infinity a step reported is written as
 the string "nan" or "inf"). The exit status is 0 only when every step passed. Without
 CUDA nothing is run: every step is reported skipped ("no CUDA device") and the exit status is 1.
---dry-run prints the plan (steps, commands, time limits) as JSON and exits 0.
+--dry-run prints the plan (steps, time limits, what each step lacks) as JSON and exits 0.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import gpu_requirements
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKERS = REPO_ROOT / "tools" / "gpu_workers.py"
@@ -245,12 +253,15 @@ RUNNERS: dict[str, Callable[[Context], dict]] = {
 }
 
 
-def plan(steps: list[str], context: Context, budget: float) -> dict:
+def plan(steps: list[str], context: Context, budget: float, unmet: dict[str, dict[str, str]]) -> dict:
     """What a run would do, for --dry-run."""
     return {
         "dry_run": True,
         "budget_s": budget,
-        "steps": {name: {"status": "planned", "limit_s": min(LIMITS[name], budget)} for name in steps},
+        "steps": {
+            name: {"status": "planned", "limit_s": min(LIMITS[name], budget), "missing": list(unmet[name].values())}
+            for name in steps
+        },
         "pytest_args": context.pytest_args,
         "work": str(context.work),
     }
@@ -261,9 +272,11 @@ def run_steps(
     context: Context,
     cuda: dict,
     runners: dict[str, Callable[[Context], dict]] | None = None,
+    unmet: dict[str, dict[str, str]] | None = None,
 ) -> dict:
-    """Each step's result, whatever became of the steps before it; "ok" only when every one passed."""
-    runners = runners or RUNNERS
+    """Each step's result, whatever became of the steps before it; "ok" only when every one passed.
+    A step with `unmet` requirements is skipped."""
+    runners, unmet = runners or RUNNERS, unmet or {}
     results: dict[str, dict] = {}
     started = time.monotonic()
     for name in steps:
@@ -271,6 +284,8 @@ def run_steps(
         entry: dict = {"status": "passed", "seconds": 0.0, "error": None}
         if not cuda["available"]:
             entry.update(status="skipped", error=f"no CUDA device: {cuda['reason']}")
+        elif unmet.get(name):
+            entry.update(status="skipped", error=f"packages missing: {'; '.join(unmet[name].values())}")
         elif context.deadline - begun < MIN_STEP_SECONDS:
             entry.update(status="skipped", error="out of time: the budget was spent by the steps before")
         else:
@@ -292,7 +307,10 @@ def run_steps(
 
 def cuda_status() -> dict:
     """Whether CUDA works here, the GPUs' names and the versions, or why not."""
-    import torch
+    try:
+        import torch
+    except ImportError as error:
+        return {"available": False, "torch": None, "cuda": None, "reason": f"torch cannot be imported ({error})"}
 
     status = {"available": torch.cuda.is_available(), "torch": torch.__version__, "cuda": torch.version.cuda}
     if status["available"]:
@@ -347,15 +365,16 @@ def finite_json(value):
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    unmet = gpu_requirements.unmet_after_install(args.steps, may_install=not args.dry_run)
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as scratch:
         context = Context(Path(args.work or scratch), pytest_args=args.pytest_args)
         if args.dry_run:
-            summary = plan(args.steps, context, args.budget)
+            summary = plan(args.steps, context, args.budget, unmet)
         else:
             cuda = cuda_status()
             context.gpus = len(cuda.get("devices", [])) or 1
             context.deadline = time.monotonic() + args.budget
-            summary = run_steps(args.steps, context, cuda)
+            summary = run_steps(args.steps, context, cuda, unmet=unmet)
             if "error" in summary:
                 logger.error("%s", summary["error"])
     line = json.dumps(finite_json(summary), allow_nan=False)

@@ -114,16 +114,24 @@ def ddp(args: argparse.Namespace) -> dict:
     return result if is_main_process() else {}
 
 
+def face_photos() -> list[np.ndarray]:
+    """scikit-image's astronaut and her mirror image: faces on disk with no download and no
+    matplotlib (whose sample photo the demo data also uses), which a wheelhouse for a host without
+    internet leaves out."""
+    import skimage.data
+
+    astronaut = skimage.data.astronaut()
+    return [astronaut, np.ascontiguousarray(astronaut[:, ::-1])]
+
+
 def write_clips(out: Path, count: int, frames: int, width: int, height: int) -> list[Path]:
-    """`count` H.264 clips of a face photo (shipped with scikit-image and matplotlib) on a grey
-    background, drifting a little from frame to frame."""
+    """`count` H.264 clips of a face photo on a grey background, drifting a little from frame to frame."""
     import cv2
 
-    from preprocess.demo_world.identities import builtin_photos
     from preprocess.video_io import VideoWriter
 
     out.mkdir(parents=True, exist_ok=True)
-    photos = list(builtin_photos().values())
+    photos = face_photos()
     paths = []
     for index in range(count):
         face = photos[index % len(photos)]

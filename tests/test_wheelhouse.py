@@ -1,0 +1,256 @@
+"""What tools/gpu_check.sh's GPU steps need (tools/gpu_requirements.py) and the wheelhouse that
+brings it to a host without internet (tools/build_wheelhouse.py): the builder against a local
+folder of generated wheels; the whole way, from the package index to the check run from a fresh
+environment, only with WHEELHOUSE_TEST=1 (it downloads about 60 MB and takes minutes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from tests.conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+import build_wheelhouse  # noqa: E402
+import gpu_requirements  # noqa: E402
+
+sys.path.remove(str(REPO_ROOT / "tools"))
+
+# The page and the CPU runtime are the suite's, never the GPU steps'; matplotlib weighs 18 MB more.
+LEFT_OUT = {"gradio", "openvino", "matplotlib", "playwright", "onnxscript", "grad-cam", "tensorboard"}
+# pip without this machine's or the user's configuration (find-links, extra indexes, constraints)
+ISOLATED_PIP = {"PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": "", "PIP_NO_INDEX": ""}
+
+
+def installed_closure(names) -> set[str]:
+    """`names` and every installed distribution they require, directly or not, extras included
+    (torch pulls CUDA's libraries through cuda-toolkit's extras)."""
+    seen, queue = set(), [(gpu_requirements.canonical_name(name), frozenset()) for name in names]
+    while queue:
+        name, extras = queue.pop()
+        if (name, extras) in seen:
+            continue
+        try:
+            requires = metadata.distribution(name).requires or []
+        except metadata.PackageNotFoundError:
+            continue
+        seen.add((name, extras))
+        for line in requires:
+            requirement = Requirement(line)
+            marker = requirement.marker
+            if marker is None or any(marker.evaluate({"extra": extra}) for extra in {"", *extras}):
+                queue.append((gpu_requirements.canonical_name(requirement.name), frozenset(requirement.extras)))
+    return {name for name, _ in seen}
+
+
+def test_the_gpu_steps_need_lines_of_requirements_txt_and_not_the_page_or_openvino():
+    lines = gpu_requirements.requirement_lines(gpu_requirements.GPU_STEP_PACKAGES)
+    names = {gpu_requirements.canonical_name(gpu_requirements.requirement_name(line)) for line in lines}
+    assert names == {gpu_requirements.canonical_name(name) for name in gpu_requirements.GPU_STEP_PACKAGES}
+    assert "facenet-pytorch==2.5.3" in lines, "2.6.0 pins torch<2.3"
+    assert "albumentations>=2.0.8,<3" in lines
+    assert not names & LEFT_OUT
+    assert set(build_wheelhouse.HOST_HAS) <= names
+    assert gpu_requirements.step_requirements("suite") == gpu_requirements.requirement_lines()
+    with pytest.raises(ValueError, match=r"requirements.txt: no line for no-such-package"):
+        gpu_requirements.requirement_lines(["torch", "no_such.package"])
+
+
+def host_folder(names, folder: Path) -> Path:
+    """`folder` with links to the installed files of `names` and what they require (no extras): on
+    sys.path instead of site-packages, a host that has those and nothing else."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in installed_closure(names):
+        distribution = metadata.distribution(name)
+        tops = {Path(file).parts[0] for file in distribution.files or []} - {"..", "__pycache__"}
+        for top in tops:
+            if not (folder / top).exists():
+                (folder / top).symlink_to(distribution.locate_file(top))
+    return folder
+
+
+# The GPU steps' code as far as it runs the same on the CPU: the workers' imports, the clips, one
+# training step and prediction (inference.bench only imported: on the CPU it asks OpenVINO about bf16).
+STEPS_ON_THE_CPU = """
+import importlib.util, json, sys
+from pathlib import Path
+sys.path.insert(0, "tools")
+import torch, torch.distributed.run, gpu_check, gpu_workers
+import inference.bench, training.distributed
+work = Path(sys.argv[1])
+gpu_workers.write_clips(work / "clips", 1, 3, 320, 180)
+gpu_workers.fp16_losses("sgd", torch.device("cpu"), 1, 32, 2)
+args = ["--videos", str(work / "clips"), "--work", str(work / "predict"), "--device", "cpu"]
+gpu_workers.main(["predict", *args, "--encoder", "resnet18", "--size", "64"])
+print(json.dumps({name: importlib.util.find_spec(name) is not None for name in ("gradio", "openvino", "matplotlib")}))
+"""
+
+
+def test_the_gpu_steps_run_with_only_their_packages_and_what_those_pull(tmp_path):
+    """The GPU steps' code, in a fresh interpreter (no site-packages) that sees only
+    GPU_STEP_PACKAGES, what they require, the standard library and the project: no gradio, no
+    OpenVINO, no matplotlib (the clips took matplotlib's sample photo), nothing beyond what the
+    wheelhouse brings."""
+    host = host_folder(gpu_requirements.GPU_STEP_PACKAGES, tmp_path / "host")
+    env = {**os.environ, "PYTHONPATH": f"{host}{os.pathsep}{REPO_ROOT}", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-S", "-c", STEPS_ON_THE_CPU, str(tmp_path / "work")]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    visible = json.loads(result.stdout.strip().splitlines()[-1])
+    assert visible == {"gradio": False, "openvino": False, "matplotlib": False}, "the host folder hides them"
+    assert (tmp_path / "work" / "predict" / "fp32" / "details.jsonl").is_file()
+
+
+def _wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> None:
+    """A pure-Python wheel of one empty module."""
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": "",
+        f"{info}/METADATA": "".join(
+            [f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", *(f"Requires-Dist: {r}\n" for r in requires)]
+        ),
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+
+
+@pytest.fixture
+def links(tmp_path, monkeypatch) -> Path:
+    """A find-links folder: needpkg needs hostpkg (the host has 1.0; 2.0 is newer) and deppkg (1.0, 2.0)."""
+    folder = tmp_path / "links"
+    folder.mkdir()
+    _wheel(folder, "needpkg", "1.0", ("hostpkg>=1.0", "deppkg>=1.0"))
+    for name, version in (("hostpkg", "1.0"), ("hostpkg", "2.0"), ("deppkg", "1.0"), ("deppkg", "2.0")):
+        _wheel(folder, name, version)
+    for key, value in ISOLATED_PIP.items():
+        monkeypatch.setenv(key, value)
+    return folder
+
+
+def test_the_wheelhouse_holds_what_the_host_lacks_and_installs_without_an_index(links, tmp_path):
+    """Not hostpkg, which the host has (though the index has a newer one); needpkg and the newest
+    deppkg; then pip --no-index on that host installs from it and nothing else."""
+    out = tmp_path / "wheelhouse"
+    pip_args = ["--no-index", "--find-links", str(links)]
+    summary = build_wheelhouse.build(out, ["needpkg"], {"hostpkg": "1.0"}, pip_args=pip_args)
+    wheels = sorted(path.name for path in out.glob("*.whl"))
+    assert wheels == ["deppkg-2.0-py3-none-any.whl", "needpkg-1.0-py3-none-any.whl"]
+    assert (out / "requirements.txt").read_text() == "needpkg\n" and (out / "host.txt").read_text() == "hostpkg==1.0\n"
+    assert summary["wheels"] == 2 and summary["install"].startswith("python3 -m pip install --no-index --find-links")
+    assert not list(tmp_path.glob(".wheelhouse*")), "no partial folder left"
+
+    host = build_wheelhouse.stand_in_environment(tmp_path / "host", {"hostpkg": "1.0"})
+    install = ["install", "--no-index", "--find-links", str(out), "-r", str(out / "requirements.txt")]
+    result = subprocess.run([host, "-m", "pip", *install], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    listed = subprocess.run([host, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True, timeout=60)
+    assert {"needpkg==1.0", "deppkg==2.0", "hostpkg==1.0"} <= set(listed.stdout.split())
+
+
+def test_a_need_the_host_version_cannot_meet_stops_the_build_and_leaves_nothing(links, tmp_path):
+    out = tmp_path / "wheelhouse"
+    conflict = r"resolving needpkg: pip exited 1: .*needpkg 1.0 depends on deppkg>=1.0 \| .*deppkg==0.5"
+    with pytest.raises(build_wheelhouse.BuildError, match=conflict):
+        host = {"hostpkg": "1.0", "deppkg": "0.5"}
+        build_wheelhouse.build(out, ["needpkg"], host, pip_args=["--no-index", "--find-links", str(links)])
+    assert not out.exists() and not list(tmp_path.glob(".wheelhouse*"))
+    out.mkdir()
+    with pytest.raises(build_wheelhouse.BuildError, match=r"wheelhouse: exists; remove it or name another folder"):
+        build_wheelhouse.build(out, ["needpkg"], {"hostpkg": "1.0"})
+
+
+def test_a_target_platform_needs_a_pip_that_resolves_for_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(build_wheelhouse, "pip_version", lambda: (23, 2))
+    with pytest.raises(build_wheelhouse.BuildError, match=r"pip 23.2 cannot resolve for --python-version/--platform"):
+        build_wheelhouse.build(tmp_path / "out", ["av"], {"torch": "2.6.0"}, target=["--python-version", "3.12"])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("torch==2.6.0\nfacenet-pytorch @ file:///x.whl\n", "host.txt:2: 'facenet-pytorch @ file:///x.whl' is not"),
+        ("# nothing\n", "host.txt: no name==version line"),
+        ("torch>=2.6\n", "host.txt:1: 'torch>=2.6' is not name==version (write the file with: pip list --format"),
+    ],
+)
+def test_a_host_file_that_is_not_a_freeze_is_refused_in_a_line(text, message, tmp_path, capsys):
+    (tmp_path / "host.txt").write_text(text)
+    assert build_wheelhouse.main([str(tmp_path / "out"), "--host-freeze", str(tmp_path / "host.txt")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "out").exists(), err
+
+
+def test_a_freeze_names_the_host_packages_by_their_canonical_names(tmp_path):
+    (tmp_path / "host.txt").write_text("PyYAML==6.0.3\ntorch==2.14.1+cu130  # CUDA\nopencv_python_headless==4.10\n")
+    assert build_wheelhouse.parse_freeze(tmp_path / "host.txt") == {
+        "pyyaml": "6.0.3",
+        "torch": "2.14.1+cu130",
+        "opencv-python-headless": "4.10",
+    }
+
+
+@pytest.mark.skipif(os.environ.get("WHEELHOUSE_TEST") != "1", reason="downloads ~60 MB: set WHEELHOUSE_TEST=1")
+def test_a_fresh_host_completed_by_the_wheelhouse_runs_the_check(tmp_path):
+    """The whole way: a fresh virtual environment seeing only this machine's torch, timm,
+    opencv-python-headless, pandas and scikit-learn (and what they pull) is the host; the wheelhouse
+    built for its `pip list --format=freeze` from the index holds none of those, weighs under
+    60 MiB, installs with --no-index alone, and the GPU steps' code then runs on the CPU there."""
+    host_libs = host_folder(build_wheelhouse.HOST_HAS, tmp_path / "host_libs")
+    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
+    python = str(tmp_path / "venv" / "bin" / "python")
+    where = [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]
+    site_packages = Path(subprocess.run(where, capture_output=True, text=True, check=True).stdout.strip())
+    (site_packages / "host.pth").write_text(f"{host_libs}\n")
+    _run([python, "-m", "pip", "uninstall", "--yes", "setuptools"])  # the venv's old one would hide torch's
+    (tmp_path / "host.txt").write_text(_run([python, "-m", "pip", "list", "--format=freeze"]).stdout)
+
+    out = tmp_path / "wheelhouse"
+    assert build_wheelhouse.main([str(out), "--host-freeze", str(tmp_path / "host.txt")]) == 0
+    wheels = {gpu_requirements.canonical_name(path.name.split("-")[0]) for path in out.glob("*.whl")}
+    assert {"av", "facenet-pytorch", "albumentations", "scikit-image"} <= wheels
+    assert not wheels & {"torch", "torchvision", "timm", "opencv-python-headless", "pandas", "scikit-learn", "numpy"}
+    assert sum(path.stat().st_size for path in out.glob("*.whl")) < 60 * 2**20
+
+    _run([python, "-m", "pip", "install", "--no-index", "--find-links", str(out), "-r", str(out / "requirements.txt")])
+
+    env = {"PYTHON": python, "GPU_CHECK_NO_INSTALL": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    check = str(REPO_ROOT / "tools" / "gpu_check.sh")
+    plan = json.loads(_run([check, "--dry-run"], env).stdout.splitlines()[-1])
+    assert all(not plan["steps"][step]["missing"] for step in ("train_fp16", "ddp_syncbn", "predict_fp16", "bench_b7"))
+    assert {"gradio: not installed", "openvino: not installed"} <= set(plan["steps"]["suite"]["missing"])
+    result = _run([check, "--steps=train_fp16,ddp_syncbn,predict_fp16,bench_b7"], env, status=1)
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert {entry["error"][:15] for entry in summary["steps"].values()} == {"no CUDA device:"}
+    result = _run([python, "-c", STEPS_ON_THE_CPU, str(tmp_path / "work")], {**env, "PYTHONPATH": str(REPO_ROOT)})
+    assert json.loads(result.stdout.splitlines()[-1]) == {"gradio": False, "openvino": False, "matplotlib": False}
+
+
+def _run(command: list[str], env: dict | None = None, status: int = 0) -> subprocess.CompletedProcess:
+    """`command` in the repository, with pip's configuration left out, expected to exit `status`."""
+    environment = {**os.environ, **ISOLATED_PIP, **(env or {})}
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=environment)
+    assert result.returncode == status, f"{command[:4]}: exit {result.returncode}\n{result.stderr[-3000:]}"
+    return result
+
+
+def test_a_manylinux_platform_takes_in_the_older_glibc_tags_wheels_carry():
+    """pip takes --platform manylinux_2_28_x86_64 as that tag alone: pydantic-core, tagged
+    manylinux_2_17 only, then had no wheel and the build for Python 3.12 stopped."""
+    tags = build_wheelhouse.platform_tags("manylinux_2_28_x86_64")
+    assert tags[:2] == ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64"] and tags[-1] == "manylinux1_x86_64"
+    assert {"manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux2010_x86_64"} <= set(tags)
+    assert len(tags) == len(set(tags)) == 24 + 3
+    assert build_wheelhouse.platform_tags("win_amd64") == ["win_amd64"]
