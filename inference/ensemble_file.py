@@ -16,11 +16,13 @@ from pathlib import Path
 
 import yaml
 
+from preprocess import safe_yaml
+
 
 def read_ensemble_file(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = safe_yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise ValueError(f"{path}: cannot read the ensemble file ({error})") from error
     members = spec.get("members") if isinstance(spec, dict) else None
@@ -71,7 +73,7 @@ def ensemble_calibration(spec: str | os.PathLike | None):
     if spec is None or (str(spec) in ENSEMBLES and not Path(spec).exists()):
         return None
     read_ensemble_file(spec)  # the members are checked first, with their own errors
-    document = yaml.safe_load(Path(spec).read_text())
+    document = safe_yaml.safe_load(Path(spec).read_text())
     if "calibration" not in document:
         return None
     return read_calibration(document["calibration"], Path(spec), document["members"])
