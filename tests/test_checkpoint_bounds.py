@@ -114,6 +114,16 @@ def test_the_bounds_admit_what_the_project_trains():
         assert size_problem(build, {"all": torch.empty(MAX_MODEL_NUMBERS, device="meta")}) is None, encoder
 
 
+def test_training_refuses_what_inference_would_refuse_before_it_trains():
+    from training.builders import build_model
+    from training.config import DEFAULTS
+
+    model = {**DEFAULTS["model"], "encoder": "resnet18", "pretrained": False}
+    with pytest.raises(cli.InputError, match=r"may not give 'checkpoint_path' to timm .*: inference would refuse"):
+        build_model({**DEFAULTS, "model": {**model, "encoder_args": {"checkpoint_path": "other.pth"}}})
+    assert build_model({**DEFAULTS, "model": model}).fc.out_features == 1
+
+
 # Loads each checkpoint named and prints what each did, how much its peak memory grew and how long
 # it took. Its address space is capped 3 GB above what the imports took, so that code that does
 # build the models fails within 3 GB instead of taking the machine's memory.
