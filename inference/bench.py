@@ -47,7 +47,7 @@ import torch
 from inference import original_baseline
 from inference.aggregate import confident
 from inference.ensemble import face_probabilities, load_member, random_member, refuse_temporal
-from inference.ensemble_file import ensemble_calibration, ensemble_members
+from inference.ensemble_file import ensemble_calibration, ensemble_members, normalised_weights
 from inference.faces import (
     CPU_DETECTION_THREADS,
     SEED_EVERY,
@@ -355,6 +355,8 @@ def main(argv=None) -> int:
         calibration = ensemble_calibration(args.ensemble)
         if calibration is not None:  # said, not silently dropped: the modes are compared on raw scores
             logger.info("%s has a calibration; the scores compared here are the ensemble's raw ones", args.ensemble)
+    weights = normalised_weights([entry["weight"] for entry in entries], args.ensemble or "--models") if entries else []
+    entries = [{**entry, "weight": weight} for entry, weight in zip(entries, weights, strict=True)]
     timed = modes_to_time(args.modes, runtime, device)
     try:
         modes = {mode.name: run(mode) for mode in timed}

@@ -74,7 +74,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from inference.calibrate_output import refused_line, report_table, stored_line, write_calibrated
 from inference.calibration import METHODS, apply_calibration
@@ -99,7 +98,7 @@ from inference.ensemble_file import read_ensemble_file
 from inference.fit_ensemble import run_checkpoint, run_members
 from inference.metrics import competition_log_loss
 from inference.operating_points import conformal_rank, reals_needed, threshold_at_fpr
-from preprocess import cli
+from preprocess import cli, safe_yaml
 from preprocess.cli import InputError
 
 logger = logging.getLogger("inference.calibrate")
@@ -226,7 +225,7 @@ def ensemble_document(args: argparse.Namespace, out: Path) -> tuple[dict, list[d
         return document, entries
     path = Path(args.ensemble)
     entries = read_ensemble_file(path)
-    document = yaml.safe_load(path.read_text())
+    document = safe_yaml.safe_load(path.read_text())
     document.pop("calibration", None)
     relocated_members(document, path, out)
     return document, entries

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from preprocess.io_utils import atomic_path
+from preprocess.safe_yaml import NoAliasSafeDumper
 
 HEADER = "# calibration: written by python -m inference.calibrate\n"
 UNCALIBRATED_HEADER = "# written by python -m inference.calibrate, without a calibration (it was refused)\n"
@@ -61,7 +62,7 @@ def refused_line(reason: str, out: Path, held_out_log_loss: float | None) -> str
     return f"calibration refused: {reason}; {out} written without one (uncalibrated){held}"
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(NoAliasSafeDumper):
     """One line for a list of numbers (real_scores) and for each mapping of plain values in a list
     (a member, an operating point), as the documentation of the block shows them."""
 

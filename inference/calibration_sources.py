@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from inference.ensemble_file import normalised_weights
 from inference.fit_ensemble import run_checkpoint
 from inference.score import align, read_labels, read_submission
 from inference.scoring_settings import TRAINING_VALIDATION, rows_settings
@@ -158,7 +159,8 @@ def oof_scores(run_dirs: list[Path], entries: list[dict]) -> LabelledScores:
     """The labelled raw ensemble scores of the videos the members' runs validated on."""
     names = [Path(entry["path"]).name for entry in entries]
     tables = [read_oof(run_dir, name) for run_dir, name in zip(run_dirs, names, strict=True)]
-    videos, labels, scores, counts = combine_runs(tables, [float(e["weight"]) for e in entries], names)
+    weights = normalised_weights([float(e["weight"]) for e in entries], "the ensemble")  # as predict weighs them
+    videos, labels, scores, counts = combine_runs(tables, weights, names)
     if not videos:
         raise InputError(f"no video in the out-of-fold predictions of {', '.join(map(str, run_dirs))}")
     by_runs = sorted(Counter(counts).items())
@@ -220,7 +222,7 @@ def check_scored_by(rows: dict[str, dict], entries: list[dict], details: Path) -
     the ensemble's (predict's score is the weighted mean of its models' scores)."""
     names = [Path(entry["path"]).name for entry in entries]
     keys = [name if names.count(name) == 1 else f"{index}:{name}" for index, name in enumerate(names)]
-    weights = [float(entry["weight"]) for entry in entries]
+    weights = normalised_weights([float(entry["weight"]) for entry in entries], "the ensemble")  # as predict's
     for name, row in rows.items():
         model_scores = row.get("model_scores")
         if row.get("error") or not isinstance(model_scores, dict):

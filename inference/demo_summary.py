@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from preprocess import cli
+from preprocess import cli, safe_yaml
 from preprocess.cli import InputError
 
 logger = logging.getLogger("inference.demo_summary")
@@ -34,7 +34,7 @@ SOURCES = {
 def read_ranges(path: Path) -> dict[str, tuple[float, float]]:
     """{figure: (low, high)} of the figures file."""
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        document = safe_yaml.safe_load(Path(path).read_text())
         return {name: (float(document[name][0]), float(document[name][1])) for name in SOURCES}
     except (OSError, yaml.YAMLError, KeyError, TypeError, IndexError, ValueError) as error:
         raise InputError(f"{path}: cannot read the demo's figure ranges ({error})") from None

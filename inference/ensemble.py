@@ -12,11 +12,13 @@ encoder's recipe size). An ensemble file lists members:
         input_size: 380
 
 Loading checks what a checkpoint says before building anything (training/zoo.py: a state dict of
-dense real tensors with their data, floating point where the model's are, a known encoder, an
-input size of 16 to 2048 pixels, a mean and std of three numbers for crops scaled to 0..1;
+dense real tensors with their data, floating point where the model's are, a known
+encoder, an input size of 16 to 2048 pixels, a mean and std of three numbers for crops scaled to
+0..1; training/checkpoint_model.py: only known `encoder_args`, bounded, bounded LoRA settings, and
+a model no bigger than its weights, counted on the meta device before it is built;
 training/temporal.py: a temporal model's settings, its head at most 4096 units and 8 layers): a
-malformed one, and one whose model cannot be built or take its weights, is a one-line
-CheckpointError naming the file. `check_finite_scores` refuses a file's scores when a
+malformed one, one whose model cannot be built or take its weights, and one whose weights hold a
+NaN or an infinity, is a one-line CheckpointError naming the file. `check_finite_scores` refuses a file's scores when a
 model gave it any that is not finite (NonFiniteScoreError, naming the model): a NaN is no
 probability.
 """
@@ -36,6 +38,7 @@ import torch
 from inference.runtime import OpenVinoClassifier, default_cache_dir
 from preprocess.cli import InputError, describe
 from training.augment import isotropically_resize_image
+from training.checkpoint_model import model_config_problem, size_problem
 from training.dataset import to_tensor
 from training.tuning import apply_tuning
 from training.zoo import (
@@ -111,20 +114,28 @@ def load_member(
     settings = member_settings(checkpoint, path, encoder, input_size)
     encoder, size, mean, std = settings["encoder"], settings["input_size"], settings["mean"], settings["std"]
     clip = None
-    try:
-        if checkpoint.get("kind") == "temporal":
+    temporal = checkpoint.get("temporal") if checkpoint.get("kind") == "temporal" else None
+    if temporal:
+        clip = (temporal["clip_length"], temporal.get("frame_step", 10))
+        runtime = "torch"  # the sequence heads are not exported; PyTorch runs temporal members
+
+    def build() -> DeepFakeClassifier:
+        if temporal:
             from training.temporal import create_temporal_model
 
-            temporal = checkpoint["temporal"]
-            model = create_temporal_model(
+            return create_temporal_model(
                 {"encoder": encoder, "pretrained": False}, {**temporal, "encoder_checkpoint": None}
             )
-            clip = (temporal["clip_length"], temporal.get("frame_step", 10))
-            runtime = "torch"  # the sequence heads are not exported; PyTorch runs temporal members
-        else:
-            model_config = settings["model_config"]
-            model = create_model(encoder, input_size=size, encoder_args=model_config.get("encoder_args"))
-            apply_tuning(model, model_config)  # rebuilds LoRA factors, if the model was trained with them
+        model_config = settings["model_config"]
+        model = create_model(encoder, input_size=size, encoder_args=model_config.get("encoder_args"))
+        apply_tuning(model, model_config)  # rebuilds LoRA factors, if the model was trained with them
+        return model
+
+    try:
+        problem = size_problem(build, checkpoint["state_dict"])  # counted on the meta device: no memory
+        if problem:
+            raise CheckpointError(f"{path}: {problem}")
+        model = build()
     except CheckpointError:
         raise
     except (AssertionError, AttributeError, InputError, KeyError, RuntimeError, TypeError, ValueError) as error:
@@ -188,6 +199,9 @@ def member_settings(checkpoint: dict, path, encoder: str | None = None, input_si
     model_config = (config.get("model") if isinstance(config, dict) else config) or {}
     if not isinstance(model_config, dict) or not isinstance(model_config.get("encoder_args") or {}, dict):
         refuse("`config.model` (and its `encoder_args`) must be mappings of settings")
+    problem = model_config_problem(model_config)
+    if problem:
+        refuse(problem)
     return {
         "encoder": encoder,
         "input_size": size or input_size or spec.input_size,

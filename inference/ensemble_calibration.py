@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.calibration import apply_calibration, validate_calibration
+from inference.calibration_record import checked_fitted_on
 from inference.operating_points import conformal_rank, real_quantile
 from inference.scoring_settings import TRAINING_VALIDATION, settings_problem
 
@@ -291,10 +292,10 @@ def read_calibration(block, path: Path, members: list[dict]) -> EnsembleCalibrat
     reals = np.sort(np.array([_number(v, "real score", path, 0.0, 1.0) for v in real_scores], np.float64))
     method = {key: block[key] for key in ("method", "temperature", "a", "b") if key in block}
     points = _operating_points(block, method, reals, path)
-    fitted_on = block.get("fitted_on")
-    fitted_on = {} if fitted_on is None else fitted_on
-    if not isinstance(fitted_on, dict):
-        raise CalibrationFileError(f"{path}: calibration `fitted_on` must be a mapping, got {fitted_on!r}")
+    try:
+        fitted_on = checked_fitted_on(block.get("fitted_on"))
+    except ValueError as error:
+        raise CalibrationFileError(f"{path}: calibration {error}") from None
     held_out = fitted_on.get("held_out")
     held_out_settings = held_out.get("settings") if isinstance(held_out, dict) else None
     for what, settings in (("settings", block.get("settings")), ("fitted_on.held_out.settings", held_out_settings)):

@@ -1,19 +1,28 @@
 """Ensemble files read without loading a model: the members a YAML file (or a named ensemble of
 released weights) lists, and the checked `calibration:` block it carries. Kept free of torch so
-that commands that only read or write ensemble files (inference.calibrate) start in a moment."""
+that commands that only read or write ensemble files (inference.calibrate) start in a moment.
+
+Members' weights are checked one by one (finite, 0 or more) and together: their sum must be a
+finite number above 0. Scores are averaged with the weights divided by that sum, once
+(`normalised_weights`): weights of 5e-324 each, summed as they stand, underflowed the weighted
+sum (scores of 0.53 and 0.50 averaged to 1.0), and weights of 1e308 overflowed it (inf / inf).
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import yaml
 
+from preprocess import safe_yaml
+
 
 def read_ensemble_file(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = safe_yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise ValueError(f"{path}: cannot read the ensemble file ({error})") from error
     members = spec.get("members") if isinstance(spec, dict) else None
@@ -35,7 +44,24 @@ def read_ensemble_file(path: str | os.PathLike) -> list[dict]:
                 "weight": float(weight),
             }
         )
+    normalised_weights([entry["weight"] for entry in entries], path)  # their sum refused here, naming the file
     return entries
+
+
+def normalised_weights(weights: list[float], source) -> list[float]:
+    """`weights` divided by their sum, so that they add up to 1; a ValueError naming `source` (the
+    ensemble file, or the option that gave the models) when the sum is not a finite number above
+    0. Divided by the largest first, so that weights near the ends of the float range keep their
+    ratios."""
+    total = sum(weights)
+    if not (math.isfinite(total) and total > 0):
+        raise ValueError(
+            f"{source}: the members' weights add up to {total!r}; they must add up to a finite number above 0"
+        )
+    largest = max(weights)
+    scaled = [weight / largest for weight in weights]
+    scaled_total = sum(scaled)
+    return [weight / scaled_total for weight in scaled]
 
 
 def ensemble_calibration(spec: str | os.PathLike | None):
@@ -47,7 +73,7 @@ def ensemble_calibration(spec: str | os.PathLike | None):
     if spec is None or (str(spec) in ENSEMBLES and not Path(spec).exists()):
         return None
     read_ensemble_file(spec)  # the members are checked first, with their own errors
-    document = yaml.safe_load(Path(spec).read_text())
+    document = safe_yaml.safe_load(Path(spec).read_text())
     if "calibration" not in document:
         return None
     return read_calibration(document["calibration"], Path(spec), document["members"])

@@ -79,7 +79,7 @@ from inference.evaluate_models import (
 from inference.metrics import FPR_TARGETS, fpr_key, score
 from inference.robustness import read_perturbations, run_robustness
 from inference.score import ScoreError, align, evaluate, read_labels, read_submission
-from preprocess import cli
+from preprocess import cli, safe_yaml
 from preprocess.cli import InputError
 from preprocess.datasets import LAYOUTS
 from preprocess.io_utils import atomic_path, write_csv_atomic, write_json_atomic
@@ -111,7 +111,7 @@ HEADERS = {
 
 def read_protocol(path: Path) -> dict:
     try:
-        protocol = yaml.safe_load(path.read_text()) or {}
+        protocol = safe_yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
         raise ProtocolError(f"{path}: cannot read the protocol ({error})") from error
     return check_protocol(protocol, path)

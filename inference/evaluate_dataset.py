@@ -20,6 +20,7 @@ import yaml
 
 from inference.dataset_labels import folder_layout, split_name
 from inference.evaluate_models import ProtocolError
+from preprocess import safe_yaml
 
 MAX_MODEL_NAME = 80
 
@@ -32,7 +33,10 @@ def predict_options(assignments: list[str] | None) -> dict:
         key = key.strip().lstrip("-").replace("-", "_")
         if not equals or not key:
             raise ProtocolError(f"--predict {assignment}: expected KEY=VALUE, such as frames=8")
-        options[key] = yaml.safe_load(value) if value.strip() else None
+        try:
+            options[key] = safe_yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as error:
+            raise ProtocolError(f"--predict {assignment}: cannot read its value as YAML ({error})") from None
     return options
 
 

@@ -22,7 +22,7 @@ import yaml
 from scipy.optimize import minimize
 
 from inference.metrics import competition_log_loss
-from preprocess import cli
+from preprocess import cli, safe_yaml
 from preprocess.cli import InputError
 from preprocess.io_utils import atomic_path
 
@@ -85,7 +85,10 @@ def run_members(run_dirs: list[Path], weights, out: Path) -> list[dict]:
                 f"{run_dir}: not a training run's log folder (no config.yaml): give OUTPUT_DIR/logs/RUN, "
                 "the folder training.train writes beside RUN_best.pt"
             )
-        config = yaml.safe_load(path.read_text())
+        try:
+            config = safe_yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise InputError(f"{path}: cannot read the run's config ({error})") from None
         model = config.get("model") if isinstance(config, dict) else None
         if not isinstance(model, dict) or "encoder" not in model or "input_size" not in model:
             raise InputError(f"{path}: no model.encoder and model.input_size (not a training run's config)")
@@ -104,7 +107,8 @@ def write_ensemble(out: Path, run_dirs: list[Path], weights: np.ndarray) -> None
     members = run_members(run_dirs, weights, out)
     with atomic_path(out) as temporary:
         temporary.write_text(
-            "# Written by python -m inference.fit_ensemble\n" + yaml.safe_dump({"members": members}, sort_keys=False)
+            "# Written by python -m inference.fit_ensemble\n"
+            + safe_yaml.safe_dump({"members": members}, sort_keys=False)
         )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from inference.ensemble import Member, load_member
-from inference.ensemble_file import ensemble_calibration, ensemble_members
+from inference.ensemble_file import ensemble_calibration, ensemble_members, normalised_weights
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
 from preprocess.cli import InputError
 from preprocess.video_io import MediaLimits
@@ -174,18 +174,19 @@ def load_calibration(args: argparse.Namespace):
 
 
 def load_members(args: argparse.Namespace, device: torch.device, precision: str = "f32") -> list[Member]:
+    """The models of --models and --ensemble, loaded, their weights divided by their sum (refused,
+    before a model is loaded, when it is not a finite number above 0)."""
     entries = [{"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for path in args.models]
     if args.ensemble:
         entries += ensemble_members(args.ensemble)
+    if not entries:
+        raise InputError("no models: give --models CKPT [CKPT ...] or --ensemble FILE")
+    weights = normalised_weights([e["weight"] for e in entries], args.ensemble or "--models")
     runtime = resolve_runtime(args.runtime, device)
     members = [
-        load_member(
-            e["path"], device, e["encoder"], e["input_size"], e["weight"], runtime, args.runtime_cache, precision
-        )
-        for e in entries
+        load_member(e["path"], device, e["encoder"], e["input_size"], weight, runtime, args.runtime_cache, precision)
+        for e, weight in zip(entries, weights, strict=True)
     ]
-    if sum(member.weight for member in members) <= 0:
-        raise InputError("ensemble weights must add up to more than 0")
     for member in members:
         logger.info(
             "model %s: %s at %d px, weight %g, on %s in %s",

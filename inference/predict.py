@@ -22,7 +22,9 @@ N-th video on its own device (GPU `LOCAL_RANK`, or the CPU with gloo) and rank 0
 and alone writes the files, which hold the same rows as one process would write.
 
 Every input video gets exactly one row. A video that cannot be decoded, has no frames or no face
-gets `--default-score` (0.5) and a row in errors.csv (filename, stage, reason). details.jsonl
+gets `--default-score` (0.5) and a row in errors.csv (filename, stage, reason). When every video
+failed, the files are written all the same and the exit status is 1, after one line naming
+errors.csv. details.jsonl
 beside the submission has one line per video: its score and each model's, frames sampled and
 with a face, faces per frame, how the boxes were found, and seconds to decode, detect and
 classify (or the error), and each face's score (the frame models' weighted mean). A score that
@@ -328,8 +330,20 @@ def main(argv=None) -> int:
             len(errors),
             details_path,
         )
+    status = every_video_failed(scores, errors, args.errors or args.output.parent / "errors.csv", rank == 0)
     cleanup()
-    return 0
+    return status
+
+
+def every_video_failed(scores: dict[str, float], errors: list[dict], errors_path: Path, say: bool = True) -> int:
+    """The exit status of a run whose files are written: 1 when every video failed (its submission
+    holds nothing but --default-score), with one line naming errors.csv where `say`, else 0."""
+    if not scores or len(errors) < len(scores):
+        return 0
+    if say:
+        line = f"error: {errors_path}: all {len(scores)} videos failed, none was scored (this file says why)"
+        print(line, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import ClassVar
 import yaml
 from tqdm import tqdm
 
-from preprocess import cli
+from preprocess import cli, safe_yaml
 from preprocess.cli import InputError
 from preprocess.datasets import LAYOUTS, DatasetError, VideoRecord, load_dataset
 from preprocess.io_utils import recover_atomic_dirs, write_csv_atomic
@@ -51,7 +51,7 @@ def load_config(path: str | os.PathLike | None = None) -> dict:
 
     def read(file: Path) -> dict:
         try:
-            loaded = yaml.safe_load(file.read_text()) or {}
+            loaded = safe_yaml.safe_load(file.read_text()) or {}
         except (OSError, yaml.YAMLError) as error:
             raise InputError(f"{file}: cannot read the preprocessing config ({error})") from error
         if not isinstance(loaded, dict):

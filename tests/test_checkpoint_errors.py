@@ -7,10 +7,12 @@ import math
 
 import pytest
 import torch
+from PIL import Image
 
 from inference import detect, predict
 from inference.ensemble import load_member
 from preprocess import cli
+from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint
 from training.zoo import ENCODERS, CheckpointError, load_weights, normalization
 
@@ -57,6 +59,15 @@ MALFORMED = {
     "complex weight": (
         lambda c: _weight_as(c, lambda w: w.to(torch.complex64)),
         "`state_dict` entry fc.weight holds complex numbers (torch.complex64)",
+    ),
+    # NaN weights loaded, and predict wrote 0.500000 for every video and exited 0 (the failures only in errors.csv)
+    "NaN weight": (
+        lambda c: _weight_as(c, lambda w: torch.full_like(w, math.nan)),
+        "weights that are NaN or infinite: 1 (fc.weight)",
+    ),
+    "infinite running variance": (
+        lambda c: _with(c, state_dict={**c["state_dict"], "encoder.bn1.running_var": torch.full((64,), math.inf)}),
+        "weights that are NaN or infinite: 1 (encoder.bn1.running_var)",
     ),
     "integer weight": (
         lambda c: _weight_as(c, lambda w: w.to(torch.int64)),
@@ -151,6 +162,19 @@ def test_a_malformed_checkpoint_is_one_line_naming_the_file_in_predict(tiny, tmp
     status = cli.run(predict.main, [*arguments, "--output", str(tmp_path / "submission.csv")])
     assert "`std` [0.2, inf, 0.2] is out of range" in _one_line_error(capsys, status, path)
     assert not (tmp_path / "submission.csv").exists()
+
+
+def test_nan_weights_stop_predict_at_load_before_a_row_is_written(tiny, tmp_path, capsys):
+    """A checkpoint of NaN weights loaded, and predict exited 0 with every row 0.500000 (each video
+    a `classify` error in errors.csv): now it is refused at load, naming the file."""
+    path = tmp_path / "nan.pt"
+    torch.save(_weight_as(tiny, lambda w: torch.full_like(w, math.nan)), path)
+    (tmp_path / "videos").mkdir()
+    Image.fromarray(builtin_photos()["astronaut"]).save(tmp_path / "videos" / "astronaut.jpg")
+    arguments = ["--test-dir", str(tmp_path / "videos"), "--models", str(path), "--runtime", "torch"]
+    status = cli.run(predict.main, [*arguments, "--output", str(tmp_path / "out" / "submission.csv")])
+    assert "weights that are NaN or infinite: 1 (fc.weight)" in _one_line_error(capsys, status, path)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_bad_input_size_given_for_a_bare_checkpoint_names_the_file_and_where_it_came_from(tiny, tmp_path):

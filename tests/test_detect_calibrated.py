@@ -330,3 +330,30 @@ def test_whatever_reading_a_block_raises_is_a_calibration_error_or_ignored_with_
     rule = verdict_options.verdict_rule(detect.parse_args(["clip.mp4", "--ensemble", "mine.yaml", "--uncalibrated"]))
     assert rule == verdict_options.VerdictRule(None, None, 0.5)
     assert "--uncalibrated: ignoring mine.yaml's calibration, which cannot be read" in caplog.text
+
+
+def test_a_record_of_the_fit_holding_a_nan_stops_detect_naming_the_ensemble_file(world):
+    """`fitted_on` was never checked: a NaN there made every file fail, each with an error that
+    blamed the file ("a non-finite number in the result"). Now the ensemble file is refused."""
+    fitted_on = {"source": "submission: labelled/submission.csv", "videos": 5, "log_loss_before": math.nan}
+    path = write_ensemble(world["folder"] / "nan_record.yaml", {**world["block"], "fitted_on": fitted_on})
+    code, lines, error = detect_run([str(world["photo"]), "--ensemble", str(path), *RUN, "--json"])
+    assert (code, lines) == (2, []), (code, lines)
+    assert error.splitlines()[-1] == (
+        f"error: {path}: calibration `fitted_on.log_loss_before` must be a finite number from 0 to 100, got nan"
+    )
+
+
+def test_an_alias_bomb_in_the_calibration_block_is_one_line_naming_the_file(world):
+    """A 1.2 KB block of nine levels of nine aliases took 8 GB and ended in a MemoryError traceback."""
+    from tests.test_safe_yaml import billion_laughs
+
+    block = {**world["block"], "fitted_on": "RECORD"}
+    text = yaml.safe_dump({"members": MEMBERS, "calibration": block}, sort_keys=False)
+    path = world["folder"] / "laughs.yaml"
+    path.write_text(billion_laughs() + text.replace("fitted_on: RECORD", "fitted_on: {videos: 5, laughs: *l8}"))
+    code, lines, error = detect_run([str(world["photo"]), "--ensemble", str(path), *RUN, "--json"])
+    assert (code, lines) == (2, []), (code, lines)
+    assert error.splitlines()[-1].startswith(
+        f"error: {path}: cannot read the ensemble file (the YAML document would hold more than 1,000,000 values"
+    )

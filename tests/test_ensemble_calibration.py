@@ -4,7 +4,9 @@ stored, and refused (never ignored) when it cannot describe the ensemble the fil
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
+import json
 import math
 import os
 from pathlib import Path
@@ -110,6 +112,18 @@ def test_the_named_original_has_no_calibration(tmp_path, monkeypatch):
         ({"fitted_on": "oof"}, "`fitted_on` must be a mapping"),
         ({"fitted_on": [1, 2]}, "`fitted_on` must be a mapping"),
         ({"fitted_on": 5}, "`fitted_on` must be a mapping"),
+        # every field of the record of the fit, which the verdicts' JSON repeats
+        ({"fitted_on": {"videos": math.nan}}, "`fitted_on.videos` must be a whole number from 0 to 1000000000"),
+        ({"fitted_on": {"real": 2.5}}, "`fitted_on.real` must be a whole number"),
+        ({"fitted_on": {"log_loss_before": math.nan}}, "`fitted_on.log_loss_before` must be a finite number from 0"),
+        ({"fitted_on": {"ece_after": 1.5}}, "`fitted_on.ece_after` must be a finite number from 0 to 1, got 1.5"),
+        ({"fitted_on": {"held_out": {"brier_after": math.inf}}}, "`fitted_on.held_out.brier_after` must be a finite"),
+        ({"fitted_on": {"held_out": "set"}}, "`fitted_on.held_out` must be a mapping"),
+        ({"fitted_on": {"held_out": {"forced": True}}}, "`fitted_on.held_out` has fields that are not known: 'forced'"),
+        ({"fitted_on": {"forced": "yes"}}, "`fitted_on.forced` must be true or false, got 'yes'"),
+        ({"fitted_on": {"method": "isotonic"}}, "`fitted_on.method` must be one of temperature, platt"),
+        ({"fitted_on": {"source": ["a", "b"]}}, "`fitted_on.source` must be text, got list"),
+        ({"fitted_on": {"notes": "mine"}}, "`fitted_on` has fields that are not known: 'notes' \\(known: brier_after"),
         ({"operating_points": [{**POINT, "rank": 1.9}]}, "operating point rank must be a whole number"),
         ({"operating_points": [{**POINT, "rank": True}]}, "operating point rank must be a number"),
         ({"operating_points": [{**POINT, "rank": 0}]}, "operating point rank must be a number from 1"),
@@ -127,6 +141,15 @@ def test_a_block_that_cannot_describe_the_ensemble_is_refused(tmp_path, change, 
     with pytest.raises(CalibrationFileError, match=message) as error:
         ensemble_calibration(path)
     assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+def test_a_date_in_the_record_of_the_fit_is_kept_as_text_that_json_holds(tmp_path):
+    """YAML reads an unquoted date as a date, which the verdicts' JSON could not hold."""
+    path = _file(tmp_path, _block(fitted_on={"videos": 10, "date": datetime.date(2026, 12, 2)}))
+    assert "date: 2026-12-02\n" in path.read_text()
+    summary = ensemble_calibration(path).summary()
+    assert summary["fitted_on"] == {"videos": 10, "date": "2026-12-02"}
+    assert json.loads(json.dumps(summary, allow_nan=False))["fitted_on"]["date"] == "2026-12-02"
 
 
 def test_a_malformed_block_ends_a_command_in_one_line(tmp_path, capsys):

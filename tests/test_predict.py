@@ -394,7 +394,8 @@ def test_faces_of_several_videos_are_classified_together_with_the_same_scores(
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(predict, "face_probabilities", broken)
-    assert predict.main([*args, "--batch-size", "1000", "--output", str(tmp_path / "broken" / "submission.csv")]) == 0
+    broken_run = [*args, "--batch-size", "1000", "--output", str(tmp_path / "broken" / "submission.csv")]
+    assert predict.main(broken_run) == 1, "every video failed: the rows are written, and the status says so"
     rows = _rows(tmp_path / "broken" / "errors.csv")
     assert [row["stage"] for row in rows] == ["classify"] * 3 and "out of memory" in rows[0]["reason"]
     assert {row["label"] for row in _rows(tmp_path / "broken" / "submission.csv")} == {"0.500000"}

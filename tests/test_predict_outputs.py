@@ -49,7 +49,7 @@ def test_a_checkpoint_giving_nan_makes_error_rows_not_nan(tmp_path, sources):  #
     model = _nan_checkpoint(tmp_path / "nan.pt")
     test_dir = _folder(tmp_path, sources[:2])
     out = tmp_path / "out" / "submission.csv"
-    assert predict.main(_arguments(test_dir, model, out)) == 0
+    assert predict.main(_arguments(test_dir, model, out)) == 1, "every video failed"
     _check_nan_is_an_error(out, sorted(p.name for p in test_dir.iterdir()))
 
 
@@ -60,8 +60,24 @@ def test_predict_refuses_a_nan_score_whatever_the_models_return(tmp_path, source
     monkeypatch.setattr(predict, "face_probabilities", nan_scores)
     test_dir = _folder(tmp_path, sources[:2])
     out = tmp_path / "out" / "submission.csv"
-    assert predict.main(_arguments(test_dir, checkpoint, out)) == 0
+    assert predict.main(_arguments(test_dir, checkpoint, out)) == 1, "every video failed"
     _check_nan_is_an_error(out, sorted(p.name for p in test_dir.iterdir()))
+
+
+def test_a_run_where_every_video_failed_writes_every_row_and_exits_1(tmp_path, checkpoint, capsys):  # noqa: F811
+    """It exited 0, the failures only in errors.csv: a submission of nothing but --default-score
+    looked like a run that worked. Every video keeps its row; one line names errors.csv."""
+    test_dir = tmp_path / "videos"
+    test_dir.mkdir()
+    (test_dir / "empty.mp4").write_bytes(b"")
+    (test_dir / "text.mp4").write_text("no video here\n" * 40)
+    out = tmp_path / "out" / "submission.csv"
+    assert predict.main(_arguments(test_dir, checkpoint, out)) == 1
+    rows = [(row["filename"], row["label"]) for row in _rows(out)]
+    assert rows == [("empty.mp4", "0.500000"), ("text.mp4", "0.500000")]
+    assert [row["filename"] for row in _rows(out.parent / "errors.csv")] == ["empty.mp4", "text.mp4"]
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {out.parent / 'errors.csv'}: all 2 videos failed, none was scored (this file says why)"]
 
 
 def test_a_default_score_that_is_not_a_probability_is_refused(tmp_path, capsys):

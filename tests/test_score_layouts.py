@@ -33,10 +33,11 @@ def tiny_checkpoint(tmp_path_factory):
     return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
 
 
-def _predict(root, checkpoint, submission):
-    """inference.predict on the dataset's folder, as a user runs it (--recursive)."""
+def _predict(root, checkpoint, submission, status: int = 0):
+    """inference.predict on the dataset's folder, as a user runs it (--recursive); `status` 1 where
+    every video fails (its rows are written all the same)."""
     arguments = ["--test-dir", str(root), "--recursive", "--models", str(checkpoint), "--output", str(submission)]
-    assert predict.main([*arguments, "--frames", "2", "--runtime", "torch", "--workers", "0"]) == 0
+    assert predict.main([*arguments, "--frames", "2", "--runtime", "torch", "--workers", "0"]) == status
     return submission
 
 
@@ -114,7 +115,8 @@ def test_a_submission_made_on_a_flat_folder_of_the_videos_matches_them_by_file_n
 
 def test_an_ffpp_tree_is_scored_by_paths_method_and_official_split(tmp_path, tiny_checkpoint, capsys):
     root = ffpp_tree(tmp_path / "FaceForensics++")  # empty files: predict names them, fails them (0.5)
-    predicted = _predict(root, tiny_checkpoint, tmp_path / "all" / "submission.csv")
+    predicted = _predict(root, tiny_checkpoint, tmp_path / "all" / "submission.csv", status=1)
+    assert "all 7 videos failed, none was scored" in capsys.readouterr().err
     assert _score(capsys, "--submission", predicted, "--labels", root) == (0, "")
     labels = score.read_labels(root, split="test")
     assert labels == {

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from preprocess.cli import InputError
+from training.checkpoint_model import model_config_problem
 from training.dataset import (
     CropDataset,
     DegenerateSplitError,
@@ -106,6 +107,9 @@ def build_model(config: dict) -> torch.nn.Module:
         return create_temporal_model(model, config["temporal"])
     if model["kind"] != "frame":
         raise InputError(f"model.kind must be frame or temporal, got {model['kind']!r}")
+    problem = model_config_problem(model)
+    if problem:  # refused before hours of training, not by inference afterwards
+        raise InputError(f"{problem}: inference would refuse the checkpoint")
     classifier = create_model(
         model["encoder"],
         model["pretrained"],

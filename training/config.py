@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from preprocess import safe_yaml
 from preprocess.cli import InputError
 
 DEFAULTS: dict = {
@@ -107,7 +108,7 @@ def _merge(base: dict, update: dict, where: str = "") -> dict:
 def load_config(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = safe_yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
         raise InputError(f"{path}: cannot read the training config ({error})") from error
     try:
@@ -126,7 +127,10 @@ def apply_overrides(config: dict, assignments: list[str]) -> dict:
         section, key = dotted.split(".", 1)
         if section not in config or key not in config[section]:
             raise InputError(f"--set {dotted}: no such config key")
-        config[section][key] = yaml.safe_load(raw)
+        try:
+            config[section][key] = safe_yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise InputError(f"--set {dotted}: cannot read its value as YAML ({error})") from None
     return config
 
 
@@ -134,4 +138,4 @@ def save_config(config: dict, path: str | os.PathLike) -> None:
     from preprocess.io_utils import atomic_path
 
     with atomic_path(path) as temporary:
-        temporary.write_text(yaml.safe_dump(config, sort_keys=False))
+        temporary.write_text(safe_yaml.safe_dump(config, sort_keys=False))

@@ -257,8 +257,14 @@ def _describe(keys: list[str], limit: int = 8) -> str:
     return f"{len(keys)} ({shown}{', ...' if len(keys) > limit else ''})"
 
 
+def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The names of the floating point tensors of `state` holding a NaN or an infinity."""
+    return [key for key, value in state.items() if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
 def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint") -> None:
-    """Strict load after stripping DDP's `module.` prefix; a mismatch says which keys differ."""
+    """Strict load after stripping DDP's `module.` prefix; a mismatch says which keys differ, and
+    weights that are not finite numbers are refused."""
     problem = state_dict_problem(state_dict)
     if problem:
         raise CheckpointError(f"{source}: {problem}")
@@ -280,6 +286,9 @@ def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint")
     not_floating = _kind_problems(state, expected)
     if not_floating:
         raise CheckpointError(f"{source}: weights that are not floating point numbers: {_describe(not_floating)}")
+    not_finite = non_finite_tensors(state)
+    if not_finite:  # a NaN weight gives every face NaN: each file an error, and never a verdict
+        raise CheckpointError(f"{source}: weights that are NaN or infinite: {_describe(not_finite)}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:  # whatever the checks above let through: still the file's fault

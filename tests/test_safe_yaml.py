@@ -1,0 +1,155 @@
+"""YAML from users is read with a cap on its size once its aliases are expanded: a "billion laughs"
+file (1.2 KB, nine levels of nine aliases each, about 8 GB and a MemoryError traceback once
+expanded) is one line naming the file, from every reader of a file or option a user gives; small
+aliases (PyYAML's safe_dump writes them) still load, and what the project writes holds none."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from preprocess.cli import InputError
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """`levels` lists of nine aliases of the level below: 9**levels strings once expanded."""
+    lines = ["laughs:", '  - &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels):
+        aliases = ", ".join([f"*l{level - 1}"] * 9)
+        lines.append(f"  - &l{level} [{aliases}]")
+    return "\n".join(lines) + "\n"
+
+
+def inline_laughs(levels: int = 9) -> str:
+    """`billion_laughs` on one line, as an option's value."""
+    lists = ["&l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lists += [f"&l{level} [{', '.join([f'*l{level - 1}'] * 9)}]" for level in range(1, levels)]
+    return f"[{', '.join(lists)}]"
+
+
+def test_a_billion_laughs_is_refused_before_it_is_expanded():
+    from preprocess.safe_yaml import safe_load
+
+    text = billion_laughs()  # half a KB here; 387 million strings expanded
+    started = time.perf_counter()
+    with pytest.raises(yaml.YAMLError, match=r"^the YAML document would hold more than 1,000,000 values once its"):
+        safe_load(text)
+    with pytest.raises(yaml.YAMLError, match=r"^the YAML document would hold more than 1,000,000 values once its"):
+        safe_load(inline_laughs())
+    assert time.perf_counter() - started < 1
+    assert safe_load(billion_laughs(levels=5))["laughs"][4][8][8][8][8][8] == "lol", "66 thousand values load"
+
+
+def test_small_aliases_load_as_pyyaml_reads_them(monkeypatch):
+    from preprocess.safe_yaml import safe_load
+
+    shared = {"checkpoint": "a.pt", "weight": 1.0}
+    text = yaml.safe_dump({"members": [shared], "calibration": {"members": [shared]}})
+    assert "&id001" in text, "PyYAML's safe_dump writes an alias for an object met twice"
+    assert safe_load(text) == {"members": [shared], "calibration": {"members": [shared]}}
+    merged = safe_load("base: &base {a: 1}\nderived:\n  <<: *base\n  b: 2\n")
+    assert merged["derived"] == {"a": 1, "b": 2}
+    monkeypatch.setattr("preprocess.safe_yaml.MAX_NODES", 12)  # the cap counts every alias as what it repeats
+    with pytest.raises(yaml.YAMLError, match="more than 12 values"):
+        safe_load("a: &x [1, 2, 3]\nb: [*x, *x]\n")
+    assert safe_load("a: &x [1, 2, 3]\nb: *x\n") == {"a": [1, 2, 3], "b": [1, 2, 3]}
+
+
+def test_an_alias_inside_the_node_it_names_is_refused():
+    from preprocess.safe_yaml import safe_load
+
+    with pytest.raises(yaml.YAMLError, match=r"^the YAML alias \*loop at line 1 is inside the node it names"):
+        safe_load("a: &loop [1, *loop]\n")
+
+
+def test_a_document_nested_too_deeply_is_a_yaml_error_not_a_recursion_error():
+    from preprocess.safe_yaml import safe_load
+
+    with pytest.raises(yaml.YAMLError, match="nested too deeply"):
+        safe_load("[" * 100_000)
+
+
+def test_what_is_written_never_holds_an_alias_and_loads_again():
+    from preprocess.safe_yaml import safe_dump, safe_load
+
+    shared = {"detector_scale": 0.5, "frames": [1, 2]}
+    document = {"settings": shared, "held_out": {"settings": shared}}
+    text = safe_dump(document, sort_keys=False)
+    assert "&" not in text and "*" not in text
+    assert safe_load(text) == document
+
+
+def _ensemble_file(folder):
+    from inference.ensemble_file import read_ensemble_file
+
+    path = folder / "ensemble.yaml"
+    path.write_text(billion_laughs() + "members:\n  - {checkpoint: a.pt, extra: *l8}\n")
+    return path, lambda: read_ensemble_file(path)
+
+
+def _training_config(folder):
+    from training.config import load_config
+
+    path = folder / "config.yaml"
+    path.write_text(billion_laughs() + "model:\n  encoder_args: {depth: *l8}\n")
+    return path, lambda: load_config(path)
+
+
+def _preprocessing_config(folder):
+    from preprocess.steps import load_config
+
+    path = folder / "preprocess.yaml"
+    path.write_text(billion_laughs())
+    return path, lambda: load_config(path)
+
+
+def _protocol(folder):
+    from inference.evaluate import read_protocol
+
+    path = folder / "protocol.yaml"
+    path.write_text(billion_laughs())
+    return path, lambda: read_protocol(path)
+
+
+def _run_config(folder):
+    from inference.fit_ensemble import run_members
+
+    run = folder / "logs" / "run_0_111"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(billion_laughs() + "model: {encoder: resnet18, input_size: *l8}\n")
+    return run / "config.yaml", lambda: run_members([run], [1.0], folder / "ensemble.yaml")
+
+
+def _set_option(folder):
+    from training.config import DEFAULTS, apply_overrides
+
+    return "--set model.encoder_args", lambda: apply_overrides(DEFAULTS, [f"model.encoder_args={inline_laughs()}"])
+
+
+def _predict_option(folder):
+    from inference.evaluate_dataset import predict_options
+
+    option = f"frames={inline_laughs()}"
+    return f"--predict {option}", lambda: predict_options([option])
+
+
+READERS = {
+    "ensemble file": _ensemble_file,
+    "training config": _training_config,
+    "preprocessing config": _preprocessing_config,
+    "evaluation protocol": _protocol,
+    "a run's config.yaml (fit_ensemble)": _run_config,
+    "training --set": _set_option,
+    "evaluate --predict": _predict_option,
+}
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_every_reader_of_user_yaml_refuses_a_billion_laughs_naming_what_it_read(reader, tmp_path):
+    name, read = READERS[reader](tmp_path)
+    with pytest.raises((InputError, ValueError)) as error:
+        read()
+    assert str(error.value).startswith(str(name)), str(error.value)
+    assert "more than 1,000,000 values once its aliases are expanded" in str(error.value).splitlines()[0]
