@@ -69,6 +69,9 @@ class NamedEnsemble:
     name: str
     description: str
     files: tuple[WeightFile, ...]
+    # the MTCNN scale its checkpoints' faces were found at, which detect and the page score at unless
+    # told otherwise (preprocess.face_detector.parse_scale reads it; "rule": by resolution)
+    detector_scale: float | str = "rule"
 
 
 _ORIGINAL_RELEASE = "https://github.com/selimsef/dfdc_deepfake_challenge/releases/download/0.0.1/"
@@ -88,6 +91,7 @@ ENSEMBLES = {
         "the winning solution's seven EfficientNet-B7 at 380 px (fold 0, seeds 111-999), as its authors released them",
         # The release states no sizes or hashes: they are trusted on first use (see the docstring).
         tuple(WeightFile(name, _ORIGINAL_RELEASE + name, "tf_efficientnet_b7_ns", 380) for name in _ORIGINAL_FILES),
+        detector_scale=0.5,  # the original code found faces at half size, for its training crops and its kernel
     ),
 }
 
