@@ -30,8 +30,9 @@ inference.calibrate, the calibrated probability, the verdict at the operating po
 score as high (training's out-of-fold videos, or a labelled held-out set); --threshold decides on
 the calibrated probability instead, --uncalibrated ignores the calibration. Files are scored with
 the settings the calibration's scores were made with (detector scale, frames, strategy, per-person,
-TTA, recall boost, fast mode, precision), else with inference.detect's defaults; --fast (or
---no-fast) where it differs from the calibration's is warned of.
+TTA, recall boost, fast mode, precision), else with inference.detect's defaults (the detector
+scale the models were made for: 0.5 for the original's); --fast (or --no-fast) and --detector-scale
+where they differ from the calibration's are warned of.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from inference.model_options import add_media_arguments, add_model_arguments, me
 from inference.verdict import verdict_explanation
 from inference.verdict_options import add_verdict_arguments
 from preprocess import cli
+from preprocess.face_detector import scale_argument
 from preprocess.records import MEDIA_SUFFIXES
 from preprocess.video_io import VideoReadError, check_media, is_image
 
@@ -118,13 +120,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="inference.predict's fast mode (default: the calibration's setting, else off)",
     )
+    parser.add_argument(
+        "--detector-scale",
+        type=scale_argument,
+        default=None,
+        help="MTCNN scale: a number or 'rule' (default as inference.detect's: the calibration's, else the models', "
+        "0.5 for the original's, else rule)",
+    )
     args = parser.parse_args(argv)
     if args.max_frames is None:
         args.max_frames = max(1, int(args.max_seconds * HIGHEST_FPS))
     # what inference.detect's judging reads: unset, the worker takes them from the calibration, else
     # inference.detect's defaults (inference/detect_settings.py)
     args.fp32 = args.cpu_bf16 = args.per_person = args.no_recall_boost = args.tta = None
-    args.frames = args.strategy = args.detector_scale = None
+    args.frames = args.strategy = None
     args.explain = None
     return args
 

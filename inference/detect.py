@@ -19,9 +19,11 @@ the exit status.
 A video is judged as inference.predict judges it: 32 evenly spaced frames, MTCNN, every face
 scored by every model, the frames aggregated per model (`confident` by default) and the models
 averaged by weight. A photo is a video of one frame, with the same detection and crop (the
-confident strategy is then the face's own probability). Faces are looked for at a scale set by
-the resolution (`--detector-scale rule`: 0.5 for DFDC-size video, as the original, and larger
-for small media and photos), with the recall boost on. With a calibrated --ensemble, each of these
+confident strategy is then the face's own probability). Faces are looked for at the scale the
+models were made for: half size for the original's checkpoints (`--ensemble original`, or an
+ensemble file's `detector_scale: 0.5`), as its code did; for other checkpoints a scale set by the
+resolution (`--detector-scale rule`: 0.5 up to DFDC's 1920 px, as the original, and larger for
+small media and photos); with the recall boost on. With a calibrated --ensemble, each of these
 scoring options that is not given is the calibration's instead (the settings its scores were made
 with: predict's default scale is 0.5, not rule), and one that is given and differs from it is
 warned of, naming each difference (inference/detect_settings.py).

@@ -4,8 +4,10 @@ Each option that changes a score (--detector-scale, --frames, --strategy, --per-
 --recall-boost, --fast, and the precision: --fp32, --cpu-bf16) is left unset by the parser; once
 the ensemble's calibration is known, `resolve_scoring` sets each one the user did not give to the
 calibration's reference settings (inference/scoring_settings.py: the settings its scores were made
-with), else to detect's own default, and warns, naming each difference, where the result still
-differs from the calibration's (an option the user gave, fp16 asked of a machine without CUDA).
+with), else, for the detector scale, to the one the models were made for (`models_detector_scale`:
+0.5 for the original's released checkpoints), else to detect's own default, and warns, naming
+each difference, where the result still differs from the calibration's (an option the user gave,
+fp16 asked of a machine without CUDA).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import argparse
 import torch
 
 from inference.aggregate import STRATEGIES
+from inference.ensemble_file import ensemble_detector_scale
 from inference.model_options import cpu_precision, frames_argument
 from inference.scoring_settings import reference_settings, scoring_settings, warn_of_differences
-from preprocess.face_detector import RESOLUTION_RULE, scale_argument
+from preprocess.face_detector import RESOLUTION_RULE, parse_scale, scale_argument
 
 # inference.detect's own defaults, where neither the user nor a calibration sets an option
 DETECT_DEFAULTS = {
@@ -46,7 +49,11 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--frames", type=frames_argument, default=None, help="frames sampled per video (32)")
     group.add_argument(
-        "--detector-scale", type=scale_argument, default=None, help="MTCNN scale: a number or 'rule' (rule)"
+        "--detector-scale",
+        type=scale_argument,
+        default=None,
+        help="MTCNN scale: a number or 'rule' (the models': 0.5 for the original's, an ensemble file's "
+        "`detector_scale:`, else rule, which is 0.5 up to DFDC's 1920 px)",
     )
     group.add_argument(
         "--recall-boost",
@@ -77,14 +84,32 @@ def _given(args: argparse.Namespace) -> dict:
     return given
 
 
-def adopt_settings(args: argparse.Namespace, reference: dict | None) -> None:
+def models_detector_scale(args: argparse.Namespace) -> float | str | None:
+    """The MTCNN scale the models were made for, where they say: --ensemble's (the named `original`:
+    0.5, the original code's; an ensemble file's `detector_scale:`), unless --models adds checkpoints
+    to it; else None. ValueError naming the file where its `detector_scale:` is no scale."""
+    ensemble = getattr(args, "ensemble", None)
+    if not ensemble or getattr(args, "models", None):
+        return None
+    value = ensemble_detector_scale(ensemble)
+    if value is None:
+        return None
+    try:
+        return parse_scale(value)
+    except ValueError as error:
+        raise ValueError(f"{ensemble}: `detector_scale:` {error}") from None
+
+
+def adopt_settings(args: argparse.Namespace, reference: dict | None, models_scale=None) -> None:
     """Set the scoring options left unset (None): to `reference` (a calibration's settings) where
-    there is one, else to detect's defaults. The precision too: fp32 or bf16 as the calibration's,
+    there is one, else, for the detector scale, to `models_scale` (`models_detector_scale`) where
+    the models say, else to detect's defaults. The precision too: fp32 or bf16 as the calibration's,
     unless --fp32 or --cpu-bf16 was given (fp16 is CUDA's default: nothing to set)."""
     given = _given(args)
+    defaults = {**DETECT_DEFAULTS, **({"detector_scale": models_scale} if models_scale is not None else {})}
     chosen = {
         key: given[key] if given[key] is not None else (reference or {}).get(key, default)
-        for key, default in DETECT_DEFAULTS.items()
+        for key, default in defaults.items()
     }
     for key in ("detector_scale", "frames", "strategy", "per_person", "tta", "fast"):
         setattr(args, key, chosen[key])
@@ -101,7 +126,7 @@ def resolve_scoring(args: argparse.Namespace, calibration, device: torch.device)
     reference = None
     if calibration is not None:
         reference, _ = reference_settings(calibration.settings, calibration.held_out_settings)
-    adopt_settings(args, reference)
+    adopt_settings(args, reference, models_detector_scale(args))
     precision = cpu_precision(args, device)
     if calibration is not None:
         warn_of_differences(calibration, scoring_settings(args, device.type, precision))

@@ -87,3 +87,17 @@ def ensemble_members(spec: str | os.PathLike) -> list[dict]:
     if str(spec) in ENSEMBLES and not Path(spec).exists():
         return ensemble_entries(str(spec))
     return read_ensemble_file(spec)
+
+
+def ensemble_detector_scale(spec: str | os.PathLike | None):
+    """The MTCNN scale ensemble `spec` says its members' faces were found at, unchecked (a number or
+    "rule"), or None where it says none: a named ensemble's (`original`: 0.5), else an ensemble
+    file's top-level `detector_scale:`."""
+    from inference.weights import ENSEMBLES
+
+    if spec is None:
+        return None
+    if str(spec) in ENSEMBLES and not Path(spec).exists():
+        return ENSEMBLES[str(spec)].detector_scale
+    read_ensemble_file(spec)  # the members are checked first, with their own errors
+    return yaml.safe_load(Path(spec).read_text()).get("detector_scale")

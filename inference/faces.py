@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from inference.face_tracks import detect_seeded_frames, interpolated_boxes
-from inference.frame_perturbation import FramePerturbation
+from inference.frame_perturbation import FramePerturbation, VideoSource
 from preprocess.crops import crop_face
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, shared_pool
 from preprocess.video_io import (
@@ -125,6 +125,7 @@ class SampledFrames:
     requested: list[int]  # the indices asked for
     partial_reason: str | None = None
     fps: float = 0.0  # as the container states it (0: none)
+    frame_count: int = 0  # as the container states it
 
 
 def partial_reason(path: Path, requested: list[int], decoded: dict) -> str | None:
@@ -151,7 +152,7 @@ def sample_frames(
     reason = partial_reason(Path(path), indices, decoded)
     if reason:
         logger.warning("%s: %s", path, reason)
-    return SampledFrames(decoded, indices, reason, float(info.fps or 0.0))
+    return SampledFrames(decoded, indices, reason, float(info.fps or 0.0), int(info.frame_count))
 
 
 def read_sampled_frames(
@@ -327,7 +328,8 @@ def extract_faces(
     decoded, applied = sampled.decoded, None
     decoded_at = time.perf_counter()
     if perturbation is not None:
-        decoded, applied = perturbation.apply(decoded, video_id or Path(path).name, sampled.fps)
+        source = VideoSource(lambda indices: iter_frames(path, indices, backend, limits=limits), sampled.frame_count)
+        decoded, applied = perturbation.apply(decoded, video_id or Path(path).name, sampled.fps, source)
     perturbed_at = time.perf_counter()
     faces = crop_faces(path, decoded, detector, margin_divisor, recall, faces_are_cropped=faces_are_cropped)
     faces.frames_requested, faces.partial_reason = sampled.requested, sampled.partial_reason

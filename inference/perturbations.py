@@ -50,10 +50,16 @@ draws 2, 3 or 4 different types of ``DEEPERFORENSICS_SEVEN`` in random order (ne
 ``JPEG``), each at a random level, or, given a level, every step at it: the robustness curve of
 ``mixed`` then has one level per point like the others (a departure, for that purpose).
 
-VC: the reference runs ``ffmpeg -i in -crf C -y out``, i.e. libx264 at its default preset
-(medium) with yuv420p. We do the same through PyAV on the decoded frames, with x264's
-macroblock-tree off and one thread so the same frames always give the same bytes (as in
-``preprocess/video_writer.py``); odd frame sizes are edge-padded to even and cropped back.
+VC: the reference runs ``ffmpeg -i in -crf C -y out`` on the whole video, i.e. libx264 at its
+defaults (preset medium, macroblock-tree rate control, yuv420p). We do the same through PyAV on
+the decoded frames, except that mbtree is off and x264 runs on one thread, so that the same frames
+always give the same bytes: with mbtree on, the same 24x24 frames encoded twice in one test
+process came out different now and then (as ``preprocess/video_writer.py`` saw it with threads).
+That costs 0.1 to 0.45 dB of PSNR against the reference's encode (README, "Robustness to
+real-world distortions"). Odd frame sizes are edge-padded to even and cropped back. predict's
+sampled frames are re-encoded with the consecutive frames around them
+(inference/frame_perturbation.py), not as a clip of their own: 32 frames 10 apart left the encoder
+little to predict, 1.2 to 2 dB below the reference's PSNR.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 
 import av
@@ -252,27 +258,63 @@ def _pad_to_even(frame: Frame) -> Frame:
     return np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
 
 
+class H264Encoder:
+    """An in-memory mp4 of libx264 at `crf` (yuv420p, one thread, mbtree off: the same frames give
+    the same bytes), fed a frame at a time: the encoder holds only its lookahead, so a whole video
+    never sits in memory."""
+
+    def __init__(self, crf: int, fps: float, preset: str = H264_PRESET):
+        self.options = {"crf": str(crf), "preset": preset, "threads": "1", "x264-params": "mbtree=0"}
+        self.rate = Fraction(fps).limit_denominator(1001)
+        self.buffer = io.BytesIO()
+        self.container = av.open(self.buffer, mode="w", format="mp4")
+        self.stream = None
+        self.frames = 0
+
+    def add(self, frame: Frame) -> None:
+        padded = _pad_to_even(frame)
+        if self.stream is None:
+            self.stream = self.container.add_stream("libx264", rate=self.rate, options=self.options)
+            self.stream.height, self.stream.width = padded.shape[:2]
+            self.stream.pix_fmt = "yuv420p"
+        self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(padded), format="rgb24")))
+        self.frames += 1
+
+    def finish(self) -> bytes:
+        """The mp4's bytes, once every frame is in; the encoder is closed."""
+        if self.stream is None:
+            self.container.close()
+            raise ValueError("no frames to encode")
+        self.container.mux(self.stream.encode())
+        self.container.close()
+        return self.buffer.getvalue()
+
+    def close(self) -> None:  # without finishing: on an error part way
+        self.container.close()
+
+
 def encode_h264(frames: Sequence[Frame], crf: int, fps: float, preset: str = H264_PRESET) -> bytes:
     """mp4 bytes: libx264 at `crf`, yuv420p, one thread and mbtree off (same frames, same bytes)."""
-    if not frames:
-        raise ValueError("no frames to encode")
-    padded = [_pad_to_even(f) for f in frames]
-    height, width = padded[0].shape[:2]
-    buffer = io.BytesIO()
-    options = {"crf": str(crf), "preset": preset, "threads": "1", "x264-params": "mbtree=0"}
-    with av.open(buffer, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001), options=options)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for frame in padded:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-        container.mux(stream.encode())
-    return buffer.getvalue()
+    encoder = H264Encoder(crf, fps, preset)
+    try:
+        for frame in frames:
+            encoder.add(frame)
+    except BaseException:
+        encoder.close()
+        raise
+    return encoder.finish()
+
+
+def iter_decoded(data: bytes) -> Iterator[Frame]:
+    """Each frame of an in-memory video in turn, as RGB uint8."""
+    with av.open(io.BytesIO(data), mode="r") as container:
+        for frame in container.decode(video=0):
+            yield frame.to_ndarray(format="rgb24")
 
 
 def decode_video(data: bytes) -> list[Frame]:
     """Every frame of an in-memory video, as RGB uint8."""
-    with av.open(io.BytesIO(data), mode="r") as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    return list(iter_decoded(data))
 
 
 def reencode_h264(frames: Sequence[Frame], crf: int, fps: float, preset: str = H264_PRESET) -> list[Frame]:
@@ -315,6 +357,18 @@ def apply_single(frames: Sequence[Frame], name: str, level: int, rng: np.random.
     return [distort(frame, level, rng) for frame in frames]
 
 
+def distortion_steps(
+    name: str, level: int | None, rng: np.random.Generator, chain_seed: int | None = None
+) -> list[tuple[str, int]]:
+    """The (name, level) steps of distortion `name`: itself, or for "mixed" a chain drawn from
+    `chain_seed` (from `rng` where None; see `perturb_clip`)."""
+    if name == MIXED:
+        return mixed_chain(rng if chain_seed is None else np.random.default_rng(chain_seed), level)
+    if name not in DISTORTIONS and name not in CLIP_DISTORTIONS:
+        raise ValueError(f"unknown distortion {name!r}; known: {(*ALL_DISTORTIONS, MIXED)}")
+    return [(name, level_parameter(LEVELS, level))]
+
+
 def perturb_clip(
     frames: Sequence[Frame],
     name: str,
@@ -332,10 +386,7 @@ def perturb_clip(
     reference's way); a level puts every step at it.
     """
     rng = np.random.default_rng(seed)
-    if name == MIXED:
-        steps = mixed_chain(rng if chain_seed is None else np.random.default_rng(chain_seed), level)
-    else:
-        steps = [(name, level_parameter(LEVELS, level))]
+    steps = distortion_steps(name, level, rng, chain_seed)
     out = list(frames)
     for step_name, step_level in steps:
         out = apply_single(out, step_name, step_level, rng, fps)

@@ -54,6 +54,19 @@ logger = logging.getLogger("inference.robustness")
 
 DEFAULT_DISTORTIONS = ("CS", "CC", "BW", "GNC", "GB", "resize", "JPEG", "VC", "mixed")
 CLEAN = "clean"
+# What each code means, in DeeperForensics-1.0's words (Jiang et al., CVPR 2020) where it has them:
+# legends and tables name the code with its meaning, not the code alone
+DISTORTION_NAMES = {
+    "CS": "colour saturation change",
+    "CC": "colour contrast change",
+    "BW": "local block-wise distortion",
+    "GNC": "white Gaussian noise in colour components",
+    "GB": "Gaussian blur",
+    "resize": "down-and-up resize (the reference's 'JPEG')",
+    "JPEG": "JPEG compression (a real one)",
+    "VC": "video compression rate change (H.264)",
+    "mixed": "2 to 4 of the above chained",
+}
 ROBUSTNESS_FPR = 0.05
 # each metric, its column of change from the clean set, and whether a higher value is better
 METRICS = {
@@ -164,6 +177,17 @@ def robustness_json(rows: list[dict], specs: dict[str, dict]) -> dict:
     return nested
 
 
+def distortion_label(code: str) -> str:
+    """`CODE: what it is` for a legend (the code alone where it has no name)."""
+    return f"{code}: {DISTORTION_NAMES[code]}" if code in DISTORTION_NAMES else code
+
+
+def legend_line(rows: list[dict]) -> str:
+    """The codes of `rows`' distortions, each with what it is, in their order."""
+    codes = [code for code in dict.fromkeys(r["distortion"] for r in rows) if code in DISTORTION_NAMES]
+    return "; ".join(f"{code} {DISTORTION_NAMES[code]}" for code in codes)
+
+
 def cell(value, signed: bool = False) -> str:
     if value is None:
         return "-"
@@ -183,6 +207,8 @@ def markdown(rows: list[dict]) -> str:
     for row in rows:
         lines.append("| " + " | ".join(cell(row[c], signed=c in changes) for c in MARKDOWN_COLUMNS) + " |")
     lines += [
+        "",
+        f"Distortions: {legend_line(rows)}.",
         "",
         "Changes are from the clean set (level 0), positive where the distortion made it worse. TPR@5%FPR "
         "picks its threshold from each row's own reals; TPR and FPR @clean 5% thr are at the threshold "
@@ -225,7 +251,7 @@ def plot_robustness(test_set: str, rows: list[dict], out: Path) -> Path:
                 levels, values = curve(
                     [clean, *(r for r in mine if r["model"] == model and r["distortion"] == distortion)], metric
                 )
-                axis.plot(levels, values, marker="o", label=distortion)
+                axis.plot(levels, values, marker="o", label=distortion_label(distortion))
             if all(r[metric] is None for r in mine if r["model"] == model):
                 axis.text(
                     0.5, 0.5, "needs more videos\n(reals, or both classes)", ha="center", transform=axis.transAxes

@@ -84,6 +84,9 @@ class NamedEnsemble:
     name: str
     description: str
     files: tuple[WeightFile, ...]
+    # the MTCNN scale its checkpoints' faces were found at, which detect and the page score at unless
+    # told otherwise (preprocess.face_detector.parse_scale reads it; "rule": by resolution)
+    detector_scale: float | str = "rule"
 
 
 _ORIGINAL_RELEASE = "https://github.com/selimsef/dfdc_deepfake_challenge/releases/download/0.0.1/"
@@ -108,6 +111,7 @@ ENSEMBLES = {
             WeightFile(name, _ORIGINAL_RELEASE + name, "tf_efficientnet_b7_ns", 380, min_size=10**8, max_size=10**9)
             for name in _ORIGINAL_FILES
         ),
+        detector_scale=0.5,  # the original code found faces at half size, for its training crops and its kernel
     ),
 }
 

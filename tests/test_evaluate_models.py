@@ -131,7 +131,9 @@ def test_a_perturbed_set_is_predicted_again_when_its_seed_or_level_changes(tmp_p
         )
     assert len(calls) == 4 and calls[2][-4:] == ["--perturb", "GB:3", "--perturb-seed", "1"]
     key = prediction_source(source, folder, labels, {"perturb": "mixed:3", "perturb_seed": 1})
-    assert key["predict"] == {"perturb": "mixed:3", "perturb_seed": 1} and key["perturbation_revision"] == 2
+    assert key["predict"] == {"perturb": "mixed:3", "perturb_seed": 1} and key["perturbation_revision"] == 3
+    # VC encoded with the frames around the sampled ones (issue 28): its cached predictions are made again
+    assert prediction_source(source, folder, labels, {"perturb": "VC:3"})["perturbation_revision"] == 2
     # a mixed prediction cached before the chain was fixed per video has no revision: made again
     stale = {k: v for k, v in key.items() if k != "perturbation_revision"}
     (output.with_name("source.json")).write_text(json.dumps({**stale, "predict": {"frames": 8, **stale["predict"]}}))

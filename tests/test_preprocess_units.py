@@ -33,7 +33,7 @@ def test_crop_region_grows_a_third_per_side_in_integer_pixels():
     assert np.array_equal(crop_face(frame, [60.0, 90.0, 90.0, 120.0]), frame[80:130, 50:100])
 
 
-@pytest.mark.parametrize("longer,scale", [(299, 2.0), (300, 1.0), (1000, 1.0), (1001, 0.5), (1900, 0.5), (1901, 0.33)])
+@pytest.mark.parametrize("longer,scale", [(299, 2.0), (300, 1.0), (1000, 1.0), (1001, 0.5), (1920, 0.5), (1921, 0.33)])
 def test_resolution_rule(longer, scale):
     assert resolution_scale(longer, 100) == scale and resolution_scale(100, longer) == scale
 

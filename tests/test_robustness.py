@@ -22,8 +22,10 @@ from inference.predict_options import parse_args
 from inference.reader import FaceReader
 from inference.robustness import (
     DEFAULT_DISTORTIONS,
+    DISTORTION_NAMES,
     clean_threshold,
     markdown,
+    plot_robustness,
     read_perturbations,
     robustness_json,
     robustness_rows,
@@ -83,6 +85,29 @@ def test_rows_carry_each_metric_and_its_change_from_clean_signed_worse_positive(
     )
     assert table[4].endswith("| 0.9000 | +0.6000 | - | - | - | 0.1000 | 20 |")
     assert len(table[1].split("|")) == len(table[0].split("|"))
+
+
+def test_the_table_and_the_plot_name_what_each_code_is(tmp_path, monkeypatch):
+    """A reader saw the codes alone (CS, CC, BW, GNC, GB, VC) in the table and the plot's legend."""
+    import matplotlib.pyplot as plt
+
+    assert DISTORTION_NAMES["CS"] == "colour saturation change" and DISTORTION_NAMES["GB"] == "Gaussian blur"
+    assert DISTORTION_NAMES["GNC"] == "white Gaussian noise in colour components"
+    assert DISTORTION_NAMES["VC"] == "video compression rate change (H.264)"
+    assert set(DISTORTION_NAMES) == set(DEFAULT_DISTORTIONS), "every distortion has its name"
+    metrics = {"video_auc": 0.9, "log_loss": 0.3, "tpr_at_5pct_fpr": None, "clean_threshold": None, "reals": 3}
+    metrics |= {"tpr_at_clean_threshold": None, "fpr_at_clean_threshold": None}
+    codes = ["CS", "CC", "BW", "GNC", "GB", "VC"]
+    rows = robustness_rows("m", "s", metrics, {(code, 1): metrics for code in codes})
+    assert "Distortions: CS colour saturation change; CC colour contrast change; BW local block-wise distortion; " in (
+        markdown(rows)
+    )
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot_robustness("s", rows, tmp_path)
+    [legend] = [axis.get_legend() for axis in figures[0].axes if axis.get_legend() is not None]
+    assert [text.get_text() for text in legend.get_texts()] == [f"{c}: {DISTORTION_NAMES[c]}" for c in codes]
+    plt.close(figures[0].number)
 
 
 def test_set_metrics_are_those_of_the_submission():
