@@ -32,9 +32,10 @@ from inference.download_checks import (
     content_type_problem,
     size_problem,
     space_problem,
+    unconfirmed_resume,
     validator_from,
 )
-from inference.download_partial import discard, may_resume, start_afresh, validator_path
+from inference.download_partial import discard, resume_problem, start_afresh, validator_path
 from inference.download_transport import SpeedLimit, Watchdog, watched_opener
 from preprocess.cli import InputError
 
@@ -97,9 +98,9 @@ def _download_once(url: str, partial: Path, timeout: float, expected: Expected, 
     start = partial.stat().st_size if partial.exists() else 0
     recorded = None
     if start:
-        resumable, recorded = may_resume(partial, url, bool(expected.sha256))
-        if not resumable:
-            logger.warning("%s: no record says which version of the file it holds; starting again", partial)
+        problem, recorded = resume_problem(partial, url, bool(expected.sha256))
+        if problem:
+            logger.warning("%s: %s; starting again", partial, problem)
             discard(partial)
             start = 0
     headers = {"Range": f"bytes={start}-"} if start else {}
@@ -136,8 +137,11 @@ def _download_once(url: str, partial: Path, timeout: float, expected: Expected, 
 
 
 def _receive(response, url, partial: Path, start: int, recorded, expected: Expected, watchdog: Watchdog) -> _Attempt:
-    if start and response.status != 206:  # the server ignored the range, or If-Range found the file changed
-        discard(partial)
+    # A whole answer (200) to a resume (the server ignored the range, or If-Range found the file
+    # changed) replaces the partial file only once its first bytes are judged to be the file's:
+    # until then the partial file is kept, for a refusal loses nothing.
+    kept = start
+    if start and response.status != 206:
         start = 0
     if response.status == 206:
         first = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
@@ -149,7 +153,11 @@ def _receive(response, url, partial: Path, start: int, recorded, expected: Expec
     if change:  # a server that answers the range of a changed file regardless of If-Range
         discard(partial)
         return _Attempt(None, f"the file changed on the server: {change}", changed=True)
-    _refuse_before_the_body(response, url, partial, start, total, expected)
+    unconfirmed = start and recorded and unconfirmed_resume(recorded, validator)
+    if unconfirmed:  # its bytes may be another version's: the partial file's cannot be spliced to them
+        discard(partial)
+        return _Attempt(None, f"the file on the server may have changed: {unconfirmed}", changed=True)
+    _refuse_before_the_body(response, url, partial, start, kept, total, expected)
     limit = (total, "the size the server stated") if total is not None else expected.most_bytes()
     cut, written, head = None, start, b""
     out = open(partial, "ab") if start else None  # noqa: SIM115 (closed below)
@@ -176,8 +184,10 @@ def _receive(response, url, partial: Path, start: int, recorded, expected: Expec
                     if block and len(head) < FIRST_BYTES:
                         continue
                     if not block and (watchdog.fired or (total is not None and len(head) < total)):
-                        break  # cut before its first bytes: not a short file, nothing to write
-                    _judge_first_bytes(head, url, expected)
+                        # cut before its first bytes: not a short file, nothing written; a partial
+                        # file kept is not judged by the size of this whole answer
+                        return _Attempt(None if kept else total, watchdog.limit.describe() if watchdog.fired else cut)
+                    _judge_first_bytes(head, url, expected, partial, kept)
                     start_afresh(partial, validator)
                     out, block, head = open(partial, "wb"), head, b""  # noqa: SIM115 (closed below)
                 if not block:
@@ -197,14 +207,19 @@ def _receive(response, url, partial: Path, start: int, recorded, expected: Expec
     return _Attempt(total, watchdog.limit.describe() if watchdog.fired else cut)
 
 
-def _refuse_before_the_body(response, url, partial: Path, start: int, total: int | None, expected: Expected) -> None:
-    """Refuse an answer that cannot be the file, or cannot fit on the disk, from its headers alone."""
+def _refuse_before_the_body(
+    response, url, partial: Path, start: int, kept: int, total: int | None, expected: Expected
+) -> None:
+    """Refuse an answer that cannot be the file, or cannot fit on the disk, from its headers alone.
+    The answer continues the partial file from `start` (0: a whole answer); `kept` bytes of an
+    earlier answer are in the partial file, kept unless this answer continues them."""
+    so_far = _kept_note(partial, kept)
     page = content_type_problem(response.headers.get("Content-Type"))
     if page:
         size = f"{total} bytes; " if total is not None else ""
         raise DownloadError(
-            f"{url}: {page} ({size}a sign-in or 'confirm the download' page?); nothing was saved: fetch the file "
-            "by other means"
+            f"{url}: {page} ({size}a sign-in or 'confirm the download' page?); nothing was saved{so_far}: fetch "
+            "the file by other means"
         )
     if total is not None:
         problem = (
@@ -213,22 +228,27 @@ def _refuse_before_the_body(response, url, partial: Path, start: int, total: int
             else size_problem(total, expected.min_size, expected.max_size)
         )
         if problem:
-            discard(partial)
-            raise DownloadError(f"{url}: the server's file has {problem}; nothing was saved")
+            if start:  # the partial file's bytes are of this file: they cannot become the file either
+                discard(partial)
+                so_far = " (the partial file was removed)"
+            raise DownloadError(f"{url}: the server's file has {problem}; nothing was saved{so_far}")
     needed = (total if total is not None else expected.size or 0) - start
     space = space_problem(needed, free_bytes(partial.parent))
     if space:
-        kept = f" (the {start} bytes so far are kept in {partial})" if start else ""
         raise DownloadError(
-            f"{partial.parent}: no room for {url}: {space}; nothing was written{kept}: free some space or fetch "
+            f"{partial.parent}: no room for {url}: {space}; nothing was written{so_far}: free some space or fetch "
             "into another folder"
         )
 
 
-def _judge_first_bytes(head: bytes, url: str, expected: Expected) -> None:
+def _kept_note(partial: Path, kept: int) -> str:
+    return f" (the {kept} bytes so far are kept in {partial})" if kept else ""
+
+
+def _judge_first_bytes(head: bytes, url: str, expected: Expected, partial: Path, kept: int) -> None:
     problem = expected.first_bytes_problem and expected.first_bytes_problem(head)
     if problem:
-        raise DownloadError(f"{url}: not the file: {problem}; nothing was saved")
+        raise DownloadError(f"{url}: not the file: {problem}; nothing was saved{_kept_note(partial, kept)}")
 
 
 def _write(out, block: bytes, partial: Path) -> None:
@@ -311,14 +331,26 @@ def download(
                 f"used (pin the size or SHA-256 in inference/weights.py, or check the file by other means and rename "
                 f"it to {destination})"
             )
+        cut = cut or "short body"
         if attempt >= attempts:
+            if result.changed:
+                raise DownloadError(f"{url}: {cut}; the partial file was removed: run fetch again to fetch it whole")
+            if not got:
+                raise DownloadError(
+                    f"{url}: the connection was cut ({cut}) before any of the file was saved; run fetch again"
+                )
             of = f"{got} of {wanted} bytes" if wanted is not None else f"{got} bytes of a file of unstated size"
             raise DownloadError(
-                f"{url}: the connection was cut after {of} ({cut or 'short body'}); run fetch again to resume (the "
-                f"bytes so far are kept in {partial})"
+                f"{url}: the connection was cut after {of} ({cut}); run fetch again to resume (the bytes so far are "
+                f"kept in {partial})"
             )
-        of = f"of {wanted} bytes" if wanted is not None else "bytes (size not stated)"
-        logger.warning("%s: cut after %d %s (%s); resuming", destination.name, got, of, cut or "short body")
+        if result.changed:
+            logger.warning("%s: %s; starting again", destination.name, cut)
+        elif got:
+            of = f"{got} of {wanted} bytes" if wanted is not None else f"{got} bytes of a file of unstated size"
+            logger.warning("%s: cut after %s (%s); resuming", destination.name, of, cut)
+        else:
+            logger.warning("%s: cut (%s) before any of the file was saved; trying again", destination.name, cut)
         time.sleep(RETRY_PAUSE_S * attempt)
     return _accept(url, partial, destination, got, expected)
 

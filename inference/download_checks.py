@@ -117,6 +117,19 @@ def change_between(recorded: Validator, now: Validator) -> str | None:
     return None
 
 
+def unconfirmed_resume(recorded: Validator, now: Validator) -> str | None:
+    """Why a partial answer (206) to a resume does not show it continues the recorded version
+    (None when it does): it must repeat the validator the resume's If-Range sent. A server that
+    ignores If-Range and states no validator in its 206 would otherwise splice two versions."""
+    if recorded.etag is not None and now.etag is None:
+        return f"the first answer stated the ETag {recorded.etag} and the answer to the resume states no strong one"
+    if recorded.etag is None and recorded.last_modified is not None and now.last_modified is None:
+        return (
+            f"the first answer stated Last-Modified {recorded.last_modified} and the answer to the resume states none"
+        )
+    return None
+
+
 class SpeedWindow:
     """curl's --speed-limit / --speed-time: a transfer is too slow once fewer than `limit` bytes
     per second arrived over the last `period` seconds (the response's headers count as no bytes:

@@ -35,11 +35,20 @@ def start_afresh(partial: Path, validator: Validator) -> None:
         temporary.write_text(json.dumps(validator.to_json()) + "\n")
 
 
-def may_resume(partial: Path, url: str, sha256_expected: bool) -> tuple[bool, Validator | None]:
-    """Whether `partial` may be resumed, and its record. A resume is safe only where the server can
-    say the file is unchanged (If-Range with the recorded validator) or where the whole file's
-    SHA-256 is expected (a splice would be caught); otherwise the download starts again."""
+def resume_problem(partial: Path, url: str, sha256_expected: bool) -> tuple[str | None, Validator | None]:
+    """Why `partial` may not be resumed (None when it may), and its record. A resume is safe only
+    where the server can say the file is unchanged (If-Range with the recorded validator: a strong
+    ETag or a Last-Modified) or where the whole file's SHA-256 is expected (a splice would be
+    caught); otherwise the download starts again."""
     recorded = read_validator(partial)
     if recorded is not None and recorded.url != url:
-        return False, None
-    return bool((recorded and recorded.if_range()) or sha256_expected), recorded
+        return f"its record says it was cut from another address ({recorded.url})", None
+    if (recorded and recorded.if_range()) or sha256_expected:
+        return None, recorded
+    if recorded is None:
+        return "no record says which version of the file it holds, and no SHA-256 is expected", None
+    return (
+        "its record holds no strong ETag nor Last-Modified to resume it by (If-Range; a weak ETag cannot be "
+        "used), and no SHA-256 is expected",
+        recorded,
+    )

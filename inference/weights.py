@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -317,8 +318,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     directory = args.dir or default_weights_dir()
-    if not (args.speed_limit >= 0 and args.speed_time > 0):
-        parser.error("--speed-limit must be 0 or more and --speed-time more than 0")
+    if not 0 < args.timeout < math.inf:
+        parser.error(f"--timeout must be a number of seconds more than 0, not {args.timeout:g}")
+    if not (0 <= args.speed_limit < math.inf and 0 < args.speed_time < math.inf):
+        parser.error("--speed-limit must be 0 or more and --speed-time more than 0 (both finite)")
     if args.command != "list" and not args.name:
         parser.error(f"{args.command} needs an ensemble name ({', '.join(sorted(ENSEMBLES))})")
     try:

@@ -52,7 +52,8 @@ class Server:
 
     Each answer carries an ETag and a Last-Modified of the file's current bytes (none for paths in
     `no_validators`) and honours If-Range (a range of a changed file is answered whole), except
-    for paths in `ignores_if_range`. `changes[path]` lists the bytes the file has after each
+    for paths in `ignores_if_range`; paths in `bare_206` answer a range (of whatever version) with
+    no ETag nor Last-Modified, If-Range ignored. `changes[path]` lists the bytes the file has after each
     answer in turn (a file that changes between requests); `content_types[path]` replaces
     application/octet-stream; `stated_lengths[path]` is the Content-Length stated whatever the
     body; `endless[path]` is a cap: a body of no stated length sent until the client stops reading
@@ -68,6 +69,7 @@ class Server:
         self.bare_416: set[str] = set()  # paths whose 416 states no size (no Content-Range)
         self.no_validators: set[str] = set()
         self.ignores_if_range: set[str] = set()
+        self.bare_206: set[str] = set()
         self.changes: dict[str, list[bytes]] = {}
         self.content_types: dict[str, str] = {}
         self.stated_lengths: dict[str, int] = {}
@@ -109,8 +111,10 @@ class Server:
                 validators = server.validators(body) if self.path not in server.no_validators else {}
                 if_range = self.headers.get("If-Range")
                 changed = if_range and if_range not in validators.values()
-                if requested and changed and self.path not in server.ignores_if_range:
+                if requested and changed and not {self.path} & (server.ignores_if_range | server.bare_206):
                     requested = None  # RFC 9110 13.1.5: another version, answered whole
+                if requested and self.path in server.bare_206:
+                    validators = {}
                 start = int(requested.split("=")[1].rstrip("-")) if requested else 0
                 if start >= len(body) > 0:
                     self.send_response(416)

@@ -4,6 +4,8 @@ whole, resumes where it was cut, is fsynced, and never follows a redirect out of
 from __future__ import annotations
 
 import errno
+import json
+import logging
 import os
 import re
 import socket
@@ -101,11 +103,64 @@ def test_a_part_without_a_record_is_resumed_only_where_its_sha256_is_expected(se
     assert server.ranges[-1] is None, "no record and no hash: started again"
 
 
-def test_a_part_recorded_for_another_address_is_started_again(server, tmp_path):
+def test_a_part_recorded_for_another_address_is_started_again(server, tmp_path, caplog):
     server.files["/model"] = server.files["/elsewhere"] = PAYLOAD
     cut_once(server, tmp_path)
-    download(f"{server.url}/elsewhere", tmp_path / "model")
+    with caplog.at_level(logging.WARNING, "inference.download"):
+        download(f"{server.url}/elsewhere", tmp_path / "model")
     assert server.ranges[-1] is None and (tmp_path / "model").read_bytes() == PAYLOAD
+    # The review: the log said "no record says which version of the file it holds", though one did.
+    assert f"model.part: its record says it was cut from another address ({server.url}/model); starting again" in (
+        caplog.text
+    )
+
+
+def test_a_part_recorded_with_no_strong_validator_says_so_when_started_again(server, tmp_path, caplog):
+    """The record a fetch writes after an answer whose only validator is a weak ETag (W/...): no
+    If-Range can be sent, so with no SHA-256 expected the download starts again, and says why."""
+    server.files["/model"] = PAYLOAD
+    (tmp_path / "model.part").write_bytes(PAYLOAD[:100_000])
+    record = {"url": f"{server.url}/model", "size": len(PAYLOAD), "etag": None, "last_modified": None}
+    (tmp_path / "model.part.json").write_text(json.dumps(record))
+    with caplog.at_level(logging.WARNING, "inference.download"):
+        download(f"{server.url}/model", tmp_path / "model")
+    assert server.ranges == [None] and (tmp_path / "model").read_bytes() == PAYLOAD
+    assert "model.part: its record holds no strong ETag nor Last-Modified to resume it by" in caplog.text
+    assert "no record says" not in caplog.text
+
+
+def test_a_206_without_the_recorded_validator_starts_again_not_spliced(server, tmp_path):
+    """The review's probe: cut at 100000 bytes of version A (ETag recorded); the file becomes B, of
+    the same size; the server ignores If-Range and answers the range with a 206 stating no ETag.
+    The old code appended B's tail to A's head (a splice, trusted on first use)."""
+    second = PAYLOAD[:4] + PAYLOAD[:3:-1]  # another file of the same size and first bytes
+    server.files["/model"] = PAYLOAD
+    cut_once(server, tmp_path)
+    server.files["/model"] = second
+    server.bare_206.add("/model")
+    assert download(f"{server.url}/model", tmp_path / "model") == digest(second)
+    assert (tmp_path / "model").read_bytes() == second, "not A's first 100000 bytes and B's rest"
+    assert server.ranges[-2:] == ["bytes=100000-", None], "the resume's answer was not used; started again"
+
+
+@pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "application/octet-stream"])
+def test_a_page_answering_a_resume_is_refused_and_the_part_kept(server, tmp_path, content_type):
+    """The review: a resume answered with a whole page (200) was refused saying "nothing was
+    saved", yet the good 100000 bytes and their record had been deleted. Refused by its type, or
+    by its first bytes; either way the partial file stays, and the next fetch resumes it."""
+    server.files["/model"] = PAYLOAD
+    cut_once(server, tmp_path)
+    server.files["/model"], server.content_types["/model"] = INTERSTITIAL, content_type  # another ETag: 200
+    expected = Expected(first_bytes_problem=checkpoint_start_problem)
+    kept = f"nothing was saved \\(the 100000 bytes so far are kept in {re.escape(str(tmp_path / 'model.part'))}\\)"
+    with pytest.raises(DownloadError, match=kept):
+        download(f"{server.url}/model", tmp_path / "model", expected=expected)
+    assert server.ranges[-1] == "bytes=100000-" and (tmp_path / "model.part").read_bytes() == PAYLOAD[:100_000]
+    assert (tmp_path / "model.part.json").exists()
+    server.files["/model"] = PAYLOAD
+    del server.content_types["/model"]
+    download(f"{server.url}/model", tmp_path / "model", expected=expected)
+    assert server.ranges[-1] == "bytes=100000-" and (tmp_path / "model").read_bytes() == PAYLOAD
 
 
 def test_a_part_whose_first_bytes_cannot_start_the_file_is_removed(server, tmp_path):
@@ -141,12 +196,16 @@ def test_a_resume_needs_room_for_the_rest_only_and_keeps_the_part_when_there_is_
 
 
 def test_a_trickle_over_https_is_cut_too(tls_server, tmp_path):
-    """The watchdog shuts a TLS socket down under its reader as it does a plain one."""
+    """The watchdog shuts a TLS socket down under its reader as it does a plain one. Cut before
+    the file's first bytes, nothing is saved and the message says so (the review: it spoke of a
+    .part that did not exist)."""
     tls_server.files["/model"], tls_server.trickle["/model"] = PAYLOAD, (1.0, "body")
     began = time.monotonic()
-    with pytest.raises(DownloadError, match=r"cut after 0 of 300000 bytes \(slower than 1000 bytes/s over 0.5 s\)"):
+    cut = r"cut \(slower than 1000 bytes/s over 0.5 s\) before any of the file was saved; run fetch again$"
+    with pytest.raises(DownloadError, match=cut):
         download(f"{tls_server.url}/model", tmp_path / "model", attempts=1, speed=SpeedLimit(1000, 0.5))
     assert time.monotonic() - began < 3
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_part_is_fsynced_before_it_is_renamed_into_place(server, tmp_path, monkeypatch):

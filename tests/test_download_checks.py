@@ -14,6 +14,7 @@ from inference.download_checks import (
     content_type_problem,
     size_problem,
     space_problem,
+    unconfirmed_resume,
     validator_from,
     validator_read,
 )
@@ -80,6 +81,25 @@ def test_a_changed_etag_date_or_size_is_a_changed_file():
     assert change_between(before, Validator("u", 100, '"b"', None)) == 'its ETag was "a" and is now "b"'
     assert "Last-Modified" in change_between(before, Validator("u", 100, None, "Mon, 14 Sep 2020 00:00:00 GMT"))
     assert change_between(before, Validator("u", 101, '"a"', None)) == "its size was 100 and is now 101"
+
+
+def test_a_resumes_206_must_repeat_the_validator_its_if_range_sent():
+    """The review's splice: the record's ETag "a", a 206 with no validator at all (a server that
+    ignores If-Range): change_between sees nothing changed, unconfirmed_resume refuses it."""
+    date = "Sun, 13 Sep 2020 12:26:40 GMT"
+    with_etag, with_date = Validator("u", 100, '"a"', date), Validator("u", 100, None, date)
+    bare = Validator("u", 100, None, None)
+    assert change_between(with_etag, bare) is None
+    assert unconfirmed_resume(with_etag, bare) == (
+        'the first answer stated the ETag "a" and the answer to the resume states no strong one'
+    )
+    assert unconfirmed_resume(with_etag, Validator("u", 100, None, date)) is not None, "the date alone is weaker"
+    assert unconfirmed_resume(with_etag, Validator("u", 100, '"a"', None)) is None, "the ETag sent is repeated"
+    assert unconfirmed_resume(with_date, bare) == (
+        f"the first answer stated Last-Modified {date} and the answer to the resume states none"
+    )
+    assert unconfirmed_resume(with_date, with_date) is None
+    assert unconfirmed_resume(bare, bare) is None, "no If-Range was sent (a SHA-256 is expected instead)"
 
 
 def test_a_validator_record_round_trips_and_junk_reads_as_none():

@@ -182,21 +182,23 @@ def test_the_original_ensembles_files_have_bounds_a_b7_checkpoint_fits():
 
 
 @pytest.mark.parametrize("part", ["headers", "body"])
-def test_a_trickling_server_is_cut_at_the_speed_limit(one_file, cache, server, capsys, part):
+def test_a_trickling_server_is_cut_at_the_speed_limit(one_file, cache, server, capsys, caplog, part):
     """The issue: at 1 byte/s (headers or body) --timeout never tripped and the client read for
     70 s until the server quit. Against this server trickling for 15 s, the old code with
     --timeout 5 read headers for 15.0 s and a body for 46.8 s (three attempts of 15 s); it has no
     --speed-limit, so this test stops there at the option. With a 1 s window, each of the three
-    attempts is cut after about a second."""
+    attempts is cut after about a second, before the file's first bytes: the review found the
+    messages then spoke of "0 bytes (size not stated)" and of a .part that did not exist."""
     server.files["/m"], server.trickle["/m"] = PAYLOAD, (1.0, part)
     began = time.monotonic()
     assert weights.main(["fetch", "tiny", "--timeout", "5", "--speed-limit", "1000", "--speed-time", "1"]) == 2
     elapsed = time.monotonic() - began
     assert elapsed < 8, f"{elapsed:.1f} s"
     error = capsys.readouterr().err
-    assert f"error: {server.url}/m: the connection was cut after" in error
-    assert "(slower than 1000 bytes/s over 1 s); run fetch again" in error
-    assert not (cache / "m").exists()
+    cut = "the connection was cut (slower than 1000 bytes/s over 1 s) before any of the file was saved; run fetch again"
+    assert f"error: {server.url}/m: {cut}\n" in error
+    assert "m: cut (slower than 1000 bytes/s over 1 s) before any of the file was saved; trying again" in caplog.text
+    assert contents(cache) == []
     assert len(server.ranges) == 3
 
 
@@ -210,3 +212,14 @@ def test_help_says_what_bounds_a_slow_transfer(capsys):
     with pytest.raises(SystemExit) as exit_info:
         weights.main(["fetch", "original", "--speed-time", "0"])
     assert exit_info.value.code == 2 and "--speed-time more than 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("timeout", ["-1", "nan", "0", "inf"])
+def test_a_timeout_that_is_no_number_of_seconds_is_refused_naming_the_option(capsys, timeout):
+    """The review: -1 ended in "error: Timeout value out of range", nan in "Invalid value NaN",
+    0 in a misleading "cannot reach the host"; nothing is fetched now."""
+    with pytest.raises(SystemExit) as exit_info:
+        weights.main(["fetch", "original", "--timeout", timeout])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2
+    assert error.endswith(f"error: --timeout must be a number of seconds more than 0, not {float(timeout):g}")
