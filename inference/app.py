@@ -49,6 +49,7 @@ import threading
 from pathlib import Path
 
 from inference.detect import choose_models
+from inference.heap import give_back_large_buffers
 from inference.judge_worker import CheckTimeoutError, ModelWorker, UploadRefusedError, WorkerError, judge_file
 from inference.model_options import add_media_arguments, add_model_arguments, positive_int
 from inference.upload_checks import size_refusal, upload_limits
@@ -258,6 +259,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    give_back_large_buffers()  # each check's images freed back to the system, not kept in the heap
     try:
         judge = Judge(args)
     except cli.BAD_INPUT as error:

@@ -35,6 +35,7 @@ import torch
 from inference.detect import examine
 from inference.detect_settings import resolve_scoring
 from inference.faces import inference_detector
+from inference.heap import give_back_freed_memory
 from inference.model_options import autocast_dtype, load_members
 from inference.upload_checks import UploadLimits, media_refusal
 from inference.verdict_options import VerdictRule, verdict_rule
@@ -103,6 +104,8 @@ def serve_judgements(args: argparse.Namespace, connection, judge=judge_file) -> 
             logger.exception("judging %s failed", request[0])
             reply = ("failed", f"{type(error).__name__}: {error}")
         connection.send(reply)
+        del reply
+        give_back_freed_memory()  # the file's frames and images, once the page has its answer
 
 
 class CheckTimeoutError(Exception):
