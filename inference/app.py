@@ -22,7 +22,10 @@ one loads the models again for the next file (seconds for small models, longer f
 
 Each check judges a private copy of the upload in a temporary folder, with its heatmaps and
 frames, and deletes that folder when done; the upload itself stays in Gradio's cache (so the same
-upload can be checked again) until Gradio deletes the files older than an hour, hourly. The page's
+upload can be checked again) until Gradio deletes the files older than an hour, hourly. Without
+GRADIO_TEMP_DIR, that cache is a temporary folder of the page's own, deleted when it stops. What a
+page killed mid-check leaves in the temporary folder, the next page to start removes, and says so
+in its log (inference/page_folders.py). The page's
 function is also an API: `gradio_client.Client(URL).predict(handle_file(PATH), api_name="/check")`.
 
 Verdicts as inference.detect gives them: with an --ensemble file calibrated by
@@ -44,7 +47,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -52,6 +54,7 @@ from inference.detect import choose_models
 from inference.heap import give_back_large_buffers
 from inference.judge_worker import CheckTimeoutError, ModelWorker, UploadRefusedError, WorkerError, judge_file
 from inference.model_options import add_media_arguments, add_model_arguments, positive_int
+from inference.page_folders import check_folder, gradio_cache, sweep_leftovers
 from inference.upload_checks import size_refusal, upload_limits
 from inference.verdict import verdict_explanation
 from inference.verdict_options import add_verdict_arguments
@@ -161,7 +164,7 @@ class Judge:
         if not upload:
             raise gr.Error("Upload a video or a photo first.")
         name = Path(upload).name
-        with tempfile.TemporaryDirectory(prefix="deepfake-check-") as folder:
+        with check_folder() as folder:
             path = Path(folder) / name
             try:
                 shutil.copyfile(upload, path)
@@ -260,6 +263,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     give_back_large_buffers()  # each check's images freed back to the system, not kept in the heap
+    sweep_leftovers()  # what pages killed mid-check left in the temporary folder
+    with gradio_cache():  # Gradio's copies of uploads in a folder of the page's own, swept as those are
+        return serve(args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Load the models and serve the page until Ctrl-C or SIGTERM; the exit status."""
     try:
         judge = Judge(args)
     except cli.BAD_INPUT as error:

@@ -1,6 +1,7 @@
 """The page's command itself, `python -m inference.app` (main), as a person starts it: a
 fractional --max-mb, no --port (Gradio finds a free one, even when the first it would try is
-taken), an upload over the limit refused, a photo judged, Ctrl-C ending it cleanly."""
+taken), what a page killed mid-check left removed, an upload over the limit refused, a photo
+judged, Ctrl-C ending it cleanly and leaving nothing; its memory over several checks."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from PIL import Image
 
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint
+from tests.test_page_folders import killed_page_leftovers
 
 ADDRESS = re.compile(r"the page is on (http://127\.0\.0\.1:(\d+)/)")
 
@@ -45,17 +47,17 @@ def test_the_command_starts_with_a_fractional_upload_limit_on_a_port_gradio_find
     large = tmp_path / "large.png"
     Image.fromarray(noise).save(large)  # noise does not compress: ~750 KB
     assert photo.stat().st_size < 0.5 * 2**20 < large.stat().st_size
-    uploads, scratch, log = tmp_path / "uploads", tmp_path / "scratch", tmp_path / "page.log"
+    scratch, log = tmp_path / "scratch", tmp_path / "page.log"
     scratch.mkdir()
+    left = killed_page_leftovers(scratch)  # by a page killed mid-check in the same temporary folder
     with socket.socket() as taken:
         # the port Gradio tries first is taken (as by another program between a probe and a launch)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         first_try = taken.getsockname()[1]
         environment = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name != "GRADIO_TEMP_DIR"},
             "GRADIO_SERVER_PORT": str(first_try),
-            "GRADIO_TEMP_DIR": str(uploads),
             "GRADIO_ANALYTICS_ENABLED": "False",
             "TMPDIR": str(scratch),
             "HF_HUB_OFFLINE": "1",
@@ -73,6 +75,10 @@ def test_the_command_starts_with_a_fractional_upload_limit_on_a_port_gradio_find
         try:
             url, port = _wait_for_address(process, log)
             assert port != first_try
+            for path in left:
+                assert not path.exists() and f"removed {path} (" in log.read_text()
+            host = socket.gethostname()
+            assert len(list(scratch.glob(f"deepfake-page-{process.pid}@{host}-*"))) == 1, "Gradio's cache, its own"
             client = Client(url, verbose=False)
             assert client.config["max_file_size"] == 2**19  # 0.5 MB, in the bytes Gradio wants
             with pytest.raises(ValueError, match=r"large.png exceeds the maximum file size of 524288 bytes"):
@@ -95,6 +101,7 @@ def test_the_command_starts_with_a_fractional_upload_limit_on_a_port_gradio_find
                 process.kill()
                 process.wait()
     assert not list(scratch.glob("deepfake-check-*")), "the private copy and its explanation are deleted"
+    assert not list(scratch.glob("deepfake-page-*")), "and Gradio's cache"
     assert "Traceback" not in log.read_text()
 
 
@@ -147,15 +154,19 @@ def test_the_page_gives_back_the_memory_of_each_check(tmp_path):
     assert max(after) - idle < 64, f"the page grew from {idle:.0f} MB idle to {[round(mb) for mb in after]} MB"
 
 
-def test_a_checkpoint_the_judging_process_cannot_load_ends_the_command_in_one_line(tmp_path, capsys):
+def test_a_checkpoint_the_judging_process_cannot_load_ends_the_command_in_one_line(tmp_path, capsys, monkeypatch):
+    import tempfile
+
     from inference import app
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the page's temporary folders
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
     assert app.main(["--models", str(broken), "--runtime", "torch"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].startswith("error: ") and "broken.pt" in lines[-1]
     assert not any("Traceback" in line for line in lines)
+    assert not list(tmp_path.glob("deepfake-*")), "the page's folders are removed"
 
 
 def test_a_server_that_will_not_close_is_left_after_its_time_and_said_so(caplog):
