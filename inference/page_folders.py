@@ -71,12 +71,13 @@ def leftovers(folder: Path) -> list[Path]:
     """The folders in `folder` that pages of this user on this machine left when they were killed."""
     host, user = socket.gethostname(), os.geteuid()
     found = []
-    for entry in os.scandir(folder):
-        named = LEFTOVER.match(entry.name)
-        if not named or named.group(2) != host or not entry.is_dir(follow_symlinks=False):
-            continue
-        if entry.stat(follow_symlinks=False).st_uid == user and not _running(int(named.group(1))):
-            found.append(Path(entry.path))
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            named = LEFTOVER.match(entry.name)
+            if not named or named.group(2) != host or not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.stat(follow_symlinks=False).st_uid == user and not _running(int(named.group(1))):
+                found.append(Path(entry.path))
     return sorted(found)
 
 

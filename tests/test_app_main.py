@@ -77,8 +77,8 @@ def test_the_command_starts_with_a_fractional_upload_limit_on_a_port_gradio_find
             assert port != first_try
             for path in left:
                 assert not path.exists() and f"removed {path} (" in log.read_text()
-            host = socket.gethostname()
-            assert len(list(scratch.glob(f"deepfake-page-{process.pid}@{host}-*"))) == 1, "Gradio's cache, its own"
+            cache = list(scratch.glob(f"deepfake-page-{process.pid}@{socket.gethostname()}-*"))
+            assert len(cache) == 1, "Gradio's cache is a folder of the page's own"
             client = Client(url, verbose=False)
             assert client.config["max_file_size"] == 2**19  # 0.5 MB, in the bytes Gradio wants
             with pytest.raises(ValueError, match=r"large.png exceeds the maximum file size of 524288 bytes"):
@@ -89,6 +89,7 @@ def test_the_command_starts_with_a_fractional_upload_limit_on_a_port_gradio_find
             assert refused.status_code == 413 and "maximum allowed size" in refused.text
             verdict, _, frame, faces, document = client.predict(handle_file(str(photo)), api_name="/check")
             assert document["file"] == "photo.jpg" and document["error"] is None and len(faces) == 1
+            assert [path.name for path in cache[0].rglob("photo.jpg")] == ["photo.jpg"], "the upload is kept there"
             assert verdict.startswith(f"## {document['verdict']}: P(fake) = {document['probability']:.3f}")
             process.send_signal(signal.SIGINT)
             try:
