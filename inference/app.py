@@ -14,14 +14,18 @@ Limits, each refusal a message of one line: an upload over --max-mb (Gradio refu
 is sent); a photo or video frame over --max-photo-pixels or --max-pixels, or a video stating more
 than --max-frames frames (default: --max-seconds x 60, the highest common frame rate, so a
 container declaring 1000 fps cannot pass a long video as a short one) or lasting longer than
---max-seconds, all read from the headers before a frame is decoded; and a check that takes longer
-than --max-request-seconds. The models live in a worker process: a check over its time limit is
-stopped by killing that process, which frees its memory and processors at once, and a new one
-loads the models again for the next file (seconds for small models, longer for big ensembles).
+--max-seconds, all read from the headers before a frame is decoded at a size over the caps; and a
+check that takes longer than --max-request-seconds, the reading of its headers and keyframes
+included. The models live in a worker process, which reads the headers too: a check over its time
+limit is stopped by killing that process, which frees its memory and processors at once, and a new
+one loads the models again for the next file (seconds for small models, longer for big ensembles).
 
 Each check judges a private copy of the upload in a temporary folder, with its heatmaps and
 frames, and deletes that folder when done; the upload itself stays in Gradio's cache (so the same
-upload can be checked again) until Gradio deletes the files older than an hour, hourly. The page's
+upload can be checked again) until Gradio deletes the files older than an hour, hourly. Without
+GRADIO_TEMP_DIR, that cache is a temporary folder of the page's own, deleted when it stops. What a
+page killed mid-check leaves in the temporary folder, the next page to start removes, and says so
+in its log (inference/page_folders.py). The page's
 function is also an API: `gradio_client.Client(URL).predict(handle_file(PATH), api_name="/check")`.
 
 Verdicts as inference.detect gives them: with an --ensemble file calibrated by
@@ -43,19 +47,20 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 from inference.detect import choose_models
-from inference.judge_worker import CheckTimeoutError, ModelWorker, WorkerError, judge_file
-from inference.model_options import add_media_arguments, add_model_arguments, media_limits, positive_int
+from inference.heap import give_back_large_buffers
+from inference.judge_worker import CheckTimeoutError, ModelWorker, UploadRefusedError, WorkerError, judge_file
+from inference.model_options import add_media_arguments, add_model_arguments, positive_int
+from inference.page_folders import check_folder, gradio_cache, sweep_leftovers
+from inference.upload_checks import size_refusal, upload_limits
 from inference.verdict import verdict_explanation
 from inference.verdict_options import add_verdict_arguments
 from preprocess import cli
 from preprocess.face_detector import scale_argument
 from preprocess.records import MEDIA_SUFFIXES
-from preprocess.video_io import VideoReadError, check_media, is_image
 
 logger = logging.getLogger("inference.app")
 
@@ -144,33 +149,13 @@ def upload_limit_bytes(max_mb: float) -> int:
 
 
 class Judge:
-    """What the page calls: `check` refuses an upload over the limits, or has a private copy of it
-    judged by the worker process (`ModelWorker`) within the time limit."""
+    """What the page calls: `check` has a private copy of an upload checked against the limits
+    and judged by the worker process (`ModelWorker`) within the time limit, or refuses it."""
 
     def __init__(self, args: argparse.Namespace, judge=judge_file):
         self.args = args
         choose_models(args)
         self.worker = ModelWorker(args, judge)
-
-    def refusal(self, path: Path) -> str | None:
-        """Why an upload is not judged (too large, too long, not a video or photo), or None:
-        from its size and headers, before a frame is decoded."""
-        if path.suffix.lower() not in MEDIA_SUFFIXES:
-            return f"{path.name}: not a video or photo ({', '.join(sorted(MEDIA_SUFFIXES))})"
-        megabytes = path.stat().st_size / 2**20
-        if megabytes > self.args.max_mb:
-            return f"{path.name}: {megabytes:.2g} MB, more than the {self.args.max_mb:g} MB this page accepts"
-        try:
-            info = check_media(path, media_limits(self.args))  # pixels, and frames as stated
-        except VideoReadError as error:
-            return f"{path.name}: {error.reason}"
-        except Exception as error:  # whatever a hostile header does to a parser, the page says one line
-            logger.warning("%s: reading its headers failed", path.name, exc_info=True)
-            return f"{path.name}: not a readable video or photo ({type(error).__name__}: {error})"
-        seconds = info.frame_count / info.fps if info.fps > 0 else 0.0
-        if not is_image(path) and seconds > self.args.max_seconds:
-            return f"{path.name}: {seconds:.0f} s long, more than the {self.args.max_seconds:g} s this page accepts"
-        return None
 
     def check(self, upload: str | None):
         """Verdict (Markdown), probability plot, frame, gallery of faces and heatmaps, JSON document."""
@@ -179,7 +164,7 @@ class Judge:
         if not upload:
             raise gr.Error("Upload a video or a photo first.")
         name = Path(upload).name
-        with tempfile.TemporaryDirectory(prefix="deepfake-check-") as folder:
+        with check_folder() as folder:
             path = Path(folder) / name
             try:
                 shutil.copyfile(upload, path)
@@ -187,12 +172,14 @@ class Judge:
                 raise gr.Error(f"{name}: this upload is no longer on the server: upload it again") from None
             except OSError as error:  # a full disk among them
                 raise gr.Error(f"{name}: the upload could not be copied to be judged ({error.strerror})") from None
-            problem = self.refusal(path)
+            problem = size_refusal(path, self.args.max_mb)
             if problem:
                 raise gr.Error(problem)
-            limit = self.args.max_request_seconds
-            try:
-                document, images = self.worker.judge(path, Path(folder) / "explanation", limit)
+            limit, limits = self.args.max_request_seconds, upload_limits(self.args)
+            try:  # its headers and keyframes are read there too, within the time limit
+                document, images = self.worker.judge(path, Path(folder) / "explanation", limit, limits)
+            except UploadRefusedError as refusal:
+                raise gr.Error(str(refusal)) from None
             except CheckTimeoutError:
                 raise gr.Error(
                     f"{name}: not judged within the {limit:g} s a check may take here (--max-request-seconds): stopped"
@@ -275,6 +262,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    give_back_large_buffers()  # each check's images freed back to the system, not kept in the heap
+    sweep_leftovers()  # what pages killed mid-check left in the temporary folder
+    with gradio_cache():  # Gradio's copies of uploads in a folder of the page's own, swept as those are
+        return serve(args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Load the models and serve the page until Ctrl-C or SIGTERM; the exit status."""
     try:
         judge = Judge(args)
     except cli.BAD_INPUT as error:

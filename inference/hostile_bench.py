@@ -11,10 +11,16 @@ The folder (in a temporary folder, or DIR, which is kept):
   png_4000x4000.mov      a few 4000x4000 PNG-coded frames in a mov (48 MB each decoded)
   declared_1000fps.mov   40000 tiny frames declared at 1000 fps: 40 seconds, more frames than the
                          36000 a video may state
+  keyframes_6000.mp4     6000 flat 4096x2160 H.264 keyframes (14 MB), inside every cap: reading
+                         each keyframe's size takes ~10-30 ms; the page judges it under
+                         --max-request-seconds 20, and the JSON gives its seconds for each file
 The models are one tiny random ResNet-18 checkpoint: what is measured is the reading of the
-media, not the models. What to expect: each file one clear error line naming the cap, and each
-tool's peak under 2 GB (most of it PyTorch and the models). Memory and time are printed, never
-asserted.
+media, not the models. What to expect: each bomb one clear error line naming the cap, and each
+tool's peak under 2 GB (most of it PyTorch and the models). keyframes_6000.mp4 is inside every
+cap: the page stops it at its 20 s limit (before, it read the keyframes for 188 s first, with no
+limit); predict and detect, which take no time limit, read it in full and decode 32 frames of
+4096x2160 (~850 MB), finding no face (measured on 2 CPU cores: 20.1 s in the page, 50 s before;
+peaks of 2.5 GB in predict and 2.1 GB in detect). Memory and time are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -89,6 +95,26 @@ def write_png_video(
     return path
 
 
+def write_keyframe_video(path: Path, width: int, height: int, frames: int, fps: int = 25) -> Path:
+    """An H.264 mp4 whose every frame is a keyframe: one flat frame coded once (x264's default
+    preset, ~3 KB at 4096x2160) and muxed `frames` times, so fast at any count; decoding each
+    keyframe, as reading its frame sizes does, is not (~10-30 ms each at 4096x2160)."""
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height, codec.pix_fmt, codec.time_base = width, height, "yuv420p", Fraction(1, fps)
+    codec.options = {"g": "1"}  # in-band parameter sets: each packet decodes on its own
+    image = np.full((height, width, 3), 90, np.uint8)
+    coded = bytes((codec.encode(av.VideoFrame.from_ndarray(image, format="rgb24")) + codec.encode())[0])
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("h264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            packet = av.Packet(coded)
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, index, index, Fraction(1, fps)
+            packet.is_keyframe = True
+            container.mux(packet)
+    return path
+
+
 def make_bombs(folder: Path) -> list[Path]:
     """The issue's hostile files, written into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,6 +123,7 @@ def make_bombs(folder: Path) -> list[Path]:
         write_grey_png(folder / "dark_6000x6000.png", 6000, 6000, 20),
         write_png_video(folder / "png_4000x4000.mov", 4000, 4000, frames=4),
         write_png_video(folder / "declared_1000fps.mov", 16, 16, frames=40000, fps=1000, grey=90),
+        write_keyframe_video(folder / "keyframes_6000.mp4", 4096, 2160, frames=6000),
     ]
 
 
@@ -113,25 +140,28 @@ def write_tiny_checkpoint(path: Path) -> Path:
     return path
 
 
-# The page's judging in a process of its own: its Judge's public check on each file.
+# The page's judging in a process of its own: its Judge's public check on each file, under the
+# issue's --max-request-seconds 20.
 PAGE_SCRIPT = """
-import json, sys
+import json, sys, time
 from pathlib import Path
 import gradio as gr
 from inference import app
 folder, checkpoint = Path(sys.argv[1]), sys.argv[2]
-judge = app.Judge(app.parse_args(["--models", checkpoint, "--runtime", "torch"]))
-results = {}
+judge = app.Judge(app.parse_args(["--models", checkpoint, "--runtime", "torch", "--max-request-seconds", "20"]))
+results, seconds = {}, {}
 try:
     for path in sorted(folder.iterdir()):
+        started = time.perf_counter()
         try:
             document = judge.check(str(path))[-1]
             results[path.name] = f"{document['verdict']} {document['probability']:.3f}"
         except gr.Error as error:
             results[path.name] = "error: " + str(error.message)
+        seconds[path.name] = round(time.perf_counter() - started, 1)
 finally:
     judge.close()
-print(json.dumps(results))
+print(json.dumps({"files": results, "seconds": seconds}))
 """
 
 
@@ -186,8 +216,15 @@ def judge_with_each_tool(folder: Path, checkpoint: Path, work: Path) -> dict:
     status, stdout, peak, seconds = run_measured(
         [python, "-c", PAGE_SCRIPT, str(folder), str(checkpoint)], work / "page.log"
     )
-    files = json.loads(stdout) if status == 0 and stdout.strip() else {"failed": f"see {work / 'page.log'}"}
-    report["page"] = {"exit": status, "files": files, "peak_mb": round(peak), "seconds": round(seconds, 1)}
+    failed = {"files": {"failed": f"see {work / 'page.log'}"}}
+    answers = json.loads(stdout) if status == 0 and stdout.strip() else failed
+    report["page"] = {
+        "exit": status,
+        "files": answers["files"],
+        "file_seconds": answers.get("seconds", {}),
+        "peak_mb": round(peak),
+        "seconds": round(seconds, 1),
+    }
     return report
 
 

@@ -11,6 +11,10 @@ dies (out of memory, a crash in a decoder) is replaced the same way: the check i
 sending its file to it, gets an error naming why it stopped; one found dead while idle is replaced
 before the next check is sent to it.
 Processes fork from a server that imported this module once, so a new one only loads the models.
+
+A check sent with its limits (inference/upload_checks.py) has its file's headers and keyframes
+read here first, under the same time limit: a video of thousands of 4K keyframes takes minutes to
+read (a 17 MB one of 6000 held the page for 188 s), and only a process can be stopped at the limit.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import torch
 from inference.detect import examine
 from inference.detect_settings import resolve_scoring
 from inference.faces import inference_detector
+from inference.heap import give_back_freed_memory
 from inference.model_options import autocast_dtype, load_members
+from inference.upload_checks import UploadLimits, media_refusal
 from inference.verdict_options import VerdictRule, verdict_rule
 from preprocess import cli
 from preprocess.cli import InputError
@@ -69,8 +75,9 @@ def judge_file(models: Models, path: Path, folder: Path) -> tuple[dict, dict]:
 
 def serve_judgements(args: argparse.Namespace, connection, judge=judge_file) -> None:
     """The worker process: load the models, say ("ready", None) or ("failed", why), then answer
-    each (path, folder) with ("judged", judge(models, path, folder)) or ("failed", why), until
-    None or the page's end of the pipe closes."""
+    each (path, folder, limits) with ("refused", why) when `limits` refuse the file (none: not
+    checked), else ("judged", judge(models, path, folder)) or ("failed", why), until None or the
+    page's end of the pipe closes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         models = load_models(args)
@@ -89,12 +96,16 @@ def serve_judgements(args: argparse.Namespace, connection, judge=judge_file) -> 
             return
         if request is None:
             return
+        path, folder, limits = request
         try:
-            reply = ("judged", judge(models, *request))
+            refusal = limits and media_refusal(path, limits)
+            reply = ("refused", refusal) if refusal else ("judged", judge(models, path, folder))
         except Exception as error:
             logger.exception("judging %s failed", request[0])
             reply = ("failed", f"{type(error).__name__}: {error}")
         connection.send(reply)
+        del reply
+        give_back_freed_memory()  # the file's frames and images, once the page has its answer
 
 
 class CheckTimeoutError(Exception):
@@ -103,6 +114,10 @@ class CheckTimeoutError(Exception):
 
 class WorkerError(InputError):
     """The worker could not load the models, failed on a file, or died."""
+
+
+class UploadRefusedError(InputError):
+    """A file over the limits it was sent with: the message names it and the limit."""
 
 
 def _worker_context():
@@ -205,15 +220,16 @@ class ModelWorker:
             raise WorkerError(payload)
         self._ready = True
 
-    def judge(self, path: Path, folder: Path, seconds: float) -> tuple[dict, dict]:
-        """judge_file's answer for `path`; CheckTimeoutError after `seconds` (the process killed and
-        a new one started), WorkerError when the judgement failed, the process died, or a process
-        restarted after the last check has not loaded the models within `seconds` (or
-        MIN_LOAD_WAIT_SECONDS, if longer)."""
+    def judge(self, path: Path, folder: Path, seconds: float, limits: UploadLimits | None = None) -> tuple[dict, dict]:
+        """judge_file's answer for `path`; UploadRefusedError when `limits` refuse it; CheckTimeoutError
+        after `seconds`, its reading and judging together (the process killed and a new one
+        started); WorkerError when the judgement failed, the process died, or a process restarted
+        after the last check has not loaded the models within `seconds` (or MIN_LOAD_WAIT_SECONDS,
+        if longer)."""
         with self._lock:
             self._ensure_ready(max(seconds, MIN_LOAD_WAIT_SECONDS))
             try:
-                self._connection.send((path, folder))
+                self._connection.send((path, folder, limits))
             except OSError:  # it died since it was last seen alive: its end of the pipe is closed
                 reason = self._stopped()
                 self._stop()
@@ -226,6 +242,8 @@ class ModelWorker:
                 self._stop()
                 self._start()
                 raise
+            if kind == "refused":
+                raise UploadRefusedError(payload)
             if kind != "judged":
                 if not self._process.is_alive():
                     self._stop()
