@@ -5,7 +5,6 @@ as a run without --explain gives them."""
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -36,9 +35,11 @@ def photo(tmp_path_factory):
 def models(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("hostile_models")
     good = save_tiny_checkpoint(folder / "good.pt", seed=3)
-    nan = save_tiny_checkpoint(folder / "nan_weights.pt", seed=4)
+    # Every weight finite (a NaN weight is refused at load), but the first batch norm scales by 3e38:
+    # the next convolution sums +inf and -inf, and the model scores NaN.
+    nan = save_tiny_checkpoint(folder / "overflowing.pt", seed=4)
     checkpoint = torch.load(nan, weights_only=True)
-    checkpoint["state_dict"]["fc.bias"].fill_(math.nan)
+    checkpoint["state_dict"]["encoder.bn1.weight"].fill_(3e38)
     torch.save(checkpoint, nan)
     return {"good": good, "nan": nan}
 
@@ -51,11 +52,11 @@ def test_a_model_that_scores_nan_makes_the_file_an_error_in_strict_json(photo, m
     document = strict_json(lines[0])
     assert document["verdict"] is None and document["probability"] is None
     assert document["error"]["stage"] == "classify"
-    assert document["error"]["message"].startswith("model nan_weights.pt produced non-finite scores")
+    assert document["error"]["message"].startswith("model overflowing.pt produced non-finite scores")
 
     assert detect.main(arguments) == 1
     line = capsys.readouterr().out.strip()
-    assert line.startswith(f"error: {photo}: model nan_weights.pt produced non-finite scores"), line
+    assert line.startswith(f"error: {photo}: model overflowing.pt produced non-finite scores"), line
 
 
 def test_a_threshold_that_is_no_probability_is_a_usage_error(photo, capsys):
