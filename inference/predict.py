@@ -24,12 +24,11 @@ and alone writes the files, which hold the same rows as one process would write.
 Every input video gets exactly one row. A video that cannot be decoded, has no frames or no face
 gets `--default-score` (0.5) and a row in errors.csv (filename, stage, reason). When every video
 failed, the files are written all the same and the exit status is 1, after one line naming
-errors.csv. details.jsonl
-beside the submission has one line per video: its score and each model's, frames sampled and
-with a face, faces per frame, how the boxes were found, and seconds to decode, detect and
-classify (or the error), and each face's score (the frame models' weighted mean). A score that
-is not a finite number (a broken checkpoint giving NaN) is an error of stage classify, never a NaN
-in the files.
+errors.csv. details.jsonl beside the submission has one line per video: its score and each
+model's, frames sampled and with a face, faces per frame, how the boxes were found, and seconds to
+decode, detect and classify (or the error), and each face's score (the frame models' weighted
+mean). A score that is not a finite number (a broken checkpoint giving NaN) is an error of stage
+classify, never a NaN in the files.
 
 An --ensemble file with a `calibration:` block (python -m inference.calibrate writes it; see
 inference/ensemble_calibration.py) has it applied: the submission's label is the calibrated
@@ -50,7 +49,8 @@ one is scored again, with a warning naming it. Its first line records the settin
 options, the models' files with their sizes and times, device, precision, processes), and other
 settings are refused with a one-line error. Without --resume an existing progress file stops the
 run (pass --resume, or delete it). The final files are written whole under a temporary name,
-fsynced and renamed, and the progress files deleted. A file that cannot be written ends the run
+fsynced and renamed, and the progress files deleted (so a --resume after a finished run finds none
+and scores every video again, with a warning saying so). A file that cannot be written ends the run
 with one line naming it (`error: FILE: No space left on device`), the progress kept for --resume.
 """
 
@@ -75,7 +75,14 @@ from inference.ensemble_calibration import EnsembleCalibration
 from inference.faces import DetectionError, VideoFaces
 from inference.file_identity import file_identity
 from inference.model_options import autocast_dtype, cpu_precision, load_members
-from inference.progress import Progress, check_progress_files, progress_path, run_settings, unchanged_rows
+from inference.progress import (
+    Progress,
+    check_progress_files,
+    nothing_to_resume,
+    progress_path,
+    run_settings,
+    unchanged_rows,
+)
 from inference.reader import FaceReader
 from inference.scoring_settings import check_settings, scoring_settings
 from inference.submission import write_outputs
@@ -306,6 +313,8 @@ def main(argv=None) -> int:
     except (CheckpointError, ValueError) as error:  # a wrong file or setting: one line, no traceback
         return cli.fail(error)
     settings = run_settings(args, device, precision, world, calibration)
+    if args.resume and not progress_path(args.output, rank, world).exists():
+        logger.warning(nothing_to_resume(args.output, progress_path(args.output, rank, world)))
     with Progress(progress_path(args.output, rank, world), settings, args.resume) as progress:
         mine = predict(args, members, device, precision, (rank, world), progress, calibration)
     scores, errors, details = {}, [], []

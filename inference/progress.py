@@ -74,6 +74,17 @@ def check_progress_files(output: Path, rank: int, world: int, resume: bool) -> N
         raise ProgressError(unfinished(progress_path(output, rank, world)))
 
 
+def nothing_to_resume(output: Path, path: Path) -> str:
+    """What --resume with no progress file `path` does: everything is scored, and a finished run's
+    files (its progress deleted when they were written) are scored again and replaced."""
+    finished = (
+        f"{output} is there, from a run that finished: every video is scored again and its files replaced"
+        if output.exists()
+        else "every video is scored"
+    )
+    return f"--resume: no progress file {path}, nothing to resume; {finished}"
+
+
 def unfinished(path: Path) -> str:
     return (
         f"{path}: progress of an unfinished run to this output; pass --resume to go on from it, or delete it to "

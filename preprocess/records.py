@@ -58,10 +58,17 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
 
 
+def _file_or_dangling_link(path: Path) -> bool:
+    """A file, or a link to nothing: listed, so that reading it fails it by name (a row and an
+    errors.csv line) instead of its dropping out of the count unsaid."""
+    return path.is_file() or (path.is_symlink() and not path.exists())
+
+
 def media_files(folder: Path, recursive: bool = True) -> list[Path]:
-    """The videos and photos in `folder` (and its subfolders if `recursive`), sorted."""
+    """The videos and photos in `folder` (and its subfolders if `recursive`), sorted; a link to
+    nothing with a media name is listed too (reading it fails)."""
     files = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
-    return sorted(p for p in files if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+    return sorted(p for p in files if p.suffix.lower() in MEDIA_SUFFIXES and _file_or_dangling_link(p))
 
 
 def relative_id(root: Path, path: Path) -> str:

@@ -66,6 +66,8 @@ def is_image(path: str | os.PathLike) -> bool:
 
 
 def _check_file(path: Path) -> None:
+    if path.is_symlink() and not path.exists():
+        raise VideoReadError(path, f"a link to {os.readlink(path)}, which does not exist")
     if not path.is_file():
         raise VideoReadError(path, "file does not exist")
     if path.stat().st_size == 0:

@@ -80,6 +80,21 @@ def test_a_run_where_every_video_failed_writes_every_row_and_exits_1(tmp_path, c
     assert errors == [f"error: {out.parent / 'errors.csv'}: all 2 videos failed, none was scored (this file says why)"]
 
 
+def test_a_link_to_nothing_gets_a_row_and_an_error_line(tmp_path, sources, checkpoint, capsys):  # noqa: F811
+    """Review 1, T4: a dangling v02.mp4 -> /nonexistent was left out of the listing ("33 videos"),
+    with no row and no errors.csv line."""
+    test_dir = _folder(tmp_path, sources[:1])
+    (test_dir / "v02.mp4").symlink_to(tmp_path / "nonexistent.mp4")
+    out = tmp_path / "out" / "submission.csv"
+    assert predict.main(_arguments(test_dir, checkpoint, out)) == 0
+    rows = {row["filename"]: row["label"] for row in _rows(out)}
+    assert sorted(rows) == sorted([sources[0].name, "v02.mp4"]) and rows["v02.mp4"] == "0.500000"
+    errors = _rows(out.parent / "errors.csv")
+    assert [(row["filename"], row["stage"]) for row in errors] == [("v02.mp4", "decode")], errors
+    assert errors[0]["reason"].endswith(f"a link to {tmp_path / 'nonexistent.mp4'}, which does not exist"), errors
+    assert [d["filename"] for d in _details(out.parent / "details.jsonl")] == sorted(rows)
+
+
 def test_a_default_score_that_is_not_a_probability_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         predict.parse_args(["--test-dir", str(tmp_path), "--models", "m.pt", "--default-score", "nan"])

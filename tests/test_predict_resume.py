@@ -396,3 +396,26 @@ def test_a_progress_line_that_is_not_a_row_is_scored_again_not_trusted(
     assert labels == pytest.approx([reference[kept], reference[again]], abs=1.5e-6), "the video was scored again"
     assert _rows(out.parent / "errors.csv") == []
     assert [d["filename"] for d in _details(out.parent / "details.jsonl")] == [kept, again]
+
+
+def test_a_resume_after_a_finished_run_says_that_it_scores_everything_again(
+    tmp_path, sources, checkpoint, caplog, monkeypatch
+):
+    """Review 1, T6: --resume after a run that finished (its progress file deleted by then) scored
+    every video again without a word."""
+    test_dir = _folder(tmp_path, sources[:1])
+    out = tmp_path / "out" / "submission.csv"
+    caplog.set_level(logging.INFO, logger="inference.predict")
+    assert predict.main([*_arguments(test_dir, checkpoint, out), "--resume"]) == 0
+    progress = progress_path(out)
+    first = [r.getMessage() for r in caplog.records if r.getMessage().startswith("--resume: ")]
+    assert first == [f"--resume: no progress file {progress}, nothing to resume; every video is scored"]
+    caplog.clear()
+    reads = _record_reads(monkeypatch)
+    assert predict.main([*_arguments(test_dir, checkpoint, out), "--resume"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"--resume: no progress file {progress}, nothing to resume; {out} is there, from a run that finished: "
+        "every video is scored again and its files replaced"
+    ]
+    assert reads == [sources[0].name]

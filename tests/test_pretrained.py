@@ -97,3 +97,23 @@ def test_weights_in_the_hugging_face_cache_are_used_offline(empty_caches, no_net
 def test_unknown_encoder_is_a_clear_error():
     with pytest.raises(ValueError, match="no_such_net"):
         create_encoder("no_such_net")
+
+
+def test_training_offline_without_the_weights_ends_in_one_line_with_directions(
+    empty_caches, no_network, monkeypatch, tmp_path, capsys
+):
+    """Review 1, T1: `training.train` offline with the encoder's weights nowhere printed a traceback
+    ending in PretrainedWeightsError (a RuntimeError, not bad input to the command line)."""
+    from preprocess import cli
+    from tests.conftest import REPO_ROOT
+    from training import train
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = REPO_ROOT / "configs" / "demo.yaml"  # resnet18, pretrained: false; set true below
+    args = ["--config", str(config), "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]
+    assert cli.run(train.main, [*args, "--set", "model.pretrained=true", "--device", "cpu"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1, error
+    assert error[0].startswith("error: pretrained weights for 'resnet18' are not on this machine"), error
+    assert "HF_HUB_OFFLINE" in error[0] and "--pretrained-file" in error[0] and "pretrained: false" in error[0]
+    assert not (tmp_path / "out").exists()

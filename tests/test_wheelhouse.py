@@ -193,6 +193,45 @@ def test_a_host_file_that_is_not_a_freeze_is_refused_in_a_line(text, message, tm
     assert message in err and "Traceback" not in err and not (tmp_path / "out").exists(), err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-mib", "nan"], "--max-mib must be a number of MiB above 0, got nan"),
+        (["--max-mib", "inf"], "--max-mib must be a number of MiB above 0, got inf"),
+        (["--max-mib", "-1"], "--max-mib must be a number of MiB above 0, got -1"),
+        (["--max-mib", "0"], "--max-mib must be a number of MiB above 0, got 0"),
+        (["--python-version", "banana"], "--python-version must be like 3.11 (or 3, 3.11.4, 311), got 'banana'"),
+        (["--python-version", "3.11;x"], "--python-version must be like 3.11"),
+        (["--platform", "manylinux 2"], "--platform must be a wheel platform tag like manylinux_2_28_x86_64"),
+    ],
+)
+def test_arguments_are_checked_before_anything_is_built(flags, message, tmp_path, monkeypatch, capsys):
+    """Review 1, T5: --max-mib nan disabled the cap silently, -1 failed only after the whole build
+    and --python-version banana only when pip ran in a new environment."""
+
+    def built(*args, **kwargs):
+        raise AssertionError("an environment was made or pip run before the arguments were checked")
+
+    for step in ("stand_in_environment", "host_from_index", "build", "run_pip"):
+        monkeypatch.setattr(build_wheelhouse, step, built)
+    assert build_wheelhouse.main([str(tmp_path / "out"), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_good_arguments_pass_the_check(tmp_path):
+    args = build_wheelhouse.parse_args([str(tmp_path / "out"), "--python-version", "311", "--max-mib", "0.5"])
+    assert build_wheelhouse.argument_problem(args) is None
+    for version in ("3", "3.11", "3.11.4"):
+        args.python_version = version
+        assert build_wheelhouse.argument_problem(args) is None
+    args.platform = ["manylinux_2_28_x86_64", "win_amd64", "macosx_11_0_arm64"]
+    assert build_wheelhouse.argument_problem(args) is None
+    (tmp_path / "out").mkdir()
+    assert build_wheelhouse.argument_problem(args) == f"{tmp_path / 'out'}: exists; remove it or name another folder"
+
+
 def test_a_freeze_names_the_host_packages_by_their_canonical_names(tmp_path):
     (tmp_path / "host.txt").write_text("PyYAML==6.0.3\ntorch==2.14.1+cu130  # CUDA\nopencv_python_headless==4.10\n")
     assert build_wheelhouse.parse_freeze(tmp_path / "host.txt") == {

@@ -30,6 +30,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -48,6 +49,8 @@ MAX_MIB = 60.0
 MIB = 2**20
 PLATFORM_PIP = (23, 3)  # the first pip whose `install --dry-run` takes --platform and --python-version
 FREEZE_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)$")
+PYTHON_VERSION = re.compile(r"\d+(\.\d+){0,2}")  # pip's --python-version: 3, 3.11, 3.11.4 or 311
+PLATFORM_TAG = re.compile(r"[A-Za-z0-9_.]+")  # a wheel's platform tag: manylinux_2_28_x86_64, win_amd64
 
 logger = logging.getLogger("build_wheelhouse")
 
@@ -241,9 +244,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """Why the arguments cannot make a wheelhouse, or None: checked before any environment is made
+    or pip runs (a --max-mib of nan compared false and let any weight through; -1 failed only after
+    the whole build; --python-version banana only once pip was run in a new environment)."""
+    if not (math.isfinite(args.max_mib) and args.max_mib > 0):
+        return f"--max-mib must be a number of MiB above 0, got {args.max_mib:g}"
+    if args.python_version is not None and not PYTHON_VERSION.fullmatch(args.python_version):
+        return f"--python-version must be like 3.11 (or 3, 3.11.4, 311), got {args.python_version!r}"
+    for platform in args.platform or []:
+        if not PLATFORM_TAG.fullmatch(platform):
+            return f"--platform must be a wheel platform tag like manylinux_2_28_x86_64, got {platform!r}"
+    if args.out.exists():
+        return f"{args.out}: exists; remove it or name another folder"
+    return None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    problem = argument_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     target = ["--python-version", args.python_version] if args.python_version else []
     for platform in args.platform or []:
         for tag in platform_tags(platform):

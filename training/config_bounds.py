@@ -1,10 +1,12 @@
-"""The range of every size and count of a training config, checked once it is resolved (file,
+"""The range of every size, count and rate of a training config, checked once it is resolved (file,
 flags and --set) and before anything is built: a typo such as model.input_size=30000 (2.7 GB a
-crop, each unreadable crop replaced by another, on and on) stops in one line naming the setting,
-its value and its range."""
+crop, each unreadable crop replaced by another, on and on) or optimizer.lr=.nan stops in one line
+naming where the value came from (the flag, the --set or the config file), the setting, its value
+and its range."""
 
 from __future__ import annotations
 
+import math
 import reprlib
 from dataclasses import dataclass
 
@@ -56,6 +58,66 @@ BOUNDS = [
 ]
 
 
+@dataclass(frozen=True)
+class Span:
+    """A setting that may be fractional (an int is taken too), finite, from `low` to `high`; an
+    open end is excluded (`(0, 10]`); `also` are other values it may take (null)."""
+
+    setting: str
+    low: float
+    high: float
+    what: str
+    also: tuple = ()
+    flag: str | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def interval(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+# Wide of the shipped values (in brackets), narrow enough that a nan, an inf or a slip of a
+# power of ten stops before a run trains on it.
+SPANS = [
+    Span("model.dropout", 0, 1, "a probability", high_open=True),  # [0, 0.2]
+    Span("model.drop_path_rate", 0, 1, "a probability", NULL, high_open=True),  # [null, 0.5]
+    Span("model.lora_alpha", 0, 10_000, "the LoRA scale's numerator", low_open=True),  # [8]
+    Span("temporal.dropout", 0, 1, "a probability", high_open=True),  # [0, 0.1]
+    Span("temporal.frame_noise", 0, 10, "standard deviations of the normalised crop"),  # [0, 0.02]
+    Span("data.label_smoothing", 0, 0.5, "of each label's 0 to 1", high_open=True),  # [0.01]
+    Span("data.augment_strength", 0, 1 / 0.7, "times the recipe's probabilities"),  # [0.5, 1]
+    Span("data.blend_share", 0, 1, "of the fake draws"),  # [0.25, 0.5]
+    Span("data.max_class_ratio", 1, 10**6, "to 1"),  # [10]
+    Span("optimizer.lr", 0, 10, "the learning rate", flag="--lr", low_open=True),  # [1e-4, 0.01]
+    Span("optimizer.momentum", 0, 1, "SGD's momentum", high_open=True),  # [0.9]
+    Span("optimizer.weight_decay", 0, 1, "the weight decay"),  # [0, 0.01]
+    Span("optimizer.clip_grad_norm", 0, 10**6, "the gradient norm; 0 or null: no clipping", NULL),  # [null, 1]
+    Span("optimizer.sam_rho", 0, 10, "SAM's radius", low_open=True),  # [0.05]
+    Span("schedule.power", 0, 100, "the poly schedule's exponent", low_open=True),  # [0.9]
+    Span("schedule.min_lr", 0, 10, "the cosine floor"),  # [0, 1e-6]
+    Span("schedule.decay_start", 0, 1, "of the schedule", high_open=True),  # [0.75]
+    Span("training.reduce_on_plateau.factor", 0, 1, "the lr cut", low_open=True),  # where reduce_on_plateau is set
+]
+
+
+def span_problem(span: Span, value) -> str | None:
+    """Why `value` is not in `span`'s range, or None."""
+    if value in span.also:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and math.isfinite(value):
+        above = span.low < value if span.low_open else span.low <= value
+        below = value < span.high if span.high_open else value <= span.high
+        if above and below:
+            return None
+    others = " or ".join("null" if other is None else repr(other) for other in span.also)
+    flag = f" ({span.flag})" if span.flag else ""
+    return (
+        f"{span.setting}{flag} must be {others + ' or ' if others else ''}a number in {span.interval()} "
+        f"({span.what}), got {reprlib.repr(value)}"
+    )
+
+
 def _lookup(config: dict, setting: str):
     """(in use, value): not in use where the mapping holding a "section.key.sub" setting is null."""
     section, key, *sub = setting.split(".")
@@ -80,11 +142,30 @@ def bound_problem(bound: Bound, value) -> str | None:
     )
 
 
-def settings_problem(config: dict, bounds: list[Bound] = BOUNDS) -> str | None:
-    """The first size or count of a resolved config that is out of its range, or None."""
-    for bound in bounds:
-        found, value = _lookup(config, bound.setting)
-        problem = bound_problem(bound, value) if found else None
+def _origin(setting: str, origins: dict[str, str], default: str | None) -> str | None:
+    """Where the value of `setting` came from: the flag or --set that gave it (or the mapping
+    holding it), else `default` (the config file)."""
+    section, key, *_ = setting.split(".")
+    return origins.get(setting) or origins.get(f"{section}.{key}") or default
+
+
+def settings_problem(
+    config: dict,
+    bounds: list[Bound] = BOUNDS,
+    spans: list[Span] = SPANS,
+    origins: dict[str, str] | None = None,
+    source: str | None = None,
+) -> str | None:
+    """The first size, count or rate of a resolved config that is out of its range, or None; the
+    problem is prefixed with where the value came from: `origins` ("section.key" -> "--epochs" or
+    "--set section.key"), else `source` (the config file), if either is given."""
+    checks = [(bound, bound_problem) for bound in bounds] + [(span, span_problem) for span in spans]
+    for limit, problem_of in checks:
+        found, value = _lookup(config, limit.setting)
+        problem = problem_of(limit, value) if found else None
         if problem:
-            return problem
+            origin = _origin(limit.setting, origins or {}, source)
+            if origin and origin == limit.flag:
+                problem = problem.replace(f" ({limit.flag})", "", 1)
+            return f"{origin}: {problem}" if origin else problem
     return None

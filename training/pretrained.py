@@ -22,14 +22,17 @@ import timm
 import torch
 from torch import nn
 
+from preprocess.cli import InputError
+
 logger = logging.getLogger(__name__)
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 REACHABLE_TIMEOUT_S = 1.5
 
 
-class PretrainedWeightsError(RuntimeError):
-    """Pretrained weights were asked for but cannot be had; the message says how to supply them."""
+class PretrainedWeightsError(InputError, RuntimeError):
+    """Pretrained weights were asked for but cannot be had; the message (one line, as the commands
+    print it) says how to supply them."""
 
 
 def hub_offline() -> bool:
@@ -96,14 +99,11 @@ def _describe_sources(model_name: str) -> str:
 
 def _missing_weights_error(model_name: str, why: str) -> PretrainedWeightsError:
     return PretrainedWeightsError(
-        f"pretrained weights for '{model_name}' are not on this machine and {why}.\n"
-        f"Looked for: {_describe_sources(model_name)}.\n"
-        "To supply them, either\n"
-        f"  - on a machine with internet run: python -c \"import timm; timm.create_model('{model_name}', "
-        'pretrained=True)" and copy its caches (~/.cache/huggingface, ~/.cache/torch/hub) to this machine, or\n'
-        "  - put the weights file anywhere and set `pretrained_file: /path/to/weights` in the config "
-        "(or pass --pretrained-file), or\n"
-        "  - set `pretrained: false` to train from scratch."
+        f"pretrained weights for '{model_name}' are not on this machine and {why} "
+        f"(looked for {_describe_sources(model_name)}); to supply them, set `pretrained_file: /path/to/weights` in "
+        "the config (or pass --pretrained-file), or copy the caches ~/.cache/huggingface and ~/.cache/torch/hub "
+        f"from a machine with internet that ran timm.create_model('{model_name}', pretrained=True), or set "
+        "`pretrained: false` to train from scratch"
     )
 
 

@@ -120,14 +120,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def resolve_config(args: argparse.Namespace) -> dict:
     config = load_config(args.config)
+    origins = {}  # "section.key" -> the flag or --set that gave its value (the last one wins)
     for flag, (section, key) in FLAG_KEYS.items():
         value = getattr(args, flag)
         if value is not None:
             config[section][key] = value
+            origins[f"{section}.{key}"] = "--" + flag.replace("_", "-")
     config = apply_overrides(config, args.set)
-    problem = settings_problem(config)
+    for assignment in args.set:
+        dotted = assignment.split("=", 1)[0]
+        origins[dotted] = f"--set {dotted}"
+    problem = settings_problem(config, origins=origins, source=str(args.config))
     if problem:
-        raise InputError(f"{args.config}: {problem}")
+        raise InputError(problem)
     return config
 
 
