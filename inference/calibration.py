@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit, log_expit, logit
 
 from inference.metrics import CLIP, competition_log_loss, expected_calibration_error
+from preprocess.bounded_numbers import finite_number, shown
 
 logger = logging.getLogger("inference.calibration")
 
@@ -228,9 +228,10 @@ def _finite_number(calibration: dict, key: str) -> float:
     if key not in calibration:
         raise ValueError(f"{calibration.get('method')} calibration needs {key!r}; got keys {sorted(calibration)}")
     value = calibration[key]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"calibration {key!r} must be a finite number, got {value!r}")
-    return float(value)
+    number = finite_number(value)  # 10**400 too: no float holds it
+    if number is None:
+        raise ValueError(f"calibration {key!r} must be a finite number, got {shown(value)}")
+    return number
 
 
 def validate_calibration(calibration: dict | None) -> dict | None:

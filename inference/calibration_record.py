@@ -12,11 +12,11 @@ names the ensemble file and the field.
 from __future__ import annotations
 
 import datetime
-import math
 import numbers
 import reprlib
 
 from inference.calibration import METHODS
+from preprocess.bounded_numbers import number_within, shown
 
 COUNTS = ("videos", "real", "fake")
 # the fit's metrics (inference/calibration_guard.py fit_metrics): name -> the range it lies in
@@ -41,14 +41,13 @@ def _text_problem(value) -> str | None:
 def _count_problem(value) -> str | None:
     whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if not whole or not 0 <= value <= MAX_COUNT:
-        return f"must be a whole number from 0 to {MAX_COUNT}, got {value!r:.80}"
+        return f"must be a whole number from 0 to {MAX_COUNT}, got {shown(value)}"
     return None
 
 
 def _metric_problem(value, low: float, high: float) -> str | None:
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or not low <= value <= high:
-        return f"must be a finite number from {low:g} to {high:g}, got {value!r:.80}"
+    if number_within(value, low, high) is None:
+        return f"must be a finite number from {low:g} to {high:g}, got {shown(value)}"
     return None
 
 

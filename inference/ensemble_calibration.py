@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from inference.calibration import apply_calibration, validate_calibration
 from inference.calibration_record import checked_fitted_on
 from inference.operating_points import conformal_rank, real_quantile
 from inference.scoring_settings import TRAINING_VALIDATION, settings_problem
+from preprocess.bounded_numbers import number_within, shown
 
 # fitted_on.source: "oof: RUN, ..." (training's out-of-fold predictions) or "submission: PATH" (a labelled set)
 OOF_SOURCE, SUBMISSION_SOURCE = "oof: ", "submission: "
@@ -185,11 +185,12 @@ def member_fingerprint(members: list[dict], folder: Path) -> list[dict]:
 
 
 def _number(value, what: str, path: Path, low: float = -math.inf, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
+    number = number_within(value, low, high)  # 10**400 too: no float holds it
+    if number is None:
         raise CalibrationFileError(
-            f"{path}: calibration {what} must be a number from {low:g} to {high:g}, got {value!r}"
+            f"{path}: calibration {what} must be a number from {low:g} to {high:g}, got {shown(value)}"
         )
-    return float(value)
+    return number
 
 
 def _whole(value, what: str, path: Path, low: int = 1) -> int:

@@ -6,6 +6,8 @@ Members' weights are checked one by one (finite, 0 or more) and together: their 
 finite number above 0. Scores are averaged with the weights divided by that sum, once
 (`normalised_weights`): weights of 5e-324 each, summed as they stand, underflowed the weighted
 sum (scores of 0.53 and 0.50 averaged to 1.0), and weights of 1e308 overflowed it (inf / inf).
+(Written 5.0e-324 and 1.0e+308 in YAML: PyYAML, YAML 1.1, reads 5e-324 and 1e308 as text, and
+the error says how to write them.)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from preprocess import safe_yaml
+from preprocess.bounded_numbers import number_within, shown
 
 
 def read_ensemble_file(path: str | os.PathLike) -> list[dict]:
@@ -33,8 +36,8 @@ def read_ensemble_file(path: str | os.PathLike) -> list[dict]:
         if not isinstance(member, dict) or not isinstance(member.get("checkpoint"), str):
             raise ValueError(f"{path}: member {index} has no `checkpoint` path")
         weight = member.get("weight", 1.0)
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight < float("inf"):
-            raise ValueError(f"{path}: member {index}'s `weight` {weight!r} is not a finite number of 0 or more")
+        if number_within(weight, 0) is None:  # 10**400 too: no float holds it
+            raise ValueError(f"{path}: member {index}'s `weight` {shown(weight)} is not a finite number of 0 or more")
         checkpoint = Path(member["checkpoint"])
         entries.append(
             {

@@ -17,14 +17,13 @@ read a file that the checkpoint names. So, before anything is built:
 
 from __future__ import annotations
 
-import math
 import numbers
-import reprlib
 from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
+from preprocess.bounded_numbers import finite_number, number_within, shown
 from training.zoo import INPUT_SIZES
 
 WHOLE, RATE, POSITIVE = "whole", "rate", "positive"
@@ -52,13 +51,11 @@ MAX_MODEL_NUMBERS = 600_000_000
 def _number_problem(name: str, value, kind: str, low: float, high: float) -> str | None:
     if kind == WHOLE:
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not low <= value <= high:
-            return f"`{name}` must be a whole number from {low} to {high}, got {reprlib.repr(value)}"
+            return f"`{name}` must be a whole number from {low} to {high}, got {shown(value)}"
         return None
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    within = real and (low <= value < high if kind == RATE else low < value <= high)
-    if not within:
+    if number_within(value, low, high, low_open=kind == POSITIVE, high_open=kind == RATE) is None:
         interval = f"[{low:g}, {high:g})" if kind == RATE else f"({low:g}, {high:g}]"
-        return f"`{name}` must be a number in {interval}, got {reprlib.repr(value)}"
+        return f"`{name}` must be a number in {interval}, got {shown(value)}"
     return None
 
 
@@ -67,9 +64,7 @@ def encoder_args_problem(encoder_args: Mapping) -> str | None:
     out of its bounds), or None."""
     for key, value in encoder_args.items():
         if key not in ENCODER_ARGS:
-            return (
-                f"`config.model.encoder_args` may not give {reprlib.repr(key)} to timm (only {', '.join(ENCODER_ARGS)})"
-            )
+            return f"`config.model.encoder_args` may not give {shown(key)} to timm (only {', '.join(ENCODER_ARGS)})"
         problem = _number_problem(f"config.model.encoder_args.{key}", value, *ENCODER_ARGS[key])
         if problem:
             return problem
@@ -80,21 +75,19 @@ def lora_problem(model_config: Mapping) -> str | None:
     """Why the LoRA settings of `model_config` (`train_only: lora`) cannot be rebuilt, or None."""
     if model_config.get("train_only") != "lora":
         return None
-    rank = model_config.get("lora_rank", 8)
-    if isinstance(rank, float) and rank.is_integer():
-        rank = int(rank)
-    problem = _number_problem("config.model.lora_rank", rank, WHOLE, 1, MAX_LORA_RANK)
+    # a whole number, as training asks (lora_rank 8.0 is refused by both)
+    problem = _number_problem("config.model.lora_rank", model_config.get("lora_rank", 8), WHOLE, 1, MAX_LORA_RANK)
     if problem:
         return problem
     alpha = model_config.get("lora_alpha", 8.0)
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
-        return f"`config.model.lora_alpha` must be a finite number, got {reprlib.repr(alpha)}"
+    if finite_number(alpha) is None:
+        return f"`config.model.lora_alpha` must be a finite number, got {shown(alpha)}"
     targets = model_config.get("lora_targets") or ["qkv"]
     names = isinstance(targets, list) and all(isinstance(t, str) and 0 < len(t) <= MAX_LAYER_NAME for t in targets)
     if not names or len(targets) > MAX_LORA_TARGETS:
         return (
             f"`config.model.lora_targets` must be a list of at most {MAX_LORA_TARGETS} layer names, got "
-            f"{reprlib.repr(targets)}"
+            f"{shown(targets)}"
         )
     return None
 
@@ -102,6 +95,8 @@ def lora_problem(model_config: Mapping) -> str | None:
 def model_config_problem(model_config: Mapping) -> str | None:
     """Why the model a checkpoint's `config.model` describes may not be built, or None."""
     encoder_args = model_config.get("encoder_args") or {}
+    if not isinstance(encoder_args, Mapping):
+        return f"`config.model.encoder_args` must be a mapping of settings, got {shown(encoder_args)}"
     return encoder_args_problem(encoder_args) or lora_problem(model_config)
 
 

@@ -9,12 +9,10 @@ original solution's checkpoints, which therefore load strictly.
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 import os
 import pickle
 import re
-import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ import timm
 import torch
 from torch import nn
 
+from preprocess.bounded_numbers import number_within, shown
 from preprocess.cli import InputError, describe
 from training.pretrained import create_encoder
 
@@ -89,7 +88,7 @@ def input_size_problem(size) -> str | None:
     low, high = INPUT_SIZES
     whole = isinstance(size, numbers.Integral) and not isinstance(size, bool)
     if not whole or not low <= size <= high:
-        return f"input size {reprlib.repr(size)} is not a whole number of pixels from {low} to {high}"
+        return f"input size {shown(size)} is not a whole number of pixels from {low} to {high}"
     return None
 
 
@@ -101,9 +100,12 @@ def normalization_problem(mean, std) -> str | None:
             isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values
         )
         if not all_numbers or len(values) != 3:
-            return f"`{name}` must be three numbers (R, G, B), got {reprlib.repr(values)}"
-        if not all(math.isfinite(v) and low <= v <= high for v in values):
-            return f"`{name}` {list(values)} is out of range: each must be from {low} to {high} (crops scale to 0..1)"
+            return f"`{name}` must be three numbers (R, G, B), got {shown(values)}"
+        if not all(number_within(v, low, high) is not None for v in values):
+            return (
+                f"`{name}` {shown(list(values))} is out of range: each must be from {low} to {high} "
+                "(crops scale to 0..1)"
+            )
     return None
 
 
@@ -230,7 +232,7 @@ def state_dict_problem(state) -> str | None:
         return f"`state_dict` is a {type(state).__name__}, not a mapping of parameter names to tensors"
     for key, value in state.items():
         if not isinstance(key, str):
-            return f"`state_dict` has a key {reprlib.repr(key)} that is not a parameter name"
+            return f"`state_dict` has a key {shown(key)} that is not a parameter name"
         if not isinstance(value, torch.Tensor):
             return f"`state_dict` entry {key} is a {type(value).__name__}, not a tensor"
         if value.is_meta:
@@ -262,6 +264,19 @@ def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
     return [key for key, value in state.items() if value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
+def overflowing_tensors(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> list[str]:
+    """`name stored type -> model's type` of each floating point tensor of `state` that holds a NaN
+    or an infinity once cast to the type of the model's tensor `expected[name]`, as loading casts it:
+    1e300 is finite in float64 but inf in a float32 model, 1e5 in float32 inf in a float16 one."""
+    names = []
+    for key, value in state.items():
+        target = expected[key].dtype
+        cast = value.is_floating_point() and expected[key].is_floating_point() and value.dtype != target
+        if cast and not bool(torch.isfinite(value.to(target)).all()):  # one tensor's copy at a time
+            names.append(f"{key} {value.dtype} -> {target}")
+    return names
+
+
 def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint") -> None:
     """Strict load after stripping DDP's `module.` prefix; a mismatch says which keys differ, and
     weights that are not finite numbers are refused."""
@@ -289,6 +304,11 @@ def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint")
     not_finite = non_finite_tensors(state)
     if not_finite:  # a NaN weight gives every face NaN: each file an error, and never a verdict
         raise CheckpointError(f"{source}: weights that are NaN or infinite: {_describe(not_finite)}")
+    overflowing = overflowing_tensors(state, expected)
+    if overflowing:
+        raise CheckpointError(
+            f"{source}: weights too large for the model's number type (infinite once cast): {_describe(overflowing)}"
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:  # whatever the checks above let through: still the file's fault
