@@ -346,3 +346,19 @@ def test_a_checkpoint_of_another_encoder_is_refused_not_loaded_in_part(tmp_path)
         CheckpointError, match="its encoder is resnet34, this run's is resnet18: give --encoder resnet34"
     ):
         init_from(_random_model(0), tmp_path / "r34.pt", "resnet18")
+
+
+def test_weights_finite_only_in_float64_are_refused_before_they_load(tmp_path):
+    """1e300 in float64 passed the check of the stored tensors and loaded as inf in float32."""
+    state = {
+        name: value.double() if value.is_floating_point() else value
+        for name, value in _random_model(1).state_dict().items()
+    }
+    state["fc.weight"][0, 0] = 1e300
+    torch.save({"encoder": "resnet18", "state_dict": state}, tmp_path / "wide.pt")
+    model = _random_model(2)
+    with pytest.raises(
+        CheckpointError, match=r"wide\.pt: 1 tensors too large .*fc\.weight torch\.float64 -> torch\.float32"
+    ):
+        init_from(model, tmp_path / "wide.pt", "resnet18")
+    assert bool(torch.isfinite(model.fc.weight).all())

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from training.checkpoints import FORMAT, restore_rng_state
-from training.zoo import CheckpointError, load_weights, read_checkpoint
+from training.zoo import CheckpointError, load_weights, overflowing_tensors, read_checkpoint
 
 logger = logging.getLogger("training.start_from")
 
@@ -144,6 +144,12 @@ def init_from(model: torch.nn.Module, path: str | Path, encoder: str | None = No
     broken = _non_finite(source, match.loaded)
     if broken:
         raise CheckpointError(f"{path}: {len(broken)} tensors hold NaN or infinite values ({', '.join(broken[:3])})")
+    overflowing = overflowing_tensors({name: source[name] for name in match.loaded}, target)
+    if overflowing:  # finite as stored (1e300 in float64), infinite in the model's float32
+        raise CheckpointError(
+            f"{path}: {len(overflowing)} tensors too large for the model's number type, infinite once cast "
+            f"({', '.join(overflowing[:3])})"
+        )
     not_floating = [n for n in match.loaded if target[n].is_floating_point() and not source[n].is_floating_point()]
     if not_floating:
         raise CheckpointError(f"{path}: weights that are not floating point numbers ({', '.join(not_floating[:3])})")
