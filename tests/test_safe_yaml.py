@@ -81,58 +81,68 @@ def test_what_is_written_never_holds_an_alias_and_loads_again():
     assert safe_load(text) == document
 
 
-def _ensemble_file(folder):
+# What each reader is given: a document to put first and a value to use in the reader's own settings.
+LAUGHS = (billion_laughs(), "*l8")
+LONG_INTEGER = ("", "9" * 5000)  # "error: Exceeds the limit (4300 digits)...", naming neither file nor option
+
+
+def _ensemble_file(folder, prefix, value):
     from inference.ensemble_file import read_ensemble_file
 
     path = folder / "ensemble.yaml"
-    path.write_text(billion_laughs() + "members:\n  - {checkpoint: a.pt, extra: *l8}\n")
+    path.write_text(prefix + f"members:\n  - {{checkpoint: a.pt, extra: {value}}}\n")
     return path, lambda: read_ensemble_file(path)
 
 
-def _training_config(folder):
+def _training_config(folder, prefix, value):
     from training.config import load_config
 
     path = folder / "config.yaml"
-    path.write_text(billion_laughs() + "model:\n  encoder_args: {depth: *l8}\n")
+    path.write_text(prefix + f"model:\n  encoder_args: {{depth: {value}}}\n")
     return path, lambda: load_config(path)
 
 
-def _preprocessing_config(folder):
+def _preprocessing_config(folder, prefix, value):
     from preprocess.steps import load_config
 
     path = folder / "preprocess.yaml"
-    path.write_text(billion_laughs())
+    path.write_text(prefix + f"extra: {value}\n")
     return path, lambda: load_config(path)
 
 
-def _protocol(folder):
+def _protocol(folder, prefix, value):
     from inference.evaluate import read_protocol
 
     path = folder / "protocol.yaml"
-    path.write_text(billion_laughs())
+    path.write_text(prefix + f"extra: {value}\n")
     return path, lambda: read_protocol(path)
 
 
-def _run_config(folder):
+def _run_config(folder, prefix, value):
     from inference.fit_ensemble import run_members
 
     run = folder / "logs" / "run_0_111"
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text(billion_laughs() + "model: {encoder: resnet18, input_size: *l8}\n")
+    (run / "config.yaml").write_text(prefix + f"model: {{encoder: resnet18, input_size: {value}}}\n")
     return run / "config.yaml", lambda: run_members([run], [1.0], folder / "ensemble.yaml")
 
 
-def _set_option(folder):
+def _inline(prefix, value):
+    return inline_laughs() if value == "*l8" else value
+
+
+def _set_option(folder, prefix, value):
     from training.config import DEFAULTS, apply_overrides
 
-    return "--set model.encoder_args", lambda: apply_overrides(DEFAULTS, [f"model.encoder_args={inline_laughs()}"])
+    assignment = f"model.encoder_args={_inline(prefix, value)}"
+    return "--set model.encoder_args", lambda: apply_overrides(DEFAULTS, [assignment])
 
 
-def _predict_option(folder):
+def _predict_option(folder, prefix, value):
     from inference.evaluate_dataset import predict_options
 
-    option = f"frames={inline_laughs()}"
-    return f"--predict {option}", lambda: predict_options([option])
+    option = f"frames={_inline(prefix, value)}"
+    return f"--predict {option[:40]}", lambda: predict_options([option])
 
 
 READERS = {
@@ -146,10 +156,44 @@ READERS = {
 }
 
 
-@pytest.mark.parametrize("reader", sorted(READERS))
-def test_every_reader_of_user_yaml_refuses_a_billion_laughs_naming_what_it_read(reader, tmp_path):
-    name, read = READERS[reader](tmp_path)
+def _refusal(reader: str, folder, hostile: tuple[str, str]) -> str:
+    """The first line of the error `reader` gives for `hostile`, checked to name what it read."""
+    name, read = READERS[reader](folder, *hostile)
     with pytest.raises((InputError, ValueError)) as error:
         read()
-    assert str(error.value).startswith(str(name)), str(error.value)
-    assert "more than 1,000,000 values once its aliases are expanded" in str(error.value).splitlines()[0]
+    assert str(error.value).startswith(str(name)), str(error.value)[:300]
+    return str(error.value).splitlines()[0]
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_every_reader_of_user_yaml_refuses_a_billion_laughs_naming_what_it_read(reader, tmp_path):
+    assert "more than 1,000,000 values once its aliases are expanded" in _refusal(reader, tmp_path, LAUGHS)
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_every_reader_refuses_an_integer_python_cannot_read_naming_what_it_read(reader, tmp_path):
+    line = _refusal(reader, tmp_path, LONG_INTEGER)
+    assert "the integer at line " in line and "has more than 4300 digits" in line, line[:300]
+
+
+@pytest.mark.parametrize("reader", ["ensemble file", "training config", "evaluation protocol"])
+def test_a_file_over_the_size_cap_is_refused_before_it_is_parsed(reader, tmp_path, monkeypatch):
+    """A 100 MB file parsed for minutes before the count of its values refused it."""
+    monkeypatch.setattr("preprocess.safe_yaml.MAX_CHARACTERS", 2000)
+    started = time.perf_counter()
+    line = _refusal(reader, tmp_path, ("padding: " + "x" * 3000 + "\n", "1"))
+    assert "more than 2,000 characters long" in line, line
+    assert time.perf_counter() - started < 1
+
+
+def test_a_big_document_without_aliases_is_refused_without_mentioning_aliases(monkeypatch):
+    """A 3.7 MB file of 200,000 keys (no alias) took 25 s to be refused "once its aliases are
+    expanded"; it is refused as soon as the count passes the cap, in words that fit it."""
+    from preprocess.safe_yaml import safe_load
+
+    monkeypatch.setattr("preprocess.safe_yaml.MAX_NODES", 1000)
+    text = "big:\n" + "".join(f"  k{index}: [1, 2, 3]\n" for index in range(400))
+    with pytest.raises(yaml.YAMLError) as error:
+        safe_load(text)
+    # five values a key: refused at its 200th key (line 201), not once the mapping is closed (line 401)
+    assert str(error.value) == "the YAML document would hold more than 1,000 values (at line 201)"
