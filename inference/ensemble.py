@@ -128,7 +128,8 @@ def load_member(
             )
         model_config = settings["model_config"]
         model = create_model(encoder, input_size=size, encoder_args=model_config.get("encoder_args"))
-        apply_tuning(model, model_config)  # rebuilds LoRA factors, if the model was trained with them
+        # rebuilds LoRA factors, if the model was trained with them; its errors name the encoder
+        apply_tuning(model, {**model_config, "encoder": encoder})
         return model
 
     try:

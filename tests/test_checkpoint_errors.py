@@ -69,6 +69,15 @@ MALFORMED = {
         lambda c: _with(c, state_dict={**c["state_dict"], "encoder.bn1.running_var": torch.full((64,), math.inf)}),
         "weights that are NaN or infinite: 1 (encoder.bn1.running_var)",
     ),
+    # loaded as inf: load_state_dict casts to the model's float32 after the stored tensors were checked
+    "float64 weight no float32 holds": (
+        lambda c: _weight_as(
+            c,
+            lambda w: torch.cat([w.double().flatten()[:-1], torch.tensor([1e300], dtype=torch.float64)]).view(w.shape),
+        ),
+        "weights too large for the model's number type (infinite once cast): 1 (fc.weight torch.float64 -> "
+        "torch.float32)",
+    ),
     "integer weight": (
         lambda c: _weight_as(c, lambda w: w.to(torch.int64)),
         "weights that are not floating point numbers: 1 (fc.weight torch.int64)",
@@ -115,6 +124,10 @@ MALFORMED = {
     "input size a string": (lambda c: _with(c, input_size="big"), "input size 'big' is not a whole number"),
     "huge input size": (lambda c: _with(c, input_size=100_000), "input size 100000 is not a whole number"),
     "NaN mean": (lambda c: _with(c, mean=[math.nan, 0.45, 0.4]), "`mean` [nan, 0.45, 0.4] is out of range"),
+    "mean of 400 digits": (  # an OverflowError traceback (math.isfinite), outside load_member's checks
+        lambda c: _with(c, mean=[10**400, 0.45, 0.4]),
+        "`mean` [100000000000000000...0000000000000000000, 0.45, 0.4] is out of range",
+    ),
     "mean of 0..255 images": (lambda c: _with(c, mean=[123.675, 116.28, 103.53]), "`mean` [123.675"),
     "two means": (lambda c: _with(c, mean=[0.5, 0.5]), "`mean` must be three numbers (R, G, B), got [0.5, 0.5]"),
     "std of 0": (lambda c: _with(c, std=[0.0, 0.2, 0.2]), "`std` [0.0, 0.2, 0.2] is out of range"),
@@ -199,7 +212,18 @@ def test_the_range_check_accepts_every_listed_encoders_normalisation_and_ours():
     [
         ("{checkpoint: tiny.pt, weight: heavy}", "member 0's `weight` 'heavy' is not a finite number of 0 or more"),
         ("{checkpoint: tiny.pt, weight: .nan}", "member 0's `weight` nan is not a finite number of 0 or more"),
+        (  # an OverflowError traceback (float(weight))
+            "{checkpoint: tiny.pt, weight: " + "9" * 400 + "}",
+            "member 0's `weight` an integer of about 400 digits is not a finite number of 0 or more",
+        ),
+        (  # said "'1e308' is not a finite number": YAML 1.1 reads it as text
+            "{checkpoint: tiny.pt, weight: 1e308}",
+            "member 0's `weight` '1e308' (read as text: YAML reads an exponent only after a dot, with its sign: "
+            "write 1.0e+308) is not a finite number",
+        ),
+        ("{checkpoint: tiny.pt, weight: 1e-3}", "(read as text: YAML reads an exponent only after a dot, with its"),
     ],
+    ids=["text", "nan", "400 digits", "1e308", "1e-3"],
 )
 def test_a_malformed_ensemble_file_is_one_line_naming_it(member, problem, tmp_path, capsys):
     ensemble = tmp_path / "ensemble.yaml"
@@ -256,3 +280,17 @@ def test_the_checks_keep_integer_buffers_and_half_precision_weights(tiny):
     assert any(not value.is_floating_point() for value in state.values()), "num_batches_tracked, int64"
     load_weights(model, state, "half.pt")
     assert torch.equal(model.fc.weight, tiny["state_dict"]["fc.weight"].half().float())
+
+
+def test_weights_are_checked_in_the_model_s_number_type(tiny):
+    """1e5 is finite in float32 but inf in a float16 model (the largest float16 is 65504)."""
+    from training.zoo import create_model
+
+    model = create_model("resnet18").half()
+    state = _weight_as(tiny, lambda w: torch.full_like(w, 1e5))["state_dict"]
+    with pytest.raises(
+        CheckpointError, match=r"^big\.pt: weights too large .*fc\.weight torch\.float32 -> torch\.float16"
+    ):
+        load_weights(model, state, "big.pt")
+    assert bool(torch.isfinite(model.fc.weight).all()), "the model is left as it was"
+    load_weights(model, _weight_as(tiny, lambda w: torch.full_like(w, 6e4))["state_dict"], "fits.pt")

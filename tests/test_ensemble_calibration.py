@@ -124,6 +124,10 @@ def test_the_named_original_has_no_calibration(tmp_path, monkeypatch):
         ({"fitted_on": {"method": "isotonic"}}, "`fitted_on.method` must be one of temperature, platt"),
         ({"fitted_on": {"source": ["a", "b"]}}, "`fitted_on.source` must be text, got list"),
         ({"fitted_on": {"notes": "mine"}}, "`fitted_on` has fields that are not known: 'notes' \\(known: brier_after"),
+        # integers no float holds: OverflowError tracebacks (math.isfinite, float())
+        ({"temperature": 10**400}, "'temperature' must be a finite number, got an integer of about 400 digits"),
+        ({"fitted_on": {"log_loss_before": 10**400}}, "log_loss_before` must be a finite number from 0 to 100, got an"),
+        ({"operating_points": [{**POINT, "rank": 10**400}]}, "operating point rank must be a number from 1 to inf"),
         ({"operating_points": [{**POINT, "rank": 1.9}]}, "operating point rank must be a whole number"),
         ({"operating_points": [{**POINT, "rank": True}]}, "operating point rank must be a number"),
         ({"operating_points": [{**POINT, "rank": 0}]}, "operating point rank must be a number from 1"),

@@ -6,11 +6,12 @@ and its range."""
 
 from __future__ import annotations
 
-import math
 import reprlib
 from dataclasses import dataclass
 
+from preprocess.bounded_numbers import number_within, shown
 from preprocess.media_limits import MAX_FRAMES
+from training.checkpoint_model import lora_problem, model_config_problem
 from training.schedule import AUTO
 from training.temporal import MAX_CLIP_LENGTH, MAX_HIDDEN, MAX_LAYERS
 from training.zoo import INPUT_SIZES
@@ -104,17 +105,13 @@ def span_problem(span: Span, value) -> str | None:
     """Why `value` is not in `span`'s range, or None."""
     if value in span.also:
         return None
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if number and math.isfinite(value):
-        above = span.low < value if span.low_open else span.low <= value
-        below = value < span.high if span.high_open else value <= span.high
-        if above and below:
-            return None
+    if number_within(value, span.low, span.high, span.low_open, span.high_open) is not None:  # 10**400: no
+        return None
     others = " or ".join("null" if other is None else repr(other) for other in span.also)
     flag = f" ({span.flag})" if span.flag else ""
     return (
         f"{span.setting}{flag} must be {others + ' or ' if others else ''}a number in {span.interval()} "
-        f"({span.what}), got {reprlib.repr(value)}"
+        f"({span.what}), got {shown(value)}"
     )
 
 
@@ -168,4 +165,25 @@ def settings_problem(
             if origin and origin == limit.flag:
                 problem = problem.replace(f" ({limit.flag})", "", 1)
             return f"{origin}: {problem}" if origin else problem
+    found = _model_problem(config["model"])
+    if found:  # what inference would refuse of a frame model, named as the settings above are
+        setting, problem = found
+        origin = _origin(setting, origins or {}, source)
+        problem = f"{problem}: inference would refuse the checkpoint"
+        return f"{origin}: {problem}" if origin else problem
+    return None
+
+
+def _model_problem(model: dict) -> tuple[str, str] | None:
+    """(the setting, why) where inference would refuse a frame model's `encoder_args` or LoRA
+    settings (training/checkpoint_model.py), or None."""
+    if model.get("kind", "frame") != "frame":
+        return None
+    problem = model_config_problem({"encoder_args": model.get("encoder_args")})
+    if problem:
+        return "model.encoder_args", problem
+    problem = lora_problem(model)
+    if problem:
+        keys = ("lora_rank", "lora_alpha", "lora_targets")
+        return next((f"model.{key}" for key in keys if f"model.{key}`" in problem), "model.train_only"), problem
     return None
