@@ -103,4 +103,4 @@ def ensemble_detector_scale(spec: str | os.PathLike | None):
     if str(spec) in ENSEMBLES and not Path(spec).exists():
         return ENSEMBLES[str(spec)].detector_scale
     read_ensemble_file(spec)  # the members are checked first, with their own errors
-    return yaml.safe_load(Path(spec).read_text()).get("detector_scale")
+    return safe_yaml.safe_load(Path(spec).read_text()).get("detector_scale")
