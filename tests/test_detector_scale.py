@@ -247,3 +247,11 @@ def test_detect_json_records_the_scale_and_its_source(tmp_path, capsys):
         detect.main([str(photo), str(tmp_path / "missing.jpg"), "--models", str(checkpoint), "--json", *argv])
         lines = capsys.readouterr().out.splitlines()
         assert [json.loads(line)["detector_scale"] for line in lines] == [recorded, recorded], argv
+
+
+def test_the_help_gives_the_whole_rule(capsys):
+    """It said only '0.5 up to DFDC's 1920 px': the 2x, 1x and 0.33x steps went unsaid."""
+    with pytest.raises(SystemExit):
+        detect.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "2x below 300 px, 1x up to 1000 px, 0.5x up to 1920 px (DFDC's), 0.33x above" in text
