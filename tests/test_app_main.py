@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inference.page_folders import pid_namespace
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint
 from tests.test_page_folders import killed_page_leftovers
@@ -77,7 +78,8 @@ def test_the_command_starts_with_a_fractional_upload_limit_on_a_port_gradio_find
             assert port != first_try
             for path in left:
                 assert not path.exists() and f"removed {path} (" in log.read_text()
-            cache = list(scratch.glob(f"deepfake-page-{process.pid}@{socket.gethostname()}-*"))
+            namespace = "" if pid_namespace() is None else f".{pid_namespace()}"
+            cache = list(scratch.glob(f"deepfake-page-{process.pid}{namespace}@{socket.gethostname()}-*"))
             assert len(cache) == 1, "Gradio's cache is a folder of the page's own"
             client = Client(url, verbose=False)
             assert client.config["max_file_size"] == 2**19  # 0.5 MB, in the bytes Gradio wants
