@@ -220,7 +220,9 @@ def ensemble_document(args: argparse.Namespace, out: Path) -> tuple[dict, list[d
             "members": [
                 {"checkpoint": str(Path(e["path"]).resolve()), **{k: e[k] for k in ("encoder", "input_size", "weight")}}
                 for e in entries
-            ]
+            ],
+            # the scale the named ensemble's faces were found at: detect and the page score at it
+            "detector_scale": ENSEMBLES[args.ensemble].detector_scale,
         }
         return document, entries
     path = Path(args.ensemble)

@@ -311,6 +311,7 @@ def main(argv=None) -> int:
             if cli.debugging():
                 raise
             document = failure(path, "judge", RuntimeError(f"{type(error).__name__}: {error}"))
+        document["detector_scale"] = {"value": args.detector_scale, "source": args.detector_scale_source}
         line = output_line(document, args.json)
         if line is None:  # a stray NaN or infinity: no verdict rests on one
             document = failure(path, "judge", ValueError("a non-finite number in the result"))

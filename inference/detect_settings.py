@@ -13,6 +13,7 @@ fp16 asked of a machine without CUDA).
 from __future__ import annotations
 
 import argparse
+import logging
 
 import torch
 
@@ -21,6 +22,8 @@ from inference.ensemble_file import ensemble_detector_scale
 from inference.model_options import cpu_precision, frames_argument
 from inference.scoring_settings import reference_settings, scoring_settings, warn_of_differences
 from preprocess.face_detector import RESOLUTION_RULE, parse_scale, scale_argument
+
+logger = logging.getLogger("inference.detect_settings")
 
 # inference.detect's own defaults, where neither the user nor a calibration sets an option
 DETECT_DEFAULTS = {
@@ -53,7 +56,8 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         type=scale_argument,
         default=None,
         help="MTCNN scale: a number or 'rule' (the models': 0.5 for the original's, an ensemble file's "
-        "`detector_scale:`, else rule, which is 0.5 up to DFDC's 1920 px)",
+        "`detector_scale:`, else rule: by the frame's long side, 2x below 300 px, 1x up to 1000 px, "
+        "0.5x up to 1920 px (DFDC's), 0.33x above)",
     )
     group.add_argument(
         "--recall-boost",
@@ -100,12 +104,25 @@ def models_detector_scale(args: argparse.Namespace) -> float | str | None:
         raise ValueError(f"{ensemble}: `detector_scale:` {error}") from None
 
 
+def detector_scale_source(given, reference: dict | None, models_scale) -> str:
+    """Where `adopt_settings` takes the detector scale from: 'given' (--detector-scale),
+    'calibration' (its reference settings), 'models' (`models_detector_scale`) or 'rule' (detect's
+    default)."""
+    if given is not None:
+        return "given"
+    if reference and reference.get("detector_scale") is not None:
+        return "calibration"
+    return "models" if models_scale is not None else "rule"
+
+
 def adopt_settings(args: argparse.Namespace, reference: dict | None, models_scale=None) -> None:
     """Set the scoring options left unset (None): to `reference` (a calibration's settings) where
     there is one, else, for the detector scale, to `models_scale` (`models_detector_scale`) where
-    the models say, else to detect's defaults. The precision too: fp32 or bf16 as the calibration's,
-    unless --fp32 or --cpu-bf16 was given (fp16 is CUDA's default: nothing to set)."""
+    the models say, else to detect's defaults; `args.detector_scale_source` says which
+    (`detector_scale_source`). The precision too: fp32 or bf16 as the calibration's, unless --fp32
+    or --cpu-bf16 was given (fp16 is CUDA's default: nothing to set)."""
     given = _given(args)
+    args.detector_scale_source = detector_scale_source(given["detector_scale"], reference, models_scale)
     defaults = {**DETECT_DEFAULTS, **({"detector_scale": models_scale} if models_scale is not None else {})}
     chosen = {
         key: given[key] if given[key] is not None else (reference or {}).get(key, default)
@@ -122,11 +139,13 @@ def adopt_settings(args: argparse.Namespace, reference: dict | None, models_scal
 
 def resolve_scoring(args: argparse.Namespace, calibration, device: torch.device) -> str:
     """Fill in the scoring options from `calibration` (an EnsembleCalibration, or None) and warn of
-    each difference left; the classifiers' CPU precision (model_options.cpu_precision)."""
+    each difference left, logging the detector scale chosen and where from; the classifiers' CPU
+    precision (model_options.cpu_precision)."""
     reference = None
     if calibration is not None:
         reference, _ = reference_settings(calibration.settings, calibration.held_out_settings)
     adopt_settings(args, reference, models_detector_scale(args))
+    logger.info("MTCNN detector scale: %s (from %s)", args.detector_scale, args.detector_scale_source)
     precision = cpu_precision(args, device)
     if calibration is not None:
         warn_of_differences(calibration, scoring_settings(args, device.type, precision))

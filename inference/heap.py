@@ -11,7 +11,8 @@ The page fixes that size at 1 MB (`give_back_large_buffers`), which glibc then k
 images are mapped apart and unmapped when freed. The judging process does not: its models' many
 buffers of a few MB, mapped afresh each time, made judging 35-50% slower (a tiny model, 9 MP photos);
 it gives back what each judgement freed once it has answered (`give_back_freed_memory`) instead.
-Elsewhere than glibc both do nothing.
+Where the C library has no such function (musl, macOS) or none can be reached this way (Windows,
+where ctypes.CDLL(None) raises TypeError), both do nothing and return False; neither raises.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ LARGE_BUFFER_BYTES = 2**20
 
 
 def _libc_function(name: str):
-    """The C library's function `name` (of this process's own C library), or None where it has none."""
+    """The C library's function `name` (of this process's own C library), or None where it has none
+    or it cannot be reached (Windows: no C library loads by the name None, a TypeError)."""
     try:
         return getattr(ctypes.CDLL(None), name)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return None
 
 

@@ -1,14 +1,21 @@
 """The page's temporary folders (inference.app), named so that what a page killed mid-check leaves
 (SIGKILL, a crash, the kernel's OOM killer) does not stay for good.
 
-Each check judges a private copy of the upload in a folder `deepfake-check-<pid>@<host>-<random>`,
+Each check judges a private copy of the upload in a folder `deepfake-check-<pid>.<ns>@<host>-<random>`,
 with its heatmaps and frames; and where GRADIO_TEMP_DIR is not set, Gradio keeps the uploads and
-the images it shows in a folder `deepfake-page-<pid>@<host>-<random>`: <pid> is the page's process,
-<host> its machine's name. The page deletes both when it ends; one killed cannot, and the next
-page to start in the same temporary folder removes them (`sweep_leftovers`): folders named so, of
-the user it runs as, made on this machine by a process that no longer runs. Nothing else: not
-another user's, not another machine's (a temporary folder shared between containers), not a
-running page's (a process id reused by another program keeps them until that program ends too).
+the images it shows in a folder `deepfake-page-<pid>.<ns>@<host>-<random>`: <pid> is the page's
+process, <ns> its pid namespace (the inode of /proc/self/ns/pid; the name has no `.<ns>` where there
+is none, as on Windows or macOS), <host> its machine's name. The page deletes both when it ends; one
+killed cannot, and the next page to start in the same temporary folder removes them
+(`sweep_leftovers`, which the page runs before it makes folders of its own): folders named so, of the
+user it runs as, made on this machine in this pid namespace by a process that no longer runs, or by
+this process's pid (in a container the page is pid 1 at every restart: what the one before it left
+carries the same pid). Nothing else: not another user's, not another machine's (a temporary folder
+shared between containers), not another pid namespace's (containers sharing the host's name and
+/tmp, whose pids say nothing here; a name without a namespace, as older pages wrote, counts as
+another's where this one has one), not a running page's (a process id reused by another program
+keeps them until that program ends too). A name whose pid is no pid, or a folder another page
+removes while this one looks, is passed over.
 """
 
 from __future__ import annotations
@@ -28,11 +35,20 @@ logger = logging.getLogger(__name__)
 CHECK = "deepfake-check"  # a check's private copy of the upload, its heatmaps and frames
 GRADIO_CACHE = "deepfake-page"  # Gradio's uploads and shown images, where GRADIO_TEMP_DIR is not set
 # tempfile ends a folder's name with 8 characters of its own
-LEFTOVER = re.compile(rf"^(?:{CHECK}|{GRADIO_CACHE})-(\d+)@(.+)-[a-z0-9_]{{8}}$")
+LEFTOVER = re.compile(rf"^(?:{CHECK}|{GRADIO_CACHE})-(\d+)(?:\.(\d+))?@(.+)-[a-z0-9_]{{8}}$")
+
+
+def pid_namespace() -> str | None:
+    """This process's pid namespace (the inode of /proc/self/ns/pid), None where there is none."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return None
 
 
 def _prefix(kind: str) -> str:
-    return f"{kind}-{os.getpid()}@{socket.gethostname()}-"
+    namespace = pid_namespace()
+    return f"{kind}-{os.getpid()}{'' if namespace is None else '.' + namespace}@{socket.gethostname()}-"
 
 
 def check_folder() -> tempfile.TemporaryDirectory:
@@ -58,6 +74,10 @@ def gradio_cache() -> Iterator[Path | None]:
 
 
 def _running(pid: int) -> bool:
+    """Whether process `pid` runs, other than this one (whose pid a page restarted in a container
+    reuses: pid 1); OverflowError for a pid too large to be one."""
+    if pid == os.getpid():
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -67,17 +87,35 @@ def _running(pid: int) -> bool:
     return True
 
 
+def _user() -> int | None:
+    """The user this process runs as; None where the system has no such ids (Windows)."""
+    return os.geteuid() if hasattr(os, "geteuid") else None
+
+
+def _left_by_a_stopped_page(entry: os.DirEntry, host: str, namespace: str | None, user: int | None) -> bool:
+    named = LEFTOVER.match(entry.name)
+    if not named or named.group(3) != host or named.group(2) != namespace:
+        return False
+    if not entry.is_dir(follow_symlinks=False):
+        return False
+    if user is not None and entry.stat(follow_symlinks=False).st_uid != user:
+        return False
+    return not _running(int(named.group(1)))
+
+
 def leftovers(folder: Path) -> list[Path]:
-    """The folders in `folder` that pages of this user on this machine left when they were killed."""
-    host, user = socket.gethostname(), os.geteuid()
+    """The folders in `folder` that pages of this user on this machine, in this pid namespace, left
+    when they were killed. One that cannot be judged (a pid too large to be one, a folder gone
+    meanwhile) is passed over."""
+    host, namespace, user = socket.gethostname(), pid_namespace(), _user()
     found = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            named = LEFTOVER.match(entry.name)
-            if not named or named.group(2) != host or not entry.is_dir(follow_symlinks=False):
-                continue
-            if entry.stat(follow_symlinks=False).st_uid == user and not _running(int(named.group(1))):
-                found.append(Path(entry.path))
+            try:
+                if _left_by_a_stopped_page(entry, host, namespace, user):
+                    found.append(Path(entry.path))
+            except (OverflowError, OSError) as error:
+                logger.debug("%s: passed over (%s)", entry.path, error)
     return sorted(found)
 
 
@@ -86,9 +124,11 @@ def sweep_leftovers(folder: str | os.PathLike | None = None) -> list[Path]:
     the folders removed."""
     removed = []
     for path in leftovers(Path(folder or tempfile.gettempdir())):
-        files = sum(1 for item in path.rglob("*") if item.is_file())
         try:
+            files = sum(1 for item in path.rglob("*") if item.is_file())
             shutil.rmtree(path)
+        except FileNotFoundError:  # another page starting beside this one removed it meanwhile
+            continue
         except OSError as error:
             logger.warning("%s: left by a page that was stopped, but could not be removed (%s)", path, error)
             continue

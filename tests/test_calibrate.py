@@ -17,7 +17,7 @@ from inference.calibrate_output import HEADER
 from inference.calibration import apply_calibration, fit_calibration
 from inference.calibration_sources import OOF_WARNING, submission_scores
 from inference.ensemble_calibration import CalibrationFileError
-from inference.ensemble_file import ensemble_calibration, read_ensemble_file
+from inference.ensemble_file import ensemble_calibration, ensemble_detector_scale, read_ensemble_file
 from inference.metrics import brier_score, competition_log_loss
 from inference.operating_points import threshold_at_fpr
 from inference.weights import named_ensemble
@@ -250,6 +250,7 @@ def test_original_is_calibrated_on_a_submission_into_a_file_of_its_own(tmp_path,
     members = read_ensemble_file(out)
     assert [m["path"] for m in members] == [(cache / f.name).resolve() for f in named_ensemble("original").files]
     assert all(m["path"].is_absolute() and m["encoder"] == "tf_efficientnet_b7_ns" for m in members)
+    assert ensemble_detector_scale(out) == 0.5, "the file scores at the original's scale, as 'original' does"
     calibration = ensemble_calibration(out)
     block = _block(out)
     assert block["fitted_on"]["videos"] == 60  # bad.mp4 failed: left out

@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 
 from inference import app, detect, predict, sharp_checkpoint
-from inference.detect_settings import resolve_scoring
+from inference.detect_settings import adopt_settings, resolve_scoring
 from inference.judge_worker import load_models
 from preprocess import run_all
 from preprocess.demo_world.identities import builtin_photos
@@ -211,3 +211,47 @@ def test_the_page_takes_the_scale_and_scores_at_it(tmp_path):
         assert models.detector.frame_scale(1920, 1080) == (0.5 if scale == RESOLUTION_RULE else scale)
     with pytest.raises(SystemExit):
         app.parse_args(["--models", str(checkpoint), "--detector-scale", "0"])
+
+
+def test_the_scale_chosen_is_logged_with_where_it_came_from(tmp_path, caplog):
+    """The scale chosen was never said: a run at 0.5 and one at the rule looked the same."""
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
+    for argv, said in (
+        (["--ensemble", "original"], "0.5 (from models)"),
+        (["--ensemble", "original", "--detector-scale", "1"], "1.0 (from given)"),
+        (["--models", str(checkpoint)], "rule (from rule)"),
+    ):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="inference.detect_settings"):
+            _scoring_scale(argv)
+        assert f"MTCNN detector scale: {said}" in caplog.text, argv
+    args = detect.parse_args(["clip.mp4", "--models", str(checkpoint)])
+    adopt_settings(args, {"detector_scale": 0.5}, None)
+    assert (args.detector_scale, args.detector_scale_source) == (0.5, "calibration")
+    ensemble = tmp_path / "ensemble.yaml"
+    ensemble.write_text(yaml.safe_dump({"members": [{"checkpoint": str(checkpoint)}], "detector_scale": 0.5}))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="inference.detect_settings"):  # the page's worker says it too
+        load_models(app.parse_args(["--ensemble", str(ensemble), "--runtime", "torch", "--device", "cpu"]))
+    assert "MTCNN detector scale: 0.5 (from models)" in caplog.text
+
+
+def test_detect_json_records_the_scale_and_its_source(tmp_path, capsys):
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(builtin_photos()["astronaut"]).save(photo)
+    for argv, recorded in (
+        ([], {"value": "rule", "source": "rule"}),
+        (["--detector-scale", "0.5"], {"value": 0.5, "source": "given"}),
+    ):
+        detect.main([str(photo), str(tmp_path / "missing.jpg"), "--models", str(checkpoint), "--json", *argv])
+        lines = capsys.readouterr().out.splitlines()
+        assert [json.loads(line)["detector_scale"] for line in lines] == [recorded, recorded], argv
+
+
+def test_the_help_gives_the_whole_rule(capsys):
+    """It said only '0.5 up to DFDC's 1920 px': the 2x, 1x and 0.33x steps went unsaid."""
+    with pytest.raises(SystemExit):
+        detect.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "2x below 300 px, 1x up to 1000 px, 0.5x up to 1920 px (DFDC's), 0.33x above" in text

@@ -16,6 +16,7 @@ from inference import judge_worker
 from inference.app import parse_args
 from inference.judge_worker import ModelWorker, WorkerError
 from tests.conftest import save_tiny_checkpoint
+from tests.test_app_main import glibc_heap
 
 
 def judge_by_name(models, path: Path, folder: Path):
@@ -128,7 +129,7 @@ def _resident_mb(pid: int) -> float:
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads resident memory from /proc (Linux)")
+@glibc_heap
 def test_a_worker_gives_back_what_a_judgement_freed(args, tmp_path):
     """The issue's figure (the page itself is tested in test_app_main.py): 24 photos of 25 MP took
     the page from 909 MB to 1.6 GB. Its judging process grew too, measured on 2 CPU cores with
