@@ -72,7 +72,7 @@ from inference.faces import DetectionError, VideoFaces
 from inference.model_options import autocast_dtype, cpu_precision, load_members
 from inference.progress import Progress, check_progress_files, progress_path, run_settings
 from inference.reader import FaceReader
-from inference.scoring_settings import check_settings, scoring_settings
+from inference.scoring_settings import check_settings, fast_mode, scoring_settings
 from inference.submission import write_outputs
 from preprocess import cli
 from preprocess.cli import InputError
@@ -176,6 +176,11 @@ def predict(
     line records the settings it was scored with (`scoring`)."""
     amp_dtype = autocast_dtype(device, precision, args.fp32)
     scoring = scoring_settings(args, device.type, precision)
+    fast = fast_mode(args, device.type, precision)
+    if fast and device.type != "cpu":
+        logger.warning("%s", fast)
+    elif fast:
+        logger.info("--fast: %s", fast)
     rank, world = share
     videos = list_videos(args.test_dir, args.recursive)[rank::world]
 
@@ -237,6 +242,7 @@ def predict(
                     "ensemble_score": score,
                     "calibrated": calibration is not None,
                     "scoring": scoring,
+                    **({"fast_mode": fast} if fast else {}),
                     "model_scores": model_scores,
                     "face_scores": face_scores,
                     **faces.details(),
