@@ -9,9 +9,10 @@ one after it at most). Where MTCNN found a face the first time, nothing changes.
 faceless frames, only every fourth of them (and the last) is retried, so that a dark video's
 retries take a bounded time and the interpolation can still bridge the others.
 
-In fast mode on a CPU, detection is seeded (inference/face_tracks.py): every other sampled frame
-gets MTCNN as exact mode runs it, the frames between only its last two networks on the boxes of
-the frames around them.
+In fast mode on a CPU, detection is seeded (inference/face_tracks.py): every fourth sampled frame
+(`SEED_EVERY`) gets MTCNN as exact mode runs it, the frames between only its last two networks on
+the boxes of the frames around them. In fast mode the sampled frames are decoded by
+preprocess/sparse_decode.py (the same pixels, the frames no other needs skipped).
 
 Media over the caps of `MediaLimits` (preprocess/video_io.py) is refused from its headers before
 a frame is decoded. A judgement on fewer frames than were sampled (a video cut short: its
