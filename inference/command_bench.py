@@ -7,9 +7,10 @@ predict_folder.py as one process: inference/original_baseline.py), `python -m in
 and `python -m inference.predict --fast` on the same folder, each a fresh process timed from start
 to exit: imports, model loading, every video, the files written. A first round, untimed, warms the
 disk cache and OpenVINO's export cache, so the figures are a warm machine's. The report gives each
-command's seconds per round, the load average before each run (seconds measured under load are
-noise: README, "Fast mode"), the speed-ups of the best rounds over the original's best, the CPU
-(inference/bench_report.py), and the largest score differences between the commands' outputs.
+command's seconds per round, the load average before each run and the CPU seconds the rest of the
+machine used during it (seconds measured beside other work are noise: README, "Fast mode"), the
+speed-ups of the best rounds over the original's best, the CPU (inference/bench_report.py), and the
+largest score differences between the commands' outputs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import argparse
 import csv
 import json
 import logging
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -47,15 +50,31 @@ def largest_difference(first: dict[str, float], second: dict[str, float]) -> tup
     return max(((abs(first[name] - second[name]), name) for name in first.keys() & second.keys()), default=(0.0, None))
 
 
-def run(name: str, models: list[str], test_dir: Path, output: Path) -> float:
-    """Seconds `name`'s command took on `test_dir`, from start to exit; a failure stops the bench."""
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since it started (Linux /proc/stat; None elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def run(name: str, models: list[str], test_dir: Path, output: Path) -> tuple[float, float | None]:
+    """Seconds `name`'s command took on `test_dir`, from start to exit, and the CPU seconds the rest
+    of the machine used meanwhile (other work: what makes a figure noise); a failure stops the bench."""
     command = [sys.executable, *COMMANDS[name], "--test-dir", str(test_dir), *models, "--output", str(output)]
+    busy, children = busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise cli.InputError(f"{name}: {' '.join(command)} failed ({result.returncode}): {result.stderr[-2000:]}")
-    return seconds
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    busy_after = busy_cpu_seconds()
+    others = None if busy is None or busy_after is None else round(max(0.0, busy_after - busy - own), 1)
+    return seconds, others
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,16 +103,25 @@ def main(argv=None) -> int:
     ]
     seconds: dict[str, list[float]] = {name: [] for name in args.commands}
     loads: dict[str, list] = {name: [] for name in args.commands}
+    others: dict[str, list] = {name: [] for name in args.commands}
     with tempfile.TemporaryDirectory(prefix="command-bench-") as folder:
         outputs = {name: Path(folder) / name / "submission.csv" for name in args.commands}
         for round_number in range(args.rounds + 1):  # round 0 warms the caches, untimed
             for name in args.commands:
                 before = load_average()
-                took = run(name, models, args.test_dir, outputs[name])
-                logger.info("round %d, %s: %.1f s (load average before %s)", round_number, name, took, before)
+                took, elsewhere = run(name, models, args.test_dir, outputs[name])
+                logger.info(
+                    "round %d, %s: %.1f s (load average before %s; other work meanwhile: %s CPU s)",
+                    round_number,
+                    name,
+                    took,
+                    before,
+                    elsewhere,
+                )
                 if round_number:
                     seconds[name].append(round(took, 2))
                     loads[name].append(before)
+                    others[name].append(elsewhere)
         results = {name: scores(path) for name, path in outputs.items()}
     best = {name: min(values) for name, values in seconds.items()}
     report = {
@@ -101,6 +129,7 @@ def main(argv=None) -> int:
         "videos": len(next(iter(results.values()))),
         "seconds": seconds,
         "load_average_before": loads,
+        "other_work_cpu_s": others,
         "best_s": best,
         "speedup_over_original": (
             {name: round(best["original"] / best[name], 2) for name in best if name != "original"}

@@ -45,7 +45,7 @@ def test_the_report_times_warm_rounds_in_turns_and_compares_the_best(tmp_path, m
         order.append(name)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(f"filename,label\na.mp4,{labels[name]}\nb.mp4,0.9\n")
-        return next(seconds[name])
+        return next(seconds[name]), 0.5
 
     monkeypatch.setattr(command_bench, "run", run)
     argv = ["--test-dir", str(tmp_path), "--models", "m.pt", "--rounds", "2", "--json", str(tmp_path / "r.json")]
@@ -59,6 +59,7 @@ def test_the_report_times_warm_rounds_in_turns_and_compares_the_best(tmp_path, m
     difference, video = report["max_score_difference"]["fast_vs_exact"]
     assert difference == pytest.approx(0.04) and video == "a.mp4"
     assert report["videos"] == 2 and report["machine"]["cpu"] and len(report["load_average_before"]["fast"]) == 2
+    assert report["other_work_cpu_s"] == {name: [0.5, 0.5] for name in ("original", "exact", "fast")}
 
 
 def test_a_command_that_fails_stops_the_bench_with_its_error(tmp_path):
