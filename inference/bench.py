@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -46,6 +45,16 @@ import torch
 
 from inference import original_baseline
 from inference.aggregate import confident
+from inference.bench_report import (
+    MODE_NAMES,
+    STAGES,
+    load_average,
+    machine,
+    positive_int,
+    readable_videos,
+    seconds_since_process_start,
+    summarise,
+)
 from inference.ensemble import face_probabilities, load_member, random_member, refuse_temporal
 from inference.ensemble_file import ensemble_calibration, ensemble_members, normalised_weights
 from inference.faces import (
@@ -63,15 +72,9 @@ from inference.runtime import RUNTIMES, resolve_runtime
 from preprocess import cli
 from preprocess.face_detector import ORIGINAL_SCALE, default_device, scale_argument
 from preprocess.io_utils import atomic_path
-from preprocess.video_io import VideoReadError, probe_video
+from preprocess.video_io import probe_video
 
 logger = logging.getLogger("inference.bench")
-
-
-MODE_NAMES = ("baseline", "exact", "fast", "fast-fp32")
-# (mode, reference): the score differences reported
-COMPARED = (("exact", "baseline"), ("fast", "exact"), ("fast-fp32", "exact"), ("fast", "fast-fp32"))
-STAGES = ("decode", "detect", "classify")
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def modes_to_time(names, runtime: str, device: torch.device) -> list[Mode]:
     (predict's default without the recall boost), fast (predict --fast) and fast-fp32 (predict
     --fast --fp32)."""
     cuda = device.type == "cuda"
-    fast_precision = classifier_precision(device, fast=True)
+    fast_precision = classifier_precision(device, fast=True, runtime=runtime)
     amp = {"f32": None, "bf16": torch.bfloat16}
     table = {
         "baseline": Mode("baseline", "torch", "f32", None, recall=False),
@@ -134,12 +137,14 @@ def timed_row(path: Path, info, frames: int, faces: int, seconds: dict[str, floa
     }
 
 
-def bench_video(path: Path, detector, members, device, frames: int, amp_dtype, recall: bool = False) -> dict:
-    """One video through inference.predict's decode, detect and classify, each timed; its
-    confident score (None without faces)."""
+def bench_video(
+    path: Path, detector, members, device, frames: int, amp_dtype, recall: bool = False, sparse: bool = False
+) -> dict:
+    """One video through inference.predict's decode (`sparse`: fast mode's), detect and classify,
+    each timed; its confident score (None without faces)."""
     info = probe_video(path)
     start = time.perf_counter()
-    decoded = read_sampled_frames(path, frames)
+    decoded = read_sampled_frames(path, frames, sparse=sparse)
     decode = time.perf_counter() - start
     start = time.perf_counter()
     try:
@@ -164,83 +169,6 @@ def baseline_video(path: Path, detector, members, frames: int) -> dict:
     """One video through the original's code (inference/original_baseline.py), each stage timed."""
     result = original_baseline.predict_video(path, detector, members, frames)
     return timed_row(path, probe_video(path), result.frames, result.faces, result.seconds, result.score)
-
-
-def largest_score_difference(rows: list[dict], reference: list[dict]) -> tuple[float, str | None]:
-    """The largest difference between two modes' scores of the same videos (where both found
-    faces) and the video it came from."""
-    scores = {row["video"]: row["score"] for row in reference}
-    pairs = [
-        (abs(row["score"] - scores[row["video"]]), row["video"])
-        for row in rows
-        if row["score"] is not None and scores.get(row["video"]) is not None
-    ]
-    return max(pairs, default=(0.0, None))
-
-
-def summarise(modes: dict[str, list[dict]]) -> dict:
-    """Mean seconds per video of each mode (in all and per stage), speed-ups over the baseline,
-    and the largest score differences (`COMPARED`) with the video of each."""
-    mean = {name: round(float(np.mean([r["total_s"] for r in rows])), 3) for name, rows in modes.items() if rows}
-    summary: dict = {
-        "mean_total_s": mean,
-        "mean_stage_s": {
-            name: {stage: round(float(np.mean([r[f"{stage}_s"] for r in rows])), 3) for stage in STAGES}
-            for name, rows in modes.items()
-            if rows
-        },
-    }
-    if "baseline" in mean:
-        summary["speedup_over_baseline"] = {
-            name: round(mean["baseline"] / mean[name], 2) if mean[name] > 0 else None
-            for name in mean
-            if name != "baseline"
-        }
-    compared = {
-        f"{name}_vs_{reference}": largest_score_difference(modes[name], modes[reference])
-        for name, reference in COMPARED
-        if modes.get(name) and modes.get(reference)
-    }
-    summary["max_score_difference"] = {pair: difference for pair, (difference, _) in compared.items()}
-    summary["max_score_difference_video"] = {pair: video for pair, (_, video) in compared.items()}
-    return summary
-
-
-def readable_videos(paths: list[Path]) -> list[Path]:
-    """The videos whose container can be read; each other one skipped with a warning naming it
-    (one broken file does not stop a benchmark)."""
-    readable = []
-    for path in paths:
-        try:
-            probe_video(path)
-        except (VideoReadError, OSError) as error:
-            logger.warning("%s: skipped (%s)", path, error)
-        else:
-            readable.append(path)
-    return readable
-
-
-def seconds_since_process_start() -> float | None:
-    """Seconds since this process started (Linux /proc; None elsewhere): its imports, at the top of main."""
-    try:
-        boot = next(
-            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
-        )
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        return round(time.time() - boot - ticks / os.sysconf("SC_CLK_TCK"), 2)
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer of 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {text!r}")
-    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -277,6 +205,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="what to time (default: baseline exact fast)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="leave the baseline out of --modes")
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="load every mode's models at once and time each video in every mode in turn (for a machine shared "
+        "with other work: its load falls on every mode alike); by default one mode after another",
+    )
     parser.add_argument("--json", type=Path, help="also write the report to this file")
     parser.add_argument(
         "--no-warm-up",
@@ -307,9 +241,8 @@ def main(argv=None) -> int:
     if args.cold:
         cache_dir = Path(tempfile.mkdtemp(prefix="bench-openvino-"))
 
-    def run(mode: Mode) -> list[dict]:
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+    def prepare(mode: Mode):
+        """The mode's models and detector, loaded, and the function that times one video with them."""
         started = time.perf_counter()
         if args.random_models:
             members = [random_member(args.encoder, args.size, device, seed) for seed in range(args.random_models)]
@@ -335,7 +268,9 @@ def main(argv=None) -> int:
         def timed(path: Path) -> dict:
             if mode.name == "baseline":
                 return baseline_video(path, detector, members, args.frames)
-            return bench_video(path, detector, members, device, args.frames, mode.amp_dtype, mode.recall)
+            return bench_video(
+                path, detector, members, device, args.frames, mode.amp_dtype, mode.recall, sparse=mode.fast
+            )
 
         # The first video once untimed: its first calls (memory, kernels chosen) are the start-up's.
         first = timed(videos[0])["total_s"] if videos and not args.no_warm_up else None
@@ -344,9 +279,25 @@ def main(argv=None) -> int:
             "detector_s": round(detected - loaded, 2),
             "first_video_s": first,
         }
+        return timed
+
+    def run(mode: Mode) -> list[dict]:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        timed = prepare(mode)
         rows = [timed(path) for path in videos]
         if device.type == "cuda":
             memory_peaks[mode.name] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        return rows
+
+    def interleaved(modes: list[Mode]) -> dict[str, list[dict]]:
+        """Every mode loaded at once, then each video timed in every mode in turn: a load that
+        comes and goes on a shared machine falls on every mode alike."""
+        timers = {mode.name: prepare(mode) for mode in modes}
+        rows: dict[str, list[dict]] = {name: [] for name in timers}
+        for path in videos:
+            for name, timed in timers.items():
+                rows[name].append(timed(path))
         return rows
 
     entries = [{"path": p, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for p in args.models or []]
@@ -358,13 +309,16 @@ def main(argv=None) -> int:
     weights = normalised_weights([entry["weight"] for entry in entries], args.ensemble or "--models") if entries else []
     entries = [{**entry, "weight": weight} for entry, weight in zip(entries, weights, strict=True)]
     timed = modes_to_time(args.modes, runtime, device)
+    load_before = load_average()
     try:
-        modes = {mode.name: run(mode) for mode in timed}
+        modes = interleaved(timed) if args.interleave else {mode.name: run(mode) for mode in timed}
     finally:
         if args.cold:
             shutil.rmtree(cache_dir, ignore_errors=True)
     report = {
         "device": str(device),
+        "machine": {**machine(), "load_average_before": load_before},
+        "interleaved": args.interleave,
         "threads": torch.get_num_threads(),
         "models": [str(entry["path"]) for entry in entries] or [f"random {args.encoder}"] * args.random_models,
         "runtime": runtime,

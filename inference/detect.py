@@ -80,6 +80,7 @@ from inference.model_options import (
     load_members,
     media_limits,
 )
+from inference.scoring_settings import FAST_ON_CUDA
 from inference.verdict import ensemble_face_probabilities, failure, judgement, output_line, reported
 from inference.verdict_options import UNREADABLE_BLOCK, VerdictRule, add_verdict_arguments, verdict_rule
 from preprocess import cli
@@ -228,7 +229,9 @@ def examine(
     try:
         if not path.exists():
             raise VideoReadError(path, "no such file")
-        faces = extract_faces(path, detector, args.frames, recall=not args.no_recall_boost, limits=media_limits(args))
+        faces = extract_faces(
+            path, detector, args.frames, recall=not args.no_recall_boost, limits=media_limits(args), sparse=args.fast
+        )
     except (VideoReadError, DetectionError) as error:
         return failure(path, "detect" if isinstance(error, DetectionError) else "decode", error)
     classify_started = time.perf_counter()
@@ -302,6 +305,8 @@ def main(argv=None) -> int:
     except cli.BAD_INPUT as error:
         return cli.fail(error)
     amp_dtype = autocast_dtype(device, precision, args.fp32)
+    if args.fast and device.type != "cpu":
+        logger.warning("%s", FAST_ON_CUDA)
     detector = inference_detector(args.detector_scale, device, args.fast)
     failed, documents = 0, []
     for path, folder_name in zip(files, explanation_folders(files), strict=True):

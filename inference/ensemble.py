@@ -145,7 +145,9 @@ def load_member(
     prepare_for_inference(model, device)
     compiled = None
     if runtime == "openvino":
-        compiled = OpenVinoClassifier(model, Path(path), encoder, size, cache_dir or default_cache_dir(), precision)
+        compiled = OpenVinoClassifier(
+            model, Path(path), encoder, size, cache_dir or default_cache_dir(), precision, mean, std
+        )
     return Member(Path(path).name, model, encoder, size, mean, std, float(weight), runtime, compiled, clip)
 
 
@@ -231,6 +233,12 @@ def put_to_center(image: np.ndarray, size: int) -> np.ndarray:
     return canvas
 
 
+def face_pixels(crops: list[np.ndarray], member: Member) -> np.ndarray:
+    """Crops resized isotropically (INTER_AREA down, INTER_CUBIC up) and centred: uint8, N x size x size x 3."""
+    size = member.input_size
+    return np.stack([put_to_center(isotropically_resize_image(crop, size), size) for crop in crops])
+
+
 def face_batch(crops: list[np.ndarray], member: Member) -> torch.Tensor:
     """Crops resized isotropically (INTER_AREA down, INTER_CUBIC up), centred, normalised."""
     return torch.stack(
@@ -243,6 +251,21 @@ def face_batch(crops: list[np.ndarray], member: Member) -> torch.Tensor:
             for crop in crops
         ]
     )
+
+
+def member_logits(member: Member, crops: list[np.ndarray], device: torch.device, hflip: bool = False):
+    """Logits of the crops (and of their mirror images, with `hflip`): the pixels straight into an
+    OpenVINO member's graph, which normalises them, or a normalised batch into any other."""
+    if hasattr(member.compiled, "pixels"):
+        pixels = face_pixels(crops, member)
+        mirrored = member.compiled.pixels(pixels[:, :, ::-1]) if hflip else None
+        return member.compiled.pixels(pixels), mirrored
+    images = face_batch(crops, member)
+    if device.type == "cuda":
+        images = images.pin_memory().to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    else:
+        images = images.to(device)
+    return member(images), (member(images.flip(3)) if hflip else None)
 
 
 @torch.no_grad()
@@ -262,15 +285,11 @@ def face_probabilities(
     GPU until the end, so the next batch is resized and normalised on the CPU while it runs."""
     results = []
     for start in range(0, len(crops), batch_size):
-        images = face_batch(crops[start : start + batch_size], member)
-        if device.type == "cuda":
-            images = images.pin_memory().to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        else:
-            images = images.to(device)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            probabilities = torch.sigmoid(member(images).float())
-            if hflip:
-                probabilities = (probabilities + torch.sigmoid(member(images.flip(3)).float())) / 2
+            logits, mirrored = member_logits(member, crops[start : start + batch_size], device, hflip)
+            probabilities = torch.sigmoid(logits.float())
+            if mirrored is not None:
+                probabilities = (probabilities + torch.sigmoid(mirrored.float())) / 2
         results.append(probabilities.view(-1))
     if not results:
         return np.zeros(0, np.float32)

@@ -9,9 +9,10 @@ one after it at most). Where MTCNN found a face the first time, nothing changes.
 faceless frames, only every fourth of them (and the last) is retried, so that a dark video's
 retries take a bounded time and the interpolation can still bridge the others.
 
-In fast mode on a CPU, detection is seeded (inference/face_tracks.py): every other sampled frame
-gets MTCNN as exact mode runs it, the frames between only its last two networks on the boxes of
-the frames around them.
+In fast mode on a CPU, detection is seeded (inference/face_tracks.py): every fourth sampled frame
+(`SEED_EVERY`) gets MTCNN as exact mode runs it, the frames between only its last two networks on
+the boxes of the frames around them. In fast mode the sampled frames are decoded by
+preprocess/sparse_decode.py (the same pixels, the frames no other needs skipped).
 
 Media over the caps of `MediaLimits` (preprocess/video_io.py) is refused from its headers before
 a frame is decoded. A judgement on fewer frames than were sampled (a video cut short: its
@@ -40,9 +41,12 @@ from inference.face_tracks import detect_seeded_frames, interpolated_boxes
 from inference.frame_perturbation import FramePerturbation, VideoSource
 from preprocess.crops import crop_face
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, shared_pool
+from preprocess.sparse_decode import decode_sampled
 from preprocess.video_io import (
     MediaLimits,
+    MediaTooLargeError,
     VideoReadError,
+    check_header,
     check_media,
     is_image,
     iter_frames,
@@ -138,10 +142,20 @@ def partial_reason(path: Path, requested: list[int], decoded: dict) -> str | Non
 
 
 def sample_frames(
-    path: Path, frames: int = 32, backend: str = "opencv", limits: MediaLimits | None = DEFAULT_LIMITS
+    path: Path,
+    frames: int = 32,
+    backend: str = "opencv",
+    limits: MediaLimits | None = DEFAULT_LIMITS,
+    sparse: bool = False,
 ) -> SampledFrames:
     """`frames` evenly spaced frames of `path`, checked against `limits` (None: unchecked) before
-    decoding; raise when none can be had, warn when fewer than requested could."""
+    decoding; raise when none can be had, warn when fewer than requested could. `sparse` (fast
+    mode): decoded by preprocess/sparse_decode.py where it can (the same pixels, less decoding),
+    else as without it."""
+    if sparse and not is_image(path):
+        sampled = sparse_sample(Path(path), frames, limits)
+        if sampled is not None:
+            return sampled
     info = probe_video(path, backend) if limits is None else check_media(path, limits, backend)
     indices = sample_indices(info.frame_count, frames)
     if not indices:
@@ -155,11 +169,31 @@ def sample_frames(
     return SampledFrames(decoded, indices, reason, float(info.fps or 0.0), int(info.frame_count))
 
 
+def sparse_sample(path: Path, frames: int, limits: MediaLimits | None) -> SampledFrames | None:
+    """`sample_frames` by preprocess/sparse_decode.py, or None where it cannot read them all (the
+    ordinary reader then reads the video, and says what is wrong with it)."""
+    header = check_header(path, limits) if limits is not None else None
+    try:
+        stated = header.frame_count if header else 0
+        read = decode_sampled(path, lambda count: sample_indices(count, frames), limits, stated)
+    except MediaTooLargeError:
+        raise
+    except VideoReadError:
+        return None
+    if read is None or not read.requested or len(read.frames) < len(read.requested):
+        return None
+    return SampledFrames(read.frames, read.requested, None, float(header.fps if header else 0.0))
+
+
 def read_sampled_frames(
-    path: Path, frames: int = 32, backend: str = "opencv", limits: MediaLimits | None = DEFAULT_LIMITS
+    path: Path,
+    frames: int = 32,
+    backend: str = "opencv",
+    limits: MediaLimits | None = DEFAULT_LIMITS,
+    sparse: bool = False,
 ) -> dict[int, np.ndarray]:
     """{frame index: RGB frame} of `frames` evenly spaced frames (`sample_frames`)."""
-    return sample_frames(path, frames, backend, limits).decoded
+    return sample_frames(path, frames, backend, limits, sparse).decoded
 
 
 DARK_MEAN = 60  # a frame whose mean grey level is below this is brightened for the last retry
@@ -174,11 +208,16 @@ def brightened(frame: np.ndarray) -> np.ndarray:
     return cv2.LUT(np.ascontiguousarray(frame), table)
 
 
-# Fast mode's key frame interval for seeded detection (inference/face_tracks.py): README, "Speed".
-SEED_EVERY = 2
+# Fast mode's key frame interval for seeded detection (inference/face_tracks.py): README, "Fast
+# mode". Every 4th against every 2nd, on the five sample clips and their 1920x1080 copies with three
+# sharp checkpoints: detection (with decoding) 1.0-1.9 s of CPU a 1080p video against 2.4-2.9, and
+# the same largest fast-vs-exact differences (one video, a flickering background detection at the
+# confident strategy's edge, 0.19 with both; the other 29 pairs within 0.035).
+SEED_EVERY = 4
 # How faces are found, for resumed runs (inference/progress.py): a progress file written by another
-# revision is not resumed. 2: fast mode's seeded detection and the recall boost's retry cap.
-DETECTION_REVISION = 2
+# revision is not resumed. 2: fast mode's seeded detection and the recall boost's retry cap. 3: key
+# frames every 4th sampled frame in fast mode.
+DETECTION_REVISION = 3
 
 
 def inference_detector(scale, device, fast: bool = False) -> FaceDetector:
@@ -318,13 +357,14 @@ def extract_faces(
     limits: MediaLimits | None = DEFAULT_LIMITS,
     perturbation: FramePerturbation | None = None,
     video_id: str | None = None,
+    sparse: bool = False,
 ) -> VideoFaces:
     """Read the sampled frames of `path` (refused over `limits` before decoding) and crop every
     detected face (or, with `faces_are_cropped`, take each whole frame); raise on no frame or face.
     With `perturbation`, the sampled frames are distorted first, seeded by `video_id` (the video's
-    filename under the folder scored; default its name)."""
+    filename under the folder scored; default its name). `sparse`: fast mode's reader (`sample_frames`)."""
     started = time.perf_counter()
-    sampled = sample_frames(path, frames, backend, limits)
+    sampled = sample_frames(path, frames, backend, limits, sparse)
     decoded, applied = sampled.decoded, None
     decoded_at = time.perf_counter()
     if perturbation is not None:

@@ -8,7 +8,6 @@ true-positive rate at fixed false-positive rates with the number of real videos 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
 
 from inference.operating_points import tpr_at_fpr
 
@@ -26,6 +25,8 @@ def competition_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float
 
 
 def equal_error_rate(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    from sklearn.metrics import roc_curve  # here: importing sklearn costs half a second of every prediction's start
+
     false_positive, true_positive, _ = roc_curve(labels, probabilities, drop_intermediate=False)
     false_negative = 1 - true_positive
     index = int(np.nanargmin(np.abs(false_negative - false_positive)))
@@ -84,6 +85,8 @@ def score(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5)
     """Every metric of one set of videos; None where a metric needs both classes (or, for a rate
     in ``tpr_at_fpr``, more reals than the set has). The confusion matrix and accuracy, precision,
     recall and F1 are at ``threshold``; ``tpr_at_fpr`` uses thresholds picked from the reals."""
+    from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score  # as in equal_error_rate
+
     labels = np.asarray(labels, np.int64)
     probabilities = np.asarray(probabilities, np.float64)
     predicted = (probabilities > threshold).astype(np.int64)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from inference.bf16_speed import REQUIRED_GAIN
+from inference.bf16_speed import measured_speed as measured_bf16_speed
 from inference.ensemble import Member, load_member
 from inference.ensemble_file import ensemble_calibration, ensemble_members, normalised_weights
 from inference.runtime import RUNTIMES, default_cache_dir, native_bf16, resolve_runtime
@@ -125,26 +127,45 @@ def autocast_dtype(device: torch.device, precision: str, fp32: bool = False) -> 
     return torch.bfloat16 if precision == "bf16" else None
 
 
-def classifier_precision(device: torch.device, cpu_bf16: bool = False, fast: bool = False, fp32: bool = False) -> str:
-    """The classifiers' precision on a CPU: "bf16" where the CPU computes it natively and it is
-    asked for (--cpu-bf16) or fast mode is on (--fast), unless --fp32 keeps fp32; else "f32". With
-    a sharp checkpoint (logits over +-10) bf16 stayed within 0.010 of fp32 on the sample clips
-    (README, "Speed"); --fp32 is there for whoever needs fp32's scores exactly."""
+def classifier_precision(
+    device: torch.device, cpu_bf16: bool = False, fast: bool = False, fp32: bool = False, runtime: str = "openvino"
+) -> str:
+    """The classifiers' precision on a CPU: "bf16" where the CPU computes it natively and --cpu-bf16
+    asks for it, or where fast mode is on (--fast) and bf16 was measured faster than fp32 on this
+    CPU by OpenVINO, the classifiers' runtime (inference/bf16_speed.py: once, cached); --fp32 keeps
+    fp32; else "f32". With a sharp checkpoint (logits over +-10) bf16 stayed within 0.010 of fp32
+    on the sample clips (README, "Speed"); --fp32 is there for whoever needs fp32's scores exactly."""
     if fp32 or not (cpu_bf16 or fast) or device.type != "cpu":
         return "f32"
-    if native_bf16():
-        return "bf16"
+    if not native_bf16():
+        if cpu_bf16:
+            logger.warning(
+                "--cpu-bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX) and would emulate it, slower than "
+                "fp32: running fp32"
+            )
+        return "f32"  # --fast alone: emulated bf16 would be slower than fp32 here
     if cpu_bf16:
-        logger.warning(
-            "--cpu-bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX) and would emulate it, slower than fp32: "
-            "running fp32"
-        )
-    return "f32"  # --fast alone: emulated bf16 would be slower than fp32 here
+        return "bf16"
+    if runtime != "openvino":  # eager PyTorch's bf16 is not what was measured
+        return "f32"
+    speed = measured_bf16_speed(torch.get_num_threads())
+    chosen = "bf16" if speed["bf16_pays"] else "f32"
+    logger.info(
+        "--fast: classifiers in %s (bf16 took %.2f of fp32's time on this CPU, measured once; bf16 runs at %.2f "
+        "or less)",
+        chosen.replace("f32", "fp32"),
+        speed["bf16_ms"] / speed["f32_ms"],
+        REQUIRED_GAIN,
+    )
+    return chosen
 
 
 def cpu_precision(args: argparse.Namespace, device: torch.device) -> str:
     """The classifiers' precision on a CPU as the command's options ask for it (`classifier_precision`)."""
-    return classifier_precision(device, args.cpu_bf16, getattr(args, "fast", False), getattr(args, "fp32", False))
+    runtime = resolve_runtime(getattr(args, "runtime", "auto"), device) if device.type == "cpu" else "torch"
+    return classifier_precision(
+        device, args.cpu_bf16, getattr(args, "fast", False), getattr(args, "fp32", False), runtime
+    )
 
 
 def load_calibration(args: argparse.Namespace):

@@ -27,13 +27,24 @@ slower on 2 cores: README, "Measuring it"); an error is raised and a faceless vi
 where the original printed the error and scored the video 0.5; a video with a single face is
 scored (the original's `squeeze()` made its one score a 0-d tensor that it could not slice: an
 error, so 0.5).
+
+As a command, the original's predict_folder.py on a folder, the way inference.command_bench times
+it against inference.predict: one process that imports its libraries, loads the models
+(eager PyTorch, fp32) and MTCNN, scores each video in turn and writes `filename,label` (0.5 for a
+video without a face, as the original):
+
+    python -m inference.original_baseline --test-dir DIR --models CKPT --encoder E [--size N] --output FILE
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import os
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -151,3 +162,43 @@ def predict_video(path, detector: MTCNN, members: list[Member], frames: int = OR
         "classify": finished - detected_at,
     }
     return result
+
+
+def main(argv=None) -> int:
+    """Score every video of --test-dir the original's way and write --output (filename,label)."""
+    from inference.ensemble import load_member
+    from inference.predict import list_videos
+    from preprocess import cli
+    from preprocess.io_utils import atomic_path
+
+    parser = argparse.ArgumentParser(prog="python -m inference.original_baseline", description=__doc__)
+    parser.add_argument("--test-dir", type=Path, required=True)
+    parser.add_argument("--models", type=Path, nargs="+", required=True)
+    parser.add_argument("--encoder", help="encoder of bare checkpoints (the original's files name none)")
+    parser.add_argument("--size", type=int, help="input size of bare checkpoints")
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    device = torch.device("cpu")
+    members = [load_member(path, device, args.encoder, args.size) for path in args.models]
+    detector = original_detector(device)
+    rows = []
+    for path in list_videos(args.test_dir):
+        try:
+            score = predict_video(path, detector, members).score
+        except Exception as error:  # the original printed it and scored the video 0.5
+            if cli.debugging():
+                raise
+            print(f"{path}: {error}", file=sys.stderr)
+            score = None
+        rows.append((path.relative_to(args.test_dir).as_posix(), 0.5 if score is None else score))
+    with atomic_path(args.output) as partial, open(partial, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["filename", "label"])
+        writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    from preprocess import cli
+
+    sys.exit(cli.run(main))

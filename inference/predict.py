@@ -12,10 +12,12 @@ by OpenVINO, see inference/runtime.py); per model the frame probabilities are ag
 (`--strategy confident`, the winning one), and the models' scores averaged by their weights.
 Faces of consecutive videos are classified together until a batch is full. On CUDA, faces of the
 next videos are detected in a background thread while the current ones are classified. `--fast`
-trades exactness for speed (scores close to the default's, not equal: README "Fast mode"): on
-a CPU, MTCNN's image pyramid on every other sampled frame only and its last two networks on the
-boxes around the others (inference/face_tracks.py); the classifiers in bf16 where the CPU has it
-natively (`--fp32` keeps fp32).
+trades exactness for speed (scores close to the default's, not equal: README "Fast mode"): the
+sampled frames decoded with the frames no other needs skipped (the same pixels); on a CPU, MTCNN's
+image pyramid on every fourth sampled frame only and its last two networks on the boxes around the
+others (inference/face_tracks.py), and the classifiers in bf16 where bf16 was measured faster than
+fp32 on this CPU (inference/bf16_speed.py; `--fp32` keeps fp32). On CUDA only the decoding
+changes (the scores are the default's), and a warning and each details line say so.
 
 Under torchrun (`torchrun --nproc_per_node=N -m inference.predict ...`) each process scores every
 N-th video on its own device (GPU `LOCAL_RANK`, or the CPU with gloo) and rank 0 gathers the rows
@@ -84,7 +86,7 @@ from inference.progress import (
     unchanged_rows,
 )
 from inference.reader import FaceReader
-from inference.scoring_settings import check_settings, scoring_settings
+from inference.scoring_settings import check_settings, fast_mode, scoring_settings
 from inference.submission import write_outputs
 from preprocess import cli
 from preprocess.cli import InputError
@@ -197,6 +199,11 @@ def predict(
     line records the settings it was scored with (`scoring`)."""
     amp_dtype = autocast_dtype(device, precision, args.fp32)
     scoring = scoring_settings(args, device.type, precision)
+    fast = fast_mode(args, device.type, precision)
+    if fast and device.type != "cpu":
+        logger.warning("%s", fast)
+    elif fast:
+        logger.info("--fast: %s", fast)
     rank, world = share
     videos = list_videos(args.test_dir, args.recursive)[rank::world]
 
@@ -258,6 +265,7 @@ def predict(
                     "ensemble_score": score,
                     "calibrated": calibration is not None,
                     "scoring": scoring,
+                    **({"fast_mode": fast} if fast else {}),
                     "model_scores": model_scores,
                     "face_scores": face_scores,
                     **faces.details(),

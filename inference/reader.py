@@ -54,6 +54,7 @@ class FaceReader:
             limits=limits,
             perturbation=self.perturbation,
             video_id=self._video_id(path),
+            sparse=self.args.fast,
         )
         if self.clips:
             for clip in sorted(self.clips):

@@ -116,7 +116,11 @@ def export_onnx(model: torch.nn.Module, input_size: int, path: Path) -> None:
 
 
 class OpenVinoClassifier:
-    """A member's classifier compiled by OpenVINO for the CPU; called like the torch model.
+    """A member's classifier compiled by OpenVINO for the CPU: `pixels` takes the faces as they
+    are cut (uint8, N x size x size x 3) and normalises them inside the compiled graph (with the
+    member's mean and std: the same input as PyTorch's to float rounding, and 2.3 ms of Python a
+    face less, a tenth of a 380 px B2's time on 2 cores); called like the torch model, it takes
+    faces normalised already.
 
     It is compiled for two fixed batch sizes, 8 faces and 1 (the faces left over after the batches
     of 8 go one by one, about as fast per face as in a batch, so nothing is padded): OpenVINO
@@ -133,6 +137,8 @@ class OpenVinoClassifier:
         input_size: int,
         cache_dir: Path,
         precision: str = "f32",
+        mean: tuple[float, ...] = (0.0, 0.0, 0.0),
+        std: tuple[float, ...] = (1.0, 1.0, 1.0),
     ):
         import openvino
 
@@ -140,19 +146,44 @@ class OpenVinoClassifier:
         if not onnx_path.exists():
             logger.info("exporting %s for OpenVINO (once; cached in %s)", Path(checkpoint).name, onnx_path.parent)
             export_onnx(model, input_size, onnx_path)
-        core = openvino.Core()
-        settings = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
-        self._compiled = {}
-        for batch in (self.batch, 1):
-            graph = core.read_model(str(onnx_path))
-            graph.reshape([batch, 3, input_size, input_size])
-            self._compiled[batch] = core.compile_model(graph, "CPU", settings)
+        self._core = openvino.Core()
+        self._settings = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+        self._size, self._mean, self._std = input_size, mean, std
         self.onnx_path = onnx_path
+        self._compiled = {batch: self._compile(batch, pixels=True) for batch in (self.batch, 1)}
+        self._compiled_normalised: dict = {}
+
+    def _compile(self, batch: int, pixels: bool):
+        from openvino import Layout, Type
+        from openvino.preprocess import PrePostProcessor
+
+        graph = self._core.read_model(str(self.onnx_path))
+        graph.reshape([batch, 3, self._size, self._size])
+        if pixels:  # uint8 NHWC in; (x - 255 mean) / (255 std) as the first step of the graph
+            steps = PrePostProcessor(graph)
+            steps.input().tensor().set_element_type(Type.u8).set_layout(Layout("NHWC"))
+            steps.input().model().set_layout(Layout("NCHW"))
+            steps.input().preprocess().convert_element_type(Type.f32).mean(
+                [255.0 * value for value in self._mean]
+            ).scale([255.0 * value for value in self._std])
+            graph = steps.build()
+        return self._core.compile_model(graph, "CPU", self._settings)
+
+    @classmethod
+    def _run(cls, compiled: dict, array: np.ndarray) -> torch.Tensor:
+        whole = len(array) - len(array) % cls.batch
+        chunks = [array[start : start + cls.batch] for start in range(0, whole, cls.batch)]
+        chunks += [array[index : index + 1] for index in range(whole, len(array))]
+        logits = [np.asarray(compiled[len(chunk)](chunk)[0]) for chunk in chunks]
+        return torch.from_numpy(np.concatenate(logits))
+
+    def pixels(self, faces: np.ndarray) -> torch.Tensor:
+        """Logits of uint8 faces (N x size x size x 3, RGB)."""
+        return self._run(self._compiled, np.ascontiguousarray(faces, dtype=np.uint8))
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of normalised faces (N x 3 x size x size), by graphs compiled on first use."""
+        if not self._compiled_normalised:
+            self._compiled_normalised = {batch: self._compile(batch, pixels=False) for batch in (self.batch, 1)}
         array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
-        whole = len(array) - len(array) % self.batch
-        chunks = [array[start : start + self.batch] for start in range(0, whole, self.batch)]
-        chunks += [array[index : index + 1] for index in range(whole, len(array))]
-        logits = [np.asarray(self._compiled[len(chunk)](chunk)[0]) for chunk in chunks]
-        return torch.from_numpy(np.concatenate(logits))
+        return self._run(self._compiled_normalised, array)

@@ -52,9 +52,29 @@ def effective_precision(device_type: str, precision: str, fp32: bool = False) ->
     return "bf16" if precision == "bf16" else "fp32"
 
 
+# What --fast does where it cannot do what it does on a CPU: said in the log and in details.jsonl.
+FAST_ON_CUDA = (
+    "--fast on CUDA makes the decoding lighter and nothing else: the frames that no sampled frame needs are "
+    "skipped (the same frames are read, so the scores are the default's); seeded detection and the bf16 choice are "
+    "CPU-only (CUDA runs MTCNN on all frames at once and the classifiers in fp16 already)"
+)
+
+
+def fast_mode(args: argparse.Namespace, device_type: str, precision: str) -> str | None:
+    """What --fast does with these options on a device of `device_type` (None without --fast), for
+    the log and details.jsonl: its scores differ from the default's on a CPU only."""
+    if not getattr(args, "fast", False):
+        return None
+    if device_type != "cpu":
+        return FAST_ON_CUDA
+    arithmetic = effective_precision(device_type, precision, bool(getattr(args, "fp32", False)))
+    return f"seeded detection, sparse decoding, classifiers in {arithmetic}"
+
+
 def scoring_settings(args: argparse.Namespace, device_type: str, precision: str) -> dict:
     """The settings (KEYS) that the options `args` of predict, detect or the page score with, on a
-    device of `device_type` at CPU precision `precision`."""
+    device of `device_type` at CPU precision `precision`. `fast` is whether fast mode changes the
+    scores: on a CPU only (`fast_mode`)."""
     return {
         "detector_scale": args.detector_scale,
         "frames": int(args.frames),
@@ -62,7 +82,7 @@ def scoring_settings(args: argparse.Namespace, device_type: str, precision: str)
         "per_person": bool(args.per_person),
         "tta": bool(getattr(args, "tta", False)),
         "recall_boost": not args.no_recall_boost,
-        "fast": bool(getattr(args, "fast", False)),
+        "fast": bool(getattr(args, "fast", False)) and device_type == "cpu",
         "precision": effective_precision(device_type, precision, bool(getattr(args, "fp32", False))),
         "faces_are_cropped": bool(getattr(args, "faces_are_cropped", False)),
     }

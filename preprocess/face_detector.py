@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from preprocess.lazy_resize import LazilyResized
+
 logger = logging.getLogger(__name__)
 
 # Detection scale: the original code ran MTCNN on every frame at half size, in preprocessing and at
@@ -215,14 +217,15 @@ class FaceDetector:
     def detect_seeded(self, frames_rgb: Sequence[np.ndarray], seeds: Sequence[np.ndarray]) -> list[FaceDetections]:
         """Faces of each frame found from its seed boxes (N, 4, in the frame's pixels) by MTCNN's
         second and third networks alone (mtcnn_opencv.detect_seeded), on the frame at detection
-        size (PIL's bicubic, as exact mode) with the candidates cut as facenet-pytorch cuts them;
-        boxes in the frame's pixels, largest first."""
+        size (PIL's bicubic, as exact mode, computed only around the candidates: LazilyResized)
+        with the candidates cut as facenet-pytorch cuts them; boxes in the frame's pixels, largest
+        first."""
         if not sum(len(np.asarray(boxes).reshape(-1, 4)) for boxes in seeds):  # nothing to look at
             return [FaceDetections.empty() for _ in frames_rgb]
         height, width = frames_rgb[0].shape[:2]
         scale = self.frame_scale(width, height)
         size = (max(1, int(width * scale)), max(1, int(height * scale)))
-        images = list(shared_pool(2, "resize").map(lambda frame: self._resized(frame, size, opencv=True), frames_rgb))
+        images = [LazilyResized(frame, size) for frame in frames_rgb]
         scaled = [np.asarray(boxes, np.float32).reshape(-1, 4) * scale for boxes in seeds]
         with torch.inference_mode():
             found = self._opencv_pipeline.detect_seeded(images, scaled, self.mtcnn, self.mtcnn.thresholds, True)

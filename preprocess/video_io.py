@@ -154,7 +154,7 @@ def _read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _open_pyav(path: Path):
+def open_pyav(path: Path):
     _check_file(path)
     try:
         container = av.open(str(path))
@@ -195,7 +195,7 @@ def probe_video(path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> Vide
             capture.release()
         if info.frame_count > 0 and info.width > 0:
             return info
-    with _open_pyav(path) as container:
+    with open_pyav(path) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
         frame_count = stream.frames
@@ -221,7 +221,7 @@ def _video_header(path: Path) -> VideoInfo | None:
         return VideoInfo(stream.codec_context.width, stream.codec_context.height, fps, max(0, stream.frames))
 
 
-def _decoder_cap(limits: MediaLimits) -> dict[str, str]:
+def decoder_cap(limits: MediaLimits) -> dict[str, str]:
     """FFmpeg's own cap: a decoder refuses a frame over it before allocating the frame."""
     return {"max_pixels": str(limits.max_pixels)}
 
@@ -234,7 +234,7 @@ def _scan_frame_sizes(path: Path, limits: MediaLimits) -> None:
     an intra-only stream (PNG, MJPEG) is decoded once more here. A keyframe that does not decode for
     another reason is left to the reader, which says so."""
     try:
-        container = av.open(str(path), stream_options=[_decoder_cap(limits)])  # its stream analysis, capped too
+        container = av.open(str(path), stream_options=[decoder_cap(limits)])  # its stream analysis, capped too
     except av.FFmpegError as error:
         if error.errno == errno.EINVAL:
             raise MediaTooLargeError(
@@ -245,12 +245,12 @@ def _scan_frame_sizes(path: Path, limits: MediaLimits) -> None:
         if not container.streams.video:
             return
         stream = container.streams.video[0]
-        stream.codec_context.options = _decoder_cap(limits)
+        stream.codec_context.options = decoder_cap(limits)
         try:
             for index, packet in enumerate(container.demux(stream)):  # index: the packet's, in decoding order
                 if packet.is_keyframe and packet.size:
                     for frame in stream.decode(packet):
-                        _check_frame(path, index, frame.width, frame.height, limits)
+                        check_frame(path, index, frame.width, frame.height, limits)
         except av.FFmpegError as error:
             if error.errno == errno.EINVAL:  # AVERROR(EINVAL): over max_pixels (corrupt data is AVERROR_INVALIDDATA)
                 raise MediaTooLargeError(
@@ -275,10 +275,7 @@ def check_media(path: str | os.PathLike, limits: MediaLimits, backend: str = DEF
     if photo:
         info = VideoInfo(*_photo_header(path), 0.0, 1)
     else:
-        header = _video_header(path)
-        reason = header and _refusal(header, limits, photo)
-        if reason:
-            raise MediaTooLargeError(path, reason)
+        check_header(path, limits)
         _scan_frame_sizes(path, limits)
         info = probe_video(path, backend)
     reason = _refusal(info, limits, photo)
@@ -287,7 +284,17 @@ def check_media(path: str | os.PathLike, limits: MediaLimits, backend: str = DEF
     return info
 
 
-def _check_frame(path: Path, index: int, width: int, height: int, limits: MediaLimits | None) -> None:
+def check_header(path: str | os.PathLike, limits: MediaLimits) -> VideoInfo | None:
+    """A video's size, frame rate and frame count as its container states them (None where PyAV
+    cannot open it), once they are within `limits`: `MediaTooLargeError` otherwise. No frame is decoded."""
+    header = _video_header(Path(path))
+    reason = header and _refusal(header, limits, photo=False)
+    if reason:
+        raise MediaTooLargeError(path, reason)
+    return header
+
+
+def check_frame(path: Path, index: int, width: int, height: int, limits: MediaLimits | None) -> None:
     """Refuse a decoded frame over the cap (its header may have stated a smaller size)."""
     reason = limits and limits.too_large(width, height, photo=False)
     if reason:
@@ -304,16 +311,16 @@ def displayed(image: np.ndarray, rotation: float) -> np.ndarray:
 def _iter_pyav(
     path: Path, want: Callable[[int], bool], last: int | None, limits: MediaLimits | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
-    with _open_pyav(path) as container:
+    with open_pyav(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if limits is not None:
-            stream.codec_context.options = _decoder_cap(limits)
+            stream.codec_context.options = decoder_cap(limits)
         try:
             for index, frame in enumerate(container.decode(stream)):
                 if last is not None and index > last:
                     break
-                _check_frame(path, index, frame.width, frame.height, limits)
+                check_frame(path, index, frame.width, frame.height, limits)
                 if want(index):
                     yield index, displayed(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
         except av.FFmpegError as error:
@@ -335,7 +342,7 @@ def _iter_opencv(
                 ok, frame = capture.retrieve()
                 if not ok or frame is None:
                     raise VideoReadError(path, f"frame {index} could not be decoded")
-                _check_frame(path, index, frame.shape[1], frame.shape[0], limits)
+                check_frame(path, index, frame.shape[1], frame.shape[0], limits)
                 yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             index += 1
     finally:

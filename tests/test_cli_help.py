@@ -24,6 +24,8 @@ STEPS = {
     "inference.fit_ensemble": "oof_predictions.csv",
     "inference.calibrate": "--oof",
     "inference.bench": "decode, detect, classify",
+    "inference.command_bench": "load average",
+    "inference.original_baseline": "filename,label",
     "inference.sharp_checkpoint": "+-SPREAD",
     "inference.weights": "weights.json",
     "inference.detect": "--json",

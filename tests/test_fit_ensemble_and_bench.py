@@ -14,6 +14,7 @@ from inference import bench, fit_ensemble
 from inference.ensemble import Member, face_probabilities, random_member
 from inference.ensemble_file import read_ensemble_file
 from inference.faces import NoFaceError
+from inference.model_options import measured_bf16_speed
 from inference.runtime import native_bf16, openvino_available
 from preprocess.cli import InputError
 from preprocess.video_io import VideoInfo, probe_video
@@ -92,10 +93,10 @@ def test_bench_times_the_baseline_exact_and_fast_modes_and_compares_their_scores
         "recall_boost": False,
         "detection": "facenet-pytorch, 2 frame(s) at a time",
     }
-    assert settings["fast"]["detection"].startswith("seeded: facenet-pytorch on one frame in 2 and the last")
+    assert settings["fast"]["detection"].startswith("seeded: facenet-pytorch on one frame in 4 and the last")
     assert settings["fast"]["recall_boost"] and settings["fast"]["precision"] == (
-        "bfloat16" if native_bf16() else "f32"
-    ), "bf16 only where it is native"
+        "bfloat16" if native_bf16() and measured_bf16_speed(torch.get_num_threads())["bf16_pays"] else "f32"
+    ), "bf16 only where it is native and measured faster"
     loading = report["cold_start"]["loading"]
     assert sorted(loading) == ["baseline", "exact", "fast"] and report["cold_start"]["openvino_cache"] == "as found"
     assert all(times["models_s"] >= 0 and times["detector_s"] >= 0 for times in loading.values())
@@ -174,11 +175,38 @@ class _Clock:
         return self.now
 
 
+def test_bench_interleaves_the_modes_video_by_video_and_names_the_machine(demo_world, tmp_path, capsys, monkeypatch):
+    """Issue 28: figures taken one mode after another on a shared machine compare loads, not modes;
+    --interleave times each video in every mode in turn, and the report names the CPU and the load."""
+    (tmp_path / "videos").mkdir()
+    for video in sorted(dfdc_metadata(demo_world))[:2]:
+        (tmp_path / "videos" / video.name).symlink_to(video)
+    timed, bench_video = [], bench.bench_video
+    monkeypatch.setattr(
+        bench,
+        "bench_video",
+        lambda path, *a, sparse=False, **k: (
+            timed.append((path.name, sparse)) or bench_video(path, *a, sparse=sparse, **k)
+        ),
+    )
+    args = ["--test-dir", str(tmp_path / "videos"), "--random-models", "1", "--encoder", "resnet18", "--size", "32"]
+    assert bench.main([*args, "--no-baseline", "--no-warm-up", "--interleave", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    first, second = sorted(path.name for path in (tmp_path / "videos").iterdir())
+    assert timed == [(first, False), (first, True), (second, False), (second, True)], (
+        "exact, then fast (sparse decoding)"
+    )
+    assert report["interleaved"] is True and [len(rows) for rows in report["modes"].values()] == [2, 2]
+    machine = report["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and len(machine["load_average_before"]) == 3
+    assert set(machine["flags"]) | set(machine["no"]) >= {"avx512_bf16", "amx_bf16"}
+
+
 def test_bench_charges_each_stage_its_own_time(monkeypatch, tmp_path):
     clock = _Clock()
     frame = np.zeros((36, 64, 3), np.uint8)
 
-    def read(path, frames):
+    def read(path, frames, sparse=False):
         clock.now += 1.25
         return dict.fromkeys(range(frames), frame)
 
@@ -289,6 +317,8 @@ def test_bench_modes_are_predicts_settings(monkeypatch):
     from inference import model_options
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    faster = {"f32_ms": 10.0, "bf16_ms": 6.0, "bf16_pays": True}
+    monkeypatch.setattr(model_options, "measured_bf16_speed", lambda threads: faster)
     for native in (True, False):
         monkeypatch.setattr(model_options, "native_bf16", lambda native=native: native)
         modes = {mode.name: mode for mode in bench.modes_to_time(bench.MODE_NAMES, "openvino", cpu)}
@@ -302,6 +332,11 @@ def test_bench_modes_are_predicts_settings(monkeypatch):
         fast = ("bf16", torch.bfloat16) if native else ("f32", None)
         assert (modes["fast"].precision, modes["fast"].amp_dtype) == fast and modes["fast"].recall
         assert (modes["fast-fp32"].precision, modes["fast-fp32"].amp_dtype) == ("f32", None) and modes["fast-fp32"].fast
+    slower = {"f32_ms": 10.0, "bf16_ms": 13.0, "bf16_pays": False}
+    monkeypatch.setattr(model_options, "measured_bf16_speed", lambda threads: slower)
+    monkeypatch.setattr(model_options, "native_bf16", lambda: True)
+    fast = bench.modes_to_time(["fast"], "openvino", cpu)[0]
+    assert (fast.precision, fast.amp_dtype) == ("f32", None), "native bf16 measured slower: fp32"
     on_cuda = {mode.name: mode for mode in bench.modes_to_time(["exact", "fast", "fast-fp32"], "torch", cuda)}
     assert on_cuda["exact"].amp_dtype == on_cuda["fast"].amp_dtype == torch.float16, "fp16 autocast on CUDA"
     assert on_cuda["fast-fp32"].amp_dtype is None, "--fp32: no autocast"

@@ -166,3 +166,52 @@ def test_detect_and_the_page_score_with_the_calibrations_scale(world, tmp_path, 
     caplog.clear()
     page = load_models(page_arguments(["--ensemble", str(ensemble), *RUN, "--fast"]))
     assert page.args.fast is True and "fast off (calibration) vs on (here)" in caplog.text
+
+
+def test_fast_mode_on_cuda_is_said_in_the_log_and_the_details_and_recorded_as_the_default(
+    tmp_path, monkeypatch, caplog
+):
+    """Issue 28: --fast did nothing on CUDA (seeded detection and bf16 are CPU-only) and said
+    nothing. Now a warning says what it does there (lighter decoding only: the same frames, the
+    default's scores), each details row says it, and `scoring` records fast off, as it scores."""
+    from concurrent.futures import Future
+
+    import numpy as np
+
+    from inference.faces import VideoFaces
+    from inference.scoring_settings import FAST_ON_CUDA, fast_mode, scoring_settings
+
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"")
+    args = predict.parse_args(["--test-dir", str(tmp_path / "videos"), "--models", "m.pt", "--fast"])
+    assert scoring_settings(args, "cuda", "f32")["fast"] is False and scoring_settings(args, "cpu", "f32")["fast"]
+    assert fast_mode(args, "cuda", "f32") == FAST_ON_CUDA
+    assert fast_mode(args, "cpu", "bf16") == "seeded detection, sparse decoding, classifiers in bf16"
+    assert fast_mode(predict.parse_args(["--test-dir", ".", "--models", "m.pt"]), "cpu", "f32") is None
+
+    class Reader:  # the faces of the one video, as if read on the GPU
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def read_all(self, paths):
+            for path in paths:
+                found = Future()
+                found.set_result(
+                    VideoFaces(path, [0], [np.zeros((8, 8, 3), np.uint8)], [0], [[0, 0, 8, 8]], ["detected"], {})
+                )
+                yield path, found
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(predict, "FaceReader", Reader)
+    monkeypatch.setattr(predict, "score_videos", lambda videos, *rest: [(0.25, {"m.pt": 0.25}, [0.25])] * len(videos))
+    with caplog.at_level("WARNING", logger="inference.predict"):
+        scores, errors, [row] = predict.predict(args, [], torch.device("cuda"))
+    assert FAST_ON_CUDA in caplog.text and scores == {"a.mp4": 0.25} and not errors
+    assert row["fast_mode"] == FAST_ON_CUDA and row["scoring"]["fast"] is False
+    caplog.clear()
+    with caplog.at_level("INFO", logger="inference.predict"):
+        *_, [row] = predict.predict(args, [], CPU)
+    assert row["fast_mode"] == "seeded detection, sparse decoding, classifiers in fp32" and row["scoring"]["fast"]
+    assert FAST_ON_CUDA not in caplog.text

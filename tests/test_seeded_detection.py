@@ -151,7 +151,7 @@ def test_seeded_frames_fall_back_to_the_full_pyramid_where_a_face_is_lost():
 def detector():
     """Fast mode's detector on a CPU, as predict --fast makes it."""
     fast = inference_detector(0.5, torch.device("cpu"), fast=True)
-    assert fast.seed_every == SEED_EVERY == 2 and fast.batches_on_cpu
+    assert fast.seed_every == SEED_EVERY == 4 and fast.batches_on_cpu
     return fast
 
 
@@ -209,21 +209,21 @@ def test_seeded_detection_of_a_moving_face_matches_the_full_pyramid(detector, fa
     frames = [canvas(face, 40 + 6 * k) for k in range(9)]
     full_pyramid = recorded(detector, monkeypatch)
     found = detect_frames(detector, frames, recall=False)
-    assert full_pyramid == [5], "the full pyramid on the key frames 0, 2, 4, 6 and 8 only: no face lost"
+    assert full_pyramid == [3], "the full pyramid on the key frames 0, 4 and 8 only: no face lost"
     everywhere = [found.boxes for found in detector.detect_each(frames, original=True)]  # exact mode's boxes
-    assert full_pyramid == [5, 9]
+    assert full_pyramid == [3, 9]
     for position, ((boxes, how), expected) in enumerate(zip(found, everywhere, strict=True)):
-        assert how == ("detected" if position % 2 == 0 else "seeded"), "key frames detected, the others seeded"
+        assert how == ("detected" if position % 4 == 0 else "seeded"), "key frames detected, the others seeded"
         assert_close(boxes, expected)
 
 
 def test_a_face_that_jumps_past_its_seeds_is_found_by_the_full_pyramid(detector, face, monkeypatch):
     """The face on the left in the key frames and on the right between them: the seeds (left)
     find nothing, and those frames get the full pyramid."""
-    lefts = [40 if position in (0, 2, 4, 6, 8) else 360 for position in range(9)]
+    lefts = [40 if position in (0, 4, 8) else 360 for position in range(9)]
     full_pyramid = recorded(detector, monkeypatch)
     found = detect_frames(detector, [canvas(face, left) for left in lefts], recall=False)
-    assert full_pyramid == [5, 4], "the key frames, then the four frames between"
+    assert full_pyramid == [3, 6], "the key frames, then the six frames between"
     for (boxes, _), left in zip(found, lefts, strict=True):
         assert len(boxes) == 1 and left <= boxes[0, 0] < boxes[0, 2] <= left + 256
 
