@@ -37,9 +37,8 @@ import torch
 
 from inference.runtime import OpenVinoClassifier, default_cache_dir
 from preprocess.cli import InputError, describe
-from training.augment import isotropically_resize_image
 from training.checkpoint_model import model_config_problem, size_problem
-from training.dataset import to_tensor
+from training.face_input import isotropically_resize_image, to_tensor
 from training.tuning import apply_tuning
 from training.zoo import (
     CheckpointError,

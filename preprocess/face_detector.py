@@ -227,8 +227,18 @@ class FaceDetector:
         size = (max(1, int(width * scale)), max(1, int(height * scale)))
         images = [LazilyResized(frame, size) for frame in frames_rgb]
         scaled = [np.asarray(boxes, np.float32).reshape(-1, 4) * scale for boxes in seeds]
-        with torch.inference_mode():
-            found = self._opencv_pipeline.detect_seeded(images, scaled, self.mtcnn, self.mtcnn.thresholds, True)
+
+        def detect(part: slice) -> list[tuple]:
+            with torch.inference_mode():
+                return self._opencv_pipeline.detect_seeded(
+                    images[part], scaled[part], self.mtcnn, self.mtcnn.thresholds, True
+                )
+
+        # two halves at a time: the candidates' cutting is Python's, one core's, and each frame's
+        # faces are its own (the networks' NMS goes frame by frame)
+        half = (len(images) + 1) // 2
+        parts = [slice(0, half), slice(half, len(images))] if len(images) >= 4 else [slice(0, len(images))]
+        found = [faces for part in shared_pool(2, "seeded").map(detect, parts) for faces in part]
         results = []
         for boxes, probs, landmarks in found:
             order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]

@@ -29,23 +29,7 @@ from scipy.ndimage import binary_dilation
 from skimage.draw import polygon as fill_polygon
 
 from preprocess.face_geometry import face_outline
-
-
-def isotropically_resize_image(
-    image: np.ndarray, size: int, interpolation_down: int = cv2.INTER_AREA, interpolation_up: int = cv2.INTER_CUBIC
-) -> np.ndarray:
-    """Resize so that the longer side is `size`, keeping the aspect ratio (sizes truncated to int)."""
-    height, width = image.shape[:2]
-    if max(width, height) == size:
-        return image
-    if width > height:
-        scale = size / width
-        new_width, new_height = size, height * scale
-    else:
-        scale = size / height
-        new_width, new_height = width * scale, size
-    interpolation = interpolation_up if scale > 1 else interpolation_down
-    return cv2.resize(image, (int(new_width), int(new_height)), interpolation=interpolation)
+from training.face_input import isotropically_resize_image
 
 
 class IsotropicResize(A.DualTransform):

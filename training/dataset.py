@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from preprocess.outputs import crops_dir, diffs_dir, landmarks_dir, parse_crop_name
 from training.augment import apply_cutouts, cutout_random, seed_transforms, train_transforms, val_transforms
 from training.blends import self_blend
+from training.face_input import to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -194,11 +195,6 @@ def repeated_draws(draw, length: int) -> list:
     while sum(len(part) for part in parts) < length and len(parts[-1]):
         parts.append(draw(len(parts)))
     return parts
-
-
-def to_tensor(image: np.ndarray, mean, std) -> torch.Tensor:
-    array = (image.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return torch.from_numpy(array.transpose(2, 0, 1).copy())
 
 
 class CropDataset(Dataset):
