@@ -98,3 +98,29 @@ def test_the_opencv_pipeline_finds_in_groups_what_it_finds_frame_by_frame(astron
 def test_pipeline_must_be_known():
     with pytest.raises(ValueError, match="pipeline"):
         FaceDetector(INFERENCE_THRESHOLDS, device="cpu", pipeline="area")
+
+
+def test_frames_held_plane_by_plane_give_facenets_own_numbers(astronaut):
+    """Exact mode hands MTCNN its frames as planes (`planar`), for a faster image pyramid: the boxes,
+    probabilities and landmarks are those of the PIL images the original handed it, bit for bit."""
+    from PIL import Image
+
+    from preprocess.face_detector import planar
+
+    detector = FaceDetector(INFERENCE_THRESHOLDS, scale=0.5, device="cpu")
+    crowd = np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)  # two faces
+    images = [
+        Image.fromarray(frame).resize((frame.shape[1] // 2, frame.shape[0] // 2), Image.BICUBIC)
+        for frame in (crowd, crowd[::-1, ::-1])
+    ]
+    with torch.inference_mode():
+        original = detector.mtcnn.detect(images, landmarks=True)
+        mine = detector.mtcnn.detect(planar(images), landmarks=True)
+    assert planar(images).shape == (2, *np.asarray(images[0]).shape) and planar(images).stride()[-1] > 1
+    for theirs, ours in zip(original, mine, strict=True):
+        for a, b in zip(theirs, ours, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert len(original[0][0]) == 2, "both faces found"
+    with torch.inference_mode():  # one frame alone, as exact mode detects it
+        alone = detector.mtcnn.detect(images[:1], landmarks=True)
+    np.testing.assert_array_equal(detector.detect(crowd).boxes, np.asarray(alone[0][0], np.float32) / 0.5)
