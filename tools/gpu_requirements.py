@@ -2,9 +2,10 @@
 only, like check_requirements.py: it runs before anything is installed).
 
 The four GPU steps (train_fp16, ddp_syncbn, predict_fp16, bench_b7) import torch, timm,
-albumentations, facenet-pytorch, PyAV, scikit-image and what those pull, never the web page
-(gradio) nor the CPU runtime (OpenVINO); the suite step runs the whole test suite and needs all of
-requirements.txt. tools/build_wheelhouse.py downloads the GPU steps' packages for a host that
+facenet-pytorch, PyAV, scikit-image (its photo) and what those pull, never the web page (gradio) nor
+the CPU runtime (OpenVINO); albumentations is here for training on that host with the recipe's
+augmentations (the steps train on synthetic batches). The suite step runs the whole test suite and
+needs all of requirements.txt. tools/build_wheelhouse.py downloads the GPU steps' packages for a host that
 cannot reach a package index.
 """
 
