@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -358,13 +359,19 @@ def extract_faces(
     perturbation: FramePerturbation | None = None,
     video_id: str | None = None,
     sparse: bool = False,
+    decoded_ahead: Future | None = None,
 ) -> VideoFaces:
     """Read the sampled frames of `path` (refused over `limits` before decoding) and crop every
     detected face (or, with `faces_are_cropped`, take each whole frame); raise on no frame or face.
     With `perturbation`, the sampled frames are distorted first, seeded by `video_id` (the video's
-    filename under the folder scored; default its name). `sparse`: fast mode's reader (`sample_frames`)."""
+    filename under the folder scored; default its name). `sparse`: fast mode's reader (`sample_frames`).
+    `decoded_ahead`: `sample_frames` of these arguments, running already (inference/reader.py); the
+    seconds to decode are then those waited for it."""
     started = time.perf_counter()
-    sampled = sample_frames(path, frames, backend, limits, sparse)
+    if decoded_ahead is not None:
+        sampled = decoded_ahead.result()
+    else:
+        sampled = sample_frames(path, frames, backend, limits, sparse)
     decoded, applied = sampled.decoded, None
     decoded_at = time.perf_counter()
     if perturbation is not None:

@@ -11,7 +11,8 @@ margin, resized isotropically and centred on a black square, scored by each mode
 by OpenVINO, see inference/runtime.py); per model the frame probabilities are aggregated
 (`--strategy confident`, the winning one), and the models' scores averaged by their weights.
 Faces of consecutive videos are classified together until a batch is full. On CUDA, faces of the
-next videos are detected in a background thread while the current ones are classified. `--fast`
+next videos are detected in a background thread while the current ones are classified; on a CPU,
+the next video's sampled frames are decoded in one (inference/reader.py). `--fast`
 trades exactness for speed (scores close to the default's, not equal: README "Fast mode"): the
 sampled frames decoded with the frames no other needs skipped (the same pixels); on a CPU, MTCNN's
 image pyramid on every fourth sampled frame only and its last two networks on the boxes around the
@@ -364,4 +365,4 @@ def every_video_failed(scores: dict[str, float], errors: list[dict], errors_path
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main))
+    cli.leave(cli.run(main))

@@ -4,10 +4,17 @@ command, shows the traceback instead.
 
     if __name__ == "__main__":
         sys.exit(run(main))
+
+A scoring command whose files are written and closed ends with `leave(run(main))` instead: the
+interpreter's own shutdown, which tears down torch's and OpenVINO's modules one by one, takes about
+a second on 2 cores, and the command is done before it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -59,3 +66,15 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
         if isinstance(exit_.code, str):  # SystemExit("message"), as a library may raise it
             return fail(InputError(exit_.code))
         raise
+
+
+def leave(status: int) -> None:
+    """End the process now with `status`, without the interpreter's shutdown (about 1 s once torch
+    and timm are imported: their modules torn down one by one): the logs and standard streams are
+    flushed first. Only for a command's last line, once every file it writes is closed; atexit
+    handlers do not run (threads still alive are idle pool workers)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing more can reach it
+            stream.flush()
+    os._exit(status)

@@ -105,3 +105,22 @@ def test_debug_shows_the_traceback_from_the_command_line(files):
     assert "Traceback" not in plain.stderr
     debug = subprocess.run([*command, "--debug"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "InputError" in debug.stderr
+
+
+def test_leave_ends_at_once_with_everything_written(tmp_path):
+    """`cli.leave` skips the interpreter's shutdown (about 1 s once torch is imported) but loses
+    nothing written: stdout block-buffered into a pipe, a log file's handler, and the status."""
+    script = (
+        "import logging, sys\n"
+        "from preprocess import cli\n"
+        f"logging.basicConfig(filename={str(tmp_path / 'run.log')!r}, level=logging.INFO)\n"
+        "logging.getLogger('x').info('logged last')\n"
+        "print('x' * 100000, end='')\n"
+        "print('to stderr', end='', file=sys.stderr)\n"
+        "cli.leave(3)\n"
+        "print('never')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3
+    assert done.stdout == "x" * 100000 and done.stderr == "to stderr"
+    assert (tmp_path / "run.log").read_text().strip().endswith("logged last")

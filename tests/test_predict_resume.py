@@ -95,9 +95,9 @@ def _record_reads(monkeypatch) -> list[str]:
     read again, so the videos done are left as they are and their reads counted instead)."""
     read, names = FaceReader._read, []
 
-    def recorded(self, path):
+    def recorded(self, path, *ahead):
         names.append(path.name)
-        return read(self, path)
+        return read(self, path, *ahead)
 
     monkeypatch.setattr(FaceReader, "_read", recorded)
     return names
@@ -208,11 +208,11 @@ def test_a_disk_full_mid_run_names_the_file_and_keeps_the_rows_for_resume(
     disk = FullDisk(monkeypatch, out.parent)
     read, videos_read = FaceReader._read, []
 
-    def read_then_fill_the_disk(self, path):
+    def read_then_fill_the_disk(self, path, *ahead):
         videos_read.append(path.name)
         if len(videos_read) == 3:
             disk.room = 10  # the disk fills up while the third video is read: its row is cut after 10 bytes
-        return read(self, path)
+        return read(self, path, *ahead)
 
     monkeypatch.setattr(FaceReader, "_read", read_then_fill_the_disk)
     arguments = _arguments(test_dir, checkpoint, out)

@@ -73,9 +73,9 @@ def reads(monkeypatch) -> list[str]:
     """The names of the videos a run reads."""
     read, names = FaceReader._read, []
 
-    def recorded(self, path):
+    def recorded(self, path, *ahead):
         names.append(path.name)
-        return read(self, path)
+        return read(self, path, *ahead)
 
     monkeypatch.setattr(FaceReader, "_read", recorded)
     return names
