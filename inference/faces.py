@@ -11,7 +11,8 @@ retries take a bounded time and the interpolation can still bridge the others.
 
 In fast mode on a CPU, detection is seeded (inference/face_tracks.py): every fourth sampled frame
 (`SEED_EVERY`) gets MTCNN as exact mode runs it, the frames between only its last two networks on
-the boxes of the frames around them. In fast mode the sampled frames are decoded by
+the boxes of the frames around them; a video of fewer than `MIN_SEEDED_FRAMES` sampled frames gets
+the full pyramid on every frame. In fast mode the sampled frames are decoded by
 preprocess/sparse_decode.py (the same pixels, the frames no other needs skipped).
 
 Media over the caps of `MediaLimits` (preprocess/video_io.py) is refused from its headers before
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +89,7 @@ class VideoFaces:
     frames_requested: list[int] | None = None  # the sampled indices asked for (None: those decoded)
     partial_reason: str | None = None  # why the judgement rests on part of the file, where it does
     perturbation: dict | None = None  # the --perturb distortion applied to the frames (frame_perturbation.py)
+    identity: dict | None = None  # the file's size, time and first MiB's hash before it was read (file_identity.py)
 
     def details(self) -> dict:
         """What was found, for details.jsonl: frames sampled (requested and decoded) and with a face,
@@ -215,6 +216,10 @@ def brightened(frame: np.ndarray) -> np.ndarray:
 # the same largest fast-vs-exact differences (one video, a flickering background detection at the
 # confident strategy's edge, 0.19 with both; the other 29 pairs within 0.035).
 SEED_EVERY = 4
+# Fewer sampled frames than this get the full pyramid on every frame, even in fast mode: each
+# frame weighs more in the video's score, so a seeded frame's miss moved a 3-frame clip by 0.12
+# and an 8-frame reading (--frames 8) by 0.14, where 32 frames stay within 0.035 (README).
+MIN_SEEDED_FRAMES = 16
 # How faces are found, for resumed runs (inference/progress.py): a progress file written by another
 # revision is not resumed. 2: fast mode's seeded detection and the recall boost's retry cap. 3: key
 # frames every 4th sampled frame in fast mode.
@@ -271,9 +276,9 @@ def detect_frames(
     otherwise `threads` frames at a time."""
     if detector.seed_every and detector.batches_on_cpu:
         indices = list(range(len(frames))) if frame_indices is None else frame_indices
-        if len({frame.shape for frame in frames}) == 1:
+        if len({frame.shape for frame in frames}) == 1 and len(frames) >= MIN_SEEDED_FRAMES:
             first = detect_seeded_frames(detector, frames, indices, detector.seed_every)
-        else:  # a stream whose frames change size (PyAV decodes them as they are): no seeds across sizes
+        else:  # frames that change size (no seeds across sizes), or too few frames to seed (see MIN_SEEDED_FRAMES)
             first = [(found.boxes, "detected") for found in detector.detect_each(frames, original=True)]
     elif detector.device.type == "cuda" or detector.batches_on_cpu:
         first = [(detections.boxes, "detected") for detections in detector.detect_batch(frames)]
@@ -338,7 +343,7 @@ def crop_faces(
         for box in boxes:
             crop = crop_face(decoded[index], box, margin_divisor)
             if crop.size:
-                faces.crops.append(crop)
+                faces.crops.append(crop.copy())  # its own pixels, not a view: the frame is freed once cropped
                 faces.face_frames.append(index)
                 faces.boxes.append(box)
                 faces.found.append(how)
@@ -359,18 +364,15 @@ def extract_faces(
     perturbation: FramePerturbation | None = None,
     video_id: str | None = None,
     sparse: bool = False,
-    decoded_ahead: Future | None = None,
+    sampled: SampledFrames | None = None,
 ) -> VideoFaces:
     """Read the sampled frames of `path` (refused over `limits` before decoding) and crop every
     detected face (or, with `faces_are_cropped`, take each whole frame); raise on no frame or face.
     With `perturbation`, the sampled frames are distorted first, seeded by `video_id` (the video's
     filename under the folder scored; default its name). `sparse`: fast mode's reader (`sample_frames`).
-    `decoded_ahead`: `sample_frames` of these arguments, running already (inference/reader.py); the
-    seconds to decode are then those waited for it."""
+    `sampled`: `sample_frames` of these arguments, decoded already (inference/decode_ahead.py)."""
     started = time.perf_counter()
-    if decoded_ahead is not None:
-        sampled = decoded_ahead.result()
-    else:
+    if sampled is None:
         sampled = sample_frames(path, frames, backend, limits, sparse)
     decoded, applied = sampled.decoded, None
     decoded_at = time.perf_counter()

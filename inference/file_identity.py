@@ -23,6 +23,15 @@ def file_identity(path: str | os.PathLike, head: bool = False) -> dict:
     return identity
 
 
+def video_identity(path: str | os.PathLike) -> dict | None:
+    """A scored file's size, time and first MiB's hash (`file_identity` with `head`), or None where
+    it is gone: what a resumed predict run compares to tell a changed video."""
+    try:
+        return file_identity(path, head=True)
+    except OSError:
+        return None
+
+
 def head_sha256(path: str | os.PathLike, size: int = HEAD_BYTES) -> str:
     """The sha256 of the first `size` bytes of a file (all of a smaller one)."""
     with open(path, "rb") as handle:

@@ -76,7 +76,7 @@ from inference.clips import clip_probabilities
 from inference.ensemble import Member, face_probabilities
 from inference.ensemble_calibration import EnsembleCalibration
 from inference.faces import DetectionError, VideoFaces
-from inference.file_identity import file_identity
+from inference.file_identity import video_identity
 from inference.model_options import autocast_dtype, cpu_precision, load_members
 from inference.progress import (
     Progress,
@@ -175,15 +175,6 @@ def non_finite(score: float, model_scores: dict[str, float], face_scores: list[f
     return f"a score that is not a finite number: {score} ({', '.join(models) or 'each model finite'}{faces_text})"
 
 
-def identity(path: Path) -> dict | None:
-    """The video's size, time and first MiB's hash as its row is written (None where it is gone:
-    a resumed run scores it again)."""
-    try:
-        return file_identity(path, head=True)
-    except OSError:
-        return None
-
-
 def predict(
     args: argparse.Namespace,
     members: list[Member],
@@ -216,13 +207,15 @@ def predict(
     errors: list[dict] = []
     details: list[dict] = []
 
-    def finish(row: dict, path: Path | None = None) -> None:  # a video's rows, kept and recorded as it finishes
+    def finish(row: dict, path: Path | None = None, read_as: dict | None = None) -> None:
+        """Keep a video's row and record it as it finishes, with the identity of the file it was
+        read from (`read_as`, taken before decoding; else the file's now)."""
         scores[row["filename"]] = row["score"]
         if row["error"]:
             errors.append(row["error"])
         details.append(row)
         if path is not None and progress is not None:
-            progress.add(row, identity(path))
+            progress.add(row, read_as or video_identity(path))
 
     done = unchanged_rows(progress.path, progress.rows, {name(p): p for p in videos}) if progress is not None else {}
     for path in videos:
@@ -274,9 +267,11 @@ def predict(
                     "error": None,
                 },
                 path,
+                faces.identity,
             )
 
     group: list[tuple[Path, VideoFaces]] = []
+    completed = False
     try:
         bar = tqdm(
             reader.read_all(videos_left),
@@ -296,8 +291,9 @@ def predict(
                 group = []
         if group:
             classify(group)
+        completed = True
     finally:
-        reader.close()
+        reader.close(wait=completed)  # interrupted: not waiting for the next video's decode
     logger.info("%d videos scored, %d failed, in %.1fs", len(scores) - len(errors), len(errors), time.time() - started)
     return scores, errors, details
 

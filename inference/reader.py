@@ -1,42 +1,28 @@
 """Faces of the videos to score, read ahead: decode and detect in worker threads (one MTCNN each)
 while the classifiers run, or, with no workers, one video after another (on a CPU the threads
 would compete with the classifiers for the same cores), the next video's sampled frames decoded
-in one background thread meanwhile (FFmpeg works without Python's lock, on CPU time the detector
-and the classifiers leave idle: a tenth less time a 1080p video in fast mode on 2 cores), where
-they take at most `AHEAD_BYTES`. With --perturb, each video's sampled frames are distorted before
-detection (inference/frame_perturbation.py), seeded by its path under --test-dir."""
+in the background meanwhile (inference/decode_ahead.py). With --perturb, each video's sampled
+frames are distorted before detection (inference/frame_perturbation.py), seeded by its path under
+--test-dir."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
+from inference import decode_ahead
 from inference.clips import extract_clips
-from inference.faces import VideoFaces, extract_faces, inference_detector, sample_frames
+from inference.faces import VideoFaces, extract_faces, inference_detector
+from inference.file_identity import video_identity
 from inference.frame_perturbation import frame_perturbation
 from inference.model_options import media_limits
 from preprocess.cli import InputError
 from preprocess.face_detector import FaceDetector
-from preprocess.video_io import MediaLimits, check_header, is_image
-
-AHEAD_BYTES = 256 * 2**20  # one video's sampled frames held ahead: 32 frames of 1920x1080 take 199 MB
-
-
-def fits_ahead(path: Path, frames: int, limits: MediaLimits, budget: int = AHEAD_BYTES) -> bool:
-    """Whether `frames` RGB frames of the video at `path`, at the size its header states, take at
-    most `budget` bytes. A photo, a file that cannot be opened or one over `limits` is read in
-    turn instead (where its error, if any, is raised)."""
-    if is_image(path):
-        return False
-    try:
-        header = check_header(path, limits)
-    except Exception:  # refused or unreadable: the reader in turn says why
-        return False
-    return header is not None and 0 < frames * header.width * header.height * 3 <= budget
 
 
 class FaceReader:
@@ -52,16 +38,24 @@ class FaceReader:
                 "(clips) is among the models: leave it out, or score without --perturb"
             )
         self._local = threading.local()
-        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="faces")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="faces") if workers else None
+        self._ahead = decode_ahead.InOrder() if not workers else None
 
     def _detector(self) -> FaceDetector:
         if not hasattr(self._local, "detector"):
             self._local.detector = inference_detector(self.args.detector_scale, self.device, self.args.fast)
         return self._local.detector
 
-    def _read(self, path: Path, decoded_ahead: Future | None = None) -> VideoFaces:
+    def _read(self, path: Path, ahead: Future | None = None) -> VideoFaces:
+        """The faces of `path`, from its frames decoded `ahead` where they were (and fit the cap),
+        else decoded now; with the file's identity as it was before decoding."""
         recall = not self.args.no_recall_boost
         limits = media_limits(self.args)
+        waited = time.perf_counter()
+        decoded = ahead.result() if ahead is not None else None  # the video's error, if decoding failed
+        waited = time.perf_counter() - waited
+        if decoded is None or decoded.sampled is None:
+            decoded = decode_ahead.DecodedAhead(video_identity(path), None)
         faces = extract_faces(
             path,
             self._detector(),
@@ -73,8 +67,11 @@ class FaceReader:
             perturbation=self.perturbation,
             video_id=self._video_id(path),
             sparse=self.args.fast,
-            decoded_ahead=decoded_ahead,
+            sampled=decoded.sampled,
         )
+        faces.identity = decoded.identity
+        if decoded.sampled is not None:
+            faces.seconds["decode"] = waited  # the rest of its decoding overlapped the video before
         if self.clips:
             for clip in sorted(self.clips):
                 faces.clips[clip] = extract_clips(
@@ -96,12 +93,13 @@ class FaceReader:
             paths = list(paths)
             ahead = self._decode_ahead(paths[0]) if paths else None
             for position, path in enumerate(paths):
-                decoded, ahead = ahead, self._decode_ahead(paths[position + 1]) if position + 1 < len(paths) else None
+                this, ahead = ahead, self._decode_ahead(paths[position + 1]) if position + 1 < len(paths) else None
                 future: Future = Future()
                 try:
-                    future.set_result(self._read(path, decoded))
+                    future.set_result(self._read(path, this))
                 except Exception as error:  # raised again by future.result(), where every failure is recorded
                     future.set_exception(error)
+                this = None  # this video's frames are freed while it is classified; only the next one's are held
                 yield path, future
             return
         pending: deque[tuple[Path, Future]] = deque()
@@ -117,12 +115,17 @@ class FaceReader:
                 pending.append((next_path, self._pool.submit(self._read, next_path)))
 
     def _decode_ahead(self, path: Path) -> Future | None:
-        """`path`'s sampled frames being decoded in the background thread, or None where they are
-        to be decoded in turn (`fits_ahead`)."""
+        """`path`'s sampled frames being decoded in the background (`decode_ahead.decode`), or None
+        where they are to be decoded in turn (`decode_ahead.fits_ahead`)."""
         limits = media_limits(self.args)
-        if not fits_ahead(path, self.args.frames, limits):
+        if not decode_ahead.fits_ahead(path, self.args.frames, limits):
             return None
-        return self._pool.submit(sample_frames, path, self.args.frames, self.args.video_backend, limits, self.args.fast)
+        args = (path, self.args.frames, self.args.video_backend, limits, self.args.fast)
+        return self._ahead.submit(decode_ahead.decode, *args)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, wait: bool = True) -> None:
+        """Stop reading; `wait=False` (an interrupted run) does not wait for work in progress."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+        if self._ahead is not None:
+            self._ahead.close(wait)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -124,3 +125,49 @@ def test_leave_ends_at_once_with_everything_written(tmp_path):
     assert done.returncode == 3
     assert done.stdout == "x" * 100000 and done.stderr == "to stderr"
     assert (tmp_path / "run.log").read_text().strip().endswith("logged last")
+
+
+def test_leave_with_standard_output_closed_ends_with_its_status():
+    """A command started with stdout closed (`>&-`): Python's sys.stdout is None; leave() crashed
+    on it with exit 1, which predict uses for "every video failed" (issue 28's review)."""
+    script = "from preprocess import cli\ncli.leave(0)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        stdout=None,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+
+
+WRITES_FOREVER = (
+    "import sys\n"
+    "from preprocess import cli\n"
+    "def main(argv):\n"
+    "    while True:\n"
+    "        print('x' * 4096, flush=True)\n"
+    "sys.exit(cli.run(main))\n"
+)
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly():
+    """`detect ... --json | head -c 10`: the pipe's reader goes away; the command ends with 141 (as a
+    shell reports SIGPIPE) and says nothing, where it said `error: [Errno 32] Broken pipe`, exit 2."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", WRITES_FOREVER], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.read(10)
+    process.stdout.close()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == cli.BROKEN_PIPE_STATUS and err == b"", err
+
+
+def test_a_broken_pipe_elsewhere_is_an_error_like_any_other(capsys):
+    def main(argv):
+        raise BrokenPipeError(32, "Broken pipe", "upload socket")
+
+    assert cli.run(main, []) == 2
+    assert capsys.readouterr().err.strip() == "error: upload socket: Broken pipe"

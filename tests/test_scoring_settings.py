@@ -201,7 +201,7 @@ def test_fast_mode_on_cuda_is_said_in_the_log_and_the_details_and_recorded_as_th
                 )
                 yield path, found
 
-        def close(self):
+        def close(self, wait=True):
             pass
 
     monkeypatch.setattr(predict, "FaceReader", Reader)

@@ -206,12 +206,12 @@ def recorded(detector, monkeypatch) -> list[int]:
 
 
 def test_seeded_detection_of_a_moving_face_matches_the_full_pyramid(detector, face, monkeypatch):
-    frames = [canvas(face, 40 + 6 * k) for k in range(9)]
+    frames = [canvas(face, 40 + 3 * k) for k in range(17)]
     full_pyramid = recorded(detector, monkeypatch)
     found = detect_frames(detector, frames, recall=False)
-    assert full_pyramid == [3], "the full pyramid on the key frames 0, 4 and 8 only: no face lost"
+    assert full_pyramid == [5], "the full pyramid on the key frames 0, 4, 8, 12 and 16 only: no face lost"
     everywhere = [found.boxes for found in detector.detect_each(frames, original=True)]  # exact mode's boxes
-    assert full_pyramid == [3, 9]
+    assert full_pyramid == [5, 17]
     for position, ((boxes, how), expected) in enumerate(zip(found, everywhere, strict=True)):
         assert how == ("detected" if position % 4 == 0 else "seeded"), "key frames detected, the others seeded"
         assert_close(boxes, expected)
@@ -220,10 +220,10 @@ def test_seeded_detection_of_a_moving_face_matches_the_full_pyramid(detector, fa
 def test_a_face_that_jumps_past_its_seeds_is_found_by_the_full_pyramid(detector, face, monkeypatch):
     """The face on the left in the key frames and on the right between them: the seeds (left)
     find nothing, and those frames get the full pyramid."""
-    lefts = [40 if position in (0, 4, 8) else 360 for position in range(9)]
+    lefts = [40 if position % 4 == 0 else 360 for position in range(17)]
     full_pyramid = recorded(detector, monkeypatch)
     found = detect_frames(detector, [canvas(face, left) for left in lefts], recall=False)
-    assert full_pyramid == [3, 6], "the key frames, then the six frames between"
+    assert full_pyramid == [5, 12], "the key frames, then the twelve frames between"
     for (boxes, _), left in zip(found, lefts, strict=True):
         assert len(boxes) == 1 and left <= boxes[0, 0] < boxes[0, 2] <= left + 256
 
@@ -266,20 +266,34 @@ class ExactOnly:
         raise AssertionError("no seeds here")
 
 
-@pytest.mark.parametrize("count", [1, 2])
-def test_one_or_two_frames_are_all_key_frames_detected_as_exact_mode_does(count):
+@pytest.mark.parametrize("count", [1, 2, 3, 8, faces.MIN_SEEDED_FRAMES - 1])
+def test_too_few_frames_to_seed_are_all_detected_as_exact_mode_does(count):
+    """A seeded frame's miss weighs more in a video of few frames: a 3-frame clip moved by 0.12
+    and an 8-frame reading by 0.14 in fast mode (32 frames: within 0.035), so fewer than
+    MIN_SEEDED_FRAMES get the full pyramid on every frame."""
     detector = ExactOnly()
     found = detect_frames(detector, [np.zeros((8, 8, 3), np.uint8)] * count, recall=False)
     assert detector.full == [[(8, 8, 3)] * count] and [how for _, how in found] == ["detected"] * count
+
+
+def test_from_min_seeded_frames_on_the_frames_between_key_frames_are_seeded():
+    class Seeding(ExactOnly):
+        def detect_seeded(self, frames, planned):
+            return [detections([0, 0, 4, 4]) for _ in frames]
+
+    found = detect_frames(Seeding(), [np.zeros((8, 8, 3), np.uint8)] * faces.MIN_SEEDED_FRAMES, recall=False)
+    assert [how for _, how in found].count("seeded") == faces.MIN_SEEDED_FRAMES - len(
+        key_positions(faces.MIN_SEEDED_FRAMES, Seeding.seed_every)
+    )
 
 
 def test_frames_that_change_size_get_the_full_pyramid_each():
     """PyAV decodes a stream whose frames change size as they are: seeds from one size would be
     clipped to another's frame, so no frame is seeded."""
     detector = ExactOnly()
-    frames = [np.zeros((8, 8, 3), np.uint8)] * 3 + [np.zeros((4, 6, 3), np.uint8)] * 2
+    frames = [np.zeros((8, 8, 3), np.uint8)] * 10 + [np.zeros((4, 6, 3), np.uint8)] * 8
     found = detect_frames(detector, frames, recall=False)
-    assert detector.full == [[(8, 8, 3)] * 3 + [(4, 6, 3)] * 2] and len(found) == 5
+    assert detector.full == [[(8, 8, 3)] * 10 + [(4, 6, 3)] * 8] and len(found) == 18
 
 
 def test_seeded_candidates_are_cut_and_resized_as_facenet_pytorch_cuts_them():
