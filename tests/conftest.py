@@ -110,15 +110,21 @@ def dfdc_metadata(root: Path) -> dict[Path, dict]:
     return entries
 
 
-def run_until_killed(script: str, args: list[str], timeout: float = 300) -> None:
+def run_until_killed(script: str, args: list[str], timeout: float = 300, env: dict[str, str] | None = None) -> None:
     """Run `script` (Python code that arranges its own SIGKILL at a known point) with `args` as
-    sys.argv[1:], and check that it died of that signal: a kill at a known point, not a race."""
+    sys.argv[1:] and `env` added to the environment, and check that it died of that signal: a kill
+    at a known point, not a race."""
     import signal
     import subprocess
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-c", script, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-c", script, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
     assert result.returncode == -signal.SIGKILL, (
         f"expected death by SIGKILL, got {result.returncode}:\n{result.stderr[-3000:]}"
