@@ -28,6 +28,35 @@ ALBUMENTATIONS_ARGUMENT_WARNING_AS_ERROR = r"error:Argument\(s\) .* are not vali
 # (conftest) and the tests' (tests.conftest) are two modules.
 _MARKED = "DEEPFAKE_TEST_MARKED_SHARED_DATA"
 
+# Under pytest-xdist (run_tests.sh runs 2 workers), each worker's torch and the commands its tests
+# start share the cores out: two workers of 2 threads each on 2 cores spend their time waiting for
+# each other's threads. Set before any test module imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
+
+# The files that take longest, longest first: pytest-xdist hands out whole files in collection order
+# (run_tests.sh: --dist loadfile --no-loadscope-reorder), and one of these started last would keep
+# one worker busy long after the other ran out of files.
+LONGEST_FILES = (
+    "test_preprocess_pipeline.py",  # makes the demo world while the other worker runs the next two
+    "test_walkthrough.py",  # (neither this nor test_train needs the demo world)
+    "test_predict.py",
+    "test_train.py",
+    "test_temporal.py",
+    "test_app_main.py",
+    "test_fit_ensemble_and_bench.py",
+    "test_app.py",
+    "test_predict_resume.py",
+    "test_perturbation_vc.py",
+    "test_cli_errors.py",
+    "test_gpu_check.py",
+    "test_detect.py",
+    "test_fast_mode_fidelity.py",
+    "test_evaluate.py",
+    "test_timeliness.py",
+)
+
 # The fixtures' module, imported by the test modules that use it (pytest_plugins): rewritten
 # assertions there too, and no warning that it was imported before pytest could rewrite it.
 pytest.register_assert_rewrite("tests.http_server")
@@ -93,11 +122,24 @@ def runtime_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_world(tmp_path_factory) -> Path:
-    """6 training videos (2 real, 4 fake) and 2 test videos, as `make_demo_data` writes them."""
+    """6 training videos (2 real, 4 fake) and 2 test videos, as `make_demo_data` writes them. Tests
+    only read it (test_demo_world remakes clips in a copy). Under pytest-xdist the workers share
+    one, made by the first that asks for it (the others wait on a lock in the run's folder)."""
+    import fcntl
+
     from preprocess import make_demo_data
 
-    out = tmp_path_factory.mktemp("demo") / "world"
-    make_demo_data.main(["--out", str(out), "--videos", "6", "--test-videos", "2", "--seed", "1"])
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        out = tmp_path_factory.mktemp("demo") / "world"
+        make_demo_data.main(["--out", str(out), "--videos", "6", "--test-videos", "2", "--seed", "1"])
+        return out
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, above each worker's own
+    out, done = shared / "demo_world", shared / "demo_world.done"
+    with open(shared / "demo_world.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():  # a worker that failed part way leaves no mark: the next resumes the world
+            make_demo_data.main(["--out", str(out), "--videos", "6", "--test-videos", "2", "--seed", "1"])
+            done.touch()
     return out
 
 
@@ -110,15 +152,21 @@ def dfdc_metadata(root: Path) -> dict[Path, dict]:
     return entries
 
 
-def run_until_killed(script: str, args: list[str], timeout: float = 300) -> None:
+def run_until_killed(script: str, args: list[str], timeout: float = 300, env: dict[str, str] | None = None) -> None:
     """Run `script` (Python code that arranges its own SIGKILL at a known point) with `args` as
-    sys.argv[1:], and check that it died of that signal: a kill at a known point, not a race."""
+    sys.argv[1:] and `env` added to the environment, and check that it died of that signal: a kill
+    at a known point, not a race."""
     import signal
     import subprocess
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-c", script, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-c", script, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
     assert result.returncode == -signal.SIGKILL, (
         f"expected death by SIGKILL, got {result.returncode}:\n{result.stderr[-3000:]}"
@@ -225,6 +273,14 @@ def _new_threads_and_children(module: str) -> list[str]:
     ]
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, LONGEST_FILES first (a stable sort: each file's tests keep their order)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        rank = {name: index for index, name in enumerate(LONGEST_FILES)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     os.environ[_MARKED] = item.nodeid if item.get_closest_marker("shared_data") else f"!{item.nodeid}"
@@ -232,9 +288,21 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     _module_start.setdefault(module, (_alive_threads(), _child_pids()))
 
 
+def _restore_worker_threads() -> None:
+    """A step run in-process (preprocess.steps, make_demo_data) sets torch's threads for the whole
+    process: under pytest-xdist, give the worker back its share before the next test."""
+    torch = sys.modules.get("torch")
+    wanted = os.environ.get("OMP_NUM_THREADS", "")
+    if not (os.environ.get("PYTEST_XDIST_WORKER") and torch is not None and wanted.isdigit()):
+        return
+    if torch.get_num_threads() != int(wanted):
+        torch.set_num_threads(int(wanted))
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     result = yield
+    _restore_worker_threads()
     boundary = _module_boundary(item, nextitem)
     if boundary:
         gc.unfreeze()

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +40,16 @@ def _wait_for_address(process: subprocess.Popen, log: Path, seconds: float = 180
     pytest.fail(f"the page said no address within {seconds:g} s:\n{log.read_text()[-3000:]}")
 
 
-def test_the_command_starts_with_a_fractional_upload_limit_on_a_port_gradio_finds(tmp_path):
+@pytest.fixture
+def short_tmp():
+    """A temporary folder with a short path, for the page's TMPDIR: its judging processes start
+    from a forkserver whose socket is made there, and a socket path over 107 bytes cannot be bound
+    ("AF_UNIX path too long"), which tmp_path under a pytest-xdist worker's folder can reach."""
+    with tempfile.TemporaryDirectory(prefix="page-", ignore_cleanup_errors=True) as folder:
+        yield Path(folder)
+
+
+def test_the_command_starts_with_a_fractional_upload_limit_on_a_port_gradio_finds(tmp_path, short_tmp):
     from gradio_client import Client, handle_file
 
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
@@ -49,8 +59,7 @@ def test_the_command_starts_with_a_fractional_upload_limit_on_a_port_gradio_find
     large = tmp_path / "large.png"
     Image.fromarray(noise).save(large)  # noise does not compress: ~750 KB
     assert photo.stat().st_size < 0.5 * 2**20 < large.stat().st_size
-    scratch, log = tmp_path / "scratch", tmp_path / "page.log"
-    scratch.mkdir()
+    scratch, log = short_tmp, tmp_path / "page.log"
     left = killed_page_leftovers(scratch)  # by a page killed mid-check in the same temporary folder
     with socket.socket() as taken:
         # the port Gradio tries first is taken (as by another program between a probe and a launch)
@@ -134,7 +143,7 @@ def _resident_mb(pid: int) -> float:
 
 
 @glibc_heap
-def test_the_page_gives_back_the_memory_of_each_check(tmp_path):
+def test_the_page_gives_back_the_memory_of_each_check(tmp_path, short_tmp):
     """The issue's figure: 24 photos of 25 MP took the page from 909 MB to 1.6 GB, still climbing:
     glibc kept each check's freed buffers in its heaps (inference/heap.py). Here a 9 MP photo judged
     5 times, the page's resident memory read after each; the first check is the baseline (it
@@ -154,7 +163,7 @@ def test_the_page_gives_back_the_memory_of_each_check(tmp_path):
         **os.environ,
         "GRADIO_TEMP_DIR": str(tmp_path / "uploads"),
         "GRADIO_ANALYTICS_ENABLED": "False",
-        "TMPDIR": str(tmp_path),
+        "TMPDIR": str(short_tmp),
         "HF_HUB_OFFLINE": "1",
     }
     command = [sys.executable, "-m", "inference.app", "--models", str(checkpoint), "--runtime", "torch"]
@@ -181,8 +190,6 @@ def test_the_page_gives_back_the_memory_of_each_check(tmp_path):
 
 
 def test_a_checkpoint_the_judging_process_cannot_load_ends_the_command_in_one_line(tmp_path, capsys, monkeypatch):
-    import tempfile
-
     from inference import app
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the page's temporary folders

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +95,7 @@ def test_fakes_differ_from_their_originals_inside_the_face_box_only(demo_world):
 
 
 def test_rerun_remakes_only_missing_clips_and_is_deterministic(demo_world, tmp_path):
+    demo_world = Path(shutil.copytree(demo_world, tmp_path / "world"))  # others read the shared one meanwhile
     manifest = json.loads((demo_world / "demo_world.json").read_text())
     clip = next(c for c in manifest["clips"] if c["spec"]["split"] == "test")
     names = [clip["name"]] + [fake["name"] for fake in clip["fakes"]]

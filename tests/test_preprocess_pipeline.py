@@ -91,7 +91,7 @@ def test_csv_layout(demo_world, tmp_path):
         writer = csv.DictWriter(handle, fieldnames=["path", "label", "original"])
         writer.writeheader()
         writer.writerows(rows)
-    assert run_all.main(["--root-dir", str(tmp_path), "--workers", "2"]) == 0
+    assert run_all.main(["--root-dir", str(tmp_path)]) == 0  # worker processes: demo_preprocessed
     records = load_dataset(tmp_path)
     assert len(records) == 6 and all(r.video.startswith("clips__") for r in records)
     assert_pipeline_complete(tmp_path, records)
