@@ -31,7 +31,6 @@ video, which runs once untimed before the timed pass: the figures are a warm pro
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import sys
@@ -48,6 +47,7 @@ from inference.aggregate import confident
 from inference.bench_report import (
     MODE_NAMES,
     STAGES,
+    emit_report,
     load_average,
     machine,
     positive_int,
@@ -71,7 +71,6 @@ from inference.predict import list_videos
 from inference.runtime import RUNTIMES, resolve_runtime
 from preprocess import cli
 from preprocess.face_detector import ORIGINAL_SCALE, default_device, scale_argument
-from preprocess.io_utils import atomic_path
 from preprocess.video_io import probe_video
 
 logger = logging.getLogger("inference.bench")
@@ -340,11 +339,7 @@ def main(argv=None) -> int:
         **summarise(modes),
         "gpu_memory_peak_mb": memory_peaks or None,
     }
-    text = json.dumps(report, indent=2)
-    print(text, flush=True)  # before the file: a report is never lost to an unwritable --json
-    if args.json:
-        with atomic_path(args.json) as partial:
-            partial.write_text(text + "\n")
+    emit_report(report, args.json)
     return 0
 
 

@@ -7,6 +7,7 @@ measured under load are noise (README, "Fast mode")."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from preprocess.io_utils import atomic_path
 from preprocess.video_io import VideoReadError, probe_video
 
 logger = logging.getLogger("inference.bench")
@@ -131,3 +133,13 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {text!r}")
     return value
+
+
+def emit_report(report: dict, json_path: Path | None) -> None:
+    """Print the report as JSON, then write it to `json_path` (whole, under a temporary name):
+    printed first, so that an unwritable --json never loses it."""
+    text = json.dumps(report, indent=2)
+    print(text, flush=True)
+    if json_path:
+        with atomic_path(json_path) as partial:
+            partial.write_text(text + "\n")

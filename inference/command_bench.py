@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import os
 import resource
@@ -27,9 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from inference.bench_report import load_average, machine, positive_int
+from inference.bench_report import emit_report, load_average, machine, positive_int
 from preprocess import cli
-from preprocess.io_utils import atomic_path
 
 logger = logging.getLogger("inference.command_bench")
 
@@ -142,11 +140,7 @@ def main(argv=None) -> int:
             if first in results and second in results
         },
     }
-    text = json.dumps(report, indent=2)
-    print(text, flush=True)
-    if args.json:
-        with atomic_path(args.json) as partial:
-            partial.write_text(text + "\n")
+    emit_report(report, args.json)
     return 0
 
 

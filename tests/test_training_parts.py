@@ -15,8 +15,7 @@ from training.builders import train_sampler
 from training.dataset import CropDataset, read_folds, sample_epoch, split_folds
 from training.losses import fake_real_bce
 from training.metrics import balanced_video_log_loss, log_loss, video_means
-from training.schedule import lr_factor, resolve_max_iter, schedule_mismatch
-from training.train import schedule_lambdas
+from training.schedule import lr_factor, resolve_max_iter, schedule_lambdas, schedule_mismatch
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

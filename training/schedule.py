@@ -83,3 +83,24 @@ def schedule_mismatch(schedule: dict, planned: int, base_lr: float) -> str | Non
             f"{planned - total} iterations train at the final learning rate; {hint}"
         )
     return None
+
+
+def schedule_lambdas(config: dict, iterations_per_epoch: int, plateau: dict):
+    """Per-iteration lr factors for the encoder and the head: schedule x plateau cuts, encoder
+    held at 0 during the freeze epochs."""
+    training, schedule = config["training"], config["schedule"]
+    total = resolve_max_iter(schedule["max_iter"], training["epochs"] * iterations_per_epoch)
+    base = config["optimizer"]["lr"]
+    min_factor = schedule["min_lr"] / base if base else 0.0
+    freeze_steps = training["freeze_epochs"] * iterations_per_epoch
+
+    decay_start = schedule.get("decay_start", 0.75)
+
+    def head(step: int) -> float:
+        factor = lr_factor(step, total, schedule["name"], schedule["power"], min_factor, decay_start)
+        return factor * plateau["scale"]
+
+    def encoder(step: int) -> float:
+        return 0.0 if step < freeze_steps else head(step)
+
+    return [encoder, head]

@@ -35,7 +35,7 @@ from training.config import apply_overrides, load_config, save_config
 from training.config_bounds import settings_problem
 from training.distributed import barrier, cleanup, init_distributed, is_main_process, replicas_in_sync
 from training.engine import train_one_epoch, validate
-from training.schedule import create_optimizer, lr_factor, resolve_max_iter, schedule_mismatch
+from training.schedule import create_optimizer, schedule_lambdas, schedule_mismatch
 from training.start_from import data_identity, init_from, resume_training
 from training.temporal import frame_step
 from training.zoo import encoder_spec, normalization
@@ -134,27 +134,6 @@ def resolve_config(args: argparse.Namespace) -> dict:
     if problem:
         raise InputError(problem)
     return config
-
-
-def schedule_lambdas(config: dict, iterations_per_epoch: int, plateau: dict):
-    """Per-iteration lr factors for the encoder and the head: schedule x plateau cuts, encoder
-    held at 0 during the freeze epochs."""
-    training, schedule = config["training"], config["schedule"]
-    total = resolve_max_iter(schedule["max_iter"], training["epochs"] * iterations_per_epoch)
-    base = config["optimizer"]["lr"]
-    min_factor = schedule["min_lr"] / base if base else 0.0
-    freeze_steps = training["freeze_epochs"] * iterations_per_epoch
-
-    decay_start = schedule.get("decay_start", 0.75)
-
-    def head(step: int) -> float:
-        factor = lr_factor(step, total, schedule["name"], schedule["power"], min_factor, decay_start)
-        return factor * plateau["scale"]
-
-    def encoder(step: int) -> float:
-        return 0.0 if step < freeze_steps else head(step)
-
-    return [encoder, head]
 
 
 def seed_epoch(seed: int, epoch: int, rank: int) -> None:
