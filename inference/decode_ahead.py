@@ -73,14 +73,14 @@ class InOrder:
     def submit(self, function, *args) -> Future:
         future: Future = Future()
         self._tasks.put((future, function, args))
-        if not self._thread.is_alive() and self._thread.ident is None:  # started with the first call
+        if self._thread.ident is None:  # started with the first call
             self._thread.start()
         return future
 
     def _work(self) -> None:
         while (task := self._tasks.get()) is not None:
             self._run(*task)
-            task = None  # noqa: F841 - not holding the last result (a video's frames) while waiting for the next task
+            task = None  # not holding the last result (a video's frames) while waiting for the next task
 
     @staticmethod
     def _run(future: Future, function, args) -> None:

@@ -51,9 +51,9 @@ class FaceReader:
         else decoded now; with the file's identity as it was before decoding."""
         recall = not self.args.no_recall_boost
         limits = media_limits(self.args)
-        waited = time.perf_counter()
+        started = time.perf_counter()
         decoded = ahead.result() if ahead is not None else None  # the video's error, if decoding failed
-        waited = time.perf_counter() - waited
+        waited = time.perf_counter() - started
         if decoded is None or decoded.sampled is None:
             decoded = decode_ahead.DecodedAhead(video_identity(path), None)
         faces = extract_faces(
