@@ -352,9 +352,21 @@ def test_a_person_uploads_a_photo_in_a_browser_and_reads_the_verdict(server, med
         )
         try:
             page = browser.new_page()
-            page.goto(server["url"])
-            page.locator("input[type=file]").set_input_files(str(media["photo"]))
-            page.get_by_text("photo.jpg").first.wait_for(timeout=30_000)
+            console = []
+            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+            # the page is ready once its scripts have fetched the app's configuration and drawn it:
+            # a file given to the input before then can be dropped
+            page.goto(server["url"], wait_until="networkidle", timeout=120_000)
+            page.locator("#check").wait_for(timeout=60_000)
+            with page.expect_response(lambda answer: "gradio_api/upload" in answer.url, timeout=60_000) as sent:
+                page.locator("input[type=file]").set_input_files(str(media["photo"]))
+            assert sent.value.ok, f"the upload was answered {sent.value.status}: {sent.value.text()[:500]}"
+            try:
+                # the name is drawn as two spans ("photo", ".jpg") in a cell labelled with the whole
+                page.get_by_role("cell", name="photo.jpg", exact=True).wait_for(timeout=60_000)
+            except playwright.TimeoutError:
+                shown = page.locator("body").inner_text()[-2000:]
+                pytest.fail(f"the uploaded file's name never showed; the page reads:\n{shown}\n" + "\n".join(console))
             page.locator("#check").click()
             verdict = page.locator("#verdict")
             verdict.get_by_text("P(fake)").wait_for(timeout=120_000)
