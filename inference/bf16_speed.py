@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.openvino_import import openvino_module
 from inference.runtime import default_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ REVISION = 1  # of the benchmark: a new one measures again
 def cpu_identity() -> dict:
     """What decides bf16's speed here: the CPU (model name, family, model, the flags that matter), its
     cores available to this process, and OpenVINO's version."""
-    import openvino
+    openvino = openvino_module()
 
     fields: dict[str, str] = {}
     try:
@@ -66,7 +67,7 @@ def cache_file() -> Path:
 def _block_model(channels: int = 48, expanded: int = 192, side: int = 40, blocks: int = 3):
     """An OpenVINO model of `blocks` inverted-residual blocks (EfficientNet's): 1x1 expansion,
     depthwise 3x3, 1x1 projection, SiLU between, on a batch of 8."""
-    import openvino
+    openvino = openvino_module()
     import openvino.opset13 as ops
 
     rng = np.random.default_rng(0)
@@ -89,7 +90,7 @@ def _block_model(channels: int = 48, expanded: int = 192, side: int = 40, blocks
 
 def measure(threads: int, runs: int = RUNS) -> dict[str, float]:
     """Milliseconds for one batch of `_block_model` in fp32 and in bf16 (the best of `runs`, taken in turns)."""
-    import openvino
+    openvino = openvino_module()
 
     core = openvino.Core()
     model = _block_model()

@@ -27,6 +27,8 @@ import numpy as np
 import timm
 import torch
 
+from inference.openvino_import import openvino_module
+
 logger = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "openvino")
@@ -48,7 +50,7 @@ def native_bf16() -> bool:
     """Whether this CPU computes in bf16 natively (AVX-512 BF16 or AMX). Elsewhere bf16 is emulated
     and slower than fp32."""
     if importlib.util.find_spec("openvino") is not None:
-        import openvino
+        openvino = openvino_module()
 
         return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     try:
@@ -74,7 +76,7 @@ def resolve_runtime(name: str, device: torch.device) -> str:
 
 
 def _cache_key(checkpoint: Path, encoder: str, input_size: int) -> str:
-    import openvino
+    openvino = openvino_module()
 
     digest = hashlib.sha256()
     with open(checkpoint, "rb") as handle:
@@ -140,7 +142,7 @@ class OpenVinoClassifier:
         mean: tuple[float, ...] = (0.0, 0.0, 0.0),
         std: tuple[float, ...] = (1.0, 1.0, 1.0),
     ):
-        import openvino
+        openvino = openvino_module()
 
         onnx_path = Path(cache_dir) / f"{_cache_key(Path(checkpoint), encoder, input_size)}.onnx"
         if not onnx_path.exists():
