@@ -149,3 +149,27 @@ def test_the_reviews_examples_are_refused():
     decay = _refusal(["--config", str(CONFIGS / "demo.yaml"), "--set", "optimizer.weight_decay=.inf"])
     assert decay.endswith("optimizer.weight_decay must be a number in [0, 1] (the weight decay), got inf")
     assert math.isinf(float(decay.rsplit(" ", 1)[1]))
+
+
+def test_a_config_file_sets_the_encoders_own_arguments_within_their_bounds(tmp_path):
+    """`model.encoder_args` is a mapping of timm's keyword arguments, not a section of known keys:
+    a config file could not set it ("unknown config key 'model.encoder_args.depth' (known: )"),
+    only --set could. Its keys and values are checked as a checkpoint's are."""
+    tiny = tmp_path / "tiny_vit.yaml"
+    tiny.write_text("model: {encoder: vit_tiny_patch16_224, encoder_args: {depth: 2, embed_dim: 96}}\n")
+    resolved = train_module.resolve_config(train_module.parse_args(["--config", str(tiny), "--data-dir", "unused"]))
+    assert resolved["model"]["encoder_args"] == {"depth": 2, "embed_dim": 96}
+    assert load_config(tiny)["model"]["encoder_args"] == {"depth": 2, "embed_dim": 96}
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("model: {encoder_args: {depth: 1000}}\n")
+    refused = _refusal(["--config", str(deep)])
+    assert refused.startswith(
+        f"{deep}: `config.model.encoder_args.depth` must be a whole number from 1 to 64, got 1000"
+    )
+    path = tmp_path / "path.yaml"
+    path.write_text("model: {encoder_args: {checkpoint_path: /elsewhere/model.pth}}\n")
+    assert "may not give 'checkpoint_path' to timm" in _refusal(["--config", str(path)])
+    other = tmp_path / "other.yaml"
+    other.write_text("model: {encoder_ars: {depth: 2}}\n")  # a misspelt section key is still refused
+    with pytest.raises(InputError, match="unknown config key 'model.encoder_ars'"):
+        load_config(other)

@@ -93,12 +93,19 @@ DEFAULTS: dict = {
 }
 
 
+# Settings whose value is a mapping of the user's own keys (checked where they are used:
+# training/config_bounds.py), not a section of known keys.
+OPEN_MAPPINGS = {"model.encoder_args"}
+
+
 def _merge(base: dict, update: dict, where: str = "") -> dict:
     merged = copy.deepcopy(base)
     for key, value in (update or {}).items():
         if key not in merged:
             raise KeyError(f"unknown config key '{where}{key}' (known: {', '.join(sorted(merged))})")
-        if isinstance(merged[key], dict) and isinstance(value, dict):
+        if f"{where}{key}" in OPEN_MAPPINGS:
+            merged[key] = value
+        elif isinstance(merged[key], dict) and isinstance(value, dict):
             merged[key] = _merge(merged[key], value, f"{where}{key}.")
         else:
             merged[key] = value
