@@ -8,7 +8,7 @@ the score of every video, in each mode, with the start-up costs apart.
         --modes baseline exact fast fast-fp32 --json bench.json
 
 The third times the original's ensemble (seven B7 at 380 px) with random weights, nothing to
-download, and on CUDA reports the GPU memory peak of each mode. The fourth is the README's speed
+download, and on CUDA reports the GPU memory peak of each mode. The fourth is docs/speed.md's speed
 table, with a checkpoint made by `python -m inference.sharp_checkpoint` (logits over +-10, as a
 trained model's: differences that soft models hide show there).
 

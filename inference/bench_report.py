@@ -2,7 +2,7 @@
 what it was measured on (the CPU, its flags that matter, the load average).
 
 The load average is part of every speed figure here: on a machine shared with other work, seconds
-measured under load are noise (README, "Fast mode")."""
+measured under load are noise (docs/speed.md, "Measuring it")."""
 
 from __future__ import annotations
 

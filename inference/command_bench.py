@@ -8,7 +8,7 @@ and `python -m inference.predict --fast` on the same folder, each a fresh proces
 to exit: imports, model loading, every video, the files written. A first round, untimed, warms the
 disk cache and OpenVINO's export cache, so the figures are a warm machine's. The report gives each
 command's seconds per round, the load average before each run and the CPU seconds the rest of the
-machine used during it (seconds measured beside other work are noise: README, "Fast mode"), the
+machine used during it (seconds measured beside other work are noise: docs/speed.md, "Measuring it"), the
 speed-ups of the best rounds over the original's best, the CPU (inference/bench_report.py), and the
 largest score differences between the commands' outputs.
 """

@@ -1,7 +1,7 @@
 """The next video's sampled frames, decoded in the background while the current one is detected and
 classified (predict on a CPU, inference/reader.py). FFmpeg decodes without Python's lock, on CPU
 time that the detector and the classifiers leave idle: a whole `--fast` command on ten 1080p videos
-took 17.9-19.1 s instead of 20.1-22.0 on the 2-core AMD EPYC of the README's "Fast mode".
+took 17.9-19.1 s instead of 20.1-22.0 on the 2-core AMD EPYC of docs/speed.md.
 
 What is held ahead is bounded: a video is decoded ahead only where `frames` frames at the size its
 header states fit `AHEAD_BYTES`, and under a pixel cap that keeps them there (`ahead_limits`): a

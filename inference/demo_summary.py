@@ -4,7 +4,7 @@
 
 The ranges (docs/demo_figures.yaml) were measured by ./run_all.sh from fresh clones with several
 training seeds: the demo trains bit-identically run to run on one machine, but a CPU of another
-make picks other oneDNN kernels and lands elsewhere in the range (README, "The demo figure"). A
+make picks other oneDNN kernels and lands elsewhere in the range (docs/demo.md, "The demo figure"). A
 figure outside its range is said so (a warning, not an error: the run itself succeeded).
 """
 

@@ -210,15 +210,15 @@ def brightened(frame: np.ndarray) -> np.ndarray:
     return cv2.LUT(np.ascontiguousarray(frame), table)
 
 
-# Fast mode's key frame interval for seeded detection (inference/face_tracks.py): README, "Fast
-# mode". Every 4th against every 2nd, on the five sample clips and their 1920x1080 copies with three
+# Fast mode's key frame interval for seeded detection (inference/face_tracks.py): docs/speed.md,
+# "Fast mode". Every 4th against every 2nd, on the five sample clips and their 1920x1080 copies with three
 # sharp checkpoints: detection (with decoding) 1.0-1.9 s of CPU a 1080p video against 2.4-2.9, and
 # the same largest fast-vs-exact differences (one video, a flickering background detection at the
 # confident strategy's edge, 0.19 with both; the other 29 pairs within 0.035).
 SEED_EVERY = 4
 # Fewer sampled frames than this get the full pyramid on every frame, even in fast mode: each
 # frame weighs more in the video's score, so a seeded frame's miss moved a 3-frame clip by 0.12
-# and an 8-frame reading (--frames 8) by 0.14, where 32 frames stay within 0.035 (README).
+# and an 8-frame reading (--frames 8) by 0.14, where 32 frames stay within 0.035 (docs/speed.md).
 MIN_SEEDED_FRAMES = 16
 # How faces are found, for resumed runs (inference/progress.py): a progress file written by another
 # revision is not resumed. 2: fast mode's seeded detection and the recall boost's retry cap. 3: key

@@ -12,7 +12,7 @@ touch being one clip, at the video's frame rate (30 where it states none); 32 fr
 those frames, as the reference runs each on the whole video. Encoding the 32 sampled frames as a
 clip of their own, as this did before, left x264 little to predict between frames 10 apart: 1.2
 to 2.0 dB PSNR below the whole-video encode on the sample clips; now 0.1 to 0.45 dB below it, the
-difference of mbtree (README, "Robustness to real-world distortions"). It costs an H.264 encode of
+difference of mbtree (docs/robustness.md). It costs an H.264 encode of
 the video: about 10 s for 300 frames of 720p on one core.
 
 `mixed` chains 2 to 4 different distortions of DeeperForensics-1.0's seven (CS CC BW GNC GB resize

@@ -134,7 +134,7 @@ def classifier_precision(
     asks for it, or where fast mode is on (--fast) and bf16 was measured faster than fp32 on this
     CPU by OpenVINO, the classifiers' runtime (inference/bf16_speed.py: once, cached); --fp32 keeps
     fp32; else "f32". With a sharp checkpoint (logits over +-10) bf16 stayed within 0.010 of fp32
-    on the sample clips (README, "Speed"); --fp32 is there for whoever needs fp32's scores exactly."""
+    on the sample clips (docs/speed.md); --fp32 is there for whoever needs fp32's scores exactly."""
     if fp32 or not (cpu_bf16 or fast) or device.type != "cpu":
         return "f32"
     if not native_bf16():

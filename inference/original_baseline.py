@@ -23,7 +23,7 @@ them and their input to fp16 on CUDA; a CPU runs fp16 convolutions far slower), 
 own normalisation (ImageNet's for the recipe's encoders, as the original's); the models' scores
 weighted as an ensemble file weights them (the original's were equal); one video at a time, each
 stage timed alone (predict_folder.py's six threads over videos make the stages overlap and were
-slower on 2 cores: README, "Measuring it"); an error is raised and a faceless video has no score,
+slower on 2 cores: docs/speed.md, "Measuring it"); an error is raised and a faceless video has no score,
 where the original printed the error and scored the video 0.5; a video with a single face is
 scored (the original's `squeeze()` made its one score a 0-d tensor that it could not slice: an
 error, so 0.5).

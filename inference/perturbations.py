@@ -55,8 +55,8 @@ defaults (preset medium, macroblock-tree rate control, yuv420p). We do the same 
 the decoded frames, except that mbtree is off and x264 runs on one thread, so that the same frames
 always give the same bytes: with mbtree on, the same 24x24 frames encoded twice in one test
 process came out different now and then (as ``preprocess/video_writer.py`` saw it with threads).
-That costs 0.1 to 0.45 dB of PSNR against the reference's encode (README, "Robustness to
-real-world distortions"). Odd frame sizes are edge-padded to even and cropped back. predict's
+That costs 0.1 to 0.45 dB of PSNR against the reference's encode (docs/robustness.md). Odd frame
+sizes are edge-padded to even and cropped back. predict's
 sampled frames are re-encoded with the consecutive frames around them
 (inference/frame_perturbation.py), not as a clip of their own: 32 frames 10 apart left the encoder
 little to predict, 1.2 to 2 dB below the reference's PSNR.

@@ -13,7 +13,7 @@ by OpenVINO, see inference/runtime.py); per model the frame probabilities are ag
 Faces of consecutive videos are classified together until a batch is full. On CUDA, faces of the
 next videos are detected in a background thread while the current ones are classified; on a CPU,
 the next video's sampled frames are decoded in one (inference/reader.py). `--fast`
-trades exactness for speed (scores close to the default's, not equal: README "Fast mode"): the
+trades exactness for speed (scores close to the default's, not equal: docs/speed.md "Fast mode"): the
 sampled frames decoded with the frames no other needs skipped (the same pixels); on a CPU, MTCNN's
 image pyramid on every fourth sampled frame only and its last two networks on the boxes around the
 others (inference/face_tracks.py), and the classifiers in bf16 where bf16 was measured faster than

@@ -98,7 +98,7 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
         "--fast",
         action="store_true",
         help="faster, scores close to the default's but not equal (within 0.035 on the sample clips and their 1080p "
-        "copies with three very confident models, but for one video on the confident strategy's edge: README "
+        "copies with three very confident models, but for one video on the confident strategy's edge: docs/speed.md "
         "'Fast mode'): the sampled frames decoded with the frames no other needs skipped (the same pixels); on a "
         "CPU, MTCNN's image pyramid on every fourth sampled frame only (as the default runs it), the frames between "
         "searched where the faces of the frames around them were (MTCNN's last two networks on those boxes; the "
@@ -115,7 +115,7 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
         action="store_true",
         help="bf16 on the CPU, where the CPU computes it natively (AVX-512 BF16 or AMX); elsewhere it is emulated "
         "and slower, so fp32 runs and a warning says so. About a third faster to classify; scores move (by up "
-        "to 0.010 with a sharp model on the sample clips, README 'Fast mode')",
+        "to 0.010 with a sharp model on the sample clips, docs/speed.md 'Fast mode')",
     )
     parser.add_argument(
         "--batch-size",

@@ -7,7 +7,7 @@ command, shows the traceback instead.
 
 A scoring command whose files are written and closed ends with `leave(run(main))` instead: the
 interpreter's own shutdown, which tears down torch's and OpenVINO's modules one by one, took 1.0 s
-on the 2-core AMD EPYC of the README's "Fast mode", and the command is done before it. A command
+on the 2-core AMD EPYC of docs/speed.md, and the command is done before it. A command
 whose output pipe is closed by its reader (`| head`) ends quietly with status 141, as a shell
 reports a command that SIGPIPE ended.
 """
@@ -100,7 +100,7 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
 
 def leave(status: int) -> None:
     """End the process now with `status`, without the interpreter's shutdown (1.0 s once torch and
-    timm are imported, on the README's "Fast mode" machine): the logs and standard streams are
+    timm are imported, on the machine of docs/speed.md): the logs and standard streams are
     flushed first. Only for a command's last line, once every file it writes is closed; atexit
     handlers do not run (threads still alive are idle pool workers)."""
     logging.shutdown()

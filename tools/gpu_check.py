@@ -18,7 +18,7 @@ suite last, with the time that is left):
 Packages: the four GPU steps need the lines of requirements.txt for tools/gpu_requirements.py's
 GPU_STEP_PACKAGES (not the web page's gradio nor OpenVINO), the suite all of requirements.txt.
 What the chosen steps lack is pip-installed first, unless GPU_CHECK_NO_INSTALL=1 (a host without
-a package index: README, "GPU and clusters", for a wheelhouse); a step still lacking a package is
+a package index: docs/gpu.md, "A cluster without internet", for a wheelhouse); a step still lacking a package is
 reported skipped, with what it lacks.
 
 The last line of standard output is one JSON summary: each step's status (passed, failed or

@@ -2,7 +2,7 @@
 
     python -m training.bench --data-dir work/demo_data [--config configs/demo.yaml] [--fold 0]
 
-The README's demo figure comes from this script; any other flag of training.train can be added
+The demo figure (docs/demo.md, "The demo figure") comes from this script; any other flag of training.train can be added
 after `--` (e.g. `-- --epochs 20`).
 """
 
