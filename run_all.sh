@@ -75,7 +75,7 @@ run "$PYTHON" -m preprocess.datasets --root-dir "$DATA_ROOT"
 TEST_LAYOUT=none  # a plain folder of test videos; else the dataset layout of TEST_DIR and its splits
 TEST_SPLITS=""
 if [ "$MODE" != demo ]; then
-    test_layout=$("$PYTHON" -m inference.dataset_labels "$TEST_DIR")
+    test_layout=$("$PYTHON" -m inference.scoring.dataset_labels "$TEST_DIR")
     read -r TEST_LAYOUT TEST_SPLITS <<< "$test_layout"
 fi
 TEST_SPLIT=()
@@ -191,5 +191,5 @@ if [ -z "${DRY_RUN:-}" ] && [ -f "$CALIBRATION_REPORT" ]; then
 fi
 if [ -z "${DRY_RUN:-}" ] && [ "$MODE" = demo ]; then
     # the run's figures beside the ranges the README gives (measured over several training seeds)
-    "$PYTHON" -m inference.demo_summary --work-dir "$WORK_DIR" --fold0-run "${runs[0]}"
+    "$PYTHON" -m inference.evaluation.demo_summary --work-dir "$WORK_DIR" --fold0-run "${runs[0]}"
 fi

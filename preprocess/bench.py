@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from preprocess import cli
+from common import cli
+from common.video_io import iter_frames, probe_video
 from preprocess.crops import crop_face
 from preprocess.datasets import load_dataset
 from preprocess.face_detector import ORIGINAL_SCALE, FaceDetector, default_device
 from preprocess.steps import load_config
-from preprocess.video_io import iter_frames, probe_video
 
 
 def _timed_pass(path: Path, backend: str, detector: FaceDetector, every: int, crop: bool) -> dict:

@@ -19,8 +19,8 @@ import json
 import logging
 from pathlib import Path
 
+from common.records import FAKE, REAL, VIDEO_SUFFIXES, DatasetError, VideoRecord, relative_id, safe_child
 from preprocess.identities import CELEBDF_FAKE, celebdf_identities, dfdcp_identities
-from preprocess.records import FAKE, REAL, VIDEO_SUFFIXES, DatasetError, VideoRecord, relative_id, safe_child
 
 logger = logging.getLogger("preprocess.benchmarks")
 

@@ -34,10 +34,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from preprocess import cli
-from preprocess.benchmarks import CELEBDF_FOLDERS, ffpp_splits, read_celebdf, read_dfdc_preview
-from preprocess.identities import FFPP_DFD_FAKE, FFPP_FAKE, ffpp_identities
-from preprocess.records import (
+from common import cli
+from common.records import (
     FAKE,
     REAL,
     VIDEO_SUFFIXES,
@@ -47,6 +45,8 @@ from preprocess.records import (
     relative_id,
     safe_child,
 )
+from preprocess.benchmarks import CELEBDF_FOLDERS, ffpp_splits, read_celebdf, read_dfdc_preview
+from preprocess.identities import FFPP_DFD_FAKE, FFPP_FAKE, ffpp_identities
 
 logger = logging.getLogger("preprocess.datasets")
 

@@ -18,12 +18,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from preprocess import cli
+from common import cli
+from common.io_utils import write_json_atomic
+from common.video_io import VideoReadError, iter_frames
 from preprocess.face_detector import FaceDetector, scale_argument
-from preprocess.io_utils import write_json_atomic
 from preprocess.outputs import boxes_path
 from preprocess.steps import Option, VideoStep, step_main
-from preprocess.video_io import VideoReadError, iter_frames
 
 logger = logging.getLogger("preprocess.detect_faces")
 

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from preprocess import cli
-from preprocess.io_utils import atomic_dir
+from common import cli
+from common.io_utils import atomic_dir
 from preprocess.landmarks import require_crops
 from preprocess.outputs import crops_dir, diffs_dir
 from preprocess.steps import VideoStep, step_main

@@ -17,12 +17,12 @@ from typing import ClassVar
 
 import cv2
 
-from preprocess import cli
+from common import cli
+from common.io_utils import atomic_dir
+from common.video_io import VideoReadError, iter_frames
 from preprocess.crops import crop_face
-from preprocess.io_utils import atomic_dir
 from preprocess.outputs import boxes_path, crop_name, crops_dir, read_boxes
 from preprocess.steps import Option, VideoStep, step_main
-from preprocess.video_io import VideoReadError, iter_frames
 
 logger = logging.getLogger("preprocess.extract_crops")
 

@@ -119,7 +119,7 @@ class FaceDetector:
     scale each frame by its resolution. Frames are resized with PIL bicubic, as the original did,
     then go through facenet-pytorch's MTCNN (`pipeline="facenet"`), or, with `pipeline="opencv"`
     on a CPU, through MTCNN's stages with the image pyramid and candidate faces resized by OpenCV
-    and frames in groups through each network (preprocess/mtcnn_opencv.py): about twice as fast,
+    and frames in groups through each network (preprocess/mtcnn_seeded.py): about twice as fast,
     boxes within a few pixels.
 
     The three networks run channels-last (unless `channels_last=False`): the same results (to
@@ -138,7 +138,7 @@ class FaceDetector:
     ):
         from facenet_pytorch import MTCNN
 
-        from preprocess import mtcnn_opencv  # imports facenet-pytorch too: kept out of module start-up
+        from preprocess import mtcnn_seeded as mtcnn_opencv  # imports facenet-pytorch too: kept out of module start-up
 
         self._opencv_pipeline = mtcnn_opencv
         if pipeline not in PIPELINES:
@@ -146,7 +146,9 @@ class FaceDetector:
         self.scale = parse_scale(scale)
         self.min_face_size = min_face_size
         self.pipeline = pipeline
-        self.seed_every = seed_every  # key frame interval of seeded detection (inference/face_tracks.py); 0: none
+        self.seed_every = (
+            seed_every  # key frame interval of seeded detection (inference/pipeline/face_tracks.py); 0: none
+        )
         self.device = torch.device(device) if device is not None else default_device()
         self.mtcnn = MTCNN(
             keep_all=True,

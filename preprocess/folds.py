@@ -34,10 +34,10 @@ from pathlib import Path
 
 from sklearn.model_selection import GroupKFold
 
-from preprocess import cli
-from preprocess.cli import InputError
+from common import cli
+from common.cli import InputError
+from common.io_utils import write_csv_atomic, write_json_atomic
 from preprocess.datasets import VideoRecord, dfdc_part_number, load_dataset
-from preprocess.io_utils import write_csv_atomic, write_json_atomic
 from preprocess.outputs import boxes_path, crops_dir, parse_crop_name, read_boxes
 from preprocess.steps import load_config, setup_logging
 from preprocess.tracks import frame_tracks, tracks_path

@@ -22,11 +22,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from preprocess import cli
+from common import cli
+from common.io_utils import atomic_path, write_json_atomic
+from common.video_io import VideoReadError, is_image, probe_video
 from preprocess.datasets import VideoRecord, load_dataset
-from preprocess.io_utils import atomic_path, write_json_atomic
 from preprocess.outputs import boxes_path, crops_dir, read_boxes
-from preprocess.video_io import VideoReadError, is_image, probe_video
 
 logger = logging.getLogger("preprocess.inventory")
 

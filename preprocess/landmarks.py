@@ -16,9 +16,9 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from preprocess import cli
+from common import cli
+from common.io_utils import atomic_dir
 from preprocess.face_detector import FaceDetector
-from preprocess.io_utils import atomic_dir
 from preprocess.outputs import crops_dir, landmarks_dir
 from preprocess.steps import Option, VideoStep, step_main
 

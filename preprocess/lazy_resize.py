@@ -1,6 +1,6 @@
 """A frame at detection size whose pixels are computed only where they are read.
 
-Fast mode's seeded frames (inference/face_tracks.py) need the frame at detection size only around
+Fast mode's seeded frames (inference/pipeline/face_tracks.py) need the frame at detection size only around
 the faces of the frames beside them: MTCNN's second and third networks look at a few boxes there.
 Resizing the whole 1080p frame with PIL's bicubic filter, as exact mode does, cost about 15 ms of
 CPU a frame, most of a seeded frame's time. `LazilyResized` resizes only the tiles a slice

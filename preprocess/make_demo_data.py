@@ -26,11 +26,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from preprocess import cli
-from preprocess.cli import InputError
+from common import cli
+from common.cli import InputError
+from common.io_utils import write_csv_atomic, write_json_atomic
 from preprocess.demo_world.identities import Identity, load_identities
 from preprocess.demo_world.plan import ClipSpec, plan_world
-from preprocess.io_utils import write_csv_atomic, write_json_atomic
 
 logger = logging.getLogger("preprocess.make_demo_data")
 

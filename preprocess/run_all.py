@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from preprocess import cli
+from common import cli
 from preprocess.datasets import DatasetError, load_dataset
 from preprocess.detect_faces import DetectFaces
 from preprocess.diffs import Diffs

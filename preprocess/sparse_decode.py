@@ -9,7 +9,7 @@ i-th smallest time. The frames decoded are pixel for pixel those OpenCV's grab/r
 mode (tested on the sample clips); on 1920x1080 copies of them, with 300 frames, decoding took
 about a third less CPU time. Like PyAV's reader, every decoded frame is held to FFmpeg's pixel cap,
 and a skipped frame is never decoded at all, so no separate keyframe scan is needed
-(preprocess/video_io.py, `check_media`).
+(common/video_io.py, `check_media`).
 
 Where the times cannot say the order (a packet without one, two with the same) `display_times`
 returns None, and where the frames decoded do not carry the times their packets did, fewer frames
@@ -26,8 +26,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from preprocess.media_limits import MediaLimits
-from preprocess.video_io import (
+from common.media_limits import MediaLimits
+from common.video_io import (
     MediaTooLargeError,
     VideoReadError,
     check_frame,

@@ -26,10 +26,10 @@ from typing import ClassVar
 import yaml
 from tqdm import tqdm
 
-from preprocess import cli, safe_yaml
-from preprocess.cli import InputError
+from common import cli, safe_yaml
+from common.cli import InputError
+from common.io_utils import recover_atomic_dirs, write_csv_atomic
 from preprocess.datasets import LAYOUTS, DatasetError, VideoRecord, load_dataset
-from preprocess.io_utils import recover_atomic_dirs, write_csv_atomic
 
 logger = logging.getLogger("preprocess")
 

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pytest
 
-from inference import download as downloads
+from inference.models import download as downloads
 
 # Random bytes that start as a checkpoint does (a zip archive), so that fetch's check of the first
 # bytes lets them through.

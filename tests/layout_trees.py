@@ -39,8 +39,8 @@ def write_clip(path: Path, variant: int, frames: int = 3) -> None:
     import cv2
     import numpy as np
 
+    from common.video_writer import VideoWriter
     from preprocess.demo_world.identities import builtin_photos
-    from preprocess.video_writer import VideoWriter
 
     photos = builtin_photos()
     photo = photos[sorted(photos)[variant % 2]]
@@ -87,8 +87,8 @@ def write_person_clip(path: Path, person: int, take: int, fake: bool, frames: in
     import cv2
     import numpy as np
 
+    from common.video_writer import VideoWriter
     from preprocess.demo_world.identities import builtin_photos
-    from preprocess.video_writer import VideoWriter
 
     photos = builtin_photos()
     face = cv2.resize(photos[sorted(photos)[person % 2]], (150, 160), interpolation=cv2.INTER_AREA)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.aggregate import confident, median, per_person
+from inference.pipeline.aggregate import confident, median, per_person
 from preprocess.tracks import link_people
 
 

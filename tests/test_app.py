@@ -1,7 +1,7 @@
 """The web page: judged through its API with gradio_client (a clip and a photo, the limits on
 size, pixels, frames and time, the same upload checked twice, nothing of a judged file left
 behind), and through headless Chromium as a person uses it (skipped without Chromium). The
-command itself (inference.app.main) is tested in test_app_main.py."""
+command itself (inference.serving.page.main) is tested in test_app_main.py."""
 
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference import detect
-from inference.app import Judge, build_app, parse_args
+from common.video_io import VideoWriter
+from inference.serving import detection as detect
+from inference.serving.page import Judge, build_app, parse_args
 from preprocess.demo_world.identities import builtin_photos
-from preprocess.video_io import VideoWriter
 from tests.conftest import save_tiny_checkpoint, score_tolerance
 
 CHROMIUM = Path("/usr/bin/chromium")
-EXPLANATION_FILES = ("face*_frame*.jpg", "frame*.jpg", "probability.png")  # what inference.explain writes
+EXPLANATION_FILES = ("face*_frame*.jpg", "frame*.jpg", "probability.png")  # what inference.serving.explain writes
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +223,7 @@ def test_pixels_over_the_caps_are_refused_from_the_headers(server, media):
 
 def test_a_header_that_breaks_its_parser_is_refused_in_one_line(server, media, monkeypatch):
     """(In this process: the page has its judging process read the headers.)"""
-    from inference import upload_checks
+    from inference.serving import upload_checks
 
     def broken_parser(path, limits):
         raise Image.DecompressionBombError("a GIF frame of 60000x60000")  # what Pillow's GIF opener once raised
@@ -241,7 +241,7 @@ def test_reading_a_videos_keyframes_counts_in_the_time_limit(server, media, tmp_
     to read on an idle 2-core machine) under a 1 s limit: the page answers at the limit."""
     import gradio as gr
 
-    from inference.hostile_bench import write_keyframe_video
+    from inference.benchmarks.hostile_bench import write_keyframe_video
 
     video = write_keyframe_video(tmp_path / "keyframes.mp4", 4096, 2160, frames=3000)
     judge = server["judge"]
@@ -261,7 +261,7 @@ def test_reading_a_videos_keyframes_counts_in_the_time_limit(server, media, tmp_
 def judge_slowly(models, path: Path, folder: Path):
     """judge_file, but a file named slow* takes ten minutes (a judgement that overruns its limit),
     a file `judging` beside it saying when it began."""
-    from inference.judge_worker import judge_file
+    from inference.serving.judge_worker import judge_file
 
     if path.name.startswith("slow"):
         (path.parent / "judging").touch()
@@ -288,7 +288,7 @@ def test_a_check_over_the_time_limit_is_stopped_and_the_next_one_is_served(serve
     from gradio_client.exceptions import AppError
     from gradio_client.utils import Status
 
-    from inference.judge_worker import ModelWorker
+    from inference.serving.judge_worker import ModelWorker
 
     slow = shutil.copy(media["photo"], tmp_path / "slow.jpg")
     usual_worker, judge = server["judge"].worker, server["judge"]
@@ -321,7 +321,7 @@ def test_a_judging_process_that_dies_is_named_and_replaced(server, media, tmp_pa
     a line, and the next file gets a new process."""
     import gradio as gr
 
-    from inference.judge_worker import ModelWorker
+    from inference.serving.judge_worker import ModelWorker
 
     slow = shutil.copy(media["photo"], tmp_path / "slow.jpg")
     usual_worker, judge = server["judge"].worker, server["judge"]

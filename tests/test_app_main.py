@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.page_folders import pid_namespace
+from inference.serving.page_folders import pid_namespace
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint
 from tests.test_page_folders import killed_page_leftovers
@@ -123,7 +123,7 @@ GROWTH_MB = 32  # measured: +2 MB fixed, +80 MB with glibc's threshold left and 
 
 
 def glibc_heap(test):
-    """For a test of what glibc's allocator keeps (inference/heap.py): skipped elsewhere, and where
+    """For a test of what glibc's allocator keeps (inference/serving/heap.py): skipped elsewhere, and where
     another allocator is preloaded (jemalloc, tcmalloc), or no /proc to read memory from."""
     preloaded = os.environ.get("LD_PRELOAD", "").lower()
     reason = None
@@ -145,11 +145,11 @@ def _resident_mb(pid: int) -> float:
 @glibc_heap
 def test_the_page_gives_back_the_memory_of_each_check(tmp_path, short_tmp):
     """The issue's figure: 24 photos of 25 MP took the page from 909 MB to 1.6 GB, still climbing:
-    glibc kept each check's freed buffers in its heaps (inference/heap.py). Here a 9 MP photo judged
+    glibc kept each check's freed buffers in its heaps (inference/serving/heap.py). Here a 9 MP photo judged
     5 times, the page's resident memory read after each; the first check is the baseline (it
     imports and loads what the page then keeps, ~30 MB, which counted as growth against the idle
     page before). Measured on 2 shared CPU cores after the first check, the next 4: 955 MB, then
-    957 MB (+2 MB); with inference/heap.py's calls taken out, 991 MB, then 1059-1071 MB (+80 MB).
+    957 MB (+2 MB); with inference/serving/heap.py's calls taken out, 991 MB, then 1059-1071 MB (+80 MB).
     Before: 925 MB idle, then 1038-1040 MB unfixed (+113 MB), 954-956 MB fixed (+30 MB)."""
     from gradio_client import Client, handle_file
 
@@ -190,7 +190,7 @@ def test_the_page_gives_back_the_memory_of_each_check(tmp_path, short_tmp):
 
 
 def test_a_checkpoint_the_judging_process_cannot_load_ends_the_command_in_one_line(tmp_path, capsys, monkeypatch):
-    from inference import app
+    from inference.serving import page as app
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the page's temporary folders
     broken = tmp_path / "broken.pt"
@@ -205,7 +205,7 @@ def test_a_checkpoint_the_judging_process_cannot_load_ends_the_command_in_one_li
 def test_a_server_that_will_not_close_is_left_after_its_time_and_said_so(caplog):
     import threading
 
-    from inference.app import close_within
+    from inference.serving.page import close_within
 
     released = threading.Event()
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from preprocess import cli
+from common import cli
 from tests.conftest import REPO_ROOT
 from tests.training_data import make_crop_dataset
 from training import train as train_module

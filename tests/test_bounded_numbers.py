@@ -8,7 +8,7 @@ import math
 
 import yaml
 
-from preprocess.bounded_numbers import finite_number, number_within, shown
+from common.bounded_numbers import finite_number, number_within, shown
 
 
 def test_numbers_no_float_holds_are_not_finite_numbers():

@@ -12,16 +12,16 @@ import pytest
 import yaml
 from scipy.special import expit, logit
 
-from inference import calibrate
-from inference.calibrate_output import HEADER
-from inference.calibration import apply_calibration, fit_calibration
-from inference.calibration_sources import OOF_WARNING, submission_scores
-from inference.ensemble_calibration import CalibrationFileError
-from inference.ensemble_file import ensemble_calibration, ensemble_detector_scale, read_ensemble_file
-from inference.metrics import brier_score, competition_log_loss
-from inference.operating_points import threshold_at_fpr
-from inference.weights import named_ensemble
-from preprocess.cli import InputError
+from common.cli import InputError
+from inference.calibration.methods import apply_calibration, fit_calibration
+from inference.fitting import calibrate_ensemble as calibrate
+from inference.fitting.calibrate_output import HEADER
+from inference.fitting.calibration_sources import OOF_WARNING, submission_scores
+from inference.models.ensemble_calibration import CalibrationFileError
+from inference.models.ensemble_file import ensemble_calibration, ensemble_detector_scale, read_ensemble_file
+from inference.models.named_weights import named_ensemble
+from inference.scoring.metrics import brier_score, competition_log_loss
+from inference.scoring.operating_points import threshold_at_fpr
 
 
 def _scores(seed: int, labels: np.ndarray) -> np.ndarray:

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import yaml
 
-from inference import calibrate
-from inference.calibration import TEMPERATURE_BOUNDS, apply_calibration, fit_calibration
-from inference.calibration_guard import MIN_PER_CLASS, MIN_PER_CLASS_TABLE
-from inference.calibration_simulation import SCENARIOS, simulate
-from inference.ensemble_file import ensemble_calibration, read_ensemble_file
-from inference.metrics import competition_log_loss
-from inference.scoring_settings import TRAINING_VALIDATION
-from inference.verdict import verdict_explanation
-from preprocess import cli
-from preprocess.cli import InputError
+from common import cli
+from common.cli import InputError
+from inference.calibration.methods import TEMPERATURE_BOUNDS, apply_calibration, fit_calibration
+from inference.calibration.simulation import SCENARIOS, simulate
+from inference.fitting import calibrate_ensemble as calibrate
+from inference.fitting.calibration_guard import MIN_PER_CLASS, MIN_PER_CLASS_TABLE
+from inference.models.ensemble_file import ensemble_calibration, read_ensemble_file
+from inference.scoring.metrics import competition_log_loss
+from inference.scoring.scoring_settings import TRAINING_VALIDATION
+from inference.serving.verdict import verdict_explanation
 from tests.test_calibrate import _block, _ensemble, _predicted, _run, _scores
 
 SETTINGS = {
@@ -243,7 +243,7 @@ def two_runs(tmp_path):
 
 
 def test_the_simulation_behind_the_minimum_says_what_the_help_says(capsys):
-    """A quick rerun of python -m inference.calibration_simulation: on 3 videos of each class most
+    """A quick rerun of python -m inference.calibration.simulation: on 3 videos of each class most
     fits make a calibrated model's fresh log loss materially worse; at the default few do."""
     calibrated, under = SCENARIOS[0], SCENARIOS[2]
     assert simulate(calibrated, 3, trials=40)["materially_worse"] > 0.6
@@ -259,7 +259,7 @@ def test_the_simulation_behind_the_minimum_says_what_the_help_says(capsys):
 
 @pytest.mark.parametrize("method", ["temperature", "platt"])
 def test_scores_that_are_all_the_same_are_refused_by_either_method(method):
-    from inference.calibration import FitAtBoundError, fit_calibration
+    from inference.calibration.methods import FitAtBoundError, fit_calibration
 
     labels = np.array([0] * 40 + [1] * 40)
     with pytest.raises(FitAtBoundError, match="every score is 0.7: the scores tell real from fake not at all"):
@@ -268,7 +268,7 @@ def test_scores_that_are_all_the_same_are_refused_by_either_method(method):
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "-0.2", "1.5", "x"])
 def test_a_submission_probability_outside_0_to_1_is_refused_naming_the_file_line_and_video(bad, tmp_path):
-    from inference.score import ScoreError, read_submission
+    from inference.scoring.submission_scoring import ScoreError, read_submission
 
     rows = [f"v{i}.mp4,0.{i + 1}" for i in range(5)]
     rows[3] = f"v3.mp4,{bad}"

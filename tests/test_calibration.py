@@ -9,7 +9,7 @@ import pytest
 from scipy.special import expit, logit
 from scipy.stats import norm
 
-from inference.calibration import (
+from inference.calibration.methods import (
     PLATT_SLOPE_BOUNDS,
     TEMPERATURE_BOUNDS,
     FitAtBoundError,
@@ -23,7 +23,7 @@ from inference.calibration import (
     temperature_fit,
     validate_calibration,
 )
-from inference.operating_points import conformal_rank, real_quantile, reals_needed, threshold_at_fpr, tpr_at_fpr
+from inference.scoring.operating_points import conformal_rank, real_quantile, reals_needed, threshold_at_fpr, tpr_at_fpr
 
 
 def over_confident(rng: np.random.Generator, videos: int, sharpen: float, shift: float = 0.0):

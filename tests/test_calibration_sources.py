@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from inference.calibration_sources import read_oof, submission_scores
-from preprocess.cli import InputError
+from common.cli import InputError
+from inference.fitting.calibration_sources import read_oof, submission_scores
 from tests.test_calibrate import _predicted
 
 

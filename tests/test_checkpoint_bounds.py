@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from inference import detect
-from inference.ensemble import load_member
-from preprocess import cli
+from common import cli
+from inference.models.ensemble import load_member
+from inference.serving import detection as detect
 from tests.conftest import REPO_ROOT
 
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -172,7 +172,7 @@ CHILD = """
 import json, re, resource, sys, time
 from pathlib import Path
 import torch
-from inference.ensemble import load_member
+from inference.models.ensemble import load_member
 from training.zoo import CheckpointError
 status = Path("/proc/self/status")
 if status.exists():

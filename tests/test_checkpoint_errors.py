@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from inference import detect, predict
-from inference.ensemble import load_member
-from preprocess import cli
+from common import cli
+from inference.models.ensemble import load_member
+from inference.pipeline import prediction as predict
+from inference.serving import detection as detect
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint
 from training.zoo import ENCODERS, CheckpointError, load_weights, normalization

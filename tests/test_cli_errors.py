@@ -10,8 +10,13 @@ import sys
 import pytest
 import torch
 
-from inference import detect, fit_ensemble, predict, score, weights
-from preprocess import cli, datasets, detect_faces
+from common import cli
+from inference.fitting import ensemble_fit as fit_ensemble
+from inference.models import named_weights as weights
+from inference.pipeline import prediction as predict
+from inference.scoring import submission_scoring as score
+from inference.serving import detection as detect
+from preprocess import datasets, detect_faces
 from tests.conftest import REPO_ROOT
 from training import train
 from training.zoo import create_model
@@ -113,7 +118,7 @@ def test_leave_ends_at_once_with_everything_written(tmp_path):
     nothing written: stdout block-buffered into a pipe, a log file's handler, and the status."""
     script = (
         "import logging, sys\n"
-        "from preprocess import cli\n"
+        "from common import cli\n"
         f"logging.basicConfig(filename={str(tmp_path / 'run.log')!r}, level=logging.INFO)\n"
         "logging.getLogger('x').info('logged last')\n"
         "print('x' * 100000, end='')\n"
@@ -130,7 +135,7 @@ def test_leave_ends_at_once_with_everything_written(tmp_path):
 def test_leave_with_standard_output_closed_ends_with_its_status():
     """A command started with stdout closed (`>&-`): Python's sys.stdout is None; leave() crashed
     on it with exit 1, which predict uses for "every video failed" (issue 28's review)."""
-    script = "from preprocess import cli\ncli.leave(0)\n"
+    script = "from common import cli\ncli.leave(0)\n"
     done = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO_ROOT,
@@ -145,7 +150,7 @@ def test_leave_with_standard_output_closed_ends_with_its_status():
 
 WRITES_FOREVER = (
     "import sys\n"
-    "from preprocess import cli\n"
+    "from common import cli\n"
     "def main(argv):\n"
     "    while True:\n"
     "        print('x' * 4096, flush=True)\n"

@@ -1,5 +1,5 @@
-"""Whole commands timed against each other (inference/command_bench.py), and the original's code as
-one command (inference/original_baseline.py's main)."""
+"""Whole commands timed against each other (inference/benchmarks/command_bench.py), and the original's code as
+one command (inference/benchmarks/original_baseline.py's main)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
-from inference import command_bench, original_baseline
-from inference.ensemble import load_member
+from inference.benchmarks import command_bench, original_baseline
+from inference.models.ensemble import load_member
 from tests.conftest import dfdc_metadata, save_tiny_checkpoint
 
 

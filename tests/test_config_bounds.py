@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from preprocess import cli
-from preprocess.cli import InputError
+from common import cli
+from common.cli import InputError
 from tests.conftest import REPO_ROOT
 from tests.test_training_cli import SHIPPED, _leaves
 from training import train as train_module

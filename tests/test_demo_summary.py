@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from inference.demo_summary import FIGURES, main, measured, read_ranges, summary_lines
-from preprocess.cli import InputError
+from common.cli import InputError
+from inference.evaluation.demo_summary import FIGURES, main, measured, read_ranges, summary_lines
 from tests.conftest import REPO_ROOT
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.cli import InputError
+from common.video_io import iter_frames, probe_video
 from preprocess import make_demo_data
-from preprocess.cli import InputError
 from preprocess.face_detector import INFERENCE_THRESHOLDS, RESOLUTION_RULE, FaceDetector
-from preprocess.video_io import iter_frames, probe_video
 from tests.conftest import dfdc_metadata
 
 

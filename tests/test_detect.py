@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference import detect, predict
-from inference.detect import newest_run_checkpoints
-from inference.ensemble import Member
-from inference.faces import VideoFaces
-from inference.verdict import judgement
+from inference.models.ensemble import Member
+from inference.pipeline import prediction as predict
+from inference.pipeline.faces import VideoFaces
+from inference.serving import detection as detect
+from inference.serving.detection import newest_run_checkpoints
+from inference.serving.verdict import judgement
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint, score_tolerance, shared_data
 

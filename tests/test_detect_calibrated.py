@@ -17,17 +17,17 @@ import pytest
 import yaml
 from PIL import Image
 
-from inference import detect
-from inference.app import parse_args as page_arguments
-from inference.app import verdict_markdown
-from inference.ensemble import Member
-from inference.ensemble_calibration import CalibrationFileError, OperatingPoint, member_fingerprint
-from inference.ensemble_file import ensemble_calibration
-from inference.faces import VideoFaces
-from inference.judge_worker import judge_file, load_models
-from inference.operating_points import reals_needed
-from inference.verdict import judgement, summary_line
-from preprocess.cli import InputError
+from common.cli import InputError
+from inference.models.ensemble import Member
+from inference.models.ensemble_calibration import CalibrationFileError, OperatingPoint, member_fingerprint
+from inference.models.ensemble_file import ensemble_calibration
+from inference.pipeline.faces import VideoFaces
+from inference.scoring.operating_points import reals_needed
+from inference.serving import detection as detect
+from inference.serving.judge_worker import judge_file, load_models
+from inference.serving.page import parse_args as page_arguments
+from inference.serving.page import verdict_markdown
+from inference.serving.verdict import judgement, summary_line
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint
 
@@ -165,7 +165,7 @@ def test_the_line_says_what_decided_and_how_many_reals_score_as_high(world):
 
 
 def test_uncalibrated_gives_the_numbers_of_the_file_without_the_block(world, caplog):
-    caplog.set_level("INFO", logger="inference.verdict_options")
+    caplog.set_level("INFO", logger="inference.serving.verdict_options")
     document = _judged(world, "--uncalibrated")
     assert f"--uncalibrated: ignoring the calibration in {world['calibrated']}" in caplog.text
     raw = dict(world["raw"])
@@ -252,7 +252,7 @@ def test_the_page_worker_judges_with_the_calibration_and_the_page_says_so(world,
 
 
 def test_the_share_of_reals_is_a_count_below_100_reals_and_a_percentage_from_100():
-    from inference.verdict import verdict_explanation
+    from inference.serving.verdict import verdict_explanation
 
     text = "FAKE at the 1% false-positive threshold"
     oof, held_out = "training's out-of-fold videos", "a labelled held-out set"
@@ -286,14 +286,14 @@ def test_per_person_verdicts_are_decided_on_unrounded_scores(world, calibrated):
 def test_a_calibration_block_that_breaks_the_reader_is_one_line_or_ignored_with_uncalibrated(world, caplog):
     """`operating_points: 5`: exit 2 and one line naming the file (detect and the page); with
     --uncalibrated, ignored (an INFO line says so) and judged as without the block."""
-    from inference import app
+    from inference.serving import page as app
 
     broken = write_ensemble(world["folder"] / "broken.yaml", dict(world["block"], operating_points=5))
     photo = str(world["photo"])
     code, lines, error = detect_run([photo, "--ensemble", str(broken), *RUN])
     assert code == 2 and lines == [] and error.count("\n") == 1 and error.startswith(f"error: {broken}: ")
 
-    caplog.set_level("INFO", logger="inference.verdict_options")
+    caplog.set_level("INFO", logger="inference.serving.verdict_options")
     code, [line], _ = detect_run([photo, "--ensemble", str(broken), *RUN, "--json", "--uncalibrated"])
     assert code == 0
     assert f"--uncalibrated: ignoring {broken}'s calibration, which cannot be read" in caplog.text
@@ -316,7 +316,7 @@ def test_whatever_reading_a_block_raises_is_a_calibration_error_or_ignored_with_
 ):
     """However a malformed block breaks the reader, verdict_rule says it in one line naming the
     file (a CalibrationFileError), and --uncalibrated ignores it with an INFO line."""
-    from inference import verdict_options
+    from inference.serving import verdict_options
 
     def breaks(*_):
         raise unexpected("'int' object is not iterable")
@@ -326,7 +326,7 @@ def test_whatever_reading_a_block_raises_is_a_calibration_error_or_ignored_with_
     args = detect.parse_args(["clip.mp4", "--ensemble", "mine.yaml"])
     with pytest.raises(CalibrationFileError, match=r"^mine\.yaml: its `calibration:` block cannot be read \("):
         verdict_options.verdict_rule(args)
-    caplog.set_level("INFO", logger="inference.verdict_options")
+    caplog.set_level("INFO", logger="inference.serving.verdict_options")
     rule = verdict_options.verdict_rule(detect.parse_args(["clip.mp4", "--ensemble", "mine.yaml", "--uncalibrated"]))
     assert rule == verdict_options.VerdictRule(None, None, 0.5)
     assert "--uncalibrated: ignoring mine.yaml's calibration, which cannot be read" in caplog.text

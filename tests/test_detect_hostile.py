@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from inference import detect
+from inference.serving import detection as detect
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint
 

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from inference import detect
-from inference.app import parse_args as page_arguments
-from inference.calibration import apply_calibration
-from inference.ensemble_calibration import member_fingerprint
+from inference.calibration.methods import apply_calibration
+from inference.models.ensemble_calibration import member_fingerprint
+from inference.serving import detection as detect
+from inference.serving.page import parse_args as page_arguments
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint
 

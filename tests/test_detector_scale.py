@@ -15,14 +15,17 @@ import torch
 import yaml
 from PIL import Image
 
-from inference import app, detect, predict, sharp_checkpoint
-from inference.detect_settings import adopt_settings, resolve_scoring
-from inference.judge_worker import load_models
+from common.video_writer import VideoWriter
+from inference.benchmarks import sharp_checkpoint
+from inference.pipeline import prediction as predict
+from inference.serving import detection as detect
+from inference.serving import page as app
+from inference.serving.detect_settings import adopt_settings, resolve_scoring
+from inference.serving.judge_worker import load_models
 from preprocess import run_all
 from preprocess.demo_world.identities import builtin_photos
 from preprocess.face_detector import ORIGINAL_SCALE, RESOLUTION_RULE, FaceDetector, parse_scale, resolution_scale
 from preprocess.steps import load_config
-from preprocess.video_writer import VideoWriter
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint, score_tolerance
 
 
@@ -222,7 +225,7 @@ def test_the_scale_chosen_is_logged_with_where_it_came_from(tmp_path, caplog):
         (["--models", str(checkpoint)], "rule (from rule)"),
     ):
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="inference.detect_settings"):
+        with caplog.at_level(logging.INFO, logger="inference.serving.detect_settings"):
             _scoring_scale(argv)
         assert f"MTCNN detector scale: {said}" in caplog.text, argv
     args = detect.parse_args(["clip.mp4", "--models", str(checkpoint)])
@@ -231,7 +234,7 @@ def test_the_scale_chosen_is_logged_with_where_it_came_from(tmp_path, caplog):
     ensemble = tmp_path / "ensemble.yaml"
     ensemble.write_text(yaml.safe_dump({"members": [{"checkpoint": str(checkpoint)}], "detector_scale": 0.5}))
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="inference.detect_settings"):  # the page's worker says it too
+    with caplog.at_level(logging.INFO, logger="inference.serving.detect_settings"):  # the page's worker says it too
         load_models(app.parse_args(["--ensemble", str(ensemble), "--runtime", "torch", "--device", "cpu"]))
     assert "MTCNN detector scale: 0.5 (from models)" in caplog.text
 

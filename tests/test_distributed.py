@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from preprocess.cli import InputError
+from common.cli import InputError
 from training import distributed
 from training.distributed import choose_device_and_backend, parameters_checksum, replicas_in_sync
 
@@ -95,8 +95,8 @@ def test_the_checksum_tells_weights_of_the_same_sum_apart():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here: --device cuda is no error")
 def test_predict_and_train_say_in_one_line_that_cuda_is_missing(tmp_path, capsys):
-    from inference import predict
-    from preprocess import cli
+    from common import cli
+    from inference.pipeline import prediction as predict
     from tests.conftest import REPO_ROOT
     from training import train
 

@@ -1,4 +1,4 @@
-"""inference/download.py against a real local server: a transfer is renamed into place only when
+"""inference/models/download.py against a real local server: a transfer is renamed into place only when
 whole, resumes where it was cut, is fsynced, and never follows a redirect out of HTTPS."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from inference import download as downloads
-from inference.download import DownloadError, download
-from inference.download_checks import Expected, checkpoint_start_problem
-from inference.download_transport import SpeedLimit
+from inference.models import download as downloads
+from inference.models.download import DownloadError, download
+from inference.models.download_checks import Expected, checkpoint_start_problem
+from inference.models.download_transport import SpeedLimit
 from tests.http_server import INTERSTITIAL, PAYLOAD, Server, digest
 
 pytest_plugins = ("tests.http_server",)  # its `server` and `tls_server` fixtures
@@ -106,7 +106,7 @@ def test_a_part_without_a_record_is_resumed_only_where_its_sha256_is_expected(se
 def test_a_part_recorded_for_another_address_is_started_again(server, tmp_path, caplog):
     server.files["/model"] = server.files["/elsewhere"] = PAYLOAD
     cut_once(server, tmp_path)
-    with caplog.at_level(logging.WARNING, "inference.download"):
+    with caplog.at_level(logging.WARNING, "inference.models.download"):
         download(f"{server.url}/elsewhere", tmp_path / "model")
     assert server.ranges[-1] is None and (tmp_path / "model").read_bytes() == PAYLOAD
     # The review: the log said "no record says which version of the file it holds", though one did.
@@ -122,7 +122,7 @@ def test_a_part_recorded_with_no_strong_validator_says_so_when_started_again(ser
     (tmp_path / "model.part").write_bytes(PAYLOAD[:100_000])
     record = {"url": f"{server.url}/model", "size": len(PAYLOAD), "etag": None, "last_modified": None}
     (tmp_path / "model.part.json").write_text(json.dumps(record))
-    with caplog.at_level(logging.WARNING, "inference.download"):
+    with caplog.at_level(logging.WARNING, "inference.models.download"):
         download(f"{server.url}/model", tmp_path / "model")
     assert server.ranges == [None] and (tmp_path / "model").read_bytes() == PAYLOAD
     assert "model.part: its record holds no strong ETag nor Last-Modified to resume it by" in caplog.text

@@ -1,4 +1,4 @@
-"""The downloader's decisions as pure functions (inference/download_checks.py): pages told from
+"""The downloader's decisions as pure functions (inference/models/download_checks.py): pages told from
 files by Content-Type and first bytes, size bounds, free space, a changed file told by its
 validators, and curl's speed limit over a sliding window."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference.download_checks import (
+from inference.models.download_checks import (
     SpeedWindow,
     Validator,
     change_between,

@@ -16,12 +16,12 @@ import pytest
 import yaml
 from scipy.special import expit, logit
 
-from inference import ensemble_calibration as ensemble_calibration_module
-from inference.ensemble_calibration import CalibrationFileError, member_fingerprint, operating_point_argument
-from inference.ensemble_file import ensemble_calibration
-from inference.model_options import load_calibration
-from preprocess import cli
-from preprocess.cli import InputError
+from common import cli
+from common.cli import InputError
+from inference.models import ensemble_calibration as ensemble_calibration_module
+from inference.models.ensemble_calibration import CalibrationFileError, member_fingerprint, operating_point_argument
+from inference.models.ensemble_file import ensemble_calibration
+from inference.models.model_options import load_calibration
 
 MEMBERS = [{"checkpoint": "a_best.pt", "weight": 0.25}, {"checkpoint": "b_best.pt", "weight": 0.75}]
 REALS = [0.02, 0.05, 0.1, 0.3, 0.6]

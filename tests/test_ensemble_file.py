@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from inference import detect
-from inference.ensemble import load_member, put_to_center
-from inference.ensemble_file import read_ensemble_file
-from preprocess import cli
+from common import cli
+from inference.models.ensemble import load_member, put_to_center
+from inference.models.ensemble_file import read_ensemble_file
+from inference.serving import detection as detect
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint
 from training.zoo import create_model
@@ -108,7 +108,7 @@ def test_weights_whose_sum_is_not_finite_and_positive_are_refused_naming_the_fil
 
 
 def test_normalised_weights_keep_the_ratios_at_the_ends_of_the_float_range():
-    from inference.ensemble_file import normalised_weights
+    from inference.models.ensemble_file import normalised_weights
 
     assert normalised_weights([5e-324, 5e-324], "e.yaml") == [0.5, 0.5]
     assert normalised_weights([4e307, 1.2e308], "e.yaml") == pytest.approx([0.25, 0.75])

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from inference.evaluate import ProtocolError, expand, main, read_protocol
-from inference.score import evaluate, read_labels, read_submission
+from inference.evaluation.protocols import ProtocolError, expand, main, read_protocol
+from inference.scoring.submission_scoring import evaluate, read_labels, read_submission
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint
 from tests.training_data import make_crop_dataset
 
@@ -115,13 +115,13 @@ def test_a_second_run_reuses_predictions_and_runs(protocol_run, demo_world, monk
     best = out / "weights" / "sbi_tiny_0_3_best.pt"
     before = (submission.stat().st_mtime_ns, best.stat().st_mtime_ns)
     monkeypatch.setenv("DEMO_ROOT", str(demo_world))
-    import inference.predict
+    import inference.pipeline.prediction
     import training.train
 
     def refuse(*args, **kwargs):
         raise AssertionError("nothing should be predicted or trained again")
 
-    monkeypatch.setattr(inference.predict, "main", refuse)
+    monkeypatch.setattr(inference.pipeline.prediction, "main", refuse)
     monkeypatch.setattr(training.train, "train", refuse)
     assert main(["--protocol", str(path), "--out", str(out)]) == 0
     assert (submission.stat().st_mtime_ns, best.stat().st_mtime_ns) == before

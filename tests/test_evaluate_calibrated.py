@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from inference import evaluate
-from inference.calibration import apply_calibration
-from inference.metrics import competition_log_loss
+from inference.calibration.methods import apply_calibration
+from inference.evaluation import protocols as evaluate
+from inference.scoring.metrics import competition_log_loss
 from tests.conftest import dfdc_metadata
 from tests.test_predict_calibrated import TEMPERATURE, models, write_ensemble  # noqa: F401  (models: a fixture)
 from tests.test_predict_resume import _folder

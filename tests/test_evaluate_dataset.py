@@ -7,9 +7,9 @@ import csv
 
 import pytest
 
-from inference import evaluate
-from inference.evaluate_dataset import dataset_protocol, predict_options
-from preprocess import cli
+from common import cli
+from inference.evaluation import protocols as evaluate
+from inference.evaluation.evaluate_dataset import dataset_protocol, predict_options
 from tests.conftest import save_tiny_checkpoint
 from tests.layout_trees import CELEBDF_TEST, celebdf_tree
 

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import yaml
 
-from inference.ensemble_calibration import member_fingerprint
-from inference.evaluate import ProtocolError, read_protocol, summarise, write_table
-from inference.evaluate_models import (
+from inference.evaluation.evaluate_models import (
     ModelSource,
     model_source,
     option_arguments,
     predict_set,
     prediction_source,
 )
-from inference.metrics import score
+from inference.evaluation.protocols import ProtocolError, read_protocol, summarise, write_table
+from inference.models.ensemble_calibration import member_fingerprint
+from inference.scoring.metrics import score
 
 
 def calibrated_ensemble(folder: Path, temperature: float) -> Path:
@@ -49,9 +49,9 @@ def test_set(tmp_path):
 
 
 def stand_in_predict(monkeypatch) -> list[list[str]]:
-    """inference.predict.main replaced by one that records its arguments and writes a one-row
+    """inference.pipeline.prediction.main replaced by one that records its arguments and writes a one-row
     submission: the calls a set's predictions would make, without predicting."""
-    import inference.predict
+    import inference.pipeline.prediction
 
     calls = []
 
@@ -60,7 +60,7 @@ def stand_in_predict(monkeypatch) -> list[list[str]]:
         Path(arguments[arguments.index("--output") + 1]).write_text("filename,label\na.mp4,0.5\n")
         return 0
 
-    monkeypatch.setattr(inference.predict, "main", fake_predict)
+    monkeypatch.setattr(inference.pipeline.prediction, "main", fake_predict)
     return calls
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from inference.ensemble import Member, face_batch
-from inference.explain import cam_on_crop, face_heatmaps, placement, report_html, score_colour
+from inference.models.ensemble import Member, face_batch
+from inference.serving.explain import cam_on_crop, face_heatmaps, placement, report_html, score_colour
 
 
 class _BrightnessEncoder(nn.Module):

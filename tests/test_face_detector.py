@@ -9,9 +9,9 @@ import pytest
 import skimage.data
 import torch
 
-from preprocess import mtcnn_opencv
+from preprocess import mtcnn_seeded as mtcnn_opencv
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
-from preprocess.mtcnn_opencv import pyramid_scales
+from preprocess.mtcnn_seeded import pyramid_scales
 
 
 @pytest.fixture(scope="module")

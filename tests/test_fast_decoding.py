@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference import faces
-from inference.faces import sample_frames, sample_indices
+from common.media_limits import MediaLimits
+from common.video_io import MediaTooLargeError
+from common.video_writer import VideoWriter
+from inference.pipeline import faces
+from inference.pipeline.faces import sample_frames, sample_indices
 from preprocess import sparse_decode
 from preprocess.lazy_resize import TILE, LazilyResized
-from preprocess.media_limits import MediaLimits
-from preprocess.video_io import MediaTooLargeError
-from preprocess.video_writer import VideoWriter
 from tests.test_media_limits import cut_video  # noqa: F401 (a fixture)
 
 FRAMES = 60
@@ -56,7 +56,7 @@ def test_a_cut_video_is_read_the_ordinary_way_and_flagged_partial(cut_video, cap
     """Its container states 40 frames and holds 28: fewer sampled frames come back than asked for."""
     ordinary = sample_frames(cut_video, 32)
     caplog.clear()
-    with caplog.at_level("WARNING", logger="inference.faces"):
+    with caplog.at_level("WARNING", logger="inference.pipeline.faces"):
         sparse = sample_frames(cut_video, 32, sparse=True)
     assert sparse.partial_reason == ordinary.partial_reason and sorted(sparse.decoded) == sorted(ordinary.decoded)
     assert len(sparse.decoded) < 32 and "the file may be cut" in caplog.text

@@ -18,10 +18,10 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from inference.aggregate import confident
-from inference.ensemble import face_probabilities, load_member
-from inference.faces import extract_faces, inference_detector, sample_frames
-from inference.sharp_checkpoint import pooled_features, sharpened_head
+from inference.benchmarks.sharp_checkpoint import pooled_features, sharpened_head
+from inference.models.ensemble import face_probabilities, load_member
+from inference.pipeline.aggregate import confident
+from inference.pipeline.faces import extract_faces, inference_detector, sample_frames
 from preprocess.tracks import box_iou
 from tests.conftest import shared_data
 from training.zoo import create_model

@@ -10,14 +10,15 @@ import pytest
 import torch
 import yaml
 
-from inference import bench, fit_ensemble
-from inference.ensemble import Member, face_probabilities, random_member
-from inference.ensemble_file import read_ensemble_file
-from inference.faces import NoFaceError
-from inference.model_options import measured_bf16_speed
-from inference.runtime import native_bf16, openvino_available
-from preprocess.cli import InputError
-from preprocess.video_io import VideoInfo, probe_video
+from common.cli import InputError
+from common.video_io import VideoInfo, probe_video
+from inference.benchmarks import stage_bench as bench
+from inference.fitting import ensemble_fit as fit_ensemble
+from inference.models.ensemble import Member, face_probabilities, random_member
+from inference.models.ensemble_file import read_ensemble_file
+from inference.models.model_options import measured_bf16_speed
+from inference.models.runtime import native_bf16, openvino_available
+from inference.pipeline.faces import NoFaceError
 from tests.conftest import dfdc_metadata, save_tiny_checkpoint, shared_data
 from training.zoo import create_model
 
@@ -314,7 +315,7 @@ def test_bench_skips_a_file_it_cannot_read_and_says_so(demo_world, tmp_path, cap
 
 
 def test_bench_modes_are_predicts_settings(monkeypatch):
-    from inference import model_options
+    from inference.models import model_options
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     faster = {"f32_ms": 10.0, "bf16_ms": 6.0, "bf16_pays": True}
@@ -343,8 +344,8 @@ def test_bench_modes_are_predicts_settings(monkeypatch):
 
 
 def test_a_checkpoint_or_weights_folder_given_as_a_run_says_which_folder_is_wanted(tmp_path, capsys):
-    from inference import calibrate
-    from preprocess import cli
+    from common import cli
+    from inference.fitting import calibrate_ensemble as calibrate
 
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "demo_0_111_best.pt").write_bytes(b"")

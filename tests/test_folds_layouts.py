@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocess import cli, folds
-from preprocess.cli import InputError
+from common import cli
+from common.cli import InputError
+from preprocess import folds
 from preprocess.datasets import FAKE, REAL, VideoRecord
 from preprocess.folds import FoldError, assign_folds
 from preprocess.identities import celebdf_identities, dfdcp_identities, ffpp_identities

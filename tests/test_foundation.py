@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.ensemble import load_member
-from preprocess.cli import InputError
+from common.cli import InputError
+from inference.models.ensemble import load_member
 from tests.conftest import REPO_ROOT
 from tests.training_data import make_crop_dataset
 from training import train as train_module

@@ -1,4 +1,4 @@
-"""inference/heap.py where the C library cannot be reached: nothing done, nothing raised, and the
+"""inference/serving/heap.py where the C library cannot be reached: nothing done, nothing raised, and the
 page's judging process goes on answering."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from inference.app import parse_args
-from inference.heap import give_back_freed_memory, give_back_large_buffers
-from inference.judge_worker import serve_judgements
+from inference.serving.heap import give_back_freed_memory, give_back_large_buffers
+from inference.serving.judge_worker import serve_judgements
+from inference.serving.page import parse_args
 from tests.conftest import save_tiny_checkpoint
 
 

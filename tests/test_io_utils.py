@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from preprocess import cli
+from common import cli
+from common.io_utils import atomic_dir, atomic_path, recover_atomic_dirs, write_csv_atomic
+from common.records import VideoRecord
 from preprocess.diffs import Diffs
 from preprocess.extract_crops import ExtractCrops
-from preprocess.io_utils import atomic_dir, atomic_path, recover_atomic_dirs, write_csv_atomic
 from preprocess.landmarks import Landmarks
 from preprocess.outputs import crops_dir, diffs_dir, landmarks_dir
-from preprocess.records import VideoRecord
 from preprocess.steps import load_config, run_step
 from tests.conftest import run_until_killed
 from training.checkpoints import save_checkpoints
@@ -126,7 +126,7 @@ def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, capsys):
 KILLED_INSIDE_ATOMIC_DIR = """
 import os, shutil, signal, sys
 from pathlib import Path
-from preprocess.io_utils import atomic_dir
+from common.io_utils import atomic_dir
 
 final, stage = Path(sys.argv[1]), sys.argv[2]
 replace, renames = os.replace, []
@@ -178,7 +178,7 @@ def test_what_a_killed_process_leaves_is_put_right_at_the_next_run(tmp_path, cap
     assert [name.rsplit(".", 1)[-1] for name in leftovers] == left
     assert (_contents(final) if final.exists() else None) == (None if killed is None else {"0_0.png": killed})
 
-    with caplog.at_level(logging.WARNING, logger="preprocess.io_utils"):
+    with caplog.at_level(logging.WARNING, logger="common.io_utils"):
         counts = recover_atomic_dirs([final])
     assert _hidden(final.parent) == [other.name], "this video's leftovers are gone, another video's kept"
     if after is None:

@@ -1,4 +1,4 @@
-"""The page's worker process (inference/judge_worker.py ModelWorker), without the page: a process
+"""The page's worker process (inference/serving/judge_worker.py ModelWorker), without the page: a process
 that dies between checks is named and replaced, whenever it dies, and no check waits without
 limit for a process that loads the models."""
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from inference import judge_worker
-from inference.app import parse_args
-from inference.judge_worker import ModelWorker, WorkerError
+from inference.serving import judge_worker
+from inference.serving.judge_worker import ModelWorker, WorkerError
+from inference.serving.page import parse_args
 from tests.conftest import save_tiny_checkpoint
 from tests.test_app_main import glibc_heap
 
@@ -28,7 +28,7 @@ KEPT = []  # what a judgement leaves alive in the worker
 
 
 def _allocate_in_holes() -> None:
-    """Buffers that glibc keeps in its heap once freed (inference/heap.py): a 24 MB one, freed,
+    """Buffers that glibc keeps in its heap once freed (inference/serving/heap.py): a 24 MB one, freed,
     raises the size mapped apart to 24 MB; then 20 of 8 MB, each followed by a small one that stays
     alive (as an interpreter's objects do), so that none is at the top of the heap when freed."""
     import numpy as np

@@ -20,14 +20,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference import detect, predict
+from inference.pipeline import prediction as predict
+from inference.serving import detection as detect
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def bench():
-    from inference import hostile_bench  # the media generators (the module is new)
+    from inference.benchmarks import hostile_bench  # the media generators (the module is new)
 
     return hostile_bench
 
@@ -44,7 +45,7 @@ def _rows(path: Path) -> list[dict]:
 
 def _no_decoding(monkeypatch):
     """Make every way of decoding pixels fail the test: headers only."""
-    from preprocess import video_io
+    from common import video_io
 
     def decoded(*args, **kwargs):
         raise AssertionError("pixels were decoded")
@@ -63,7 +64,7 @@ def _no_decoding(monkeypatch):
     ],
 )
 def test_a_photo_over_the_cap_is_refused_from_its_header(bench, size, expected, tmp_path, monkeypatch):
-    from preprocess.video_io import MediaLimits, MediaTooLargeError, check_media
+    from common.video_io import MediaLimits, MediaTooLargeError, check_media
 
     path = bench.write_grey_png(tmp_path / "bomb.png", *size, grey=0)
     assert path.stat().st_size < 1_000_000
@@ -80,7 +81,7 @@ def test_a_photo_over_the_cap_is_refused_from_its_header(bench, size, expected, 
 
 
 def test_a_photo_within_the_cap_is_read_from_its_header_and_decoded_once(tmp_path, monkeypatch):
-    from preprocess import video_io
+    from common import video_io
 
     path = tmp_path / "turned.jpg"
     exif = Image.Exif()
@@ -96,7 +97,7 @@ def test_a_photo_within_the_cap_is_read_from_its_header_and_decoded_once(tmp_pat
 
 
 def test_a_video_over_the_caps_is_refused_before_a_frame_is_decoded(bench, tmp_path, monkeypatch):
-    from preprocess.video_io import MediaLimits, MediaTooLargeError, check_media
+    from common.video_io import MediaLimits, MediaTooLargeError, check_media
 
     big = bench.write_png_video(tmp_path / "big.mov", 4000, 4000, frames=3)
     many = bench.write_png_video(tmp_path / "many.mov", 16, 16, frames=600, fps=1000)
@@ -114,8 +115,8 @@ def test_a_video_over_the_caps_is_refused_before_a_frame_is_decoded(bench, tmp_p
 def test_frames_larger_than_the_header_says_are_refused_before_opencv_decodes_them(bench, tmp_path, monkeypatch):
     """A stream stating 64x64 whose second frame is larger: OpenCV would decode that frame at full
     size and only then scale it down, so the keyframes are decoded first under FFmpeg's own cap."""
-    from preprocess import video_io
-    from preprocess.video_io import MediaLimits, MediaTooLargeError, check_media, iter_frames
+    from common import video_io
+    from common.video_io import MediaLimits, MediaTooLargeError, check_media, iter_frames
 
     liar = bench.write_png_video(tmp_path / "liar.mov", 64, 64, frames=3, sizes=[(64, 64), (640, 640), (640, 640)])
     honest = bench.write_png_video(tmp_path / "honest.mov", 64, 64, frames=3)
@@ -131,7 +132,7 @@ def test_frames_larger_than_the_header_says_are_refused_before_opencv_decodes_th
 
 
 def test_a_gif_whose_frame_is_huge_is_refused_with_a_one_line_reason(tmp_path):
-    from preprocess.video_io import MediaLimits, MediaTooLargeError, check_media
+    from common.video_io import MediaLimits, MediaTooLargeError, check_media
 
     gif = bytearray(_tiny_gif())
     descriptor = _image_descriptor(gif)  # its width and height set to 60000 (the screen stays 1x1)
@@ -216,7 +217,7 @@ def _old_brightened(frame: np.ndarray) -> np.ndarray:
 
 
 def test_brightening_gives_the_old_result_without_a_float_copy_of_the_frame():
-    from inference.faces import brightened
+    from inference.pipeline.faces import brightened
 
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 80, (480, 640, 3), dtype=np.uint8)
@@ -250,7 +251,7 @@ def _faststart_copy(source: Path, target: Path) -> Path:
 @pytest.fixture(scope="module")
 def cut_video(tmp_path_factory):
     """A 40-frame video of a face, cut at 70% of its bytes (its index still states 40 frames)."""
-    from preprocess.video_io import VideoWriter
+    from common.video_io import VideoWriter
 
     folder = tmp_path_factory.mktemp("cut")
     face = builtin_photos()["astronaut"][::2, ::2]
@@ -266,8 +267,8 @@ def cut_video(tmp_path_factory):
 
 @pytest.mark.parametrize("backend", ["opencv", "pyav"])
 def test_a_cut_video_is_flagged_with_frames_requested_and_decoded(cut_video, backend, caplog):
-    from inference.faces import sample_frames
-    from preprocess.video_io import probe_video
+    from common.video_io import probe_video
+    from inference.pipeline.faces import sample_frames
 
     assert probe_video(cut_video, backend).frame_count == 40, "the container states every frame"
     with caplog.at_level(logging.WARNING):
@@ -302,8 +303,8 @@ def test_detect_says_a_judgement_rests_on_part_of_a_cut_video(cut_video, checkpo
 
 
 def test_a_cut_jpeg_is_flagged_and_a_whole_one_is_not(tmp_path, caplog):
-    from inference.faces import sample_frames
-    from preprocess.video_io import jpeg_is_cut
+    from common.video_io import jpeg_is_cut
+    from inference.pipeline.faces import sample_frames
 
     face = builtin_photos()["astronaut"]
     exif = Image.Exif()
@@ -326,7 +327,7 @@ def test_a_cut_jpeg_is_flagged_and_a_whole_one_is_not(tmp_path, caplog):
 
 @pytest.mark.parametrize("rotation", [90, -90, 180])
 def test_pyav_turns_frames_by_the_display_rotation_as_opencv_does(rotation, tmp_path):
-    from preprocess.video_io import read_frames
+    from common.video_io import read_frames
 
     path = tmp_path / "turned.mp4"
     image = np.zeros((64, 96, 3), np.uint8)

@@ -21,7 +21,7 @@ print(OptInChecker().check(enable_opt_in_dialog=False, disable_in_ci=True).name)
 """
 OUR_IMPORT = """
 import os
-from inference.openvino_import import openvino_module
+from inference.models.openvino_import import openvino_module
 openvino_module()
 import openvino_telemetry
 print(openvino_telemetry.Telemetry().consent, os.environ.get("CI"))

@@ -1,5 +1,5 @@
-"""The original solution's prediction steps (inference/original_baseline.py) against the original's
-kernel_utils.py arithmetic, re-derived here; and the sharpened checkpoint (inference/sharp_checkpoint.py)."""
+"""The original solution's prediction steps (inference/benchmarks/original_baseline.py) against the original's
+kernel_utils.py arithmetic, re-derived here; and the sharpened checkpoint (inference/benchmarks/sharp_checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from inference import original_baseline as baseline
-from inference import sharp_checkpoint
-from inference.ensemble import Member, face_batch, load_member, random_member
-from inference.faces import extract_faces, inference_detector
-from preprocess import cli
+from common import cli
+from common.video_writer import VideoWriter
+from inference.benchmarks import original_baseline as baseline
+from inference.benchmarks import sharp_checkpoint
+from inference.models.ensemble import Member, face_batch, load_member, random_member
+from inference.pipeline.faces import extract_faces, inference_detector
 from preprocess.face_detector import ORIGINAL_SCALE
-from preprocess.video_writer import VideoWriter
 from tests.conftest import dfdc_metadata
 from training.zoo import create_model
 

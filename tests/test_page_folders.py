@@ -1,4 +1,4 @@
-"""The page's temporary folders (inference/page_folders.py): what a page killed mid-check left is
+"""The page's temporary folders (inference/serving/page_folders.py): what a page killed mid-check left is
 removed by the next, and nothing else is (the page at start: test_app_main.py)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from inference import page_folders
-from inference.page_folders import LEFTOVER, gradio_cache, leftovers, pid_namespace, sweep_leftovers
+from inference.serving import page_folders
+from inference.serving.page_folders import LEFTOVER, gradio_cache, leftovers, pid_namespace, sweep_leftovers
 from tests.conftest import run_until_killed
 
 # A page killed mid-check: its private copy of the upload and a heatmap, and Gradio's copy of the
@@ -22,7 +22,7 @@ import os, signal, sys, tempfile
 from pathlib import Path
 
 tempfile.tempdir = sys.argv[1]
-from inference.page_folders import check_folder, gradio_cache
+from inference.serving.page_folders import check_folder, gradio_cache
 
 folder = check_folder()  # as the page's check holds it
 check = Path(folder.name)
@@ -45,7 +45,7 @@ def killed_page_leftovers(folder: Path) -> list[Path]:
 
 def test_what_a_killed_page_left_is_removed_and_said(tmp_path, caplog):
     left = killed_page_leftovers(tmp_path)
-    with caplog.at_level("INFO", logger="inference.page_folders"):
+    with caplog.at_level("INFO", logger="inference.serving.page_folders"):
         assert sweep_leftovers(tmp_path) == left
     assert list(tmp_path.iterdir()) == []
     for path, files in zip(left, (2, 1), strict=True):
@@ -171,6 +171,6 @@ def test_a_folder_another_page_removes_while_this_one_looks_is_passed_over(tmp_p
         return real_is_file(path)
 
     monkeypatch.setattr(Path, "is_file", removed_while_counted)
-    with caplog.at_level("WARNING", logger="inference.page_folders"):
+    with caplog.at_level("WARNING", logger="inference.serving.page_folders"):
         assert sweep_leftovers(tmp_path) == []
     assert list(tmp_path.iterdir()) == [] and caplog.text == ""

@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-import inference.faces
-from inference import perturbations as P
-from inference.faces import extract_faces, sample_frames
-from inference.frame_perturbation import FramePerturbation, VideoSource, compression_windows
-from preprocess.video_writer import VideoWriter
+import inference.pipeline.faces
+from common.video_writer import VideoWriter
+from inference.distortions import perturbations as P
+from inference.distortions.frame_perturbation import FramePerturbation, VideoSource, compression_windows
+from inference.pipeline.faces import extract_faces, sample_frames
 from tests.conftest import REPO_ROOT, shared_data
 
 
@@ -102,7 +102,7 @@ def test_h264_gives_the_same_bytes_in_every_process():
     mbtree on, the reference's default, 24x24 frames encoded twice in one test process came out
     different now and then)."""
     code = (
-        "import hashlib, numpy as np; from inference.perturbations import encode_h264; "
+        "import hashlib, numpy as np; from inference.distortions.perturbations import encode_h264; "
         "rng = np.random.default_rng(0); "
         "frames = [np.clip(rng.normal(120, 30, (48, 64, 3)) + t, 0, 255).astype(np.uint8) for t in range(30)]; "
         "print(hashlib.sha256(encode_h264(frames, 30, 25.0)).hexdigest())"
@@ -142,9 +142,9 @@ def test_vc_of_the_sampled_frames_is_the_whole_video_encode(portrait_copy, monke
 
     def record(path, decoded, *args, **kwargs):
         captured.append(decoded)
-        return inference.faces.VideoFaces(path, sorted(decoded))
+        return inference.pipeline.faces.VideoFaces(path, sorted(decoded))
 
-    monkeypatch.setattr(inference.faces, "crop_faces", record)
+    monkeypatch.setattr(inference.pipeline.faces, "crop_faces", record)
     clean = sample_frames(portrait_copy, 400).decoded  # every frame
     every = [clean[index] for index in sorted(clean)]
     assert len(every) == 301

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inference import perturbations as P
+from inference.distortions import perturbations as P
 
 
 def textured_frame(seed=0, size=64):

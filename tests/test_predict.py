@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from inference import predict, score
-from inference.aggregate import STRATEGIES
-from inference.faces import interpolated_boxes
-from preprocess import cli
+from common import cli
+from common.video_io import VideoWriter, probe_video, read_frames
+from inference.pipeline import prediction as predict
+from inference.pipeline.aggregate import STRATEGIES
+from inference.pipeline.faces import interpolated_boxes
+from inference.scoring import submission_scoring as score
 from preprocess.demo_world.identities import builtin_photos
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
-from preprocess.video_io import VideoWriter, probe_video, read_frames
 from tests.conftest import REPO_ROOT, dfdc_metadata, save_tiny_checkpoint, score_tolerance, shared_data
 from tests.original_checkpoints import RunsACommand, original_state_dict, save_numpy1_checkpoint
 from tests.original_scoring import original_read_frames, original_video_score

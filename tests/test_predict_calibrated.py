@@ -13,13 +13,13 @@ import pytest
 import torch
 import yaml
 
-from inference import predict
-from inference.calibration import apply_calibration
-from inference.ensemble_calibration import member_fingerprint
-from inference.model_options import load_calibration
-from inference.predict_options import chosen_calibration
-from inference.progress import Progress, progress_path, row_problem, run_settings
-from preprocess import cli
+from common import cli
+from inference.calibration.methods import apply_calibration
+from inference.models.ensemble_calibration import member_fingerprint
+from inference.models.model_options import load_calibration
+from inference.pipeline import prediction as predict
+from inference.pipeline.predict_options import chosen_calibration
+from inference.pipeline.progress import Progress, progress_path, row_problem, run_settings
 from tests.conftest import dfdc_metadata, save_tiny_checkpoint
 from tests.test_predict_resume import _details, _folder, _rows
 

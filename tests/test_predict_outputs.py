@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from inference import predict
-from inference.submission import write_outputs
+from inference.pipeline import prediction as predict
+from inference.pipeline.submission import write_outputs
 from tests.conftest import save_tiny_checkpoint
 from tests.test_predict_resume import (  # noqa: F401  (checkpoint, sources: fixtures shared with the resume tests)
     _arguments,

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from inference import predict
-from inference.file_identity import HEAD_BYTES, identity_changes
-from inference.progress import Progress, progress_path, read_progress, run_settings
-from inference.reader import FaceReader
-from preprocess import cli
+from common import cli
+from inference.pipeline import prediction as predict
+from inference.pipeline.file_identity import HEAD_BYTES, identity_changes
+from inference.pipeline.progress import Progress, progress_path, read_progress, run_settings
+from inference.pipeline.reader import FaceReader
 from tests.conftest import dfdc_metadata, save_tiny_checkpoint
 from tests.test_predict_resume import _arguments, _details, _rows
 
@@ -166,7 +166,7 @@ def test_an_unchanged_folder_is_not_read_again(resumable, reads, caplog):
 
 
 def test_identity_changes_names_what_changed(tmp_path):
-    from inference.file_identity import file_identity
+    from inference.pipeline.file_identity import file_identity
 
     path = tmp_path / "v.mp4"
     path.write_bytes(b"a" * 10)

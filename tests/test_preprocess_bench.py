@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 
+from common.video_io import probe_video
 from preprocess import bench
 from preprocess.steps import load_config
-from preprocess.video_io import probe_video
 from tests.conftest import dfdc_metadata
 
 

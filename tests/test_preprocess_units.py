@@ -10,17 +10,17 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocess.cli import InputError
+from common.cli import InputError
+from common.io_utils import write_json_atomic
+from common.video_io import VideoWriter
 from preprocess.crops import crop_face, crop_region
 from preprocess.datasets import FAKE, REAL, DatasetError, VideoRecord, load_dataset
 from preprocess.detect_faces import detect_video_faces
 from preprocess.face_detector import FaceDetections, resolution_scale
 from preprocess.folds import assign_folds
-from preprocess.io_utils import write_json_atomic
 from preprocess.landmarks import Landmarks
 from preprocess.outputs import read_boxes
 from preprocess.steps import load_config, parse_shard, shard_records, update_failures
-from preprocess.video_io import VideoWriter
 
 FOLD_SETTINGS = load_config()["folds"]
 
@@ -208,7 +208,7 @@ def test_stored_boxes_crop_exactly_where_the_original_cropped(tmp_path):
 def test_atomic_outputs_get_the_permissions_open_would_give(tmp_path):
     import os
 
-    from preprocess.io_utils import atomic_path, write_json_atomic
+    from common.io_utils import atomic_path, write_json_atomic
 
     mask = os.umask(0o027)
     os.umask(mask)

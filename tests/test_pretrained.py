@@ -104,7 +104,7 @@ def test_training_offline_without_the_weights_ends_in_one_line_with_directions(
 ):
     """Review 1, T1: `training.train` offline with the encoder's weights nowhere printed a traceback
     ending in PretrainedWeightsError (a RuntimeError, not bad input to the command line)."""
-    from preprocess import cli
+    from common import cli
     from tests.conftest import REPO_ROOT
     from training import train
 

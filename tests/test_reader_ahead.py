@@ -1,5 +1,5 @@
 """With no worker threads (a CPU's default), the reader decodes the next video's sampled frames in
-the background while the current video is detected and classified (inference/decode_ahead.py):
+the background while the current video is detected and classified (inference/pipeline/decode_ahead.py):
 the same frames and faces as reading in turn, failures kept to their own video, the file's
 identity taken before its frames, at most AHEAD_BYTES of frames held ahead (a header that
 understates the frames' size included), this video's frames freed before it is classified, and
@@ -20,15 +20,15 @@ import numpy as np
 import pytest
 import torch
 
-import inference.decode_ahead as decode_ahead
-import inference.faces as faces_module
-import inference.reader as reader_module
-from inference.decode_ahead import InOrder, ahead_limits, fits_ahead
-from inference.file_identity import file_identity
-from inference.predict import parse_args
-from inference.reader import FaceReader
-from preprocess.media_limits import MediaLimits
-from preprocess.video_io import VideoReadError, probe_video
+import inference.pipeline.decode_ahead as decode_ahead
+import inference.pipeline.faces as faces_module
+import inference.pipeline.reader as reader_module
+from common.media_limits import MediaLimits
+from common.video_io import VideoReadError, probe_video
+from inference.pipeline.decode_ahead import InOrder, ahead_limits, fits_ahead
+from inference.pipeline.file_identity import file_identity
+from inference.pipeline.prediction import parse_args
+from inference.pipeline.reader import FaceReader
 
 FRAMES = 6
 

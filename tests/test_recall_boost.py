@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from inference import face_tracks, faces
-from inference.faces import interpolated_boxes, retry_faceless, retry_scale
+from inference.pipeline import face_tracks, faces
+from inference.pipeline.faces import interpolated_boxes, retry_faceless, retry_scale
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 
 

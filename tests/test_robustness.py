@@ -12,15 +12,12 @@ import pytest
 import torch
 import yaml
 
-import inference.faces
-from inference.evaluate import main
-from inference.faces import extract_faces, sample_frames
-from inference.frame_perturbation import FramePerturbation
-from inference.metrics import competition_log_loss
-from inference.perturbations import perturb_clip, perturbation_seed
-from inference.predict_options import parse_args
-from inference.reader import FaceReader
-from inference.robustness import (
+import inference.pipeline.faces
+from common.cli import InputError
+from inference.distortions.frame_perturbation import FramePerturbation
+from inference.distortions.perturbations import perturb_clip, perturbation_seed
+from inference.evaluation.protocols import main
+from inference.evaluation.robustness import (
     DEFAULT_DISTORTIONS,
     DISTORTION_NAMES,
     clean_threshold,
@@ -31,8 +28,11 @@ from inference.robustness import (
     robustness_rows,
     set_metrics,
 )
-from inference.score import read_labels, read_submission
-from preprocess.cli import InputError
+from inference.pipeline.faces import extract_faces, sample_frames
+from inference.pipeline.predict_options import parse_args
+from inference.pipeline.reader import FaceReader
+from inference.scoring.metrics import competition_log_loss
+from inference.scoring.submission_scoring import read_labels, read_submission
 from tests.conftest import save_tiny_checkpoint
 
 # ---- (a) pure functions ----
@@ -157,9 +157,9 @@ def captured(monkeypatch):
 
     def record(path, decoded, *args, **kwargs):
         calls.append({index: frame.copy() for index, frame in decoded.items()})
-        return inference.faces.VideoFaces(Path(path), sorted(decoded))
+        return inference.pipeline.faces.VideoFaces(Path(path), sorted(decoded))
 
-    monkeypatch.setattr(inference.faces, "crop_faces", record)
+    monkeypatch.setattr(inference.pipeline.faces, "crop_faces", record)
     return calls
 
 
@@ -179,7 +179,7 @@ def test_perturb_gives_the_distortion_of_the_clean_sampled_frames_seeded_by_file
     assert all(difference > 0.1 for difference in changed)  # a real JPEG at quality 25 moves every frame
     extract_faces(video, None, 6)
     assert all(np.array_equal(captured[2][i], clean.decoded[i]) for i in clean.decoded)
-    assert "perturbation" not in inference.faces.VideoFaces(video, [0]).details()
+    assert "perturbation" not in inference.pipeline.faces.VideoFaces(video, [0]).details()
 
 
 def test_mixed_keeps_each_videos_chain_at_every_level_only_the_level_changes():
@@ -309,11 +309,11 @@ def test_the_report_has_a_row_per_distortion_and_level_from_its_predictions(robu
 def test_a_second_run_predicts_nothing_again(robustness_run, monkeypatch):
     path, out, _ = robustness_run
     before = (out / "robustness.csv").read_text()
-    import inference.predict
+    import inference.pipeline.prediction
 
     def refuse(*args, **kwargs):
         raise AssertionError("nothing should be predicted again")
 
-    monkeypatch.setattr(inference.predict, "main", refuse)
+    monkeypatch.setattr(inference.pipeline.prediction, "main", refuse)
     assert main(["--protocol", str(path), "--out", str(out)]) == 0
     assert (out / "robustness.csv").read_text() == before

@@ -1,5 +1,5 @@
 """./run_all.sh's calibration and prediction stages, run with a stand-in Python that records each
-command and plays inference.dataset_labels, inference.calibrate and inference.predict: labelled
+command and plays inference.scoring.dataset_labels, inference.calibrate and inference.predict: labelled
 test videos are scored raw first and the calibration checked on them (kept, the submission predicted again with it; or
 refused, the raw scores are the submission), the summary says what became of it, and no
 --allow-bound fallback is left."""
@@ -20,7 +20,7 @@ echo "$*" >> "$STAND_IN_LOG"
 module=$2; shift 2
 value() { local key=$1; shift; while [ "$#" -gt 0 ]; do [ "$1" = "$key" ] && { echo "$2"; return; }; shift; done; }
 case "$module" in
-inference.dataset_labels) echo none ;;  # a plain folder of test videos
+inference.scoring.dataset_labels) echo none ;;  # a plain folder of test videos
 inference.calibrate)
     out=$(value --out "$@"); out=${out:-$(value --ensemble "$@")}
     if [ -n "$(value --held-out "$@")" ] && [ "$STAND_IN_HELD_OUT" = worse ]; then

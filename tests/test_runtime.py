@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from inference import runtime
-from inference.ensemble import face_probabilities, load_member
-from inference.runtime import openvino_available, resolve_runtime
+from inference.models import runtime
+from inference.models.ensemble import face_probabilities, load_member
+from inference.models.runtime import openvino_available, resolve_runtime
 from training.zoo import create_model
 
 pytestmark = pytest.mark.skipif(not openvino_available(), reason="openvino and onnxscript are not installed")
@@ -80,12 +80,13 @@ def test_runtime_choice():
 
 
 def test_cpu_bf16_runs_only_where_it_is_native(checkpoint, tmp_path, monkeypatch, caplog):
-    from inference import model_options, predict
+    from inference.models import model_options
+    from inference.pipeline import prediction as predict
 
     args = predict.parse_args(["--test-dir", ".", "--models", str(checkpoint), "--cpu-bf16"])
     cpu = torch.device("cpu")
     monkeypatch.setattr(model_options, "native_bf16", lambda: False)
-    with caplog.at_level("WARNING", logger="inference.model_options"):
+    with caplog.at_level("WARNING", logger="inference.models.model_options"):
         assert model_options.cpu_precision(args, cpu) == "f32"
     assert "no native bf16" in caplog.text and "running fp32" in caplog.text
     monkeypatch.setattr(model_options, "native_bf16", lambda: True)
@@ -100,12 +101,12 @@ def test_cpu_bf16_runs_only_where_it_is_native(checkpoint, tmp_path, monkeypatch
     assert model_options.cpu_precision(fast_fp32, cpu) == "f32", "--fp32 keeps fp32 under --fast"
     monkeypatch.setattr(model_options, "native_bf16", lambda: False)
     caplog.clear()
-    with caplog.at_level("WARNING", logger="inference.model_options"):
+    with caplog.at_level("WARNING", logger="inference.models.model_options"):
         assert model_options.cpu_precision(fast, cpu) == "f32"
     assert not caplog.text, "--fast alone says nothing where bf16 is not native: fp32 is simply faster there"
     with pytest.raises(SystemExit):
         predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--fp32", "--cpu-bf16"])
-    from inference import detect
+    from inference.serving import detection as detect
 
     with pytest.raises(SystemExit):
         detect.parse_args(["x.mp4", "--models", "m.pt", "--fp32", "--cpu-bf16"])
@@ -124,7 +125,8 @@ def test_fast_mode_runs_bf16_only_where_it_was_measured_faster(tmp_path, monkeyp
     """Issue 28: on an AMD EPYC with AVX-512 BF16 and no AMX, fast mode's bf16 classified a 1080p
     video in 1.29 s against fp32's 0.95 (and moved a real clip from 0.0947 to 0.00007). Native bf16
     alone no longer decides: a measurement does, taken once per CPU and cached."""
-    from inference import bf16_speed, model_options, predict
+    from inference.models import bf16_speed, model_options
+    from inference.pipeline import prediction as predict
 
     cpu = torch.device("cpu")
     fast = predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--fast"])
@@ -137,7 +139,7 @@ def test_fast_mode_runs_bf16_only_where_it_was_measured_faster(tmp_path, monkeyp
         return speeds
 
     monkeypatch.setattr(bf16_speed, "measure", lambda threads: measure(threads, {"f32_ms": 9.5, "bf16_ms": 12.9}))
-    with caplog.at_level("INFO", logger="inference.model_options"):
+    with caplog.at_level("INFO", logger="inference.models.model_options"):
         assert model_options.cpu_precision(fast, cpu) == "f32", "bf16 slower here: fp32"
     assert "classifiers in fp32 (bf16 took 1.36 of fp32's time" in caplog.text
     assert model_options.cpu_precision(fast, cpu) == "f32" and len(measured) == 1, "measured once, then cached"
@@ -153,7 +155,7 @@ def test_fast_mode_runs_bf16_only_where_it_was_measured_faster(tmp_path, monkeyp
 
     monkeypatch.setattr(bf16_speed, "measure", lambda threads: measure(threads, {"f32_ms": 9.5, "bf16_ms": 8.5}))
     (tmp_path / "bf16_speed.json").write_text("{not json")
-    with caplog.at_level("WARNING", logger="inference.bf16_speed"):
+    with caplog.at_level("WARNING", logger="inference.models.bf16_speed"):
         assert model_options.cpu_precision(fast, cpu) == "f32", "0.89 of fp32's time: not enough to pay for bf16"
     assert "unreadable" in caplog.text and len(measured) == 3
     explicit = predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--cpu-bf16"])
@@ -161,7 +163,7 @@ def test_fast_mode_runs_bf16_only_where_it_was_measured_faster(tmp_path, monkeyp
 
 
 def test_the_bf16_measurement_times_both_precisions():
-    from inference import bf16_speed
+    from inference.models import bf16_speed
 
     speeds = bf16_speed.measure(torch.get_num_threads(), runs=2)
     assert set(speeds) == {"f32_ms", "bf16_ms"} and all(value > 0 for value in speeds.values())

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from preprocess.cli import InputError
+from common.cli import InputError
 
 
 def billion_laughs(levels: int = 9) -> str:
@@ -30,7 +30,7 @@ def inline_laughs(levels: int = 9) -> str:
 
 
 def test_a_billion_laughs_is_refused_before_it_is_expanded():
-    from preprocess.safe_yaml import safe_load
+    from common.safe_yaml import safe_load
 
     text = billion_laughs()  # half a KB here; 387 million strings expanded
     started = time.perf_counter()
@@ -43,7 +43,7 @@ def test_a_billion_laughs_is_refused_before_it_is_expanded():
 
 
 def test_small_aliases_load_as_pyyaml_reads_them(monkeypatch):
-    from preprocess.safe_yaml import safe_load
+    from common.safe_yaml import safe_load
 
     shared = {"checkpoint": "a.pt", "weight": 1.0}
     text = yaml.safe_dump({"members": [shared], "calibration": {"members": [shared]}})
@@ -51,28 +51,28 @@ def test_small_aliases_load_as_pyyaml_reads_them(monkeypatch):
     assert safe_load(text) == {"members": [shared], "calibration": {"members": [shared]}}
     merged = safe_load("base: &base {a: 1}\nderived:\n  <<: *base\n  b: 2\n")
     assert merged["derived"] == {"a": 1, "b": 2}
-    monkeypatch.setattr("preprocess.safe_yaml.MAX_NODES", 12)  # the cap counts every alias as what it repeats
+    monkeypatch.setattr("common.safe_yaml.MAX_NODES", 12)  # the cap counts every alias as what it repeats
     with pytest.raises(yaml.YAMLError, match="more than 12 values"):
         safe_load("a: &x [1, 2, 3]\nb: [*x, *x]\n")
     assert safe_load("a: &x [1, 2, 3]\nb: *x\n") == {"a": [1, 2, 3], "b": [1, 2, 3]}
 
 
 def test_an_alias_inside_the_node_it_names_is_refused():
-    from preprocess.safe_yaml import safe_load
+    from common.safe_yaml import safe_load
 
     with pytest.raises(yaml.YAMLError, match=r"^the YAML alias \*loop at line 1 is inside the node it names"):
         safe_load("a: &loop [1, *loop]\n")
 
 
 def test_a_document_nested_too_deeply_is_a_yaml_error_not_a_recursion_error():
-    from preprocess.safe_yaml import safe_load
+    from common.safe_yaml import safe_load
 
     with pytest.raises(yaml.YAMLError, match="nested too deeply"):
         safe_load("[" * 100_000)
 
 
 def test_what_is_written_never_holds_an_alias_and_loads_again():
-    from preprocess.safe_yaml import safe_dump, safe_load
+    from common.safe_yaml import safe_dump, safe_load
 
     shared = {"detector_scale": 0.5, "frames": [1, 2]}
     document = {"settings": shared, "held_out": {"settings": shared}}
@@ -87,7 +87,7 @@ LONG_INTEGER = ("", "9" * 5000)  # "error: Exceeds the limit (4300 digits)...", 
 
 
 def _ensemble_file(folder, prefix, value):
-    from inference.ensemble_file import read_ensemble_file
+    from inference.models.ensemble_file import read_ensemble_file
 
     path = folder / "ensemble.yaml"
     path.write_text(prefix + f"members:\n  - {{checkpoint: a.pt, extra: {value}}}\n")
@@ -111,7 +111,7 @@ def _preprocessing_config(folder, prefix, value):
 
 
 def _protocol(folder, prefix, value):
-    from inference.evaluate import read_protocol
+    from inference.evaluation.protocols import read_protocol
 
     path = folder / "protocol.yaml"
     path.write_text(prefix + f"extra: {value}\n")
@@ -119,7 +119,7 @@ def _protocol(folder, prefix, value):
 
 
 def _run_config(folder, prefix, value):
-    from inference.fit_ensemble import run_members
+    from inference.fitting.ensemble_fit import run_members
 
     run = folder / "logs" / "run_0_111"
     run.mkdir(parents=True)
@@ -139,7 +139,7 @@ def _set_option(folder, prefix, value):
 
 
 def _predict_option(folder, prefix, value):
-    from inference.evaluate_dataset import predict_options
+    from inference.evaluation.evaluate_dataset import predict_options
 
     option = f"frames={_inline(prefix, value)}"
     return f"--predict {option[:40]}", lambda: predict_options([option])
@@ -179,7 +179,7 @@ def test_every_reader_refuses_an_integer_python_cannot_read_naming_what_it_read(
 @pytest.mark.parametrize("reader", ["ensemble file", "training config", "evaluation protocol"])
 def test_a_file_over_the_size_cap_is_refused_before_it_is_parsed(reader, tmp_path, monkeypatch):
     """A 100 MB file parsed for minutes before the count of its values refused it."""
-    monkeypatch.setattr("preprocess.safe_yaml.MAX_CHARACTERS", 2000)
+    monkeypatch.setattr("common.safe_yaml.MAX_CHARACTERS", 2000)
     started = time.perf_counter()
     line = _refusal(reader, tmp_path, ("padding: " + "x" * 3000 + "\n", "1"))
     assert "more than 2,000 characters long" in line, line
@@ -189,9 +189,9 @@ def test_a_file_over_the_size_cap_is_refused_before_it_is_parsed(reader, tmp_pat
 def test_a_big_document_without_aliases_is_refused_without_mentioning_aliases(monkeypatch):
     """A 3.7 MB file of 200,000 keys (no alias) took 25 s to be refused "once its aliases are
     expanded"; it is refused as soon as the count passes the cap, in words that fit it."""
-    from preprocess.safe_yaml import safe_load
+    from common.safe_yaml import safe_load
 
-    monkeypatch.setattr("preprocess.safe_yaml.MAX_NODES", 1000)
+    monkeypatch.setattr("common.safe_yaml.MAX_NODES", 1000)
     text = "big:\n" + "".join(f"  k{index}: [1, 2, 3]\n" for index in range(400))
     with pytest.raises(yaml.YAMLError) as error:
         safe_load(text)

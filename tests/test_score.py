@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from inference import score
-from inference.metrics import competition_log_loss, equal_error_rate, expected_calibration_error
-from inference.metrics import score as metrics
+from inference.scoring import submission_scoring as score
+from inference.scoring.metrics import competition_log_loss, equal_error_rate, expected_calibration_error
+from inference.scoring.metrics import score as metrics
 
 
 def test_log_loss_clips_like_the_competition():

@@ -9,8 +9,9 @@ import logging
 
 import pytest
 
-from inference import predict, score
-from preprocess import cli
+from common import cli
+from inference.pipeline import prediction as predict
+from inference.scoring import submission_scoring as score
 from tests.conftest import save_tiny_checkpoint
 from tests.layout_trees import CELEBDF_TEST, CELEBDF_VIDEOS, FFPP_TEST, FFPP_VIDEOS, celebdf_tree, ffpp_tree
 
@@ -64,7 +65,7 @@ def test_a_celebdf_tree_scores_the_submission_predict_made_on_it(predicted_celeb
 
 
 def test_calibrate_reads_the_same_labels_from_the_tree(predicted_celebdf):
-    from inference.calibration_sources import submission_scores
+    from inference.fitting.calibration_sources import submission_scores
 
     root, submission = predicted_celebdf
     data = submission_scores(submission, root)  # inference.calibrate --submission S --labels ROOT
@@ -87,7 +88,7 @@ def test_split_test_scores_a_submission_of_the_test_videos_alone(predicted_celeb
     assert status == 0 and json.loads((tmp_path / "score.json").read_text())["overall"]["videos"] == 4
     status, error = _score(capsys, "--submission", test_only, "--labels", root)  # every video expected
     assert status == 2 and "3 missing: Celeb-real/id0_0000.mp4" in error
-    from inference.calibration_sources import submission_scores  # calibrate --labels ROOT --labels-split test
+    from inference.fitting.calibration_sources import submission_scores  # calibrate --labels ROOT --labels-split test
 
     assert sorted(submission_scores(test_only, root, split="test").videos) == sorted(CELEBDF_TEST)
 

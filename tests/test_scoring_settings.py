@@ -13,12 +13,10 @@ import pytest
 import torch
 import yaml
 
-from inference import detect, predict
-from inference.app import parse_args as page_arguments
-from inference.detect_settings import DETECT_DEFAULTS, resolve_scoring
-from inference.ensemble_calibration import member_fingerprint
-from inference.judge_worker import load_models
-from inference.scoring_settings import (
+from common import cli
+from inference.models.ensemble_calibration import member_fingerprint
+from inference.pipeline import prediction as predict
+from inference.scoring.scoring_settings import (
     KEYS,
     RULE,
     TRAINING_VALIDATION,
@@ -28,7 +26,10 @@ from inference.scoring_settings import (
     rows_settings,
     settings_problem,
 )
-from preprocess import cli
+from inference.serving import detection as detect
+from inference.serving.detect_settings import DETECT_DEFAULTS, resolve_scoring
+from inference.serving.judge_worker import load_models
+from inference.serving.page import parse_args as page_arguments
 from preprocess.face_detector import RESOLUTION_RULE
 from tests.test_calibrate_guard import SETTINGS
 from tests.test_detect_calibrated import RUN, detect_run, world  # noqa: F401 (a fixture)
@@ -117,7 +118,7 @@ def _detect_args(*options: str) -> argparse.Namespace:
 
 
 def test_detect_takes_the_calibrations_settings_and_warns_of_those_given_otherwise(caplog, monkeypatch):
-    monkeypatch.setattr("inference.model_options.native_bf16", lambda: False)
+    monkeypatch.setattr("inference.models.model_options.native_bf16", lambda: False)
     args = _detect_args()
     assert resolve_scoring(args, None, CPU) == "f32"
     assert (args.detector_scale, args.frames, args.strategy, args.no_recall_boost) == (
@@ -178,8 +179,8 @@ def test_fast_mode_on_cuda_is_said_in_the_log_and_the_details_and_recorded_as_th
 
     import numpy as np
 
-    from inference.faces import VideoFaces
-    from inference.scoring_settings import FAST_ON_CUDA, fast_mode, scoring_settings
+    from inference.pipeline.faces import VideoFaces
+    from inference.scoring.scoring_settings import FAST_ON_CUDA, fast_mode, scoring_settings
 
     (tmp_path / "videos").mkdir()
     (tmp_path / "videos" / "a.mp4").write_bytes(b"")

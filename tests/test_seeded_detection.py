@@ -1,6 +1,6 @@
-"""Fast mode's seeded detection (inference/face_tracks.py, mtcnn_opencv.detect_seeded): the key
+"""Fast mode's seeded detection (inference/pipeline/face_tracks.py, mtcnn_opencv.detect_seeded): the key
 frames, the seeds planned between them, the fallback to the full pyramid where a face is lost, and
-the recall boost's bound on retried frames (inference/faces.py)."""
+the recall boost's bound on retried frames (inference/pipeline/faces.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,16 @@ import pytest
 import skimage.data
 import torch
 
-from inference import face_tracks, faces
-from inference.face_tracks import detect_seeded_frames, face_lost, interpolated_boxes, jittered, key_positions, seeds
-from inference.faces import (
+from inference.pipeline import face_tracks, faces
+from inference.pipeline.face_tracks import (
+    detect_seeded_frames,
+    face_lost,
+    interpolated_boxes,
+    jittered,
+    key_positions,
+    seeds,
+)
+from inference.pipeline.faces import (
     MAX_RETRIED_FRAMES,
     RETRY_STEP,
     SEED_EVERY,
@@ -301,7 +308,7 @@ def test_seeded_candidates_are_cut_and_resized_as_facenet_pytorch_cuts_them():
     the frame at detection size, PyTorch's area interpolation, the same normalisation."""
     from facenet_pytorch.models.utils.detect_face import imresample, pad
 
-    from preprocess.mtcnn_opencv import _candidates_as_facenet
+    from preprocess.mtcnn_seeded import _candidates_as_facenet
 
     image = np.random.default_rng(5).integers(0, 255, (60, 80, 3), dtype=np.uint8)
     boxes = torch.tensor([[10.0, 5.0, 40.0, 35.0], [-6.0, -4.0, 20.0, 22.0], [70.0, 50.0, 95.0, 75.0]])

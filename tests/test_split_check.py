@@ -7,7 +7,7 @@ import logging
 import pandas as pd
 import pytest
 
-from preprocess import cli
+from common import cli
 from tests.conftest import REPO_ROOT
 from tests.training_data import make_crop_dataset
 from training import train as train_module

@@ -10,7 +10,7 @@ import pytest
 import timm
 import torch
 
-from preprocess import cli
+from common import cli
 from tests.conftest import REPO_ROOT
 from tests.training_data import make_crop_dataset
 from training import train as train_module

@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from inference import detect, predict, timeliness
-from inference.clips import clip_windows as inference_windows
+from common.video_io import probe_video
+from inference.evaluation import timeliness
+from inference.pipeline import prediction as predict
+from inference.pipeline.clips import clip_windows as inference_windows
+from inference.serving import detection as detect
 from preprocess.tracks import frame_tracks
-from preprocess.video_io import probe_video
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint, score_tolerance
 from tests.training_data import make_crop_dataset
 from training import train as train_module

@@ -1,4 +1,4 @@
-"""inference.timeliness: scores on the first k sampled frames, the first k that settles the
+"""inference.evaluation.timeliness: scores on the first k sampled frames, the first k that settles the
 decision, and the full run (at k = 32 the scores are inference.predict's); an ensemble file's
 calibration applied to each k's score before the metrics."""
 
@@ -10,11 +10,12 @@ import json
 import numpy as np
 import pytest
 
-from inference import predict, timeliness
-from inference.calibration import apply_calibration
-from inference.ensemble_calibration import read_calibration
-from inference.metrics import score
-from inference.timeliness import first_right_step, scores_by_prefix, video_row
+from inference.calibration.methods import apply_calibration
+from inference.evaluation import timeliness
+from inference.evaluation.timeliness import first_right_step, scores_by_prefix, video_row
+from inference.models.ensemble_calibration import read_calibration
+from inference.pipeline import prediction as predict
+from inference.scoring.metrics import score
 from tests.conftest import save_tiny_checkpoint, score_tolerance
 from tests.test_predict_calibrated import MEMBERS, PLATT, write_ensemble
 

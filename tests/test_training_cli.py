@@ -8,7 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from preprocess.cli import InputError
+from common.cli import InputError
 from tests.conftest import REPO_ROOT
 from training import plot_log
 from training.config import DEFAULTS, apply_overrides, load_config

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocess.video_io import VideoReadError, VideoWriter, iter_frames, probe_video, read_frames
+from common.video_io import VideoReadError, VideoWriter, iter_frames, probe_video, read_frames
 
 BACKENDS = ("opencv", "pyav")
 

@@ -171,7 +171,7 @@ def test_run_all_refuses_to_score_a_dataset_without_a_test_split_on_itself(tmp_p
 
 
 def test_a_video_replaced_in_place_is_predicted_again(tmp_path):
-    from inference.evaluate_models import ModelSource, prediction_source
+    from inference.evaluation.evaluate_models import ModelSource, prediction_source
 
     video, folder = tmp_path / "a.mp4", tmp_path / "set"
     video.write_bytes(b"first")

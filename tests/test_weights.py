@@ -13,10 +13,10 @@ import re
 import pytest
 import torch
 
-from inference import weights
-from inference.download import DownloadError, download
-from inference.ensemble_file import ensemble_members
-from inference.weights import NamedEnsemble, WeightFile
+from inference.models import named_weights as weights
+from inference.models.download import DownloadError, download
+from inference.models.ensemble_file import ensemble_members
+from inference.models.named_weights import NamedEnsemble, WeightFile
 from tests.http_server import OTHER, PAYLOAD, digest
 from training.zoo import create_model
 

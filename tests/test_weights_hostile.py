@@ -13,8 +13,8 @@ import time
 import pytest
 import torch
 
-from inference import weights
-from inference.weights import NamedEnsemble, WeightFile
+from inference.models import named_weights as weights
+from inference.models.named_weights import NamedEnsemble, WeightFile
 from tests.http_server import INTERSTITIAL, PAYLOAD, Server
 
 pytest_plugins = ("tests.http_server",)  # its `server` fixture

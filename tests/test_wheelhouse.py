@@ -87,7 +87,7 @@ import importlib.util, json, sys
 from pathlib import Path
 sys.path.insert(0, "tools")
 import torch, torch.distributed.run, gpu_check, gpu_workers
-import inference.bench, training.distributed
+import inference.benchmarks.stage_bench, training.distributed
 work = Path(sys.argv[1])
 gpu_workers.write_clips(work / "clips", 1, 3, 640, 360)
 gpu_workers.fp16_losses("sgd", torch.device("cpu"), 1, 32, 2)

@@ -128,7 +128,7 @@ def write_clips(out: Path, count: int, frames: int, width: int, height: int) -> 
     """`count` H.264 clips of a face photo on a grey background, drifting a little from frame to frame."""
     import cv2
 
-    from preprocess.video_io import VideoWriter
+    from common.video_io import VideoWriter
 
     out.mkdir(parents=True, exist_ok=True)
     photos = face_photos()
@@ -155,7 +155,7 @@ def clips(args: argparse.Namespace) -> dict:
 
 def predict(args: argparse.Namespace) -> dict:
     """inference.predict in fp16 and in fp32 on the same videos: each face's two probabilities."""
-    from inference import predict as predict_module
+    from inference.pipeline import prediction as predict_module
     from training.zoo import create_model, normalization
 
     work = Path(args.work)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from preprocess import cli
+from common import cli
 from training import train as train_module
 
 

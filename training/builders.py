@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
-from preprocess.cli import InputError
+from common.cli import InputError
 from training.checkpoint_model import model_config_problem
 from training.dataset import (
     CropDataset,

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
-from preprocess.bounded_numbers import finite_number, number_within, shown
+from common.bounded_numbers import finite_number, number_within, shown
 from training.zoo import INPUT_SIZES
 
 WHOLE, RATE, POSITIVE = "whole", "rate", "positive"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from preprocess.io_utils import atomic_path
+from common.io_utils import atomic_path
 
 FORMAT = "deepfake-detector-checkpoint/1"
 # What only --resume needs: left out of _best and kept epochs (a B7's optimizer state doubles its size)

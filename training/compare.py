@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from preprocess import cli
+from common import cli
 from training import train as train_module
 from training.config import load_config
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from preprocess import safe_yaml
-from preprocess.cli import InputError
+from common import safe_yaml
+from common.cli import InputError
 
 DEFAULTS: dict = {
     "model": {
@@ -142,7 +142,7 @@ def apply_overrides(config: dict, assignments: list[str]) -> dict:
 
 
 def save_config(config: dict, path: str | os.PathLike) -> None:
-    from preprocess.io_utils import atomic_path
+    from common.io_utils import atomic_path
 
     with atomic_path(path) as temporary:
         temporary.write_text(safe_yaml.safe_dump(config, sort_keys=False))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import reprlib
 from dataclasses import dataclass
 
-from preprocess.bounded_numbers import number_within, shown
-from preprocess.media_limits import MAX_FRAMES
+from common.bounded_numbers import number_within, shown
+from common.media_limits import MAX_FRAMES
 from training.checkpoint_model import lora_problem, model_config_problem
 from training.schedule import AUTO
 from training.temporal import MAX_CLIP_LENGTH, MAX_HIDDEN, MAX_LAYERS

@@ -9,7 +9,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from preprocess.cli import InputError
+from common.cli import InputError
 
 logger = logging.getLogger(__name__)
 

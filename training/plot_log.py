@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from preprocess import cli
+from common import cli
 
 logger = logging.getLogger("training.plot_log")
 
@@ -26,7 +26,7 @@ def plot_runs(run_dirs: list[Path], out: Path) -> dict[str, int]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from preprocess.io_utils import atomic_path
+    from common.io_utils import atomic_path
 
     figure, (train_axis, val_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     best: dict[str, int] = {}

@@ -22,7 +22,7 @@ import timm
 import torch
 from torch import nn
 
-from preprocess.cli import InputError
+from common.cli import InputError
 
 logger = logging.getLogger(__name__)
 

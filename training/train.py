@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from preprocess import cli
-from preprocess.cli import InputError
-from preprocess.io_utils import write_csv_atomic, write_json_atomic
+from common import cli
+from common.cli import InputError
+from common.io_utils import write_csv_atomic, write_json_atomic
 from training.builders import build_model, epoch_length, make_loaders
 from training.checkpoints import rng_state, save_checkpoints
 from training.config import apply_overrides, load_config, save_config

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from preprocess.cli import InputError
+from common.cli import InputError
 
 TRAIN_ONLY = ("all", "head", "layernorm", "lora")
 

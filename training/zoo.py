@@ -22,8 +22,8 @@ import timm
 import torch
 from torch import nn
 
-from preprocess.bounded_numbers import number_within, shown
-from preprocess.cli import InputError, describe
+from common.bounded_numbers import number_within, shown
+from common.cli import InputError, describe
 from training.pretrained import create_encoder
 
 logger = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.video_io import VideoWriter
 from preprocess.demo_world.camera import (
     MIN_FACE_HEIGHT_PX,
     SensorNoise,
@@ -26,7 +27,6 @@ from preprocess.demo_world.fakes import (
 from preprocess.demo_world.identities import Identity
 from preprocess.demo_world.plan import FACE_SWAP, ClipSpec
 from preprocess.face_detector import LANDMARK_THRESHOLDS, FaceDetector
-from preprocess.video_io import VideoWriter
 
 logger = logging.getLogger(__name__)
 
