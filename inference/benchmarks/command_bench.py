@@ -1,6 +1,7 @@
 """Whole commands timed against each other: the original's code, inference.predict, and predict --fast.
 
-    python -m inference.benchmarks.command_bench --test-dir DIR --models CKPT --encoder E [--size N] [--rounds 2] [--json FILE]
+    python -m inference.benchmarks.command_bench --test-dir DIR --models CKPT --encoder E [--size N]
+        [--rounds 2] [--json FILE]
 
 Each round runs, one after another, `python -m inference.benchmarks.original_baseline` (the original's
 predict_folder.py as one process: inference/benchmarks/original_baseline.py), `python -m inference.predict`

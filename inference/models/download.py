@@ -328,8 +328,8 @@ def download(
             raise DownloadError(
                 f"{url}: the server did not state the file's size and the registry pins neither its size nor its "
                 f"SHA-256, so the {got} bytes received cannot be known to be whole; they are kept in {partial}, not "
-                f"used (pin the size or SHA-256 in inference/models/named_weights.py, or check the file by other means and rename "
-                f"it to {destination})"
+                f"used (pin the size or SHA-256 in inference/models/named_weights.py, or check the file by other "
+                f"means and rename it to {destination})"
             )
         cut = cut or "short body"
         if attempt >= attempts:

@@ -272,8 +272,8 @@ def detect_frames(
     """Boxes of each frame (the sampled frames of one video, in order, at `frame_indices`) and how
     they were found: at the detector's scale ("detected"), or, with `recall`, by `retry_faceless`
     ("retried"). Where the detector seeds (fast mode on a CPU), by seeded detection
-    (inference/pipeline/face_tracks.py: "seeded" or "detected"); on CUDA and in the OpenCV pipeline all frames in one batch,
-    otherwise `threads` frames at a time."""
+    (inference/pipeline/face_tracks.py: "seeded" or "detected"); on CUDA and in the OpenCV pipeline
+    all frames in one batch, otherwise `threads` frames at a time."""
     if detector.seed_every and detector.batches_on_cpu:
         indices = list(range(len(frames))) if frame_indices is None else frame_indices
         if len({frame.shape for frame in frames}) == 1 and len(frames) >= MIN_SEEDED_FRAMES:
