@@ -36,7 +36,6 @@ TRAIN_THRESHOLDS = (0.85, 0.95, 0.95)
 INFERENCE_THRESHOLDS = (0.7, 0.8, 0.8)
 LANDMARK_THRESHOLDS = (0.65, 0.75, 0.75)
 PYRAMID_FACTOR = 0.709  # MTCNN's image pyramid: each level 0.709 times the size of the one before
-PIPELINES = ("facenet", "opencv")
 
 
 # The long side of DFDC's videos (1920x1080 and 1080x1920): the largest size the rule keeps at the
@@ -117,10 +116,9 @@ class FaceDetector:
 
     `scale` is a number used for every frame (0.5, the original code's, by default) or "rule" to
     scale each frame by its resolution. Frames are resized with PIL bicubic, as the original did,
-    then go through facenet-pytorch's MTCNN (`pipeline="facenet"`), or, with `pipeline="opencv"`
-    on a CPU, through MTCNN's stages with the image pyramid and candidate faces resized by OpenCV
-    and frames in groups through each network (preprocess/mtcnn_seeded.py): about twice as fast,
-    boxes within a few pixels.
+    then go through facenet-pytorch's MTCNN. With `seed_every`, fast mode's seeded detection
+    (`detect_seeded`, preprocess/mtcnn_seeded.py) finds the faces of the frames between key
+    frames from the boxes around them.
 
     The three networks run channels-last (unless `channels_last=False`): the same results (to
     about 1e-4 px on the boxes) in a third of the time on CPUs.
@@ -132,23 +130,18 @@ class FaceDetector:
         scale: float | str | None = ORIGINAL_SCALE,
         min_face_size: int = 20,
         device: str | torch.device | None = None,
-        pipeline: str = "facenet",
         channels_last: bool = True,
         seed_every: int = 0,
     ):
         from facenet_pytorch import MTCNN
 
-        from preprocess import mtcnn_seeded as mtcnn_opencv  # imports facenet-pytorch too: kept out of module start-up
+        from preprocess import mtcnn_seeded  # imports facenet-pytorch too: kept out of module start-up
 
-        self._opencv_pipeline = mtcnn_opencv
-        if pipeline not in PIPELINES:
-            raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
+        self._seeded = mtcnn_seeded
         self.scale = parse_scale(scale)
         self.min_face_size = min_face_size
-        self.pipeline = pipeline
-        self.seed_every = (
-            seed_every  # key frame interval of seeded detection (inference/pipeline/face_tracks.py); 0: none
-        )
+        # key frame interval of seeded detection (inference/pipeline/face_tracks.py); 0: none
+        self.seed_every = seed_every
         self.device = torch.device(device) if device is not None else default_device()
         self.mtcnn = MTCNN(
             keep_all=True,
@@ -162,22 +155,15 @@ class FaceDetector:
             for network in (self.mtcnn.pnet, self.mtcnn.rnet, self.mtcnn.onet):
                 network.to(memory_format=torch.channels_last)
 
-    @property
-    def batches_on_cpu(self) -> bool:
-        """Whether frames are best detected many at a time here (OpenCV pipeline on a CPU)."""
-        return self.pipeline == "opencv" and self.device.type == "cpu"
-
     def frame_scale(self, width: int, height: int) -> float:
         return resolution_scale(width, height) if self.scale == RESOLUTION_RULE else self.scale
 
-    def detect(self, frame_rgb: np.ndarray, scale: float | None = None, original: bool = False) -> FaceDetections:
-        return self.detect_batch([frame_rgb], scale, original)[0]
+    def detect(self, frame_rgb: np.ndarray, scale: float | None = None) -> FaceDetections:
+        return self.detect_batch([frame_rgb], scale)[0]
 
-    def detect_batch(
-        self, frames_rgb: Sequence[np.ndarray], scale: float | None = None, original: bool = False
-    ) -> list[FaceDetections]:
+    def detect_batch(self, frames_rgb: Sequence[np.ndarray], scale: float | None = None) -> list[FaceDetections]:
         """Detect faces in frames of one size (a batch goes through MTCNN at once), at the
-        detector's scale or at `scale`; with `original`, by facenet-pytorch whatever `pipeline`."""
+        detector's scale or at `scale`."""
         if not frames_rgb:
             return []
         height, width = frames_rgb[0].shape[:2]
@@ -185,18 +171,13 @@ class FaceDetector:
         size = (max(1, int(width * scale)), max(1, int(height * scale)))
         if min(size) < self.min_face_size:  # no face fits; MTCNN's image pyramid would be empty
             return [FaceDetections.empty() for _ in frames_rgb]
-        if self.batches_on_cpu and not original:
-            found = self._detect_opencv(frames_rgb, size)
-        else:
-            resize = functools.partial(self._resized, size=size, opencv=False)
-            # PIL lets go of the GIL while it resizes: a batch's frames are resized two at a time
-            images = (
-                list(shared_pool(2, "resize").map(resize, frames_rgb))
-                if len(frames_rgb) > 1
-                else [resize(frames_rgb[0])]
-            )
-            with torch.inference_mode():
-                found = zip(*self.mtcnn.detect(planar(images), landmarks=True), strict=True)
+        resize = functools.partial(self._resized, size=size)
+        # PIL lets go of the GIL while it resizes: a batch's frames are resized two at a time
+        images = (
+            list(shared_pool(2, "resize").map(resize, frames_rgb)) if len(frames_rgb) > 1 else [resize(frames_rgb[0])]
+        )
+        with torch.inference_mode():
+            found = zip(*self.mtcnn.detect(planar(images), landmarks=True), strict=True)
         results = []
         for boxes, probs, landmarks in found:
             if boxes is None:
@@ -211,14 +192,13 @@ class FaceDetector:
             )
         return results
 
-    def detect_each(self, frames_rgb: Sequence[np.ndarray], original: bool = False) -> list[FaceDetections]:
-        """Each frame detected alone (`detect`; with `original`, by facenet-pytorch as exact mode
-        does), two frames at a time."""
-        return list(shared_pool(2, "mtcnn").map(lambda frame: self.detect(frame, original=original), frames_rgb))
+    def detect_each(self, frames_rgb: Sequence[np.ndarray]) -> list[FaceDetections]:
+        """Each frame detected alone (`detect`, as exact mode does), two frames at a time."""
+        return list(shared_pool(2, "mtcnn").map(self.detect, frames_rgb))
 
     def detect_seeded(self, frames_rgb: Sequence[np.ndarray], seeds: Sequence[np.ndarray]) -> list[FaceDetections]:
         """Faces of each frame found from its seed boxes (N, 4, in the frame's pixels) by MTCNN's
-        second and third networks alone (mtcnn_opencv.detect_seeded), on the frame at detection
+        second and third networks alone (mtcnn_seeded.detect_seeded), on the frame at detection
         size (PIL's bicubic, as exact mode, computed only around the candidates: LazilyResized)
         with the candidates cut as facenet-pytorch cuts them; boxes in the frame's pixels, largest
         first."""
@@ -232,9 +212,7 @@ class FaceDetector:
 
         def detect(part: slice) -> list[tuple]:
             with torch.inference_mode():
-                return self._opencv_pipeline.detect_seeded(
-                    images[part], scaled[part], self.mtcnn, self.mtcnn.thresholds, True
-                )
+                return self._seeded.detect_seeded(images[part], scaled[part], self.mtcnn, self.mtcnn.thresholds)
 
         # two halves at a time: the candidates' cutting is Python's, one core's, and each frame's
         # faces are its own (the networks' NMS goes frame by frame)
@@ -247,33 +225,14 @@ class FaceDetector:
             results.append(FaceDetections(boxes[order] / scale, probs[order], landmarks[order] / scale))
         return results
 
-    def _detect_opencv(self, frames_rgb: Sequence[np.ndarray], size: tuple[int, int]) -> list[tuple]:
-        """Faces of each frame by the OpenCV pipeline, largest first: the frames in groups of a
-        few megapixels at detection size (a 720p video's sampled frames in groups of eight), two
-        groups at a time. Measured on 2 cores against one frame at a time in two threads: a
-        quarter less time (the networks' calls cost less per frame in groups; larger groups spill
-        the first pyramid level's activations out of the caches and were slower)."""
-        settings = (self.mtcnn, self.min_face_size, self.mtcnn.thresholds, PYRAMID_FACTOR)
-
-        def detect(group: Sequence[np.ndarray]) -> list[tuple]:
-            images = [self._resized(frame, size, opencv=True) for frame in group]
-            with torch.inference_mode():
-                return [_largest_first(*faces) for faces in self._opencv_pipeline.detect_faces(images, *settings)]
-
-        per_group = self._opencv_pipeline.group_size(*size)
-        groups = [frames_rgb[start : start + per_group] for start in range(0, len(frames_rgb), per_group)]
-        found = shared_pool(2, "mtcnn-groups").map(detect, groups) if len(groups) > 1 else map(detect, groups)
-        return [faces for group in found for faces in group]
-
     @staticmethod
-    def _resized(frame: np.ndarray, size: tuple[int, int], opencv: bool) -> Image.Image | np.ndarray:
+    def _resized(frame: np.ndarray, size: tuple[int, int]) -> Image.Image:
         """The frame at the detection size, by PIL's bicubic filter as the original did (OpenCV's
-        area filter, tried for fast mode, moved a trained model's scores by up to 0.065), as a PIL
-        image for facenet-pytorch or an array for the OpenCV pipeline."""
+        area filter, tried for fast mode, moved a trained model's scores by up to 0.065)."""
         image = Image.fromarray(frame)
         if size != (frame.shape[1], frame.shape[0]):
             image = image.resize(size, Image.BICUBIC)
-        return np.asarray(image) if opencv else image
+        return image
 
 
 def planar(images: Sequence[Image.Image]) -> torch.Tensor:
@@ -297,11 +256,3 @@ def shared_pool(threads: int, purpose: str) -> ThreadPoolExecutor:
         if (purpose, threads) not in _pools:
             _pools[purpose, threads] = ThreadPoolExecutor(threads, thread_name_prefix=purpose)
         return _pools[purpose, threads]
-
-
-def _largest_first(boxes: np.ndarray, probs: np.ndarray, landmarks: np.ndarray):
-    """Faces in the order MTCNN.detect gives them (largest box first), None when there is none."""
-    if not len(boxes):
-        return None, [None], None
-    order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
-    return boxes[order], probs[order], landmarks[order]

@@ -54,7 +54,7 @@ def test_a_faceless_frame_is_retried_at_another_scale(monkeypatch, scale, size, 
     frame = np.full((size * 3 // 4, size, 3), 30, np.uint8)  # dark: the brightened copy is tried too
     scales = []
 
-    def detect(image, at=None, original=False):
+    def detect(image, at=None):
         scales.append(at or detector.frame_scale(image.shape[1], image.shape[0]))
         return SimpleNamespace(boxes=np.zeros((0, 4)))
 

@@ -1,4 +1,4 @@
-"""Fast mode's seeded detection (inference/pipeline/face_tracks.py, mtcnn_opencv.detect_seeded): the key
+"""Fast mode's seeded detection (inference/pipeline/face_tracks.py, mtcnn_seeded.detect_seeded): the key
 frames, the seeds planned between them, the fallback to the full pyramid where a face is lost, and
 the recall boost's bound on retried frames (inference/pipeline/faces.py)."""
 
@@ -120,8 +120,7 @@ class FakeDetector:
     def __init__(self, full: dict, seeded: dict):
         self.full, self.seeded, self.batches, self.seeded_calls = full, seeded, [], []
 
-    def detect_each(self, frames, original=False):
-        assert original, "the full pyramid as exact mode runs it"
+    def detect_each(self, frames):
         positions = [int(frame[0, 0, 0]) for frame in frames]
         self.batches.append(positions)
         return [self.full[p] for p in positions]
@@ -158,7 +157,7 @@ def test_seeded_frames_fall_back_to_the_full_pyramid_where_a_face_is_lost():
 def detector():
     """Fast mode's detector on a CPU, as predict --fast makes it."""
     fast = inference_detector(0.5, torch.device("cpu"), fast=True)
-    assert fast.seed_every == SEED_EVERY == 4 and fast.batches_on_cpu
+    assert fast.seed_every == SEED_EVERY == 4 and fast.device.type == "cpu"
     return fast
 
 
@@ -183,7 +182,7 @@ def assert_close(found: np.ndarray, expected: np.ndarray) -> None:
 
 def test_a_seed_near_a_face_finds_the_full_pyramids_box(detector, face):
     frame = canvas(face, 100)
-    expected = detector.detect_each([frame], original=True)[0].boxes
+    expected = detector.detect_each([frame])[0].boxes
     seed = expected + np.float32([12, -6, 12, -6])  # where the face was a few frames before
     assert np.abs(seed - expected).max() > BOX_TOLERANCE * (expected[0, 2] - expected[0, 0])
     [found] = detector.detect_seeded([frame], [jittered(seed)])  # as detect_seeded_frames gives seeds
@@ -195,7 +194,7 @@ def test_seeds_find_only_their_own_frames_faces(detector, face):
     """Two frames in one call: the first seeded on a blank corner and where the second's face is
     (blank in the first), the second on its face."""
     first, second = canvas(face, 20), canvas(face, 360)
-    expected = detector.detect_each([second], original=True)[0].boxes
+    expected = detector.detect_each([second])[0].boxes
     blank_corner = np.float32([[560, 270, 630, 350]])
     found = detector.detect_seeded([first, second], [np.concatenate([blank_corner, expected]), jittered(expected)])
     assert len(found[0]) == 0, "seeds far from the first frame's face find nothing"
@@ -217,7 +216,7 @@ def test_seeded_detection_of_a_moving_face_matches_the_full_pyramid(detector, fa
     full_pyramid = recorded(detector, monkeypatch)
     found = detect_frames(detector, frames, recall=False)
     assert full_pyramid == [5], "the full pyramid on the key frames 0, 4, 8, 12 and 16 only: no face lost"
-    everywhere = [found.boxes for found in detector.detect_each(frames, original=True)]  # exact mode's boxes
+    everywhere = [found.boxes for found in detector.detect_each(frames)]  # exact mode's boxes
     assert full_pyramid == [5, 17]
     for position, ((boxes, how), expected) in enumerate(zip(found, everywhere, strict=True)):
         assert how == ("detected" if position % 4 == 0 else "seeded"), "key frames detected, the others seeded"
@@ -237,7 +236,7 @@ def test_a_face_that_jumps_past_its_seeds_is_found_by_the_full_pyramid(detector,
 
 def test_the_recall_boost_retries_four_of_twelve_faceless_frames(monkeypatch):
     class Faceless:
-        seed_every, batches_on_cpu, device = 0, False, torch.device("cpu")
+        seed_every, device = 0, torch.device("cpu")
 
         def detect(self, frame):
             return detections()
@@ -259,13 +258,12 @@ def test_the_recall_boost_retries_four_of_twelve_faceless_frames(monkeypatch):
 class ExactOnly:
     """A seeding detector that records which frames get the full pyramid; seeding must not run."""
 
-    seed_every, batches_on_cpu, device = 2, True, torch.device("cpu")
+    seed_every, device = 2, torch.device("cpu")
 
     def __init__(self):
         self.full = []
 
-    def detect_each(self, frames, original=False):
-        assert original
+    def detect_each(self, frames):
         self.full.append([frame.shape for frame in frames])
         return [detections([0, 0, 4, 4]) for _ in frames]
 

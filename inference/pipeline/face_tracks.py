@@ -91,7 +91,7 @@ def face_lost(found: int, before: int, after: int) -> bool:
 def full_pyramid(detector, frames: list[np.ndarray]) -> list[np.ndarray]:
     """Boxes of each frame by MTCNN as exact mode runs it (facenet-pytorch, each frame alone): the
     key frames' boxes are exact mode's, and the seeded frames start from them."""
-    return [found.boxes for found in detector.detect_each(frames, original=True)]
+    return [found.boxes for found in detector.detect_each(frames)]
 
 
 def detect_seeded_frames(

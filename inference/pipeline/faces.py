@@ -24,9 +24,8 @@ missing part grey), is flagged as partial: a warning naming the file, and `parti
 With predict's --perturb (inference/distortions/frame_perturbation.py), the sampled frames are distorted
 before detection, and `VideoFaces.details()` says how (`perturbation`).
 
-On CUDA, and in fast mode's OpenCV pipeline on a CPU, the sampled frames of a video go through
-MTCNN in one batch; facenet-pytorch's pipeline on a CPU takes them one by one, two at a time
-(batching was no faster there: its resampling, not its calls, is what costs)."""
+On CUDA the sampled frames of a video go through MTCNN in one batch; on a CPU it takes them one by
+one, two at a time (batching was no faster there: its resampling, not its calls, is what costs)."""
 
 from __future__ import annotations
 
@@ -231,7 +230,7 @@ def inference_detector(scale, device, fast: bool = False) -> FaceDetector:
     CPU (inference/pipeline/face_tracks.py), key frames every `SEED_EVERY` sampled frames."""
     if not fast:
         return FaceDetector(INFERENCE_THRESHOLDS, scale, device=device)
-    return FaceDetector(INFERENCE_THRESHOLDS, scale, device=device, pipeline="opencv", seed_every=SEED_EVERY)
+    return FaceDetector(INFERENCE_THRESHOLDS, scale, device=device, seed_every=SEED_EVERY)
 
 
 MAX_RETRY_SCALE = 2.0
@@ -247,13 +246,12 @@ def retry_scale(first: float) -> float:
 
 def retry_faceless(detector: FaceDetector, frame: np.ndarray) -> np.ndarray:
     """Boxes of a frame where the detector found none: at `retry_scale`, then, if the frame is
-    dark, on a brightened copy; resampled the original's way in every mode (the retries are rare,
-    and fast mode's OpenCV resampling lost a face in a very dark frame)."""
+    dark, on a brightened copy; by MTCNN as exact mode runs it in every mode."""
     height, width = frame.shape[:2]
     scale = retry_scale(detector.frame_scale(width, height))
-    boxes = detector.detect(frame, scale, original=True).boxes
+    boxes = detector.detect(frame, scale).boxes
     if not len(boxes) and frame.mean() < DARK_MEAN:
-        boxes = detector.detect(brightened(frame), scale, original=True).boxes
+        boxes = detector.detect(brightened(frame), scale).boxes
     return boxes
 
 
@@ -272,15 +270,15 @@ def detect_frames(
     """Boxes of each frame (the sampled frames of one video, in order, at `frame_indices`) and how
     they were found: at the detector's scale ("detected"), or, with `recall`, by `retry_faceless`
     ("retried"). Where the detector seeds (fast mode on a CPU), by seeded detection
-    (inference/pipeline/face_tracks.py: "seeded" or "detected"); on CUDA and in the OpenCV pipeline
-    all frames in one batch, otherwise `threads` frames at a time."""
-    if detector.seed_every and detector.batches_on_cpu:
+    (inference/pipeline/face_tracks.py: "seeded" or "detected"); on CUDA all frames in one batch,
+    otherwise `threads` frames at a time."""
+    if detector.seed_every and detector.device.type == "cpu":
         indices = list(range(len(frames))) if frame_indices is None else frame_indices
         if len({frame.shape for frame in frames}) == 1 and len(frames) >= MIN_SEEDED_FRAMES:
             first = detect_seeded_frames(detector, frames, indices, detector.seed_every)
         else:  # frames that change size (no seeds across sizes), or too few frames to seed (see MIN_SEEDED_FRAMES)
-            first = [(found.boxes, "detected") for found in detector.detect_each(frames, original=True)]
-    elif detector.device.type == "cuda" or detector.batches_on_cpu:
+            first = [(found.boxes, "detected") for found in detector.detect_each(frames)]
+    elif detector.device.type == "cuda":
         first = [(detections.boxes, "detected") for detections in detector.detect_batch(frames)]
     else:
 
