@@ -23,7 +23,7 @@ from common.cli import InputError
 
 logger = logging.getLogger("inference.evaluation.demo_summary")
 
-FIGURES = Path(__file__).resolve().parents[1] / "docs" / "demo_figures.yaml"
+FIGURES = Path(__file__).resolve().parents[2] / "docs" / "demo_figures.yaml"
 # figure -> (its JSON file: in the fold-0 run's folder or under WORK_DIR, the key path in it, what it is)
 SOURCES = {
     "fold0_best_log_loss": ("{fold0_run}/summary.json", ("best_score",), "fold 0's best validation log loss"),
