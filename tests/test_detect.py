@@ -19,10 +19,10 @@ from inference.faces import VideoFaces
 from inference.verdict import judgement
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint, score_tolerance, shared_data
-from tests.detection_memo import remembered_detections  # noqa: F401 (a fixture)
 
 # detect (with and without --explain) and predict over the same videos: each frame through MTCNN once
 # (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
 pytestmark = pytest.mark.usefixtures("remembered_detections")
 
 

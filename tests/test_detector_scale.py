@@ -24,10 +24,10 @@ from preprocess.face_detector import ORIGINAL_SCALE, RESOLUTION_RULE, FaceDetect
 from preprocess.steps import load_config
 from preprocess.video_writer import VideoWriter
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint, score_tolerance
-from tests.detection_memo import remembered_detections  # noqa: F401 (a fixture)
 
 # the sharp checkpoint's making, detect and predict over the same videos: each frame through MTCNN
 # once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
 pytestmark = pytest.mark.usefixtures("remembered_detections")
 
 

@@ -14,11 +14,11 @@ import yaml
 from inference.evaluate import ProtocolError, expand, main, read_protocol
 from inference.score import evaluate, read_labels, read_submission
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint
-from tests.detection_memo import remembered_detections  # noqa: F401 (a fixture)
 from tests.training_data import make_crop_dataset
 
 # two models' predictions over the same videos in two layouts: each frame through MTCNN once
 # (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
 pytestmark = pytest.mark.usefixtures("remembered_detections")
 
 

@@ -22,13 +22,13 @@ from preprocess.demo_world.identities import builtin_photos
 from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 from preprocess.video_io import VideoWriter, probe_video, read_frames
 from tests.conftest import REPO_ROOT, dfdc_metadata, save_tiny_checkpoint, score_tolerance, shared_data
-from tests.detection_memo import remembered_detections  # noqa: F401 (a fixture)
 from tests.original_checkpoints import RunsACommand, original_state_dict, save_numpy1_checkpoint
 from tests.original_scoring import original_read_frames, original_video_score
 from training.zoo import create_model
 
 # predict run again over the same videos (batch sizes, a second member, one process and two): each
 # frame through MTCNN once in this process (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
 pytestmark = pytest.mark.usefixtures("remembered_detections")
 
 

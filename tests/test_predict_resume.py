@@ -26,12 +26,12 @@ from inference.progress import Progress, ProgressError, check_progress_files, pr
 from inference.reader import FaceReader
 from preprocess import cli
 from tests.conftest import REPO_ROOT, dfdc_metadata, save_tiny_checkpoint
-from tests.detection_memo import remembered_detections  # noqa: F401 (a fixture)
 from tests.full_disk import FullDisk
 from tests.test_io_utils import DiskLog
 
 # runs resumed, refused and run again over the same videos, each compared with one uninterrupted
 # run: each frame through MTCNN once in this process (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
 pytestmark = pytest.mark.usefixtures("remembered_detections")
 
 VIDEOS = 5

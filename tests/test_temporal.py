@@ -16,7 +16,6 @@ from inference.clips import clip_windows as inference_windows
 from preprocess.tracks import frame_tracks
 from preprocess.video_io import probe_video
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint, score_tolerance
-from tests.detection_memo import remembered_detections  # noqa: F401 (a fixture)
 from tests.training_data import make_crop_dataset
 from training import train as train_module
 from training.pretrained import create_encoder
@@ -25,6 +24,7 @@ from training.zoo import create_model, read_checkpoint
 
 # predict, detect and timeliness over the same videos with one model, another, and both: each frame
 # through MTCNN once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
 pytestmark = pytest.mark.usefixtures("remembered_detections")
 
 SETTINGS = {"head": "gru", "hidden": 16, "layers": 1, "bidirectional": True, "dropout": 0.0, "freeze_encoder": False}

@@ -16,10 +16,10 @@ from inference.ensemble_calibration import read_calibration
 from inference.metrics import score
 from inference.timeliness import first_right_step, scores_by_prefix, video_row
 from tests.conftest import save_tiny_checkpoint, score_tolerance
-from tests.detection_memo import remembered_detections  # noqa: F401 (a fixture)
 from tests.test_predict_calibrated import MEMBERS, PLATT, write_ensemble
 
 # timeliness and predict over the same videos: each frame through MTCNN once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
 pytestmark = pytest.mark.usefixtures("remembered_detections")
 
 
