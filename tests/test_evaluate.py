@@ -52,7 +52,8 @@ def protocol_run(demo_world, tmp_path_factory):
             {"name": "demo_test", "root": "${DEMO_ROOT}/test_videos", "labels": "labels.csv"},
             {"name": "by_folder", "root": str(folders), "layout": "folders"},
         ],
-        "predict": {"frames": 8, "detector_scale": "rule", "workers": 0},
+        # PyTorch's runtime: the table is tested here, not OpenVINO's export (test_runtime.py)
+        "predict": {"frames": 8, "detector_scale": "rule", "workers": 0, "runtime": "torch"},
     }
     path = tmp / "protocol.yaml"
     path.write_text(yaml.safe_dump(protocol))
