@@ -146,11 +146,13 @@ def _resident_mb(pid: int) -> float:
 def test_the_page_gives_back_the_memory_of_each_check(tmp_path, short_tmp):
     """The issue's figure: 24 photos of 25 MP took the page from 909 MB to 1.6 GB, still climbing:
     glibc kept each check's freed buffers in its heaps (inference/serving/heap.py). Here a 9 MP photo judged
-    5 times, the page's resident memory read after each; the first check is the baseline (it
+    3 times, the page's resident memory read after each; the first check is the baseline (it
     imports and loads what the page then keeps, ~30 MB, which counted as growth against the idle
     page before). Measured on 2 shared CPU cores after the first check, the next 4: 955 MB, then
-    957 MB (+2 MB); with inference/serving/heap.py's calls taken out, 991 MB, then 1059-1071 MB (+80 MB).
-    Before: 925 MB idle, then 1038-1040 MB unfixed (+113 MB), 954-956 MB fixed (+30 MB)."""
+    957 MB (+2 MB); with inference/serving/heap.py's calls taken out, 991 MB, then 1059-1071 MB (+80 MB):
+    each check after the first, the second included, was 68 MB or more over the first, so that
+    two of them (not four) tell the growth. Before: 925 MB idle, then 1038-1040 MB unfixed
+    (+113 MB), 954-956 MB fixed (+30 MB)."""
     from gradio_client import Client, handle_file
 
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
@@ -173,7 +175,7 @@ def test_the_page_gives_back_the_memory_of_each_check(tmp_path, short_tmp):
         url, _ = _wait_for_address(process, log)
         client = Client(url, verbose=False)
         after = []
-        for _ in range(5):
+        for _ in range(3):
             job = client.submit(handle_file(str(photo)), api_name="/check")
             assert job.result(timeout=CHECK_SECONDS)[-1]["error"] is None  # a stuck check fails, not hangs
             after.append(_resident_mb(process.pid))

@@ -21,6 +21,11 @@ from inference.serving.verdict import judgement
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint, score_tolerance, shared_data
 
+# detect (with and without --explain) and predict over the same videos: each frame through MTCNN once
+# (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):

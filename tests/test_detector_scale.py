@@ -28,6 +28,11 @@ from preprocess.face_detector import ORIGINAL_SCALE, RESOLUTION_RULE, FaceDetect
 from preprocess.steps import load_config
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint, score_tolerance
 
+# the sharp checkpoint's making, detect and predict over the same videos: each frame through MTCNN
+# once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 def test_scales_parse_as_a_positive_number_or_rule():
     assert parse_scale("rule") == parse_scale(" Rule ") == parse_scale(None) == RESOLUTION_RULE

@@ -16,6 +16,11 @@ from inference.scoring.submission_scoring import evaluate, read_labels, read_sub
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint
 from tests.training_data import make_crop_dataset
 
+# two models' predictions over the same videos in two layouts: each frame through MTCNN once
+# (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 @pytest.fixture(scope="module")
 def protocol_run(demo_world, tmp_path_factory):
@@ -47,7 +52,8 @@ def protocol_run(demo_world, tmp_path_factory):
             {"name": "demo_test", "root": "${DEMO_ROOT}/test_videos", "labels": "labels.csv"},
             {"name": "by_folder", "root": str(folders), "layout": "folders"},
         ],
-        "predict": {"frames": 8, "detector_scale": "rule", "workers": 0},
+        # PyTorch's runtime: the table is tested here, not OpenVINO's export (test_runtime.py)
+        "predict": {"frames": 8, "detector_scale": "rule", "workers": 0, "runtime": "torch"},
     }
     path = tmp / "protocol.yaml"
     path.write_text(yaml.safe_dump(protocol))

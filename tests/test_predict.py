@@ -27,6 +27,11 @@ from tests.original_checkpoints import RunsACommand, original_state_dict, save_n
 from tests.original_scoring import original_read_frames, original_video_score
 from training.zoo import create_model
 
+# predict run again over the same videos (batch sizes, a second member, one process and two): each
+# frame through MTCNN once in this process (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 def _rows(path) -> list[dict]:
     with open(path, newline="") as handle:
@@ -165,7 +170,9 @@ def test_dfdc_mini_predict_and_score(small_checkpoint, tmp_path):
     for video in root.glob("*/*.mp4"):
         (test_dir / video.name).symlink_to(video)
     out = tmp_path / "submission.csv"
-    assert predict.main(["--test-dir", str(test_dir), "--models", str(small_checkpoint), "--output", str(out)]) == 0
+    # 8 frames a video: what is tested is a row for each and the scoring of them, not the sampling
+    args = ["--test-dir", str(test_dir), "--models", str(small_checkpoint), "--frames", "8"]
+    assert predict.main([*args, "--output", str(out)]) == 0
     assert sorted(row["filename"] for row in _rows(out)) == sorted(p.name for p in test_dir.iterdir())
     assert score.main(["--submission", str(out), "--labels", str(root), "--out-dir", str(tmp_path / "score")]) == 0
     result = score.evaluate(score.read_submission(out), score.read_labels(root))
@@ -198,6 +205,7 @@ def test_two_gloo_processes_write_the_rows_one_process_writes(demo_world, small_
         (test_dir / video.name).symlink_to(video)
     (test_dir / "broken.mp4").write_text("not a video\n")
     args = ["--test-dir", str(test_dir), "--models", str(small_checkpoint), "--device", "cpu"]
+    args += ["--frames", "8"]  # the same in both runs: their rows are compared, not the sampling
     assert predict.main([*args, "--output", str(tmp_path / "one" / "submission.csv")]) == 0
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
     result = subprocess.run(

@@ -29,6 +29,11 @@ from tests.conftest import REPO_ROOT, dfdc_metadata, save_tiny_checkpoint
 from tests.full_disk import FullDisk
 from tests.test_io_utils import DiskLog
 
+# runs resumed, refused and run again over the same videos, each compared with one uninterrupted
+# run: each frame through MTCNN once in this process (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 VIDEOS = 5
 
 

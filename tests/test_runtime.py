@@ -28,6 +28,13 @@ def checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """An OpenVINO cache the tests that compare scores share: the checkpoint exported once
+    (test_the_export_is_cached_by_the_checkpoints_bytes exports into a folder of its own)."""
+    return tmp_path_factory.mktemp("ov_cache")
+
+
 def _crops(count: int) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [
@@ -35,10 +42,10 @@ def _crops(count: int) -> list[np.ndarray]:
     ]
 
 
-def test_openvino_gives_pytorchs_probabilities_in_fixed_size_batches(checkpoint, tmp_path):
+def test_openvino_gives_pytorchs_probabilities_in_fixed_size_batches(checkpoint, exported):
     cpu = torch.device("cpu")
     reference = load_member(checkpoint, cpu)
-    member = load_member(checkpoint, cpu, runtime="openvino", cache_dir=tmp_path)
+    member = load_member(checkpoint, cpu, runtime="openvino", cache_dir=exported)
     assert member.runtime == "openvino" and member.compiled is not None
     for count in (1, 8, 13):  # a part batch, a whole one, and one and a part
         crops = _crops(count)
@@ -113,10 +120,10 @@ def test_cpu_bf16_runs_only_where_it_is_native(checkpoint, tmp_path, monkeypatch
 
 
 @pytest.mark.skipif(not runtime.native_bf16(), reason="this CPU has no native bf16")
-def test_openvino_bf16_stays_close_to_fp32(checkpoint, tmp_path):
+def test_openvino_bf16_stays_close_to_fp32(checkpoint, exported):
     cpu, crops = torch.device("cpu"), _crops(9)
-    fp32 = face_probabilities(load_member(checkpoint, cpu, runtime="openvino", cache_dir=tmp_path), crops, cpu)
-    member = load_member(checkpoint, cpu, runtime="openvino", cache_dir=tmp_path, precision="bf16")
+    fp32 = face_probabilities(load_member(checkpoint, cpu, runtime="openvino", cache_dir=exported), crops, cpu)
+    member = load_member(checkpoint, cpu, runtime="openvino", cache_dir=exported, precision="bf16")
     bf16 = face_probabilities(member, crops, cpu)
     assert np.abs(bf16 - fp32).max() < 0.05 and np.abs(bf16 - fp32).max() > 0, "bf16 really ran"
 

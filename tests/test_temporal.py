@@ -24,6 +24,11 @@ from training.pretrained import create_encoder
 from training.temporal import ClipDataset, TemporalClassifier, clip_windows, create_temporal_model, encoder_state
 from training.zoo import create_model, read_checkpoint
 
+# predict, detect and timeliness over the same videos with one model, another, and both: each frame
+# through MTCNN once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 SETTINGS = {"head": "gru", "hidden": 16, "layers": 1, "bidirectional": True, "dropout": 0.0, "freeze_encoder": False}
 
 

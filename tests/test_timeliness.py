@@ -19,6 +19,10 @@ from inference.scoring.metrics import score
 from tests.conftest import save_tiny_checkpoint, score_tolerance
 from tests.test_predict_calibrated import MEMBERS, PLATT, write_ensemble
 
+# timeliness and predict over the same videos: each frame through MTCNN once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 def test_each_k_sees_only_what_each_model_had_seen_by_then():
     faces_model = (np.array([0.2, 0.8, 0.6]), np.array([10, 30, 30]))  # faces of frames 10, 30, 30

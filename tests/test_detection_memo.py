@@ -1,0 +1,32 @@
+"""tests/detection_memo.py: a frame detected again with the same settings gets the boxes it got, and
+anything that changes MTCNN's answer (the pixels, the scale, the thresholds) is detected afresh."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from preprocess.demo_world.identities import builtin_photos
+from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
+
+pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
+
+
+def test_the_same_frame_and_settings_are_answered_from_memory_and_nothing_else_is(remembered_detections):
+    counts = remembered_detections["counts"]
+    photo = builtin_photos()["astronaut"]
+    detector = FaceDetector(INFERENCE_THRESHOLDS, 0.5, device="cpu")
+    first = detector.detect(photo)
+    assert counts == {"misses": 1, "hits": 0} and len(first) == 1
+    again = FaceDetector(INFERENCE_THRESHOLDS, 0.5, device="cpu").detect(photo.copy())  # another detector, alike
+    assert counts == {"misses": 1, "hits": 1}
+    np.testing.assert_array_equal(again.boxes, first.boxes)
+    again.boxes[:] = 0  # a caller that changes its answer changes no one else's
+    np.testing.assert_array_equal(detector.detect(photo).boxes, first.boxes)
+    assert counts == {"misses": 1, "hits": 2}
+    detector.detect(photo, scale=0.25)  # another scale
+    FaceDetector([0.6, 0.7, 0.9], 0.5, device="cpu").detect(photo)  # other thresholds
+    darker = (photo * 0.9).astype(np.uint8)
+    detector.detect(darker)  # other pixels
+    assert counts == {"misses": 4, "hits": 2}
+    FaceDetector(INFERENCE_THRESHOLDS, "rule", device="cpu").detect(photo, scale=0.5)  # 0.5 asked for: the same
+    assert counts == {"misses": 4, "hits": 3}
