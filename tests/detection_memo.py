@@ -4,9 +4,8 @@ each frame goes through MTCNN once, and the other commands get the boxes it got,
 got them again.
 
 An answer is keyed by everything it depends on: the frames' pixels (their bytes, shape and type),
-the scale they are detected at (asked for, or the detector's for their size), whether
-facenet-pytorch's own pipeline was asked for (`original`), and the detector's settings (thresholds,
-smallest face, pipeline, device, channels-last). Commands that sample other frames, decode them
+the scale they are detected at (asked for, or the detector's for their size), and the detector's
+settings (thresholds, smallest face, device, channels-last). Commands that sample other frames, decode them
 otherwise, or detect at another scale or with other thresholds miss the memo and are detected
 afresh, so a comparison of their scores still fails where the commands differ; only MTCNN's own
 work on the same input is not repeated (on the CPU it gives the same boxes for the same input).
@@ -34,7 +33,6 @@ def _detector_key(detector) -> tuple:
     return (
         tuple(float(t) for t in mtcnn.thresholds),
         detector.min_face_size,
-        detector.pipeline,
         str(detector.device),
         mtcnn.pnet.conv1.weight.is_contiguous(memory_format=torch.channels_last),
     )
@@ -56,14 +54,14 @@ def remembered_detections() -> Iterator[dict]:
     memo: dict = {"answers": {}, "counts": {"misses": 0, "hits": 0}}
     detect_batch = FaceDetector.detect_batch
 
-    def remembered(self, frames_rgb, scale=None, original=False):
+    def remembered(self, frames_rgb, scale=None):
         # the scale the frames are detected at (they are of one size): asked for, or the detector's
         at = (scale or self.frame_scale(frames_rgb[0].shape[1], frames_rgb[0].shape[0])) if len(frames_rgb) else None
-        key = (_detector_key(self), at, bool(original), tuple(_frame_key(frame) for frame in frames_rgb))
+        key = (_detector_key(self), at, tuple(_frame_key(frame) for frame in frames_rgb))
         answers = memo["answers"].get(key)
         if answers is None:
             memo["counts"]["misses"] += 1
-            answers = detect_batch(self, frames_rgb, scale, original)
+            answers = detect_batch(self, frames_rgb, scale)
             memo["answers"][key] = [_copy(found) for found in answers]
         else:
             memo["counts"]["hits"] += 1
