@@ -150,10 +150,20 @@ def render_all(
     records: list[dict] = []
     progress = tqdm(total=sum(len(clip.names) for clip in clips), desc="demo videos", unit="video")
     if workers <= 1:
-        _init_worker(identities, device, threads=max(1, os.cpu_count() or 1))
-        for clip in clips:
-            records.append(_render(clip, clip_paths(out, clip)))
-            progress.update(len(clip.names))
+        import torch
+
+        # One thread, as each process of a pool has: MTCNN's float sums, and so the fakes' landmarks
+        # and bytes, change with the thread count, and the world must not change with --workers
+        # (MTCNN's small networks are no faster on more threads either).
+        previous = torch.get_num_threads()
+        _init_worker(identities, device, threads=1)
+        try:
+            for clip in clips:
+                records.append(_render(clip, clip_paths(out, clip)))
+                progress.update(len(clip.names))
+        finally:
+            torch.set_num_threads(previous)
+            _worker_state.clear()
     else:
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(

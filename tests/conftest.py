@@ -124,21 +124,24 @@ def runtime_cache(tmp_path_factory) -> Path:
 def demo_world(tmp_path_factory) -> Path:
     """6 training videos (2 real, 4 fake) and 2 test videos, as `make_demo_data` writes them. Tests
     only read it (test_demo_world remakes clips in a copy). Under pytest-xdist the workers share
-    one, made by the first that asks for it (the others wait on a lock in the run's folder)."""
+    one, made by the first that asks for it (the others wait on a lock in the run's folder). Made
+    in this process (--workers 1): the same bytes as a pool's, without starting two interpreters
+    that import torch (test_demo_world's rerun remakes clips with the pool and compares)."""
     import fcntl
 
     from preprocess import make_demo_data
 
+    arguments = ["--videos", "6", "--test-videos", "2", "--seed", "1", "--workers", "1"]
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         out = tmp_path_factory.mktemp("demo") / "world"
-        make_demo_data.main(["--out", str(out), "--videos", "6", "--test-videos", "2", "--seed", "1"])
+        make_demo_data.main(["--out", str(out), *arguments])
         return out
     shared = tmp_path_factory.getbasetemp().parent  # this run's folder, above each worker's own
     out, done = shared / "demo_world", shared / "demo_world.done"
     with open(shared / "demo_world.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():  # a worker that failed part way leaves no mark: the next resumes the world
-            make_demo_data.main(["--out", str(out), "--videos", "6", "--test-videos", "2", "--seed", "1"])
+            make_demo_data.main(["--out", str(out), *arguments])
             done.touch()
     return out
 

@@ -105,6 +105,7 @@ def test_rerun_remakes_only_missing_clips_and_is_deterministic(demo_world, tmp_p
     untouched_mtime = untouched.stat().st_mtime_ns
     for path in paths:
         path.unlink()
+    # remade by the default --workers (a pool of two processes): the bytes the fixture made in one
     make_demo_data.main(["--out", str(demo_world), "--videos", "6", "--test-videos", "2", "--seed", "1"])
     assert {path: _md5(path) for path in paths} == before
     assert untouched.stat().st_mtime_ns == untouched_mtime

@@ -102,8 +102,8 @@ def test_a_tiny_140k_set_trains_predicts_and_scores(tiny_140k, tmp_path):
     assert cv2.imread(str(crop)).shape[:2] == (128, 128), "the whole photo is the crop"
 
     out = tmp_path / "weights"
-    flags = ["--data-dir", str(tiny_140k), "--fold", "0", "--output-dir", str(out), "--workers", "0", "--epochs", "2"]
-    small = ["--batches-per-epoch", "3", "--batch-size", "4", "--set", "model.pretrained=false"]
+    flags = ["--data-dir", str(tiny_140k), "--fold", "0", "--output-dir", str(out), "--workers", "0", "--epochs", "1"]
+    small = ["--batches-per-epoch", "2", "--batch-size", "4", "--set", "model.pretrained=false"]
     small += ["--set", "data.min_class_crops=3"]  # a tiny set: 3 photos of each class to validate on
     train.main(
         ["--config", str(REPO_ROOT / "configs" / "resnet34.yaml"), *flags, *small, "--set", "model.input_size=64"]

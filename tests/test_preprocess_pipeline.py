@@ -17,8 +17,10 @@ from tests.preprocess_checks import assert_pipeline_complete, read_folds
 
 @pytest.fixture(scope="module")
 def demo_preprocessed(demo_world, tmp_path_factory):
+    """run_all in this process (worker processes: test_walkthrough runs run_all --workers 2), each
+    of the four steps without starting two interpreters that import torch and MTCNN."""
     out = tmp_path_factory.mktemp("demo_preprocessed")
-    assert run_all.main(["--root-dir", str(demo_world), "--output-dir", str(out), "--workers", "2"]) == 0
+    assert run_all.main(["--root-dir", str(demo_world), "--output-dir", str(out), "--workers", "1"]) == 0
     return out
 
 
@@ -91,7 +93,7 @@ def test_csv_layout(demo_world, tmp_path):
         writer = csv.DictWriter(handle, fieldnames=["path", "label", "original"])
         writer.writeheader()
         writer.writerows(rows)
-    assert run_all.main(["--root-dir", str(tmp_path)]) == 0  # worker processes: demo_preprocessed
+    assert run_all.main(["--root-dir", str(tmp_path)]) == 0
     records = load_dataset(tmp_path)
     assert len(records) == 6 and all(r.video.startswith("clips__") for r in records)
     assert_pipeline_complete(tmp_path, records)
@@ -133,15 +135,13 @@ def _final_outputs(root) -> dict[str, bytes]:
 
 
 # Dies at the 15th face crop of extract_crops (one process): some videos cropped, one in progress.
-# It runs MTCNN with the threads each process of the two-worker reference run has, because float
-# sums, and so the stored boxes, differ in their last digits with the thread count.
+# Like the reference run (demo_preprocessed) and the resumed one, it runs in one process, so with
+# the same threads (os.cpu_count()): float sums, and so the stored boxes, differ in their last
+# digits with the thread count.
 KILLED_AT_THE_15TH_CROP = """
 import os, signal, sys
 import preprocess.extract_crops as extract_crops
 from preprocess import run_all
-
-cores = os.cpu_count() or 1
-os.cpu_count = lambda: max(1, cores // 2)
 
 crop = extract_crops.crop_face
 calls = []
@@ -165,7 +165,7 @@ def test_killed_run_resumes_to_the_same_outputs(demo_world, demo_preprocessed, t
     assert 1 <= len(finished) < len(load_dataset(demo_world)), "killed part way through extract_crops"
     [half_made] = [p.name for p in (out / "crops").iterdir() if p.name.startswith(".")]
     assert half_made.endswith(".partial"), "killed inside atomic_dir, writing a video's crops"
-    assert run_all.main(["--root-dir", str(demo_world), "--output-dir", str(out), "--workers", "2"]) == 0
+    assert run_all.main(["--root-dir", str(demo_world), "--output-dir", str(out), "--workers", "1"]) == 0
     assert _final_outputs(out) == _final_outputs(demo_preprocessed)
     assert not [p for p in (out / "crops").iterdir() if p.name.startswith(".")], "the half-made folder is swept"
 

@@ -39,7 +39,7 @@ def _tiny_config(path: Path) -> Path:
     config = yaml.safe_load((REPO_ROOT / "configs" / "demo.yaml").read_text())
     config["model"]["input_size"] = 32
     config["data"].update(batch_size=8, val_batch_size=16, num_workers=0)
-    config["training"].update(epochs=2, batches_per_epoch=3, channels_last=False)
+    config["training"].update(epochs=2, batches_per_epoch=1, channels_last=False)
     path.write_text(yaml.safe_dump(config))
     return path
 
