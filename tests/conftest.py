@@ -188,8 +188,8 @@ def run_until_killed(script: str, args: list[str], timeout: float = 300, env: di
 # found there fails that test (as a teardown error), instead of failing whichever later test the
 # interpreter happens to collect it in. Objects alive at the end of a module are frozen out of
 # later collections (gc.freeze), so a test pays only for what its module made and keeps: collecting
-# every object (0.4-0.5 s once torch and timm are imported) at each of the suite's ~100 module ends
-# cost ~50 CPU-seconds. A module that keeps more than FREEZE_ABOVE_OBJECTS (one that imports gradio,
+# every object (0.3-0.6 s once torch and timm are imported) at each of the suite's ~94 module ends
+# cost ~40 CPU-seconds. A module that keeps more than FREEZE_ABOVE_OBJECTS (one that imports gradio,
 # say) has them frozen after the test that passed it, and everything is unfrozen and collected at
 # the module's end (its fixtures finalised); everything is also collected at the end of the
 # session, so an object that outlived its module and was dropped later is found there. Threads and
@@ -314,7 +314,7 @@ def _restore_worker_threads() -> None:
 
 # Above this many objects left unfrozen (collecting them costs ~1 ms per 2,000), a module's objects
 # are frozen after each test and unfrozen at its end.
-FREEZE_ABOVE_OBJECTS = int(os.environ.get("DEEPFAKE_TEST_FREEZE_ABOVE_OBJECTS", "50000"))
+FREEZE_ABOVE_OBJECTS = 50_000
 _leak_check = {"frozen_in_module": False, "collection_leaks": []}
 
 

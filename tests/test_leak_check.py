@@ -107,5 +107,4 @@ def test_each_leak_fails_the_test_that_made_it_and_no_bystander(tmp_path):
     assert "unclosed event loop" in output and "unclosed <socket.socket" in output
     assert "thread 'forgotten' started by test_a_leaky still running" in output
     assert "child process" in output and "time.sleep(30)" in output
-    assert output.count("unclosed <socket.socket") == 3, output
     assert "10 passed, 5 errors" in output, output
