@@ -85,6 +85,20 @@ def _draws(tmp_path, monkeypatch, label: int) -> tuple[pd.DataFrame, dict[str, t
     return pd.DataFrame(draws, columns=names).fillna(False).astype(bool), groups
 
 
+@pytest.fixture(scope="module")
+def draws_of(tmp_path_factory):
+    """`draws_of(label)`: `_draws` for that label, made once for the module (two tests read label 0's)."""
+    made = {}
+
+    def draws_of(label: int) -> tuple[pd.DataFrame, dict[str, tuple]]:
+        if label not in made:
+            with pytest.MonkeyPatch.context() as monkeypatch:
+                made[label] = _draws(tmp_path_factory.mktemp("draws"), monkeypatch, label)
+        return made[label]
+
+    return draws_of
+
+
 def _configured_rates() -> dict[str, float]:
     """Each leaf's probability of being applied, from the pipeline's own p values."""
     pipeline, rates = augment.train_transforms(SIZE), {}
@@ -98,8 +112,8 @@ def _configured_rates() -> dict[str, float]:
 
 
 @pytest.mark.parametrize("label", [0, 1])
-def test_each_transform_and_cutout_happens_at_its_own_rate_and_independently(tmp_path, monkeypatch, label):
-    draws, groups = _draws(tmp_path, monkeypatch, label)
+def test_each_transform_and_cutout_happens_at_its_own_rate_and_independently(draws_of, label):
+    draws, groups = draws_of(label)
     expected = {
         **_configured_rates(),
         # with landmarks: p 0.7; else p 0.2 the half hull; else p 0.1 a kept half or quarter
@@ -127,10 +141,10 @@ def test_each_transform_and_cutout_happens_at_its_own_rate_and_independently(tmp
     assert not dependent, f"pairs drawn together (joint rate, product of rates): {dependent}"
 
 
-def test_nothing_but_the_resize_is_rare_with_landmarks(tmp_path, monkeypatch):
+def test_nothing_but_the_resize_is_rare_with_landmarks(draws_of):
     """Lock-step left 22% of crops with landmarks with nothing but the resize; independent draws
     leave about 0.5 * 0.9 * 0.95 * 0.5 * 0.3 * 0.8 * 0.5 * 0.3 * (1 - 0.084) = 1.3%."""
-    draws, groups = _draws(tmp_path, monkeypatch, 0)
+    draws, _ = draws_of(0)
     optional = [name for name in draws.columns if not name.startswith(("IsotropicResize", "PadIfNeeded"))]
     assert draws[optional].any(axis=1).mean() > 0.97
 

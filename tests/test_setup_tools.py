@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -74,13 +75,19 @@ def test_a_test_that_reads_shared_data_without_its_marker_fails(tmp_path):
     )
     (tests.parent / "pytest.ini").write_text("[pytest]\nmarkers =\n    shared_data: sample data\n")
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
-    result = subprocess.run(command, cwd=tests.parent, capture_output=True, text=True, timeout=120)
+    environment = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # no installed plugin is needed
+    result = subprocess.run(command, cwd=tests.parent, env=environment, capture_output=True, text=True, timeout=120)
     for name in ("test_unmarked", "test_unmarked_through_a_fixture"):
         message = f"tests/test_sample.py::{name} uses ../shared/data but is not marked @pytest.mark.shared_data"
         assert message in result.stdout, result.stdout
     assert result.returncode == 1 and "1 failed, 1 skipped, 1 error" in result.stdout, result.stdout
     # the marker is what -m "not shared_data" goes by: the marked test is left out, the others run (and fail)
     unmarked = subprocess.run(
-        [*command, "-m", "not shared_data"], cwd=tests.parent, capture_output=True, text=True, timeout=120
+        [*command, "-m", "not shared_data"],
+        cwd=tests.parent,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert "1 failed, 1 deselected, 1 error" in unmarked.stdout, unmarked.stdout
