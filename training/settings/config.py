@@ -18,7 +18,7 @@ DEFAULTS: dict = {
         "encoder": "tf_efficientnet_b7_ns",
         "pretrained": True,
         "pretrained_file": None,
-        "init_from": None,  # a checkpoint whose weights start the run (training/loop/start_from.py); pretrained then off
+        "init_from": None,  # weights that start the run (training/loop/start_from.py); pretrained then off
         "dropout": 0.0,
         "drop_path_rate": None,  # None: the encoder's recipe value
         "input_size": None,  # None: the encoder's recipe size
