@@ -21,9 +21,9 @@ import torch
 
 from common import cli
 from common.video_io import iter_frames, probe_video
-from preprocess.crops import crop_face
 from preprocess.datasets import load_dataset
-from preprocess.face_detector import ORIGINAL_SCALE, FaceDetector, default_device
+from preprocess.faces.crops import crop_face
+from preprocess.faces.face_detector import ORIGINAL_SCALE, FaceDetector, default_device
 from preprocess.steps import load_config
 
 

@@ -21,7 +21,7 @@ from typing import ClassVar
 from common import cli
 from common.io_utils import write_json_atomic
 from common.video_io import VideoReadError, iter_frames
-from preprocess.face_detector import FaceDetector, scale_argument
+from preprocess.faces.face_detector import FaceDetector, scale_argument
 from preprocess.outputs import boxes_path
 from preprocess.steps import Option, VideoStep, step_main
 

@@ -20,7 +20,7 @@ import cv2
 from common import cli
 from common.io_utils import atomic_dir
 from common.video_io import VideoReadError, iter_frames
-from preprocess.crops import crop_face
+from preprocess.faces.crops import crop_face
 from preprocess.outputs import boxes_path, crop_name, crops_dir, read_boxes
 from preprocess.steps import Option, VideoStep, step_main
 

@@ -17,7 +17,7 @@ split as below and leaves the test split out. A training video that shares an or
 kept (the official splits are by video; papers train on them) and counted in a warning. Other
 layouts: group k-fold (default 5) on the groups. `original` names the video whose landmarks and
 diffs apply: a fake's original when present, else the video itself. `track` is the face track
-of the crop in that video: its boxes linked across frames by overlap (preprocess/tracks.py),
+of the crop in that video: its boxes linked across frames by overlap (preprocess/faces/tracks.py),
 written to tracks/{video}.json, for temporal models. `method` is how a fake was made where the
 dataset says (`real` for reals, `unknown` where it does not), for training on some methods only
 (`data.train_methods`).
@@ -38,9 +38,9 @@ from common import cli
 from common.cli import InputError
 from common.io_utils import write_csv_atomic, write_json_atomic
 from preprocess.datasets import VideoRecord, dfdc_part_number, load_dataset
+from preprocess.faces.tracks import frame_tracks, tracks_path
 from preprocess.outputs import boxes_path, crops_dir, parse_crop_name, read_boxes
 from preprocess.steps import load_config, setup_logging
-from preprocess.tracks import frame_tracks, tracks_path
 
 logger = logging.getLogger("preprocess.folds")
 FIELDS = ["video", "file", "label", "original", "frame", "fold", "track", "method"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from common import cli
 from common.io_utils import atomic_dir
-from preprocess.face_detector import FaceDetector
+from preprocess.faces.face_detector import FaceDetector
 from preprocess.outputs import crops_dir, landmarks_dir
 from preprocess.steps import Option, VideoStep, step_main
 

@@ -4,7 +4,7 @@ boxes/{video}.json                      {frame_index: [[x1, y1, x2, y2], ...] | 
 crops/{video}/{frame}_{face}.png        face crops
 landmarks/{video}/{frame}_{face}.npy    5 MTCNN points (x, y) in crop pixels, float32
 diffs/{fake}/{frame}_{face}_diff.png    (1 - SSIM(original crop, fake crop)) * 255, grey
-tracks/{video}.json                     {frame_index: [track of each face]}, preprocess/tracks.py
+tracks/{video}.json                     {frame_index: [track of each face]}, preprocess/faces/tracks.py
 folds.csv                               video,file,label,original,frame,fold,track
 """
 

@@ -15,7 +15,7 @@ from preprocess.datasets import DatasetError, load_dataset
 from preprocess.detect_faces import DetectFaces
 from preprocess.diffs import Diffs
 from preprocess.extract_crops import ExtractCrops
-from preprocess.face_detector import scale_argument
+from preprocess.faces.face_detector import scale_argument
 from preprocess.folds import make_folds
 from preprocess.landmarks import Landmarks
 from preprocess.steps import add_common_arguments, load_config, logger, run_step, setup_logging, step_from_args

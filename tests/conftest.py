@@ -105,7 +105,7 @@ def save_tiny_checkpoint(path: Path, seed: int = 0, input_size: int = 64) -> Pat
     """A random ResNet-18 classifier in our checkpoint format (encoder, size and normalisation named)."""
     import torch
 
-    from training.zoo import create_model
+    from training.models.zoo import create_model
 
     torch.manual_seed(seed)
     state = create_model("resnet18").state_dict()
@@ -197,7 +197,7 @@ def run_until_killed(script: str, args: list[str], timeout: float = 300, env: di
 # the module's end (its fixtures finalised); everything is also collected at the end of the
 # session, so an object that outlived its module and was dropped later is found there. Threads and
 # child processes still alive at the end of a module that were not there at its start fail its last
-# test, but for the process-wide helpers meant to outlive it: preprocess.face_detector's shared
+# test, but for the process-wide helpers meant to outlive it: preprocess.faces.face_detector's shared
 # pools, tqdm's monitor, the sender that `import openvino` starts for its telemetry, and
 # multiprocessing's resource tracker and forkserver. Each thread is labelled with the module that
 # started it, for the report.
@@ -247,8 +247,8 @@ def _alive_threads() -> set[threading.Thread]:
 
 
 def _shared_pool_threads() -> set[threading.Thread]:
-    """The threads of preprocess.face_detector.shared_pool's pools, kept for the process on purpose."""
-    face_detector = sys.modules.get("preprocess.face_detector")
+    """The threads of preprocess.faces.face_detector.shared_pool's pools, kept for the process on purpose."""
+    face_detector = sys.modules.get("preprocess.faces.face_detector")
     pools = getattr(face_detector, "_pools", {}) if face_detector else {}
     return {thread for pool in list(pools.values()) for thread in pool._threads}
 

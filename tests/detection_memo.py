@@ -39,7 +39,7 @@ def _detector_key(detector) -> tuple:
 
 
 def _copy(found):
-    from preprocess.face_detector import FaceDetections
+    from preprocess.faces.face_detector import FaceDetections
 
     return FaceDetections(*(np.array(part, copy=True) for part in (found.boxes, found.probs, found.landmarks)))
 
@@ -49,7 +49,7 @@ def remembered_detections() -> Iterator[dict]:
     """FaceDetector.detect_batch remembered for the module's tests that ask for it (from the first
     that does): the answers under "answers", and how many calls were detected and remembered
     under "counts" ("misses", "hits")."""
-    from preprocess.face_detector import FaceDetector
+    from preprocess.faces.face_detector import FaceDetector
 
     memo: dict = {"answers": {}, "counts": {"misses": 0, "hits": 0}}
     detect_batch = FaceDetector.detect_batch

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 
 from common.video_io import read_frames
-from preprocess.crops import crop_region
 from preprocess.datasets import VideoRecord
+from preprocess.faces.crops import crop_region
 from preprocess.outputs import boxes_path, crops_dir, diffs_dir, landmarks_dir, parse_crop_name, read_boxes
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inference.pipeline.aggregate import confident, median, per_person
-from preprocess.tracks import link_people
+from preprocess.faces.tracks import link_people
 
 
 def test_confident_fake_branch_averages_only_the_confident_frames():

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocess.face_geometry import TEMPLATE, face_outline
+from preprocess.faces.face_geometry import TEMPLATE, face_outline
 from tests.conftest import ALBUMENTATIONS_ARGUMENT_WARNING_AS_ERROR
-from training.augment import (
+from training.data.augment import (
     IsotropicResize,
     apply_cutouts,
     blackout_half_face_hull,

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from preprocess.face_geometry import TEMPLATE
+from preprocess.faces.face_geometry import TEMPLATE
 from tests.conftest import ALBUMENTATIONS_ARGUMENT_WARNING_AS_ERROR
-from training import augment
-from training.dataset import CropDataset
+from training.data import augment
+from training.data.dataset import CropDataset
 
 # albumentations 2.x only warns on an argument it does not know, then uses its default: an error here
 pytestmark = pytest.mark.filterwarnings(ALBUMENTATIONS_ARGUMENT_WARNING_AS_ERROR)

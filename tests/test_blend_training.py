@@ -10,8 +10,8 @@ from common import cli
 from tests.conftest import REPO_ROOT
 from tests.training_data import make_crop_dataset
 from training import train as train_module
-from training.dataset import CropDataset, keep_methods, pair_collate, read_folds, sample_epoch, split_folds
-from training.zoo import read_checkpoint
+from training.data.dataset import CropDataset, keep_methods, pair_collate, read_folds, sample_epoch, split_folds
+from training.models.zoo import read_checkpoint
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocess.face_geometry import TEMPLATE
-from training import blends
-from training.blends import (
+from preprocess.faces.face_geometry import TEMPLATE
+from training.data import blends
+from training.data.blends import (
     BLEND_RATIOS,
     FaceExtent,
     elastic_deform,

@@ -105,7 +105,7 @@ def test_a_checkpoint_asking_for_a_model_it_may_not_is_one_line_naming_it(case, 
 
 
 def test_a_timm_model_bigger_than_any_listed_encoder_is_refused_before_it_is_built(tmp_path):
-    from training.checkpoint_model import MAX_MODEL_NUMBERS
+    from training.models.checkpoint_model import MAX_MODEL_NUMBERS
 
     path = _crafted(tmp_path / "giant.pt", encoder="vit_giant_patch14_224")  # 1.0 G numbers, 4 GB in fp32
     with pytest.raises(cli.InputError, match=rf"more than the {MAX_MODEL_NUMBERS:,} allowed"):
@@ -113,9 +113,9 @@ def test_a_timm_model_bigger_than_any_listed_encoder_is_refused_before_it_is_bui
 
 
 def test_the_bounds_admit_what_the_project_trains():
-    from training.checkpoint_model import MAX_MODEL_NUMBERS, encoder_args_problem, size_problem
-    from training.tuning import apply_tuning
-    from training.zoo import ENCODERS, create_model
+    from training.models.checkpoint_model import MAX_MODEL_NUMBERS, encoder_args_problem, size_problem
+    from training.models.tuning import apply_tuning
+    from training.models.zoo import ENCODERS, create_model
 
     for encoder_args in ({}, {"depth": 2, "embed_dim": 32, "num_heads": 2, "img_size": 32}, {"drop_path_rate": 0.1}):
         assert encoder_args_problem(encoder_args) is None
@@ -132,8 +132,8 @@ def test_the_bounds_admit_what_the_project_trains():
 
 
 def test_training_refuses_what_inference_would_refuse_before_it_trains():
-    from training.builders import build_model
-    from training.config import DEFAULTS
+    from training.loop.builders import build_model
+    from training.settings.config import DEFAULTS
 
     model = {**DEFAULTS["model"], "encoder": "resnet18", "pretrained": False}
     with pytest.raises(cli.InputError, match=r"may not give 'checkpoint_path' to timm .*: inference would refuse"):
@@ -152,7 +152,7 @@ def test_training_names_where_a_model_inference_would_refuse_came_from(encoder_a
     """Said "error: `config.model.encoder_args.depth` must be ...: inference would refuse the
     checkpoint", naming neither the config nor the option (a list was an AttributeError traceback).
     Named now as the other settings are: the flag that gave the value, else the config."""
-    from training.config import save_config
+    from training.settings.config import save_config
     from training.train import parse_args, resolve_config
 
     config = tmp_path / "vit.yaml"
@@ -173,7 +173,7 @@ import json, re, resource, sys, time
 from pathlib import Path
 import torch
 from inference.models.ensemble import load_member
-from training.zoo import CheckpointError
+from training.models.zoo import CheckpointError
 status = Path("/proc/self/status")
 if status.exists():
     mapped = int(re.search(r"VmSize:\\s+(\\d+) kB", status.read_text()).group(1)) * 1024

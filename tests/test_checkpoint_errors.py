@@ -15,7 +15,7 @@ from inference.pipeline import prediction as predict
 from inference.serving import detection as detect
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint
-from training.zoo import ENCODERS, CheckpointError, load_weights, normalization
+from training.models.zoo import ENCODERS, CheckpointError, load_weights, normalization
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,7 @@ def test_a_bad_input_size_given_for_a_bare_checkpoint_names_the_file_and_where_i
 
 
 def test_the_range_check_accepts_every_listed_encoders_normalisation_and_ours():
-    from training.zoo import normalization_problem
+    from training.models.zoo import normalization_problem
 
     for name in [*ENCODERS, "resnet18"]:
         mean, std = normalization(name)
@@ -244,7 +244,7 @@ def test_a_malformed_ensemble_file_is_one_line_naming_it(member, problem, tmp_pa
     ],
 )
 def test_a_temporal_head_too_big_to_build_is_refused_before_it_is_built(settings, problem):
-    from training.temporal import temporal_settings_problem
+    from training.models.temporal import temporal_settings_problem
 
     usual = {"clip_length": 4, "head": "gru", "hidden": 8, "layers": 1, "bidirectional": True}
     usual.update(freeze_encoder=False, dropout=0.0)
@@ -255,7 +255,7 @@ def test_a_temporal_head_too_big_to_build_is_refused_before_it_is_built(settings
 def test_the_temporal_configs_fit_the_bounds():
     import yaml
 
-    from training.temporal import temporal_settings_problem
+    from training.models.temporal import temporal_settings_problem
 
     for path in sorted((REPO_ROOT / "configs").glob("temporal*.yaml")):
         temporal = yaml.safe_load(path.read_text())["temporal"]
@@ -274,7 +274,7 @@ def test_a_load_that_fails_after_every_check_still_names_the_file(tmp_path):
 
 
 def test_the_checks_keep_integer_buffers_and_half_precision_weights(tiny):
-    from training.zoo import create_model
+    from training.models.zoo import create_model
 
     model = create_model("resnet18")
     state = {key: value.half() if value.is_floating_point() else value for key, value in tiny["state_dict"].items()}
@@ -285,7 +285,7 @@ def test_the_checks_keep_integer_buffers_and_half_precision_weights(tiny):
 
 def test_weights_are_checked_in_the_model_s_number_type(tiny):
     """1e5 is finite in float32 but inf in a float16 model (the largest float16 is 65504)."""
-    from training.zoo import create_model
+    from training.models.zoo import create_model
 
     model = create_model("resnet18").half()
     state = _weight_as(tiny, lambda w: torch.full_like(w, 1e5))["state_dict"]

@@ -19,7 +19,7 @@ from inference.serving import detection as detect
 from preprocess import datasets, detect_faces
 from tests.conftest import REPO_ROOT
 from training import train
-from training.zoo import create_model
+from training.models.zoo import create_model
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from common.cli import InputError
 from tests.conftest import REPO_ROOT
 from tests.test_training_cli import SHIPPED, _leaves
 from training import train as train_module
-from training.config import DEFAULTS, load_config
-from training.config_bounds import BOUNDS, SPANS, settings_problem
+from training.settings.config import DEFAULTS, load_config
+from training.settings.config_bounds import BOUNDS, SPANS, settings_problem
 
 CONFIGS = REPO_ROOT / "configs"
 

@@ -7,7 +7,7 @@ import pandas as pd
 from scipy.stats import chisquare
 
 from tests.training_data import make_crop_dataset
-from training.dataset import CropDataset, draw_per_video, read_folds, sample_epoch, select_crops
+from training.data.dataset import CropDataset, draw_per_video, read_folds, sample_epoch, select_crops
 
 
 def _dfdc_like_rows() -> pd.DataFrame:

@@ -14,7 +14,7 @@ from preprocess.demo_world.fakes import (
     swap_face,
     transfer_color,
 )
-from preprocess.face_geometry import TEMPLATE, similarity_transform
+from preprocess.faces.face_geometry import TEMPLATE, similarity_transform
 
 STYLE = SwapStyle(
     canonical_size=64,

@@ -14,7 +14,7 @@ import pytest
 from common.cli import InputError
 from common.video_io import iter_frames, probe_video
 from preprocess import make_demo_data
-from preprocess.face_detector import INFERENCE_THRESHOLDS, RESOLUTION_RULE, FaceDetector
+from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, RESOLUTION_RULE, FaceDetector
 from tests.conftest import dfdc_metadata
 
 

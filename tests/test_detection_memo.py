@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from preprocess.demo_world.identities import builtin_photos
-from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
+from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 
 pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
 

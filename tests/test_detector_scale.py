@@ -24,7 +24,7 @@ from inference.serving.detect_settings import adopt_settings, resolve_scoring
 from inference.serving.judge_worker import load_models
 from preprocess import run_all
 from preprocess.demo_world.identities import builtin_photos
-from preprocess.face_detector import ORIGINAL_SCALE, RESOLUTION_RULE, FaceDetector, parse_scale, resolution_scale
+from preprocess.faces.face_detector import ORIGINAL_SCALE, RESOLUTION_RULE, FaceDetector, parse_scale, resolution_scale
 from preprocess.steps import load_config
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint, score_tolerance
 

@@ -9,8 +9,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from common.cli import InputError
-from training import distributed
-from training.distributed import choose_device_and_backend, parameters_checksum, replicas_in_sync
+from training.loop import distributed
+from training.loop.distributed import choose_device_and_backend, parameters_checksum, replicas_in_sync
 
 
 @pytest.mark.parametrize(

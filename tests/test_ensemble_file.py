@@ -17,7 +17,7 @@ from inference.models.ensemble_file import read_ensemble_file
 from inference.serving import detection as detect
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint
-from training.zoo import create_model
+from training.models.zoo import create_model
 
 
 def test_members_resolve_paths_and_settings(tmp_path):

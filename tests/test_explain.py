@@ -104,7 +104,7 @@ def _bright_is_fake_vit(input_size: int = 64) -> nn.Module:
     logit is the mean brightness of the patch tokens that reach the class token through the last
     attention: channel 0 of a patch token = its brightness, the last attention averages every token
     into the class token, and the head reads channel 0. Norms are identities, so nothing rescales."""
-    from training.zoo import create_model
+    from training.models.zoo import create_model
 
     model = create_model(
         "clip_vit_b16", input_size=input_size, encoder_args={"depth": 2, "embed_dim": 8, "num_heads": 2}

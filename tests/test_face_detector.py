@@ -8,7 +8,7 @@ import pytest
 import skimage.data
 import torch
 
-from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
+from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_frames_held_plane_by_plane_give_facenets_own_numbers(astronaut):
     probabilities and landmarks are those of the PIL images the original handed it, bit for bit."""
     from PIL import Image
 
-    from preprocess.face_detector import planar
+    from preprocess.faces.face_detector import planar
 
     detector = FaceDetector(INFERENCE_THRESHOLDS, scale=0.5, device="cpu")
     crowd = np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)  # two faces

@@ -1,6 +1,6 @@
 """Fast mode's cheaper reading of a video: the sampled frames decoded with the frames no other frame
 needs skipped (preprocess/sparse_decode.py), and the frame at detection size computed only around
-the seeds (preprocess/lazy_resize.py). Both must give exact mode's pixels."""
+the seeds (preprocess/faces/lazy_resize.py). Both must give exact mode's pixels."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from common.video_writer import VideoWriter
 from inference.pipeline import faces
 from inference.pipeline.faces import sample_frames, sample_indices
 from preprocess import sparse_decode
-from preprocess.lazy_resize import TILE, LazilyResized
+from preprocess.faces.lazy_resize import TILE, LazilyResized
 from tests.test_media_limits import cut_video  # noqa: F401 (a fixture)
 
 FRAMES = 60

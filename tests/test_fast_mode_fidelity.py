@@ -22,9 +22,9 @@ from inference.benchmarks.sharp_checkpoint import pooled_features, sharpened_hea
 from inference.models.ensemble import face_probabilities, load_member
 from inference.pipeline.aggregate import confident
 from inference.pipeline.faces import extract_faces, inference_detector, sample_frames
-from preprocess.tracks import box_iou
+from preprocess.faces.tracks import box_iou
 from tests.conftest import shared_data
-from training.zoo import create_model
+from training.models.zoo import create_model
 
 # (clip, label): a FaceForensics++ original (landscape, one face) and a DFDC fake (portrait, a small
 # face cut by the frame's left edge): the checkpoint below scores them far apart

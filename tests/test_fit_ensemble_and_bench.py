@@ -20,7 +20,7 @@ from inference.models.model_options import measured_bf16_speed
 from inference.models.runtime import native_bf16, openvino_available
 from inference.pipeline.faces import NoFaceError
 from tests.conftest import dfdc_metadata, save_tiny_checkpoint, shared_data
-from training.zoo import create_model
+from training.models.zoo import create_model
 
 
 def _run(folder, probabilities, labels, encoder="resnet18", size=96):

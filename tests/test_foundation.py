@@ -10,9 +10,9 @@ from inference.models.ensemble import load_member
 from tests.conftest import REPO_ROOT
 from tests.training_data import make_crop_dataset
 from training import train as train_module
-from training.builders import build_model
-from training.tuning import apply_tuning
-from training.zoo import create_model, encoder_spec, normalization, read_checkpoint
+from training.loop.builders import build_model
+from training.models.tuning import apply_tuning
+from training.models.zoo import create_model, encoder_spec, normalization, read_checkpoint
 
 TINY_VIT = "model.encoder_args={depth: 2, embed_dim: 32, num_heads: 2, img_size: 32}"
 

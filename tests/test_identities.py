@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from preprocess.demo_world.identities import load_identities, photos_from_dir
-from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
+from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 from tests.conftest import shared_data
 
 

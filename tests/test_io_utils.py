@@ -21,7 +21,7 @@ from preprocess.landmarks import Landmarks
 from preprocess.outputs import crops_dir, diffs_dir, landmarks_dir
 from preprocess.steps import load_config, run_step
 from tests.conftest import run_until_killed
-from training.checkpoints import save_checkpoints
+from training.loop.checkpoints import save_checkpoints
 
 
 def _contents(folder: Path) -> dict[str, bytes]:

@@ -15,9 +15,9 @@ from inference.benchmarks import original_baseline as baseline
 from inference.benchmarks import sharp_checkpoint
 from inference.models.ensemble import Member, face_batch, load_member, random_member
 from inference.pipeline.faces import extract_faces, inference_detector
-from preprocess.face_detector import ORIGINAL_SCALE
+from preprocess.faces.face_detector import ORIGINAL_SCALE
 from tests.conftest import dfdc_metadata
-from training.zoo import create_model
+from training.models.zoo import create_model
 
 CPU = torch.device("cpu")
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

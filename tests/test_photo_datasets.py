@@ -15,10 +15,10 @@ from common.video_io import read_frames
 from inference.pipeline import prediction as predict
 from inference.scoring import submission_scoring as score
 from preprocess import run_all
-from preprocess.crops import crop_face
 from preprocess.datasets import detect_layout, load_dataset
 from preprocess.detect_faces import whole_frame_boxes
-from preprocess.face_detector import TRAIN_THRESHOLDS, FaceDetector
+from preprocess.faces.crops import crop_face
+from preprocess.faces.face_detector import TRAIN_THRESHOLDS, FaceDetector
 from preprocess.folds import assign_folds
 from tests.conftest import REPO_ROOT, dfdc_metadata, shared_data
 from training import train

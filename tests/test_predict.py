@@ -21,11 +21,11 @@ from inference.pipeline.aggregate import STRATEGIES
 from inference.pipeline.faces import interpolated_boxes
 from inference.scoring import submission_scoring as score
 from preprocess.demo_world.identities import builtin_photos
-from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
+from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 from tests.conftest import REPO_ROOT, dfdc_metadata, save_tiny_checkpoint, score_tolerance, shared_data
 from tests.original_checkpoints import RunsACommand, original_state_dict, save_numpy1_checkpoint
 from tests.original_scoring import original_read_frames, original_video_score
-from training.zoo import create_model
+from training.models.zoo import create_model
 
 # predict run again over the same videos (batch sizes, a second member, one process and two): each
 # frame through MTCNN once in this process (tests/detection_memo.py)

@@ -13,10 +13,10 @@ import pytest
 from common.cli import InputError
 from common.io_utils import write_json_atomic
 from common.video_io import VideoWriter
-from preprocess.crops import crop_face, crop_region
 from preprocess.datasets import FAKE, REAL, DatasetError, VideoRecord, load_dataset
 from preprocess.detect_faces import detect_video_faces
-from preprocess.face_detector import FaceDetections, resolution_scale
+from preprocess.faces.crops import crop_face, crop_region
+from preprocess.faces.face_detector import FaceDetections, resolution_scale
 from preprocess.folds import assign_folds
 from preprocess.landmarks import Landmarks
 from preprocess.outputs import read_boxes

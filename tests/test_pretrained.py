@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from training.pretrained import PretrainedWeightsError, create_encoder
+from training.models.pretrained import PretrainedWeightsError, create_encoder
 
 MODEL = "resnet18.a1_in1k"
 HUB_ID = "timm/resnet18.a1_in1k"

@@ -10,7 +10,7 @@ import pytest
 
 from inference.pipeline import face_tracks, faces
 from inference.pipeline.faces import interpolated_boxes, retry_faceless, retry_scale
-from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector
+from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 
 
 def test_two_boxes_before_a_gap_never_pair_with_one_after_it():

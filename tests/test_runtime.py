@@ -11,7 +11,7 @@ import torch
 from inference.models import runtime
 from inference.models.ensemble import face_probabilities, load_member
 from inference.models.runtime import openvino_available, resolve_runtime
-from training.zoo import create_model
+from training.models.zoo import create_model
 
 pytestmark = pytest.mark.skipif(not openvino_available(), reason="openvino and onnxscript are not installed")
 

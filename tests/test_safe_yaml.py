@@ -95,7 +95,7 @@ def _ensemble_file(folder, prefix, value):
 
 
 def _training_config(folder, prefix, value):
-    from training.config import load_config
+    from training.settings.config import load_config
 
     path = folder / "config.yaml"
     path.write_text(prefix + f"model:\n  encoder_args: {{depth: {value}}}\n")
@@ -132,7 +132,7 @@ def _inline(prefix, value):
 
 
 def _set_option(folder, prefix, value):
-    from training.config import DEFAULTS, apply_overrides
+    from training.settings.config import DEFAULTS, apply_overrides
 
     assignment = f"model.encoder_args={_inline(prefix, value)}"
     return "--set model.encoder_args", lambda: apply_overrides(DEFAULTS, [assignment])

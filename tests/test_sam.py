@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from training.engine import train_one_epoch
-from training.sam import SAM
-from training.schedule import create_optimizer
+from training.loop.engine import train_one_epoch
+from training.loop.sam import SAM
+from training.loop.schedule import create_optimizer
 
 SETTINGS = {"name": "sam_sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "sam_rho": 0.05}
 
@@ -38,7 +38,7 @@ def batches(count: int = 2):
 
 def expected_step(model: Tiny, batch: dict, lr: float, rho: float) -> dict:
     """One SAM step by hand: gradient at w, climb to w + e, gradient there, step from w."""
-    from training.losses import fake_real_bce
+    from training.loop.losses import fake_real_bce
 
     reference = Tiny()
     reference.load_state_dict(model.state_dict())
@@ -82,7 +82,7 @@ def test_restore_undoes_the_climb_and_state_is_the_base_optimizers():
     model = Tiny()
     optimizer = create_optimizer([{"params": list(model.parameters())}], {**SETTINGS, "momentum": 0.9})
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    from training.losses import fake_real_bce
+    from training.loop.losses import fake_real_bce
 
     batch = batches(1)[0]
     fake_real_bce(model(batch["image"]), batch["label"]).backward()

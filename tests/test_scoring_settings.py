@@ -30,7 +30,7 @@ from inference.serving import detection as detect
 from inference.serving.detect_settings import DETECT_DEFAULTS, resolve_scoring
 from inference.serving.judge_worker import load_models
 from inference.serving.page import parse_args as page_arguments
-from preprocess.face_detector import RESOLUTION_RULE
+from preprocess.faces.face_detector import RESOLUTION_RULE
 from tests.test_calibrate_guard import SETTINGS
 from tests.test_detect_calibrated import RUN, detect_run, world  # noqa: F401 (a fixture)
 from tests.test_predict_calibrated import (  # noqa: F401 (fixtures)

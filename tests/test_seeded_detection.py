@@ -27,7 +27,7 @@ from inference.pipeline.faces import (
     frames_to_retry,
     inference_detector,
 )
-from preprocess.face_detector import FaceDetections
+from preprocess.faces.face_detector import FaceDetections
 
 # Boxes of the real detector within this fraction of the face's width (8 px on the 41 px face
 # here): the full pyramid's own box of this face moves by up to 4 px between detection at half size
@@ -306,7 +306,7 @@ def test_seeded_candidates_are_cut_and_resized_as_facenet_pytorch_cuts_them():
     the frame at detection size, PyTorch's area interpolation, the same normalisation."""
     from facenet_pytorch.models.utils.detect_face import imresample, pad
 
-    from preprocess.mtcnn_seeded import _candidates_as_facenet
+    from preprocess.faces.mtcnn_seeded import _candidates_as_facenet
 
     image = np.random.default_rng(5).integers(0, 255, (60, 80, 3), dtype=np.uint8)
     boxes = torch.tensor([[10.0, 5.0, 40.0, 35.0], [-6.0, -4.0, 20.0, 22.0], [70.0, 50.0, 95.0, 75.0]])

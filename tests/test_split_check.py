@@ -11,7 +11,7 @@ from common import cli
 from tests.conftest import REPO_ROOT
 from tests.training_data import make_crop_dataset
 from training import train as train_module
-from training.dataset import DegenerateSplitError, check_split, class_counts, read_folds
+from training.data.dataset import DegenerateSplitError, check_split, class_counts, read_folds
 
 
 def _rows(reals: int, fakes: int, videos: int = 2) -> pd.DataFrame:

@@ -14,12 +14,12 @@ from common import cli
 from tests.conftest import REPO_ROOT
 from tests.training_data import make_crop_dataset
 from training import train as train_module
-from training.builders import epoch_length
-from training.config import load_config
-from training.dataset import CropDataset, read_folds, split_folds
-from training.start_from import init_from, match_weights, model_state_names
-from training.temporal import create_temporal_model
-from training.zoo import CheckpointError, create_model, read_checkpoint
+from training.data.dataset import CropDataset, read_folds, split_folds
+from training.loop.builders import epoch_length
+from training.loop.start_from import init_from, match_weights, model_state_names
+from training.models.temporal import create_temporal_model
+from training.models.zoo import CheckpointError, create_model, read_checkpoint
+from training.settings.config import load_config
 
 TINY = [
     "--config",
@@ -298,7 +298,7 @@ def test_a_run_started_from_other_weights_resumes_with_the_same_command(trained,
 
 
 def test_lora_layers_take_the_files_plain_weights():
-    from training.start_from import lora_names
+    from training.loop.start_from import lora_names
 
     target = {
         "attn.qkv.base.weight": torch.zeros(6, 2),

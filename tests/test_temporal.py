@@ -16,13 +16,13 @@ from inference.evaluation import timeliness
 from inference.pipeline import prediction as predict
 from inference.pipeline.clips import clip_windows as inference_windows
 from inference.serving import detection as detect
-from preprocess.tracks import frame_tracks
+from preprocess.faces.tracks import frame_tracks
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint, score_tolerance
 from tests.training_data import make_crop_dataset
 from training import train as train_module
-from training.pretrained import create_encoder
-from training.temporal import ClipDataset, TemporalClassifier, clip_windows, create_temporal_model, encoder_state
-from training.zoo import create_model, read_checkpoint
+from training.models.pretrained import create_encoder
+from training.models.temporal import ClipDataset, TemporalClassifier, clip_windows, create_temporal_model, encoder_state
+from training.models.zoo import create_model, read_checkpoint
 
 # predict, detect and timeliness over the same videos with one model, another, and both: each frame
 # through MTCNN once (tests/detection_memo.py)

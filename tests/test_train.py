@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import REPO_ROOT, run_until_killed
 from tests.training_data import make_crop_dataset
 from training import train as train_module
-from training.zoo import create_model, load_weights, read_checkpoint
+from training.models.zoo import create_model, load_weights, read_checkpoint
 
 TINY = [
     "--config",
@@ -91,7 +91,7 @@ def _final_weights(path) -> dict[str, torch.Tensor]:
 # run killed between two files, mid-write.
 KILLED_AFTER_EPOCH_1_CHECKPOINT = """
 import os, signal, sys
-import training.checkpoints as checkpoints
+import training.loop.checkpoints as checkpoints
 import training.train as train
 
 save = checkpoints.save_checkpoint

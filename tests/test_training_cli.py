@@ -11,12 +11,12 @@ from PIL import Image
 from common.cli import InputError
 from tests.conftest import REPO_ROOT
 from training import plot_log
-from training.config import DEFAULTS, apply_overrides, load_config
-from training.dataset import FAKE_SOURCES
-from training.schedule import lr_factor, resolve_max_iter
+from training.data.dataset import FAKE_SOURCES
+from training.loop.schedule import lr_factor, resolve_max_iter
+from training.models.tuning import TRAIN_ONLY
+from training.models.zoo import encoder_spec, normalization
+from training.settings.config import DEFAULTS, apply_overrides, load_config
 from training.train import parse_args, resolve_config
-from training.tuning import TRAIN_ONLY
-from training.zoo import encoder_spec, normalization
 
 CONFIGS = REPO_ROOT / "configs"
 

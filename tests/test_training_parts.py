@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from tests.training_data import make_crop_dataset
-from training.builders import train_sampler
-from training.dataset import CropDataset, read_folds, sample_epoch, split_folds
-from training.losses import fake_real_bce
-from training.metrics import balanced_video_log_loss, log_loss, video_means
-from training.schedule import lr_factor, resolve_max_iter, schedule_lambdas, schedule_mismatch
+from training.data.dataset import CropDataset, read_folds, sample_epoch, split_folds
+from training.loop.builders import train_sampler
+from training.loop.losses import fake_real_bce
+from training.loop.metrics import balanced_video_log_loss, log_loss, video_means
+from training.loop.schedule import lr_factor, resolve_max_iter, schedule_lambdas, schedule_mismatch
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -18,7 +18,7 @@ import yaml
 
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint
 from tests.layout_trees import celebdf_people_tree, write_person_clip
-from training.zoo import create_model
+from training.models.zoo import create_model
 
 WALKTHROUGH = REPO_ROOT / "docs" / "fine_tune.md"
 SETTINGS = ("DATA", "WORK", "START", "CONFIG", "VIDEO")
@@ -120,7 +120,7 @@ def test_init_from_the_other_formats_on_the_same_data(walked, source, tmp_path, 
         expected_new = 2  # the head: fc.weight, fc.bias
     args = ["--config", walked["CONFIG"], "--data-dir", str(Path(walked["WORK"]) / "data"), "--fold", "0"]
     args += ["--output-dir", str(tmp_path / "out"), "--epochs", "1", "--init-from", str(tmp_path / "weights.pt")]
-    with caplog.at_level(logging.INFO, logger="training.start_from"):
+    with caplog.at_level(logging.INFO, logger="training.loop.start_from"):
         summary = train_module.train(train_module.parse_args([*args, "--device", "cpu"]))
     line = next(record.message for record in caplog.records if "init from" in record.message)
     loaded = len(model.state_dict()) - expected_new

@@ -18,7 +18,7 @@ from inference.models.download import DownloadError, download
 from inference.models.ensemble_file import ensemble_members
 from inference.models.named_weights import NamedEnsemble, WeightFile
 from tests.http_server import OTHER, PAYLOAD, digest
-from training.zoo import create_model
+from training.models.zoo import create_model
 
 pytest_plugins = ("tests.http_server",)  # its `server` and `tls_server` fixtures
 

@@ -87,7 +87,7 @@ import importlib.util, json, sys
 from pathlib import Path
 sys.path.insert(0, "tools")
 import torch, torch.distributed.run, gpu_check, gpu_workers
-import inference.benchmarks.stage_bench, training.distributed
+import inference.benchmarks.stage_bench, training.loop.distributed
 work = Path(sys.argv[1])
 gpu_workers.write_clips(work / "clips", 1, 3, 640, 360)
 gpu_workers.fp16_losses("sgd", torch.device("cpu"), 1, 32, 2)
@@ -103,7 +103,7 @@ RECIPE_DIGEST = """
 import hashlib, json
 import numpy as np, stringzilla
 from albucore import functions
-from training import augment
+from training.data import augment
 digest = hashlib.sha256()
 image = np.random.default_rng(0).integers(0, 256, (97, 89, 3), dtype=np.uint8)
 for value in (0.3, 1.7, np.array([0.5, 1.2, 2.0])):

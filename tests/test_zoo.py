@@ -17,7 +17,7 @@ from tests.original_checkpoints import (
     pickle_bytes,
     save_numpy1_checkpoint,
 )
-from training.zoo import ENCODERS, CheckpointError, create_model, encoder_spec, load_weights, read_checkpoint
+from training.models.zoo import ENCODERS, CheckpointError, create_model, encoder_spec, load_weights, read_checkpoint
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy-format"])

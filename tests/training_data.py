@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from preprocess.face_geometry import TEMPLATE
+from preprocess.faces.face_geometry import TEMPLATE
 
 
 def make_crop_dataset(root: Path, groups: int = 4, fakes_per_group: int = 1, crops: int = 8, size: int = 40) -> Path:

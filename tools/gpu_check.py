@@ -5,7 +5,7 @@
 
 Steps (run in this order, each in its own process, each whatever became of the ones before; the
 suite last, with the time that is left):
-  train_fp16    20 fp16 steps with a GradScaler (training/engine.py), plain SGD and SAM: every loss
+  train_fp16    20 fp16 steps with a GradScaler (training/loop/engine.py), plain SGD and SAM: every loss
                 finite, and the mean of the last 5 below the mean of the first 5
   ddp_syncbn    torchrun on every GPU present: NCCL, SyncBatchNorm conversion, DDP fp16 steps, and
                 replicas equal afterwards (with one GPU: a one-process NCCL group)

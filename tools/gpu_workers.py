@@ -5,10 +5,10 @@
     python tools/gpu_workers.py predict --videos DIR --work DIR [--encoder tf_efficientnet_b7_ns --size 380]
     python tools/gpu_workers.py clips   --out DIR [--count 2 --frames 40 --width 1920 --height 1080]
 
-train: `--steps` fp16 steps (GradScaler, autocast) of training/engine.py's loop, with plain SGD and
+train: `--steps` fp16 steps (GradScaler, autocast) of training/loop/engine.py's loop, with plain SGD and
 with SAM, on one batch of a synthetic task (a bright square means fake); reports every step's loss.
 ddp: NCCL process group (made even for one process), SyncBatchNorm conversion, DDP fp16 steps,
-then training/distributed.py's replica check.
+then training/loop/distributed.py's replica check.
 predict: inference.predict on the same videos in fp16 (CUDA's default) and with --fp32; reports
 every face's two probabilities.
 """
@@ -47,9 +47,9 @@ def fp16_losses(optimizer_name: str, device: torch.device, steps: int, size: int
     """Each step's loss of `steps` training steps of resnet18 from scratch on one batch (its loss must
     fall), through engine.train_one_epoch with a GradScaler and fp16 autocast (on the CPU, for tests:
     fp32, no scaler)."""
-    from training.engine import train_one_epoch
-    from training.schedule import create_optimizer
-    from training.zoo import create_model
+    from training.loop.engine import train_one_epoch
+    from training.loop.schedule import create_optimizer
+    from training.models.zoo import create_model
 
     torch.manual_seed(0)
     model = create_model("resnet18").to(device).to(memory_format=torch.channels_last)
@@ -76,10 +76,10 @@ def ddp(args: argparse.Namespace) -> dict:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from training.distributed import cleanup, init_distributed, is_main_process, replicas_in_sync
-    from training.engine import train_one_epoch
-    from training.schedule import create_optimizer
-    from training.zoo import create_model
+    from training.loop.distributed import cleanup, init_distributed, is_main_process, replicas_in_sync
+    from training.loop.engine import train_one_epoch
+    from training.loop.schedule import create_optimizer
+    from training.models.zoo import create_model
 
     rank, world, device = init_distributed(args.device)
     cuda = device.type == "cuda"
@@ -156,7 +156,7 @@ def clips(args: argparse.Namespace) -> dict:
 def predict(args: argparse.Namespace) -> dict:
     """inference.predict in fp16 and in fp32 on the same videos: each face's two probabilities."""
     from inference.pipeline import prediction as predict_module
-    from training.zoo import create_model, normalization
+    from training.models.zoo import create_model, normalization
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

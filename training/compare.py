@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common import cli
 from training import train as train_module
-from training.config import load_config
+from training.settings.config import load_config
 
 
 def run_name(config: Path, fold: int, seed: int) -> str:

@@ -29,16 +29,16 @@ from torch.nn.parallel import DistributedDataParallel
 from common import cli
 from common.cli import InputError
 from common.io_utils import write_csv_atomic, write_json_atomic
-from training.builders import build_model, epoch_length, make_loaders
-from training.checkpoints import rng_state, save_checkpoints
-from training.config import apply_overrides, load_config, save_config
-from training.config_bounds import settings_problem
-from training.distributed import barrier, cleanup, init_distributed, is_main_process, replicas_in_sync
-from training.engine import train_one_epoch, validate
-from training.schedule import create_optimizer, schedule_lambdas, schedule_mismatch
-from training.start_from import data_identity, init_from, resume_training
-from training.temporal import frame_step
-from training.zoo import encoder_spec, normalization
+from training.loop.builders import build_model, epoch_length, make_loaders
+from training.loop.checkpoints import rng_state, save_checkpoints
+from training.loop.distributed import barrier, cleanup, init_distributed, is_main_process, replicas_in_sync
+from training.loop.engine import train_one_epoch, validate
+from training.loop.schedule import create_optimizer, schedule_lambdas, schedule_mismatch
+from training.loop.start_from import data_identity, init_from, resume_training
+from training.models.temporal import frame_step
+from training.models.zoo import encoder_spec, normalization
+from training.settings.config import apply_overrides, load_config, save_config
+from training.settings.config_bounds import settings_problem
 
 logger = logging.getLogger("training.train")
 

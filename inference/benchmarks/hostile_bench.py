@@ -131,7 +131,7 @@ def write_tiny_checkpoint(path: Path) -> Path:
     """A random ResNet-18 classifier in the project's checkpoint format."""
     import torch
 
-    from training.zoo import create_model
+    from training.models.zoo import create_model
 
     torch.manual_seed(0)
     state = create_model("resnet18").state_dict()

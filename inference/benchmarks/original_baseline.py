@@ -54,7 +54,7 @@ from PIL import Image
 
 from inference.models.ensemble import Member, put_to_center
 from inference.pipeline.aggregate import confident
-from training.face_input import isotropically_resize_image
+from training.data.face_input import isotropically_resize_image
 
 ORIGINAL_FRAMES = 32
 ORIGINAL_THRESHOLDS = [0.7, 0.8, 0.8]

@@ -70,7 +70,7 @@ from inference.pipeline.faces import (
     read_sampled_frames,
 )
 from inference.pipeline.prediction import list_videos
-from preprocess.face_detector import ORIGINAL_SCALE, default_device, scale_argument
+from preprocess.faces.face_detector import ORIGINAL_SCALE, default_device, scale_argument
 
 logger = logging.getLogger("inference.bench")
 

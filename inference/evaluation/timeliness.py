@@ -42,7 +42,7 @@ from inference.pipeline.predict_options import add_calibration_argument, chosen_
 from inference.pipeline.prediction import list_videos
 from inference.scoring.metrics import score
 from inference.scoring.submission_scoring import read_labels
-from preprocess.face_detector import ORIGINAL_SCALE, default_device, scale_argument
+from preprocess.faces.face_detector import ORIGINAL_SCALE, default_device, scale_argument
 
 logger = logging.getLogger("inference.evaluation.timeliness")
 

@@ -11,12 +11,12 @@ encoder's recipe size). An ensemble file lists members:
         encoder: tf_efficientnet_b7_ns
         input_size: 380
 
-Loading checks what a checkpoint says before building anything (training/zoo.py: a state dict of
+Loading checks what a checkpoint says before building anything (training/models/zoo.py: a state dict of
 dense real tensors with their data, floating point where the model's are, a known
 encoder, an input size of 16 to 2048 pixels, a mean and std of three numbers for crops scaled to
-0..1; training/checkpoint_model.py: only known `encoder_args`, bounded, bounded LoRA settings, and
+0..1; training/models/checkpoint_model.py: only known `encoder_args`, bounded, bounded LoRA settings, and
 a model no bigger than its weights, counted on the meta device before it is built;
-training/temporal.py: a temporal model's settings, its head at most 4096 units and 8 layers): a
+training/models/temporal.py: a temporal model's settings, its head at most 4096 units and 8 layers): a
 malformed one, one whose model cannot be built or take its weights, and one whose weights hold a
 NaN or an infinity, is a one-line CheckpointError naming the file. `check_finite_scores` refuses a file's scores when a
 model gave it any that is not finite (NonFiniteScoreError, naming the model): a NaN is no
@@ -37,10 +37,10 @@ import torch
 
 from common.cli import InputError, describe
 from inference.models.runtime import OpenVinoClassifier, default_cache_dir
-from training.checkpoint_model import model_config_problem, size_problem
-from training.face_input import isotropically_resize_image, to_tensor
-from training.tuning import apply_tuning
-from training.zoo import (
+from training.data.face_input import isotropically_resize_image, to_tensor
+from training.models.checkpoint_model import model_config_problem, size_problem
+from training.models.tuning import apply_tuning
+from training.models.zoo import (
     CheckpointError,
     DeepFakeClassifier,
     create_model,
@@ -120,7 +120,7 @@ def load_member(
 
     def build() -> DeepFakeClassifier:
         if temporal:
-            from training.temporal import create_temporal_model
+            from training.models.temporal import create_temporal_model
 
             return create_temporal_model(
                 {"encoder": encoder, "pretrained": False}, {**temporal, "encoder_checkpoint": None}
@@ -170,7 +170,7 @@ def member_settings(checkpoint: dict, path, encoder: str | None = None, input_si
     if kind not in ("frame", "temporal", None):
         refuse(f"`kind` {kind!r} is neither frame nor temporal")
     if kind == "temporal":
-        from training.temporal import temporal_settings_problem
+        from training.models.temporal import temporal_settings_problem
 
         problem = temporal_settings_problem(checkpoint.get("temporal"))
         if problem:

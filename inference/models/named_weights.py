@@ -85,7 +85,7 @@ class NamedEnsemble:
     description: str
     files: tuple[WeightFile, ...]
     # the MTCNN scale its checkpoints' faces were found at, which detect and the page score at unless
-    # told otherwise (preprocess.face_detector.parse_scale reads it; "rule": by resolution)
+    # told otherwise (preprocess.faces.face_detector.parse_scale reads it; "rule": by resolution)
     detector_scale: float | str = "rule"
 
 
@@ -246,7 +246,7 @@ class Verdict:
 def verify_file(file: WeightFile, directory: Path, manifest: dict, load: bool = True) -> Verdict:
     """Whether a file is what it should be: there, with the pinned or recorded size and SHA-256,
     and (with `load`) weights that load into the encoder."""
-    from training.zoo import CheckpointError, create_model, load_weights, read_checkpoint
+    from training.models.zoo import CheckpointError, create_model, load_weights, read_checkpoint
 
     path, entry = directory / file.name, manifest.get(file.name)
     if not path.is_file():

@@ -4,7 +4,7 @@
   - if more than n // 2.5 AND more than 11 are above t: the mean of those (a confident fake);
   - else if more than 0.9 * n are below 0.2: the mean of those (a confident real);
   - else the mean of all.
-`per_person` scores each person (faces linked across frames, preprocess/tracks.py) on their own; the
+`per_person` scores each person (faces linked across frames, preprocess/faces/tracks.py) on their own; the
 video gets the most fake person's score, so one swapped face among several real ones counts.
 """
 

@@ -18,7 +18,7 @@ import torch
 from common.video_io import MediaLimits, check_media, iter_frames, probe_video
 from inference.models.ensemble import Member, face_batch
 from inference.pipeline.faces import NoFaceError, VideoFaces, crop_faces
-from preprocess.tracks import link_people
+from preprocess.faces.tracks import link_people
 
 
 def clip_windows(frame_count: int, length: int, step: int, clips: int) -> list[list[int]]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from preprocess.tracks import box_iou
+from preprocess.faces.tracks import box_iou
 
 
 def interpolated_boxes(

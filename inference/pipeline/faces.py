@@ -50,8 +50,8 @@ from common.video_io import (
 )
 from inference.distortions.frame_perturbation import FramePerturbation, VideoSource
 from inference.pipeline.face_tracks import detect_seeded_frames, interpolated_boxes
-from preprocess.crops import crop_face
-from preprocess.face_detector import INFERENCE_THRESHOLDS, FaceDetector, shared_pool
+from preprocess.faces.crops import crop_face
+from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, FaceDetector, shared_pool
 from preprocess.sparse_decode import decode_sampled
 
 logger = logging.getLogger(__name__)

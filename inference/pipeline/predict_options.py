@@ -12,7 +12,7 @@ from inference.models.ensemble_calibration import CalibrationFileError
 from inference.models.ensemble_file import ensemble_calibration
 from inference.models.model_options import add_media_arguments, add_model_arguments, frames_argument, load_calibration
 from inference.pipeline.aggregate import STRATEGIES
-from preprocess.face_detector import ORIGINAL_SCALE, scale_argument
+from preprocess.faces.face_detector import ORIGINAL_SCALE, scale_argument
 
 logger = logging.getLogger("inference.pipeline.predict_options")
 

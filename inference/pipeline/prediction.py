@@ -93,9 +93,9 @@ from inference.pipeline.progress import (
 from inference.pipeline.reader import FaceReader
 from inference.pipeline.submission import write_outputs
 from inference.scoring.scoring_settings import check_settings, fast_mode, scoring_settings
-from preprocess.tracks import link_people
-from training.distributed import all_gather_objects, cleanup, init_distributed, is_main_process
-from training.zoo import CheckpointError
+from preprocess.faces.tracks import link_people
+from training.loop.distributed import all_gather_objects, cleanup, init_distributed, is_main_process
+from training.models.zoo import CheckpointError
 
 logger = logging.getLogger("inference.predict")
 

@@ -22,7 +22,7 @@ from inference.pipeline import decode_ahead
 from inference.pipeline.clips import extract_clips
 from inference.pipeline.faces import VideoFaces, extract_faces, inference_detector
 from inference.pipeline.file_identity import video_identity
-from preprocess.face_detector import FaceDetector
+from preprocess.faces.face_detector import FaceDetector
 
 
 class FaceReader:

@@ -41,7 +41,7 @@ KEYS = (
     "faces_are_cropped",
 )  # not --perturb: a distortion is the videos' (robustness tests apply a calibration to distorted videos)
 PRECISIONS = ("fp32", "fp16", "bf16")
-RULE = "rule"  # preprocess.face_detector.RESOLUTION_RULE, not imported here: that module loads torch
+RULE = "rule"  # preprocess.faces.face_detector.RESOLUTION_RULE, not imported here: that module loads torch
 
 
 def effective_precision(device_type: str, precision: str, fp32: bool = False) -> str:

@@ -21,7 +21,7 @@ from inference.models.ensemble_file import ensemble_detector_scale
 from inference.models.model_options import cpu_precision, frames_argument
 from inference.pipeline.aggregate import STRATEGIES
 from inference.scoring.scoring_settings import reference_settings, scoring_settings, warn_of_differences
-from preprocess.face_detector import RESOLUTION_RULE, parse_scale, scale_argument
+from preprocess.faces.face_detector import RESOLUTION_RULE, parse_scale, scale_argument
 
 logger = logging.getLogger("inference.serving.detect_settings")
 

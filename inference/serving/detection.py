@@ -87,7 +87,7 @@ from inference.serving.detect_settings import add_scoring_arguments, resolve_sco
 from inference.serving.explain import explain, write_report
 from inference.serving.verdict import ensemble_face_probabilities, failure, judgement, output_line, reported
 from inference.serving.verdict_options import UNREADABLE_BLOCK, VerdictRule, add_verdict_arguments, verdict_rule
-from preprocess.face_detector import default_device
+from preprocess.faces.face_detector import default_device
 
 logger = logging.getLogger("inference.detect")
 

@@ -41,7 +41,7 @@ from inference.serving.detection import examine
 from inference.serving.heap import give_back_freed_memory
 from inference.serving.upload_checks import UploadLimits, media_refusal
 from inference.serving.verdict_options import VerdictRule, verdict_rule
-from preprocess.face_detector import default_device
+from preprocess.faces.face_detector import default_device
 
 logger = logging.getLogger("inference.serving.judge_worker")
 

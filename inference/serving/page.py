@@ -59,7 +59,7 @@ from inference.serving.page_folders import check_folder, gradio_cache, sweep_lef
 from inference.serving.upload_checks import size_refusal, upload_limits
 from inference.serving.verdict import verdict_explanation
 from inference.serving.verdict_options import add_verdict_arguments
-from preprocess.face_detector import scale_argument
+from preprocess.faces.face_detector import scale_argument
 
 logger = logging.getLogger("inference.app")
 

@@ -21,7 +21,7 @@ from inference.models.ensemble import Member
 from inference.models.ensemble_calibration import EnsembleCalibration, OperatingPoint
 from inference.pipeline.aggregate import STRATEGIES
 from inference.pipeline.faces import VideoFaces
-from preprocess.tracks import link_people
+from preprocess.faces.tracks import link_people
 
 
 def _rounded(values, digits: int = 4) -> list:

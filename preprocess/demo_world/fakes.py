@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from preprocess.face_geometry import TEMPLATE, similarity_transform
+from preprocess.faces.face_geometry import TEMPLATE, similarity_transform
 
 # The inner face (brows to chin) on the template's unit square.
 FACE_ELLIPSE_CENTER = np.array([0.5, 0.6])

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from preprocess.face_detector import TRAIN_THRESHOLDS, FaceDetector
+from preprocess.faces.face_detector import TRAIN_THRESHOLDS, FaceDetector
 
 logger = logging.getLogger(__name__)
 

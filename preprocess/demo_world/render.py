@@ -26,7 +26,7 @@ from preprocess.demo_world.fakes import (
 )
 from preprocess.demo_world.identities import Identity
 from preprocess.demo_world.plan import FACE_SWAP, ClipSpec
-from preprocess.face_detector import LANDMARK_THRESHOLDS, FaceDetector
+from preprocess.faces.face_detector import LANDMARK_THRESHOLDS, FaceDetector
 
 logger = logging.getLogger(__name__)
 

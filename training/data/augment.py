@@ -28,8 +28,8 @@ import numpy as np
 from scipy.ndimage import binary_dilation
 from skimage.draw import polygon as fill_polygon
 
-from preprocess.face_geometry import face_outline
-from training.face_input import isotropically_resize_image
+from preprocess.faces.face_geometry import face_outline
+from training.data.face_input import isotropically_resize_image
 
 
 class IsotropicResize(A.DualTransform):
@@ -115,7 +115,7 @@ def val_transforms(size: int) -> A.Compose:
     )
 
 
-TRANSFORM_STREAM, CUTOUT_STREAM = 0, 1  # a sample seed's streams; training/dataset.py adds the blend's
+TRANSFORM_STREAM, CUTOUT_STREAM = 0, 1  # a sample seed's streams; training/data/dataset.py adds the blend's
 
 
 def _transform_tree(transform) -> Iterator:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from training.checkpoints import FORMAT, restore_rng_state
-from training.zoo import CheckpointError, load_weights, overflowing_tensors, read_checkpoint
+from training.loop.checkpoints import FORMAT, restore_rng_state
+from training.models.zoo import CheckpointError, load_weights, overflowing_tensors, read_checkpoint
 
-logger = logging.getLogger("training.start_from")
+logger = logging.getLogger("training.loop.start_from")
 
 # Config keys a resumed run may change: they alter neither the model, the data nor the optimisation
 # (the weights a run started from are replaced by its checkpoint's when it resumes).

@@ -18,17 +18,17 @@ DEFAULTS: dict = {
         "encoder": "tf_efficientnet_b7_ns",
         "pretrained": True,
         "pretrained_file": None,
-        "init_from": None,  # a checkpoint whose weights start the run (training/start_from.py); pretrained then off
+        "init_from": None,  # weights that start the run (training/loop/start_from.py); pretrained then off
         "dropout": 0.0,
         "drop_path_rate": None,  # None: the encoder's recipe value
         "input_size": None,  # None: the encoder's recipe size
         "encoder_args": {},  # more arguments for timm's constructor (e.g. depth: 2 for a tiny test ViT)
-        "train_only": "all",  # all, head, layernorm or lora (training/tuning.py; frame models)
+        "train_only": "all",  # all, head, layernorm or lora (training/models/tuning.py; frame models)
         "lora_rank": 8,
         "lora_alpha": 8.0,
         "lora_targets": ["qkv"],  # names of the attention's linear layers that get a low-rank update
     },
-    "temporal": {  # model.kind: temporal (training/temporal.py)
+    "temporal": {  # model.kind: temporal (training/models/temporal.py)
         "clip_length": 8,  # T consecutive crops of one face track per clip
         "head": "gru",  # gru, lstm or transformer
         "hidden": 128,
@@ -60,7 +60,7 @@ DEFAULTS: dict = {
         "allow_degenerate_split": False,  # train even when min_class_crops is not met (a warning instead)
     },
     "optimizer": {
-        "name": "sgd",  # sgd (nesterov) or adamw; sam_sgd / sam_adamw: inside SAM (training/sam.py)
+        "name": "sgd",  # sgd (nesterov) or adamw; sam_sgd / sam_adamw: inside SAM (training/loop/sam.py)
         "lr": 0.01,
         "momentum": 0.9,
         "nesterov": True,
@@ -94,7 +94,7 @@ DEFAULTS: dict = {
 
 
 # Settings whose value is a mapping of the user's own keys (checked where they are used:
-# training/config_bounds.py), not a section of known keys.
+# training/settings/config_bounds.py), not a section of known keys.
 OPEN_MAPPINGS = {"model.encoder_args"}
 
 

@@ -3,7 +3,7 @@
 Each step takes two gradients: one at the weights w, then one at w + e, where e = rho * g / |g|
 climbs to the worst point of a small ball around w; the base optimiser then steps from w with
 the second gradient, which favours flat minima. `optimizer.name: sam_sgd` (or sam_adamw) with
-`optimizer.sam_rho` picks it; training/engine.py runs the two passes (under fp16 the first
+`optimizer.sam_rho` picks it; training/loop/engine.py runs the two passes (under fp16 the first
 gradient is unscaled by hand, the second by the GradScaler, which skips the step, and the
 weights go back to w, when it overflows).
 """

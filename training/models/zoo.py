@@ -24,13 +24,13 @@ from torch import nn
 
 from common.bounded_numbers import number_within, shown
 from common.cli import InputError, describe
-from training.pretrained import create_encoder
+from training.models.pretrained import create_encoder
 
 logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# What a checkpoint may say about its inputs. Crops are scaled to 0..1 before normalising (training/dataset.py
+# What a checkpoint may say about its inputs. Crops are scaled to 0..1 before normalising (training/data/dataset.py
 # to_tensor): every timm encoder's mean lies in [0, 0.5] and std in [0.14, 1]; 0..255-scale values are refused.
 INPUT_SIZES = (16, 2048)
 MEAN_RANGE = (0.0, 1.0)
@@ -63,7 +63,7 @@ ENCODERS: dict[str, EncoderSpec] = {
     # the encoders of photo-set baselines (the 140k real/fake faces notebooks fine-tune these)
     "resnet50": EncoderSpec("resnet50.tv_in1k", None, 224),
     "inception_resnet_v2": EncoderSpec("inception_resnet_v2.tf_in1k", None, 299),
-    # foundation-model encoders, tuned lightly (model.train_only, training/tuning.py)
+    # foundation-model encoders, tuned lightly (model.train_only, training/models/tuning.py)
     "clip_vit_l14": EncoderSpec("vit_large_patch14_clip_224.openai", None, 224),
     "clip_vit_b16": EncoderSpec("vit_base_patch16_clip_224.openai", None, 224),
     "dinov2_vit_b14": EncoderSpec("vit_base_patch14_dinov2.lvd142m", None, 224, {"img_size": 224}),

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from preprocess.face_geometry import FACE_OUTLINE, TEMPLATE, face_outline, similarity_transform
+from preprocess.faces.face_geometry import FACE_OUTLINE, TEMPLATE, face_outline, similarity_transform
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 

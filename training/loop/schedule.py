@@ -9,10 +9,10 @@ import torch
 
 def create_optimizer(param_groups: list[dict], settings: dict) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum (the recipe) or AdamW over `param_groups`; `sam_sgd` and
-    `sam_adamw` wrap them in Sharpness-Aware Minimization (training/sam.py)."""
+    `sam_adamw` wrap them in Sharpness-Aware Minimization (training/loop/sam.py)."""
     name = settings["name"].lower()
     if name.startswith("sam_"):
-        from training.sam import SAM
+        from training.loop.sam import SAM
 
         base = create_optimizer(param_groups, {**settings, "name": name.removeprefix("sam_")})
         return SAM(base, settings.get("sam_rho", 0.05), settings.get("sam_adaptive", False))

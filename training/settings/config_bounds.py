@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from common.bounded_numbers import number_within, shown
 from common.media_limits import MAX_FRAMES
-from training.checkpoint_model import lora_problem, model_config_problem
-from training.schedule import AUTO
-from training.temporal import MAX_CLIP_LENGTH, MAX_HIDDEN, MAX_LAYERS
-from training.zoo import INPUT_SIZES
+from training.loop.schedule import AUTO
+from training.models.checkpoint_model import lora_problem, model_config_problem
+from training.models.temporal import MAX_CLIP_LENGTH, MAX_HIDDEN, MAX_LAYERS
+from training.models.zoo import INPUT_SIZES
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def settings_problem(
 
 def _model_problem(model: dict) -> tuple[str, str] | None:
     """(the setting, why) where inference would refuse a frame model's `encoder_args` or LoRA
-    settings (training/checkpoint_model.py), or None."""
+    settings (training/models/checkpoint_model.py), or None."""
     if model.get("kind", "frame") != "frame":
         return None
     problem = model_config_problem({"encoder_args": model.get("encoder_args")})

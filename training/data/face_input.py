@@ -1,6 +1,6 @@
 """A face crop as a classifier takes it: resized isotropically, and as a normalised tensor.
 
-Kept apart from training/augment.py and training/dataset.py (which re-export them) so that
+Kept apart from training/data/augment.py and training/data/dataset.py (which re-export them) so that
 prediction imports neither albumentations nor pandas: a fifth of a second each at every start.
 """
 

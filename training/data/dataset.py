@@ -5,7 +5,7 @@ drawn afresh; validation takes the held-out fold (every `val_frame_modulo`-th fr
 fakes come from is `data.fakes`:
   dataset  the dataset's fakes (the recipe);
   blends   none of them: each real crop comes with a self-blended fake of itself made on the fly
-           (training/blends.py), so every batch is half reals and half their blends; validation
+           (training/data/blends.py), so every batch is half reals and half their blends; validation
            too takes the held-out fold's reals and one fixed blend of each, so that no fake of
            the dataset is seen, not even to pick the best epoch;
   both     the dataset's fakes, a `blend_share` of the fake draws replaced by blends of reals.
@@ -26,9 +26,9 @@ import torch
 from torch.utils.data import Dataset
 
 from preprocess.outputs import crops_dir, diffs_dir, landmarks_dir, parse_crop_name
-from training.augment import apply_cutouts, cutout_random, seed_transforms, train_transforms, val_transforms
-from training.blends import self_blend
-from training.face_input import to_tensor
+from training.data.augment import apply_cutouts, cutout_random, seed_transforms, train_transforms, val_transforms
+from training.data.blends import self_blend
+from training.data.face_input import to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class CropDataset(Dataset):
         self.cutouts = cutouts
         self.transforms = train_transforms(size, augment_strength) if train else val_transforms(size)
         self.epoch_seed = 0
-        self.min_samples = 0  # an epoch shorter than this draws again (training/builders.py epoch_length)
+        self.min_samples = 0  # an epoch shorter than this draws again (training/loop/builders.py epoch_length)
         self.pairs = train and fakes == "blends"  # each item: a real crop and its blend
         self.blend_share = blend_share if train and fakes == "both" else 0.0
         self.frames_per_video = frames_per_video

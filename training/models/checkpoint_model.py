@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from common.bounded_numbers import finite_number, number_within, shown
-from training.zoo import INPUT_SIZES
+from training.models.zoo import INPUT_SIZES
 
 WHOLE, RATE, POSITIVE = "whole", "rate", "positive"
 # timm constructor arguments a checkpoint may give, and their bounds: (kind, low, high)

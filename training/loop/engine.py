@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.distributed import all_gather_objects, is_main_process
-from training.losses import fake_real_bce
-from training.metrics import balanced_video_log_loss, video_means
-from training.sam import SAM
+from training.loop.distributed import all_gather_objects, is_main_process
+from training.loop.losses import fake_real_bce
+from training.loop.metrics import balanced_video_log_loss, video_means
+from training.loop.sam import SAM
 
 logger = logging.getLogger(__name__)
 

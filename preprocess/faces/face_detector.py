@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from preprocess.lazy_resize import LazilyResized
+from preprocess.faces.lazy_resize import LazilyResized
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class FaceDetector:
     `scale` is a number used for every frame (0.5, the original code's, by default) or "rule" to
     scale each frame by its resolution. Frames are resized with PIL bicubic, as the original did,
     then go through facenet-pytorch's MTCNN. With `seed_every`, fast mode's seeded detection
-    (`detect_seeded`, preprocess/mtcnn_seeded.py) finds the faces of the frames between key
+    (`detect_seeded`, preprocess/faces/mtcnn_seeded.py) finds the faces of the frames between key
     frames from the boxes around them.
 
     The three networks run channels-last (unless `channels_last=False`): the same results (to
@@ -135,7 +135,7 @@ class FaceDetector:
     ):
         from facenet_pytorch import MTCNN
 
-        from preprocess import mtcnn_seeded  # imports facenet-pytorch too: kept out of module start-up
+        from preprocess.faces import mtcnn_seeded  # imports facenet-pytorch too: kept out of module start-up
 
         self._seeded = mtcnn_seeded
         self.scale = parse_scale(scale)

@@ -26,9 +26,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from training.dataset import CropDataset, repeated_draws, to_tensor
-from training.pretrained import create_encoder
-from training.zoo import encoder_spec, load_weights, read_checkpoint
+from training.data.dataset import CropDataset, repeated_draws, to_tensor
+from training.models.pretrained import create_encoder
+from training.models.zoo import encoder_spec, load_weights, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.clips = clip_windows(self.rows, length, stride=1 if train else length)
         self.samples = self.clips
         self.epoch_seed = 0
-        self.min_samples = 0  # an epoch shorter than this draws again (training/builders.py epoch_length)
+        self.min_samples = 0  # an epoch shorter than this draws again (training/loop/builders.py epoch_length)
 
     def reset(self, epoch: int, seed: int) -> None:
         if not self.train:

@@ -11,8 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from common.cli import InputError
-from training.checkpoint_model import model_config_problem
-from training.dataset import (
+from training.data.dataset import (
     CropDataset,
     DegenerateSplitError,
     check_split,
@@ -24,9 +23,10 @@ from training.dataset import (
     validation_fakes,
     validation_frames,
 )
-from training.temporal import ClipDataset, create_temporal_model
-from training.tuning import apply_tuning
-from training.zoo import create_model
+from training.models.checkpoint_model import model_config_problem
+from training.models.temporal import ClipDataset, create_temporal_model
+from training.models.tuning import apply_tuning
+from training.models.zoo import create_model
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def build_model(config: dict) -> torch.nn.Module:
 def check_fold(data: dict, fold: int, train_rows, val_rows, temporal: bool, selection: str = "") -> None:
     """Stop before training on a fold without enough crops of a class; warn on a strong imbalance.
     Counts what the datasets will use: validation frames by data.val_frame_modulo (frame models).
-    The counts' ranges were checked with the config (training/config_bounds.py)."""
+    The counts' ranges were checked with the config (training/settings/config_bounds.py)."""
     if temporal and data["frames_per_video"]:
         logger.warning("data.frames_per_video is for frame models: a temporal model trains on every clip")
     if data["train_methods"]:
