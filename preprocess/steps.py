@@ -78,7 +78,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--output-dir", type=Path, default=None, help="where outputs go (default: the root dir)")
     group.add_argument("--layout", choices=sorted(LAYOUTS), default=None, help="dataset layout (default: detected)")
     group.add_argument("--config", type=Path, default=None, help=f"settings (default: {DEFAULT_CONFIG.name})")
-    group.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default: 1); their threads share the cores this process may use "
+        "(OMP_NUM_THREADS threads, where it is set)",
+    )
     group.add_argument(
         "--shard",
         type=parse_shard,
@@ -198,6 +204,18 @@ def _process_one(record: VideoRecord) -> tuple[str, dict | None, str | None]:
         return record.video, None, f"{type(error).__name__}: {error}"
 
 
+def threads_per_worker(workers: int) -> int:
+    """Torch threads for each of a step's `workers`: the cores this process may use (its CPU
+    affinity), or OMP_NUM_THREADS where that is set to a whole number, shared out between them."""
+    try:
+        cores = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        cores = 0
+    if cores < 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, workers))
+
+
 def run_step(step: VideoStep, workers: int = 1, shard: tuple[int, int] = (0, 1)) -> dict:
     """Run `step` over its videos of this shard; returns the summary counts."""
     selected = shard_records([r for r in step.records if step.selects(r)], shard)
@@ -205,7 +223,7 @@ def run_step(step: VideoStep, workers: int = 1, shard: tuple[int, int] = (0, 1))
     todo = [record for record in selected if not step.is_done(record)]
     counts: Counter = Counter(videos=len(selected), skipped=len(selected) - len(todo))
     failures: list[dict] = []
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    threads = threads_per_worker(workers)
     progress = tqdm(total=len(todo), desc=step.name, unit="video", disable=not todo)
 
     def collect(video: str, stats: dict | None, reason: str | None) -> None:

@@ -217,3 +217,28 @@ def test_atomic_outputs_get_the_permissions_open_would_give(tmp_path):
         temporary.write_bytes(b"1")
     for name in ("a.json", "b.bin"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
+
+
+@pytest.mark.parametrize(
+    "omp, workers, affinity, expected",
+    [
+        (None, 1, 8, 8),  # every core this process may use
+        (None, 4, 8, 2),  # shared out between the workers
+        (None, 3, 2, 1),  # at least one each
+        ("1", 1, 8, 1),  # a test worker's share (tests/conftest.py sets it) or the user's choice
+        ("6", 2, 8, 3),
+        ("lots", 2, 8, 4),  # not a whole number: ignored
+        ("0", 1, 4, 4),
+    ],
+)
+def test_a_steps_threads_are_its_share_of_the_cores_or_omp_num_threads(monkeypatch, omp, workers, affinity, expected):
+    """In-process steps took os.cpu_count() threads even where OMP_NUM_THREADS gave the process one
+    (two pytest-xdist workers on 2 cores each ran 2 threads: test_dfdc_mini_sample 24 s -> 39 s)."""
+    from preprocess import steps
+
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    monkeypatch.setattr(steps.os, "sched_getaffinity", lambda pid: set(range(affinity)), raising=False)
+    assert steps.threads_per_worker(workers) == expected
