@@ -17,7 +17,6 @@ import argparse
 import concurrent.futures
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import sys
@@ -29,6 +28,7 @@ from tqdm import tqdm
 from common import cli
 from common.cli import InputError
 from common.io_utils import write_csv_atomic, write_json_atomic
+from common.processes import worker_context
 from preprocess.demo_world.identities import Identity, load_identities
 from preprocess.demo_world.plan import ClipSpec, plan_world
 
@@ -165,7 +165,7 @@ def render_all(
             torch.set_num_threads(previous)
             _worker_state.clear()
     else:
-        context = multiprocessing.get_context("spawn")
+        context = worker_context("torch", "preprocess.make_demo_data")
         with concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=context, initializer=_init_worker, initargs=(identities, device, 1)
         ) as pool:

@@ -15,7 +15,6 @@ import concurrent.futures
 import copy
 import csv
 import logging
-import multiprocessing
 import os
 import traceback
 from collections import Counter
@@ -29,6 +28,7 @@ from tqdm import tqdm
 from common import cli, safe_yaml
 from common.cli import InputError
 from common.io_utils import recover_atomic_dirs, write_csv_atomic
+from common.processes import worker_context
 from preprocess.datasets import LAYOUTS, DatasetError, VideoRecord, load_dataset
 
 logger = logging.getLogger("preprocess")
@@ -216,18 +216,6 @@ def threads_per_worker(workers: int) -> int:
     return max(1, cores // max(1, workers))
 
 
-def worker_context(step_module: str) -> multiprocessing.context.BaseContext:
-    """How a step's worker processes start: forked from a server that imported torch and the
-    step's module once (each spawned worker imported them again, ~3 CPU-seconds apiece, four steps
-    of `--workers N` paying it 4N times), never forked from this process, whose threads a fork
-    could leave holding locks. Spawned where there is no fork server (Windows)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", step_module])
-    return context
-
-
 def run_step(step: VideoStep, workers: int = 1, shard: tuple[int, int] = (0, 1)) -> dict:
     """Run `step` over its videos of this shard; returns the summary counts."""
     selected = shard_records([r for r in step.records if step.selects(r)], shard)
@@ -253,7 +241,7 @@ def run_step(step: VideoStep, workers: int = 1, shard: tuple[int, int] = (0, 1))
         for record in todo:
             collect(*_process_one(record))
     elif todo:
-        context = worker_context(type(step).__module__)
+        context = worker_context("torch", type(step).__module__)
         with concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=context, initializer=_init_worker, initargs=(step, threads)
         ) as pool:

@@ -244,18 +244,17 @@ def test_a_steps_threads_are_its_share_of_the_cores_or_omp_num_threads(monkeypat
     assert steps.threads_per_worker(workers) == expected
 
 
-def test_step_workers_fork_from_a_server_that_imported_torch_once():
+def test_workers_fork_from_a_server_that_imported_torch_once():
     """Spawned workers each imported torch and the step again (~3 CPU-s apiece; run_all's four steps
     with --workers 2 on the demo world: 38.5 s, against 13.9 s from a fork server, same outputs)."""
     import multiprocessing
+    from multiprocessing import forkserver
 
-    from preprocess import steps
+    from common.processes import worker_context
 
-    context = steps.worker_context("preprocess.extract_crops")
+    context = worker_context("torch", "preprocess.extract_crops")
     if "forkserver" not in multiprocessing.get_all_start_methods():
         assert context.get_start_method() == "spawn"
         return
     assert context.get_start_method() == "forkserver"
-    from multiprocessing import forkserver
-
-    assert {"torch", "preprocess.extract_crops"} <= set(forkserver._forkserver._preload_modules)
+    assert forkserver._forkserver._preload_modules == ["torch", "preprocess.extract_crops"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import multiprocessing
 import signal
 import threading
 import time
@@ -34,6 +33,7 @@ import torch
 
 from common import cli
 from common.cli import InputError
+from common.processes import worker_context
 from inference.models.model_options import autocast_dtype, load_members
 from inference.pipeline.faces import inference_detector
 from inference.serving.detect_settings import resolve_scoring
@@ -120,16 +120,6 @@ class UploadRefusedError(InputError):
     """A file over the limits it was sent with: the message names it and the limit."""
 
 
-def _worker_context():
-    """Worker processes fork from a server that has imported this module once (a restart loads
-    only the models); spawned afresh where there is no fork server."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["inference.serving.judge_worker"])
-    return context
-
-
 def _exit_reason(code: int | None) -> str:
     if code is not None and code < 0:
         return f"killed by {signal.Signals(-code).name}" + (", out of memory?" if code == -signal.SIGKILL else "")
@@ -161,7 +151,7 @@ class ModelWorker:
         return self._process.pid if self._process else None
 
     def _start(self) -> None:
-        context = _worker_context()
+        context = worker_context("inference.serving.judge_worker")
         ours, theirs = context.Pipe()
         self._process = context.Process(
             target=serve_judgements, args=(self._args, theirs, self._judge), name="deepfake-judge", daemon=True
