@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.cli import InputError
 from common.video_io import VideoWriter
 from inference.models.ensemble import Member
 from inference.pipeline import prediction, reader
@@ -163,3 +164,10 @@ def test_the_ensemble_is_the_weighted_mean_of_its_models_in_their_given_order():
     assert TemporalRecipe(members[:1]).model_score(members[0], np.zeros(0), faces, Run(CPU, default_score=0.25)) == 0.25
     with pytest.raises(ValueError, match="detectors' models"):
         Ensemble(ensemble.detectors, members[:2])
+
+
+def test_a_perturbed_run_refuses_a_detector_that_reads_its_own_faces(folder):
+    args = _predict_args(folder, "--perturb", "GB:1")
+    with pytest.raises(InputError, match="whole-first-frame"):
+        reader.FaceReader(args, CPU, 0, set(), [PROJECT_FACES, WholeFirstFrame("whole-first-frame")])
+    reader.FaceReader(args, CPU, 0).close()  # the project's read alone is distorted as before

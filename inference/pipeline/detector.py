@@ -109,6 +109,10 @@ class Detector(ABC):
         """Each unit's person, for --per-person (None: the units are not told apart)."""
         return None
 
+    def unit_frames(self, faces: VideoFaces, model) -> list[int]:
+        """The sampled frame at which each unit is known (a face's frame), for judging early."""
+        return faces.face_frames
+
     def model_score(self, model, probabilities: np.ndarray, faces: VideoFaces, run: Run) -> float:
         """A model's score of a video: its units aggregated (the most fake person's with
         --per-person), or the run's default score when it had nothing to score."""

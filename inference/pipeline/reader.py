@@ -49,6 +49,12 @@ class FaceReader:
                 f"--perturb {args.perturb}: distorts the frames of frame models only, and a temporal model "
                 "(clips) is among the models: leave it out, or score without --perturb"
             )
+        if self.perturbation is not None and self.sources != [PROJECT_FACES]:
+            raise InputError(
+                f"--perturb {args.perturb}: distorts the project's read of the frames only, and a detector reads "
+                f"its own ({', '.join(s.name for s in self.sources if s != PROJECT_FACES)}): leave it out, or "
+                "score without --perturb"
+            )
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="faces") if workers else None
         self._ahead = decode_ahead.InOrder() if not workers else None

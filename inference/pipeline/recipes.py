@@ -81,3 +81,6 @@ class TemporalRecipe(Detector):
 
     def people(self, faces: VideoFaces, model) -> list[int]:
         return [clip.track for clip in faces.clips.get(model.clip, [])]
+
+    def unit_frames(self, faces: VideoFaces, model) -> list[int]:
+        return [clip.last_frame for clip in faces.clips.get(model.clip, [])]
