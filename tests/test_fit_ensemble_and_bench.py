@@ -215,9 +215,9 @@ def test_bench_charges_each_stage_its_own_time(monkeypatch, tmp_path):
         clock.now += 2.5
         if path.name == "noface.mp4":
             raise NoFaceError(f"{path}: no face")
-        return SimpleNamespace(crops=[frame] * (2 * len(decoded)))
+        return SimpleNamespace(crops=[frame] * (2 * len(decoded)), views={})
 
-    def classify(member, crops, device, amp_dtype=None):
+    def classify(member, crops, device, batch_size=64, amp_dtype=None, hflip=False):
         clock.now += 0.01 * len(crops) * member.cost
         return np.full(len(crops), 0.1 * member.cost)
 
@@ -225,9 +225,10 @@ def test_bench_charges_each_stage_its_own_time(monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "probe_video", lambda path: VideoInfo(64, 36, 25.0, 100))
     monkeypatch.setattr(bench, "read_sampled_frames", read)
     monkeypatch.setattr(bench, "crop_faces", detect)
-    monkeypatch.setattr(bench, "face_probabilities", classify)
+    monkeypatch.setattr("inference.pipeline.recipes.face_probabilities", classify)  # the winner's recipe
     # the fake classifier takes 1 and 3 hundredths of a second a face
-    members, device = [SimpleNamespace(cost=1, weight=1.0), SimpleNamespace(cost=3, weight=3.0)], torch.device("cpu")
+    members = [SimpleNamespace(name=f"m{c}", cost=c, weight=float(c), clip=None) for c in (1, 3)]
+    members, device = bench.recipes_of(members), torch.device("cpu")
     result = bench.bench_video(tmp_path / "face.mp4", None, members, device, 8, None)
     assert (result["frames"], result["faces"], result["size"]) == (8, 16, [64, 36])
     assert (result["decode_s"], result["detect_s"], result["classify_s"]) == (1.25, 2.5, 0.64)

@@ -328,9 +328,11 @@ def test_faces_of_several_videos_are_classified_together_with_the_same_scores(
         (test_dir / video.name).symlink_to(video)
     args = ["--test-dir", str(test_dir), "--models", str(small_checkpoint), "--runtime", "torch"]
     batches = []
-    original = predict.face_probabilities
+    from inference.pipeline import recipes  # the winner's recipe scores the faces
+
+    original = recipes.face_probabilities
     monkeypatch.setattr(
-        predict, "face_probabilities", lambda m, crops, *a: batches.append(len(crops)) or original(m, crops, *a)
+        recipes, "face_probabilities", lambda m, crops, *a: batches.append(len(crops)) or original(m, crops, *a)
     )
     assert predict.main([*args, "--batch-size", "1000", "--output", str(tmp_path / "together" / "submission.csv")]) == 0
     together = _details(tmp_path / "together" / "details.jsonl")
@@ -344,7 +346,7 @@ def test_faces_of_several_videos_are_classified_together_with_the_same_scores(
     def broken(*args):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(predict, "face_probabilities", broken)
+    monkeypatch.setattr(recipes, "face_probabilities", broken)
     broken_run = [*args, "--batch-size", "1000", "--output", str(tmp_path / "broken" / "submission.csv")]
     assert predict.main(broken_run) == 1, "every video failed: the rows are written, and the status says so"
     rows = _rows(tmp_path / "broken" / "errors.csv")

@@ -57,7 +57,7 @@ def test_predict_refuses_a_nan_score_whatever_the_models_return(tmp_path, source
     def nan_scores(member, crops, *args, **kwargs):  # scores not checked on their way out of the model
         return np.full(len(crops), np.nan, np.float32)
 
-    monkeypatch.setattr(predict, "face_probabilities", nan_scores)
+    monkeypatch.setattr("inference.pipeline.recipes.face_probabilities", nan_scores)
     test_dir = _folder(tmp_path, sources[:2])
     out = tmp_path / "out" / "submission.csv"
     assert predict.main(_arguments(test_dir, checkpoint, out)) == 1, "every video failed"

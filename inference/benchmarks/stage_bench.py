@@ -39,7 +39,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from common.video_io import probe_video
@@ -56,11 +55,12 @@ from inference.benchmarks.bench_report import (
     summarise,
 )
 from inference.benchmarks.original_baseline import original_detector
-from inference.models.ensemble import face_probabilities, load_member, random_member, refuse_temporal
+from inference.models.ensemble import load_member, random_member, refuse_temporal
 from inference.models.ensemble_file import ensemble_calibration, ensemble_members, normalised_weights
 from inference.models.model_options import classifier_precision
 from inference.models.runtime import RUNTIMES, resolve_runtime
-from inference.pipeline.aggregate import confident
+from inference.pipeline.detector import Ensemble, Run
+from inference.pipeline.detector_options import recipes_of
 from inference.pipeline.faces import (
     CPU_DETECTION_THREADS,
     SEED_EVERY,
@@ -136,31 +136,35 @@ def timed_row(path: Path, info, frames: int, faces: int, seconds: dict[str, floa
 
 
 def bench_video(
-    path: Path, detector, members, device, frames: int, amp_dtype, recall: bool = False, sparse: bool = False
+    path: Path,
+    detector,
+    detectors: Ensemble,
+    device,
+    frames: int,
+    amp_dtype,
+    recall: bool = False,
+    sparse: bool = False,
 ) -> dict:
-    """One video through inference.predict's decode (`sparse`: fast mode's), detect and classify,
-    each timed; its confident score (None without faces)."""
+    """One video through inference.predict's decode (`sparse`: fast mode's), detect and classify
+    (the `detectors`' scoring, inference/pipeline/detector.py), each timed; its score (None
+    without faces)."""
     info = probe_video(path)
     start = time.perf_counter()
     decoded = read_sampled_frames(path, frames, sparse=sparse)
     decode = time.perf_counter() - start
     start = time.perf_counter()
     try:
-        crops = crop_faces(path, decoded, detector, recall=recall).crops
+        faces = crop_faces(path, decoded, detector, recall=recall)
     except NoFaceError:
-        crops = []
+        faces = None
     detect = time.perf_counter() - start
     start = time.perf_counter()
-    probabilities = [face_probabilities(member, crops, device, amp_dtype=amp_dtype) for member in members if crops]
+    score = detectors.score([faces], Run(device, amp_dtype))[0].score if faces is not None else None
     if device.type == "cuda":
         torch.cuda.synchronize()
     classify = time.perf_counter() - start
-    score = None
-    if crops:
-        weights = [member.weight for member in members]
-        score = float(np.average([confident(p) for p in probabilities], weights=weights))
     seconds = {"decode": decode, "detect": detect, "classify": classify}
-    return timed_row(path, info, len(decoded), len(crops), seconds, score)
+    return timed_row(path, info, len(decoded), len(faces.crops) if faces is not None else 0, seconds, score)
 
 
 def baseline_video(path: Path, detector, members, frames: int) -> dict:
@@ -259,6 +263,7 @@ def main(argv=None) -> int:
                 for entry in entries
             ]
         refuse_temporal(members, "inference.bench")
+        detectors = recipes_of(members)  # the winner's recipe: --strategy confident
         loaded = time.perf_counter()
         detector = mode.detector(args.detector_scale, device)
         detected = time.perf_counter()
@@ -267,7 +272,7 @@ def main(argv=None) -> int:
             if mode.name == "baseline":
                 return baseline_video(path, detector, members, args.frames)
             return bench_video(
-                path, detector, members, device, args.frames, mode.amp_dtype, mode.recall, sparse=mode.fast
+                path, detector, detectors, device, args.frames, mode.amp_dtype, mode.recall, sparse=mode.fast
             )
 
         # The first video once untimed: its first calls (memory, kernels chosen) are the start-up's.

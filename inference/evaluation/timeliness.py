@@ -33,10 +33,12 @@ from tqdm import tqdm
 from common import cli
 from common.io_utils import atomic_path, write_json_atomic
 from common.video_io import VideoReadError, probe_video
-from inference.models.ensemble import Member, face_probabilities
-from inference.models.model_options import add_model_arguments, cpu_precision, load_members
+from inference.models.ensemble import Member
+from inference.models.model_options import add_model_arguments, cpu_precision
 from inference.pipeline.aggregate import STRATEGIES
-from inference.pipeline.clips import clip_probabilities, extract_clips
+from inference.pipeline.clips import extract_clips
+from inference.pipeline.detector import PROJECT_FACES, Ensemble, Run, faces_of
+from inference.pipeline.detector_options import as_ensemble, load_detectors
 from inference.pipeline.faces import DetectionError, extract_faces, inference_detector
 from inference.pipeline.predict_options import add_calibration_argument, chosen_calibration
 from inference.pipeline.prediction import list_videos
@@ -79,15 +81,17 @@ def scores_by_prefix(
     cutoffs: list[int],
     strategy: str,
     default: float,
+    aggregates: list | None = None,
 ) -> list[float]:
     """The video's score on what each model had seen by each cutoff frame: per model, its
     probabilities and the frame each one became known at (a face's frame, a clip's last frame);
-    a model with nothing yet counts as `default`."""
-    aggregate = STRATEGIES[strategy]
+    a model with nothing yet counts as `default`. `aggregates`: each model's own (its detector's),
+    else `strategy`'s for all."""
+    aggregates = aggregates or [STRATEGIES[strategy]] * len(per_model)
     scores = []
     for cutoff in cutoffs:
         per_member = []
-        for probabilities, frames in per_model:
+        for (probabilities, frames), aggregate in zip(per_model, aggregates, strict=True):
             seen = np.asarray(frames) <= cutoff
             per_member.append(aggregate(probabilities[seen]) if seen.any() else None)
         if all(score is None for score in per_member):
@@ -181,27 +185,40 @@ def plot(result: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def judge_video(path: Path, detector, members: list[Member], args, device: torch.device) -> tuple[list, list, list]:
+def judge_video(path: Path, detector, members: Ensemble | list[Member], args, device: torch.device) -> tuple:
     """Each k's score, whether any model had seen anything by then (else the score is the default),
-    and seconds of video seen (the default score where the video fails)."""
+    and seconds of video seen (the default score where the video fails). `members`: the detectors
+    (inference/pipeline/detector.py; a list of loaded members: the winner's and the temporal
+    recipes of them); each unit (a face, a clip) counts from the frame it is known at."""
+    ensemble = as_ensemble(members, args)
+    first, *others = ensemble.sources
     try:
-        faces = extract_faces(path, detector, args.frames, recall=not args.no_recall_boost)
+        if first == PROJECT_FACES:
+            faces = extract_faces(path, detector, args.frames, recall=not args.no_recall_boost)
+        else:
+            faces = first.read(path, detector, args)
+        for source in others:
+            faces.views[source] = source.read(path, detector, args)
     except (VideoReadError, DetectionError) as error:
         logger.warning("%s: %s; scored %.2f at every k", path.name, error, args.default_score)
         return [args.default_score] * len(args.steps), [False] * len(args.steps), [0.0] * len(args.steps)
     info = probe_video(path)
-    per_model = []
-    for member in members:
-        if member.clip:  # a temporal member's clips, each known at its window's last frame
-            clips = extract_clips(path, detector, member.clip, args.frames, not args.no_recall_boost)
-            probabilities = clip_probabilities(member, [clip.crops for clip in clips], device)
-            per_model.append((probabilities, np.asarray([clip.last_frame for clip in clips])))
-        else:
-            per_model.append((face_probabilities(member, faces.crops, device), np.asarray(faces.face_frames)))
+    for window in sorted(ensemble.clip_windows):  # a temporal model's clips, each known at its last frame
+        faces.clips[window] = extract_clips(path, detector, window, args.frames, not args.no_recall_boost)
+    per_model, aggregates = [], []
+    for d, [probabilities] in zip(ensemble.detectors, ensemble.probabilities([faces], Run(device)), strict=True):
+        read = faces_of(faces, d.source)
+        for model, p in zip(d.models, probabilities, strict=True):
+            per_model.append((model, p, np.asarray(d.unit_frames(read, model))))
+            aggregates.append(d.aggregate)
+    order = {id(model): position for position, model in enumerate(ensemble.models)}
+    ranked = sorted(range(len(per_model)), key=lambda i: order[id(per_model[i][0])])
+    weights = [per_model[i][0].weight for i in ranked]
+    aggregates = [aggregates[i] for i in ranked]
+    per_model = [per_model[i][1:] for i in ranked]
     sampled = faces.frame_indices
     cutoffs = [sampled[min(k, len(sampled)) - 1] for k in args.steps]
-    weights = [member.weight for member in members]
-    scores = scores_by_prefix(per_model, weights, cutoffs, args.strategy, args.default_score)
+    scores = scores_by_prefix(per_model, weights, cutoffs, args.strategy, args.default_score, aggregates)
     judged = [any((frames <= cutoff).any() for _, frames in per_model) for cutoff in cutoffs]
     fps = info.fps or 30.0
     # seen after the k-th sampled frame: up to the end of that frame
@@ -219,7 +236,7 @@ def main(argv=None) -> int:
     if not videos:
         raise cli.InputError(f"{args.labels}: labels none of the videos of {args.test_dir}")
     calibration = chosen_calibration(args)
-    members = load_members(args, device, cpu_precision(args, device))
+    members = load_detectors(args, device, cpu_precision(args, device))
     detector = inference_detector(args.detector_scale, device)
     rows = []
     for path in tqdm(videos, desc="videos", unit="video"):

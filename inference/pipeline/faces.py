@@ -89,6 +89,8 @@ class VideoFaces:
     partial_reason: str | None = None  # why the judgement rests on part of the file, where it does
     perturbation: dict | None = None  # the --perturb distortion applied to the frames (frame_perturbation.py)
     identity: dict | None = None  # the file's size, time and first MiB's hash before it was read (file_identity.py)
+    # other detectors' reads of the same video, by their face source (inference/pipeline/detector.py)
+    views: dict = field(default_factory=dict)
 
     def details(self) -> dict:
         """What was found, for details.jsonl: frames sampled (requested and decoded) and with a face,

@@ -66,7 +66,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -74,12 +73,12 @@ from common import cli
 from common.cli import InputError
 from common.records import MEDIA_SUFFIXES, media_files
 from common.video_io import VideoReadError
-from inference.models.ensemble import Member, face_probabilities
+from inference.models.ensemble import Member
 from inference.models.ensemble_calibration import EnsembleCalibration
-from inference.models.model_options import autocast_dtype, cpu_precision, load_members
+from inference.models.model_options import autocast_dtype, cpu_precision
 from inference.pipeline import predict_options
-from inference.pipeline.aggregate import STRATEGIES, per_person
-from inference.pipeline.clips import clip_probabilities
+from inference.pipeline.detector import Ensemble, Run
+from inference.pipeline.detector_options import as_ensemble, load_detectors
 from inference.pipeline.faces import DetectionError, VideoFaces
 from inference.pipeline.file_identity import video_identity
 from inference.pipeline.progress import (
@@ -93,7 +92,6 @@ from inference.pipeline.progress import (
 from inference.pipeline.reader import FaceReader
 from inference.pipeline.submission import write_outputs
 from inference.scoring.scoring_settings import check_settings, fast_mode, scoring_settings
-from preprocess.faces.tracks import link_people
 from training.loop.distributed import all_gather_objects, cleanup, init_distributed, is_main_process
 from training.models.zoo import CheckpointError
 
@@ -115,49 +113,15 @@ def list_videos(test_dir: Path, recursive: bool = False) -> list[Path]:
 
 
 def score_videos(
-    videos: list[VideoFaces], members: list[Member], args, device, amp_dtype
+    videos: list[VideoFaces], detectors: Ensemble | list[Member], args, device, amp_dtype
 ) -> list[tuple[float, dict[str, float], list[float]]]:
     """Each video's score, each model's (by file name; by position too where two names are the
-    same) and each face's (the frame models' weighted mean). The faces of all the videos go through
-    each model together, in batches of `--batch-size`, so that a GPU gets full batches even from
-    videos with few faces."""
-    strategy = STRATEGIES[args.strategy]
-    crops = [crop for faces in videos for crop in faces.crops]
-    bounds = np.cumsum([0] + [len(faces.crops) for faces in videos])
-    names = [member.name for member in members]
-    keys = [name if names.count(name) == 1 else f"{index}:{name}" for index, name in enumerate(names)]
-    per_model = [
-        None if member.clip else face_probabilities(member, crops, device, args.batch_size, amp_dtype, args.tta)
-        for member in members
-    ]
-    results = []
-    for index, faces in enumerate(videos):
-        people = [p for frame in link_people(faces.boxes_by_frame()) for p in frame] if args.per_person else None
-        scores = []
-        for member, probabilities in zip(members, per_model, strict=True):
-            if member.clip:  # a temporal member scores clips of one track, not faces
-                clips = faces.clips.get(member.clip, [])
-                if not clips:
-                    scores.append(args.default_score)
-                    continue
-                mine = clip_probabilities(member, [clip.crops for clip in clips], device)
-                people_of = [clip.track for clip in clips] if args.per_person else None
-            else:
-                mine, people_of = probabilities[bounds[index] : bounds[index + 1]], people
-            scores.append(float(per_person(mine, people_of, strategy) if people_of else strategy(mine)))
-        average = float(np.average(scores, weights=[member.weight for member in members]))
-        frame_members = [
-            (m.weight, p[bounds[index] : bounds[index + 1]])
-            for m, p in zip(members, per_model, strict=True)
-            if not m.clip
-        ]
-        faces_scored = (
-            np.average([p for _, p in frame_members], axis=0, weights=[w for w, _ in frame_members])
-            if frame_members and bounds[index + 1] > bounds[index]
-            else np.zeros(0)
-        )
-        results.append((average, dict(zip(keys, scores, strict=True)), [round(float(v), 5) for v in faces_scored]))
-    return results
+    same) and each face's (the face view's models' weighted mean): the detectors' arithmetic
+    (inference/pipeline/detector.py). Each detector scores the units of all the videos together,
+    in batches of `--batch-size`, so that a GPU gets full batches even from videos with few faces."""
+    ensemble = as_ensemble(detectors, args)
+    scored = ensemble.score(videos, Run.from_args(args, device, amp_dtype))
+    return [(video.score, video.model_scores, video.face_scores) for video in scored]
 
 
 class NonFiniteVideoScoreError(ValueError):
@@ -177,7 +141,7 @@ def non_finite(score: float, model_scores: dict[str, float], face_scores: list[f
 
 def predict(
     args: argparse.Namespace,
-    members: list[Member],
+    detectors: Ensemble | list[Member],
     device: torch.device,
     precision: str = "f32",
     share: tuple[int, int] = (0, 1),
@@ -188,7 +152,9 @@ def predict(
     every world-size-th video from the rank on. Each video's details line goes to `progress` as the
     video finishes; the videos it holds already (from the run it resumes) are not read again. A
     scored video's score is `calibration`'s probability of the ensemble's score, where given; its
-    line records the settings it was scored with (`scoring`)."""
+    line records the settings it was scored with (`scoring`). `detectors` (inference/pipeline/detector.py;
+    a list of loaded members: the winner's and the temporal recipes of them) decide how."""
+    ensemble = as_ensemble(detectors, args)
     amp_dtype = autocast_dtype(device, precision, args.fp32)
     scoring = scoring_settings(args, device.type, precision)
     fast = fast_mode(args, device.type, precision)
@@ -225,7 +191,7 @@ def predict(
         logger.info("%d of these scored already (%s): not read again", len(scores), progress.path)
     videos_left = [path for path in videos if name(path) not in done]
     workers = args.workers if args.workers is not None else (1 if device.type == "cuda" else 0)
-    reader = FaceReader(args, device, workers, {member.clip for member in members if member.clip})
+    reader = FaceReader(args, device, workers, ensemble.clip_windows, ensemble.sources)
     started = time.time()
 
     def fail(path: Path, stage: str, error: Exception) -> None:
@@ -240,7 +206,7 @@ def predict(
     def classify(group: list[tuple[Path, VideoFaces]]) -> None:
         started_classify = time.perf_counter()
         try:
-            results = score_videos([faces for _, faces in group], members, args, device, amp_dtype)
+            results = score_videos([faces for _, faces in group], ensemble, args, device, amp_dtype)
         except Exception as error:  # every video gets a row, whatever happens to it
             for path, _ in group:
                 fail(path, "classify", error)
@@ -314,14 +280,14 @@ def main(argv=None) -> int:
             check_settings(
                 calibration, scoring_settings(args, device.type, precision), args.ignore_calibration_settings
             )
-        members = load_members(args, device, precision)
+        detectors = load_detectors(args, device, precision)
     except (CheckpointError, ValueError) as error:  # a wrong file or setting: one line, no traceback
         return cli.fail(error)
     settings = run_settings(args, device, precision, world, calibration)
     if args.resume and not progress_path(args.output, rank, world).exists():
         logger.warning(nothing_to_resume(args.output, progress_path(args.output, rank, world)))
     with Progress(progress_path(args.output, rank, world), settings, args.resume) as progress:
-        mine = predict(args, members, device, precision, (rank, world), progress, calibration)
+        mine = predict(args, detectors, device, precision, (rank, world), progress, calibration)
     scores, errors, details = {}, [], []
     for part in all_gather_objects(mine):
         scores.update(part[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from inference.distortions.frame_perturbation import frame_perturbation
 from inference.models.model_options import media_limits
 from inference.pipeline import decode_ahead
 from inference.pipeline.clips import extract_clips
+from inference.pipeline.detector import PROJECT_FACES, FaceSource
 from inference.pipeline.faces import VideoFaces, extract_faces, inference_detector
 from inference.pipeline.file_identity import video_identity
 from preprocess.faces.face_detector import FaceDetector
@@ -29,13 +31,29 @@ class FaceReader:
     """Decode and detect ahead of classification in `workers` threads (one MTCNN each), or, with no
     workers, in turn with it."""
 
-    def __init__(self, args, device: torch.device, workers: int, clips: set[tuple[int, int]] = frozenset()):
+    def __init__(
+        self,
+        args,
+        device: torch.device,
+        workers: int,
+        clips: set[tuple[int, int]] = frozenset(),
+        sources: Sequence[FaceSource] = (PROJECT_FACES,),
+    ):
+        """`clips`: the clip windows to read with the faces; `sources` (inference/pipeline/detector.py):
+        the first is each video's own read, the others its views."""
         self.args, self.device, self.workers, self.clips = args, device, workers, clips
+        self.sources = list(sources) or [PROJECT_FACES]
         self.perturbation = frame_perturbation(args)
         if self.perturbation is not None and clips:
             raise InputError(
                 f"--perturb {args.perturb}: distorts the frames of frame models only, and a temporal model "
                 "(clips) is among the models: leave it out, or score without --perturb"
+            )
+        if self.perturbation is not None and self.sources != [PROJECT_FACES]:
+            raise InputError(
+                f"--perturb {args.perturb}: distorts the project's read of the frames only, and a detector reads "
+                f"its own ({', '.join(s.name for s in self.sources if s != PROJECT_FACES)}): leave it out, or "
+                "score without --perturb"
             )
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="faces") if workers else None
@@ -47,8 +65,21 @@ class FaceReader:
         return self._local.detector
 
     def _read(self, path: Path, ahead: Future | None = None) -> VideoFaces:
-        """The faces of `path`, from its frames decoded `ahead` where they were (and fit the cap),
-        else decoded now; with the file's identity as it was before decoding."""
+        """The faces of `path` as each source reads them: the project's (the first source, where it
+        is one) from its frames decoded `ahead` where they were (and fit the cap), else decoded now;
+        with the file's identity as it was before decoding."""
+        first, *others = self.sources
+        if first == PROJECT_FACES:
+            faces = self._read_project(path, ahead)
+        else:
+            identity = video_identity(path)
+            faces = first.read(path, self._detector(), self.args)
+            faces.identity = identity
+        for source in others:
+            faces.views[source] = source.read(path, self._detector(), self.args)
+        return faces
+
+    def _read_project(self, path: Path, ahead: Future | None) -> VideoFaces:
         recall = not self.args.no_recall_boost
         limits = media_limits(self.args)
         started = time.perf_counter()
@@ -116,9 +147,10 @@ class FaceReader:
 
     def _decode_ahead(self, path: Path) -> Future | None:
         """`path`'s sampled frames being decoded in the background (`decode_ahead.decode`), or None
-        where they are to be decoded in turn (`decode_ahead.fits_ahead`)."""
+        where they are to be decoded in turn (`decode_ahead.fits_ahead`, or a first source other
+        than the project's)."""
         limits = media_limits(self.args)
-        if not decode_ahead.fits_ahead(path, self.args.frames, limits):
+        if self.sources[0] != PROJECT_FACES or not decode_ahead.fits_ahead(path, self.args.frames, limits):
             return None
         args = (path, self.args.frames, self.args.video_backend, limits, self.args.fast)
         return self._ahead.submit(decode_ahead.decode, *args)

@@ -64,23 +64,23 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from common import cli
 from common.cli import InputError
 from common.records import MEDIA_SUFFIXES, media_files
 from common.video_io import VideoReadError
-from inference.models.ensemble import Member, check_finite_scores, face_probabilities
+from inference.models.ensemble import Member, check_finite_scores
 from inference.models.ensemble_file import ensemble_calibration, ensemble_members
 from inference.models.model_options import (
     add_media_arguments,
     add_model_arguments,
     autocast_dtype,
-    load_members,
     media_limits,
 )
-from inference.pipeline.clips import clip_probabilities, extract_clips
+from inference.pipeline.clips import extract_clips
+from inference.pipeline.detector import PROJECT_FACES, Ensemble, Run
+from inference.pipeline.detector_options import as_ensemble, load_detectors
 from inference.pipeline.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.scoring.scoring_settings import FAST_ON_CUDA
 from inference.serving.detect_settings import add_scoring_arguments, resolve_scoring
@@ -216,7 +216,7 @@ def choose_models(args: argparse.Namespace) -> None:
 def examine(
     path: Path,
     detector,
-    members: list[Member],
+    members: Ensemble | list[Member],
     args,
     device: torch.device,
     amp_dtype,
@@ -224,40 +224,55 @@ def examine(
     folder_name: str | None = None,
 ) -> dict:
     """The JSON document of one file, its error included when it cannot be judged, its verdict
-    decided by `rule`; with --explain, its heatmaps, frame and plot written and named in it."""
+    decided by `rule`; with --explain, its heatmaps, frame and plot written and named in it.
+    `members` are the detectors (inference/pipeline/detector.py; a list of loaded members: the
+    winner's and the temporal recipes of them), `detector` the run's MTCNN."""
     started = time.perf_counter()
+    ensemble = as_ensemble(members, args)
+    first, *others = ensemble.sources
     try:
         if not path.exists():
             raise VideoReadError(path, "no such file")
-        faces = extract_faces(
-            path, detector, args.frames, recall=not args.no_recall_boost, limits=media_limits(args), sparse=args.fast
-        )
+        if first == PROJECT_FACES:
+            recall, limits = not args.no_recall_boost, media_limits(args)
+            faces = extract_faces(path, detector, args.frames, recall=recall, limits=limits, sparse=args.fast)
+        else:
+            faces = first.read(path, detector, args)
+        for source in others:
+            faces.views[source] = source.read(path, detector, args)
     except (VideoReadError, DetectionError) as error:
         return failure(path, "detect" if isinstance(error, DetectionError) else "decode", error)
     classify_started = time.perf_counter()
-    frame_members = [m for m in members if not m.clip]
+    face_view = ensemble.face_view()
+    run = Run(device, amp_dtype, tta=bool(getattr(args, "tta", False)))
     try:
-        per_model = [
-            check_finite_scores(
-                face_probabilities(m, faces.crops, device, amp_dtype=amp_dtype, hflip=getattr(args, "tta", False)),
-                m.name,
+        for window in sorted(ensemble.clip_windows):
+            faces.clips[window] = extract_clips(
+                path, detector, window, args.frames, not args.no_recall_boost, limits=media_limits(args)
             )
-            for m in frame_members
+        scored = [
+            (d, [check_finite_scores(p, m.name) for m, p in zip(d.models, probabilities, strict=True)])
+            for d, [probabilities] in zip(ensemble.detectors, ensemble.probabilities([faces], run), strict=True)
         ]
-        clip_scores = [(m, temporal_probabilities(m, path, detector, args, device)) for m in members if m.clip]
     except RuntimeError as error:  # NonFiniteScoreError among them: a NaN is no probability
         return failure(path, "classify", error)
+    frame_members = list(face_view.models) if face_view is not None else []
+    per_model = next((p for d, p in scored if d is face_view), [])
+    other_scores = [
+        (m, p, d.aggregate) for d, ps in scored if d is not face_view for m, p in zip(d.models, ps, strict=True)
+    ]
     document = judgement(
         path,
         faces,
         per_model,
         frame_members,
-        args.strategy,
+        face_view.aggregation if face_view is not None else args.strategy,
         rule.threshold,
         args.per_person,
-        clip_scores,
+        other_scores,
         calibration=rule.calibration,
         operating_point=rule.operating_point,
+        aggregate=face_view.aggregate if face_view is not None else None,
     )
     seconds = {
         **faces.seconds,
@@ -265,7 +280,7 @@ def examine(
         "total": time.perf_counter() - started,
     }
     document["seconds"] = {key: round(value, 3) for key, value in seconds.items()}
-    if args.explain and frame_members:  # heatmaps of faces: the frame models'
+    if args.explain and frame_members:  # heatmaps of faces: the face view's models
         face_probability = reported(ensemble_face_probabilities(per_model, frame_members), rule.calibration)
         document["explanation"] = explanation(
             document, faces, face_probability, frame_members, device, args.explain, folder_name
@@ -286,12 +301,6 @@ def explanation(document: dict, faces: VideoFaces, face_probability, members, de
         return {"error": reason}
 
 
-def temporal_probabilities(member: Member, path: Path, detector, args, device: torch.device) -> np.ndarray:
-    """A temporal member's probability of each clip of the file (inference/pipeline/clips.py)."""
-    clips = extract_clips(path, detector, member.clip, args.frames, not args.no_recall_boost, limits=media_limits(args))
-    return check_finite_scores(clip_probabilities(member, [clip.crops for clip in clips], device), member.name)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -301,7 +310,7 @@ def main(argv=None) -> int:
         choose_models(args)
         rule = verdict_rule(args)
         precision = resolve_scoring(args, rule.calibration, device)  # the calibration's settings, where not given
-        members = load_members(args, device, precision)
+        members = load_detectors(args, device, precision)
     except cli.BAD_INPUT as error:
         return cli.fail(error)
     amp_dtype = autocast_dtype(device, precision, args.fp32)

@@ -34,7 +34,8 @@ import torch
 from common import cli
 from common.cli import InputError
 from common.processes import worker_context
-from inference.models.model_options import autocast_dtype, load_members
+from inference.models.model_options import autocast_dtype
+from inference.pipeline.detector_options import load_detectors
 from inference.pipeline.faces import inference_detector
 from inference.serving.detect_settings import resolve_scoring
 from inference.serving.detection import examine
@@ -60,7 +61,7 @@ def load_models(args: argparse.Namespace) -> Models:
     device = torch.device(args.device) if args.device else default_device()
     rule = verdict_rule(args)  # a calibration that cannot be used is refused before the models load
     precision = resolve_scoring(args, rule.calibration, device)  # the calibration's scoring settings
-    members = load_members(args, device, precision)
+    members = load_detectors(args, device, precision)  # the detectors: inference/pipeline/detector.py
     detector = inference_detector(args.detector_scale, device, args.fast)
     return Models(args, device, members, autocast_dtype(device, precision, args.fp32), detector, rule)
 

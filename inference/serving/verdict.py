@@ -12,6 +12,7 @@ threshold lies on the calibrated probabilities shown."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,10 @@ def judgement(
     strategy: str,
     threshold: float,
     by_person: bool = False,
-    clip_scores: list[tuple[Member, np.ndarray]] = (),
+    clip_scores: list[tuple] = (),  # (member, clip probabilities[, aggregate])
     calibration: EnsembleCalibration | None = None,
     operating_point: OperatingPoint | None = None,
+    aggregate: Callable[[Sequence[float]], float] | None = None,
 ) -> dict:
     """The JSON document of one judged file: probability and verdict, each model's score, each
     person's score and track, each sampled frame's probability (its most fake face). `members`
@@ -57,8 +59,11 @@ def judgement(
     per-face views (people, frames) come from the frame models (null without any).
 
     `calibration` calibrates the probabilities; `operating_point` (one of its points) decides the
-    verdict on the raw score instead of `threshold` deciding it on the probability."""
-    aggregate, weights = STRATEGIES[strategy], [member.weight for member in members]
+    verdict on the raw score instead of `threshold` deciding it on the probability. `aggregate`
+    (a detector's, inference/pipeline/detector.py; default: `strategy`'s) makes a model's faces one
+    score; a `clip_scores` entry may carry its own as a third item."""
+    aggregate = aggregate or STRATEGIES[strategy]
+    weights = [member.weight for member in members]
     people = np.asarray([person for frame in link_people(faces.boxes_by_frame()) for person in frame])
     face_probability = (
         reported(ensemble_face_probabilities(per_model, members), calibration) if per_model else [None] * len(people)
@@ -92,7 +97,8 @@ def judgement(
             }
         )
     frame_part = max(person_scores) if by_person and per_model else score(everyone)
-    temporal = [(m, float(aggregate(p)) if len(p) else 0.5) for m, p in clip_scores]  # as predict: none -> 0.5
+    clip_scores = [(m, p, *(rest or [aggregate])) for m, p, *rest in clip_scores]
+    temporal = [(m, float(own(p)) if len(p) else 0.5) for m, p, own in clip_scores]  # as predict: none -> 0.5
     parts = ([(frame_part, sum(weights))] if per_model else []) + [(s, m.weight) for m, s in temporal]
     raw_score = float(np.average([s for s, _ in parts], weights=[w for _, w in parts]))
     probability = float(reported(raw_score, calibration))
@@ -138,8 +144,8 @@ def judgement(
         "models": [
             {
                 "name": m.name,
-                "encoder": m.encoder,
-                "input_size": m.input_size,
+                "encoder": getattr(m, "encoder", None),
+                "input_size": getattr(m, "input_size", None),
                 "weight": m.weight,
                 "score": round(float(aggregate(p)), 4),
             }
@@ -148,13 +154,13 @@ def judgement(
         + [
             {
                 "name": m.name,
-                "encoder": m.encoder,
-                "input_size": m.input_size,
+                "encoder": getattr(m, "encoder", None),
+                "input_size": getattr(m, "input_size", None),
                 "weight": m.weight,
                 "score": round(s, 4),
                 "clips": len(p),
             }
-            for (m, p), (_, s) in zip(clip_scores, temporal, strict=True)
+            for (m, p, _), (_, s) in zip(clip_scores, temporal, strict=True)
         ],
         "people": persons,
         "frames": {
