@@ -125,3 +125,20 @@ def test_outputs_that_cannot_all_be_written_leave_none(tmp_path):
     write_outputs(scores, [], details[:1], out, errors_path, details_path)
     assert out.read_bytes() == b"filename,label\r\na.mp4,0.250000\r\nb.mp4,0.500000\r\n"
     assert errors_path.read_text() == "filename,stage,reason\n" and len(_details(details_path)) == 1
+
+
+def test_a_missing_or_empty_folder_is_said_before_any_model_is_loaded(tmp_path, monkeypatch, capsys):
+    """The folder was listed only once the models were loaded (with an OpenVINO export, seconds to
+    minutes): a typo in --test-dir was said after that wait."""
+    from common import cli
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the models were loaded before the folder was looked at")
+
+    monkeypatch.setattr(predict, "load_detectors", no_loading)
+    (tmp_path / "empty").mkdir()
+    model = save_tiny_checkpoint(tmp_path / "tiny.pt")
+    for folder, problem in ((tmp_path / "empty", "no videos or photos"), (tmp_path / "typo", "not a folder")):
+        argv = ["--test-dir", str(folder), "--models", str(model), "--output", str(tmp_path / "s.csv")]
+        assert cli.run(predict.main, argv) == 2
+        assert capsys.readouterr().err.strip().startswith(f"error: {folder}: {problem}")

@@ -274,6 +274,7 @@ def main(argv=None) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     precision = cpu_precision(args, device)
     check_progress_files(args.output, rank, world, args.resume)  # before the minutes that loading can take
+    list_videos(args.test_dir, args.recursive)  # a missing or empty folder is said before loading too
     try:
         calibration = predict_options.chosen_calibration(args)
         if calibration is not None:  # before the minutes that loading and scoring take
