@@ -14,6 +14,7 @@ reports a command that SIGPIPE ended.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -22,6 +23,17 @@ import sys
 from collections.abc import Callable, Sequence
 
 _debug = False
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return value
 
 
 class InputError(Exception):

@@ -277,3 +277,14 @@ def test_a_submission_probability_outside_0_to_1_is_refused_naming_the_file_line
         ScoreError, match=rf"submission.csv: line 5: '{re.escape(bad)}' for v3.mp4 is not a probability"
     ):
         read_submission(tmp_path / "submission.csv")
+
+
+@pytest.mark.parametrize("argv", [["--trials", "0"], ["--trials", "-5"], ["--per-class", "10", "0"]])
+def test_the_simulation_refuses_no_trials_or_empty_classes_in_one_line(argv, capsys):
+    """`--trials 0` printed a table of nan with numpy's warnings and exited 0."""
+    from inference.calibration import simulation
+
+    with pytest.raises(SystemExit) as stopped:
+        simulation.main(argv)
+    assert stopped.value.code == 2
+    assert "must be more than 0" in capsys.readouterr().err

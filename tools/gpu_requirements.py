@@ -22,7 +22,7 @@ import check_requirements
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
-# Distributions the GPU steps import (tests/test_gpu_requirements.py holds their imports to these
+# Distributions the GPU steps import (tests/test_wheelhouse.py holds their imports to these
 # and what these pull); the versions are requirements.txt's.
 GPU_STEP_PACKAGES = (
     "torch",

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
+from common.cli import positive_int
 from inference.calibration.methods import FitAtBoundError, apply_calibration, fit_calibration
 from inference.scoring.metrics import competition_log_loss
 
@@ -123,9 +124,9 @@ def main(argv=None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--trials", type=int, default=2000, help="fits per scenario and size (2000)")
+    parser.add_argument("--trials", type=positive_int, default=2000, help="fits per scenario and size (2000)")
     parser.add_argument(
-        "--per-class", type=int, nargs="+", default=[3, 5, 8, 10, 15, 20, 30, 50], help="videos of each class"
+        "--per-class", type=positive_int, nargs="+", default=[3, 5, 8, 10, 15, 20, 30, 50], help="videos of each class"
     )
     parser.add_argument("--method", choices=("temperature", "platt"), nargs="+", default=["temperature", "platt"])
     parser.add_argument("--seed", type=int, default=0)

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import torch
 
-from common.cli import InputError
+from common.cli import (
+    InputError,
+    positive_int,  # noqa: F401  (imported from here by the page and the bench)
+)
 from common.video_io import MediaLimits
 from inference.models.bf16_speed import REQUIRED_GAIN
 from inference.models.bf16_speed import measured_speed as measured_bf16_speed
@@ -22,17 +25,6 @@ logger = logging.getLogger("inference.models.model_options")
 
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 2048  # a classifier's input side in pixels (B7 was trained at 380)
 MIN_FRAMES, MAX_FRAMES_SAMPLED = 1, 1000  # --frames: frames sampled per video
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number above 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
-    return value
 
 
 def int_in_range(low: int, high: int):
