@@ -1,9 +1,9 @@
 """`python -m inference.predict` (`--help` says how to use it).
 
-The command's options and work: inference/pipeline/prediction.py."""
+The command's options and work: inference/prediction/predict_folder.py."""
 
 from common import cli
-from inference.pipeline.prediction import main
+from inference.prediction.predict_folder import main
 
 if __name__ == "__main__":
     cli.leave(cli.run(main))

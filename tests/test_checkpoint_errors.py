@@ -11,7 +11,7 @@ from PIL import Image
 
 from common import cli
 from inference.models.ensemble import load_member
-from inference.pipeline import prediction as predict
+from inference.prediction import predict_folder as predict
 from inference.serving import detection as detect
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint

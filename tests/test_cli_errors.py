@@ -13,7 +13,7 @@ import torch
 from common import cli
 from inference.fitting import ensemble_fit as fit_ensemble
 from inference.models import named_weights as weights
-from inference.pipeline import prediction as predict
+from inference.prediction import predict_folder as predict
 from inference.scoring import submission_scoring as score
 from inference.serving import detection as detect
 from preprocess import datasets, detect_faces

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from inference.models.ensemble import Member
-from inference.pipeline import prediction as predict
 from inference.pipeline.faces import VideoFaces
+from inference.prediction import predict_folder as predict
 from inference.serving import detection as detect
 from inference.serving.detection import newest_run_checkpoints
 from inference.serving.verdict import judgement

@@ -13,13 +13,14 @@ import torch
 
 from common.cli import InputError
 from common.video_io import VideoWriter
+from inference.detectors.options import as_ensemble, recipes_of
+from inference.detectors.recipes import TemporalRecipe, WinnerRecipe
 from inference.models.ensemble import Member
-from inference.pipeline import prediction, reader
+from inference.pipeline import reader
 from inference.pipeline.aggregate import confident, per_person
 from inference.pipeline.detector import PROJECT_FACES, Detector, Ensemble, FaceSource, Run, faces_of
-from inference.pipeline.detector_options import as_ensemble, recipes_of
 from inference.pipeline.faces import VideoFaces, extract_faces, inference_detector
-from inference.pipeline.recipes import TemporalRecipe, WinnerRecipe
+from inference.prediction import predict_folder as prediction
 from inference.serving import detection
 from inference.serving.verdict_options import VerdictRule
 from preprocess.demo_world.identities import builtin_photos

@@ -17,7 +17,7 @@ from PIL import Image
 
 from common.video_writer import VideoWriter
 from inference.benchmarks import sharp_checkpoint
-from inference.pipeline import prediction as predict
+from inference.prediction import predict_folder as predict
 from inference.serving import detection as detect
 from inference.serving import page as app
 from inference.serving.detect_settings import adopt_settings, resolve_scoring

@@ -97,7 +97,7 @@ def test_the_checksum_tells_weights_of_the_same_sum_apart():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here: --device cuda is no error")
 def test_predict_and_train_say_in_one_line_that_cuda_is_missing(tmp_path, capsys):
     from common import cli
-    from inference.pipeline import prediction as predict
+    from inference.prediction import predict_folder as predict
     from tests.conftest import REPO_ROOT
     from training import train
 

@@ -121,13 +121,13 @@ def test_a_second_run_reuses_predictions_and_runs(protocol_run, demo_world, monk
     best = out / "weights" / "sbi_tiny_0_3_best.pt"
     before = (submission.stat().st_mtime_ns, best.stat().st_mtime_ns)
     monkeypatch.setenv("DEMO_ROOT", str(demo_world))
-    import inference.pipeline.prediction
+    import inference.prediction.predict_folder
     import training.train
 
     def refuse(*args, **kwargs):
         raise AssertionError("nothing should be predicted or trained again")
 
-    monkeypatch.setattr(inference.pipeline.prediction, "main", refuse)
+    monkeypatch.setattr(inference.prediction.predict_folder, "main", refuse)
     monkeypatch.setattr(training.train, "train", refuse)
     assert main(["--protocol", str(path), "--out", str(out)]) == 0
     assert (submission.stat().st_mtime_ns, best.stat().st_mtime_ns) == before

@@ -49,9 +49,9 @@ def test_set(tmp_path):
 
 
 def stand_in_predict(monkeypatch) -> list[list[str]]:
-    """inference.pipeline.prediction.main replaced by one that records its arguments and writes a one-row
+    """inference.prediction.predict_folder.main replaced by one that records its arguments and writes a one-row
     submission: the calls a set's predictions would make, without predicting."""
-    import inference.pipeline.prediction
+    import inference.prediction.predict_folder
 
     calls = []
 
@@ -60,7 +60,7 @@ def stand_in_predict(monkeypatch) -> list[list[str]]:
         Path(arguments[arguments.index("--output") + 1]).write_text("filename,label\na.mp4,0.5\n")
         return 0
 
-    monkeypatch.setattr(inference.pipeline.prediction, "main", fake_predict)
+    monkeypatch.setattr(inference.prediction.predict_folder, "main", fake_predict)
     return calls
 
 

@@ -225,7 +225,7 @@ def test_bench_charges_each_stage_its_own_time(monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "probe_video", lambda path: VideoInfo(64, 36, 25.0, 100))
     monkeypatch.setattr(bench, "read_sampled_frames", read)
     monkeypatch.setattr(bench, "crop_faces", detect)
-    monkeypatch.setattr("inference.pipeline.recipes.face_probabilities", classify)  # the winner's recipe
+    monkeypatch.setattr("inference.detectors.recipes.face_probabilities", classify)  # the winner's recipe
     # the fake classifier takes 1 and 3 hundredths of a second a face
     members = [SimpleNamespace(name=f"m{c}", cost=c, weight=float(c), clip=None) for c in (1, 3)]
     members, device = bench.recipes_of(members), torch.device("cpu")

@@ -33,6 +33,8 @@ INFERENCE_ORDER = (
     "models",
     "fitting",
     "pipeline",
+    "detectors",
+    "prediction",
     "evaluation",
     "serving",
     "benchmarks",

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.pipeline import prediction as predict
+from inference.prediction import predict_folder as predict
 from inference.serving import detection as detect
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from common.video_io import read_frames
-from inference.pipeline import prediction as predict
+from inference.prediction import predict_folder as predict
 from inference.scoring import submission_scoring as score
 from preprocess import run_all
 from preprocess.datasets import detect_layout, load_dataset

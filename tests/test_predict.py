@@ -16,9 +16,9 @@ import torch
 
 from common import cli
 from common.video_io import VideoWriter, probe_video, read_frames
-from inference.pipeline import prediction as predict
 from inference.pipeline.aggregate import STRATEGIES
 from inference.pipeline.faces import interpolated_boxes
+from inference.prediction import predict_folder as predict
 from inference.scoring import submission_scoring as score
 from preprocess.demo_world.identities import builtin_photos
 from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, FaceDetector
@@ -328,7 +328,7 @@ def test_faces_of_several_videos_are_classified_together_with_the_same_scores(
         (test_dir / video.name).symlink_to(video)
     args = ["--test-dir", str(test_dir), "--models", str(small_checkpoint), "--runtime", "torch"]
     batches = []
-    from inference.pipeline import recipes  # the winner's recipe scores the faces
+    from inference.detectors import recipes  # the winner's recipe scores the faces
 
     original = recipes.face_probabilities
     monkeypatch.setattr(

@@ -17,9 +17,9 @@ from common import cli
 from inference.calibration.methods import apply_calibration
 from inference.models.ensemble_calibration import member_fingerprint
 from inference.models.model_options import load_calibration
-from inference.pipeline import prediction as predict
-from inference.pipeline.predict_options import chosen_calibration
-from inference.pipeline.progress import Progress, progress_path, row_problem, run_settings
+from inference.prediction import predict_folder as predict
+from inference.prediction.predict_options import chosen_calibration
+from inference.prediction.progress import Progress, progress_path, row_problem, run_settings
 from tests.conftest import dfdc_metadata, save_tiny_checkpoint
 from tests.test_predict_resume import _details, _folder, _rows
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from inference.pipeline import prediction as predict
-from inference.pipeline.submission import write_outputs
+from inference.prediction import predict_folder as predict
+from inference.prediction.submission import write_outputs
 from tests.conftest import save_tiny_checkpoint
 from tests.test_predict_resume import (  # noqa: F401  (checkpoint, sources: fixtures shared with the resume tests)
     _arguments,
@@ -57,7 +57,7 @@ def test_predict_refuses_a_nan_score_whatever_the_models_return(tmp_path, source
     def nan_scores(member, crops, *args, **kwargs):  # scores not checked on their way out of the model
         return np.full(len(crops), np.nan, np.float32)
 
-    monkeypatch.setattr("inference.pipeline.recipes.face_probabilities", nan_scores)
+    monkeypatch.setattr("inference.detectors.recipes.face_probabilities", nan_scores)
     test_dir = _folder(tmp_path, sources[:2])
     out = tmp_path / "out" / "submission.csv"
     assert predict.main(_arguments(test_dir, checkpoint, out)) == 1, "every video failed"

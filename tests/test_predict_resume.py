@@ -19,12 +19,12 @@ import pytest
 import torch
 
 from common import cli
-from inference.pipeline import prediction as predict
-from inference.pipeline import progress as progress_module
 from inference.pipeline.faces import DETECTION_REVISION
 from inference.pipeline.file_identity import file_identity
-from inference.pipeline.progress import Progress, ProgressError, check_progress_files, progress_path, run_settings
 from inference.pipeline.reader import FaceReader
+from inference.prediction import predict_folder as predict
+from inference.prediction import progress as progress_module
+from inference.prediction.progress import Progress, ProgressError, check_progress_files, progress_path, run_settings
 from tests.conftest import REPO_ROOT, dfdc_metadata, save_tiny_checkpoint
 from tests.full_disk import FullDisk
 from tests.test_io_utils import DiskLog

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from common import cli
-from inference.pipeline import prediction as predict
 from inference.pipeline.file_identity import HEAD_BYTES, identity_changes
-from inference.pipeline.progress import Progress, progress_path, read_progress, run_settings
 from inference.pipeline.reader import FaceReader
+from inference.prediction import predict_folder as predict
+from inference.prediction.progress import Progress, progress_path, read_progress, run_settings
 from tests.conftest import dfdc_metadata, save_tiny_checkpoint
 from tests.test_predict_resume import _arguments, _details, _rows
 

@@ -27,8 +27,8 @@ from common.media_limits import MediaLimits
 from common.video_io import VideoReadError, probe_video
 from inference.pipeline.decode_ahead import InOrder, ahead_limits, fits_ahead
 from inference.pipeline.file_identity import file_identity
-from inference.pipeline.prediction import parse_args
 from inference.pipeline.reader import FaceReader
+from inference.prediction.predict_folder import parse_args
 
 FRAMES = 6
 

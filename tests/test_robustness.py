@@ -29,8 +29,8 @@ from inference.evaluation.robustness import (
     set_metrics,
 )
 from inference.pipeline.faces import extract_faces, sample_frames
-from inference.pipeline.predict_options import parse_args
 from inference.pipeline.reader import FaceReader
+from inference.prediction.predict_options import parse_args
 from inference.scoring.metrics import competition_log_loss
 from inference.scoring.submission_scoring import read_labels, read_submission
 from tests.conftest import save_tiny_checkpoint
@@ -310,11 +310,11 @@ def test_the_report_has_a_row_per_distortion_and_level_from_its_predictions(robu
 def test_a_second_run_predicts_nothing_again(robustness_run, monkeypatch):
     path, out, _ = robustness_run
     before = (out / "robustness.csv").read_text()
-    import inference.pipeline.prediction
+    import inference.prediction.predict_folder
 
     def refuse(*args, **kwargs):
         raise AssertionError("nothing should be predicted again")
 
-    monkeypatch.setattr(inference.pipeline.prediction, "main", refuse)
+    monkeypatch.setattr(inference.prediction.predict_folder, "main", refuse)
     assert main(["--protocol", str(path), "--out", str(out)]) == 0
     assert (out / "robustness.csv").read_text() == before

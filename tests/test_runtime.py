@@ -88,7 +88,7 @@ def test_runtime_choice():
 
 def test_cpu_bf16_runs_only_where_it_is_native(checkpoint, tmp_path, monkeypatch, caplog):
     from inference.models import model_options
-    from inference.pipeline import prediction as predict
+    from inference.prediction import predict_folder as predict
 
     args = predict.parse_args(["--test-dir", ".", "--models", str(checkpoint), "--cpu-bf16"])
     cpu = torch.device("cpu")
@@ -133,7 +133,7 @@ def test_fast_mode_runs_bf16_only_where_it_was_measured_faster(tmp_path, monkeyp
     video in 1.29 s against fp32's 0.95 (and moved a real clip from 0.0947 to 0.00007). Native bf16
     alone no longer decides: a measurement does, taken once per CPU and cached."""
     from inference.models import bf16_speed, model_options
-    from inference.pipeline import prediction as predict
+    from inference.prediction import predict_folder as predict
 
     cpu = torch.device("cpu")
     fast = predict.parse_args(["--test-dir", ".", "--models", "m.pt", "--fast"])

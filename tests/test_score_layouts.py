@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from common import cli
-from inference.pipeline import prediction as predict
+from inference.prediction import predict_folder as predict
 from inference.scoring import submission_scoring as score
 from tests.conftest import save_tiny_checkpoint
 from tests.layout_trees import CELEBDF_TEST, CELEBDF_VIDEOS, FFPP_TEST, FFPP_VIDEOS, celebdf_tree, ffpp_tree

@@ -15,7 +15,7 @@ import yaml
 
 from common import cli
 from inference.models.ensemble_calibration import member_fingerprint
-from inference.pipeline import prediction as predict
+from inference.prediction import predict_folder as predict
 from inference.scoring.scoring_settings import (
     KEYS,
     RULE,

@@ -13,8 +13,8 @@ import torch
 
 from common.video_io import probe_video
 from inference.evaluation import timeliness
-from inference.pipeline import prediction as predict
 from inference.pipeline.clips import clip_windows as inference_windows
+from inference.prediction import predict_folder as predict
 from inference.serving import detection as detect
 from preprocess.faces.tracks import frame_tracks
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint, score_tolerance

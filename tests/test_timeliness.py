@@ -14,7 +14,7 @@ from inference.calibration.methods import apply_calibration
 from inference.evaluation import timeliness
 from inference.evaluation.timeliness import first_right_step, scores_by_prefix, video_row
 from inference.models.ensemble_calibration import read_calibration
-from inference.pipeline import prediction as predict
+from inference.prediction import predict_folder as predict
 from inference.scoring.metrics import score
 from tests.conftest import save_tiny_checkpoint, score_tolerance
 from tests.test_predict_calibrated import MEMBERS, PLATT, write_ensemble

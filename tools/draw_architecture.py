@@ -85,7 +85,7 @@ def draw(out: Path) -> None:
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     places, counts, edges = positions(), module_counts(), package_edges()
-    figure, axes = plt.subplots(figsize=(17, 10.5))
+    figure, axes = plt.subplots(figsize=(17, 12))
     colours = {"common": "#d9d9d9", "preprocess": "#c6dbef", "training": "#c7e9c0"}
     for package, (x, y) in places.items():
         colour = colours.get(package, "#fdd0a2" if package != "inference (commands)" else "#fc9272")
@@ -125,8 +125,9 @@ def draw(out: Path) -> None:
         fontsize=9,
         va="top",
     )
-    axes.set_xlim(-1.5, 14.6)
-    axes.set_ylim(-2.0, 9.9)
+    top = len(INFERENCE_ORDER) + 1.0
+    axes.set_xlim(-1.5, 10.6 + WIDTH / 2 + 0.4 * top)  # room for the arcs between inference's subpackages
+    axes.set_ylim(-2.0, top)
     axes.axis("off")
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.name}.partial.png")

@@ -155,7 +155,7 @@ def clips(args: argparse.Namespace) -> dict:
 
 def predict(args: argparse.Namespace) -> dict:
     """inference.predict in fp16 and in fp32 on the same videos: each face's two probabilities."""
-    from inference.pipeline import prediction as predict_module
+    from inference.prediction import predict_folder as predict_module
     from training.models.zoo import create_model, normalization
 
     work = Path(args.work)

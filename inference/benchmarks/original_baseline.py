@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     from common import cli
     from common.io_utils import atomic_path
     from inference.models.ensemble import load_member
-    from inference.pipeline.prediction import list_videos
+    from inference.prediction.predict_folder import list_videos
 
     parser = argparse.ArgumentParser(prog="python -m inference.benchmarks.original_baseline", description=__doc__)
     parser.add_argument("--test-dir", type=Path, required=True)

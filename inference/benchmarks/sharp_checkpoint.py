@@ -32,7 +32,7 @@ from common import cli
 from common.io_utils import atomic_path
 from inference.models.ensemble import face_batch, load_member, random_member
 from inference.pipeline.faces import NoFaceError, extract_faces, inference_detector
-from inference.pipeline.prediction import list_videos
+from inference.prediction.predict_folder import list_videos
 from preprocess.faces.face_detector import ORIGINAL_SCALE
 from training.models.zoo import read_checkpoint
 

@@ -55,12 +55,12 @@ from inference.benchmarks.bench_report import (
     summarise,
 )
 from inference.benchmarks.original_baseline import original_detector
+from inference.detectors.options import recipes_of
 from inference.models.ensemble import load_member, random_member, refuse_temporal
 from inference.models.ensemble_file import ensemble_calibration, ensemble_members, normalised_weights
 from inference.models.model_options import classifier_precision
 from inference.models.runtime import RUNTIMES, resolve_runtime
 from inference.pipeline.detector import Ensemble, Run
-from inference.pipeline.detector_options import recipes_of
 from inference.pipeline.faces import (
     CPU_DETECTION_THREADS,
     SEED_EVERY,
@@ -69,7 +69,7 @@ from inference.pipeline.faces import (
     inference_detector,
     read_sampled_frames,
 )
-from inference.pipeline.prediction import list_videos
+from inference.prediction.predict_folder import list_videos
 from preprocess.faces.face_detector import ORIGINAL_SCALE, default_device, scale_argument
 
 logger = logging.getLogger("inference.bench")

@@ -179,7 +179,7 @@ def predict_set(source: ModelSource, folder: Path, labels_path: Path, output: Pa
     if output.is_file() and source_path.is_file() and json.loads(source_path.read_text()) == made_from:
         logger.info("%s is there, made from the same models, videos and options: not predicted again", output)
         return False
-    from inference.pipeline import prediction as predict
+    from inference.prediction import predict_folder as predict
 
     arguments = ["--test-dir", str(folder), "--recursive", "--output", str(output), "--resume"]
     arguments += source.predict_arguments()  # --resume: a killed run goes on where it stopped

@@ -33,15 +33,15 @@ from tqdm import tqdm
 from common import cli
 from common.io_utils import atomic_path, write_json_atomic
 from common.video_io import VideoReadError, probe_video
+from inference.detectors.options import as_ensemble, load_detectors
 from inference.models.ensemble import Member
 from inference.models.model_options import add_model_arguments, cpu_precision
 from inference.pipeline.aggregate import STRATEGIES
 from inference.pipeline.clips import extract_clips
 from inference.pipeline.detector import PROJECT_FACES, Ensemble, Run, faces_of
-from inference.pipeline.detector_options import as_ensemble, load_detectors
 from inference.pipeline.faces import DetectionError, extract_faces, inference_detector
-from inference.pipeline.predict_options import add_calibration_argument, chosen_calibration
-from inference.pipeline.prediction import list_videos
+from inference.prediction.predict_folder import list_videos
+from inference.prediction.predict_options import add_calibration_argument, chosen_calibration
 from inference.scoring.metrics import score
 from inference.scoring.submission_scoring import read_labels
 from preprocess.faces.face_detector import ORIGINAL_SCALE, default_device, scale_argument

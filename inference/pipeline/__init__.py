@@ -1,5 +1,4 @@
-"""One video to one number: the detector interface (detector.py: what a detection recipe is; the
-winner's and the temporal recipes in recipes.py; the options made detectors in
-detector_options.py), frames read ahead, faces found and tracked, crops and clips scored,
-aggregated per video; a folder's prediction with its progress file and submission (python -m
-inference.predict)."""
+"""One video's faces and scores: the detector interface (detector.py: what a detection recipe is
+and the ensemble of a run's recipes), frames read ahead, faces found and tracked, crops and clips,
+face scores aggregated. The recipes themselves are in inference/detectors/, predict over a folder in
+inference/prediction/."""

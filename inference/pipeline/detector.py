@@ -10,8 +10,8 @@ A `Detector` says
 - how a model's unit probabilities become the model's score of the video (`aggregate`; per person
   with --per-person, `model_score`).
 
-The winner's recipe and the temporal one are in inference/pipeline/recipes.py; the options are
-turned into detectors in one place, inference/pipeline/detector_options.py. predict, detect, the
+The winner's recipe and the temporal one are in inference/detectors/recipes.py; the options are
+turned into detectors in one place, inference/detectors/options.py. predict, detect, the
 page, evaluate (through predict) and the benches hold an `Ensemble` and know nothing else of a
 recipe.
 

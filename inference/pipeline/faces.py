@@ -221,7 +221,7 @@ SEED_EVERY = 4
 # frame weighs more in the video's score, so a seeded frame's miss moved a 3-frame clip by 0.12
 # and an 8-frame reading (--frames 8) by 0.14, where 32 frames stay within 0.035 (docs/speed.md).
 MIN_SEEDED_FRAMES = 16
-# How faces are found, for resumed runs (inference/pipeline/progress.py): a progress file written by another
+# How faces are found, for resumed runs (inference/prediction/progress.py): a progress file written by another
 # revision is not resumed. 2: fast mode's seeded detection and the recall boost's retry cap. 3: key
 # frames every 4th sampled frame in fast mode.
 DETECTION_REVISION = 3

@@ -2,7 +2,7 @@
 where a stale result would go unnoticed, the sha256 of its first MiB (a file copied over another
 with its size and time kept). One helper for every cache of results keyed by files: the models and
 videos a set's predictions were made from (inference/evaluation/evaluate_models.py), the models of a predict
-run and each video a resumed run does not read again (inference/pipeline/progress.py)."""
+run and each video a resumed run does not read again (inference/prediction/progress.py)."""
 
 from __future__ import annotations
 

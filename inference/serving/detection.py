@@ -70,6 +70,7 @@ from common import cli
 from common.cli import InputError
 from common.records import MEDIA_SUFFIXES, media_files
 from common.video_io import VideoReadError
+from inference.detectors.options import as_ensemble, load_detectors
 from inference.models.ensemble import Member, check_finite_scores
 from inference.models.ensemble_file import ensemble_calibration, ensemble_members
 from inference.models.model_options import (
@@ -80,7 +81,6 @@ from inference.models.model_options import (
 )
 from inference.pipeline.clips import extract_clips
 from inference.pipeline.detector import PROJECT_FACES, Ensemble, Run
-from inference.pipeline.detector_options import as_ensemble, load_detectors
 from inference.pipeline.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.scoring.scoring_settings import FAST_ON_CUDA
 from inference.serving.detect_settings import add_scoring_arguments, resolve_scoring

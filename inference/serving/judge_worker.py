@@ -34,8 +34,8 @@ import torch
 from common import cli
 from common.cli import InputError
 from common.processes import worker_context
+from inference.detectors.options import load_detectors
 from inference.models.model_options import autocast_dtype
-from inference.pipeline.detector_options import load_detectors
 from inference.pipeline.faces import inference_detector
 from inference.serving.detect_settings import resolve_scoring
 from inference.serving.detection import examine

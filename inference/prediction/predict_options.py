@@ -14,7 +14,7 @@ from inference.models.model_options import add_media_arguments, add_model_argume
 from inference.pipeline.aggregate import STRATEGIES
 from preprocess.faces.face_detector import ORIGINAL_SCALE, scale_argument
 
-logger = logging.getLogger("inference.pipeline.predict_options")
+logger = logging.getLogger("inference.prediction.predict_options")
 
 
 def add_calibration_argument(parser: argparse.ArgumentParser) -> None:

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import torch
 
+from inference.detectors.recipes import TemporalRecipe, WinnerRecipe
 from inference.models.ensemble import Member
 from inference.models.model_options import load_members
 from inference.pipeline.detector import Ensemble
-from inference.pipeline.recipes import TemporalRecipe, WinnerRecipe
 
 
 def recipes_of(members: Sequence[Member], strategy: str = "confident") -> Ensemble:

@@ -44,7 +44,7 @@ inference/scoring/scoring_settings.py), and a calibration made for other setting
 video is read (one line naming each difference; --ignore-calibration-settings applies it anyway).
 
 Runs survive: as each video finishes, its details line is appended to OUTPUT.progress.jsonl beside
-the output (OUTPUT.progress.rankRofN.jsonl per process under torchrun; see inference/pipeline/progress.py),
+the output (OUTPUT.progress.rankRofN.jsonl per process under torchrun; see inference/prediction/progress.py),
 so a crash, a kill or a full disk loses at most the videos in flight. `--resume` goes on from it
 and does not read those videos again, unless one was changed since (its size, time and first MiB's
 hash are recorded with its row; a row without them, of an earlier version, is scored again): that
@@ -73,15 +73,16 @@ from common import cli
 from common.cli import InputError
 from common.records import MEDIA_SUFFIXES, media_files
 from common.video_io import VideoReadError
+from inference.detectors.options import as_ensemble, load_detectors
 from inference.models.ensemble import Member
 from inference.models.ensemble_calibration import EnsembleCalibration
 from inference.models.model_options import autocast_dtype, cpu_precision
-from inference.pipeline import predict_options
 from inference.pipeline.detector import Ensemble, Run
-from inference.pipeline.detector_options import as_ensemble, load_detectors
 from inference.pipeline.faces import DetectionError, VideoFaces
 from inference.pipeline.file_identity import video_identity
-from inference.pipeline.progress import (
+from inference.pipeline.reader import FaceReader
+from inference.prediction import predict_options
+from inference.prediction.progress import (
     Progress,
     check_progress_files,
     nothing_to_resume,
@@ -89,8 +90,7 @@ from inference.pipeline.progress import (
     run_settings,
     unchanged_rows,
 )
-from inference.pipeline.reader import FaceReader
-from inference.pipeline.submission import write_outputs
+from inference.prediction.submission import write_outputs
 from inference.scoring.scoring_settings import check_settings, fast_mode, scoring_settings
 from training.loop.distributed import all_gather_objects, cleanup, init_distributed, is_main_process
 from training.models.zoo import CheckpointError

@@ -38,7 +38,7 @@ from inference.pipeline.faces import DETECTION_REVISION
 from inference.pipeline.file_identity import file_identity as stat_identity
 from inference.pipeline.file_identity import identity_changes, is_identity
 
-logger = logging.getLogger("inference.pipeline.progress")
+logger = logging.getLogger("inference.prediction.progress")
 
 FORMAT = "inference.predict progress/1"
 FSYNC_SECONDS = 5.0  # a power cut loses at most this much; a kill loses nothing flushed
@@ -186,7 +186,7 @@ def _is_error(value) -> bool:
     return value is None or (isinstance(value, dict) and all(isinstance(value.get(key), str) for key in fields))
 
 
-# What a details line holds (inference/pipeline/prediction.py, inference/pipeline/faces.py VideoFaces.details), as
+# What a details line holds (inference/prediction/predict_folder.py, inference/pipeline/faces.py VideoFaces.details), as
 # predict, evaluate and tools/gpu_workers.py read it back: a field of another type is not a row.
 ROW_FIELDS = {
     "score": _is_probability,

@@ -1,0 +1,4 @@
+"""The detection recipes: each an implementation of the detector interface
+(inference/pipeline/detector.py) with its own frames, faces, crops, normalisation, models and
+aggregation (recipes: the DFDC winner's and the temporal one), and the one place where a run's
+options become its detectors (options)."""
