@@ -10,9 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from inference.detectors.recipes import WinnerRecipe
 from inference.models.ensemble import Member
+from inference.pipeline.detector import Ensemble, Run
 from inference.pipeline.faces import VideoFaces
 from inference.prediction import predict_folder as predict
 from inference.serving import detection as detect
@@ -119,6 +122,15 @@ def test_a_photo_of_the_sample_faces(checkpoints, capsys):
     assert document["kind"] == "photo" and document["faces"] == len(document["people"]) == 2
 
 
+def judged(path, faces, per_model, members, strategy, threshold, by_person=False, **verdict) -> dict:
+    """judgement of the faces given each frame model's face probabilities, scored as detect scores them
+    (the winner's recipe of `members` aggregating by `strategy`, per person with `by_person`)."""
+    recipe = WinnerRecipe(members, strategy)
+    run = Run(torch.device("cpu"), per_person=by_person)
+    [scored] = Ensemble([recipe]).combine([faces], [[list(per_model)]], run)
+    return judgement(path, faces, scored, recipe, threshold, by_person, **verdict)
+
+
 def test_judgement_scores_people_frames_and_the_verdict():
     faces = VideoFaces(Path("clip.mp4"), [0, 10, 20])
     # person A in every frame on the left, person B in frames 0 and 20 on the right
@@ -136,7 +148,7 @@ def test_judgement_scores_people_frames_and_the_verdict():
         Member(name, None, "resnet18", 64, (0,) * 3, (1,) * 3, weight) for name, weight in (("a", 1.0), ("b", 3.0))
     ]
     per_model = [np.array([0.1, 0.9, 0.1, 0.1, 0.7]), np.array([0.3, 0.5, 0.3, 0.3, 0.9])]
-    document = judgement(Path("clip.mp4"), faces, per_model, members, "mean", threshold=0.4)
+    document = judged(Path("clip.mp4"), faces, per_model, members, "mean", threshold=0.4)
     assert document["probability"] == pytest.approx((1 * 0.38 + 3 * 0.46) / 4, abs=1e-4)
     assert document["verdict"] == "FAKE" and document["kind"] == "video"
     person_a, person_b = document["people"]
@@ -146,7 +158,7 @@ def test_judgement_scores_people_frames_and_the_verdict():
     assert person_b["track"][0]["box"] == [50.0, 0.0, 60.0, 10.0]
     assert [f["probability"] for f in document["per_frame"]] == pytest.approx([0.6, 0.25, 0.85], abs=1e-4)
     assert [m["score"] for m in document["models"]] == pytest.approx([0.38, 0.46])
-    by_person = judgement(Path("clip.mp4"), faces, per_model, members, "mean", threshold=0.8, by_person=True)
+    by_person = judged(Path("clip.mp4"), faces, per_model, members, "mean", threshold=0.8, by_person=True)
     assert by_person["probability"] == pytest.approx(person_b["probability"], abs=1e-4)
     assert by_person["verdict"] == "REAL" and by_person["aggregation"] == {"strategy": "mean", "per_person": True}
 

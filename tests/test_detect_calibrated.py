@@ -27,9 +27,10 @@ from inference.serving import detection as detect
 from inference.serving.judge_worker import judge_file, load_models
 from inference.serving.page import parse_args as page_arguments
 from inference.serving.page import verdict_markdown
-from inference.serving.verdict import judgement, summary_line
+from inference.serving.verdict import summary_line
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint
+from tests.test_detect import judged
 
 MEMBERS = [{"checkpoint": "a.pt", "weight": 1.0}, {"checkpoint": "b.pt", "weight": 3.0}]
 SLOPE = 2.0  # the hand-written Platt calibration's `a`; its `b` puts the photo's probability near 0.82
@@ -219,7 +220,7 @@ def test_a_person_is_judged_by_the_raw_score_and_read_on_the_calibrated_scale(wo
     b = world["block"]["b"]
     point = OperatingPoint(fpr=0.05, score=0.55, probability=platt(0.55, SLOPE, b), reals=40, rank=2)
     arguments = (Path("clip.mp4"), faces, per_model, members, "mean", 0.5)
-    document = judgement(*arguments, True, calibration=calibration, operating_point=point)
+    document = judged(*arguments, True, calibration=calibration, operating_point=point)
     assert document["score"] == 0.6 and document["verdict"] == "FAKE", "the most fake person: 0.6 > 0.55"
     assert document["probability"] == pytest.approx(platt(0.6, SLOPE, b), abs=1e-4)
     assert [p["probability"] for p in document["people"]] == pytest.approx(
@@ -228,7 +229,7 @@ def test_a_person_is_judged_by_the_raw_score_and_read_on_the_calibrated_scale(wo
     reals = world["block"]["real_scores"]
     assert document["real_quantile"] == pytest.approx(sum(r >= 0.6 for r in reals) / len(reals))
     assert summary_line(document).startswith(f"FAKE  {document['probability']:.3f}  clip.mp4  (2 faces")
-    everyone = judgement(*arguments, False, calibration=calibration, operating_point=point)
+    everyone = judged(*arguments, False, calibration=calibration, operating_point=point)
     assert everyone["score"] == 0.45 and everyone["verdict"] == "REAL", "both people: (0.3 + 0.6) / 2 < 0.55"
     assert everyone["verdict_text"] == "REAL at the 5% false-positive threshold"
 
@@ -274,9 +275,9 @@ def test_per_person_verdicts_are_decided_on_unrounded_scores(world, calibrated):
     if calibrated:
         calibration = ensemble_calibration(world["calibrated"])
         point = OperatingPoint(fpr=0.05, score=0.55002, probability=calibration.probability(0.55002), reals=40, rank=2)
-        document = judgement(*arguments, 0.5, True, calibration=calibration, operating_point=point)
+        document = judged(*arguments, 0.5, True, calibration=calibration, operating_point=point)
     else:
-        document = judgement(*arguments, 0.55002, True)
+        document = judged(*arguments, 0.55002, True)
     assert document["verdict"] == "FAKE", "0.55004 > 0.55002"
     assert document["score"] == 0.55, "shown rounded"
     if not calibrated:

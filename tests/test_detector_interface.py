@@ -172,3 +172,121 @@ def test_a_perturbed_run_refuses_a_detector_that_reads_its_own_faces(folder):
     with pytest.raises(InputError, match="whole-first-frame"):
         reader.FaceReader(args, CPU, 0, set(), [PROJECT_FACES, WholeFirstFrame("whole-first-frame")])
     reader.FaceReader(args, CPU, 0).close()  # the project's read alone is distorted as before
+
+
+class FixedScore(Brightness):
+    """A detector whose model scores every video 0.9, whatever its faces: its own `model_score`."""
+
+    def model_score(self, model, probabilities, faces, run) -> float:
+        return 0.9
+
+
+class NothingToScore(Brightness):
+    """A detector that finds nothing to score: its model gets the run's default score."""
+
+    def probabilities(self, videos, run):
+        return [[np.zeros(0, np.float32)] for _ in videos]
+
+
+def _detect_document(folder: Path, detectors, *extra: str, out: Path | None = None) -> dict:
+    options = [str(folder / "bright.mp4"), "--models", "unused.pt", "--frames", "2", *extra]
+    args = detection.parse_args(options + (["--explain", str(out)] if out else []))
+    args.detector_scale, args.strategy = 0.5, "confident"  # what resolve_scoring fills in
+    rule = VerdictRule(None, None, 0.5)
+    return detection.examine(folder / "bright.mp4", inference_detector(0.5, CPU), detectors, args, CPU, None, rule)
+
+
+@pytest.mark.parametrize(
+    "make, per_person",
+    [
+        (lambda: [FixedScore()], False),
+        (lambda: [Brightness(name="a"), FixedScore(WholeFirstFrame("whole"), name="b")], False),
+        (lambda: [Brightness(name="a"), NothingToScore(WholeFirstFrame("whole"), 2.0, "b")], False),
+        (lambda: [Brightness(weight=1.0, name="a"), Brightness(WholeFirstFrame("whole"), 2.0, "c")], True),
+    ],
+    ids=["own model_score", "own model_score, other source", "nothing to score", "per person, two sources"],
+)
+def test_detect_scores_a_file_as_predict_scores_it(folder, make, per_person):
+    """detect and predict hold the same detectors and score through them: a detector's own
+    model_score, the run's default score and --per-person count the same in both."""
+    extra = ["--per-person"] if per_person else []
+    scores, errors, details = prediction.predict(_predict_args(folder, *extra), Ensemble(make()), CPU)
+    document = _detect_document(folder, Ensemble(make()), *extra)
+    assert not errors and document["error"] is None
+    assert document["score"] == pytest.approx(scores["bright.mp4"], abs=1e-4)
+    row = next(d for d in details if d["filename"] == "bright.mp4")
+    assert [m["score"] for m in document["models"]] == pytest.approx(list(row["model_scores"].values()), abs=1e-4)
+    assert {m["detector"] for m in document["models"]} == {d.name for d in make()}
+
+
+class TwoViews(Detector):
+    """Two models of one face source that disagree on who is fake: model a finds the left face fake,
+    model b the right one."""
+
+    name, aggregation = "two-views", "mean"
+
+    def __init__(self):
+        self.models = [SimpleNamespace(name="a", weight=1.0), SimpleNamespace(name="b", weight=1.0)]
+
+    def probabilities(self, videos, run):
+        sides = [[float(box[0] < 256) for box in faces.boxes] for faces in videos]
+        return [[np.array(s, np.float32), 1 - np.array(s, np.float32)] for s in sides]
+
+    def aggregate(self, probabilities) -> float:
+        return float(np.mean(probabilities))
+
+    def people(self, faces, model) -> list[int]:
+        return [int(box[0] >= 256) for box in faces.boxes]
+
+
+def test_per_person_takes_each_models_most_fake_person_in_detect_as_in_predict(tmp_path):
+    """Two people side by side; model a says the left one is fake, model b the right one. --per-person
+    scores each model by its own most fake person (1.0 and 1.0), as predict does, not the most fake
+    person of the models' mean (0.5)."""
+    photo = builtin_photos()["astronaut"]
+    half = np.ascontiguousarray(photo[:, 128:384])
+    frame = np.concatenate([half, half], axis=1)
+    with VideoWriter(tmp_path / "pair.mp4", fps=25, width=512, height=512, crf=16) as writer:
+        for _ in range(4):
+            writer.write(frame)
+    scores, errors, _ = prediction.predict(
+        prediction.parse_args(["--test-dir", str(tmp_path), "--models", "unused.pt", "--frames", "2", "--per-person"]),
+        Ensemble([TwoViews()]),
+        CPU,
+    )
+    args = detection.parse_args([str(tmp_path / "pair.mp4"), "--models", "unused.pt", "--frames", "2", "--per-person"])
+    args.detector_scale, args.strategy = 0.5, "confident"
+    document = detection.examine(
+        tmp_path / "pair.mp4",
+        inference_detector(0.5, CPU),
+        Ensemble([TwoViews()]),
+        args,
+        CPU,
+        None,
+        VerdictRule(None, None, 0.5),
+    )
+    assert len(document["people"]) == 2, "two faces side by side, two people"
+    assert document["score"] == scores["pair.mp4"] == 1.0
+    assert sorted(p["probability"] for p in document["people"]) == [0.5, 0.5], "each person: the models' mean"
+
+
+def test_explain_writes_the_frame_and_plot_for_a_detector_without_heatmaps(folder, tmp_path):
+    """A detector with no heatmaps (the default) still gets its frame and plot; the document says
+    why there are no heatmaps, and the verdict stands."""
+    document = _detect_document(folder, Ensemble([Brightness()]), out=tmp_path)
+    explanation = document["explanation"]
+    assert document["error"] is None and "error" not in explanation
+    assert (
+        explanation["heatmaps"] == [] and explanation["heatmaps_missing"] == "the brightness detector gives no heatmaps"
+    )
+    assert Path(explanation["frame"]).is_file() and Path(explanation["plot"]).is_file()
+
+
+def test_a_detectors_heatmaps_are_drawn_where_it_gives_them(folder, tmp_path):
+    class Looking(Brightness):
+        def heatmaps(self, crops, device):
+            return [np.full(crop.shape[:2], 0.5, np.float32) for crop in crops]
+
+    document = _detect_document(folder, Ensemble([Looking()]), out=tmp_path)
+    [heatmap] = document["explanation"]["heatmaps"][:1]
+    assert Path(heatmap["path"]).is_file() and "heatmaps_missing" not in document["explanation"]

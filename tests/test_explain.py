@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from inference.models.ensemble import Member, face_batch
-from inference.serving.explain import cam_on_crop, face_heatmaps, placement, report_html, score_colour
+from inference.models.heatmaps import cam_on_crop, face_heatmaps, placement
+from inference.serving.explain import report_html, score_colour
 
 
 class _BrightnessEncoder(nn.Module):

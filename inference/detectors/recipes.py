@@ -18,8 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from inference.models.ensemble import Member, face_probabilities
+from inference.models.heatmaps import face_heatmaps
 from inference.pipeline.aggregate import STRATEGIES
 from inference.pipeline.clips import clip_probabilities
 from inference.pipeline.detector import Detector, Run
@@ -51,6 +53,10 @@ class WinnerRecipe(Detector):
 
     def people(self, faces: VideoFaces, model) -> list[int]:
         return [person for frame in link_people(faces.boxes_by_frame()) for person in frame]
+
+    def heatmaps(self, crops: list[np.ndarray], device: torch.device) -> list[np.ndarray]:
+        """Grad-CAM of each frame model toward "fake", averaged by the models' weights."""
+        return face_heatmaps(self.models, crops, device)
 
 
 class TemporalRecipe(Detector):

@@ -8,7 +8,8 @@ A `Detector` says
 - how it scores a batch of videos (`probabilities`: per video, per model, each unit's probability
   of fake; a unit is a face, or a clip), normalising crops its own way;
 - how a model's unit probabilities become the model's score of the video (`aggregate`; per person
-  with --per-person, `model_score`).
+  with --per-person, `model_score`);
+- where its models looked in a face (`heatmaps`, for --explain; none by default).
 
 The winner's recipe and the temporal one are in inference/detectors/recipes.py; the options are
 turned into detectors in one place, inference/detectors/options.py. predict, detect, the
@@ -121,6 +122,11 @@ class Detector(ABC):
         people = self.people(faces, model) if run.per_person else None
         return float(per_person(probabilities, people, self.aggregate) if people else self.aggregate(probabilities))
 
+    def heatmaps(self, crops: list[np.ndarray], device: torch.device) -> list[np.ndarray] | None:
+        """Where the models looked in each of `crops` (this detector's), for --explain: a map in
+        [0, 1] at each crop's size; None where the detector has no way to say (the default)."""
+        return None
+
     def face_scores(self, probabilities: list[np.ndarray]) -> np.ndarray:
         """Each face's probability (the models' weighted mean), where the units are faces."""
         if not self.scores_faces or not probabilities or not len(probabilities[0]):
@@ -134,6 +140,7 @@ class VideoScore:
     model_scores: dict[str, float]  # each model's, by name (by position too where two share one)
     face_scores: list[float]  # each face's of the face view (rounded), empty without one
     per_model: list[tuple[Detector, object, np.ndarray, float]]  # (detector, model, unit probabilities, score)
+    face_probabilities: np.ndarray  # each face's of the face view, unrounded (empty without one)
 
 
 class Ensemble:
@@ -184,7 +191,16 @@ class Ensemble:
     ) -> list[VideoScore]:
         """Each video's score: every model's score weighted by its weight. `check` (a model's
         probabilities of one video, its name) may refuse what a model gave."""
-        per_detector = self.probabilities(videos, run)
+        return self.combine(videos, self.probabilities(videos, run), run, check)
+
+    def combine(
+        self,
+        videos: list[VideoFaces],
+        per_detector: list[list[list[np.ndarray]]],
+        run: Run,
+        check: Callable[[np.ndarray, str], np.ndarray] | None = None,
+    ) -> list[VideoScore]:
+        """`score` from the probabilities the detectors gave (`probabilities`' answer)."""
         face_view = self.face_view()
         order = {id(model): position for position, model in enumerate(self.models)}
         results = []
@@ -197,7 +213,7 @@ class Ensemble:
                     units = check(units, model.name) if check is not None else units
                     scored.append((detector, model, units, detector.model_score(model, units, read, run)))
                 if detector is face_view:
-                    faces = detector.face_scores(mine)
+                    faces = detector.face_scores([entry[2] for entry in scored if entry[0] is detector])
             scored.sort(key=lambda entry: order[id(entry[1])])
             scores = [entry[3] for entry in scored]
             average = float(np.average(scores, weights=[entry[1].weight for entry in scored]))
@@ -207,6 +223,7 @@ class Ensemble:
                     dict(zip(self.keys, scores, strict=True)),
                     [round(float(value), 5) for value in faces],
                     scored,
+                    faces,
                 )
             )
         return results

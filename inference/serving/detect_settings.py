@@ -45,7 +45,10 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--strategy", choices=sorted(STRATEGIES), default=None, help="frame aggregation (confident)")
     group.add_argument(
-        "--per-person", action=argparse.BooleanOptionalAction, default=None, help="judge by the most fake person (off)"
+        "--per-person",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score each model by its most fake person, as predict --per-person does (off)",
     )
     group.add_argument(
         "--tta", action=argparse.BooleanOptionalAction, default=None, help="average each face with its mirror (off)"

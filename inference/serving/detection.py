@@ -85,7 +85,7 @@ from inference.pipeline.faces import DetectionError, VideoFaces, extract_faces, 
 from inference.scoring.scoring_settings import FAST_ON_CUDA
 from inference.serving.detect_settings import add_scoring_arguments, resolve_scoring
 from inference.serving.explain import explain, write_report
-from inference.serving.verdict import ensemble_face_probabilities, failure, judgement, output_line, reported
+from inference.serving.verdict import failure, judgement, output_line, reported
 from inference.serving.verdict_options import UNREADABLE_BLOCK, VerdictRule, add_verdict_arguments, verdict_rule
 from preprocess.faces.face_detector import default_device
 
@@ -244,35 +244,24 @@ def examine(
         return failure(path, "detect" if isinstance(error, DetectionError) else "decode", error)
     classify_started = time.perf_counter()
     face_view = ensemble.face_view()
-    run = Run(device, amp_dtype, tta=bool(getattr(args, "tta", False)))
+    run = Run.from_args(args, device, amp_dtype)  # scored as predict scores: per person, default score
     try:
         for window in sorted(ensemble.clip_windows):
             faces.clips[window] = extract_clips(
                 path, detector, window, args.frames, not args.no_recall_boost, limits=media_limits(args)
             )
-        scored = [
-            (d, [check_finite_scores(p, m.name) for m, p in zip(d.models, probabilities, strict=True)])
-            for d, [probabilities] in zip(ensemble.detectors, ensemble.probabilities([faces], run), strict=True)
-        ]
+        [scored] = ensemble.score([faces], run, check=check_finite_scores)
     except RuntimeError as error:  # NonFiniteScoreError among them: a NaN is no probability
         return failure(path, "classify", error)
-    frame_members = list(face_view.models) if face_view is not None else []
-    per_model = next((p for d, p in scored if d is face_view), [])
-    other_scores = [
-        (m, p, d.aggregate) for d, ps in scored if d is not face_view for m, p in zip(d.models, ps, strict=True)
-    ]
     document = judgement(
         path,
         faces,
-        per_model,
-        frame_members,
-        face_view.aggregation if face_view is not None else args.strategy,
+        scored,
+        face_view,
         rule.threshold,
         args.per_person,
-        other_scores,
         calibration=rule.calibration,
         operating_point=rule.operating_point,
-        aggregate=face_view.aggregate if face_view is not None else None,
     )
     seconds = {
         **faces.seconds,
@@ -280,19 +269,19 @@ def examine(
         "total": time.perf_counter() - started,
     }
     document["seconds"] = {key: round(value, 3) for key, value in seconds.items()}
-    if args.explain and frame_members:  # heatmaps of faces: the face view's models
-        face_probability = reported(ensemble_face_probabilities(per_model, frame_members), rule.calibration)
+    if args.explain and face_view is not None:  # heatmaps, frame and plot of the face view's faces
+        face_probability = reported(scored.face_probabilities, rule.calibration)
         document["explanation"] = explanation(
-            document, faces, face_probability, frame_members, device, args.explain, folder_name
+            document, faces, face_probability, face_view, device, args.explain, folder_name
         )
     return document
 
 
-def explanation(document: dict, faces: VideoFaces, face_probability, members, device, out_dir, folder_name) -> dict:
+def explanation(document: dict, faces: VideoFaces, face_probability, face_view, device, out_dir, folder_name) -> dict:
     """What `explain` wrote for the file, or {"error": why} when it failed: the verdict stands
     without its explanation (a folder that cannot be written, a model Grad-CAM cannot read)."""
     try:
-        return explain(document, faces, face_probability, members, device, out_dir, folder_name)
+        return explain(document, faces, face_probability, face_view, device, out_dir, folder_name)
     except Exception as error:
         if cli.debugging():
             raise

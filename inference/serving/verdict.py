@@ -12,26 +12,19 @@ threshold lies on the calibrated probabilities shown."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from common.video_io import VideoReadError, is_image
-from inference.models.ensemble import Member
 from inference.models.ensemble_calibration import EnsembleCalibration, OperatingPoint
-from inference.pipeline.aggregate import STRATEGIES
+from inference.pipeline.detector import Detector, VideoScore
 from inference.pipeline.faces import VideoFaces
 from preprocess.faces.tracks import link_people
 
 
 def _rounded(values, digits: int = 4) -> list:
     return [round(float(v), digits) for v in values]
-
-
-def ensemble_face_probabilities(per_model: list[np.ndarray], members: list[Member]) -> np.ndarray:
-    """Each face's probability, the models' averaged by their weights."""
-    return np.average(np.stack(per_model), axis=0, weights=[member.weight for member in members])
 
 
 def reported(probabilities, calibration: EnsembleCalibration | None):
@@ -42,40 +35,31 @@ def reported(probabilities, calibration: EnsembleCalibration | None):
 def judgement(
     path: Path,
     faces: VideoFaces,
-    per_model: list[np.ndarray],
-    members: list[Member],
-    strategy: str,
+    scored: VideoScore,
+    face_view: Detector | None,
     threshold: float,
     by_person: bool = False,
-    clip_scores: list[tuple] = (),  # (member, clip probabilities[, aggregate])
     calibration: EnsembleCalibration | None = None,
     operating_point: OperatingPoint | None = None,
-    aggregate: Callable[[Sequence[float]], float] | None = None,
 ) -> dict:
     """The JSON document of one judged file: probability and verdict, each model's score, each
-    person's score and track, each sampled frame's probability (its most fake face). `members`
-    and `per_model` are the frame models and their face probabilities; `clip_scores` the temporal
-    models and their clip probabilities: they count in the probability and the models' list, the
-    per-face views (people, frames) come from the frame models (null without any).
+    person's score and track, each sampled frame's probability (its most fake face).
+
+    `scored` is the ensemble's score of the file (inference/pipeline/detector.py: the weighted mean
+    of every model's score, each model's score as its detector makes it, per person with
+    --per-person): the probability, the verdict and the models' list come from it, as predict's
+    score does. People and frames are shown from `face_view`, the detector whose models score the
+    faces of the file's own read (none: null probabilities): a person's probability is the face
+    view's models' aggregates of that person's faces, weighted.
 
     `calibration` calibrates the probabilities; `operating_point` (one of its points) decides the
-    verdict on the raw score instead of `threshold` deciding it on the probability. `aggregate`
-    (a detector's, inference/pipeline/detector.py; default: `strategy`'s) makes a model's faces one
-    score; a `clip_scores` entry may carry its own as a third item."""
-    aggregate = aggregate or STRATEGIES[strategy]
-    weights = [member.weight for member in members]
+    verdict on the raw score instead of `threshold` deciding it on the probability."""
+    views = [(model, units) for detector, model, units, _ in scored.per_model if detector is face_view]
     people = np.asarray([person for frame in link_people(faces.boxes_by_frame()) for person in frame])
     face_probability = (
-        reported(ensemble_face_probabilities(per_model, members), calibration) if per_model else [None] * len(people)
+        reported(scored.face_probabilities, calibration) if views and len(people) else [None] * len(people)
     )
-
-    def score(selected: np.ndarray) -> float | None:
-        if not per_model:
-            return None
-        return float(np.average([aggregate(p[selected]) for p in per_model], weights=weights))
-
-    everyone = np.ones(len(people), bool)
-    persons, person_scores = [], []
+    weights, persons = [model.weight for model, _ in views], []
     for person in np.unique(people):
         mine = np.flatnonzero(people == person)
         track = [
@@ -86,8 +70,8 @@ def judgement(
             }
             for i in mine
         ]
-        raw = score(people == person) if per_model else None
-        person_scores.append(raw)  # unrounded: the verdict is decided on these, only what is shown is rounded
+        aggregates = [face_view.aggregate(units[mine]) for _, units in views]
+        raw = float(np.average(aggregates, weights=weights)) if views else None
         persons.append(
             {
                 "person": int(person),
@@ -96,11 +80,7 @@ def judgement(
                 "track": track,
             }
         )
-    frame_part = max(person_scores) if by_person and per_model else score(everyone)
-    clip_scores = [(m, p, *(rest or [aggregate])) for m, p, *rest in clip_scores]
-    temporal = [(m, float(own(p)) if len(p) else 0.5) for m, p, own in clip_scores]  # as predict: none -> 0.5
-    parts = ([(frame_part, sum(weights))] if per_model else []) + [(s, m.weight) for m, s in temporal]
-    raw_score = float(np.average([s for s, _ in parts], weights=[w for _, w in parts]))
+    raw_score = scored.score
     probability = float(reported(raw_score, calibration))
     if operating_point is not None:
         verdict = "FAKE" if raw_score > operating_point.score else "REAL"
@@ -140,28 +120,8 @@ def judgement(
         "real_videos_from": None if calibration is None else calibration.reals_origin(),
         "calibration_forced": None if calibration is None else calibration.forced,
         "calibration": None if calibration is None else calibration.summary(),
-        "aggregation": {"strategy": strategy, "per_person": by_person},
-        "models": [
-            {
-                "name": m.name,
-                "encoder": getattr(m, "encoder", None),
-                "input_size": getattr(m, "input_size", None),
-                "weight": m.weight,
-                "score": round(float(aggregate(p)), 4),
-            }
-            for m, p in zip(members, per_model, strict=True)
-        ]
-        + [
-            {
-                "name": m.name,
-                "encoder": getattr(m, "encoder", None),
-                "input_size": getattr(m, "input_size", None),
-                "weight": m.weight,
-                "score": round(s, 4),
-                "clips": len(p),
-            }
-            for (m, p, _), (_, s) in zip(clip_scores, temporal, strict=True)
-        ],
+        "aggregation": {"strategy": _strategy(scored, face_view), "per_person": by_person},
+        "models": [_model_entry(detector, model, units, score) for detector, model, units, score in scored.per_model],
         "people": persons,
         "frames": {
             "sampled": details["frames_sampled"],
@@ -176,6 +136,27 @@ def judgement(
         "per_frame": per_frame,
         "error": None,
     }
+
+
+def _strategy(scored: VideoScore, face_view: Detector | None) -> str:
+    """How the faces were aggregated: the face view's way, else the first model's detector's."""
+    if face_view is not None:
+        return face_view.aggregation
+    return scored.per_model[0][0].aggregation if scored.per_model else "mean"
+
+
+def _model_entry(detector: Detector, model, units: np.ndarray, score: float) -> dict:
+    entry = {
+        "name": model.name,
+        "detector": detector.name,
+        "encoder": getattr(model, "encoder", None),
+        "input_size": getattr(model, "input_size", None),
+        "weight": model.weight,
+        "score": round(float(score), 4),
+    }
+    if not detector.scores_faces:
+        entry["clips"] = len(units)  # a temporal model's units are clips of face tracks
+    return entry
 
 
 def failure(path: Path, stage: str, error: Exception) -> dict:
