@@ -290,3 +290,56 @@ def test_a_detectors_heatmaps_are_drawn_where_it_gives_them(folder, tmp_path):
     document = _detect_document(folder, Ensemble([Looking()]), out=tmp_path)
     [heatmap] = document["explanation"]["heatmaps"][:1]
     assert Path(heatmap["path"]).is_file() and "heatmaps_missing" not in document["explanation"]
+
+
+def load_detector(paths, weights, device, precision="f32"):
+    """This module as a detector module (inference/detectors/options.py DETECTORS): a Brightness
+    detector per file, its model named by the file, weighted as given."""
+    detector = Brightness()
+    detector.models = [
+        SimpleNamespace(name=Path(p).name, weight=w, path=Path(p)) for p, w in zip(paths, weights, strict=True)
+    ]
+    return detector
+
+
+def test_models_name_their_detector_on_the_command_line_and_in_an_ensemble_file(tmp_path, monkeypatch):
+    """`--models NAME:FILE` and an ensemble member's `detector: NAME` read FILE with that detector's
+    module; the project's checkpoints beside them go to the winner's recipe; the ensemble keeps the
+    models in their given order with their weights; an unknown name is one line naming where it was
+    given and the detectors there are."""
+    from inference.detectors import options
+    from tests.conftest import save_tiny_checkpoint
+
+    monkeypatch.setitem(options.DETECTORS, "brightness", "tests.test_detector_interface")
+    ours = save_tiny_checkpoint(tmp_path / "ours.pt")
+    theirs = tmp_path / "theirs.bin"
+    theirs.write_bytes(b"their format")
+    args = prediction.parse_args(
+        ["--test-dir", str(tmp_path), "--models", f"brightness:{theirs}", str(ours), "--runtime", "torch"]
+    )
+    ensemble = options.load_detectors(args, CPU)
+    assert [m.name for m in ensemble.models] == ["theirs.bin", "ours.pt"]
+    assert [type(d).__name__ for d in ensemble.detectors] == ["WinnerRecipe", "Brightness"]
+    assert [m.weight for m in ensemble.models] == pytest.approx([0.5, 0.5])
+    spec = tmp_path / "ensemble.yaml"
+    spec.write_text(
+        "members:\n  - {checkpoint: ours.pt, weight: 3}\n  - {checkpoint: theirs.bin, detector: brightness}\n"
+    )
+    args = prediction.parse_args(["--test-dir", str(tmp_path), "--ensemble", str(spec), "--runtime", "torch"])
+    ensemble = options.load_detectors(args, CPU)
+    assert [(m.name, m.weight) for m in ensemble.models] == [("ours.pt", 0.75), ("theirs.bin", 0.25)]
+    assert ensemble.models[1].path == theirs, "a member's path is the file's, relative to the ensemble file"
+    args = prediction.parse_args(["--test-dir", str(tmp_path), "--models", f"sbx:{theirs}"])
+    with pytest.raises(
+        InputError,
+        match=rf"--models sbx:{theirs}: no detector is named 'sbx'; the detectors are dfdc-winner, brightness",
+    ):
+        options.load_detectors(args, CPU)
+    spec.write_text("members:\n  - {checkpoint: theirs.bin, detector: 5}\n")
+    with pytest.raises(ValueError, match=r"ensemble.yaml: member 0's `detector` 5 is not a detector's name"):
+        options.load_detectors(prediction.parse_args(["--test-dir", str(tmp_path), "--ensemble", str(spec)]), CPU)
+    colon = save_tiny_checkpoint(tmp_path / "brightness:x.pt")
+    args = prediction.parse_args(["--test-dir", str(tmp_path), "--models", str(colon), "--runtime", "torch"])
+    assert [type(d).__name__ for d in options.load_detectors(args, CPU).detectors] == ["WinnerRecipe"], (
+        "a file whose name has a colon is the project's checkpoint"
+    )

@@ -1,19 +1,33 @@
-"""The one place where the options become the detectors of a run (inference/pipeline/detector.py):
---models and --ensemble's checkpoints, loaded (inference/models/model_options.py), the frame models
-into the winner's recipe and the temporal ones into the temporal recipe, both aggregating by
---strategy; the ensemble keeps the models in the order they were given."""
+"""The one place where the options become the detectors of a run (inference/pipeline/detector.py).
+
+--models and --ensemble list models in their given order. The project's checkpoints (a plain
+FILE, or an ensemble member without `detector:`) are loaded as ensemble members
+(inference/models/model_options.py): the frame models into the winner's recipe, the temporal ones
+into the temporal recipe, both aggregating by --strategy. Another paper's model (`--models
+NAME:FILE`, or an ensemble member with `detector: NAME`) is a file in its authors' own format, read
+by the detector module DETECTORS names (each module's `load_detector(paths, weights, device,
+precision)` gives one Detector of its files). The ensemble keeps every model in the order given,
+with its weight: the video score is their weighted mean (the winner's arithmetic).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Sequence
 
 import torch
 
+from common.cli import InputError
 from inference.detectors.recipes import TemporalRecipe, WinnerRecipe
 from inference.models.ensemble import Member
-from inference.models.model_options import load_members
-from inference.pipeline.detector import Ensemble
+from inference.models.ensemble_file import normalised_weights
+from inference.models.model_options import load_members, model_entries
+from inference.pipeline.detector import Detector, Ensemble
+
+PROJECT_DETECTOR = "dfdc-winner"  # the project's checkpoints: the winner's recipe (and the temporal one)
+# Other papers' detectors: name -> the module whose load_detector reads its authors' files.
+DETECTORS: dict[str, str] = {}
 
 
 def recipes_of(members: Sequence[Member], strategy: str = "confident") -> Ensemble:
@@ -34,6 +48,38 @@ def as_ensemble(detectors, args: argparse.Namespace) -> Ensemble:
     return recipes_of(list(detectors), getattr(args, "strategy", None) or "confident")
 
 
+def detector_names() -> list[str]:
+    return [PROJECT_DETECTOR, *DETECTORS]
+
+
+def checked_detector(name: str | None, source) -> str | None:
+    """`name` (a --models NAME: prefix or an ensemble member's `detector:`) when it names a
+    detector; None for the project's checkpoints; an InputError naming `source` otherwise."""
+    if name in (None, PROJECT_DETECTOR):
+        return None
+    if name not in DETECTORS:
+        raise InputError(f"{source}: no detector is named {name!r}; the detectors are {', '.join(detector_names())}")
+    return name
+
+
 def load_detectors(args: argparse.Namespace, device: torch.device, precision: str = "f32") -> Ensemble:
-    """The detectors the options ask for, their models loaded on `device` in `precision`."""
-    return recipes_of(load_members(args, device, precision), getattr(args, "strategy", None) or "confident")
+    """The detectors the options ask for, their models loaded on `device` in `precision`, in the
+    order the models were given."""
+    entries = model_entries(args)
+    source = args.ensemble or "--models"
+    names = [checked_detector(entry.get("detector"), entry["origin"]) for entry in entries]
+    weights = normalised_weights([entry["weight"] for entry in entries], source)
+    ours = [index for index, name in enumerate(names) if name is None]
+    members = load_members(args, device, precision, [entries[i] for i in ours], [weights[i] for i in ours])
+    strategy = getattr(args, "strategy", None) or "confident"
+    detectors: list[Detector] = recipes_of(members, strategy).detectors if members else []
+    model_at = dict(zip(ours, members, strict=True))
+    for name in dict.fromkeys(name for name in names if name is not None):
+        mine = [index for index, other in enumerate(names) if other == name]
+        module = importlib.import_module(DETECTORS[name])
+        detector = module.load_detector(
+            [entries[i]["path"] for i in mine], [weights[i] for i in mine], device, precision
+        )
+        detectors.append(detector)
+        model_at.update(zip(mine, detector.models, strict=True))
+    return Ensemble(detectors, [model_at[index] for index in range(len(entries))])

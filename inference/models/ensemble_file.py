@@ -38,6 +38,9 @@ def read_ensemble_file(path: str | os.PathLike) -> list[dict]:
         weight = member.get("weight", 1.0)
         if number_within(weight, 0) is None:  # 10**400 too: no float holds it
             raise ValueError(f"{path}: member {index}'s `weight` {shown(weight)} is not a finite number of 0 or more")
+        detector = member.get("detector")
+        if detector is not None and not (isinstance(detector, str) and detector):
+            raise ValueError(f"{path}: member {index}'s `detector` {shown(detector)} is not a detector's name")
         checkpoint = Path(member["checkpoint"])
         entries.append(
             {
@@ -45,6 +48,7 @@ def read_ensemble_file(path: str | os.PathLike) -> list[dict]:
                 "encoder": member.get("encoder"),
                 "input_size": member.get("input_size"),
                 "weight": float(weight),
+                "detector": detector,  # None: the project's checkpoint; else another paper's (its authors' format)
             }
         )
     normalised_weights([entry["weight"] for entry in entries], path)  # their sum refused here, naming the file

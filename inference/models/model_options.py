@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -48,7 +49,14 @@ frames_argument = int_in_range(MIN_FRAMES, MAX_FRAMES_SAMPLED)  # --frames: fram
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that choose the models and what runs them (what `load_members` reads)."""
     group = parser.add_argument_group("models")
-    group.add_argument("--models", type=Path, nargs="*", default=[], help="checkpoints (equal weights)")
+    group.add_argument(
+        "--models",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="checkpoints (equal weights); NAME:FILE for another paper's detector whose authors' file FILE is "
+        "(python -m inference.weights list names them)",
+    )
     group.add_argument(
         "--ensemble",
         help="YAML listing checkpoints, encoders, sizes and weights, or the name of released weights fetched by "
@@ -186,15 +194,46 @@ def load_calibration(args: argparse.Namespace):
     return calibration
 
 
-def load_members(args: argparse.Namespace, device: torch.device, precision: str = "f32") -> list[Member]:
-    """The models of --models and --ensemble, loaded, their weights divided by their sum (refused,
-    before a model is loaded, when it is not a finite number above 0)."""
-    entries = [{"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for path in args.models]
+def named_detector(path: Path) -> tuple[str | None, Path]:
+    """A --models item's detector and file: `NAME:FILE` names the detector whose authors' format FILE
+    is in (inference/detectors/options.py knows the names), where no file is named `NAME:FILE`
+    itself; a plain FILE is the project's checkpoint (None)."""
+    match = re.fullmatch(r"([a-z][a-z0-9_-]*):(.+)", str(path))
+    if match and not path.exists():
+        return match[1], Path(match[2])
+    return None, path
+
+
+def model_entries(args: argparse.Namespace) -> list[dict]:
+    """The models of --models and --ensemble as entries (path, encoder, input_size, weight as given,
+    detector: None for the project's checkpoints, origin: the option or file that named it), in
+    their given order."""
+    entries = []
+    for item in args.models:
+        detector, path = named_detector(Path(item))
+        entry = {"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0, "detector": detector}
+        entries.append({**entry, "origin": f"--models {item}"})
     if args.ensemble:
-        entries += ensemble_members(args.ensemble)
+        entries += [{**entry, "origin": str(args.ensemble)} for entry in ensemble_members(args.ensemble)]
     if not entries:
         raise InputError("no models: give --models CKPT [CKPT ...] or --ensemble FILE")
-    weights = normalised_weights([e["weight"] for e in entries], args.ensemble or "--models")
+    return entries
+
+
+def load_members(
+    args: argparse.Namespace,
+    device: torch.device,
+    precision: str = "f32",
+    entries: list[dict] | None = None,
+    weights: list[float] | None = None,
+) -> list[Member]:
+    """The project's models of --models and --ensemble (or of `entries`, with their `weights`),
+    loaded, their weights divided by their sum (refused, before a model is loaded, when it is not a
+    finite number above 0)."""
+    if entries is None:
+        entries = model_entries(args)
+    if weights is None:
+        weights = normalised_weights([e["weight"] for e in entries], args.ensemble or "--models")
     runtime = resolve_runtime(args.runtime, device)
     members = [
         load_member(e["path"], device, e["encoder"], e["input_size"], weight, runtime, args.runtime_cache, precision)

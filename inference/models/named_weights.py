@@ -142,7 +142,13 @@ def ensemble_entries(name: str, directory: Path | None = None) -> list[dict]:
             f"{name}` (or put them there by hand)"
         )
     return [
-        {"path": directory / f.name, "encoder": f.encoder, "input_size": f.input_size, "weight": 1.0}
+        {
+            "path": directory / f.name,
+            "encoder": f.encoder,
+            "input_size": f.input_size,
+            "weight": 1.0,
+            "detector": getattr(ensemble, "detector", None),
+        }
         for f in ensemble.files
     ]
 

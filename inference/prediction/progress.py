@@ -33,7 +33,7 @@ import torch
 
 from common.cli import InputError
 from common.io_utils import fsync_path, naming_errors
-from inference.models.ensemble_file import ensemble_members
+from inference.models.model_options import model_entries
 from inference.pipeline.faces import DETECTION_REVISION
 from inference.pipeline.file_identity import file_identity as stat_identity
 from inference.pipeline.file_identity import identity_changes, is_identity
@@ -349,13 +349,16 @@ def run_settings(args: argparse.Namespace, device: torch.device, precision: str,
     """What a resumed run must share with the run it resumes: every option that changes scores, the
     models' files (where, how big, when written), the device's type, the precision, the number of
     processes (each scores its share) and the calibration applied (an EnsembleCalibration, or None)."""
-    entries = [{"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for path in args.models]
-    if args.ensemble:
-        entries += ensemble_members(args.ensemble)
+    entries = model_entries(args)
     settings = {key: value for key, value in vars(args).items() if key not in NOT_SCORING_OPTIONS}
     del settings["models"], settings["ensemble"]  # the files themselves, below, wherever the run started from
     models = [
-        {**file_identity(e["path"]), **{key: e[key] for key in ("encoder", "input_size", "weight")}} for e in entries
+        {
+            **file_identity(e["path"]),
+            **{key: e[key] for key in ("encoder", "input_size", "weight")},
+            **({"detector": e["detector"]} if e.get("detector") else {}),  # another paper's format
+        }
+        for e in entries
     ]
     return {
         **settings,
