@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from inference.detectors.options import DETECTORS
 from inference.evaluation.protocols import ProtocolError, expand, main, read_protocol
 from inference.scoring.submission_scoring import evaluate, read_labels, read_submission
 from tests.conftest import REPO_ROOT, save_tiny_checkpoint
@@ -31,6 +32,8 @@ def protocol_run(demo_world, tmp_path_factory):
         link = folders / ("fake" if label else "real") / name
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(demo_world / "test_videos" / name)
+    bright_file = tmp / "bright.bin"
+    bright_file.write_bytes(b"a file in its authors' format")
     crops = tmp / "crops"
     make_crop_dataset(crops, groups=4, fakes_per_group=1, crops=4, size=40)
     tiny = {
@@ -47,6 +50,8 @@ def protocol_run(demo_world, tmp_path_factory):
         "models": [
             {"name": "random", "checkpoints": [str(save_tiny_checkpoint(tmp / "random.pt", seed=1))]},
             {"name": "sbi_tiny", "train": tiny},
+            # another paper's detector beside them (here tests/test_detector_interface.py's, by name)
+            {"name": "bright", "checkpoints": [str(bright_file)], "detector": "brightness"},
         ],
         "test_sets": [
             {"name": "demo_test", "root": "${DEMO_ROOT}/test_videos", "labels": "labels.csv"},
@@ -58,11 +63,10 @@ def protocol_run(demo_world, tmp_path_factory):
     path = tmp / "protocol.yaml"
     path.write_text(yaml.safe_dump(protocol))
     out = tmp / "out"
-    os.environ["DEMO_ROOT"] = str(demo_world)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEMO_ROOT", str(demo_world))
+        patch.setitem(DETECTORS, "brightness", "tests.test_detector_interface")
         assert main(["--protocol", str(path), "--out", str(out)]) == 0
-    finally:
-        del os.environ["DEMO_ROOT"]
     return path, out, labels
 
 
@@ -75,7 +79,7 @@ def test_the_table_holds_every_model_set_and_method(protocol_run):
     expected = {("random", "demo_test", m) for m in ["all", *methods]} | {
         ("random", "by_folder", m) for m in ["all", "fake"]
     }
-    expected |= {(s, t, m) for (_, t, m) in expected for s in ["sbi_tiny"]}
+    expected |= {(s, t, m) for (_, t, m) in expected for s in ["sbi_tiny", "bright"]}
     assert {(r["model"], r["test_set"], r["method"]) for r in rows} == expected
     table = (out / "table.md").read_text()
     header = "| video AUC | frame AUC | log loss | EER | AP | ECE | Brier | TPR@5%FPR | TPR@1%FPR | reals | videos |"
@@ -113,6 +117,12 @@ def test_the_numbers_are_those_of_the_submission_and_its_faces(protocol_run):
     assert row["frame_auc"] == pytest.approx(roc_auc_score(np.array(y), np.array(p)))
     # the same videos under real/ and fake/ folders score the same
     assert results["random"]["by_folder"]["all"]["video_auc"] == pytest.approx(row["video_auc"])
+    # the other detector's row is its own scores: each video its brightest face (Brightness)
+    bright = read_submission(out / "predictions" / "bright" / "demo_test" / "submission.csv")
+    assert results["bright"]["demo_test"]["all"]["log_loss"] == pytest.approx(
+        evaluate(bright, labels)["overall"]["log_loss"]
+    )
+    assert bright != submission
 
 
 def test_a_second_run_reuses_predictions_and_runs(protocol_run, demo_world, monkeypatch):
@@ -121,6 +131,7 @@ def test_a_second_run_reuses_predictions_and_runs(protocol_run, demo_world, monk
     best = out / "weights" / "sbi_tiny_0_3_best.pt"
     before = (submission.stat().st_mtime_ns, best.stat().st_mtime_ns)
     monkeypatch.setenv("DEMO_ROOT", str(demo_world))
+    monkeypatch.setitem(DETECTORS, "brightness", "tests.test_detector_interface")
     import inference.prediction.predict_folder
     import training.train
 

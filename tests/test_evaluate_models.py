@@ -156,6 +156,13 @@ def test_protocol_models_are_one_kind_each(tmp_path):
     )
     with pytest.raises(ProtocolError, match="model e: give one of"):
         read_protocol(path)
+    path.write_text(yaml.safe_dump({"models": [{"name": "e", "ensemble": "x", "detector": "sbi"}], "test_sets": sets}))
+    with pytest.raises(ProtocolError, match="model e: `detector:` names the detector of its `checkpoints:`"):
+        read_protocol(path)
+    their = tmp_path / "FFc23.tar"
+    their.write_bytes(b"x")
+    source = model_source({"name": "s", "checkpoints": [str(their)], "detector": "sbi"}, tmp_path)
+    assert source.predict_arguments() == ["--models", f"sbi:{their}"] and source.identity()["detector"] == "sbi"
     with pytest.raises(ProtocolError, match="ensemble file not found: nowhere.yaml"):
         model_source({"name": "e", "ensemble": "nowhere.yaml"}, tmp_path)
     bad_set = [{"name": "t", "root": "r", "perturbations": {"levels": [0]}}]

@@ -8,6 +8,9 @@ A protocol's model is one of three kinds:
       train: {config: configs/sbi_b4.yaml, data_dir: data/ffpp, fold: 0, seed: 111}
     - name: calibrated                                # an ensemble file (or a named ensemble: original),
       ensemble: configs/ensemble.yaml                 # predicted with --ensemble: its calibration applies
+    - name: sbi-c23                                   # another paper's detector (inference/detectors/):
+      checkpoints: [weights/FFc23.tar]                # its authors' files, read by the detector named
+      detector: sbi
 
 A set's predictions are made again only when what they were made from changed (`prediction_source`):
 the checkpoint files (where, how big, when written), or for an ensemble its members (their files,
@@ -59,6 +62,13 @@ def check_model_entry(model: dict, path: Path) -> None:
         raise ProtocolError(f"{path}: model {model['name']}: `train:` needs {', '.join(sorted(missing))}")
     if "ensemble" in model and not isinstance(model["ensemble"], str):
         raise ProtocolError(f"{path}: model {model['name']}: `ensemble:` must be one file (or a named ensemble)")
+    if "detector" in model and not (
+        "checkpoints" in model and isinstance(model["detector"], str) and model["detector"]
+    ):
+        raise ProtocolError(
+            f"{path}: model {model['name']}: `detector:` names the detector of its `checkpoints:` (an ensemble "
+            "file says its members' own)"
+        )
 
 
 def file_identity(path: Path) -> dict:
@@ -71,19 +81,27 @@ class ModelSource:
 
     checkpoints: tuple[Path, ...] = ()
     ensemble: str | None = None
+    detector: str | None = None  # another paper's detector, whose authors' files the checkpoints are
 
     def predict_arguments(self) -> list[str]:
-        return ["--ensemble", self.ensemble] if self.ensemble else ["--models", *map(str, self.checkpoints)]
+        if self.ensemble:
+            return ["--ensemble", self.ensemble]
+        return ["--models", *(f"{self.detector}:{path}" if self.detector else str(path) for path in self.checkpoints)]
 
     def identity(self) -> dict:
         """What the predictions depend on; for checkpoints the same key as before ensembles existed."""
         if not self.ensemble:
-            return {"checkpoints": [file_identity(p) for p in self.checkpoints]}
+            checkpoints = {"checkpoints": [file_identity(p) for p in self.checkpoints]}
+            return {**checkpoints, "detector": self.detector} if self.detector else checkpoints
         from inference.models.ensemble_file import ensemble_calibration, ensemble_members
 
         spec = Path(self.ensemble)
         members = [
-            {**file_identity(Path(entry["path"])), **{key: entry[key] for key in ("encoder", "input_size", "weight")}}
+            {
+                **file_identity(Path(entry["path"])),
+                **{key: entry[key] for key in ("encoder", "input_size", "weight")},
+                **({"detector": entry["detector"]} if entry.get("detector") else {}),
+            }
             for entry in ensemble_members(self.ensemble)
         ]
         if not spec.is_file():
@@ -120,7 +138,7 @@ def model_source(model: dict, out: Path) -> ModelSource:
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise ProtocolError(f"model {model['name']}: checkpoints not found: {', '.join(missing)}")
-        return ModelSource(tuple(paths))
+        return ModelSource(tuple(paths), detector=model.get("detector"))
     train = model["train"]
     fold, seed = int(train.get("fold", 0)), int(train.get("seed", 111))
     weights = out / "weights"
