@@ -60,9 +60,10 @@ class Server:
     or the cap is sent (`sent[path]` counts the bytes written); `trickle[path]` is (bytes per
     second, "headers" or "body"): that part of the answer is sent at that rate, for at most
     `trickle_for` seconds. Requests' Range and If-Range headers are kept in `ranges`, `if_ranges`,
-    their method and path in `requests`. `headers[path]` adds headers to every answer for a path
-    (as the Hugging Face hub states a file's commit, size and SHA-256); a HEAD is answered with the
-    headers a GET would have (redirect, or 200 with the length), without a body."""
+    their method and path in `requests`, a GET's Cookie header in `cookies`. `headers[path]` adds
+    headers to every answer for a path (as the Hugging Face hub states a file's commit, size and
+    SHA-256; a page sets a cookie); a HEAD is answered with the headers a GET would have (redirect,
+    or 200 with the length), without a body."""
 
     def __init__(self, tls: tuple | None = None):
         self.files: dict[str, bytes] = {}
@@ -83,6 +84,7 @@ class Server:
         self.ranges: list[str | None] = []
         self.if_ranges: list[str | None] = []
         self.requests: list[tuple[str, str]] = []
+        self.cookies: list[str | None] = []
         self.headers: dict[str, dict[str, str]] = {}
         self.stopping = threading.Event()
         server = self
@@ -114,6 +116,7 @@ class Server:
 
             def do_GET(self):
                 server.requests.append(("GET", self.path))
+                server.cookies.append(self.headers.get("Cookie"))
                 if self.path in server.redirects:
                     self.send_response(302)
                     self.send_header("Location", server.redirects[self.path])

@@ -107,9 +107,11 @@ def drive(server, monkeypatch, cache):
 
 
 def test_fetch_follows_the_virus_scan_page_to_the_file_and_records_the_terms(drive, server, cache, capsys):
+    server.headers[drive] = {"Set-Cookie": f"download_warning_13_{FILE_ID}=tok3n; Path=/"}
     assert weights.main(["fetch", "drive", "--accept-terms"]) == 0
     assert (cache / "sbi" / "FF.tar").read_bytes() == PAYLOAD
     assert server.requests == [("GET", drive), ("GET", confirm_path())]
+    assert server.cookies == [None, f"download_warning_13_{FILE_ID}=tok3n"], "the page's cookie goes with the button"
     entry = json.loads((cache / "weights.json").read_text())["sbi/FF.tar"]
     assert entry["sha256"] == digest(PAYLOAD) and entry["terms"].startswith(
         "Research only: accepted with --accept-terms"

@@ -92,7 +92,7 @@ class _Attempt:
 
 
 def _download_once(
-    url: str, partial: Path, timeout: float, expected: Expected, speed: SpeedLimit, identity: str
+    url: str, partial: Path, timeout: float, expected: Expected, speed: SpeedLimit, identity: str, cookie: str | None
 ) -> _Attempt:
     """Append what the server sends after `partial`'s bytes to it. A stated size the caller rules
     out, or one the disk cannot hold, is refused before anything is written; a connection cut
@@ -107,6 +107,8 @@ def _download_once(
             discard(partial)
             start = 0
     headers = {"Range": f"bytes={start}-"} if start else {}
+    if cookie:
+        headers["Cookie"] = cookie
     if start and recorded and recorded.if_range():
         headers["If-Range"] = recorded.if_range()
     with Watchdog(speed) as watchdog:
@@ -288,6 +290,7 @@ def download(
     expected: Expected | None = None,
     speed: SpeedLimit | None = None,
     identity: str | None = None,
+    cookie: str | None = None,
 ) -> str:
     """Fetch `url` to `destination` through `destination`.part, resuming a transfer cut short up
     to `attempts` times, and return its SHA-256. The file is renamed into place (fsynced first)
@@ -298,7 +301,8 @@ def download(
     slow. A short .part is kept for the next call to resume (the validator of the answer it came
     from beside it, in .part.json, recorded against `identity`, default `url`: the stable address
     of a file whose download address changes per request, as Google Drive's confirmed one does);
-    one that cannot become the file is removed."""
+    one that cannot become the file is removed. `cookie`, a Cookie header sent with each request:
+    what a page before the download set (Google Drive's confirmation)."""
     expected = expected or Expected(expected_size, expected_sha256, sha256_origin)
     speed = speed or SpeedLimit()
     destination = Path(destination)
@@ -315,7 +319,7 @@ def download(
     while True:
         attempt += 1
         try:
-            result = _download_once(url, partial, timeout, expected, speed, identity or url)
+            result = _download_once(url, partial, timeout, expected, speed, identity or url, cookie)
         except _UnreachableError:
             if attempt == 1:
                 raise

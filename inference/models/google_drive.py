@@ -6,7 +6,8 @@ file itself when it is small, and with that page when it is too large to scan: a
 (`download-form`, action drive.usercontent.google.com/download) whose hidden fields (id, export,
 confirm, uuid) make the confirmed address; older pages held a link (/uc?export=download&confirm=...).
 `confirmed_url` reads it from the page (a pure function); `resolve` asks Drive once and returns the
-address the download is to use. A page with no such button (quota exceeded, sign-in, no such file)
+address the download is to use, with the cookies the page set for it (older confirmations were
+tied to a `download_warning` cookie). A page with no such button (quota exceeded, sign-in, no such file)
 is refused with what it says; the file itself is then downloaded by inference.models.download,
 which refuses a page in its place, as every download does."""
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import html.parser
 import http.client
+import http.cookiejar
 import logging
 import urllib.error
 import urllib.request
@@ -119,17 +121,21 @@ def page_says(page: str) -> str:
     return f'it says "{said[:200]}"' if said else "it says nothing recognisable"
 
 
-def resolve(url: str, file_id: str, destination: Path, timeout: float, speed: SpeedLimit) -> str:
-    """The address to download Drive file `file_id` from: `url` itself where Drive answers it with
-    the file, else the confirmed address its virus-scan page leads to. Raises DownloadError (one
-    line, saying where to put the file fetched by hand) where Drive answers neither."""
+def resolve(url: str, file_id: str, destination: Path, timeout: float, speed: SpeedLimit) -> tuple[str, str | None]:
+    """The address to download Drive file `file_id` from, and the Cookie header to send there (None
+    where Drive set none): `url` itself where Drive answers it with the file, else the confirmed
+    address its virus-scan page leads to. Raises DownloadError (one line, saying where to put the
+    file fetched by hand) where Drive answers neither."""
     by_hand = (
         f"fetch it by hand from https://drive.google.com/file/d/{file_id}/view and put it at {destination}, "
         "then run verify"
     )
+    jar = http.cookiejar.CookieJar()
     with Watchdog(speed) as watchdog:
         try:
-            response = watched_opener(watchdog, NoDowngradeRedirects).open(urllib.request.Request(url), timeout=timeout)
+            response = watched_opener(watchdog, NoDowngradeRedirects, urllib.request.HTTPCookieProcessor(jar)).open(
+                urllib.request.Request(url), timeout=timeout
+            )
         except urllib.error.HTTPError as error:
             error.close()
             raise DownloadError(f"{url}: Google Drive answered HTTP {error.code} ({error.reason}); {by_hand}") from None
@@ -138,7 +144,7 @@ def resolve(url: str, file_id: str, destination: Path, timeout: float, speed: Sp
             raise DownloadError(f"{url}: cannot reach Google Drive ({reason}); {by_hand}") from None
         with response:
             if content_type_problem(response.headers.get("Content-Type")) is None:
-                return url  # the file itself: small enough for Drive to scan
+                return url, None  # the file itself: small enough for Drive to scan
             try:
                 page = response.read(PAGE_LIMIT).decode("utf-8", "replace")
             except (http.client.HTTPException, OSError) as error:
@@ -151,4 +157,6 @@ def resolve(url: str, file_id: str, destination: Path, timeout: float, speed: Sp
             f"over its download quota for today, or no longer shared; {by_hand}"
         )
     logger.info("%s: Google Drive asks to confirm the download of a file it cannot scan; following its button", url)
-    return confirmed
+    request = urllib.request.Request(confirmed)
+    jar.add_cookie_header(request)
+    return confirmed, request.get_header("Cookie")

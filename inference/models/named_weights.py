@@ -161,10 +161,10 @@ def _download_file(file: WeightFile, destination: Path, expected: Expected, time
     """Fetch one file from its source; return its SHA-256."""
     if isinstance(file.origin, HuggingFace):
         return fetch_hub_file(file.origin, destination, expected, timeout, speed)
-    url = file.url
+    url, cookie = file.url, None
     if isinstance(file.origin, GoogleDrive):
-        url = google_drive.resolve(file.url, file.origin.file_id, destination, timeout, speed)
-    return download(url, destination, timeout=timeout, expected=expected, speed=speed, identity=file.url)
+        url, cookie = google_drive.resolve(file.url, file.origin.file_id, destination, timeout, speed)
+    return download(url, destination, timeout=timeout, expected=expected, speed=speed, identity=file.url, cookie=cookie)
 
 
 def fetch(
