@@ -51,6 +51,9 @@ def register(monkeypatch, name: str, *files: WeightFile, detector="deepfakebench
 
 
 def test_the_registry_holds_each_papers_weights_where_its_authors_publish_them():
+    from inference.detectors.recipes import WinnerRecipe
+
+    assert weights.named_ensemble("original").detector == WinnerRecipe.name
     sets = {name: weights.named_ensemble(name) for name in weights.ENSEMBLES if name != "original"}
     assert {name: s.detector for name, s in sets.items()} == {
         "sbi-ffraw": "sbi",
@@ -87,8 +90,8 @@ def test_list_shows_each_sets_detector_licence_terms_and_each_files_source_and_s
     assert "  terms: the code and pretrained model are for your own non-commercial internal research only" in block
     assert block.rstrip().endswith(
         "  sbi/FFraw.tar: missing; SHA-256 not pinned: trusted on first use when fetched\n"
-        "    from Google Drive file 12sLyqBp0VFwdpA-oZLdIOkOTkz_ZnIhV; size not published (held to between 60 and "
-        "500 MB)"
+        "    from Google Drive file 12sLyqBp0VFwdpA-oZLdIOkOTkz_ZnIhV (https://drive.google.com/file/d/"
+        "12sLyqBp0VFwdpA-oZLdIOkOTkz_ZnIhV/view); size not published (held to between 60 and 500 MB)"
     )
     assert "accept before download (--accept-terms)" in block
     assert "  detector: deepfakebench; licence: CC BY-NC 4.0 (https://creativecommons.org/licenses/by-nc/4.0/)" in out
@@ -289,6 +292,16 @@ def test_a_cut_hub_transfer_resumes_at_the_next_fetch(hub, server, cache, capsys
     assert (cache / "gend/m/model.safetensors.part").stat().st_size == 300
     assert weights.main(["fetch", "hub"]) == 0
     assert (cache / "gend/m/model.safetensors").read_bytes() == model and server.ranges[-2] == "bytes=300-"
+
+
+def test_a_hub_that_cannot_be_reached_is_said_in_one_line_at_once(hub, cache, monkeypatch, capsys):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:1")
+    started = time.monotonic()
+    assert weights.main(["fetch", "hub", "--timeout", "2"]) == 2
+    assert time.monotonic() - started < 5
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "error: http://127.0.0.1:1/yermandy/GenD_CLIP_L_14/resolve/" in error
+    assert "/model.safetensors: cannot ask the Hugging Face hub (" in error and not (cache / "gend").exists()
 
 
 def test_with_hf_hub_offline_fetch_fails_at_once_and_asks_nothing(hub, server, cache, monkeypatch, capsys):

@@ -25,7 +25,7 @@ class GoogleDrive:
         return f"https://drive.google.com/uc?export=download&id={quote(self.file_id)}"
 
     def describe(self) -> str:
-        return f"Google Drive file {self.file_id}"
+        return f"Google Drive file {self.file_id} (https://drive.google.com/file/d/{self.file_id}/view)"
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,8 @@ _DEEPFAKEBENCH_LICENCE = Licence(
     "The Chinese University of Hong Kong, Shenzhen",
     must_accept=True,
 )
+# The model card's `license: mit` is as two unrelated projects record it; the card itself was not
+# read here (no network). The code's LICENSE (yermandy/GenD) is MIT.
 _GEND_LICENCE = Licence(
     "MIT",
     "https://huggingface.co/yermandy/GenD_CLIP_L_14",
