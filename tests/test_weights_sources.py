@@ -86,7 +86,9 @@ def test_list_shows_each_sets_detector_licence_terms_and_each_files_source_and_s
     assert weights.main(["list"]) == 0
     out = capsys.readouterr().out
     block = out[out.index("sbi-ffraw:") : out.index("sbi-ffc23:")]
-    assert "  detector: sbi; licence: Self-Blended Images software licence agreement: academic or non-profit" in block
+    assert (
+        "  detector: sbi; licence: the SBI software licence agreement (academic or non-profit non-commercial" in block
+    )
     assert "  terms: the code and pretrained model are for your own non-commercial internal research only" in block
     assert block.rstrip().endswith(
         "  sbi/FFraw.tar: missing; SHA-256 not pinned: trusted on first use when fetched\n"
@@ -184,6 +186,14 @@ def test_a_release_asset_cut_on_every_attempt_resumes_through_its_redirect_at_th
     assert server.ranges[-1] == "bytes=120000-", "resumed through the redirect, If-Range and all"
     entry = json.loads((cache / "weights.json").read_text())["deepfakebench/xception_best.pth"]
     assert entry["sha256"] == digest(PAYLOAD) and entry["terms"].startswith("CC BY-NC 4.0: accepted with --accept")
+    capsys.readouterr()
+    assert weights.main(["list"]) == 0
+    assert re.search(
+        r"^  deepfakebench/xception_best.pth: 300000 bytes; SHA-256 trusted on first use since \S+; terms CC BY-NC "
+        r"4.0: accepted with --accept-terms on \d{4}-\d\d-\d\d$",
+        capsys.readouterr().out,
+        re.M,
+    )
 
 
 # --- the Hugging Face hub, played by the local server -------------------------------------------------------

@@ -287,7 +287,9 @@ def list_files(directory: Path) -> list[str]:
             state = f"{path.stat().st_size} bytes" if path.is_file() else "missing"
             if not path.is_file() and partial.is_file():
                 state += f" ({partial.stat().st_size} bytes in {partial.name})"
-            lines.append(f"  {file.name}: {state}; {trust_of(file, manifest.get(file.name), path.is_file())}")
+            entry = manifest.get(file.name)
+            accepted = f"; terms {entry['terms']}" if path.is_file() and entry and entry.get("terms") else ""
+            lines.append(f"  {file.name}: {state}; {trust_of(file, entry, path.is_file())}{accepted}")
             lines.append(f"    from {file.source()}; {size_note(file)}")
     return lines
 

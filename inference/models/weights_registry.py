@@ -110,8 +110,7 @@ _MIT_WINNER = Licence(
     "Selim Seferbekov",
 )
 _SBI_LICENCE = Licence(
-    "Self-Blended Images software licence agreement: academic or non-profit organization non-commercial "
-    "research use only",
+    "the SBI software licence agreement (academic or non-profit non-commercial research use only)",
     "https://github.com/mapooon/SelfBlendedImages/blob/master/LICENSE",
     "the code and pretrained model are for your own non-commercial internal research only (commercial use needs "
     "a licence agreement with the authors); you may not distribute, copy, sell, sublicense or give third "
