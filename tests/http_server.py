@@ -59,7 +59,11 @@ class Server:
     body; `endless[path]` is a cap: a body of no stated length sent until the client stops reading
     or the cap is sent (`sent[path]` counts the bytes written); `trickle[path]` is (bytes per
     second, "headers" or "body"): that part of the answer is sent at that rate, for at most
-    `trickle_for` seconds. Requests' Range and If-Range headers are kept in `ranges`, `if_ranges`."""
+    `trickle_for` seconds. Requests' Range and If-Range headers are kept in `ranges`, `if_ranges`,
+    their method and path in `requests`, a GET's Cookie header in `cookies`. `headers[path]` adds
+    headers to every answer for a path (as the Hugging Face hub states a file's commit, size and
+    SHA-256; a page sets a cookie); a HEAD is answered with the headers a GET would have (redirect,
+    or 200 with the length), without a body."""
 
     def __init__(self, tls: tuple | None = None):
         self.files: dict[str, bytes] = {}
@@ -79,6 +83,9 @@ class Server:
         self.trickle_for = 20.0
         self.ranges: list[str | None] = []
         self.if_ranges: list[str | None] = []
+        self.requests: list[tuple[str, str]] = []
+        self.cookies: list[str | None] = []
+        self.headers: dict[str, dict[str, str]] = {}
         self.stopping = threading.Event()
         server = self
 
@@ -86,10 +93,34 @@ class Server:
             def log_message(self, *args):
                 pass
 
-            def do_GET(self):
+            def extra_headers(self):
+                for name, value in server.headers.get(self.path, {}).items():
+                    self.send_header(name, value)
+
+            def do_HEAD(self):
+                server.requests.append(("HEAD", self.path))
+                body = server.files.get(self.path)
                 if self.path in server.redirects:
                     self.send_response(302)
                     self.send_header("Location", server.redirects[self.path])
+                elif body is None:
+                    self.send_response(404)
+                else:
+                    self.send_response(200)
+                    for name, value in server.validators(body).items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Type", server.content_types.get(self.path, "application/octet-stream"))
+                    self.send_header("Content-Length", str(len(body)))
+                self.extra_headers()
+                self.end_headers()
+
+            def do_GET(self):
+                server.requests.append(("GET", self.path))
+                server.cookies.append(self.headers.get("Cookie"))
+                if self.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.extra_headers()
                     self.end_headers()
                     return
                 body = server.files.get(self.path)
@@ -129,6 +160,7 @@ class Server:
                 for name, value in validators.items():
                     self.send_header(name, value)
                 self.send_header("Content-Type", server.content_types.get(self.path, "application/octet-stream"))
+                self.extra_headers()
                 if requested:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 if self.path in server.stated_lengths:

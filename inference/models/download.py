@@ -59,7 +59,7 @@ def redirect_allowed(old_url: str, new_url: str) -> bool:
     return new == "https" or old == new == "http"
 
 
-class _NoDowngradeRedirects(urllib.request.HTTPRedirectHandler):
+class NoDowngradeRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         if not redirect_allowed(req.full_url, newurl):
             fp.close()
@@ -91,31 +91,36 @@ class _Attempt:
     changed: bool = False  # the file changed on the server: the partial one was removed
 
 
-def _download_once(url: str, partial: Path, timeout: float, expected: Expected, speed: SpeedLimit) -> _Attempt:
+def _download_once(
+    url: str, partial: Path, timeout: float, expected: Expected, speed: SpeedLimit, identity: str, cookie: str | None
+) -> _Attempt:
     """Append what the server sends after `partial`'s bytes to it. A stated size the caller rules
     out, or one the disk cannot hold, is refused before anything is written; a connection cut
-    mid-body (or too slow) is reported, not raised, with the size the headers stated."""
+    mid-body (or too slow) is reported, not raised, with the size the headers stated. `identity`
+    is the address the partial file is recorded against (`url` but where it changes per request)."""
     start = partial.stat().st_size if partial.exists() else 0
     recorded = None
     if start:
-        problem, recorded = resume_problem(partial, url, bool(expected.sha256))
+        problem, recorded = resume_problem(partial, identity, bool(expected.sha256))
         if problem:
             logger.warning("%s: %s; starting again", partial, problem)
             discard(partial)
             start = 0
     headers = {"Range": f"bytes={start}-"} if start else {}
+    if cookie:
+        headers["Cookie"] = cookie
     if start and recorded and recorded.if_range():
         headers["If-Range"] = recorded.if_range()
     with Watchdog(speed) as watchdog:
         try:
-            response = watched_opener(watchdog, _NoDowngradeRedirects).open(
+            response = watched_opener(watchdog, NoDowngradeRedirects).open(
                 urllib.request.Request(url, headers=headers), timeout=timeout
             )
         except urllib.error.HTTPError as error:
             error.close()
             if error.code == 416 and start:  # nothing after our bytes: the partial file is whole (or too long)
                 total = stated_size(416, error.headers)
-                change = recorded and change_between(recorded, validator_from(url, total, error.headers))
+                change = recorded and change_between(recorded, validator_from(identity, total, error.headers))
                 if change:
                     discard(partial)
                     return _Attempt(None, f"the file changed on the server: {change}", changed=True)
@@ -133,10 +138,12 @@ def _download_once(url: str, partial: Path, timeout: float, expected: Expected, 
                 f"{partial.with_name(partial.name.removesuffix('.part'))}"
             ) from None
         with response:
-            return _receive(response, url, partial, start, recorded, expected, watchdog)
+            return _receive(response, url, partial, start, recorded, expected, watchdog, identity)
 
 
-def _receive(response, url, partial: Path, start: int, recorded, expected: Expected, watchdog: Watchdog) -> _Attempt:
+def _receive(
+    response, url, partial: Path, start: int, recorded, expected: Expected, watchdog: Watchdog, identity: str
+) -> _Attempt:
     # A whole answer (200) to a resume (the server ignored the range, or If-Range found the file
     # changed) replaces the partial file only once its first bytes are judged to be the file's:
     # until then the partial file is kept, for a refusal loses nothing.
@@ -148,7 +155,7 @@ def _receive(response, url, partial: Path, start: int, recorded, expected: Expec
         if not first or int(first.group(1)) != start:
             raise DownloadError(f"{url}: asked for bytes {start}- and got {response.headers.get('Content-Range')}")
     total = stated_size(response.status, response.headers)
-    validator = validator_from(url, total, response.headers)
+    validator = validator_from(identity, total, response.headers)
     change = start and recorded and change_between(recorded, validator)
     if change:  # a server that answers the range of a changed file regardless of If-Range
         discard(partial)
@@ -214,7 +221,7 @@ def _refuse_before_the_body(
     The answer continues the partial file from `start` (0: a whole answer); `kept` bytes of an
     earlier answer are in the partial file, kept unless this answer continues them."""
     so_far = _kept_note(partial, kept)
-    page = content_type_problem(response.headers.get("Content-Type"))
+    page = None if expected.text_file else content_type_problem(response.headers.get("Content-Type"))
     if page:
         size = f"{total} bytes; " if total is not None else ""
         raise DownloadError(
@@ -282,6 +289,8 @@ def download(
     *,
     expected: Expected | None = None,
     speed: SpeedLimit | None = None,
+    identity: str | None = None,
+    cookie: str | None = None,
 ) -> str:
     """Fetch `url` to `destination` through `destination`.part, resuming a transfer cut short up
     to `attempts` times, and return its SHA-256. The file is renamed into place (fsynced first)
@@ -290,7 +299,10 @@ def download(
     `expected_sha256`. `expected`, given instead of those two and `sha256_origin`, adds bounds on
     the size and a check of the first bytes; `speed` (default SpeedLimit()) cuts a transfer too
     slow. A short .part is kept for the next call to resume (the validator of the answer it came
-    from beside it, in .part.json); one that cannot become the file is removed."""
+    from beside it, in .part.json, recorded against `identity`, default `url`: the stable address
+    of a file whose download address changes per request, as Google Drive's confirmed one does);
+    one that cannot become the file is removed. `cookie`, a Cookie header sent with each request:
+    what a page before the download set (Google Drive's confirmation)."""
     expected = expected or Expected(expected_size, expected_sha256, sha256_origin)
     speed = speed or SpeedLimit()
     destination = Path(destination)
@@ -307,7 +319,7 @@ def download(
     while True:
         attempt += 1
         try:
-            result = _download_once(url, partial, timeout, expected, speed)
+            result = _download_once(url, partial, timeout, expected, speed, identity or url, cookie)
         except _UnreachableError:
             if attempt == 1:
                 raise

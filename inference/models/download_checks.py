@@ -33,6 +33,27 @@ def checkpoint_start_problem(first: bytes) -> str | None:
     return f"it starts with {first[:FIRST_BYTES]!r}, not as a checkpoint does (a zip archive or a pickle)"
 
 
+SAFETENSORS_MAX_HEADER = 100 * 2**20  # safetensors' own limit on its JSON header
+
+
+def safetensors_start_problem(first: bytes) -> str | None:
+    """Why bytes that start this way cannot be a safetensors file (its first 8 bytes are the length
+    of the JSON header that follows, little-endian); None when they may be."""
+    if len(first) < FIRST_BYTES:
+        return f"it has {len(first)} bytes, fewer than a safetensors file's 8-byte header length"
+    length = int.from_bytes(first[:FIRST_BYTES], "little")
+    if not 2 <= length <= SAFETENSORS_MAX_HEADER:
+        return f"it starts with {first[:FIRST_BYTES]!r}, not as a safetensors file does (a header length)"
+    return None
+
+
+def json_start_problem(first: bytes) -> str | None:
+    """Why bytes that start this way cannot be a JSON object; None when they may be."""
+    if first.lstrip().startswith(b"{"):
+        return None
+    return f"it starts with {first[:FIRST_BYTES]!r}, not as a JSON object does"
+
+
 def size_problem(size: int, min_size: int | None, max_size: int | None) -> str | None:
     """Why a file of `size` bytes cannot be the registry's, which states `min_size`..`max_size`."""
     if min_size is not None and size < min_size:
@@ -53,7 +74,8 @@ def space_problem(needed: int, free: int) -> str | None:
 class Expected:
     """What the file must be, as far as the caller knows: its exact size, its bounds (`min_size`,
     `max_size`), its SHA-256 (and where that comes from, for messages) and what its first bytes
-    must look like (`first_bytes_problem` says why they cannot be the file's, or None)."""
+    must look like (`first_bytes_problem` says why they cannot be the file's, or None). `text_file`:
+    the file is text (a config.json), so an answer of a text or JSON type is not refused as a page."""
 
     size: int | None = None
     sha256: str | None = None
@@ -61,6 +83,7 @@ class Expected:
     min_size: int | None = None
     max_size: int | None = None
     first_bytes_problem: Callable[[bytes], str | None] | None = None
+    text_file: bool = False
 
     def most_bytes(self) -> tuple[int, str] | None:
         if self.size is not None:

@@ -1,14 +1,25 @@
-"""Named ensembles of released checkpoints: list them, fetch them into a cache folder, verify them.
+"""Named sets of released weights: list them, fetch them into a cache folder, verify them.
 
     python -m inference.weights list
-    python -m inference.weights fetch original [--dir DIR] [--timeout S] [--speed-limit B --speed-time S]
-    python -m inference.weights verify original [--dir DIR] [--no-load]
+    python -m inference.weights fetch NAME [--accept-terms] [--dir DIR] [--timeout S] [--speed-limit B --speed-time S]
+    python -m inference.weights verify NAME [--dir DIR] [--no-load]
 
 `original` is the original solution's final ensemble: seven EfficientNet-B7 checkpoints (fold 0,
-seeds 111 to 999) from its GitHub release 0.0.1, bare state dicts scored at 380 px. Files go to
+seeds 111 to 999) from its GitHub release 0.0.1, bare state dicts scored at 380 px. The other sets
+are other papers' released detectors, each read by its own detector (`list` names it): Self-Blended
+Images' EfficientNet-B4 (sbi-ffraw, sbi-ffc23: Google Drive), DeepfakeBench's Xception and
+EfficientNet-B4 (deepfakebench-xception, deepfakebench-effnb4: GitHub release v1.0.1 assets) and
+GenD's CLIP ViT-L/14 (gend-clip-l14: the Hugging Face hub at a pinned revision). Files go to
 $DEEPFAKE_DETECTOR_WEIGHTS, else ~/.cache/deepfake-detector/weights ($XDG_CACHE_HOME honoured), or
---dir. Where the host cannot be reached, `fetch` fails within seconds and says where to put files
-fetched by other means.
+--dir, in a subfolder per detector. Where the host cannot be reached, `fetch` fails within seconds
+and says where to put files fetched by other means.
+
+`list` shows each set's detector, licence and terms, and each file's source, size (pinned, or the
+bounds it is held to) and state. Before `fetch` downloads anything it says the set's licence and
+terms (printed and logged); terms that restrict use (SBI's academic non-commercial research
+licence, DeepfakeBench's CC BY-NC 4.0) must be accepted first: --accept-terms, or yes when fetch
+asks in a terminal; without either nothing is downloaded. The acceptance is recorded beside each
+file in weights.json. Nothing is bundled with this project: each file comes from its authors.
 
 A download is written to NAME.part and renamed into place (after an fsync) only when whole: its
 size is taken from the response headers (Content-Length, Content-Range) before the body is read,
@@ -20,100 +31,81 @@ A file whose size or SHA-256 differs from the registry's (or from the one record
 is refused and its .part removed. Redirects are followed to HTTPS only (plain HTTP to plain HTTP,
 as a local mirror may, is let through): HTTPS to HTTP, or to any other scheme, is refused.
 
+Google Drive answers a large file's address with a "can't scan this file for viruses" page: fetch
+follows its "Download anyway" button (the same file id, on Drive) and downloads from there; a page
+without one (quota exceeded, no longer shared) is refused with what it says. The Hugging Face hub is
+asked through huggingface_hub for the file's record at the pinned revision (commit, size, SHA-256),
+refused where it differs from the registry's, and the bytes come as above; with HF_HUB_OFFLINE set
+fetch stops at once, saying so.
+
 A resume sends If-Range with the ETag (else Last-Modified) of the answer the .part came from,
 recorded beside it in NAME.part.json: a file changed on the server since is fetched again from
 the start (also when a server ignores If-Range but its answer names another version), never
 spliced; a .part with no such record is resumed only when its SHA-256 is pinned or recorded. An
 answer that is a page (text, HTML, JSON: a "confirm the download" interstitial), whose first bytes
-do not start a checkpoint (a zip or a pickle), or whose stated size is outside the registry's
-bounds or larger than the free disk space is refused before anything is written; a body that runs
-past the registry's size or maximum is stopped there and removed. --timeout bounds each connect
-and read; a transfer slower than --speed-limit bytes/s over any --speed-time seconds (curl's
-options; the response's headers must arrive within --speed-time) is cut, then resumed as above.
+do not start the file's format (a checkpoint's zip or pickle, a safetensors header), or whose
+stated size is outside the registry's bounds or larger than the free disk space is refused before
+anything is written; a body that runs past the registry's size or maximum is stopped there and
+removed. --timeout bounds each connect and read; a transfer slower than --speed-limit bytes/s over
+any --speed-time seconds (curl's options; the response's headers must arrive within --speed-time)
+is cut, then resumed as above.
 
 `fetch` records each file's size and SHA-256 in weights.json beside them. Where the registry pins
-no SHA-256 (the seven `original` files: their hashes are not published), the first download's is
-recorded and trusted on first use: later fetches and `verify` hold the file to it, and `list`
-says, per file, whether its hash is pinned, trusted on first use, or unknown (placed by hand). A
-file already in place is checked against the pinned and recorded size and hash before `fetch`
-accepts it. `verify` checks each file the same way and loads it as the ensemble's encoder (weights
-only); a file placed by hand is hashed, and once it has loaded its hash is recorded in
-weights.json as trusted on first use (with --no-load it is only reported: nothing checked it).
+no SHA-256 (the seven `original` files, SBI's and DeepfakeBench's: their hashes are not published),
+the first download's is recorded and trusted on first use: later fetches and `verify` hold the file
+to it, and `list` says, per file, whether its hash is pinned, trusted on first use, or unknown
+(placed by hand). A file already in place is checked against the pinned and recorded size and hash
+before `fetch` accepts it. `verify` checks each file the same way and reads it: the winner's as
+its encoder's weights, the other detectors' in their authors' layout (weights only); a file placed
+by hand is hashed, and once it has been read its hash is recorded in weights.json as trusted on
+first use (with --no-load it is only reported: nothing checked it).
 
-A named ensemble is usable wherever a checkpoint list is: `inference.predict --ensemble original`.
+A named ensemble of the winner's is usable wherever a checkpoint list is: `inference.predict
+--ensemble original`; the other sets name their detector (`detector_paths` gives its files).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from common import cli
-from common.io_utils import atomic_path
+from inference.models import google_drive
 from inference.models.download import DownloadError, download, sha256
-from inference.models.download_checks import Expected, checkpoint_start_problem
+from inference.models.download_checks import Expected
 from inference.models.download_transport import SpeedLimit
+from inference.models.hugging_face import fetch_hub_file, offline_problem
+from inference.models.weight_formats import first_bytes_check, format_problem, is_text
+from inference.models.weights_manifest import (
+    FETCHED,
+    LEGACY,
+    MANIFEST,
+    PINNED,
+    PLACED_BY_HAND,
+    mismatch,
+    read_manifest,
+    record,
+    size_note,
+    trust_of,
+)
+from inference.models.weights_registry import (
+    ENSEMBLES,
+    WINNER,
+    GoogleDrive,
+    HuggingFace,
+    NamedEnsemble,
+    WeightFile,
+)
+from inference.models.weights_terms import TermsNotAcceptedError, accept, terms_lines
+
+__all__ = ["ENSEMBLES", "FETCHED", "LEGACY", "MANIFEST", "PINNED", "PLACED_BY_HAND", "NamedEnsemble", "WeightFile"]
 
 logger = logging.getLogger("inference.weights")
-
-MANIFEST = "weights.json"
-FETCHED, PLACED_BY_HAND, PINNED = "trusted on first use", "placed by hand, trusted on first use", "pinned"
-LEGACY = "trusted on first use (recorded by an older fetch that did not check sizes: run verify)"
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    name: str
-    url: str
-    encoder: str
-    input_size: int
-    size: int | None = None  # bytes, where the publisher states it
-    sha256: str | None = None  # hex digest, where the publisher states it
-    min_size: int | None = None  # bounds on the size in bytes, where it is not stated exactly
-    max_size: int | None = None
-
-
-@dataclass(frozen=True)
-class NamedEnsemble:
-    name: str
-    description: str
-    files: tuple[WeightFile, ...]
-    # the MTCNN scale its checkpoints' faces were found at, which detect and the page score at unless
-    # told otherwise (preprocess.faces.face_detector.parse_scale reads it; "rule": by resolution)
-    detector_scale: float | str = "rule"
-
-
-_ORIGINAL_RELEASE = "https://github.com/selimsef/dfdc_deepfake_challenge/releases/download/0.0.1/"
-_ORIGINAL_FILES = (
-    "final_111_DeepFakeClassifier_tf_efficientnet_b7_ns_0_36",
-    "final_555_DeepFakeClassifier_tf_efficientnet_b7_ns_0_19",
-    "final_777_DeepFakeClassifier_tf_efficientnet_b7_ns_0_29",
-    "final_777_DeepFakeClassifier_tf_efficientnet_b7_ns_0_31",
-    "final_888_DeepFakeClassifier_tf_efficientnet_b7_ns_0_37",
-    "final_888_DeepFakeClassifier_tf_efficientnet_b7_ns_0_40",
-    "final_999_DeepFakeClassifier_tf_efficientnet_b7_ns_0_23",
-)
-
-ENSEMBLES = {
-    "original": NamedEnsemble(
-        "original",
-        "the winning solution's seven EfficientNet-B7 at 380 px (fold 0, seeds 111-999), as its authors released them",
-        # The release states no sizes or hashes: they are trusted on first use (see the docstring).
-        # Bounds from the model, not the publisher: a B7's 66.4M weights take 266 MB in fp32 (133 MB
-        # even in fp16); 1 GB leaves room for an optimizer's state beside them.
-        tuple(
-            WeightFile(name, _ORIGINAL_RELEASE + name, "tf_efficientnet_b7_ns", 380, min_size=10**8, max_size=10**9)
-            for name in _ORIGINAL_FILES
-        ),
-        detector_scale=0.5,  # the original code found faces at half size, for its training crops and its kernel
-    ),
-}
 
 
 def default_weights_dir() -> Path:
@@ -130,17 +122,27 @@ def named_ensemble(name: str) -> NamedEnsemble:
     return ENSEMBLES[name]
 
 
-def ensemble_entries(name: str, directory: Path | None = None) -> list[dict]:
-    """The members of a named ensemble as inference.predict reads an ensemble file's; raise,
-    saying how to fetch them, when a file is missing."""
-    ensemble, directory = named_ensemble(name), Path(directory or default_weights_dir())
+def _present(ensemble: NamedEnsemble, directory: Path) -> None:
+    """Raise, saying how to fetch them, where files of `ensemble` are missing from `directory`."""
     missing = [f.name for f in ensemble.files if not (directory / f.name).is_file()]
     if missing:
         raise ValueError(
-            f"{directory}: {len(missing)} of the {len(ensemble.files)} checkpoints of ensemble {name!r} are missing "
-            f"({missing[0]}{', ...' if len(missing) > 1 else ''}); fetch them with `python -m inference.weights fetch "
-            f"{name}` (or put them there by hand)"
+            f"{directory}: {len(missing)} of the {len(ensemble.files)} files of ensemble {ensemble.name!r} are "
+            f"missing ({missing[0]}{', ...' if len(missing) > 1 else ''}); fetch them with "
+            f"`python -m inference.weights fetch {ensemble.name}` (or put them there by hand)"
         )
+
+
+def ensemble_entries(name: str, directory: Path | None = None) -> list[dict]:
+    """The members of a named ensemble of the winner's as inference.predict reads an ensemble
+    file's; raise, saying how to fetch them, when a file is missing."""
+    ensemble, directory = named_ensemble(name), Path(directory or default_weights_dir())
+    if ensemble.detector != WINNER:
+        raise ValueError(
+            f"ensemble {name!r} holds weights of the {ensemble.detector} detector, not checkpoints of the winner's "
+            "recipe: they are read by that detector, not as the winner's models"
+        )
+    _present(ensemble, directory)
     return [
         {
             "path": directory / f.name,
@@ -153,68 +155,52 @@ def ensemble_entries(name: str, directory: Path | None = None) -> list[dict]:
     ]
 
 
-def read_manifest(directory: Path) -> dict:
-    path = Path(directory) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable record of fetched files ({error})") from None
-    entries = manifest.values() if isinstance(manifest, dict) else [None]
-    if not all(
-        isinstance(e, dict) and isinstance(e.get("size"), int) and isinstance(e.get("sha256"), str) for e in entries
-    ):
-        raise ValueError(f"{path}: not a readable record of fetched files (each needs a size and a sha256)")
-    return manifest
+def detector_paths(name: str, directory: Path | None = None) -> tuple[str, list[Path]]:
+    """The detector that reads named set `name` and its checkpoints' paths (their companions, such
+    as GenD's config.json, lie beside them); raise, saying how to fetch them, when a file is missing."""
+    ensemble, directory = named_ensemble(name), Path(directory or default_weights_dir())
+    _present(ensemble, directory)
+    return ensemble.detector, [directory / f.name for f in ensemble.checkpoints()]
 
 
-def record(directory: Path, path: Path, digest: str, trust: str) -> None:
-    """Add a file's size, SHA-256 and how far it is trusted to weights.json in `directory`
-    (written whole or not at all)."""
-    manifest = read_manifest(directory)
-    manifest[path.name] = {
-        "size": path.stat().st_size,
-        "sha256": digest,
-        "trust": trust,
-        "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    with atomic_path(Path(directory) / MANIFEST) as temporary:
-        temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+def _download_file(file: WeightFile, destination: Path, expected: Expected, timeout: float, speed: SpeedLimit) -> str:
+    """Fetch one file from its source; return its SHA-256."""
+    if isinstance(file.origin, HuggingFace):
+        return fetch_hub_file(file.origin, destination, expected, timeout, speed)
+    url, cookie = file.url, None
+    if isinstance(file.origin, GoogleDrive):
+        url, cookie = google_drive.resolve(file.url, file.origin.file_id, destination, timeout, speed)
+    return download(url, destination, timeout=timeout, expected=expected, speed=speed, identity=file.url, cookie=cookie)
 
 
-def trust_of(file: WeightFile, entry: dict | None, here: bool = True) -> str:
-    """How a file's SHA-256 is known: pinned in the registry, recorded on first use, or not at all."""
-    if file.sha256:
-        return "SHA-256 pinned in the registry"
-    if entry:
-        since = f" since {entry['recorded']}" if entry.get("recorded") else ""
-        return f"SHA-256 {entry.get('trust', LEGACY)}{since}"
-    if here:
-        return "placed by hand, SHA-256 unknown: run verify to record it"
-    return "SHA-256 not pinned: trusted on first use when fetched"
-
-
-def mismatch(file: WeightFile, path: Path, entry: dict | None, digest: str | None = None) -> str | None:
-    """How `path` differs from the registry's pinned size and SHA-256 and from its weights.json
-    record (None when it does not)."""
-    size = path.stat().st_size
-    if file.size is not None and size != file.size:
-        return f"{size} bytes, the registry pins {file.size}"
-    if entry and size != entry["size"]:
-        return f"{size} bytes, {entry['size']} when recorded in {MANIFEST}"
-    if file.sha256 or entry:
-        digest = digest or sha256(path)
-        if file.sha256 and digest != file.sha256.lower():
-            return f"SHA-256 {digest}, the registry pins {file.sha256}"
-        if entry and digest != entry["sha256"]:
-            return f"SHA-256 differs from the one recorded in {MANIFEST} ({entry.get('trust', FETCHED)})"
-    return None
-
-
-def fetch(name: str, directory: Path, timeout: float = 10.0, speed: SpeedLimit | None = None) -> list[Path]:
-    """Every file of a named ensemble in `directory`, downloading those not there yet; a file
-    already there is accepted only if it matches the registry's and weights.json's size and hash."""
-    directory, fetched = Path(directory), []
-    for file in named_ensemble(name).files:
+def fetch(
+    name: str,
+    directory: Path,
+    timeout: float = 10.0,
+    speed: SpeedLimit | None = None,
+    accept_terms: Callable[[NamedEnsemble], str | None] | None = None,
+) -> list[Path]:
+    """Every file of a named set in `directory`, downloading those not there yet; a file already
+    there is accepted only if it matches the registry's and weights.json's size and hash. Before
+    the first download the set's terms are logged and `accept_terms(ensemble)` says how the user
+    accepted them (recorded beside each file); a licence that asks acceptance stops the fetch
+    without it (TermsNotAcceptedError), as HF_HUB_OFFLINE does for files of the hub."""
+    ensemble, directory, speed = named_ensemble(name), Path(directory), speed or SpeedLimit()
+    wanted = [f for f in ensemble.files if not (directory / f.name).is_file()]
+    terms = None
+    if wanted:
+        problem = offline_problem(name, [directory / f.name for f in wanted if isinstance(f.origin, HuggingFace)])
+        if problem:
+            raise DownloadError(problem)
+        for line in terms_lines(ensemble):
+            logger.info("%s", line.strip())
+        terms = accept_terms(ensemble) if accept_terms else None
+        if ensemble.licence and ensemble.licence.must_accept and not terms:
+            raise TermsNotAcceptedError(
+                f"{name}: the terms of {ensemble.licence.name} were not accepted; nothing was downloaded"
+            )
+    fetched = []
+    for file in ensemble.files:
         destination, entry = directory / file.name, read_manifest(directory).get(file.name)
         if destination.is_file():
             problem = mismatch(file, destination, entry)
@@ -224,18 +210,19 @@ def fetch(name: str, directory: Path, timeout: float = 10.0, speed: SpeedLimit |
                 )
             logger.info("%s: already here (%s)", destination, trust_of(file, entry))
         else:
-            logger.info("fetching %s", file.url)
+            logger.info("fetching %s from %s", file.name, file.source())
             expected = Expected(
                 size=file.size or (entry or {}).get("size"),
                 sha256=file.sha256 or (entry or {}).get("sha256"),
                 sha256_origin="pinned in the registry" if file.sha256 else f"recorded in {MANIFEST} on first use",
                 min_size=file.min_size,
                 max_size=file.max_size,
-                first_bytes_problem=checkpoint_start_problem,
+                first_bytes_problem=first_bytes_check(file.file_format),
+                text_file=is_text(file.file_format),
             )
-            digest = download(file.url, destination, timeout=timeout, expected=expected, speed=speed)
+            digest = _download_file(file, destination, expected, timeout, speed)
             trust = PINNED if file.sha256 else (entry or {}).get("trust", FETCHED)
-            record(directory, destination, digest, trust)
+            record(directory, destination, digest, trust, terms)
             if not expected.sha256:
                 logger.info("%s: SHA-256 %s recorded in %s, trusted on first use", file.name, digest, MANIFEST)
         fetched.append(destination)
@@ -249,11 +236,24 @@ class Verdict:
     digest: str | None = None  # the SHA-256 of a file placed by hand, to be recorded
 
 
-def verify_file(file: WeightFile, directory: Path, manifest: dict, load: bool = True) -> Verdict:
-    """Whether a file is what it should be: there, with the pinned or recorded size and SHA-256,
-    and (with `load`) weights that load into the encoder."""
+def _read_problem(file: WeightFile, path: Path) -> str | None:
+    """Why `path` does not read as `file` should (the winner's: into its encoder; others: in their
+    authors' layout, weights only)."""
+    if file.file_format != "winner-checkpoint":
+        problem = format_problem(path, file.file_format)
+        return problem and f"{problem} (read as {file.file_format})"
     from training.models.zoo import CheckpointError, create_model, load_weights, read_checkpoint
 
+    try:
+        load_weights(create_model(file.encoder), read_checkpoint(path)["state_dict"], str(path))
+    except CheckpointError as error:
+        return str(error).removeprefix(f"{path}: ")
+    return None
+
+
+def verify_file(file: WeightFile, directory: Path, manifest: dict, load: bool = True) -> Verdict:
+    """Whether a file is what it should be: there, with the pinned or recorded size and SHA-256,
+    and (with `load`) weights that read as its format says."""
     path, entry = directory / file.name, manifest.get(file.name)
     if not path.is_file():
         partial = path.with_name(path.name + ".part")
@@ -261,14 +261,9 @@ def verify_file(file: WeightFile, directory: Path, manifest: dict, load: bool = 
             return Verdict("BAD", f"missing ({partial.stat().st_size} bytes downloaded in {partial.name}: run fetch)")
         return Verdict("BAD", "missing")
     digest = sha256(path)
-    problem = mismatch(file, path, entry, digest)
+    problem = mismatch(file, path, entry, digest) or (_read_problem(file, path) if load else None)
     if problem:
         return Verdict("BAD", problem)
-    if load:
-        try:
-            load_weights(create_model(file.encoder), read_checkpoint(path)["state_dict"], str(path))
-        except CheckpointError as error:
-            return Verdict("BAD", str(error).removeprefix(f"{path}: "))
     if file.sha256 or entry:
         return Verdict("ok", trust_of(file, entry))
     if not load:
@@ -281,17 +276,27 @@ def verify_file(file: WeightFile, directory: Path, manifest: dict, load: bool = 
 
 
 def list_files(directory: Path) -> list[str]:
-    """A line per ensemble, then a line per file: whether it is here and how its hash is known."""
+    """Per set: its description and how many of its files are here, its detector, licence and
+    terms; then per file whether it is here and how its hash is known, and its source and size."""
     manifest, lines = read_manifest(directory), []
     for ensemble in ENSEMBLES.values():
         here = sum((directory / f.name).is_file() for f in ensemble.files)
         lines.append(f"{ensemble.name}: {ensemble.description}; {here} of {len(ensemble.files)} files in {directory}")
+        licence = ensemble.licence
+        said = f"{licence.name} ({licence.url})" if licence else "not recorded: check the source's terms yourself"
+        lines.append(f"  detector: {ensemble.detector}; licence: {said}")
+        if licence:
+            accept_first = "; accept before download (--accept-terms)" if licence.must_accept else ""
+            lines.append(f"  terms: {licence.terms}{accept_first}")
         for file in ensemble.files:
             path, partial = directory / file.name, directory / (file.name + ".part")
             state = f"{path.stat().st_size} bytes" if path.is_file() else "missing"
             if not path.is_file() and partial.is_file():
                 state += f" ({partial.stat().st_size} bytes in {partial.name})"
-            lines.append(f"  {file.name}: {state}; {trust_of(file, manifest.get(file.name), path.is_file())}")
+            entry = manifest.get(file.name)
+            accepted = f"; terms {entry['terms']}" if path.is_file() and entry and entry.get("terms") else ""
+            lines.append(f"  {file.name}: {state}; {trust_of(file, entry, path.is_file())}{accepted}")
+            lines.append(f"    from {file.source()}; {size_note(file)}")
     return lines
 
 
@@ -300,7 +305,7 @@ def main(argv=None) -> int:
         prog="python -m inference.weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("command", choices=["list", "fetch", "verify"])
-    parser.add_argument("name", nargs="?", help="ensemble name (fetch, verify)")
+    parser.add_argument("name", nargs="?", help="the name of a set of weights, as `list` shows (fetch, verify)")
     parser.add_argument("--dir", type=Path, default=None, help=f"weights folder (default {default_weights_dir()})")
     parser.add_argument(
         "--timeout", type=float, default=10.0, help="fetch: seconds each connect or read may wait (default 10)"
@@ -319,6 +324,12 @@ def main(argv=None) -> int:
         help="fetch: the period for --speed-limit, in seconds; the response's headers must arrive within it "
         "(default %(default)g)",
     )
+    parser.add_argument(
+        "--accept-terms",
+        action="store_true",
+        help="fetch: accept the licence and terms of the weights, which fetch says before downloading (needed for "
+        "weights whose terms restrict use, such as non-commercial research only, unless you answer yes when asked)",
+    )
     parser.add_argument("--no-load", action="store_true", help="verify: sizes and hashes only, no model built")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -328,14 +339,19 @@ def main(argv=None) -> int:
     if not (0 <= args.speed_limit < math.inf and 0 < args.speed_time < math.inf):
         parser.error("--speed-limit must be 0 or more and --speed-time more than 0 (both finite)")
     if args.command != "list" and not args.name:
-        parser.error(f"{args.command} needs an ensemble name ({', '.join(sorted(ENSEMBLES))})")
+        parser.error(f"{args.command} needs the name of a set of weights ({', '.join(sorted(ENSEMBLES))})")
     try:
         if args.command == "list":
             print("\n".join(list_files(directory)))
             return 0
         ensemble = named_ensemble(args.name)
         if args.command == "fetch":
-            fetch(args.name, directory, args.timeout, SpeedLimit(args.speed_limit, args.speed_time))
+
+            def say_and_accept(ensemble: NamedEnsemble) -> str | None:
+                print("\n".join(terms_lines(ensemble)), flush=True)
+                return accept(ensemble, args.accept_terms)
+
+            fetch(args.name, directory, args.timeout, SpeedLimit(args.speed_limit, args.speed_time), say_and_accept)
             print(f"{args.name}: {len(ensemble.files)} files in {directory}")
             return 0
         manifest = read_manifest(directory)
