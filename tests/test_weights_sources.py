@@ -109,15 +109,15 @@ def test_list_shows_each_sets_detector_licence_terms_and_each_files_source_and_s
     assert "  detector: gend; licence: MIT" in out and "  detector: dfdc-winner; licence: MIT" in out
 
 
-def test_a_detectors_set_gives_its_paths_and_is_not_taken_as_the_winners_models(cache):
+def test_a_detectors_set_gives_its_paths_and_its_detector(cache):
     with pytest.raises(ValueError, match=r"2 files of ensemble 'gend-clip-l14' are missing .*fetch gend-clip-l14"):
         weights.detector_paths("gend-clip-l14")
     for name in ("gend/GenD_CLIP_L_14/model.safetensors", "gend/GenD_CLIP_L_14/config.json"):
         (cache / name).parent.mkdir(parents=True, exist_ok=True)
         (cache / name).write_bytes(b"{}")
     assert weights.detector_paths("gend-clip-l14") == ("gend", [cache / "gend/GenD_CLIP_L_14/model.safetensors"])
-    with pytest.raises(ValueError, match="'gend-clip-l14' holds weights of the gend detector, not checkpoints of the"):
-        weights.ensemble_entries("gend-clip-l14")
+    [entry] = weights.ensemble_entries("gend-clip-l14")  # what --ensemble gend-clip-l14 reads
+    assert entry["detector"] == "gend" and entry["path"] == cache / "gend/GenD_CLIP_L_14/model.safetensors"
 
 
 # --- terms before download ------------------------------------------------------------------------------

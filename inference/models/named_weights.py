@@ -134,24 +134,20 @@ def _present(ensemble: NamedEnsemble, directory: Path) -> None:
 
 
 def ensemble_entries(name: str, directory: Path | None = None) -> list[dict]:
-    """The members of a named ensemble of the winner's as inference.predict reads an ensemble
-    file's; raise, saying how to fetch them, when a file is missing."""
+    """The members of a named set as inference.predict reads an ensemble file's: the winner's
+    checkpoints, or another detector's files (`detector` names it; companions such as GenD's
+    config.json lie beside them); raise, saying how to fetch them, when a file is missing."""
     ensemble, directory = named_ensemble(name), Path(directory or default_weights_dir())
-    if ensemble.detector != WINNER:
-        raise ValueError(
-            f"ensemble {name!r} holds weights of the {ensemble.detector} detector, not checkpoints of the winner's "
-            "recipe: they are read by that detector, not as the winner's models"
-        )
     _present(ensemble, directory)
     return [
         {
             "path": directory / f.name,
-            "encoder": f.encoder,
-            "input_size": f.input_size,
+            "encoder": f.encoder if ensemble.detector == WINNER else None,
+            "input_size": f.input_size if ensemble.detector == WINNER else None,
             "weight": 1.0,
-            "detector": getattr(ensemble, "detector", None),
+            "detector": None if ensemble.detector == WINNER else ensemble.detector,
         }
-        for f in ensemble.files
+        for f in ensemble.checkpoints()
     ]
 
 
