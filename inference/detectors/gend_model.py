@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.cli import describe
 from training.models.zoo import CheckpointError, non_finite_tensors
 
 logger = logging.getLogger(__name__)
@@ -177,6 +178,29 @@ def tower_size(state: dict[str, torch.Tensor], source: Path) -> TowerSize:
     return size
 
 
+def expected_shapes(size: TowerSize) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape in the authors' file of a tower of `size` (the unused projection aside)."""
+    width, mlp = size.width, size.mlp
+    shapes = {
+        TOWER + "embeddings.class_embedding": (width,),
+        TOWER + "embeddings.patch_embedding.weight": (width, 3, size.patch, size.patch),
+        TOWER + "embeddings.position_embedding.weight": ((size.image // size.patch) ** 2 + 1, width),
+        HEAD[0]: (2, width),
+        HEAD[1]: (2,),
+    }
+    shapes.update({TOWER + part: (width,) for part in TOWER_PARTS if "layernorm" in part or "layrnorm" in part})
+    for n in range(size.layers):
+        for part in LAYER_PARTS:
+            if "mlp.fc1" in part:
+                shape = (mlp, width) if part.endswith("weight") else (mlp,)
+            elif "mlp.fc2" in part:
+                shape = (width, mlp) if part.endswith("weight") else (width,)
+            else:
+                shape = (width, width) if "proj.weight" in part else (width,)
+            shapes[f"{TOWER}encoder.layers.{n}.{part}"] = shape
+    return shapes
+
+
 def timm_state(state: dict[str, torch.Tensor], layers: int) -> dict[str, torch.Tensor]:
     """The tower's tensors under timm's names (q, k, v concatenated into qkv), as float32."""
 
@@ -232,19 +256,19 @@ def load_network(path: Path) -> tuple[GenDNetwork, TowerSize]:
     not_finite = non_finite_tensors({k: v for k, v in state.items() if k != PROJECTION})
     if not_finite:
         raise CheckpointError(f"{path}: weights that are NaN or infinite: {_shown(not_finite)}")
-    tower, mapped = build_tower(size), timm_state(state, size.layers)
-    expected = tower.state_dict()
     wrong = [
-        f"{k} {tuple(mapped[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if mapped[k].shape != v.shape
+        f"{key} {tuple(state[key].shape)} vs {shape}"
+        for key, shape in expected_shapes(size).items()
+        if tuple(state[key].shape) != shape
     ]
-    linear_weight, linear_bias = (state[key].float() for key in HEAD)
-    if linear_weight.shape != (2, size.width) or linear_bias.shape != (2,):
-        wrong.append(
-            f"model.linear {tuple(linear_weight.shape)}, {tuple(linear_bias.shape)} vs (2, {size.width}), (2,)"
-        )
     if wrong:
         raise CheckpointError(f"{path}: shapes that do not fit a CLIP ViT of width {size.width}: {_shown(wrong, 3)}")
-    tower.load_state_dict(mapped, strict=True, assign=True)
+    tower, mapped = build_tower(size), timm_state(state, size.layers)
+    linear_weight, linear_bias = (state[key].float() for key in HEAD)
+    try:
+        tower.load_state_dict(mapped, strict=True, assign=True)
+    except RuntimeError as error:  # a size timm cannot build exactly (an MLP width it rounds otherwise)
+        raise CheckpointError(f"{path}: timm's CLIP ViT cannot take its weights ({describe(error)})") from None
     linear = nn.Linear(size.width, 2)
     linear.load_state_dict({"weight": linear_weight, "bias": linear_bias})
     logger.info("%s: GenD, CLIP ViT width %d, %d layers, patch %d", path.name, size.width, size.layers, size.patch)
