@@ -180,3 +180,24 @@ def test_a_config_beside_the_file_says_the_head(tmp_path, model_file):
         (folder / "config.json").write_text(json.dumps({**config, **changed}))
         with pytest.raises(InputError, match=message):
             gend.load_detector([copy], [1.0], CPU)
+
+
+def test_detect_takes_gend_by_name_beside_the_projects_checkpoint(tmp_path, capsys):
+    """`--models gend:FILE` on the command line, beside a checkpoint of the project's: one document
+    with both models, each naming its detector, the score their weighted mean."""
+    from PIL import Image
+
+    from tests.conftest import save_tiny_checkpoint
+
+    photo = tmp_path / "face.png"
+    Image.fromarray(builtin_photos()["astronaut"]).save(photo)
+    ours = save_tiny_checkpoint(tmp_path / "ours.pt")
+    theirs = write_model(tmp_path / "model.safetensors")
+    options = ["--models", f"gend:{theirs}", str(ours), "--json", "--runtime", "torch"]
+    assert detection.main([str(photo), *options]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [(m["name"], m["detector"]) for m in document["models"]] == [
+        ("model.safetensors", "gend"),
+        ("ours.pt", "dfdc-winner"),
+    ]
+    assert document["score"] == pytest.approx(np.mean([m["score"] for m in document["models"]]), abs=1e-4)

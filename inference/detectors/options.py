@@ -27,7 +27,9 @@ from inference.pipeline.detector import Detector, Ensemble
 
 PROJECT_DETECTOR = "dfdc-winner"  # the project's checkpoints: the winner's recipe (and the temporal one)
 # Other papers' detectors: name -> the module whose load_detector reads its authors' files.
-DETECTORS: dict[str, str] = {}
+DETECTORS: dict[str, str] = {
+    "gend": "inference.detectors.gend",  # GenD (WACV 2026): CLIP ViT-L/14, aligned faces
+}
 
 
 def recipes_of(members: Sequence[Member], strategy: str = "confident") -> Ensemble:
