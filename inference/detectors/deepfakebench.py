@@ -26,8 +26,9 @@ Differences from the authors' pipeline:
   v1.0.1 a crop where it finds none ends the video's preprocessing (its later frames are lost):
   not reproduced (every frame with a face is kept).
 - a video with no face in its 32 frames has no frame to score in the authors' code (no score at
-  all): here it gets the run's default score (--default-score, 0.5), as a model with nothing to
-  score does in this project.
+  all): here its read raises NoFaceError, as the project's own read does, so that predict scores
+  it the run's default score (--default-score, 0.5) with an error row saying so, and detect
+  reports it as a file it could not judge; in an ensemble the whole video is such a file.
 - frames are decoded by the project's reader (OpenCV by default: the authors' decoder);
   --tta (a horizontal flip) is not applied: the authors test without augmentation.
 """
@@ -48,7 +49,7 @@ from inference.detectors.deepfakebench_crops import CROP_SIZE, align_face, large
 from inference.detectors.deepfakebench_model import DeepfakeBenchModel, face_tensor, load_model
 from inference.models.model_options import media_limits
 from inference.pipeline.detector import Detector, FaceSource, Run
-from inference.pipeline.faces import VideoFaces, sample_frames
+from inference.pipeline.faces import NoFaceError, VideoFaces, sample_frames
 from preprocess.faces.face_detector import FaceDetections, FaceDetector
 from preprocess.faces.tracks import link_people
 
@@ -99,7 +100,7 @@ class DeepfakeBenchFaces(FaceSource):
         faces.frames_requested, faces.partial_reason = sampled.requested, sampled.partial_reason
         faces.seconds = {"decode": decoded_at - started, "detect": time.perf_counter() - decoded_at}
         if not faces.crops:
-            logger.warning("%s: no face in %d sampled frames (DeepfakeBench's read)", path, len(frames))
+            raise NoFaceError(f"{path}: no face found in {len(frames)} sampled frames (DeepfakeBench's read)")
         return faces
 
 
