@@ -6,6 +6,8 @@ and the paddings; one full-size check on real crops through the authors' loader)
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -14,6 +16,7 @@ import pytest
 import timm
 import torch
 
+from common.cli import InputError
 from inference.detectors import deepfakebench_crops as crops
 from inference.detectors import deepfakebench_model as dfb_model
 from inference.detectors.deepfakebench import DeepfakeBenchFaces, load_detector
@@ -206,3 +209,43 @@ def test_the_functional_b4_is_efficientnet_pytorchs_where_it_is_installed():
     theirs.load_state_dict({key.removeprefix("backbone."): value for key, value in state.items()}, strict=True)
     with torch.no_grad():
         torch.testing.assert_close(theirs.eval()(batch), authors.b4_logits(state, batch), atol=1e-4, rtol=1e-4)
+
+
+def _dlib_predictor() -> str:
+    """dlib's 68-point predictor (the 81-point model's first 68 points follow its scheme), as the
+    face_recognition_models package ships it; skip where dlib or the file is absent."""
+    pytest.importorskip("dlib")
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("no dlib shape predictor here (face_recognition_models ships one)")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "models" / "shape_predictor_68_face_landmarks.dat")
+
+
+@pytest.mark.shared_data
+def test_with_dlib_the_faces_and_crops_are_the_authors():
+    """With dlib and a shape predictor placed, DeepfakeBench's own finder: extract_aligned_face_dlib
+    (HOG detector upsampled once, the largest by width x height, get_keypts' five points)."""
+    predictor_path = _dlib_predictor()
+    import dlib
+
+    path = shared_data("dfdc_mini", "dfdc_train_part_0", "004.mp4")
+    faces = DeepfakeBenchFaces(frames=4, dlib_predictor=predictor_path).read(path, None, None)
+    face_detector, predictor = dlib.get_frontal_face_detector(), dlib.shape_predictor(predictor_path)
+    expected = []
+    for _, image in sorted(authors.authors_frames(path, 4).items()):
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        face = max(face_detector(rgb, 1), key=lambda rect: rect.width() * rect.height())
+        shape = predictor(rgb, face)
+        parts = [np.array([shape.part(i).x, shape.part(i).y]).reshape(-1, 2) for i in (37, 44, 30, 49, 55)]
+        expected.append(authors.authors_crop(rgb, np.concatenate(parts, axis=0)))
+    assert len(faces.crops) == len(expected) == 4
+    for mine, reference in zip(faces.crops, expected, strict=True):
+        assert np.array_equal(mine, reference)
+
+
+def test_a_dlib_predictor_that_cannot_be_loaded_is_one_line(tmp_path):
+    missing = tmp_path / "shape_predictor_81_face_landmarks.dat"
+    with pytest.raises(InputError) as caught:
+        load_detector([], [], CPU, dlib_predictor=missing)
+    message = str(caught.value)
+    assert ("needs dlib" in message or str(missing) in message) and "\n" not in message

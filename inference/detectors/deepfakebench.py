@@ -16,12 +16,20 @@ One detector serves both checkpoints, and both together: a file's keys say which
 
 Differences from the authors' pipeline:
 - face finder: the run's MTCNN (facenet-pytorch, at the run's --detector-scale) instead of dlib's
-  HOG detector (upsampled once) and 81-point shape predictor; dlib is not installed here (no wheel).
+  HOG detector (upsampled once) and 81-point shape predictor, unless the user has dlib and places the
+  predictor file (`dlib_predictor`: then the authors' finder, inference/detectors/deepfakebench_dlib.py).
   MTCNN's largest box picks the face; MTCNN's five points go where dlib's points 37, 44, 30, 49, 55
   went. Those are not the same points: dlib's 37 and 44 are upper-eyelid points where MTCNN gives
-  the eye centres, and 49 and 55 lie inside the mouth corners MTCNN gives. The similarity fitted to
-  the same template therefore places the face differently in the crop (measured on the sample
-  photos by tools in tests/test_deepfakebench_parity.py: see the module constant there).
+  the eye centres, and 49 and 55 lie inside the mouth corners MTCNN gives, so the similarity fitted
+  to the same template places the face differently in the crop. Measured once (2026-12-07) against
+  dlib 20.0.1's HOG detector and its 68-point predictor (the 81-point model's first 68 points follow
+  the same scheme; the 81-point file itself could not be had here), where both found the same
+  largest face: on 7 photos of ../shared/data/faces, MTCNN's crop is scaled 0.95-1.05 times dlib's,
+  turned by 1.7 degrees on average (3.9 at most), its centre 2.7 px away on average (6.6 at most) of
+  256, a point of the crop moving 7 px on average (20 at most); on 32 frames of the five sample
+  clips, scale up to 1.13, 2.9 degrees on average (6.2 at most), centre 3.4 px (11.4), points 10 px
+  (33); the face sits 2.6 px higher on average (MTCNN's eyes are 3.5 px below dlib's eyelid points).
+  The effect on the released models' scores could not be measured (no real weights here).
 - the authors' preprocessing runs dlib a second time on each crop, only to store landmarks, and at
   v1.0.1 a crop where it finds none ends the video's preprocessing (its later frames are lost):
   not reproduced (every frame with a face is kept).
@@ -46,6 +54,7 @@ import torch
 
 from common.cli import InputError
 from inference.detectors.deepfakebench_crops import CROP_SIZE, align_face, largest_face
+from inference.detectors.deepfakebench_dlib import check_predictor, dlib_detections
 from inference.detectors.deepfakebench_model import DeepfakeBenchModel, face_tensor, load_model
 from inference.models.model_options import media_limits
 from inference.pipeline.detector import Detector, FaceSource, Run
@@ -86,17 +95,24 @@ def detect_faces(mtcnn: FaceDetector, frames: list[np.ndarray]) -> list[FaceDete
 
 @dataclass(frozen=True)
 class DeepfakeBenchFaces(FaceSource):
-    """DeepfakeBench's read of a video: `frames` linspace frames, the largest face of each aligned."""
+    """DeepfakeBench's read of a video: `frames` linspace frames, the largest face of each aligned;
+    faces and landmarks by the run's MTCNN, or, given `dlib_predictor` (a shape predictor file: the
+    authors' 81-point one), by dlib as the authors find them (inference/detectors/deepfakebench_dlib.py)."""
 
     name: str = NAME
     frames: int = FRAMES
+    dlib_predictor: str | None = None
 
     def read(self, path: Path, mtcnn: FaceDetector, args) -> VideoFaces:
         started = time.perf_counter()
         sampled = sample_frames(path, self.frames, getattr(args, "video_backend", "opencv"), media_limits(args))
         decoded_at = time.perf_counter()
         frames = [sampled.decoded[index] for index in sorted(sampled.decoded)]
-        faces = aligned_faces(path, sampled.decoded, detect_faces(mtcnn, frames))
+        if self.dlib_predictor:
+            detections = dlib_detections(frames, self.dlib_predictor)
+        else:
+            detections = detect_faces(mtcnn, frames)
+        faces = aligned_faces(path, sampled.decoded, detections)
         faces.frames_requested, faces.partial_reason = sampled.requested, sampled.partial_reason
         faces.seconds = {"decode": decoded_at - started, "detect": time.perf_counter() - decoded_at}
         if not faces.crops:
@@ -140,16 +156,24 @@ class DeepfakeBenchDetector(Detector):
 
 
 def load_detector(
-    paths: Sequence[Path], weights: Sequence[float], device: torch.device, precision: str = "f32"
+    paths: Sequence[Path],
+    weights: Sequence[float],
+    device: torch.device,
+    precision: str = "f32",
+    dlib_predictor: str | Path | None = None,
 ) -> DeepfakeBenchDetector:
     """DeepfakeBench's detector with the checkpoints at `paths` (the authors' files, either model),
-    weighted by `weights`, on `device`. `precision` is the run's (its autocast type reaches
-    `probabilities` through the Run); the weights stay fp32. A malformed file is an InputError."""
+    weighted by `weights`, on `device`; faces by the run's MTCNN, or by dlib with `dlib_predictor`.
+    `precision` is the run's (its autocast type reaches `probabilities` through the Run); the
+    weights stay fp32. A malformed file, or dlib asked for and missing, is an InputError."""
     if len(paths) != len(weights):
         raise InputError(f"{NAME}: {len(paths)} checkpoints but {len(weights)} weights")
+    if dlib_predictor is not None:
+        check_predictor(dlib_predictor)
     models = [load_model(path, weight, device) for path, weight in zip(paths, weights, strict=True)]
     for model in models:
         logger.info(
             "model %s: DeepfakeBench %s at %d px, weight %g", model.name, model.encoder, model.input_size, model.weight
         )
-    return DeepfakeBenchDetector(models)
+    source = DeepfakeBenchFaces(dlib_predictor=None if dlib_predictor is None else str(dlib_predictor))
+    return DeepfakeBenchDetector(models, source)
