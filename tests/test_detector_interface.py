@@ -4,6 +4,7 @@ video; the ensemble's arithmetic is the winner's weighted mean over models in th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -332,7 +333,7 @@ def test_models_name_their_detector_on_the_command_line_and_in_an_ensemble_file(
     args = prediction.parse_args(["--test-dir", str(tmp_path), "--models", f"sbx:{theirs}"])
     with pytest.raises(
         InputError,
-        match=rf"--models sbx:{theirs}: no detector is named 'sbx'; the detectors are dfdc-winner, brightness",
+        match=rf"--models sbx:{theirs}: no detector is named 'sbx'; the detectors are dfdc-winner, .*brightness",
     ):
         options.load_detectors(args, CPU)
     spec.write_text("members:\n  - {checkpoint: theirs.bin, detector: 5}\n")
@@ -343,3 +344,25 @@ def test_models_name_their_detector_on_the_command_line_and_in_an_ensemble_file(
     assert [type(d).__name__ for d in options.load_detectors(args, CPU).detectors] == ["WinnerRecipe"], (
         "a file whose name has a colon is the project's checkpoint"
     )
+
+
+@dataclass(frozen=True)
+class FindsNoFace(FaceSource):
+    """A source of this test that finds no face in any video."""
+
+    def read(self, path, mtcnn, args) -> VideoFaces:
+        from inference.pipeline.faces import NoFaceError
+
+        raise NoFaceError(f"{path}: no face found (this test's read)")
+
+
+def test_a_detector_that_finds_no_face_beside_another_scores_the_default_and_the_video_stands(folder):
+    """Beside the project's read, a detector whose own read finds no face gives its model the
+    run's default score (predict and detect alike); the video is scored, not an error."""
+    make = lambda: Ensemble([Brightness(name="a"), Brightness(FindsNoFace("none"), 1.0, "b")])  # noqa: E731
+    scores, errors, _ = prediction.predict(_predict_args(folder, "--default-score", "0.25"), make(), CPU)
+    assert not errors
+    expected = (_expected(folder / "bright.mp4") + 0.25) / 2
+    assert scores["bright.mp4"] == pytest.approx(expected, abs=1e-6)
+    document = _detect_document(folder, make())
+    assert document["error"] is None and [m["score"] for m in document["models"]][1] == 0.5, "detect's default"

@@ -17,7 +17,7 @@ from common.video_io import VideoWriter
 from inference.detectors import gend
 from inference.detectors.gend_crops import clip_input
 from inference.pipeline.detector import Ensemble, Run
-from inference.pipeline.faces import inference_detector
+from inference.pipeline.faces import VideoFaces, inference_detector
 from inference.prediction import predict_folder as prediction
 from inference.serving import detection
 from inference.serving.verdict_options import VerdictRule
@@ -68,7 +68,11 @@ def test_gend_scores_through_predict_as_the_mean_of_its_frames(folder, model_fil
     path, state = model_file
     args = prediction.parse_args(["--test-dir", str(folder), "--models", "unused.pt", "--default-score", "0.25"])
     scores, errors, details = prediction.predict(args, Ensemble([gend.load_detector([path], [1.0], CPU)]), CPU)
-    assert not errors and sorted(scores) == ["face.mp4", "wall.mp4"]
+    assert sorted(scores) == ["face.mp4", "wall.mp4"]
+    [error] = errors  # a video without a face, as for the project's read: an error row and the default score
+    assert (
+        error["filename"] == "wall.mp4" and "no face found in" in error["reason"] and "GenD's read" in error["reason"]
+    )
     expected, frames = _expected(folder / "face.mp4", state)
     assert frames == [0, 1, 2, 3, 4], "every frame of a 5-frame clip has the face"
     assert scores["face.mp4"] == pytest.approx(expected, abs=1e-5)
@@ -93,11 +97,15 @@ def test_gend_judges_through_detect(folder, model_file):
     assert sum(bool(frame["faces"]) for frame in document["per_frame"]) == 5
 
 
-def test_a_video_without_a_face_is_the_runs_default_score(folder, model_file):
+def test_a_video_without_a_face_is_no_face_found_after_the_frames_tried(folder, model_file, caplog):
+    """GenD's read of a faceless video tries at most max_tried frames in the farthest-first order and
+    says so; an empty read (a view beside another detector's) scores the run's default."""
+    from inference.pipeline.faces import NoFaceError
+
+    with pytest.raises(NoFaceError, match=r"wall.mp4: no face found in 3 frames tried \(GenD's read\)"):
+        gend.FaceFrames(frames=4, max_tried=3).read(folder / "wall.mp4", inference_detector(0.5, CPU), None)
     detector = gend.load_detector([model_file[0]], [1.0], CPU)
-    faces = gend.FaceFrames(frames=4, max_tried=3).read(folder / "wall.mp4", inference_detector(0.5, CPU), None)
-    assert faces.crops == [] and faces.frame_indices == [0, 2, 4], "3 frames tried, in the farthest-first order"
-    [result] = Ensemble([detector]).score([faces], Run(CPU, default_score=0.3))
+    [result] = Ensemble([detector]).score([VideoFaces(folder / "wall.mp4", [])], Run(CPU, default_score=0.3))
     assert result.score == 0.3 and result.face_scores == []
 
 

@@ -36,7 +36,8 @@ Differences from the authors' pipeline:
 - a video with no face in its 32 frames has no frame to score in the authors' code (no score at
   all): here its read raises NoFaceError, as the project's own read does, so that predict scores
   it the run's default score (--default-score, 0.5) with an error row saying so, and detect
-  reports it as a file it could not judge; in an ensemble the whole video is such a file.
+  reports it as a file it could not judge; beside another detector's read (an ensemble with the
+  winner), its models score the default and the video stands on the other's faces.
 - frames are decoded by the project's reader (OpenCV by default: the authors' decoder);
   --tta (a horizontal flip) is not applied: the authors test without augmentation.
 """

@@ -18,8 +18,10 @@ Where this differs from the authors' pipeline:
 - The authors try every frame until 32 have a face; here at most `FaceFrames.max_tried` (4 x 32)
   are tried, so that a video without faces costs a bounded time: a video with a face in fewer than
   32 of its first 128 frames in that order is scored on those it has.
-- A video with no face at all gets the run's default score (0.5; the authors' evaluation has no
-  crops for it and leaves it out; their demo gives 0.0).
+- A video with no face at all is a video without faces, as for the project's read (NoFaceError):
+  predict gives it the run's default score (0.5) with an error row, detect says it could not judge
+  it (the authors' evaluation has no crops for it and leaves it out; their demo gives 0.0); beside
+  another detector's read, its models score the default and the video stands on the other's faces.
 - Test-time flips (--tta) are not GenD's and are not applied; --per-person is not either (one face
   per frame).
 """
@@ -48,7 +50,7 @@ from inference.detectors.gend_crops import (
 from inference.detectors.gend_model import GenDModel, load_model
 from inference.models.model_options import media_limits
 from inference.pipeline.detector import Detector, FaceSource, Run
-from inference.pipeline.faces import VideoFaces
+from inference.pipeline.faces import NoFaceError, VideoFaces
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +106,9 @@ class FaceFrames(FaceSource):
             faces.face_frames.append(index)
             faces.boxes.append(box)
             faces.found.append("detected")
-        if not kept:
-            logger.warning("%s: GenD found no face in %d frames tried", path, len(tried))
         faces.seconds = {"decode": decode_seconds, "detect": time.perf_counter() - started - decode_seconds}
+        if not kept:
+            raise NoFaceError(f"{path}: no face found in {len(tried)} frames tried (GenD's read)")
         return faces
 
     def face(self, frame: np.ndarray, found) -> tuple[np.ndarray, list[float]] | None:

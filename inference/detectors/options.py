@@ -28,6 +28,7 @@ from inference.pipeline.detector import Detector, Ensemble
 PROJECT_DETECTOR = "dfdc-winner"  # the project's checkpoints: the winner's recipe (and the temporal one)
 # Other papers' detectors: name -> the module whose load_detector reads its authors' files.
 DETECTORS: dict[str, str] = {
+    "deepfakebench": "inference.detectors.deepfakebench",  # DeepfakeBench v1.0.1: Xception, EfficientNet-B4
     "gend": "inference.detectors.gend",  # GenD (WACV 2026): CLIP ViT-L/14, aligned faces
 }
 

@@ -30,6 +30,7 @@ calibration (inference/models/ensemble_calibration.py) applies to that score.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ import numpy as np
 import torch
 
 from inference.pipeline.aggregate import per_person
-from inference.pipeline.faces import VideoFaces
+from inference.pipeline.faces import NoFaceError, VideoFaces
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,18 @@ class FaceSource:
 
 
 PROJECT_FACES = FaceSource()
+
+
+def read_views(faces: VideoFaces, sources: Sequence[FaceSource], path: Path, mtcnn, args) -> None:
+    """Each of `sources`' reads of `path` (the sources after a video's own) into `faces.views`. A
+    source that finds no face gives an empty read, its models the run's default score, and a
+    warning: the video stands on the others' faces."""
+    for source in sources:
+        try:
+            faces.views[source] = source.read(path, mtcnn, args)
+        except NoFaceError as error:
+            logger.warning("%s; its models score the default", error)
+            faces.views[source] = VideoFaces(Path(path), [])
 
 
 def faces_of(video: VideoFaces, source: FaceSource) -> VideoFaces:

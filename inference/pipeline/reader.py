@@ -21,7 +21,7 @@ from inference.distortions.frame_perturbation import frame_perturbation
 from inference.models.model_options import media_limits
 from inference.pipeline import decode_ahead
 from inference.pipeline.clips import extract_clips
-from inference.pipeline.detector import PROJECT_FACES, FaceSource
+from inference.pipeline.detector import PROJECT_FACES, FaceSource, read_views
 from inference.pipeline.faces import VideoFaces, extract_faces, inference_detector
 from inference.pipeline.file_identity import video_identity
 from preprocess.faces.face_detector import FaceDetector
@@ -75,8 +75,7 @@ class FaceReader:
             identity = video_identity(path)
             faces = first.read(path, self._detector(), self.args)
             faces.identity = identity
-        for source in others:
-            faces.views[source] = source.read(path, self._detector(), self.args)
+        read_views(faces, others, path, self._detector(), self.args)
         return faces
 
     def _read_project(self, path: Path, ahead: Future | None) -> VideoFaces:

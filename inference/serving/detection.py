@@ -80,7 +80,7 @@ from inference.models.model_options import (
     media_limits,
 )
 from inference.pipeline.clips import extract_clips
-from inference.pipeline.detector import PROJECT_FACES, Ensemble, Run
+from inference.pipeline.detector import PROJECT_FACES, Ensemble, Run, read_views
 from inference.pipeline.faces import DetectionError, VideoFaces, extract_faces, inference_detector
 from inference.scoring.scoring_settings import FAST_ON_CUDA
 from inference.serving.detect_settings import add_scoring_arguments, resolve_scoring
@@ -238,8 +238,7 @@ def examine(
             faces = extract_faces(path, detector, args.frames, recall=recall, limits=limits, sparse=args.fast)
         else:
             faces = first.read(path, detector, args)
-        for source in others:
-            faces.views[source] = source.read(path, detector, args)
+        read_views(faces, others, path, detector, args)
     except (VideoReadError, DetectionError) as error:
         return failure(path, "detect" if isinstance(error, DetectionError) else "decode", error)
     classify_started = time.perf_counter()
