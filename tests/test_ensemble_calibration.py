@@ -102,6 +102,8 @@ def test_the_named_original_has_no_calibration(tmp_path, monkeypatch):
         ({"operating_points": ["0.05"]}, "each operating point must be a mapping"),
         ({"members": [{**MEMBERS[0], "encoder": "resnet18"}, MEMBERS[1]]}, "other members or weights"),
         ({"members": [MEMBERS[0], {**MEMBERS[1], "input_size": 96}]}, "other members or weights"),
+        # a member read by another paper's detector since (or before): another model
+        ({"members": [MEMBERS[0], {**MEMBERS[1], "detector": "sbi"}]}, "other members or weights"),
         # malformed: each one line, never a TypeError
         ({"operating_points": 5}, "`operating_points` must be a list"),
         ({"operating_points": True}, "`operating_points` must be a list"),

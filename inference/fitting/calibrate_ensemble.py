@@ -217,7 +217,11 @@ def ensemble_document(args: argparse.Namespace, out: Path) -> tuple[dict, list[d
         entries = ensemble_entries(args.ensemble)
         document = {
             "members": [
-                {"checkpoint": str(Path(e["path"]).resolve()), **{k: e[k] for k in ("encoder", "input_size", "weight")}}
+                {
+                    "checkpoint": str(Path(e["path"]).resolve()),
+                    **{k: e[k] for k in ("encoder", "input_size", "weight")},
+                    **({"detector": e["detector"]} if e.get("detector") else {}),
+                }
                 for e in entries
             ],
             # the scale the named ensemble's faces were found at: detect and the page score at it

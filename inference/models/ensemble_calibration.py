@@ -141,13 +141,16 @@ _hashes: dict[tuple[str, int, int], str] = {}  # (file, size, mtime_ns) -> sha25
 
 def member_identity(entry: dict) -> dict:
     """A member as the ensemble file lists it: its checkpoint, encoder and input size (None where
-    the file gives none) and its weight."""
-    return {
+    the file gives none), its weight and, where it names one, its detector."""
+    identity = {
         "checkpoint": str(entry["checkpoint"]),
         "encoder": entry.get("encoder"),
         "input_size": entry.get("input_size"),
         "weight": float(entry.get("weight", 1.0)),
     }
+    if entry.get("detector"):  # another paper's detector reads this file (only then, as older blocks lack it)
+        identity["detector"] = str(entry["detector"])
+    return identity
 
 
 def checkpoint_path(entry: dict, folder: Path) -> Path:
@@ -282,7 +285,7 @@ def read_calibration(block, path: Path, members: list[dict]) -> EnsembleCalibrat
     if _fitted_members(block.get("members")) != [member_identity(entry) for entry in members]:
         raise CalibrationFileError(
             f"{path}: the calibration was fitted for other members or weights than the file lists now (checkpoint, "
-            "encoder, input size, weight); run python -m inference.calibrate on it again (or delete its "
+            "encoder, input size, weight, detector); run python -m inference.calibrate on it again (or delete its "
             "`calibration:` block)"
         )
     check_member_files(block["members"], members, path)
