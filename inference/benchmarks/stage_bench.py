@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from common.cli import InputError
 from common.video_io import probe_video
 from inference.benchmarks import original_baseline
 from inference.benchmarks.bench_report import (
@@ -55,12 +56,12 @@ from inference.benchmarks.bench_report import (
     summarise,
 )
 from inference.benchmarks.original_baseline import original_detector
-from inference.detectors.options import recipes_of
+from inference.detectors.options import PROJECT_DETECTOR, assemble, checked_detector, recipes_of
 from inference.models.ensemble import load_member, random_member, refuse_temporal
 from inference.models.ensemble_file import ensemble_calibration, ensemble_members, normalised_weights
-from inference.models.model_options import classifier_precision
+from inference.models.model_options import classifier_precision, named_detector
 from inference.models.runtime import RUNTIMES, resolve_runtime
-from inference.pipeline.detector import Ensemble, Run
+from inference.pipeline.detector import PROJECT_FACES, Ensemble, Run, read_views
 from inference.pipeline.faces import (
     CPU_DETECTION_THREADS,
     SEED_EVERY,
@@ -144,27 +145,37 @@ def bench_video(
     amp_dtype,
     recall: bool = False,
     sparse: bool = False,
+    args: argparse.Namespace | None = None,
 ) -> dict:
     """One video through inference.predict's decode (`sparse`: fast mode's), detect and classify
     (the `detectors`' scoring, inference/pipeline/detector.py), each timed; its score (None
-    without faces)."""
+    without faces). Another detector's own read counts its decoding in decode and the rest of it
+    (its faces found and cropped its way) in detect."""
     info = probe_video(path)
-    start = time.perf_counter()
-    decoded = read_sampled_frames(path, frames, sparse=sparse)
-    decode = time.perf_counter() - start
-    start = time.perf_counter()
+    first, *others = detectors.sources
+    seconds = {"decode": 0.0, "detect": 0.0, "classify": 0.0}
+    sampled, start = 0, time.perf_counter()
     try:
-        faces = crop_faces(path, decoded, detector, recall=recall)
+        if first == PROJECT_FACES:
+            decoded = read_sampled_frames(path, frames, sparse=sparse)
+            seconds["decode"], sampled = time.perf_counter() - start, len(decoded)
+            faces = crop_faces(path, decoded, detector, recall=recall)
+        else:
+            faces = first.read(path, detector, args)
+            sampled = len(faces.frame_indices)
+        read_views(faces, others, path, detector, args)
     except NoFaceError:
         faces = None
-    detect = time.perf_counter() - start
+    for read in [faces, *faces.views.values()] if faces is not None else []:
+        if first != PROJECT_FACES or read is not faces:
+            seconds["decode"] += read.seconds.get("decode", 0.0)
+    seconds["detect"] = time.perf_counter() - start - seconds["decode"]
     start = time.perf_counter()
     score = detectors.score([faces], Run(device, amp_dtype))[0].score if faces is not None else None
     if device.type == "cuda":
         torch.cuda.synchronize()
-    classify = time.perf_counter() - start
-    seconds = {"decode": decode, "detect": detect, "classify": classify}
-    return timed_row(path, info, len(decoded), len(faces.crops) if faces is not None else 0, seconds, score)
+    seconds["classify"] = time.perf_counter() - start
+    return timed_row(path, info, sampled, len(faces.crops) if faces is not None else 0, seconds, score)
 
 
 def baseline_video(path: Path, detector, members, frames: int) -> dict:
@@ -179,7 +190,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--test-dir", type=Path, required=True)
     models = parser.add_mutually_exclusive_group(required=True)
-    models.add_argument("--models", type=Path, nargs="+", help="checkpoints")
+    models.add_argument(
+        "--models", type=Path, nargs="+", help="checkpoints; NAME:FILE for another paper's detector (its authors' file)"
+    )
     models.add_argument("--ensemble", help="ensemble YAML, or the name of fetched released weights (original)")
     models.add_argument(
         "--random-models", type=int, metavar="N", help="N models of --encoder with random weights, run by PyTorch"
@@ -230,6 +243,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def bench_entries(args: argparse.Namespace) -> list[dict]:
+    """The models to time (none with --random-models): --models (NAME:FILE for another paper's
+    detector) or --ensemble, each with its checked detector (None: the project's) and its weight,
+    the weights divided by their sum."""
+    entries = []
+    for item in args.models or []:
+        detector, path = named_detector(item)
+        entries.append(
+            {"path": path, "encoder": args.encoder, "input_size": args.size, "weight": 1.0, "detector": detector}
+        )
+    if args.ensemble:
+        entries = ensemble_members(args.ensemble)
+        if ensemble_calibration(args.ensemble) is not None:  # said, not silently dropped: raw scores compared
+            logger.info("%s has a calibration; the scores compared here are the ensemble's raw ones", args.ensemble)
+    for entry in entries:
+        entry["detector"] = checked_detector(entry.get("detector"), args.ensemble or f"--models {entry['path']}")
+    weights = normalised_weights([entry["weight"] for entry in entries], args.ensemble or "--models") if entries else []
+    return [{**entry, "weight": weight} for entry, weight in zip(entries, weights, strict=True)]
+
+
 def main(argv=None) -> int:
     imports_s = seconds_since_process_start()
     args = parse_args(argv)
@@ -261,9 +294,13 @@ def main(argv=None) -> int:
                     precision=mode.precision,
                 )
                 for entry in entries
+                if entry["detector"] is None
             ]
         refuse_temporal(members, "inference.bench")
-        detectors = recipes_of(members)  # the winner's recipe: --strategy confident
+        # the winner's recipe (--strategy confident) and every other detector named
+        detectors = (
+            assemble(entries, names, weights, members, device, mode.precision) if entries else recipes_of(members)
+        )
         loaded = time.perf_counter()
         detector = mode.detector(args.detector_scale, device)
         detected = time.perf_counter()
@@ -272,7 +309,7 @@ def main(argv=None) -> int:
             if mode.name == "baseline":
                 return baseline_video(path, detector, members, args.frames)
             return bench_video(
-                path, detector, detectors, device, args.frames, mode.amp_dtype, mode.recall, sparse=mode.fast
+                path, detector, detectors, device, args.frames, mode.amp_dtype, mode.recall, sparse=mode.fast, args=args
             )
 
         # The first video once untimed: its first calls (memory, kernels chosen) are the start-up's.
@@ -303,14 +340,14 @@ def main(argv=None) -> int:
                 rows[name].append(timed(path))
         return rows
 
-    entries = [{"path": p, "encoder": args.encoder, "input_size": args.size, "weight": 1.0} for p in args.models or []]
-    if args.ensemble:
-        entries = ensemble_members(args.ensemble)
-        calibration = ensemble_calibration(args.ensemble)
-        if calibration is not None:  # said, not silently dropped: the modes are compared on raw scores
-            logger.info("%s has a calibration; the scores compared here are the ensemble's raw ones", args.ensemble)
-    weights = normalised_weights([entry["weight"] for entry in entries], args.ensemble or "--models") if entries else []
-    entries = [{**entry, "weight": weight} for entry, weight in zip(entries, weights, strict=True)]
+    entries = bench_entries(args)
+    names = [entry["detector"] for entry in entries]
+    weights = [entry["weight"] for entry in entries]
+    if any(names) and "baseline" in args.modes:
+        raise InputError(
+            "the baseline is the original's code, which scores the project's checkpoints only: give --no-baseline "
+            "to time other detectors"
+        )
     timed = modes_to_time(args.modes, runtime, device)
     load_before = load_average()
     try:
@@ -324,6 +361,7 @@ def main(argv=None) -> int:
         "interleaved": args.interleave,
         "threads": torch.get_num_threads(),
         "models": [str(entry["path"]) for entry in entries] or [f"random {args.encoder}"] * args.random_models,
+        "detectors": [entry["detector"] or PROJECT_DETECTOR for entry in entries] or [PROJECT_DETECTOR],
         "runtime": runtime,
         "settings": {
             mode.name: {

@@ -69,20 +69,25 @@ def load_detectors(args: argparse.Namespace, device: torch.device, precision: st
     """The detectors the options ask for, their models loaded on `device` in `precision`, in the
     order the models were given."""
     entries = model_entries(args)
-    source = args.ensemble or "--models"
     names = [checked_detector(entry.get("detector"), entry["origin"]) for entry in entries]
-    weights = normalised_weights([entry["weight"] for entry in entries], source)
+    weights = normalised_weights([entry["weight"] for entry in entries], args.ensemble or "--models")
     ours = [index for index, name in enumerate(names) if name is None]
     members = load_members(args, device, precision, [entries[i] for i in ours], [weights[i] for i in ours])
-    strategy = getattr(args, "strategy", None) or "confident"
-    detectors: list[Detector] = recipes_of(members, strategy).detectors if members else []
-    model_at = dict(zip(ours, members, strict=True))
+    return assemble(entries, names, weights, members, device, precision, getattr(args, "strategy", None))
+
+
+def assemble(entries, names, weights, members, device, precision: str = "f32", strategy: str | None = None) -> Ensemble:
+    """The ensemble of `entries` (their checked detector `names`, None for the project's, and
+    normalised `weights`), the project's ones already loaded as `members` (in their order): those in
+    the winner's and temporal recipes, every other detector's files read by its module, every model
+    in its entry's place."""
+    detectors: list[Detector] = recipes_of(members, strategy or "confident").detectors if members else []
+    model_at = dict(zip([index for index, name in enumerate(names) if name is None], members, strict=True))
     for name in dict.fromkeys(name for name in names if name is not None):
         mine = [index for index, other in enumerate(names) if other == name]
         module = importlib.import_module(DETECTORS[name])
-        detector = module.load_detector(
-            [entries[i]["path"] for i in mine], [weights[i] for i in mine], device, precision
-        )
+        paths = [entries[index]["path"] for index in mine]
+        detector = module.load_detector(paths, [weights[index] for index in mine], device, precision)
         detectors.append(detector)
         model_at.update(zip(mine, detector.models, strict=True))
     return Ensemble(detectors, [model_at[index] for index in range(len(entries))])
