@@ -66,6 +66,7 @@ def test_hflip_averages_each_face_with_its_mirror():
     assert both[0] == pytest.approx((plain[0] + mirrored[0]) / 2, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_bench_times_the_baseline_exact_and_fast_modes_and_compares_their_scores(demo_world, tmp_path, capsys):
     """On the CPU, where exact mode must score as the fp32 baseline does (CUDA: tools/gpu_check.py)."""
     video = next(p for p, e in sorted(dfdc_metadata(demo_world).items()) if e["label"] == "REAL")
@@ -273,6 +274,7 @@ def test_bench_summary_gives_speedups_and_score_differences():
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_on_real_clips_our_way_scores_as_the_baseline(tmp_path, capsys):
     clips = tmp_path / "clips"
     clips.mkdir()
