@@ -260,7 +260,7 @@ def test_every_relative_link_and_anchor_resolves():
 
 def test_every_module_and_repository_path_the_docs_name_exists():
     named = set().union(*(dotted_names(page.read_text()) for page in DOCS))
-    assert {"inference.calibration.simulation", "inference.detectors.options"} <= named
+    assert {"inference.calibration.simulation", "inference.evaluation.timeliness", "training.amp"} <= named
     paths = set().union(*(repository_paths(page.read_text()) for page in DOCS))
     assert {"inference/pipeline/detector.py", "tools/draw_architecture.py", "inference/detectors/"} <= paths
     assert [problem for page in DOCS for problem in name_problems(page, page.read_text())] == []
@@ -285,6 +285,38 @@ def test_a_missing_module_attribute_or_path_is_reported_and_output_paths_are_not
         "page.md: configs/no_such/<model>.yaml: no such file or folder in the repository",
         "page.md: inference/no_such.py: no such file or folder in the repository",
     ]
+
+
+SLOWEST_ROW = re.compile(r"^\| [\d.]+ \| (?:setup|call) \| `(tests/\w+\.py)::(\w+)[^`]*` \| (yes|no\b[^|]*) \|$", re.M)
+
+
+def marked_slow(path: Path, test: str) -> bool:
+    """Whether the test function (or its whole module, `pytestmark`) carries @pytest.mark.slow."""
+    tree = ast.parse(path.read_text())
+    marks = [
+        ast.unparse(decorator)
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name == test
+        for decorator in node.decorator_list
+    ]
+    marks += [
+        ast.unparse(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and "pytestmark" in ast.unparse(node)
+    ]
+    return any(re.search(r"\bpytest\.mark\.slow\b", mark) for mark in marks)
+
+
+def test_the_slowest_tests_are_marked_slow_as_development_md_says():
+    """docs/development.md's table of the slowest tests says which are left out by -m "not slow"."""
+    rows = SLOWEST_ROW.findall((REPO_ROOT / "docs" / "development.md").read_text())
+    assert len(rows) >= 20 and sum(marked == "yes" for *_, marked in rows) >= 15, rows
+    wrong = [
+        f"{file}::{test}: the table says {marked!r}"
+        for file, test, marked in rows
+        if marked_slow(REPO_ROOT / file, test) != (marked == "yes")
+    ]
+    assert wrong == []
 
 
 def test_a_flag_not_in_the_help_a_missing_module_script_and_anchor_are_each_reported(tmp_path):
