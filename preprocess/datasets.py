@@ -9,7 +9,7 @@ Layouts (picked automatically, or with --layout):
            ids are <source|Method>-<quality>-<name>; ROOT/splits/{train,val,test}.json, where
            present, give the official split (without them, a warning: folds are a k-fold instead)
   celebdf  Celeb-DF v2 (Celeb-real/, YouTube-real/, Celeb-synthesis/, List_of_testing_videos.txt)
-  dfdcp    the DFDC preview (dataset.json); both described in preprocess/benchmarks.py
+  dfdcp    the DFDC preview (dataset.json); both described in preprocess/layouts_with_splits.py
   csv      ROOT/*.csv with columns path,label[,original][,group][,method]; paths relative to
            ROOT; label REAL/FAKE or 0/1 (1 = fake); original = the path of another row; rows
            of one group (any name) share a fold, with their originals and their fakes
@@ -45,8 +45,8 @@ from common.records import (
     relative_id,
     safe_child,
 )
-from preprocess.benchmarks import CELEBDF_FOLDERS, ffpp_splits, read_celebdf, read_dfdc_preview
 from preprocess.identities import FFPP_DFD_FAKE, FFPP_FAKE, ffpp_identities
+from preprocess.layouts_with_splits import CELEBDF_FOLDERS, ffpp_splits, read_celebdf, read_dfdc_preview
 
 logger = logging.getLogger("preprocess.datasets")
 

@@ -133,6 +133,7 @@ def _judged_files_left(server) -> list[str]:
     return left + _explanation_files(scratch) + _explanation_files(server["uploads"])
 
 
+@pytest.mark.slow
 def test_a_clip_and_a_photo_get_their_verdicts_as_detect_gives_them(server, media, capsys):
     expected = {}
     for name in ("clip", "photo"):
@@ -283,6 +284,7 @@ def _when_judging(server, action) -> threading.Thread:
     return thread
 
 
+@pytest.mark.slow
 def test_a_check_over_the_time_limit_is_stopped_and_the_next_one_is_served(server, media, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError

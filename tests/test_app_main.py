@@ -49,6 +49,7 @@ def short_tmp():
         yield Path(folder)
 
 
+@pytest.mark.slow
 def test_the_command_starts_with_a_fractional_upload_limit_on_a_port_gradio_finds(tmp_path, short_tmp):
     from gradio_client import Client, handle_file
 
@@ -143,6 +144,7 @@ def _resident_mb(pid: int) -> float:
 
 
 @glibc_heap
+@pytest.mark.slow
 def test_the_page_gives_back_the_memory_of_each_check(tmp_path, short_tmp):
     """The issue's figure: 24 photos of 25 MP took the page from 909 MB to 1.6 GB, still climbing:
     glibc kept each check's freed buffers in its heaps (inference/serving/heap.py). Here a 9 MP photo judged

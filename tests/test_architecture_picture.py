@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 from tests.conftest import REPO_ROOT
-from tests.test_layout import INFERENCE_ORDER, STAGES
-
-sys.path.insert(0, str(REPO_ROOT / "tools"))
-try:
-    import draw_architecture
-finally:
-    sys.path.remove(str(REPO_ROOT / "tools"))
+from tools import draw_architecture
+from tools.layout_rules import INFERENCE_ORDER, STAGES
 
 
 def _rank(package: str) -> tuple[int, int]:

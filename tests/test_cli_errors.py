@@ -103,6 +103,7 @@ def test_bad_input_ends_in_one_line_and_status_2(case, files, capsys):
     assert not any("Traceback" in line for line in err)
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback_from_the_command_line(files):
     models = ["--models", str(files / "bare.pt"), "--encoder", "resnet18"]
     command = [sys.executable, "-m", "inference.predict", "--test-dir", str(files / "empty"), *models]

@@ -65,3 +65,12 @@ def test_the_report_times_warm_rounds_in_turns_and_compares_the_best(tmp_path, m
 def test_a_command_that_fails_stops_the_bench_with_its_error(tmp_path):
     with pytest.raises(command_bench.cli.InputError, match="original: .* failed"):
         command_bench.run("original", ["--models", str(tmp_path / "absent.pt")], tmp_path, tmp_path / "o.csv")
+
+
+@pytest.mark.parametrize(
+    ("rounds", "message"), [("0", "must be more than 0, got 0"), ("two", "'two' is not a whole number")]
+)
+def test_rounds_must_be_a_whole_number_above_0(tmp_path, capsys, rounds, message):
+    with pytest.raises(SystemExit) as refused:
+        command_bench.parse_args(["--test-dir", str(tmp_path), "--models", "m.pt", "--rounds", rounds])
+    assert refused.value.code == 2 and f"argument --rounds: {message}" in capsys.readouterr().err

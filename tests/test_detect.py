@@ -52,6 +52,7 @@ def _documents(capsys) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
+@pytest.mark.slow
 def test_each_file_gets_one_document_and_videos_score_as_predict_scores_them(
     mixed_folder, checkpoints, demo_world, tmp_path, capsys
 ):

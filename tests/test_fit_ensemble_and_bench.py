@@ -66,6 +66,7 @@ def test_hflip_averages_each_face_with_its_mirror():
     assert both[0] == pytest.approx((plain[0] + mirrored[0]) / 2, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_bench_times_the_baseline_exact_and_fast_modes_and_compares_their_scores(demo_world, tmp_path, capsys):
     """On the CPU, where exact mode must score as the fp32 baseline does (CUDA: tools/gpu_check.py)."""
     video = next(p for p, e in sorted(dfdc_metadata(demo_world).items()) if e["label"] == "REAL")
@@ -316,6 +317,7 @@ def test_bench_summary_gives_speedups_and_score_differences():
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_on_real_clips_our_way_scores_as_the_baseline(tmp_path, capsys):
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -338,12 +340,18 @@ def test_on_real_clips_our_way_scores_as_the_baseline(tmp_path, capsys):
 
 def test_bench_refuses_bad_numbers_and_a_json_folder_that_is_not_there_before_any_work(tmp_path, capsys):
     base = ["--test-dir", str(tmp_path), "--random-models", "1", "--encoder", "resnet18"]
-    for bad in (["--videos", "0"], ["--frames", "0"], ["--videos", "-1"], ["--json", str(tmp_path / "no" / "r.json")]):
+    refusals = {
+        ("--videos", "0"): "argument --videos: must be more than 0, got 0",
+        ("--frames", "0"): "argument --frames: must be more than 0, got 0",
+        ("--videos", "-1"): "argument --videos: must be more than 0, got -1",
+        ("--frames", "2.5"): "argument --frames: '2.5' is not a whole number",
+        ("--json", str(tmp_path / "no" / "r.json")): f"--json: {tmp_path / 'no'} is not a folder",
+    }
+    for bad, message in refusals.items():
         with pytest.raises(SystemExit) as refused:
             bench.parse_args([*base, *bad])
         assert refused.value.code == 2, bad
-    errors = capsys.readouterr().err
-    assert "must be a whole number of 1 or more" in errors and f"--json: {tmp_path / 'no'} is not a folder" in errors
+        assert message in capsys.readouterr().err, bad
     rows = {"baseline": [{"video": "a", "total_s": 0.004, "decode_s": 0.004, "detect_s": 0.0, "classify_s": 0.0}]}
     rows["exact"] = [{"video": "a", "total_s": 0.0, "decode_s": 0.0, "detect_s": 0.0, "classify_s": 0.0}]
     for mode in rows.values():

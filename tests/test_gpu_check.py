@@ -207,6 +207,7 @@ def test_predict_fp16_fails_when_fp16_moves_a_face_by_more_than_0_01(monkeypatch
         gpu_check.step_predict_fp16(gpu_check.Context(tmp_path))
 
 
+@pytest.mark.slow
 def test_the_workers_run_on_the_cpu(tmp_path, capsys):
     """The GPU steps' code, run on the CPU: a typo must not wait for a GPU host to show."""
     losses = gpu_workers.fp16_losses("sam_sgd", torch.device("cpu"), 3, 32, 4)

@@ -1,13 +1,14 @@
 """The house's layout (docs/architecture.md): imports go down only, and every folder stays small.
 
-Read with `ast`, nothing imported, so the check costs milliseconds. Every import counts, those
-inside functions too (a lazy import is still a dependency).
+The rules and the import graph are tools/layout_rules.py's (tools/draw_architecture.py draws the
+same graph): read with `ast`, nothing imported. Every import counts, those inside functions too,
+and so do `importlib.import_module("x")` and `[sys.executable, "-m", "x"]` with x a string literal.
 
 - common imports none of preprocess, training or inference; preprocess imports neither training
   nor inference; training does not import inference.
 - Inside inference, the commands (the modules at its top, `python -m inference.X`) are short and
-  imported by nothing in inference, and a subpackage imports only subpackages below it in
-  INFERENCE_ORDER.
+  imported by nothing in inference (only inference.benchmarks may run one, to time it), and a
+  subpackage imports only subpackages below it in INFERENCE_ORDER.
 - Inside training and preprocess likewise: a subpackage imports only those below it in
   TRAINING_ORDER / PREPROCESS_ORDER, and the modules at the stage's top (training's commands;
   preprocess' steps and what they share) sit above them all.
@@ -16,71 +17,25 @@ inside functions too (a lazy import is still a dependency).
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import REPO_ROOT
-
-# Stages, low to high: each may import the ones before it, never one after.
-STAGES = ("common", "preprocess", "training", "inference")
-# inference's subpackages, low to high: each may import the ones before it (and the stages below).
-INFERENCE_ORDER = (
-    "distortions",
-    "scoring",
-    "calibration",
-    "models",
-    "fitting",
-    "pipeline",
-    "detectors",
-    "prediction",
-    "evaluation",
-    "serving",
-    "benchmarks",
+from tools.layout_rules import (
+    COMMAND_RUNNER,
+    COMMANDS,
+    INFERENCE_ORDER,
+    MAX_COMMAND_LINES,
+    MAX_MODULES,
+    ORDERS,
+    STAGES,
+    TRAINING_COMMANDS,
+    all_imports,
+    imported,
+    references,
 )
-# training's subpackages, low to high; its commands (`python -m training.X`) sit on top.
-TRAINING_ORDER = ("data", "models", "loop", "settings")
-TRAINING_COMMANDS = {"train", "plot_log", "bench", "compare"}
-# preprocess' subpackages, low to high; its steps (`python -m preprocess.X`) and what they share sit on top.
-PREPROCESS_ORDER = ("faces", "demo_world")
-ORDERS = {"inference": INFERENCE_ORDER, "training": TRAINING_ORDER, "preprocess": PREPROCESS_ORDER}
-COMMANDS = {"predict", "detect", "app", "weights", "calibrate", "evaluate", "score", "bench", "fit_ensemble"}
-MAX_MODULES = 20
-# A command parses its options, calls its work in a subpackage and reports: a few lines.
-MAX_COMMAND_LINES = 30
+
 # tests/ is not checked: one file per concern of the code, read by pytest, and several people add
 # to it at once.
-
-
-def modules(stage: str) -> dict[str, Path]:
-    """Each module of a stage by its dotted name."""
-    root = REPO_ROOT / stage
-    return {
-        ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__"): path
-        for path in sorted(root.rglob("*.py"))
-    }
-
-
-def imported(path: Path, name: str) -> set[str]:
-    """The project modules (or packages) `path` imports, anywhere in it, as dotted names."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from inference import predict`
-    return {dotted for dotted in found if dotted.split(".")[0] in STAGES}
-
-
-def all_imports() -> dict[str, set[str]]:
-    return {name: imported(path, name) for stage in STAGES for name, path in modules(stage).items()}
 
 
 def test_each_stage_imports_only_the_stages_below_it():
@@ -103,22 +58,27 @@ def level(name: str) -> tuple[int, str] | None:
     return len(order), "top"
 
 
-@pytest.mark.parametrize("stage", sorted(ORDERS))
-def test_imports_go_down_a_stages_subpackages(stage):
-    everything = set(all_imports())
+def order_problems(graph: dict[str, set[str]], stage: str) -> list[str]:
+    """Each import of `graph` that goes up `stage`'s order of subpackages (or, in inference, to a command)."""
     wrong = []
-    for name, targets in all_imports().items():
+    for name, targets in graph.items():
         here = level(name)
         if here is None or name.split(".")[0] != stage:
             continue
         for target in targets:
             there = level(target)
-            if there is None or target not in everything or target.split(".")[0] != stage:
+            if there is None or target not in graph or target.split(".")[0] != stage:
                 continue  # a name imported from a package (`from inference.models import ensemble`)
             if there[0] > here[0] or (stage == "inference" and there[1] == "top"):
                 wrong.append(f"{name} ({here[1]}) imports {target} ({there[1]})")
+    return sorted(wrong)
+
+
+@pytest.mark.parametrize("stage", sorted(ORDERS))
+def test_imports_go_down_a_stages_subpackages(stage):
+    wrong = order_problems(all_imports(), stage)
     top = "commands, and no module imports a command" if stage == "inference" else "the modules at its top"
-    assert not wrong, f"{stage}'s order is {' < '.join(ORDERS[stage])} < {top}:\n" + "\n".join(sorted(wrong))
+    assert not wrong, f"{stage}'s order is {' < '.join(ORDERS[stage])} < {top}:\n" + "\n".join(wrong)
 
 
 def test_only_commands_sit_at_the_top_of_inference():
@@ -158,9 +118,59 @@ def test_no_folder_holds_more_than_about_twenty_modules(stage):
 
 
 def test_the_checks_see_a_wrong_import(tmp_path):
-    """The parser above finds lazy and relative imports (the checks could not fail otherwise)."""
+    """The parser above finds lazy and relative imports, modules named to importlib and modules run
+    with -m (the checks could not fail otherwise)."""
     module = tmp_path / "inference" / "pipeline" / "x.py"
     module.parent.mkdir(parents=True)
-    module.write_text("def f():\n    from inference import predict\n    from ..serving import verdict\n")
+    module.write_text(
+        "import importlib, subprocess, sys\n"
+        "def f():\n    from inference import predict\n    from ..serving import verdict\n"
+        "    importlib.import_module('inference.evaluation.robustness')\n"
+        "    subprocess.run([sys.executable, '-m', 'inference.detect', '--help'])\n"
+        "    importlib.import_module(f'inference.{verdict}')  # computed: not seen\n"
+        "    print('python -m inference.score')  # words for people: not a run\n"
+    )
     found = imported(module, "inference.pipeline.x")
-    assert {"inference.predict", "inference.serving.verdict"} <= found
+    assert found == {
+        "inference",
+        "inference.predict",
+        "inference.serving",
+        "inference.serving.verdict",
+        "inference.evaluation.robustness",
+        "inference.detect",
+    }
+
+
+def test_a_command_run_with_dash_m_counts_as_an_import_but_where_it_is_timed(tmp_path):
+    """A subprocess `-m inference.detect` is a dependency like an import: from the pipeline it goes up
+    the order; only inference.benchmarks, which times the commands as people run them, may run one."""
+    files = {
+        "inference/__init__.py": "",
+        "inference/detect.py": "",
+        "inference/pipeline/__init__.py": "",
+        "inference/pipeline/x.py": "import sys\nCOMMAND = [sys.executable, '-m', 'inference.detect']\n",
+        "inference/benchmarks/__init__.py": "",
+        "inference/benchmarks/y.py": "RUNS = {'exact': ['-m', 'inference.detect', '--fast']}\n",
+        "inference/benchmarks/z.py": "import importlib\nimportlib.import_module('inference.detect')\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert references(tmp_path / "inference/benchmarks/y.py", "inference.benchmarks.y") == {("inference.detect", "run")}
+    assert order_problems(all_imports(tmp_path), "inference") == [
+        "inference.benchmarks.z (benchmarks) imports inference.detect (top)",
+        "inference.pipeline.x (pipeline) imports inference.detect (top)",
+    ]
+
+
+def test_the_benchmarks_runs_of_the_commands_are_seen():
+    """The real runs the exception is for: inference.benchmarks times predict and detect in subprocesses."""
+    bench = REPO_ROOT / "inference" / "benchmarks"
+    assert COMMAND_RUNNER == "inference.benchmarks"
+    assert {"inference.predict", "inference.benchmarks.original_baseline"} <= imported(
+        bench / "command_bench.py", "inference.benchmarks.command_bench"
+    )
+    assert {"inference.predict", "inference.detect"} <= imported(
+        bench / "hostile_bench.py", "inference.benchmarks.hostile_bench"
+    )
+    assert "inference.benchmarks.original_baseline" in all_imports()["inference.benchmarks.command_bench"]

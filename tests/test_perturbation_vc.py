@@ -134,6 +134,7 @@ def portrait_copy(tmp_path_factory):
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_vc_of_the_sampled_frames_is_the_whole_video_encode(portrait_copy, monkeypatch):
     """32 sampled frames of the clip are its whole-video encode, frame for frame. The one setting
     kept apart from the reference's, mbtree off (the same bytes every time), leaves them 0.25 dB

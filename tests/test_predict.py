@@ -93,6 +93,7 @@ def _predict_scores(test_dir, checkpoint, tmp_path, *extra) -> dict[str, float]:
     return {row["filename"]: float(row["label"]) for row in _rows(out)}
 
 
+@pytest.mark.slow
 def test_numpy1_original_checkpoint_gives_the_original_scores(demo_world, tmp_path):
     torch.manual_seed(3)
     model = create_model("tf_efficientnet_b0_ns").eval()
@@ -163,6 +164,7 @@ def test_a_numpy1_b7_checkpoint_loads_strictly_through_predict(demo_world, tmp_p
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_dfdc_mini_predict_and_score(small_checkpoint, tmp_path):
     root = shared_data("dfdc_mini")
     test_dir = tmp_path / "videos"
@@ -198,6 +200,7 @@ def test_a_bad_checkpoint_stops_predict_with_one_line_naming_the_file(demo_world
         assert not out.exists()
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_write_the_rows_one_process_writes(demo_world, small_checkpoint, tmp_path):
     test_dir = tmp_path / "test"
     test_dir.mkdir()

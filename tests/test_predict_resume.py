@@ -209,6 +209,7 @@ def test_a_disk_full_at_the_end_names_the_submission_and_a_resume_reads_nothing_
     _check_resumed(out, reference)
 
 
+@pytest.mark.slow
 def test_each_torchrun_process_resumes_its_own_share(tmp_path, sources, checkpoint, reference_run, reference):
     test_dir = _folder(tmp_path, sources)
     out = tmp_path / "out" / "submission.csv"

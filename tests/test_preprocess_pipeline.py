@@ -38,6 +38,7 @@ def test_demo_world(demo_world, demo_preprocessed):
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_dfdc_mini_sample(tmp_path):
     root = tmp_path / "dfdc_mini"
     shutil.copytree(shared_data("dfdc_mini"), root)

@@ -136,6 +136,7 @@ def test_clip_windows_spread_over_the_video_at_the_trained_step():
     assert inference_windows(20, 4, 10, 2) == [[0, 6, 12, 18]], "a short video: the step shrinks to fit"
 
 
+@pytest.mark.slow
 def test_predict_scores_with_a_temporal_model_alone_and_in_a_mixed_ensemble(demo_world, temporal_checkpoint, tmp_path):
     frame = save_tiny_checkpoint(tmp_path / "frame.pt")
     common = ["--test-dir", str(demo_world / "test_videos"), "--detector-scale", "rule", "--runtime", "torch"]

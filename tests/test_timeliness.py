@@ -41,6 +41,7 @@ def test_the_first_right_k_is_where_the_decision_settles():
     assert first_right_step([0.5, 0.5, 0.5, 0.5], 1, steps) is None, "0.5 is not FAKE"
 
 
+@pytest.mark.slow
 def test_the_report_and_plot_on_demo_videos_end_at_predicts_scores(demo_world, tmp_path):
     test_dir = demo_world / "test_videos"
     model = save_tiny_checkpoint(tmp_path / "tiny.pt")

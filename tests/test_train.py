@@ -116,6 +116,7 @@ SMALL_ENCODER = ["--set", "model.encoder=test_efficientnet"]
 
 
 @pytest.mark.parametrize("variant", [[], SELF_BLENDS_AND_SAM], ids=["recipe", "self_blends_sam"])
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_weights(crop_data, tmp_path, variant):
     # on the CPU: bit-exact resumption needs deterministic kernels, which cuDNN's backward is not by default.
     # Three epochs of three batches: the kill lands in epoch 1 and the resumed run carries the
@@ -143,6 +144,7 @@ def test_interrupted_run_resumes_to_the_same_weights(crop_data, tmp_path, varian
 
 
 @pytest.mark.parametrize("variant", [[], SELF_BLENDS_AND_SAM], ids=["recipe", "self_blends_sam"])
+@pytest.mark.slow
 def test_two_process_gloo_run_keeps_replicas_equal(crop_data, tmp_path, variant):
     out = tmp_path / "ddp"
     command = [

@@ -83,6 +83,7 @@ def test_the_page_names_its_settings_and_commands_of_every_step():
     ]
 
 
+@pytest.mark.slow
 def test_the_walkthrough_fine_tunes_scores_the_test_split_and_judges_a_new_video(walked):
     work, outputs = Path(walked["WORK"]), walked["outputs"]
     assert "celebdf layout" in outputs["preprocess.datasets"]
@@ -104,6 +105,7 @@ def test_the_walkthrough_fine_tunes_scores_the_test_split_and_judges_a_new_video
 
 
 @pytest.mark.parametrize("source", ["original release", "timm encoder"])
+@pytest.mark.slow
 def test_init_from_the_other_formats_on_the_same_data(walked, source, tmp_path, caplog):
     import logging
 
@@ -133,6 +135,7 @@ def test_init_from_the_other_formats_on_the_same_data(walked, source, tmp_path, 
         assert best["epoch"] == 0
 
 
+@pytest.mark.slow
 def test_run_all_plans_a_celebdf_test_split_as_an_evaluation(walked, tmp_path):
     environment = {**os.environ, "DRY_RUN": "1", "WORK_DIR": str(tmp_path / "work"), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(

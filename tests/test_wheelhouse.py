@@ -119,6 +119,7 @@ print(json.dumps({"stringzilla": stringzilla.__version__, "digest": digest.hexdi
 """
 
 
+@pytest.mark.slow
 def test_the_gpu_steps_run_with_only_their_packages_and_what_those_pull(tmp_path):
     """The GPU steps' code, in a fresh interpreter (no site-packages) that sees only
     GPU_STEP_PACKAGES, what they require, the standard library and the project: no gradio, no

@@ -2,11 +2,13 @@
 
     python tools/draw_architecture.py [--out docs/architecture.png]
 
-The import graph is the one tests/test_layout.py checks (read with `ast`, lazy imports included),
-summed per package: an arrow A -> B with a number n says that n modules of A import from B. The
-stages go left to right (common, preprocess, training, inference), inference's subpackages bottom
-to top in their order (training and preprocess one box each, their subpackages inside), so every
-arrow points left or down; an arrow that went up would fail test_layout before it got here.
+The import graph is the one tests/test_layout.py checks (tools/layout_rules.py: read with `ast`,
+lazy imports and modules named to importlib included), summed per package: an arrow A -> B with a
+number n says that n modules of A import from B. The stages go left to right (common, preprocess,
+training, inference), inference's subpackages bottom to top in their order (training and preprocess
+one box each, their subpackages inside), so every arrow points left or down; an arrow that went up
+would fail test_layout before it got here. (The benchmarks' runs of the commands, `python -m
+inference.predict` in a subprocess to time it, are no import and no arrow.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.test_layout import INFERENCE_ORDER, STAGES, all_imports, modules  # noqa: E402
+from tools.layout_rules import INFERENCE_ORDER, STAGES, all_imports, modules  # noqa: E402
 
 WIDTH, HEIGHT = 2.9, 0.74  # a package's box, in axis units
 

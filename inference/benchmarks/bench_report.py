@@ -6,7 +6,6 @@ measured under load are noise (docs/speed.md, "Measuring it")."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -122,17 +121,6 @@ def seconds_since_process_start() -> float | None:
         return round(time.time() - boot - ticks / os.sysconf("SC_CLK_TCK"), 2)
     except (OSError, StopIteration, ValueError, IndexError):
         return None
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer of 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {text!r}")
-    return value
 
 
 def emit_report(report: dict, json_path: Path | None) -> None:

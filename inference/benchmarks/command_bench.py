@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from common import cli
-from inference.benchmarks.bench_report import emit_report, load_average, machine, positive_int
+from inference.benchmarks.bench_report import emit_report, load_average, machine
 
 logger = logging.getLogger("inference.benchmarks.command_bench")
 
@@ -86,7 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--models", type=Path, nargs="+", required=True, help="checkpoints")
     parser.add_argument("--encoder", help="encoder of bare checkpoints")
     parser.add_argument("--size", type=int, help="input size of bare checkpoints")
-    parser.add_argument("--rounds", type=positive_int, default=2, help="timed rounds of the three commands (2)")
+    parser.add_argument("--rounds", type=cli.positive_int, default=2, help="timed rounds of the three commands (2)")
     parser.add_argument("--commands", nargs="+", choices=list(COMMANDS), default=list(COMMANDS))
     parser.add_argument("--json", type=Path, help="also write the report to this file")
     return parser.parse_args(argv)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from common.cli import InputError
+from common.cli import InputError, positive_int
 from common.video_io import probe_video
 from inference.benchmarks import original_baseline
 from inference.benchmarks.bench_report import (
@@ -50,7 +50,6 @@ from inference.benchmarks.bench_report import (
     emit_report,
     load_average,
     machine,
-    positive_int,
     readable_videos,
     seconds_since_process_start,
     summarise,

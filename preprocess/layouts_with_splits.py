@@ -1,4 +1,5 @@
-"""The layouts of the cross-dataset benchmarks, with their official splits.
+"""The dataset layouts that come with an official split: Celeb-DF v2 and the DFDC preview (the
+cross-dataset test sets), and FaceForensics++'s split files.
 
   celebdf  Celeb-DF v2: ROOT/Celeb-real/idA_NNNN.mp4 and ROOT/YouTube-real/NNNNN.mp4 (real),
            ROOT/Celeb-synthesis/idA_idB_NNNN.mp4 (fake: idB's face on Celeb-real/idA_NNNN);
@@ -22,7 +23,7 @@ from pathlib import Path
 from common.records import FAKE, REAL, VIDEO_SUFFIXES, DatasetError, VideoRecord, relative_id, safe_child
 from preprocess.identities import CELEBDF_FAKE, celebdf_identities, dfdcp_identities
 
-logger = logging.getLogger("preprocess.benchmarks")
+logger = logging.getLogger("preprocess.layouts_with_splits")
 
 CELEBDF_TEST_LIST = "List_of_testing_videos.txt"
 CELEBDF_FOLDERS = {"Celeb-real": REAL, "YouTube-real": REAL, "Celeb-synthesis": FAKE}

@@ -1,4 +1,5 @@
-"""Celeb-DF v2, the DFDC preview and FaceForensics++'s split files, read from tiny trees."""
+"""Celeb-DF v2, the DFDC preview and FaceForensics++'s split files (preprocess/layouts_with_splits.py),
+read from tiny trees."""
 
 from __future__ import annotations
 
