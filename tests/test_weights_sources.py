@@ -93,7 +93,7 @@ def test_list_shows_each_sets_detector_licence_terms_and_each_files_source_and_s
     assert block.rstrip().endswith(
         "  sbi/FFraw.tar: missing; SHA-256 not pinned: trusted on first use when fetched\n"
         "    from Google Drive file 12sLyqBp0VFwdpA-oZLdIOkOTkz_ZnIhV (https://drive.google.com/file/d/"
-        "12sLyqBp0VFwdpA-oZLdIOkOTkz_ZnIhV/view); size not published (held to between 60 and 500 MB)"
+        "12sLyqBp0VFwdpA-oZLdIOkOTkz_ZnIhV/view); size not published (held to between 60 MB and 500 MB)"
     )
     assert "accept before download (--accept-terms)" in block
     assert "  detector: deepfakebench; licence: CC BY-NC 4.0 (https://creativecommons.org/licenses/by-nc/4.0/)" in out
@@ -106,6 +106,7 @@ def test_list_shows_each_sets_detector_licence_terms_and_each_files_source_and_s
         "    from Hugging Face hub yermandy/GenD_CLIP_L_14 at revision 891ce014a030, file model.safetensors; "
         "1,215,928,160 bytes (pinned)"
     ) in out
+    assert "file config.json; size not published (held to between 2 bytes and 1 MB)" in out
     assert "  detector: gend; licence: MIT" in out and "  detector: dfdc-winner; licence: MIT" in out
 
 

@@ -79,5 +79,13 @@ def size_note(file: WeightFile) -> str:
     if file.size is not None:
         return f"{file.size:,} bytes (pinned)"
     if file.min_size is not None and file.max_size is not None:
-        return f"size not published (held to between {file.min_size / 1e6:g} and {file.max_size / 1e6:g} MB)"
+        return f"size not published (held to between {_amount(file.min_size)} and {_amount(file.max_size)})"
     return "size not published"
+
+
+def _amount(size: int) -> str:
+    """A size in the unit a person reads it in: 2 bytes, 300 kB, 100 MB."""
+    for unit, bytes_in_unit in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= bytes_in_unit:
+            return f"{size / bytes_in_unit:g} {unit}"
+    return f"{size} byte{'s' * (size != 1)}"
