@@ -1,0 +1,142 @@
+"""Self-Blended Images (Shiohara and Yamasaki, CVPR 2022; mapooon/SelfBlendedImages) as a detector
+of the detector interface (inference/pipeline/detector.py), scoring as the authors' inference code
+does (src/inference/inference_video.py and inference_dataset.py, which gave their published AUCs):
+
+- frames: `np.linspace(0, n - 1, 32, dtype=int)` over the container's stated frame count `n`
+  (OpenCV's CAP_PROP_FRAME_COUNT, as theirs: the project's `sample_frames` with the OpenCV backend;
+  with --video-backend pyav, PyAV's stated count), each index once (a video of fewer than 32
+  frames gives each of its frames once), RGB;
+- faces: every face with a box of at least half the largest's area, each cropped with their
+  margin and int rule, not square, resized to 380 x 380 (inference/detectors/sbi_crops.py);
+- model: their EfficientNet-B4 (inference/detectors/sbi_model.py) on RGB / 255, p(fake) =
+  softmax[:, 1];
+- a frame's score is its most fake face's, the video's the mean over the frames with a face.
+
+Where this differs from theirs:
+- the face finder: the run's MTCNN (facenet-pytorch, at the run's --detector-scale) instead of
+  RetinaFace R50 (ternaus/retinaface, frames upscaled to 2048 on the long side, score > 0.7).
+  MTCNN's boxes go through RetinaFace's own output rule (a box whose clipped extent is
+  degenerate is dropped; the others are kept unclipped, rounded to 0.01) and then through
+  SBI's rules. The two finders were trained on different box conventions, so the crops are not
+  the pixels RetinaFace's boxes would give: the difference in score was not measured (no
+  RetinaFace weights here);
+- a frame that cannot be read ends the reading, and the frames read so far are scored (theirs
+  raises there: the video scores 0.5 in their dataset script and crashes their video script);
+- in fast mode (--fast), the project's fast reading and seeded MTCNN;
+- a video with no face in any frame scores the run's --default-score (0.5 by default: their
+  dataset script's 0.5 there). The read is then empty rather than an error, so that this
+  detector in an ensemble does not take the other detectors' scores away.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.cli import InputError
+from inference.detectors import sbi_crops
+from inference.detectors.sbi_model import SbiModel, load_model
+from inference.models.model_options import media_limits
+from inference.pipeline.detector import Detector, FaceSource, Run
+from inference.pipeline.faces import DetectionError, VideoFaces, detect_frames, sample_frames
+from preprocess.faces.tracks import link_people
+
+logger = logging.getLogger(__name__)
+
+NAME = "sbi"
+FRAMES = 32  # their `-n` default (inference_video.py, inference_dataset.py)
+
+
+@dataclass(frozen=True)
+class SbiFaces(FaceSource):
+    """SBI's read of a video: `frames` linspace frames, the run's MTCNN boxes through SBI's face
+    selection and crop rule (inference/detectors/sbi_crops.py), 380 x 380 uint8 RGB crops."""
+
+    name: str = NAME
+    frames: int = FRAMES
+    size: int = sbi_crops.INPUT_SIZE
+
+    def read(self, path: Path, mtcnn, args) -> VideoFaces:
+        started = time.perf_counter()
+        backend, fast = getattr(args, "video_backend", "opencv"), bool(getattr(args, "fast", False))
+        sampled = sample_frames(path, self.frames, backend, media_limits(args), sparse=fast)
+        decoded_at = time.perf_counter()
+        faces = VideoFaces(Path(path), sorted(sampled.decoded))
+        frames = [sampled.decoded[index] for index in faces.frame_indices]
+        try:
+            found = detect_frames(mtcnn, frames, recall=False, frame_indices=faces.frame_indices)
+        except Exception as error:
+            raise DetectionError(f"{path}: face detection failed ({error})") from error
+        for index, frame, (detected, how) in zip(faces.frame_indices, frames, found, strict=True):
+            boxes, crops = sbi_crops.frame_faces(frame, np.asarray(detected).reshape(-1, 4), self.size)
+            faces.crops += crops
+            faces.boxes += boxes
+            faces.face_frames += [index] * len(crops)
+            faces.found += [how] * len(crops)
+        if not faces.crops:
+            logger.warning("%s: no face in %d sampled frames: SBI gives the run's default score", path, len(frames))
+        faces.frames_requested, faces.partial_reason = sampled.requested, sampled.partial_reason
+        faces.seconds = {"decode": decoded_at - started, "detect": time.perf_counter() - decoded_at}
+        return faces
+
+
+def frame_maxima(probabilities: np.ndarray, face_frames: Sequence[int]) -> np.ndarray:
+    """Each frame's most fake face, frames in the order they come (theirs groups consecutive faces
+    of one frame: the faces come frame by frame)."""
+    maxima: dict[int, float] = {}
+    for frame, probability in zip(face_frames, probabilities, strict=True):
+        maxima[frame] = max(maxima.get(frame, -np.inf), float(probability))
+    return np.array(list(maxima.values()), np.float64)
+
+
+class SbiDetector(Detector):
+    """SBI's recipe with its checkpoints (`models`: SbiModel, each with its weight)."""
+
+    name = NAME
+    aggregation = "mean of each frame's most fake face"
+
+    def __init__(self, models: Sequence[SbiModel], source: SbiFaces | None = None):
+        self.models = list(models)
+        self.source = source or SbiFaces()
+
+    def probabilities(self, videos: list[VideoFaces], run: Run) -> list[list[np.ndarray]]:
+        crops = [crop for faces in videos for crop in faces.crops]
+        bounds = np.cumsum([0] + [len(faces.crops) for faces in videos])
+        per_model = [
+            model.probabilities(crops, run.device, run.batch_size, run.amp_dtype).numpy() for model in self.models
+        ]
+        return [[p[bounds[i] : bounds[i + 1]] for p in per_model] for i in range(len(videos))]
+
+    def aggregate(self, probabilities) -> float:
+        """The mean over units that are one face a frame (one person's faces, with --per-person):
+        SBI's rule where no frame has two faces; `model_score` applies it over frames."""
+        return float(np.mean(probabilities))
+
+    def model_score(self, model, probabilities: np.ndarray, faces: VideoFaces, run: Run) -> float:
+        """Their video score: the mean over frames of each frame's most fake face (per person with
+        --per-person, the most fake person's mean); the run's default score without a face."""
+        if not len(probabilities):
+            return run.default_score
+        if run.per_person:
+            return super().model_score(model, probabilities, faces, run)
+        return float(frame_maxima(probabilities, faces.face_frames).mean())
+
+    def people(self, faces: VideoFaces, model) -> list[int]:
+        return [person for frame in link_people(faces.boxes_by_frame()) for person in frame]
+
+
+def load_detector(
+    paths: Sequence[Path], weights: Sequence[float], device: torch.device, precision: str = "f32"
+) -> SbiDetector:
+    """SBI's detector with the checkpoints `paths` in the authors' format (FFraw.tar, FFc23.tar, or
+    one trained by their code), weighted by `weights`. PyTorch runs them: `precision` is the run's
+    autocast (Run.amp_dtype), not a compiled model's."""
+    if len(paths) != len(weights):
+        raise InputError(f"SBI: {len(paths)} checkpoints but {len(weights)} weights")
+    return SbiDetector([load_model(path, device, weight) for path, weight in zip(paths, weights, strict=True)])

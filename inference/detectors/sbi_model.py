@@ -1,0 +1,210 @@
+"""Self-Blended Images' classifier: the authors' checkpoint format read safely, mapped onto timm.
+
+The authors' model (mapooon/SelfBlendedImages src/inference/model.py) is efficientnet_pytorch
+0.7.1's `EfficientNet.from_pretrained("efficientnet-b4", advprop=True, num_classes=2)` held as
+`self.net`; their training saves `{"model": state_dict, "optimizer": SAM's state, "epoch": n}`
+(src/train_sbi.py), released as FFraw.tar and FFc23.tar, and their inference loads ["model"]
+strictly. Only ["model"] is read here (with `torch.load(weights_only=True)`).
+
+At 380 x 380, the only size SBI runs at, efficientnet_pytorch's static TF-"same" padding
+(computed for 380 when the model is built) equals timm's dynamic padding, so the authors' B4 is
+timm's `tf_efficientnet_b4` (batch-norm eps 1e-3 as theirs; not timm's `efficientnet_b4`, 1e-5)
+once the keys are renamed (`authors_to_timm`). Its input: RGB / 255, no mean or std; p(fake) =
+softmax(logits)[:, 1].
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from common.cli import describe
+from training.models.zoo import CheckpointError, load_weights, state_dict_problem
+
+ENCODER = "tf_efficientnet_b4"
+INPUT_SIZE = 380
+PREFIX = "net."  # the authors' Detector holds the EfficientNet as `self.net`
+
+# efficientnet_pytorch's B4: 32 blocks in stages of these lengths (timm's blocks[stage][index])
+STAGE_LENGTHS = (2, 4, 4, 6, 6, 8, 2)
+TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+# the first stage has no expansion (timm's DepthwiseSeparableConv), the others do (InvertedResidual)
+FIRST_STAGE = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_se_reduce": "se.conv_reduce",
+    "_se_expand": "se.conv_expand",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+OTHER_STAGES = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_se_reduce": "se.conv_reduce",
+    "_se_expand": "se.conv_expand",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+
+
+def block_position(block: int) -> tuple[int, int]:
+    """efficientnet_pytorch's block number as timm's (stage, index in the stage)."""
+    for stage, length in enumerate(STAGE_LENGTHS):
+        if block < length:
+            return stage, block
+        block -= length
+    raise KeyError(f"block {block} past B4's {sum(STAGE_LENGTHS)}")
+
+
+def timm_key(key: str) -> str:
+    """An efficientnet_pytorch key (without `net.`) as timm's `tf_efficientnet_b4` names it;
+    KeyError where B4 has no such module."""
+    module, _, rest = key.partition(".")
+    if module in TOP:
+        return f"{TOP[module]}.{rest}"
+    if module != "_blocks":
+        raise KeyError(key)
+    number, _, inner = rest.partition(".")
+    part, _, parameter = inner.partition(".")
+    if not number.isdigit() or not parameter:
+        raise KeyError(key)
+    stage, index = block_position(int(number))
+    names = FIRST_STAGE if stage == 0 else OTHER_STAGES
+    return f"blocks.{stage}.{index}.{names[part]}.{parameter}"
+
+
+def authors_keys(model: nn.Module) -> dict[str, str]:
+    """{the authors' key: timm's key} for every tensor of the timm model (the inverse of `timm_key`),
+    so that a checkpoint's keys are judged in the authors' own names."""
+    inverse = {f"{ours}.": f"{theirs}." for theirs, ours in TOP.items()}
+    for stage, length in enumerate(STAGE_LENGTHS):
+        names = FIRST_STAGE if stage == 0 else OTHER_STAGES
+        first = sum(STAGE_LENGTHS[:stage])
+        for index in range(length):
+            for theirs, ours in names.items():
+                inverse[f"blocks.{stage}.{index}.{ours}."] = f"_blocks.{first + index}.{theirs}."
+    mapping = {}
+    for name in model.state_dict():
+        prefix = max((p for p in inverse if name.startswith(p)), key=len)
+        mapping[PREFIX + inverse[prefix] + name[len(prefix) :]] = name
+    return mapping
+
+
+def build_model() -> nn.Module:
+    """timm's tf_efficientnet_b4 with two classes, no download."""
+    import timm
+
+    return timm.create_model(ENCODER, pretrained=False, num_classes=2)
+
+
+def read_authors_checkpoint(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+    """The ["model"] state dict of an SBI checkpoint, read with a weights-only load; a
+    CheckpointError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {'a folder, not' if path.is_dir() else 'no such'} checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise CheckpointError(f"{path}: refused by a weights-only load ({first.strip()})") from None
+    except Exception as error:  # junk bytes meet the unpickler as KeyError, EOFError, struct.error...
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({describe(error)})") from None
+    if not isinstance(checkpoint, Mapping) or "model" not in checkpoint:
+        kind = "a dict without" if isinstance(checkpoint, Mapping) else f"a {type(checkpoint).__name__}, no dict with"
+        raise CheckpointError(
+            f"{path}: {kind} a `model` entry: not a Self-Blended Images checkpoint "
+            "(theirs is {'model': ..., 'optimizer': ..., 'epoch': ...})"
+        )
+    state = checkpoint["model"]
+    problem = state_dict_problem(state)
+    if problem:
+        raise CheckpointError(f"{path}: `model`: {problem.removeprefix('`state_dict` ')}")
+    return state
+
+
+def _listed(keys: list[str], limit: int = 4) -> str:
+    return f"{len(keys)} ({', '.join(keys[:limit])}{', ...' if len(keys) > limit else ''})"
+
+
+def timm_state(state: Mapping[str, torch.Tensor], model: nn.Module, source: str) -> dict[str, torch.Tensor]:
+    """The authors' state dict in timm's names, once its keys and shapes are B4's with two classes
+    (checked in the authors' names: a CheckpointError naming `source` says which differ)."""
+    names = authors_keys(model)
+    expected = model.state_dict()
+    missing = sorted(set(names) - set(state))
+    unexpected = sorted(set(state) - set(names))
+    mismatched = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(expected[names[key]].shape)}"
+        for key in sorted(set(state) & set(names))
+        if state[key].shape != expected[names[key]].shape
+    ]
+    problems = [
+        f"{what} {_listed(keys)}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", mismatched))
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{source}: not a Self-Blended Images EfficientNet-B4 with two classes: {'; '.join(problems)}"
+        )
+    return {names[key]: value for key, value in state.items()}
+
+
+@dataclass
+class SbiModel:
+    """One SBI checkpoint, ready to score 380 x 380 RGB crops."""
+
+    name: str
+    model: nn.Module
+    weight: float = 1.0
+    encoder: str = ENCODER
+    input_size: int = INPUT_SIZE
+
+    @torch.no_grad()
+    def probabilities(
+        self,
+        crops: list,
+        device: torch.device,
+        batch_size: int = 64,
+        amp_dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """p(fake) of each uint8 RGB crop (H x W x 3 at the input size): RGB / 255, softmax[:, 1]."""
+        results = []
+        for start in range(0, len(crops), batch_size):
+            pixels = torch.from_numpy(_stacked(crops[start : start + batch_size]))
+            images = pixels.to(device).permute(0, 3, 1, 2).float() / 255
+            if device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = self.model(images)
+            results.append(logits.float().softmax(1)[:, 1])
+        if not results:
+            return torch.zeros(0)
+        return torch.cat(results).cpu()
+
+
+def _stacked(crops: list) -> np.ndarray:
+    return np.ascontiguousarray(np.stack(crops))
+
+
+def load_model(path: str | os.PathLike, device: torch.device, weight: float = 1.0) -> SbiModel:
+    """An SBI checkpoint in the authors' format on `device` (eval; channels-last on CUDA); a
+    malformed one (not a checkpoint, wrong keys or shapes, NaN or infinite weights) is one
+    CheckpointError line naming the file."""
+    state = read_authors_checkpoint(path)
+    model = build_model()
+    load_weights(model, timm_state(state, model, str(path)), str(path))
+    model.to(device).eval()
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return SbiModel(Path(path).name, model, float(weight))
