@@ -104,8 +104,12 @@ def static_same_pad(size: int, kernel: int, stride: int) -> tuple[int, int, int,
     return pad // 2, pad - pad // 2, pad // 2, pad - pad // 2
 
 
-def authors_logits(state: dict, images: torch.Tensor, calibrate: bool = False) -> torch.Tensor:
-    """Their `Detector.forward` (EfficientNet.forward at image_size 380, eval) on images (N, 3, H, W).
+def authors_logits(
+    state: dict, images: torch.Tensor, calibrate: bool = False, image_size: int = IMAGE_SIZE
+) -> torch.Tensor:
+    """Their `Detector.forward` (EfficientNet.forward, eval) on images (N, 3, H, W), its padding
+    computed for `image_size` as efficientnet_pytorch computes it when the model is built (B4's 380
+    in theirs, whatever the input's size).
     With `calibrate`, each batch norm's running statistics are first set to the batch's own (so that
     random weights pass a signal through 32 blocks); `state` is changed then."""
 
@@ -124,7 +128,7 @@ def authors_logits(state: dict, images: torch.Tensor, calibrate: bool = False) -
         x = F.pad(x, static_same_pad(size, weight.shape[-1], stride))
         return F.conv2d(x, weight, state.get(f"{name}.bias"), stride, 0, 1, groups)
 
-    size = IMAGE_SIZE  # the padding is computed for 380 whatever the input (utils.py get_same_padding_conv2d)
+    size = image_size  # utils.py get_same_padding_conv2d: static padding, for the size the model was built for
     x = swish(bn(conv(images, "net._conv_stem", size, 2), "net._bn0"))
     size = math.ceil(size / 2)
     for number, block in enumerate(b4_blocks()):
