@@ -223,12 +223,12 @@ def authors_frame_faces(frame: np.ndarray, detected) -> tuple[list, list]:
         return [], []
 
 
-def authors_frames(path) -> dict[int, np.ndarray]:
-    """extract_frames' reading: CAP_PROP_FRAME_COUNT, linspace 32 (dtype=int), every frame read in
+def authors_frames(path, num_frames: int = 32) -> dict[int, np.ndarray]:
+    """extract_frames' reading: CAP_PROP_FRAME_COUNT, linspace `-n` (dtype=int), every frame read in
     turn, those at an index kept (each once), RGB; a failed read ends it (theirs raises there)."""
     capture = cv2.VideoCapture(str(path))
     frame_count_org = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    frame_idxs = np.linspace(0, frame_count_org - 1, 32, endpoint=True, dtype=int)
+    frame_idxs = np.linspace(0, frame_count_org - 1, num_frames, endpoint=True, dtype=int)
     frames = {}
     for cnt_frame in range(frame_count_org):
         ret_org, frame_org = capture.read()

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from common.cli import describe
-from training.models.zoo import CheckpointError, load_weights, state_dict_problem
+from training.models.zoo import CheckpointError, load_weights, non_finite_tensors, state_dict_problem
 
 ENCODER = "tf_efficientnet_b4"
 INPUT_SIZE = 380
@@ -138,15 +138,22 @@ def _listed(keys: list[str], limit: int = 4) -> str:
 
 def timm_state(state: Mapping[str, torch.Tensor], model: nn.Module, source: str) -> dict[str, torch.Tensor]:
     """The authors' state dict in timm's names, once its keys and shapes are B4's with two classes
-    (checked in the authors' names: a CheckpointError naming `source` says which differ)."""
+    and its weights finite floating point numbers (checked in the authors' names: a CheckpointError
+    naming `source` says which differ)."""
     names = authors_keys(model)
     expected = model.state_dict()
     missing = sorted(set(names) - set(state))
     unexpected = sorted(set(state) - set(names))
+    common = sorted(set(state) & set(names))
     mismatched = [
         f"{key} {tuple(state[key].shape)} vs {tuple(expected[names[key]].shape)}"
-        for key in sorted(set(state) & set(names))
+        for key in common
         if state[key].shape != expected[names[key]].shape
+    ]
+    not_floating = [
+        f"{key} {state[key].dtype}"
+        for key in common
+        if expected[names[key]].is_floating_point() and not state[key].is_floating_point()
     ]
     problems = [
         f"{what} {_listed(keys)}"
@@ -157,6 +164,11 @@ def timm_state(state: Mapping[str, torch.Tensor], model: nn.Module, source: str)
         raise CheckpointError(
             f"{source}: not a Self-Blended Images EfficientNet-B4 with two classes: {'; '.join(problems)}"
         )
+    if not_floating:
+        raise CheckpointError(f"{source}: weights that are not floating point numbers: {_listed(not_floating)}")
+    not_finite = non_finite_tensors(state)
+    if not_finite:  # a NaN weight gives every face NaN: each file an error, never a verdict
+        raise CheckpointError(f"{source}: weights that are NaN or infinite: {_listed(not_finite)}")
     return {names[key]: value for key, value in state.items()}
 
 
