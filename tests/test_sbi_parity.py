@@ -216,3 +216,17 @@ def test_timm_b4_at_380_is_their_padding_and_the_key_map_is_one_to_one():
     model = sbi_model.build_model()
     names = sbi_model.authors_keys(model)
     assert set(names) == set(authors.authors_shapes()) and len(set(names.values())) == len(model.state_dict())
+
+
+def test_a_video_shorter_than_32_frames_gives_each_frame_once(tmp_path):
+    """linspace(0, 9, 32, dtype=int) repeats indices: their loop takes each frame once, so do we."""
+    from common.video_io import VideoWriter
+
+    path = tmp_path / "short.mp4"
+    with VideoWriter(path, 25, 160, 120) as writer:
+        for level in range(10):
+            writer.write(np.full((120, 160, 3), 20 * level, np.uint8))
+    finder = Recording(boxes=[(0.25, 0.25, 0.75, 0.75)])
+    faces = _read_as_the_source_does(path, finder)
+    assert faces.frame_indices == list(range(10)) and faces.face_frames == list(range(10))
+    _assert_same_read(faces, _authors_read(path, finder.seen))
