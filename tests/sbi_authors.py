@@ -202,24 +202,31 @@ def crop_face_test(img: np.ndarray, bbox: np.ndarray) -> np.ndarray:
 
 
 def authors_frame_faces(frame: np.ndarray, detected) -> tuple[list, list]:
-    """preprocess.py extract_frames' per-frame body on the finder's boxes: every face cropped and
-    resized (an exception, such as cv2.resize's on an empty crop, skips the frame), then the faces
-    with at least half the largest area. Their crops come back HWC here (theirs are CHW)."""
+    """`authors_extract_frame` on boxes as MTCNN gives them, put through predict_jsons' output rule."""
     height, width = frame.shape[:2]
-    faces = [b for b in (finder_json_box(box, width, height) for box in detected) if b is not None]
+    boxes = [box for box in (finder_json_box(b, width, height) for b in detected) if box is not None]
+    return authors_extract_frame(frame, [{"bbox": box} for box in boxes] or [{"bbox": [], "score": -1}])
+
+
+def authors_extract_frame(frame: np.ndarray, faces: list[dict]) -> tuple[list, list]:
+    """preprocess.py extract_frames' per-frame body on `faces = model.predict_jsons(frame)`: every face
+    cropped and resized (an exception, such as cv2.resize's on an empty crop or the unpacking of
+    predict_jsons' `"bbox": []` when it found nothing, skips the frame), then the faces with at
+    least half the largest area. Their crops come back HWC here (theirs are CHW)."""
     try:
         if len(faces) == 0:
             return [], []
-        size_list, cropped, boxes = [], [], []
-        for x0, y0, x1, y1 in faces:
+        size_list, croppedfaces_temp, boxes = [], [], []
+        for face_idx in range(len(faces)):
+            x0, y0, x1, y1 = faces[face_idx]["bbox"]
             bbox = np.array([[x0, y0], [x1, y1]])
-            cropped.append(cv2.resize(crop_face_test(frame, bbox), dsize=(380, 380)))
+            croppedfaces_temp.append(cv2.resize(crop_face_test(frame, bbox), dsize=(380, 380)))
             boxes.append([x0, y0, x1, y1])
             size_list.append((x1 - x0) * (y1 - y0))
         max_size = max(size_list)
         keep = [i for i in range(len(faces)) if size_list[i] >= max_size / 2]
-        return [boxes[i] for i in keep], [cropped[i] for i in keep]
-    except cv2.error:
+        return [boxes[i] for i in keep], [croppedfaces_temp[i] for i in keep]
+    except (ValueError, cv2.error):
         return [], []
 
 

@@ -19,7 +19,10 @@ Where this differs from theirs:
   degenerate is dropped; the others are kept unclipped, rounded to 0.01) and then through
   SBI's rules. The two finders were trained on different box conventions, so the crops are not
   the pixels RetinaFace's boxes would give: the difference in score was not measured (no
-  RetinaFace weights here);
+  RetinaFace weights here). Where the user places their RetinaFace weights (and its package,
+  installed with --no-deps: inference/detectors/sbi_retinaface.py), `load_detector(...,
+  retinaface=PATH)` finds the faces with it, as theirs does, but with this project's
+  albumentations 2.x resizing frames to 2048 where theirs pinned 1.0.0;
 - a frame that cannot be read ends the reading, and the frames read so far are scored (theirs
   raises there: the video scores 0.5 in their dataset script and crashes their video script);
 - in fast mode (--fast), the project's fast reading and seeded MTCNN;
@@ -40,7 +43,7 @@ import numpy as np
 import torch
 
 from common.cli import InputError
-from inference.detectors import sbi_crops
+from inference.detectors import sbi_crops, sbi_retinaface
 from inference.detectors.sbi_model import SbiModel, load_model
 from inference.models.model_options import media_limits
 from inference.pipeline.detector import Detector, FaceSource, Run
@@ -55,12 +58,23 @@ FRAMES = 32  # their `-n` default (inference_video.py, inference_dataset.py)
 
 @dataclass(frozen=True)
 class SbiFaces(FaceSource):
-    """SBI's read of a video: `frames` linspace frames, the run's MTCNN boxes through SBI's face
+    """SBI's read of a video: `frames` linspace frames, the run's MTCNN boxes (or, with `retinaface`,
+    the path of their RetinaFace weights, that finder's at `finder_size`) through SBI's face
     selection and crop rule (inference/detectors/sbi_crops.py), 380 x 380 uint8 RGB crops."""
 
     name: str = NAME
     frames: int = FRAMES
     size: int = sbi_crops.INPUT_SIZE
+    retinaface: str | None = None
+    finder_size: int = sbi_retinaface.MAX_SIZE
+
+    def boxes(self, frames: list[np.ndarray], indices: list[int], mtcnn) -> list[tuple[np.ndarray, str]]:
+        """Each frame's boxes and how they were found: RetinaFace's where the user placed it, else
+        the run's MTCNN as exact (or fast) mode runs it, without the recall boost."""
+        if self.retinaface is None:
+            return detect_frames(mtcnn, frames, recall=False, frame_indices=indices)
+        finder = sbi_retinaface.retinaface(self.retinaface, mtcnn.device, self.finder_size)
+        return [(sbi_retinaface.finder_boxes(finder, frame), "detected") for frame in frames]
 
     def read(self, path: Path, mtcnn, args) -> VideoFaces:
         started = time.perf_counter()
@@ -70,11 +84,14 @@ class SbiFaces(FaceSource):
         faces = VideoFaces(Path(path), sorted(sampled.decoded))
         frames = [sampled.decoded[index] for index in faces.frame_indices]
         try:
-            found = detect_frames(mtcnn, frames, recall=False, frame_indices=faces.frame_indices)
+            found = self.boxes(frames, faces.frame_indices, mtcnn)
+        except InputError:
+            raise
         except Exception as error:
             raise DetectionError(f"{path}: face detection failed ({error})") from error
         for index, frame, (detected, how) in zip(faces.frame_indices, frames, found, strict=True):
-            boxes, crops = sbi_crops.frame_faces(frame, np.asarray(detected).reshape(-1, 4), self.size)
+            detected = np.asarray(detected, np.float64 if self.retinaface else np.float32).reshape(-1, 4)
+            boxes, crops = sbi_crops.frame_faces(frame, detected, self.size, self.retinaface is not None)
             faces.crops += crops
             faces.boxes += boxes
             faces.face_frames += [index] * len(crops)
@@ -132,11 +149,20 @@ class SbiDetector(Detector):
 
 
 def load_detector(
-    paths: Sequence[Path], weights: Sequence[float], device: torch.device, precision: str = "f32"
+    paths: Sequence[Path],
+    weights: Sequence[float],
+    device: torch.device,
+    precision: str = "f32",
+    retinaface: Path | None = None,
 ) -> SbiDetector:
     """SBI's detector with the checkpoints `paths` in the authors' format (FFraw.tar, FFc23.tar, or
-    one trained by their code), weighted by `weights`. PyTorch runs them: `precision` is the run's
-    autocast (Run.amp_dtype), not a compiled model's."""
+    one trained by their code), weighted by `weights`; with `retinaface` (their face finder's weights,
+    placed by the user), faces found by it rather than by the run's MTCNN (loaded now, so that a
+    missing package or a wrong file stops the run before any video). PyTorch runs the models:
+    `precision` is the run's autocast (Run.amp_dtype), not a compiled model's."""
     if len(paths) != len(weights):
         raise InputError(f"SBI: {len(paths)} checkpoints but {len(weights)} weights")
-    return SbiDetector([load_model(path, device, weight) for path, weight in zip(paths, weights, strict=True)])
+    if retinaface is not None:
+        sbi_retinaface.retinaface(retinaface, device)
+    models = [load_model(path, device, weight) for path, weight in zip(paths, weights, strict=True)]
+    return SbiDetector(models, SbiFaces(retinaface=None if retinaface is None else str(retinaface)))

@@ -81,12 +81,16 @@ def kept_faces(boxes: Sequence[Sequence[float]]) -> list[int]:
 
 
 def frame_faces(
-    frame: np.ndarray, detected: Sequence[Sequence[float]], size: int = INPUT_SIZE
+    frame: np.ndarray, detected: Sequence[Sequence[float]], size: int = INPUT_SIZE, from_retinaface: bool = False
 ) -> tuple[list[list[float]], list[np.ndarray]]:
     """One frame's kept boxes (as the finder returns them) and their crops: every box the finder
-    keeps is cropped, a crop without pixels loses the whole frame, then the area rule."""
+    keeps is cropped, a crop without pixels loses the whole frame, then the area rule.
+    `from_retinaface`: the boxes are RetinaFace's own output (inference/detectors/sbi_retinaface.py)."""
     height, width = frame.shape[:2]
-    boxes = [box for box in (finder_box(b, width, height) for b in detected) if box is not None]
+    if from_retinaface:
+        boxes = [[float(v) for v in box] for box in detected]
+    else:
+        boxes = [box for box in (finder_box(b, width, height) for b in detected) if box is not None]
     crops = [crop(frame, box, size) for box in boxes]
     if any(face is None for face in crops):
         return [], []
