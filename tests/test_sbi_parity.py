@@ -18,6 +18,7 @@ from inference.pipeline.faces import inference_detector
 from preprocess.faces.face_detector import FaceDetections
 from tests import sbi_authors as authors
 from tests.conftest import shared_data
+from tests.test_media_limits import cut_video  # noqa: F401 (a fixture)
 
 CPU = torch.device("cpu")
 
@@ -120,9 +121,9 @@ def clip_004():
     return faces, _authors_read(path, mtcnn.seen)
 
 
-def _assert_same_read(faces, expected) -> None:
+def _assert_same_read(faces, expected, whole: bool = True) -> None:
     indices, boxes, crops, face_frames = expected
-    assert faces.frame_indices == indices and faces.frames_requested == indices
+    assert faces.frame_indices == indices and (faces.frames_requested == indices or not whole)
     assert faces.boxes == boxes and faces.face_frames == face_frames
     assert len(faces.crops) == len(crops)
     for got, want in zip(faces.crops, crops, strict=True):
@@ -230,3 +231,21 @@ def test_a_video_shorter_than_32_frames_gives_each_frame_once(tmp_path):
     faces = _read_as_the_source_does(path, finder)
     assert faces.frame_indices == list(range(10)) and faces.face_frames == list(range(10))
     _assert_same_read(faces, _authors_read(path, finder.seen))
+
+
+def test_a_cut_video_is_scored_on_the_frames_read_before_the_first_failed_read(cut_video):  # noqa: F811
+    """Where the container states more frames than it holds, their loop raises at the first failed
+    read (their dataset script then scores the video 0.5); the source stops there and flags it."""
+    import cv2
+
+    finder = Recording(boxes=[(0.2, 0.2, 0.8, 0.8)])
+    faces = _read_as_the_source_does(cut_video, finder)
+    capture = cv2.VideoCapture(str(cut_video))
+    stated, readable = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0
+    while capture.read()[0]:
+        readable += 1
+    capture.release()
+    assert stated == 40 and readable < 40, "their `frame_org.shape` on a failed read would raise"
+    _assert_same_read(faces, _authors_read(cut_video, finder.seen), whole=False)
+    assert 10 < len(faces.frame_indices) < 32 and faces.partial_reason.startswith("decoded")
+    assert faces.frames_requested == sorted(set(np.linspace(0, 39, 32, dtype=int).tolist()))
