@@ -97,7 +97,10 @@ def _predict_args(folder: Path, *extra: str):
 def test_sbi_scores_through_predict_as_its_authors_steps(folder, detector):
     args = _predict_args(folder, "--default-score", "0.25")
     scores, errors, details = prediction.predict(args, Ensemble([detector]), CPU)
-    assert not errors and sorted(scores) == ["bright.mp4", "dim.mp4", "empty.mp4"]
+    assert sorted(scores) == ["bright.mp4", "dim.mp4", "empty.mp4"]
+    [error] = errors  # no face in any frame: the run's default score, as theirs gives 0.5, and a row saying so
+    assert error["filename"] == "empty.mp4" and error["stage"] == "detect" and "SBI's read" in error["reason"]
+    assert scores["empty.mp4"] == 0.25
     expected = {name: _expected(folder / name, detector) for name in ("bright.mp4", "dim.mp4")}
     assert abs(expected["bright.mp4"] - expected["dim.mp4"]) > 1e-3, "the two clips score apart"
     for name, score in expected.items():
@@ -105,9 +108,6 @@ def test_sbi_scores_through_predict_as_its_authors_steps(folder, detector):
         row = next(d for d in details if d["filename"] == name)
         assert row["model_scores"] == {"FFraw.tar": pytest.approx(score, abs=1e-6)}
         assert row["frames_sampled"] == FRAMES and len(row["face_scores"]) == row["frames_with_face"] == FRAMES
-    assert scores["empty.mp4"] == 0.25, "no face in any frame: the run's default score, as theirs gives 0.5"
-    empty = next(d for d in details if d["filename"] == "empty.mp4")
-    assert empty["frames_with_face"] == 0 and empty["error"] is None
 
     beside = Brightness(weight=3.0)  # the project's read, SBI's its view: both read each video
     scores, errors, details = prediction.predict(_predict_args(folder), Ensemble([detector, beside]), CPU)
@@ -142,6 +142,9 @@ def test_sbi_judges_two_faces_a_frame_through_detect_as_predict_does(folder, det
     assert [frame["faces"] for frame in document["per_frame"]] == [2] * FRAMES
     assert all(frame["probability"] is not None for frame in document["per_frame"])
     assert len(document["people"]) == 2
+
+    empty = detection.examine(folder / "empty.mp4", mtcnn, Ensemble([detector]), args, CPU, None, rule)
+    assert empty["error"] is not None and "SBI's read" in str(empty["error"]), "a file it could not judge"
 
     beside = Brightness(weight=3.0)  # now the face view; SBI scores its own read beside it
     document = detection.examine(path, mtcnn, Ensemble([beside, detector]), args, CPU, None, rule)

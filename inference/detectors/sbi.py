@@ -26,14 +26,16 @@ Where this differs from theirs:
 - a frame that cannot be read ends the reading, and the frames read so far are scored (theirs
   raises there: the video scores 0.5 in their dataset script and crashes their video script);
 - in fast mode (--fast), the project's fast reading and seeded MTCNN;
-- a video with no face in any frame scores the run's --default-score (0.5 by default: their
-  dataset script's 0.5 there). The read is then empty rather than an error, so that this
-  detector in an ensemble does not take the other detectors' scores away.
+- a video with no face in any frame: their dataset script scores it 0.5 (their model raises on an
+  empty batch, and the script catches every error). Here its read raises NoFaceError, as the
+  project's own read does, so that predict scores it the run's --default-score (0.5 by default)
+  with an error row saying so, and detect reports a file it could not judge; beside another
+  detector's read (an ensemble with the winner), its models score the default and the video
+  stands on the other's faces.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,10 +49,8 @@ from inference.detectors import sbi_crops, sbi_retinaface
 from inference.detectors.sbi_model import SbiModel, load_model
 from inference.models.model_options import media_limits
 from inference.pipeline.detector import Detector, FaceSource, Run
-from inference.pipeline.faces import DetectionError, VideoFaces, detect_frames, sample_frames
+from inference.pipeline.faces import DetectionError, NoFaceError, VideoFaces, detect_frames, sample_frames
 from preprocess.faces.tracks import link_people
-
-logger = logging.getLogger(__name__)
 
 NAME = "sbi"
 FRAMES = 32  # their `-n` default (inference_video.py, inference_dataset.py)
@@ -96,10 +96,10 @@ class SbiFaces(FaceSource):
             faces.boxes += boxes
             faces.face_frames += [index] * len(crops)
             faces.found += [how] * len(crops)
-        if not faces.crops:
-            logger.warning("%s: no face in %d sampled frames: SBI gives the run's default score", path, len(frames))
         faces.frames_requested, faces.partial_reason = sampled.requested, sampled.partial_reason
         faces.seconds = {"decode": decoded_at - started, "detect": time.perf_counter() - decoded_at}
+        if not faces.crops:
+            raise NoFaceError(f"{path}: no face found in {len(frames)} sampled frames (SBI's read)")
         return faces
 
 
