@@ -15,6 +15,7 @@ import torch
 from common.cli import InputError
 from common.video_io import VideoWriter
 from inference.detectors import sbi, sbi_model
+from inference.detectors.options import load_detectors
 from inference.pipeline.detector import Ensemble, Run
 from inference.pipeline.faces import inference_detector
 from inference.prediction import predict_folder as prediction
@@ -218,3 +219,12 @@ def test_weights_and_checkpoints_are_counted_alike(folder):
         sbi.load_detector([folder.parent / "FFraw.tar"], [1.0, 2.0], CPU)
     model = sbi.load_detector([folder.parent / "FFraw.tar"], [0.5], CPU).models[0]
     assert (model.name, model.weight, model.encoder, model.input_size) == ("FFraw.tar", 0.5, "tf_efficientnet_b4", 380)
+
+
+def test_the_options_name_sbi_for_its_authors_files(folder):
+    """`--models sbi:FILE` (inference/detectors/options.py): SBI's detector with that file."""
+    args = _predict_args(folder)
+    args.models = [f"sbi:{folder.parent / 'FFraw.tar'}"]
+    [found] = load_detectors(args, CPU).detectors
+    assert isinstance(found, sbi.SbiDetector) and [m.name for m in found.models] == ["FFraw.tar"]
+    assert found.source == sbi.SbiFaces() and found.source.frames == 32

@@ -30,6 +30,7 @@ PROJECT_DETECTOR = "dfdc-winner"  # the project's checkpoints: the winner's reci
 DETECTORS: dict[str, str] = {
     "deepfakebench": "inference.detectors.deepfakebench",  # DeepfakeBench v1.0.1: Xception, EfficientNet-B4
     "gend": "inference.detectors.gend",  # GenD (WACV 2026): CLIP ViT-L/14, aligned faces
+    "sbi": "inference.detectors.sbi",  # Self-Blended Images (CVPR 2022): EfficientNet-B4, FF++ raw / c23
 }
 
 
