@@ -228,3 +228,14 @@ def test_the_options_name_sbi_for_its_authors_files(folder):
     [found] = load_detectors(args, CPU).detectors
     assert isinstance(found, sbi.SbiDetector) and [m.name for m in found.models] == ["FFraw.tar"]
     assert found.source == sbi.SbiFaces() and found.source.frames == 32
+
+
+def test_its_heatmaps_are_grad_cam_of_the_fake_logit_on_its_own_input(detector):
+    """--explain's heatmaps of SBI's faces (Detector.heatmaps): at the crop's size, in [0, 1], with
+    warm and cold parts, each of its own face."""
+    face = cv2.resize(builtin_photos()["astronaut"][:300, 100:400], (380, 380))
+    plain, mirrored = detector.heatmaps([face, np.ascontiguousarray(face[:, ::-1])], CPU)
+    for heatmap in (plain, mirrored):
+        assert heatmap.shape == (380, 380) and heatmap.min() >= 0 and heatmap.max() <= 1
+        assert heatmap.max() - heatmap.min() > 0.5
+    assert np.abs(plain - mirrored).max() > 0.1

@@ -46,7 +46,7 @@ import torch
 
 from common.cli import InputError
 from inference.detectors import sbi_crops, sbi_retinaface
-from inference.detectors.sbi_model import SbiModel, load_model
+from inference.detectors.sbi_model import SbiModel, grad_cam, load_model
 from inference.models.model_options import media_limits
 from inference.pipeline.detector import Detector, FaceSource, Run
 from inference.pipeline.faces import DetectionError, NoFaceError, VideoFaces, detect_frames, sample_frames
@@ -146,6 +146,10 @@ class SbiDetector(Detector):
 
     def people(self, faces: VideoFaces, model) -> list[int]:
         return [person for frame in link_people(faces.boxes_by_frame()) for person in frame]
+
+    def heatmaps(self, crops: list[np.ndarray], device: torch.device) -> list[np.ndarray]:
+        """Grad-CAM of each model's fake logit on SBI's own input, averaged by the models' weights."""
+        return grad_cam(self.models, crops, device)
 
 
 def load_detector(

@@ -205,6 +205,25 @@ class SbiModel:
         return torch.cat(results).cpu()
 
 
+def grad_cam(models: list[SbiModel], crops: list, device: torch.device) -> list[np.ndarray]:
+    """Where the models looked: each model's Grad-CAM of its fake logit over its last feature block
+    (timm's feature_info), on the crops as it scores them (RGB / 255), averaged by the models'
+    weights; a map in [0, 1] per crop, at the crop's size (the input size)."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    total = sum(model.weight for model in models)
+    maps = [np.zeros(crop.shape[:2], np.float32) for crop in crops]
+    images = torch.from_numpy(_stacked(crops)).permute(0, 3, 1, 2).float().div(255).to(device)
+    for model in models:
+        layer = model.model.get_submodule(model.model.feature_info[-1]["module"])
+        with torch.enable_grad(), GradCAM(model=model.model, target_layers=[layer]) as cam:
+            canvases = cam(input_tensor=images, targets=[ClassifierOutputTarget(1)] * len(crops))
+        for index, canvas in enumerate(canvases):
+            maps[index] += model.weight / total * canvas
+    return [np.clip(m, 0.0, 1.0) for m in maps]
+
+
 def _stacked(crops: list) -> np.ndarray:
     return np.ascontiguousarray(np.stack(crops))
 
