@@ -25,7 +25,9 @@ Where this differs from theirs:
   albumentations 2.x resizing frames to 2048 where theirs pinned 1.0.0;
 - a frame that cannot be read ends the reading, and the frames read so far are scored (theirs
   raises there: the video scores 0.5 in their dataset script and crashes their video script);
-- in fast mode (--fast), the project's fast reading and seeded MTCNN;
+- in fast mode (--fast), the project's fast reading and seeded MTCNN (the classifier is the same);
+- their faces go through the model in one batch, here `run.batch_size` at a time (the same
+  scores: batch norm in eval mode); --tta (a horizontal flip) is not applied: they test without;
 - a video with no face in any frame: their dataset script scores it 0.5 (their model raises on an
   empty batch, and the script catches every error). Here its read raises NoFaceError, as the
   project's own read does, so that predict scores it the run's --default-score (0.5 by default)
