@@ -55,8 +55,9 @@ import torch
 
 from common.cli import InputError
 from inference.detectors.deepfakebench_crops import CROP_SIZE, align_face, largest_face
-from inference.detectors.deepfakebench_dlib import check_predictor, dlib_detections
+from inference.detectors.deepfakebench_dlib import PREDICTOR_FILE, check_predictor, dlib_detections
 from inference.detectors.deepfakebench_model import DeepfakeBenchModel, face_tensor, load_model
+from inference.detectors.placed_finders import placed_finder
 from inference.models.model_options import media_limits
 from inference.pipeline.detector import Detector, FaceSource, Run
 from inference.pipeline.faces import NoFaceError, VideoFaces, sample_frames
@@ -164,13 +165,16 @@ def load_detector(
     dlib_predictor: str | Path | None = None,
 ) -> DeepfakeBenchDetector:
     """DeepfakeBench's detector with the checkpoints at `paths` (the authors' files, either model),
-    weighted by `weights`, on `device`; faces by the run's MTCNN, or by dlib with `dlib_predictor`.
+    weighted by `weights`, on `device`; faces by the run's MTCNN, or by dlib with `dlib_predictor` (by
+    default the authors' predictor file found beside the checkpoints, inference/detectors/placed_finders.py).
     `precision` is the run's (its autocast type reaches `probabilities` through the Run); the
     weights stay fp32. A malformed file, or dlib asked for and missing, is an InputError."""
     if len(paths) != len(weights):
         raise InputError(f"{NAME}: {len(paths)} checkpoints but {len(weights)} weights")
     if dlib_predictor is not None:
         check_predictor(dlib_predictor)
+    else:
+        dlib_predictor = placed_finder(paths, (PREDICTOR_FILE,), "dlib's 81-point shape predictor", check_predictor)
     models = [load_model(path, weight, device) for path, weight in zip(paths, weights, strict=True)]
     for model in models:
         logger.info(

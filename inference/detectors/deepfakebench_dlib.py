@@ -18,6 +18,7 @@ import numpy as np
 from common.cli import InputError
 from preprocess.faces.face_detector import FaceDetections
 
+PREDICTOR_FILE = "shape_predictor_81_face_landmarks.dat"  # the authors' (DeepfakeBench v1.0.0 release asset)
 DLIB_POINTS = (37, 44, 30, 49, 55)  # left upper eyelid, right upper eyelid, nose tip, inner mouth corners
 _local = threading.local()
 

@@ -48,6 +48,7 @@ import torch
 
 from common.cli import InputError
 from inference.detectors import sbi_crops, sbi_retinaface
+from inference.detectors.placed_finders import placed_finder
 from inference.detectors.sbi_model import SbiModel, grad_cam, load_model
 from inference.models.model_options import media_limits
 from inference.pipeline.detector import Detector, FaceSource, Run
@@ -163,12 +164,17 @@ def load_detector(
 ) -> SbiDetector:
     """SBI's detector with the checkpoints `paths` in the authors' format (FFraw.tar, FFc23.tar, or
     one trained by their code), weighted by `weights`; with `retinaface` (their face finder's weights,
-    placed by the user), faces found by it rather than by the run's MTCNN (loaded now, so that a
+    placed by the user: by default the release zip found beside the checkpoints,
+    inference/detectors/placed_finders.py), faces found by it rather than by the run's MTCNN (loaded now, so that a
     missing package or a wrong file stops the run before any video). PyTorch runs the models:
     `precision` is the run's autocast (Run.amp_dtype), not a compiled model's."""
     if len(paths) != len(weights):
         raise InputError(f"SBI: {len(paths)} checkpoints but {len(weights)} weights")
     if retinaface is not None:
         sbi_retinaface.retinaface(retinaface, device)
+    else:
+        retinaface = placed_finder(
+            paths, sbi_retinaface.FILE_NAMES, "RetinaFace R50", lambda path: sbi_retinaface.retinaface(path, device)
+        )
     models = [load_model(path, device, weight) for path, weight in zip(paths, weights, strict=True)]
     return SbiDetector(models, SbiFaces(retinaface=None if retinaface is None else str(retinaface)))

@@ -24,6 +24,8 @@ from training.models.zoo import CheckpointError, load_weights, state_dict_proble
 
 MAX_SIZE = 2048  # their inference_video.py / inference_dataset.py
 PACKAGE_HINT = "pip install --no-deps retinaface_pytorch==0.0.8"
+# the names the user may place it under, beside SBI's checkpoints: the release zip, or its state dict
+FILE_NAMES = ("retinaface_resnet50_2020-07-20-f168fae3c.zip", "retinaface_resnet50_2020-07-20.pth")
 
 _loaded: dict = {}
 _lock = threading.Lock()
