@@ -366,3 +366,98 @@ def test_a_detector_that_finds_no_face_beside_another_scores_the_default_and_the
     assert scores["bright.mp4"] == pytest.approx(expected, abs=1e-6)
     document = _detect_document(folder, make())
     assert document["error"] is None and [m["score"] for m in document["models"]][1] == 0.5, "detect's default"
+
+
+def test_a_face_view_of_models_at_weight_0_still_shows_its_faces_and_the_video_is_scored(folder):
+    """An ensemble file may keep a model at weight 0 (fit_ensemble writes exact zeros): the faces are
+    shown with the face view's plain mean, and the video's score is the other models'."""
+    make = lambda: Ensemble([Brightness(weight=0.0, name="a"), Brightness(WholeFirstFrame("w"), 1.0, "b")])  # noqa: E731
+    scores, errors, details = prediction.predict(_predict_args(folder), make(), CPU)
+    assert not errors
+    expected = brightness(WholeFirstFrame("w").read(folder / "bright.mp4", None, None).crops[0])
+    assert scores["bright.mp4"] == pytest.approx(expected, abs=1e-6)
+    row = next(d for d in details if d["filename"] == "bright.mp4")
+    assert row["face_scores"] and max(row["face_scores"]) == pytest.approx(_expected(folder / "bright.mp4"), abs=1e-5)
+    document = _detect_document(folder, make(), "--per-person")
+    assert document["error"] is None and document["score"] == pytest.approx(expected, abs=1e-4)
+    assert all(person["probability"] is not None for person in document["people"])
+
+
+class NotProbabilities(Brightness):
+    """A detector with a bug: its 'probabilities' are brightness + 5."""
+
+    def probabilities(self, videos, run):
+        return [[units + 5 for units in per_model] for per_model in super().probabilities(videos, run)]
+
+
+def test_scores_outside_0_to_1_are_the_files_error_in_predict_and_detect_alike(folder, tmp_path):
+    """As NaN is: predict writes its files with the video's error row (stage classify); detect and
+    the page give the file an error, never a verdict of probability 5.4."""
+    args = prediction.parse_args(
+        ["--test-dir", str(folder), "--models", "unused.pt", "--frames", "2", "--output", str(tmp_path / "s.csv")]
+    )
+    scores, errors, _ = prediction.predict(args, Ensemble([NotProbabilities()]), CPU)
+    assert sorted(error["filename"] for error in errors) == ["bright.mp4", "dim.mp4"]
+    assert all(e["stage"] == "classify" and "not a probability from 0 to 1" in e["reason"] for e in errors)
+    assert set(scores.values()) == {0.5}, "the default score, as for any video that failed"
+    document = _detect_document(folder, Ensemble([NotProbabilities()]))
+    assert document["verdict"] is None and document["error"]["stage"] == "classify"
+    assert "model bright produced scores outside 0 to 1 for 2 of 2 inputs (e.g. 5.4" in document["error"]["message"]
+
+
+def _broken_loader(kind: str):
+    def load_detector(paths, weights, device, precision="f32"):
+        if kind == "raises":
+            raise RuntimeError("a bug in the detector's loading")
+        detector = Brightness()
+        detector.models = []
+        return detector
+
+    return load_detector
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("raises", r"theirs.bin: the broken detector could not load it \(a bug in the detector's loading\)"),
+        ("no models", r"theirs.bin: the broken detector gave 0 models for 1 files"),
+    ],
+)
+def test_a_detector_module_that_fails_to_load_is_one_line_naming_the_detector_and_files(
+    tmp_path, monkeypatch, kind, message
+):
+    import sys
+    import types
+
+    from inference.detectors import options
+
+    module = types.ModuleType("broken_detector_module")
+    module.load_detector = _broken_loader(kind)
+    monkeypatch.setitem(sys.modules, "broken_detector_module", module)
+    monkeypatch.setitem(options.DETECTORS, "broken", "broken_detector_module")
+    args = prediction.parse_args(["--test-dir", str(tmp_path), "--models", f"broken:{tmp_path / 'theirs.bin'}"])
+    with pytest.raises(InputError, match=message):
+        options.load_detectors(args, CPU)
+
+
+def test_every_named_weight_set_is_read_by_a_registered_detector_of_inference_detectors():
+    """The weights registry names its sets' detectors, DETECTORS names their modules by strings that
+    no import check sees: each named detector is registered, and each module is a detector module
+    of inference/detectors/ with a load_detector."""
+    import importlib
+
+    from inference.detectors.options import DETECTORS, detector_names
+    from inference.models.named_weights import ENSEMBLES
+
+    assert {ensemble.detector for ensemble in ENSEMBLES.values()} <= set(detector_names())
+    for name, module in DETECTORS.items():
+        assert module.startswith("inference.detectors."), name
+        assert callable(importlib.import_module(module).load_detector), name
+
+
+def test_a_detector_prefix_in_another_case_is_named_not_taken_for_a_missing_file(tmp_path):
+    from inference.detectors import options
+
+    args = prediction.parse_args(["--test-dir", str(tmp_path), "--models", f"GEND:{tmp_path / 'f'}"])
+    with pytest.raises(InputError, match="no detector is named 'GEND'"):
+        options.load_detectors(args, CPU)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
+from common import cli
 from common.cli import InputError
 from inference.detectors.recipes import TemporalRecipe, WinnerRecipe
 from inference.models.ensemble import Member
@@ -77,6 +78,23 @@ def load_detectors(args: argparse.Namespace, device: torch.device, precision: st
     return assemble(entries, names, weights, members, device, precision, getattr(args, "strategy", None))
 
 
+def load_other(name: str, paths: list, weights: list[float], device: torch.device, precision: str) -> Detector:
+    """Detector `name` of `paths` (its authors' files) by its module's load_detector, which must
+    give one model per file; what else it raises is one line naming the detector and the files."""
+    files = ", ".join(map(str, paths))
+    try:
+        detector = importlib.import_module(DETECTORS[name]).load_detector(paths, weights, device, precision)
+    except InputError:
+        raise
+    except Exception as error:
+        if cli.debugging():
+            raise
+        raise InputError(f"{files}: the {name} detector could not load it ({cli.describe(error)})") from error
+    if len(detector.models) != len(paths):
+        raise InputError(f"{files}: the {name} detector gave {len(detector.models)} models for {len(paths)} files")
+    return detector
+
+
 def assemble(entries, names, weights, members, device, precision: str = "f32", strategy: str | None = None) -> Ensemble:
     """The ensemble of `entries` (their checked detector `names`, None for the project's, and
     normalised `weights`), the project's ones already loaded as `members` (in their order): those in
@@ -86,9 +104,8 @@ def assemble(entries, names, weights, members, device, precision: str = "f32", s
     model_at = dict(zip([index for index, name in enumerate(names) if name is None], members, strict=True))
     for name in dict.fromkeys(name for name in names if name is not None):
         mine = [index for index, other in enumerate(names) if other == name]
-        module = importlib.import_module(DETECTORS[name])
         paths = [entries[index]["path"] for index in mine]
-        detector = module.load_detector(paths, [weights[index] for index in mine], device, precision)
+        detector = load_other(name, paths, [weights[index] for index in mine], device, precision)
         detectors.append(detector)
         model_at.update(zip(mine, detector.models, strict=True))
     return Ensemble(detectors, [model_at[index] for index in range(len(entries))])

@@ -76,14 +76,21 @@ class NonFiniteScoreError(RuntimeError):
 
 
 def check_finite_scores(scores: np.ndarray, member_name: str) -> np.ndarray:
-    """`scores` (one file's, by one model) when every one is finite, else a NonFiniteScoreError
-    naming the model and how many are not."""
+    """`scores` (one file's, by one model) when every one is a probability, else a
+    NonFiniteScoreError naming the model and how many are not: not finite (NaN or infinity), or
+    outside 0 to 1 (a detector that gives no probabilities)."""
     scores = np.asarray(scores)
     bad = int(np.count_nonzero(~np.isfinite(scores)))
     if bad:
         raise NonFiniteScoreError(
             f"model {member_name} produced non-finite scores (NaN or infinity) for {bad} of {scores.size} inputs "
             "(broken weights, or an overflow at this precision)"
+        )
+    outside = int(np.count_nonzero((scores < 0) | (scores > 1)))
+    if outside:
+        raise NonFiniteScoreError(
+            f"model {member_name} produced scores outside 0 to 1 for {outside} of {scores.size} inputs "
+            f"(e.g. {float(scores[(scores < 0) | (scores > 1)][0]):g}): not probabilities"
         )
     return scores
 

@@ -198,7 +198,7 @@ def named_detector(path: Path) -> tuple[str | None, Path]:
     """A --models item's detector and file: `NAME:FILE` names the detector whose authors' format FILE
     is in (inference/detectors/options.py knows the names), where no file is named `NAME:FILE`
     itself; a plain FILE is the project's checkpoint (None)."""
-    match = re.fullmatch(r"([a-z][a-z0-9_-]*):(.+)", str(path))
+    match = re.fullmatch(r"([A-Za-z][\w-]*):(.+)", str(path))  # any case: a wrong one is named, not a missing file
     if match and not path.exists():
         return match[1], Path(match[2])
     return None, path

@@ -74,6 +74,12 @@ def read_views(faces: VideoFaces, sources: Sequence[FaceSource], path: Path, mtc
             faces.views[source] = VideoFaces(Path(path), [])
 
 
+def weighted_mean(values, weights: Sequence[float]):
+    """The mean of `values` (along the first axis) weighted by `weights`; the plain mean where the
+    weights add up to 0 (models an ensemble file keeps at weight 0 are still shown)."""
+    return np.average(values, axis=0, weights=weights if sum(weights) > 0 else None)
+
+
 def faces_of(video: VideoFaces, source: FaceSource) -> VideoFaces:
     """`source`'s read of a video: the video's own (its first source's), or one of its views."""
     return video.views.get(source, video)
@@ -146,7 +152,7 @@ class Detector(ABC):
         """Each face's probability (the models' weighted mean), where the units are faces."""
         if not self.scores_faces or not probabilities or not len(probabilities[0]):
             return np.zeros(0)
-        return np.average(probabilities, axis=0, weights=[model.weight for model in self.models])
+        return weighted_mean(probabilities, [model.weight for model in self.models])
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ failed, the files are written all the same and the exit status is 1, after one l
 errors.csv. details.jsonl beside the submission has one line per video: its score and each
 model's, frames sampled and with a face, faces per frame, how the boxes were found, and seconds to
 decode, detect and classify (or the error), and each face's score (the frame models' weighted
-mean). A score that is not a finite number (a broken checkpoint giving NaN) is an error of stage
-classify, never a NaN in the files.
+mean). A score that is not a finite number (a broken checkpoint giving NaN), or one outside 0 to 1
+(a detector's bug), is an error of stage classify, never a NaN in the files.
 
 An --ensemble file with a `calibration:` block (python -m inference.calibrate writes it; see
 inference/models/ensemble_calibration.py) has it applied: the submission's label is the calibrated
@@ -130,13 +130,20 @@ class NonFiniteVideoScoreError(ValueError):
 
 
 def non_finite(score: float, model_scores: dict[str, float], face_scores: list[float]) -> str | None:
-    """What is not finite among a video's scores, or None when all are."""
-    models = [f"{key}: {value}" for key, value in model_scores.items() if not math.isfinite(value)]
-    faces = sum(not math.isfinite(value) for value in face_scores)
-    if math.isfinite(score) and not models and not faces:
+    """What is not a probability among a video's scores (not a finite number, or outside 0 to 1),
+    or None when all are."""
+
+    def bad(value: float) -> bool:
+        return not (math.isfinite(value) and 0.0 <= value <= 1.0)
+
+    models = [f"{key}: {value}" for key, value in model_scores.items() if bad(value)]
+    faces = sum(bad(value) for value in face_scores)
+    if not bad(score) and not models and not faces:
         return None
+    values = [score, *model_scores.values(), *face_scores]
+    kind = "not a finite number" if not all(map(math.isfinite, values)) else "not a probability from 0 to 1"
     faces_text = f"; {faces} of {len(face_scores)} faces" if faces else ""
-    return f"a score that is not a finite number: {score} ({', '.join(models) or 'each model finite'}{faces_text})"
+    return f"a score that is {kind}: {score} ({', '.join(models) or 'each model finite'}{faces_text})"
 
 
 def predict(

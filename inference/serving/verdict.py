@@ -18,7 +18,7 @@ import numpy as np
 
 from common.video_io import VideoReadError, is_image
 from inference.models.ensemble_calibration import EnsembleCalibration, OperatingPoint
-from inference.pipeline.detector import Detector, VideoScore
+from inference.pipeline.detector import Detector, VideoScore, weighted_mean
 from inference.pipeline.faces import VideoFaces
 from preprocess.faces.tracks import link_people
 
@@ -71,7 +71,7 @@ def judgement(
             for i in mine
         ]
         aggregates = [face_view.aggregate(units[mine]) for _, units in views]
-        raw = float(np.average(aggregates, weights=weights)) if views else None
+        raw = float(weighted_mean(aggregates, weights)) if views else None
         persons.append(
             {
                 "person": int(person),
