@@ -370,8 +370,9 @@ def test_a_resume_after_a_finished_run_says_that_it_scores_everything_again(
     caplog.set_level(logging.INFO, logger="inference.predict")
     assert predict.main([*_arguments(test_dir, checkpoint, out), "--resume"]) == 0
     progress = progress_path(out)
-    first = [r.getMessage() for r in caplog.records if r.getMessage().startswith("--resume: ")]
-    assert first == [f"--resume: no progress file {progress}, nothing to resume; every video is scored"]
+    first = [(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("--resume: ")]
+    said = f"--resume: no progress file {progress}, nothing to resume; every video is scored"
+    assert first == [(logging.INFO, said)], "a first run (evaluate always passes --resume): news, not a warning"
     caplog.clear()
     reads = _record_reads(monkeypatch)
     assert predict.main([*_arguments(test_dir, checkpoint, out), "--resume"]) == 0

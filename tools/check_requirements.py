@@ -44,6 +44,9 @@ def problems(lines: list[str]) -> list[str]:
 
 
 def main() -> int:
+    if any(argument in ("-h", "--help") for argument in sys.argv[1:]):
+        print(__doc__.strip())
+        return 0
     path = sys.argv[1] if len(sys.argv) > 1 else "requirements.txt"
     missing = problems(requirement_lines(path))
     for line in missing:

@@ -293,7 +293,9 @@ def main(argv=None) -> int:
         return cli.fail(error)
     settings = run_settings(args, device, precision, world, calibration)
     if args.resume and not progress_path(args.output, rank, world).exists():
-        logger.warning(nothing_to_resume(args.output, progress_path(args.output, rank, world)))
+        # a warning where a finished run's files are replaced; a first run (evaluate always resumes) is news only
+        level = logging.WARNING if args.output.exists() else logging.INFO
+        logger.log(level, nothing_to_resume(args.output, progress_path(args.output, rank, world)))
     with Progress(progress_path(args.output, rank, world), settings, args.resume) as progress:
         mine = predict(args, detectors, device, precision, (rank, world), progress, calibration)
     scores, errors, details = {}, [], []
