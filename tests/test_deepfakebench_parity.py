@@ -20,6 +20,7 @@ from common.cli import InputError
 from inference.detectors import deepfakebench_crops as crops
 from inference.detectors import deepfakebench_model as dfb_model
 from inference.detectors.deepfakebench import DeepfakeBenchFaces, load_detector
+from inference.detectors.efficientnet_keys import STAGE_LENGTHS
 from inference.pipeline.detector import Run
 from inference.pipeline.faces import VideoFaces, inference_detector
 from tests import deepfakebench_authors as authors
@@ -168,7 +169,7 @@ def test_the_b4_pads_are_efficientnet_pytorchs_for_380():
     (re-derived from its construction), the stem unpadded; issue 30's spec, table 2.5."""
     network = dfb_model.deepfakebench_b4()
     first_of_stage, start = {}, 0
-    for stage, repeats in enumerate(dfb_model.REPEATS):
+    for stage, repeats in enumerate(STAGE_LENGTHS):
         first_of_stage[start] = stage
         start += repeats
     expected = {}

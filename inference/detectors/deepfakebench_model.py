@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference.detectors.efficientnet_keys import efficientnet_key
 from training.models.zoo import CheckpointError, load_weights, non_finite_tensors, read_checkpoint
 
 XCEPTION = "legacy_xception"
@@ -40,29 +41,7 @@ XCEPTION_PREFIX = "backbone."
 XCEPTION_UNUSED = "backbone.adjust_channel."  # built always, used only in mode `adjust_channel`
 EFFICIENTNET_PREFIX = "backbone.efficientnet."
 EFFICIENTNET_HEAD = "backbone.last_layer."
-
-# efficientnet_pytorch's names -> timm's, for B4 (timm's blocks[s] holds REPEATS[s] blocks)
-REPEATS = (2, 4, 4, 6, 6, 8, 2)
 DESIGN_SIZE = 380  # efficientnet_pytorch's image size for B4: its static "same" paddings are computed for it
-TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2"}
-FIRST_STAGE = {  # expansion 1: timm's DepthwiseSeparableConv
-    "_depthwise_conv": "conv_dw",
-    "_bn1": "bn1",
-    "_se_reduce": "se.conv_reduce",
-    "_se_expand": "se.conv_expand",
-    "_project_conv": "conv_pw",
-    "_bn2": "bn2",
-}
-OTHER_STAGES = {  # timm's InvertedResidual
-    "_expand_conv": "conv_pw",
-    "_bn0": "bn1",
-    "_depthwise_conv": "conv_dw",
-    "_bn1": "bn2",
-    "_se_reduce": "se.conv_reduce",
-    "_se_expand": "se.conv_expand",
-    "_project_conv": "conv_pwl",
-    "_bn2": "bn3",
-}
 
 
 @dataclass
@@ -75,25 +54,6 @@ class DeepfakeBenchModel:
     input_size: int
     network: nn.Module
     path: Path
-
-
-def efficientnet_key(key: str) -> str | None:
-    """timm's name of an efficientnet_pytorch B4 parameter (`_blocks.5._bn1.weight`), or None."""
-    module, _, parameter = key.rpartition(".")
-    head, _, rest = module.partition(".")
-    if head in TOP and not rest:
-        return f"{TOP[head]}.{parameter}"
-    if head != "_blocks":
-        return None
-    index, _, name = rest.partition(".")
-    if not index.isdigit():
-        return None
-    position, starts = int(index), [sum(REPEATS[:s]) for s in range(len(REPEATS) + 1)]
-    if position >= starts[-1]:
-        return None
-    stage = max(s for s in range(len(REPEATS)) if starts[s] <= position)
-    names = FIRST_STAGE if stage == 0 else OTHER_STAGES
-    return f"blocks.{stage}.{position - starts[stage]}.{names[name]}.{parameter}" if name in names else None
 
 
 def timm_key(key: str, encoder: str) -> str | None:

@@ -26,72 +26,29 @@ import torch
 from torch import nn
 
 from common.cli import describe
+from inference.detectors.efficientnet_keys import efficientnet_key, efficientnet_names
 from training.models.zoo import CheckpointError, load_weights, non_finite_tensors, state_dict_problem
 
 ENCODER = "tf_efficientnet_b4"
 INPUT_SIZE = 380
 PREFIX = "net."  # the authors' Detector holds the EfficientNet as `self.net`
 
-# efficientnet_pytorch's B4: 32 blocks in stages of these lengths (timm's blocks[stage][index])
-STAGE_LENGTHS = (2, 4, 4, 6, 6, 8, 2)
-TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-# the first stage has no expansion (timm's DepthwiseSeparableConv), the others do (InvertedResidual)
-FIRST_STAGE = {
-    "_depthwise_conv": "conv_dw",
-    "_bn1": "bn1",
-    "_se_reduce": "se.conv_reduce",
-    "_se_expand": "se.conv_expand",
-    "_project_conv": "conv_pw",
-    "_bn2": "bn2",
-}
-OTHER_STAGES = {
-    "_expand_conv": "conv_pw",
-    "_bn0": "bn1",
-    "_depthwise_conv": "conv_dw",
-    "_bn1": "bn2",
-    "_se_reduce": "se.conv_reduce",
-    "_se_expand": "se.conv_expand",
-    "_project_conv": "conv_pwl",
-    "_bn2": "bn3",
-}
-
-
-def block_position(block: int) -> tuple[int, int]:
-    """efficientnet_pytorch's block number as timm's (stage, index in the stage)."""
-    for stage, length in enumerate(STAGE_LENGTHS):
-        if block < length:
-            return stage, block
-        block -= length
-    raise KeyError(f"block {block} past B4's {sum(STAGE_LENGTHS)}")
-
 
 def timm_key(key: str) -> str:
-    """An efficientnet_pytorch key (without `net.`) as timm's `tf_efficientnet_b4` names it;
-    KeyError where B4 has no such module."""
-    module, _, rest = key.partition(".")
-    if module in TOP:
-        return f"{TOP[module]}.{rest}"
-    if module != "_blocks":
+    """An efficientnet_pytorch key (without `net.`) as timm's `tf_efficientnet_b4` names it (the
+    head `_fc` is timm's `classifier`); KeyError where B4 has no such module."""
+    if key.startswith("_fc."):
+        return "classifier." + key.removeprefix("_fc.")
+    found = efficientnet_key(key)
+    if found is None:
         raise KeyError(key)
-    number, _, inner = rest.partition(".")
-    part, _, parameter = inner.partition(".")
-    if not number.isdigit() or not parameter:
-        raise KeyError(key)
-    stage, index = block_position(int(number))
-    names = FIRST_STAGE if stage == 0 else OTHER_STAGES
-    return f"blocks.{stage}.{index}.{names[part]}.{parameter}"
+    return found
 
 
 def authors_keys(model: nn.Module) -> dict[str, str]:
     """{the authors' key: timm's key} for every tensor of the timm model (the inverse of `timm_key`),
     so that a checkpoint's keys are judged in the authors' own names."""
-    inverse = {f"{ours}.": f"{theirs}." for theirs, ours in TOP.items()}
-    for stage, length in enumerate(STAGE_LENGTHS):
-        names = FIRST_STAGE if stage == 0 else OTHER_STAGES
-        first = sum(STAGE_LENGTHS[:stage])
-        for index in range(length):
-            for theirs, ours in names.items():
-                inverse[f"blocks.{stage}.{index}.{ours}."] = f"_blocks.{first + index}.{theirs}."
+    inverse = {**efficientnet_names(), "classifier.": "_fc."}
     mapping = {}
     for name in model.state_dict():
         prefix = max((p for p in inverse if name.startswith(p)), key=len)
