@@ -161,15 +161,16 @@ def onnxruntime():
 @pytest.mark.parametrize(
     "content, reason",
     [
-        (b"not an onnx model", "not an ONNX model onnxruntime loads"),
-        (scrfd_onnx(synthetic_outputs(EDGES), outputs_count=6), "not SCRFD with keypoints"),
+        (lambda: b"not an onnx model", "not an ONNX model onnxruntime loads"),
+        (lambda: scrfd_onnx(synthetic_outputs(EDGES), outputs_count=6), "not SCRFD with keypoints"),
     ],
+    ids=["not onnx", "six outputs"],
 )
 def test_a_placed_file_onnxruntime_cannot_run_as_scrfd_is_warned_of(
     onnxruntime, content, reason, tmp_path, caplog, monkeypatch
 ):
     _stub_models(monkeypatch)
-    (tmp_path / "det_10g.onnx").write_bytes(content)
+    (tmp_path / "det_10g.onnx").write_bytes(content())
     with caplog.at_level(logging.WARNING):
         assert gend.load_detector([tmp_path / "model.safetensors"], [1.0], CPU).source.scrfd is None
     assert "det_10g.onnx was placed but is not used" in caplog.text and reason in caplog.text
