@@ -58,6 +58,10 @@ def overlapping() -> list[Face]:
     return faces
 
 
+# two boxes 56 x 33 (with their +1) 24 px apart: overlap 32 / 80, exactly float32(0.4): both kept
+AT_THE_THRESHOLD = [Face(8, 60, 10, 0, 0.5, (3.5, 2.0, 3.375, 2.0)), Face(8, 60, 13, 0, 0.45, (3.5, 2.0, 3.375, 2.0))]
+
+
 def assert_same(found, det, kps):
     """FaceDetections equal, number for number, to the authors' det and kps."""
     np.testing.assert_array_equal(found.boxes, det[:, :4])
@@ -107,6 +111,13 @@ def test_nms_keeps_what_the_authors_keep():
     suppressed = [Face(16, 10, 10, 0, 0.9, (3.0,) * 4), Face(16, 10, 11, 0, 0.8, (3.0,) * 4)]
     boxes = gend_scrfd.decode(synthetic_outputs(suppressed))[1]
     assert overlap(boxes[0], boxes[1]) > F32(0.4) > overlap(found.boxes[0] * F32(0.75), found.boxes[2] * F32(0.75))
+
+
+def test_an_overlap_equal_to_the_nms_threshold_does_not_suppress():
+    outputs = synthetic_outputs(AT_THE_THRESHOLD, seed=2)
+    found = gend_scrfd.frame_detections(outputs, 1.0)
+    assert_same(found, *authors_detections(outputs, 1.0))
+    assert len(found) == 2 and overlap(found.boxes[0], found.boxes[1]) == F32(0.4)
 
 
 def test_many_random_overlapping_candidates_decode_as_the_authors():
