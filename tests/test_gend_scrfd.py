@@ -83,6 +83,12 @@ def test_the_letterbox_and_input_are_the_authors(shape):
     np.testing.assert_array_equal(gend_scrfd.network_input(boxed), authors_blob(expected))
 
 
+def test_a_frame_too_thin_to_letterbox_is_refused():
+    """640 / 641 rounds the width to 0 pixels: their cv2.resize fails and their loop skips the frame."""
+    with pytest.raises(ValueError, match="1 x 641 frame is too thin"):
+        gend_scrfd.letterbox(np.zeros((641, 1, 3), np.uint8))
+
+
 def test_anchor_centres_run_row_by_row_with_each_locations_two_anchors_together():
     centres = gend_scrfd.anchor_centres(80, 80, 8)
     assert centres.shape == (12800, 2) and centres.dtype == np.float32
@@ -209,6 +215,8 @@ def test_a_placed_det_10g_finds_gends_faces_through_onnxruntime(onnxruntime, tmp
     expected = [outputs[0] + F32(probe)] + outputs[1:]
     det, kps = authors_detections(expected, det_scale)
     assert len(found) == len(det) == 2
+    thin = np.zeros((641, 1, 3), np.uint8)
+    assert not len(gend_scrfd.scrfd_detections([thin], tmp_path / "det_10g.onnx")[0]), "too thin: no face"
     np.testing.assert_allclose(found.probs, det[:, 4], atol=1e-6)
     np.testing.assert_array_equal(found.boxes, det[:, :4])
     np.testing.assert_array_equal(found.landmarks, kps)

@@ -57,6 +57,8 @@ def letterbox(frame: np.ndarray, size: tuple[int, int] = INPUT_SIZE) -> tuple[np
     else:
         new_width = size[0]
         new_height = int(new_width * frame_ratio)
+    if not new_width or not new_height:
+        raise ValueError(f"a {width} x {height} frame is too thin for SCRFD's {size[0]} x {size[1]} input")
     boxed = np.zeros((size[1], size[0], 3), np.uint8)
     boxed[:new_height, :new_width] = cv2.resize(frame, (new_width, new_height))
     return boxed, float(new_height) / height
@@ -183,12 +185,17 @@ def check_scrfd(path: str | Path, device=None) -> None:
 
 
 def scrfd_detections(frames: Sequence[np.ndarray], path: str | Path, device=None) -> list[FaceDetections]:
-    """Per RGB frame, every face SCRFD finds (their `detect`), in the frame's pixels."""
+    """Per RGB frame, every face SCRFD finds (their `detect`), in the frame's pixels; none in a frame
+    too thin to letterbox."""
     loaded, size = session(path, device)
     name, output_names = loaded.get_inputs()[0].name, [output.name for output in loaded.get_outputs()]
     found = []
     for frame in frames:
-        boxed, scale = letterbox(frame, size)
+        try:
+            boxed, scale = letterbox(frame, size)
+        except ValueError:  # their resize fails and their loop skips the frame
+            found.append(FaceDetections.empty())
+            continue
         outputs = loaded.run(output_names, {name: network_input(boxed)})
         found.append(frame_detections(outputs, scale, size))
     return found
