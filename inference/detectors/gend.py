@@ -9,12 +9,19 @@ the paper's evaluation pipeline (detector.py with the README's command `-m at_le
   (gend_crops.align_face); each crop is S x S, S following the face's size.
 - Model: CLIP ViT-L/14's pooled features, L2-normalised, Linear(1024, 2) (gend_model.py), on CLIP's
   preprocessing (gend_crops.clip_input); p_fake = softmax[:, 1]; a video is the mean over its frames.
+- Face finder: where the user has placed insightface's `det_10g.onnx` (SCRFD-10GF, the authors'
+  finder; non-commercial research use only) beside model.safetensors and onnxruntime is installed
+  (not a requirement: `pip install onnxruntime`), SCRFD finds the faces as the authors' wrapper does
+  (640 x 640 letterbox, score >= 0.1, NMS 0.4, 5 keypoints: inference/detectors/gend_scrfd.py);
+  `load_detector(..., scrfd=PATH)` names a file elsewhere. Otherwise the run's MTCNN finds them,
+  with a warning naming the placed file and why it is not used.
 
 Where this differs from the authors' pipeline:
-- The face finder is the run's MTCNN (boxes and 5 landmarks, its own thresholds and detection
-  scale), not SCRFD-10GF (insightface's det_10g.onnx, 640 x 640, score >= 0.1): the landmarks are
-  the same five points but not at the same pixels, so the crops differ by a few pixels, and a frame
-  where one finder sees a face and the other none changes which 32 frames are used.
+- Without SCRFD placed, the face finder is the run's MTCNN (boxes and 5 landmarks, its own
+  thresholds and detection scale): the landmarks are the same five points but not at the same
+  pixels, so the crops differ by a few pixels, and a frame where one finder sees a face and the
+  other none changes which 32 frames are used. With SCRFD, a frame its network fails on ends the
+  read with that error, where the authors' loop prints it and skips the frame.
 - The authors try every frame until 32 have a face; here at most `FaceFrames.max_tried` (4 x 32)
   are tried, so that a video without faces costs a bounded time: a video with a face in fewer than
   32 of its first 128 frames in that order is scored on those it has.
@@ -48,6 +55,9 @@ from inference.detectors.gend_crops import (
     largest_face,
 )
 from inference.detectors.gend_model import GenDModel, load_model
+from inference.detectors.gend_scrfd import FILE_NAME as SCRFD_FILE
+from inference.detectors.gend_scrfd import check_scrfd, scrfd_detections
+from inference.detectors.placed_finders import placed_finder
 from inference.models.model_options import media_limits
 from inference.pipeline.detector import Detector, FaceSource, Run
 from inference.pipeline.faces import NoFaceError, VideoFaces
@@ -69,12 +79,21 @@ def detect_faces(mtcnn, frames: list[np.ndarray]):
 @dataclass(frozen=True)
 class FaceFrames(FaceSource):
     """GenD's read of a video: the first `frames` frames in farthest-first order that have a face,
-    the largest face of each aligned at `scale` (trying at most `max_tried` frames; 0: every frame)."""
+    the largest face of each aligned at `scale` (trying at most `max_tried` frames; 0: every frame);
+    faces found by the run's MTCNN, or, given `scrfd` (the path of det_10g.onnx), by SCRFD as the
+    authors find them (inference/detectors/gend_scrfd.py)."""
 
     name: str = NAME
     frames: int = FRAMES
     scale: float = ALIGN_SCALE
     max_tried: int = TRIED_PER_FACE_FRAME * FRAMES
+    scrfd: str | None = None
+
+    def find(self, mtcnn, frames: list[np.ndarray]):
+        """Each frame's faces (FaceDetections): SCRFD's where the user placed it, else the run's MTCNN's."""
+        if self.scrfd is None:
+            return detect_faces(mtcnn, frames)
+        return scrfd_detections(frames, self.scrfd, getattr(mtcnn, "device", None))
 
     def read(self, path: Path, mtcnn, args) -> VideoFaces:
         started = time.perf_counter()
@@ -93,7 +112,7 @@ class FaceFrames(FaceSource):
             decode_seconds += time.perf_counter() - decoding
             chunk = [index for index in chunk if index in decoded]  # a frame that does not decode is skipped
             tried += chunk
-            for index, found in zip(chunk, detect_faces(mtcnn, [decoded[i] for i in chunk]), strict=True):
+            for index, found in zip(chunk, self.find(mtcnn, [decoded[i] for i in chunk]), strict=True):
                 if len(kept) >= self.frames:
                     break
                 face = self.face(decoded[index], found)
@@ -160,11 +179,23 @@ def model_probabilities(model: GenDModel, crops: list[np.ndarray], run: Run) -> 
 
 
 def load_detector(
-    paths: Sequence[Path], weights: Sequence[float], device: torch.device, precision: str = "f32"
+    paths: Sequence[Path],
+    weights: Sequence[float],
+    device: torch.device,
+    precision: str = "f32",
+    scrfd: str | Path | None = None,
 ) -> GenDDetector:
     """GenD's detector with the models of `paths` (model.safetensors in the authors' format), each
-    with its weight. The weights stay float32: a lower precision is the run's autocast (Run.amp_dtype)."""
+    with its weight. The weights stay float32: a lower precision is the run's autocast (Run.amp_dtype).
+    Faces by SCRFD with `scrfd` (by default det_10g.onnx where the user placed it beside the models,
+    inference/detectors/placed_finders.py), else by the run's MTCNN; `scrfd` named but unusable is an
+    InputError."""
     if len(paths) != len(weights):
         raise InputError(f"GenD: {len(paths)} model files but {len(weights)} weights")
+    if scrfd is not None:
+        check_scrfd(scrfd, device)
+    else:
+        scrfd = placed_finder(paths, (SCRFD_FILE,), "SCRFD-10GF", lambda path: check_scrfd(path, device))
     logger.debug("GenD models in %s, precision %s (autocast only)", device, precision)
-    return GenDDetector([load_model(Path(path), weight, device) for path, weight in zip(paths, weights, strict=True)])
+    models = [load_model(Path(path), weight, device) for path, weight in zip(paths, weights, strict=True)]
+    return GenDDetector(models, FaceFrames(scrfd=None if scrfd is None else str(scrfd)))
