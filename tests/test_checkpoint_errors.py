@@ -4,6 +4,7 @@ commands that load models, never a traceback or a file that is not named."""
 from __future__ import annotations
 
 import math
+import pickle
 
 import pytest
 import torch
@@ -295,3 +296,28 @@ def test_weights_are_checked_in_the_model_s_number_type(tiny):
         load_weights(model, state, "big.pt")
     assert bool(torch.isfinite(model.fc.weight).all()), "the model is left as it was"
     load_weights(model, _weight_as(tiny, lambda w: torch.full_like(w, 6e4))["state_dict"], "fits.pt")
+
+
+def test_torchs_advice_to_load_unsafely_and_its_colours_never_reach_the_line(tmp_path):
+    """A legacy .tar archive (SBI's checkpoints are named .tar): torch.load's refusal goes on to advise
+    weights_only=False, unsafe and never taken here, and an unpickling refusal carries terminal
+    colours; the line keeps torch's first sentence only."""
+    import tarfile
+
+    from inference.detectors.sbi_model import read_authors_checkpoint
+    from training.models.zoo import CheckpointError, read_checkpoint, weights_only_refusal
+
+    (tmp_path / "a.txt").write_text("not weights")
+    with tarfile.open(tmp_path / "FFc23.tar", "w") as archive:
+        archive.add(tmp_path / "a.txt", arcname="a.txt")
+    for read in (read_checkpoint, read_authors_checkpoint):
+        with pytest.raises(CheckpointError) as refused:
+            read(tmp_path / "FFc23.tar")
+        assert str(refused.value).endswith("saved in the legacy .tar format.)"), str(refused.value)
+        assert "False" not in str(refused.value)
+    coloured = pickle.UnpicklingError(
+        "Weights only load failed.\n\x1b[1mWeightsUnpickler error: \x1b[0mUnsupported operand 7"
+    )
+    assert weights_only_refusal(coloured) == (
+        "not a checkpoint that a weights-only load can read (WeightsUnpickler error: Unsupported operand 7)"
+    )

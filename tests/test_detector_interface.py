@@ -461,3 +461,18 @@ def test_a_detector_prefix_in_another_case_is_named_not_taken_for_a_missing_file
     args = prediction.parse_args(["--test-dir", str(tmp_path), "--models", f"GEND:{tmp_path / 'f'}"])
     with pytest.raises(InputError, match="no detector is named 'GEND'"):
         options.load_detectors(args, CPU)
+
+
+def test_options_that_other_detectors_do_not_take_are_said_to_be_the_projects_only(tmp_path, caplog):
+    import logging
+
+    from inference.detectors.options import warn_of_project_only_options
+
+    args = prediction.parse_args(["--test-dir", str(tmp_path), "--models", "x.pt", "--tta", "--frames", "8"])
+    with caplog.at_level(logging.WARNING):
+        warn_of_project_only_options(args, ["gend", "sbi"])
+        warn_of_project_only_options(args, [])  # the project's models alone: nothing to say
+    assert caplog.messages == [
+        "--tta and --frames 8: for the project's models only; gend, sbi read 32 frames and score without flips, "
+        "as their authors' code does"
+    ]

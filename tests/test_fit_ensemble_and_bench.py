@@ -172,6 +172,7 @@ def test_bench_times_other_detectors_beside_the_projects_models(demo_world, tmp_
     [row] = report["modes"]["exact"]
     [(_, first)] = iter_frames(video, [0])
     assert report["detectors"] == ["whole-frame"] and (row["frames"], row["faces"]) == (1, 1)
+    assert report["runtime"] == "torch" == report["settings"]["exact"]["runtime"], "other detectors: PyTorch"
     assert row["score"] == pytest.approx(brightness(first), abs=1e-6) and row["detect_s"] > 0
     mixed = [*argv[:4], str(ours), *argv[4:], "--modes", "exact", "--no-warm-up", "--runtime", "torch"]
     assert bench.main(mixed) == 0

@@ -14,7 +14,7 @@ import torch
 
 from common.cli import InputError
 from common.video_io import VideoWriter
-from inference.detectors import gend
+from inference.detectors import gend, gend_model
 from inference.detectors.gend_crops import clip_input
 from inference.pipeline.detector import Ensemble, Run
 from inference.pipeline.faces import VideoFaces, inference_detector
@@ -23,6 +23,7 @@ from inference.serving import detection
 from inference.serving.verdict_options import VerdictRule
 from preprocess.demo_world.identities import builtin_photos
 from tests.gend_files import PREFIX, gend_p_fake, random_state, write_model
+from tests.test_media_limits import cut_video  # noqa: F401 (a fixture)
 
 CPU = torch.device("cpu")
 
@@ -184,6 +185,8 @@ def test_a_config_beside_the_file_says_the_head(tmp_path, model_file):
         assert model.network.normalise == (head == "LinearNorm")
         if head == "LinearNorm":
             assert float(ours) == pytest.approx(float(gend_p_fake(state, pixels)), abs=1e-4)
+    (folder / "config.json").write_text(json.dumps({"backbone": "openai/clip-vit-large-patch14"}))
+    assert not gend_model.head_normalises(folder / "model.safetensors"), "no head named: their default, linear"
     for changed, message in (({"head": "MLP"}, "head 'MLP' is none of GenD's"), ({"backbone": "dinov2"}, "not a CLIP")):
         (folder / "config.json").write_text(json.dumps({**config, **changed}))
         with pytest.raises(InputError, match=message):
@@ -209,3 +212,14 @@ def test_detect_takes_gend_by_name_beside_the_projects_checkpoint(tmp_path, caps
         ("ours.pt", "dfdc-winner"),
     ]
     assert document["score"] == pytest.approx(np.mean([m["score"] for m in document["models"]]), abs=1e-4)
+
+
+def test_a_cut_video_is_flagged_and_only_the_frames_looked_at_are_counted(cut_video):  # noqa: F811
+    """A container stating 40 frames, cut at 70% of its bytes: the frames that do not decode are
+    asked for but not looked at (the read is partial, said as the project's read says it), and the
+    frames counted are those whose faces were looked at, not the rest of their chunk."""
+    faces = gend.FaceFrames().read(cut_video, inference_detector(0.5, CPU), None)
+    assert faces.partial_reason is not None and faces.partial_reason.startswith("decoded ")
+    assert set(faces.frame_indices) < set(faces.frames_requested), "undecodable frames asked for, not looked at"
+    assert faces.face_frames == faces.frame_indices, "a face in every frame looked at: none counted without"
+    assert len(faces.crops) == len(faces.frame_indices) < 32

@@ -239,3 +239,24 @@ def test_its_heatmaps_are_grad_cam_of_the_fake_logit_on_its_own_input(detector):
         assert heatmap.shape == (380, 380) and heatmap.min() >= 0 and heatmap.max() <= 1
         assert heatmap.max() - heatmap.min() > 0.5
     assert np.abs(plain - mirrored).max() > 0.1
+
+
+def test_a_photo_keeps_every_face_as_their_image_script_does_and_a_video_frame_only_the_large(tmp_path):
+    """Their inference_image.py crops every face RetinaFace finds (no half-area rule) and scores the
+    most fake; their video scripts keep faces of at least half the largest's area."""
+    from inference.detectors import sbi_crops
+
+    frame = np.zeros((400, 800, 3), np.uint8)
+    boxes = [[50.0, 50.0, 350.0, 350.0], [500.0, 100.0, 600.0, 200.0]]  # the second: a ninth of the area
+    assert len(sbi_crops.frame_faces(frame, boxes)[1]) == 1
+    assert len(sbi_crops.frame_faces(frame, boxes, every_face=True)[1]) == 2
+    face = builtin_photos()["astronaut"]
+    small = cv2.resize(face, (200, 200))
+    scene = np.zeros((512, 900, 3), np.uint8)
+    scene[:, :512], scene[156:356, 650:850] = face, small
+    cv2.imwrite(str(tmp_path / "scene.png"), cv2.cvtColor(scene, cv2.COLOR_RGB2BGR))
+    with VideoWriter(tmp_path / "scene.mp4", fps=25, width=900, height=512, crf=16) as writer:
+        writer.write(scene)
+    finder = inference_detector(1.0, torch.device("cpu"))
+    assert len(sbi.SbiFaces().read(tmp_path / "scene.png", finder, None).crops) == 2, "a photo: every face"
+    assert len(sbi.SbiFaces().read(tmp_path / "scene.mp4", finder, None).crops) == 1, "a video frame: the large"

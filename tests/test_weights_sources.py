@@ -117,8 +117,32 @@ def test_a_detectors_set_gives_its_paths_and_its_detector(cache):
         (cache / name).parent.mkdir(parents=True, exist_ok=True)
         (cache / name).write_bytes(b"{}")
     assert weights.detector_paths("gend-clip-l14") == ("gend", [cache / "gend/GenD_CLIP_L_14/model.safetensors"])
-    [entry] = weights.ensemble_entries("gend-clip-l14")  # what --ensemble gend-clip-l14 reads
-    assert entry["detector"] == "gend" and entry["path"] == cache / "gend/GenD_CLIP_L_14/model.safetensors"
+    # what --ensemble gend-clip-l14 reads: held to the pinned size at each use (no hash: 1.2 GB)
+    with pytest.raises(
+        ValueError, match=r"model.safetensors: not gend-clip-l14's .*\(2 bytes, the registry pins 1215928160\)"
+    ):
+        weights.ensemble_entries("gend-clip-l14")
+
+
+def test_a_named_set_is_refused_at_use_when_its_file_is_another_model(cache, monkeypatch):
+    """--ensemble deepfakebench-xception must not run a B4 placed under the Xception's name (the
+    detector itself takes either model): the file's size bounds and its layout are checked each use."""
+    import dataclasses
+
+    from tests.deepfakebench_authors import b4_state
+
+    [file] = weights.ENSEMBLES["deepfakebench-xception"].files
+    small = dataclasses.replace(file, min_size=1)  # a small stand-in for the 88 MB file
+    register(monkeypatch, "deepfakebench-xception", small)
+    path = cache / file.name
+    path.parent.mkdir(parents=True)
+    state = b4_state(torch.Generator().manual_seed(0))
+    torch.save({key: value[:1].clone() for key, value in list(state.items())[:3]}, path)  # B4's keys
+    with pytest.raises(ValueError, match=r"xception_best.pth: not deepfakebench-xception's .*backbone.conv1.weight"):
+        weights.ensemble_entries("deepfakebench-xception")
+    register(monkeypatch, "deepfakebench-xception", file)  # the real bounds: 50 to 200 MB
+    with pytest.raises(ValueError, match=r"bytes, outside the \(held to between 50 MB and 200 MB\)"):
+        weights.ensemble_entries("deepfakebench-xception")
 
 
 # --- terms before download ------------------------------------------------------------------------------

@@ -341,6 +341,7 @@ def main(argv=None) -> int:
 
     entries = bench_entries(args)
     names = [entry["detector"] for entry in entries]
+    ours = bool(args.random_models) or any(name is None for name in names)  # the project's models, on --runtime
     weights = [entry["weight"] for entry in entries]
     if any(names) and "baseline" in args.modes:
         raise InputError(
@@ -361,10 +362,10 @@ def main(argv=None) -> int:
         "threads": torch.get_num_threads(),
         "models": [str(entry["path"]) for entry in entries] or [f"random {args.encoder}"] * args.random_models,
         "detectors": [entry["detector"] or PROJECT_DETECTOR for entry in entries] or [PROJECT_DETECTOR],
-        "runtime": runtime,
+        "runtime": runtime if ours else "torch",  # other papers' detectors run on PyTorch
         "settings": {
             mode.name: {
-                "runtime": "torch" if args.random_models else mode.runtime,
+                "runtime": "torch" if args.random_models or not ours else mode.runtime,
                 "precision": str(mode.amp_dtype or mode.precision).replace("torch.", ""),
                 "recall_boost": mode.recall,
                 "detection": detection_setting(mode, device),

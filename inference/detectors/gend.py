@@ -1,6 +1,7 @@
 """GenD (yermandy/GenD, WACV 2026) as a detector of the detector interface (inference/pipeline/detector.py):
 the paper's evaluation pipeline (detector.py with the README's command `-m at_least -n 32 -s 1.3
---target_size none`, then run_exp.py's test: the mean of the frames' probabilities per video).
+--target_size none`, then run_exp.py's test: the mean of the frames' probabilities per video), not
+their web demo (app/run.py: every face of every frame of a stride, their mean, 0.0 without a face).
 
 - Frames: every frame of the video, in the farthest-first order from the middle frame
   (gend_crops.farthest_first_order), until 32 have a face; the frame count is PyAV's, as the
@@ -60,7 +61,7 @@ from inference.detectors.gend_scrfd import check_scrfd, scrfd_detections
 from inference.detectors.placed_finders import placed_finder
 from inference.models.model_options import media_limits
 from inference.pipeline.detector import Detector, FaceSource, Run
-from inference.pipeline.faces import NoFaceError, VideoFaces
+from inference.pipeline.faces import NoFaceError, VideoFaces, partial_reason
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class FaceFrames(FaceSource):
         if self.max_tried:
             order = order[: self.max_tried]
         kept: list[tuple[int, np.ndarray, list[float]]] = []  # (frame, crop, box)
-        decode_seconds, tried = 0.0, []
+        decode_seconds, requested, examined = 0.0, [], []  # asked for / decoded and looked at, in order
         for start in range(0, len(order), self.frames):
             if len(kept) >= self.frames:
                 break
@@ -110,16 +111,21 @@ class FaceFrames(FaceSource):
             decoding = time.perf_counter()
             decoded = dict(iter_frames(path, chunk, COUNT_BACKEND, limits=limits))
             decode_seconds += time.perf_counter() - decoding
-            chunk = [index for index in chunk if index in decoded]  # a frame that does not decode is skipped
-            tried += chunk
-            for index, found in zip(chunk, self.find(mtcnn, [decoded[i] for i in chunk]), strict=True):
+            readable = [index for index in chunk if index in decoded]  # a frame that does not decode is skipped
+            found_in = dict(zip(readable, self.find(mtcnn, [decoded[i] for i in readable]), strict=True))
+            for index in chunk:
                 if len(kept) >= self.frames:
                     break
-                face = self.face(decoded[index], found)
+                requested.append(index)
+                if index not in found_in:
+                    continue
+                examined.append(index)
+                face = self.face(decoded[index], found_in[index])
                 if face is not None:
                     kept.append((index, *face))
         kept.sort(key=lambda entry: entry[0])
-        faces = VideoFaces(path, sorted(tried), frames_requested=order[: len(tried)])
+        faces = VideoFaces(path, sorted(examined), frames_requested=sorted(requested))
+        faces.partial_reason = partial_reason(path, requested, examined)
         for index, crop, box in kept:
             faces.crops.append(crop)
             faces.face_frames.append(index)
@@ -127,7 +133,7 @@ class FaceFrames(FaceSource):
             faces.found.append("detected")
         faces.seconds = {"decode": decode_seconds, "detect": time.perf_counter() - started - decode_seconds}
         if not kept:
-            raise NoFaceError(f"{path}: no face found in {len(tried)} frames tried (GenD's read)")
+            raise NoFaceError(f"{path}: no face found in {len(examined)} frames tried (GenD's read)")
         return faces
 
     def face(self, frame: np.ndarray, found) -> tuple[np.ndarray, list[float]] | None:

@@ -123,8 +123,9 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def head_normalises(path: Path) -> bool:
-    """Whether the head normalises its input: config.json beside the file ("LinearNorm", the released
-    model's, where there is none)."""
+    """Whether the head normalises its input: config.json beside the file says ("LinearNorm", the
+    released model's; a config that names no head is their default, "linear"); without a config,
+    the released model's ("LinearNorm")."""
     config_path = path.with_name("config.json")
     if not config_path.is_file():
         return True
@@ -134,7 +135,8 @@ def head_normalises(path: Path) -> bool:
         raise CheckpointError(f"{config_path}: not a readable JSON file ({error})") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{config_path}: not a GenD config (a JSON object is expected)")
-    backbone, head = str(config.get("backbone", "openai/clip-vit-large-patch14")), config.get("head", "LinearNorm")
+    # their GenDConfig's defaults (src/hf/modeling_gend.py): a config without `head` is the plain linear head
+    backbone, head = str(config.get("backbone", "openai/clip-vit-large-patch14")), config.get("head", "linear")
     if "clip" not in backbone.lower():
         raise CheckpointError(f"{config_path}: backbone {backbone!r} is not a CLIP one (only GenD's CLIP model loads)")
     if head not in HEADS:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -25,6 +26,8 @@ from inference.models.ensemble import Member
 from inference.models.ensemble_file import normalised_weights
 from inference.models.model_options import load_members, model_entries
 from inference.pipeline.detector import Detector, Ensemble
+
+logger = logging.getLogger(__name__)
 
 PROJECT_DETECTOR = "dfdc-winner"  # the project's checkpoints: the winner's recipe (and the temporal one)
 # Other papers' detectors: name -> the module whose load_detector reads its authors' files.
@@ -67,6 +70,19 @@ def checked_detector(name: str | None, source) -> str | None:
     return name
 
 
+def warn_of_project_only_options(args: argparse.Namespace, others: list[str]) -> None:
+    """Say where --tta or --frames will not change other papers' detectors (they read 32 frames and
+    score without flips, as their authors' code does)."""
+    frames = getattr(args, "frames", 32)
+    given = [flag for flag, on in (("--tta", getattr(args, "tta", False)), (f"--frames {frames}", frames != 32)) if on]
+    if others and given:
+        logger.warning(
+            "%s: for the project's models only; %s read 32 frames and score without flips, as their authors' code does",
+            " and ".join(given),
+            ", ".join(others),
+        )
+
+
 def load_detectors(args: argparse.Namespace, device: torch.device, precision: str = "f32") -> Ensemble:
     """The detectors the options ask for, their models loaded on `device` in `precision`, in the
     order the models were given."""
@@ -75,6 +91,7 @@ def load_detectors(args: argparse.Namespace, device: torch.device, precision: st
     weights = normalised_weights([entry["weight"] for entry in entries], args.ensemble or "--models")
     ours = [index for index, name in enumerate(names) if name is None]
     members = load_members(args, device, precision, [entries[i] for i in ours], [weights[i] for i in ours])
+    warn_of_project_only_options(args, sorted({name for name in names if name is not None}))
     return assemble(entries, names, weights, members, device, precision, getattr(args, "strategy", None))
 
 

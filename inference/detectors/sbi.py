@@ -10,7 +10,9 @@ does (src/inference/inference_video.py and inference_dataset.py, which gave thei
   margin and int rule, not square, resized to 380 x 380 (inference/detectors/sbi_crops.py);
 - model: their EfficientNet-B4 (inference/detectors/sbi_model.py) on RGB / 255, p(fake) =
   softmax[:, 1];
-- a frame's score is its most fake face's, the video's the mean over the frames with a face.
+- a frame's score is its most fake face's, the video's the mean over the frames with a face;
+- a photo as their inference_image.py reads one: every face (no half-area rule), the most fake
+  scoring it, and RetinaFace (where placed) at the photo's own size rather than 2048.
 
 Where this differs from theirs:
 - the face finder: the run's MTCNN (facenet-pytorch, at the run's --detector-scale) instead of
@@ -47,6 +49,7 @@ import numpy as np
 import torch
 
 from common.cli import InputError
+from common.video_io import is_image
 from inference.detectors import sbi_crops, sbi_retinaface
 from inference.detectors.placed_finders import placed_finder
 from inference.detectors.sbi_model import SbiModel, grad_cam, load_model
@@ -71,30 +74,36 @@ class SbiFaces(FaceSource):
     retinaface: str | None = None
     finder_size: int = sbi_retinaface.MAX_SIZE
 
-    def boxes(self, frames: list[np.ndarray], indices: list[int], mtcnn) -> list[tuple[np.ndarray, str]]:
+    def boxes(
+        self, frames: list[np.ndarray], indices: list[int], mtcnn, photo: bool = False
+    ) -> list[tuple[np.ndarray, str]]:
         """Each frame's boxes and how they were found: RetinaFace's where the user placed it, else
         the run's MTCNN as exact (or fast) mode runs it, without the recall boost."""
         if self.retinaface is None:
             return detect_frames(mtcnn, frames, recall=False, frame_indices=indices)
-        finder = sbi_retinaface.retinaface(self.retinaface, mtcnn.device, self.finder_size)
-        return [(sbi_retinaface.finder_boxes(finder, frame), "detected") for frame in frames]
+        found = []
+        for frame in frames:  # a photo at its own size (their inference_image.py), video frames at finder_size
+            size = max(frame.shape) if photo else self.finder_size
+            finder = sbi_retinaface.retinaface(self.retinaface, mtcnn.device, size)
+            found.append((sbi_retinaface.finder_boxes(finder, frame), "detected"))
+        return found
 
     def read(self, path: Path, mtcnn, args) -> VideoFaces:
         started = time.perf_counter()
         backend, fast = getattr(args, "video_backend", "opencv"), bool(getattr(args, "fast", False))
         sampled = sample_frames(path, self.frames, backend, media_limits(args), sparse=fast)
         decoded_at = time.perf_counter()
-        faces = VideoFaces(Path(path), sorted(sampled.decoded))
+        faces, photo = VideoFaces(Path(path), sorted(sampled.decoded)), is_image(path)
         frames = [sampled.decoded[index] for index in faces.frame_indices]
         try:
-            found = self.boxes(frames, faces.frame_indices, mtcnn)
+            found = self.boxes(frames, faces.frame_indices, mtcnn, photo)
         except InputError:
             raise
         except Exception as error:
             raise DetectionError(f"{path}: face detection failed ({error})") from error
         for index, frame, (detected, how) in zip(faces.frame_indices, frames, found, strict=True):
             detected = np.asarray(detected, np.float64 if self.retinaface else np.float32).reshape(-1, 4)
-            boxes, crops = sbi_crops.frame_faces(frame, detected, self.size, self.retinaface is not None)
+            boxes, crops = sbi_crops.frame_faces(frame, detected, self.size, self.retinaface is not None, photo)
             faces.crops += crops
             faces.boxes += boxes
             faces.face_frames += [index] * len(crops)

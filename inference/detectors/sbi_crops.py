@@ -81,10 +81,15 @@ def kept_faces(boxes: Sequence[Sequence[float]]) -> list[int]:
 
 
 def frame_faces(
-    frame: np.ndarray, detected: Sequence[Sequence[float]], size: int = INPUT_SIZE, from_retinaface: bool = False
+    frame: np.ndarray,
+    detected: Sequence[Sequence[float]],
+    size: int = INPUT_SIZE,
+    from_retinaface: bool = False,
+    every_face: bool = False,
 ) -> tuple[list[list[float]], list[np.ndarray]]:
     """One frame's kept boxes (as the finder returns them) and their crops: every box the finder
-    keeps is cropped, a crop without pixels loses the whole frame, then the area rule.
+    keeps is cropped, a crop without pixels loses the whole frame, then the area rule (not for a
+    photo, `every_face`: their inference_image.py's extract_face keeps every face).
     `from_retinaface`: the boxes are RetinaFace's own output (inference/detectors/sbi_retinaface.py)."""
     height, width = frame.shape[:2]
     if from_retinaface:
@@ -94,5 +99,5 @@ def frame_faces(
     crops = [crop(frame, box, size) for box in boxes]
     if any(face is None for face in crops):
         return [], []
-    kept = kept_faces(boxes)
+    kept = range(len(boxes)) if every_face else kept_faces(boxes)
     return [boxes[i] for i in kept], [crops[i] for i in kept]

@@ -25,9 +25,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.cli import describe
 from inference.detectors.efficientnet_keys import efficientnet_key, efficientnet_names
-from training.models.zoo import CheckpointError, load_weights, non_finite_tensors, state_dict_problem
+from training.models.zoo import (
+    CheckpointError,
+    load_weights,
+    non_finite_tensors,
+    state_dict_problem,
+    torch_load_problem,
+    weights_only_refusal,
+)
 
 ENCODER = "tf_efficientnet_b4"
 INPUT_SIZE = 380
@@ -72,10 +78,9 @@ def read_authors_checkpoint(path: str | os.PathLike) -> Mapping[str, torch.Tenso
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise CheckpointError(f"{path}: refused by a weights-only load ({first.strip()})") from None
+        raise CheckpointError(f"{path}: refused to load: {weights_only_refusal(error)}") from None
     except Exception as error:  # junk bytes meet the unpickler as KeyError, EOFError, struct.error...
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({describe(error)})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({torch_load_problem(error)})") from None
     if not isinstance(checkpoint, Mapping) or "model" not in checkpoint:
         kind = "a dict without" if isinstance(checkpoint, Mapping) else f"a {type(checkpoint).__name__}, no dict with"
         raise CheckpointError(

@@ -139,6 +139,14 @@ def ensemble_entries(name: str, directory: Path | None = None) -> list[dict]:
     config.json lie beside them); raise, saying how to fetch them, when a file is missing."""
     ensemble, directory = named_ensemble(name), Path(directory or default_weights_dir())
     _present(ensemble, directory)
+    if ensemble.detector != WINNER:  # read by a detector that takes any file of its format: held to this set's
+        for file in ensemble.checkpoints():
+            problem = _in_use_problem(file, directory / file.name)
+            if problem:
+                raise ValueError(
+                    f"{directory / file.name}: not {name}'s {file.name} ({problem}); fetch it again with "
+                    f"`python -m inference.weights fetch {name}` (`verify {name}` says what is wrong)"
+                )
     return [
         {
             "path": directory / f.name,
@@ -149,6 +157,17 @@ def ensemble_entries(name: str, directory: Path | None = None) -> list[dict]:
         }
         for f in ensemble.checkpoints()
     ]
+
+
+def _in_use_problem(file: WeightFile, path: Path) -> str | None:
+    """Why `path`, used as registry file `file`, is not it, checked at each use without hashing: its
+    size against the registry's pin or bounds, and its layout against its format (the model it holds)."""
+    size = path.stat().st_size
+    if file.size is not None and size != file.size:
+        return f"{size} bytes, the registry pins {file.size}"
+    if file.min_size is not None and file.max_size is not None and not file.min_size <= size <= file.max_size:
+        return f"{size} bytes, outside the {size_note(file).removeprefix('size not published ')}"
+    return format_problem(path, file.file_format)
 
 
 def detector_paths(name: str, directory: Path | None = None) -> tuple[str, list[Path]]:

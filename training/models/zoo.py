@@ -178,9 +178,18 @@ def _numpy_scalar_globals() -> list:
     ]
 
 
-def _weights_only_refusal(error: Exception) -> str:
+def torch_load_problem(error: Exception) -> str:
+    """What torch.load said of a file it could not read, in one line: its first sentence, without
+    terminal colours and without the advice to load with weights_only=False (never taken here)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first = re.split(r"\s+(?:In PyTorch 2\.6|Re-running `torch\.load`)", first)[0]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__  # a bare "101" says nothing
+
+
+def weights_only_refusal(error: Exception) -> str:
     """Why a weights-only load refused a file, in one line: the globals or classes it would not allow."""
-    text = str(error)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
     named = sorted(set(re.findall(r"GLOBAL ([\w.]+)", text) + re.findall(r"but got <class '([\w.]+)'>", text)))
     if named:
         return f"its pickle holds {', '.join(named)}, which a weights-only load does not allow"
@@ -206,12 +215,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(f"{path}: refused to load: {_weights_only_refusal(error)}") from None
+        raise CheckpointError(f"{path}: refused to load: {weights_only_refusal(error)}") from None
     except Exception as error:  # the legacy unpickler meets junk bytes with KeyError, IndexError, struct.error...
-        first_line = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-        # the error's type too: a bare "101" (a KeyError's key) says nothing
-        why = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({why})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({torch_load_problem(error)})") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(checkpoint).__name__}")
     if "state_dict" not in checkpoint:
