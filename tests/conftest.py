@@ -63,6 +63,11 @@ LONGEST_FILES = (
     "test_runtime.py",
     "test_demo_world.py",
     "test_augment_randomness.py",
+    # other papers' detectors: 5-10 CPU-seconds each (B4 at 380 px, real clips through MTCNN)
+    "test_sbi_detector.py",
+    "test_deepfakebench_parity.py",
+    "test_sbi_parity.py",
+    "test_gend_parity.py",
 )
 
 # The fixtures' module, imported by the test modules that use it (pytest_plugins): rewritten
