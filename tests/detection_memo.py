@@ -1,4 +1,4 @@
-"""MTCNN's answers remembered within a test module, for the modules whose tests run several commands
+"""MTCNN's answers remembered within a test process, for the modules whose tests run several commands
 over the same videos (predict, then detect or timeliness; one model, then another, then both):
 each frame goes through MTCNN once, and the other commands get the boxes it got, as they would have
 got them again.
@@ -44,14 +44,22 @@ def _copy(found):
     return FaceDetections(*(np.array(part, copy=True) for part in (found.boxes, found.probs, found.landmarks)))
 
 
+# The answers, shared by the modules that ask for the memo in one test process (the same demo clips
+# go through predict, detect, evaluate and timeliness in several modules); a module that counts
+# the memo's own work sets DETECTION_MEMO_OF_ITS_OWN = True and starts from none.
+SHARED_ANSWERS: dict = {}
+
+
 @pytest.fixture(scope="module")
-def remembered_detections() -> Iterator[dict]:
+def remembered_detections(request) -> Iterator[dict]:
     """FaceDetector.detect_batch remembered for the module's tests that ask for it (from the first
-    that does): the answers under "answers", and how many calls were detected and remembered
-    under "counts" ("misses", "hits")."""
+    that does): the answers under "answers" (those of the other modules that asked, in this
+    process), and how many of this module's calls were detected and remembered under "counts"
+    ("misses", "hits")."""
     from preprocess.faces.face_detector import FaceDetector
 
-    memo: dict = {"answers": {}, "counts": {"misses": 0, "hits": 0}}
+    own = getattr(request.module, "DETECTION_MEMO_OF_ITS_OWN", False)
+    memo: dict = {"answers": {} if own else SHARED_ANSWERS, "counts": {"misses": 0, "hits": 0}}
     detect_batch = FaceDetector.detect_batch
 
     def remembered(self, frames_rgb, scale=None):

@@ -25,6 +25,10 @@ from tests import deepfakebench_authors as authors
 
 CPU = torch.device("cpu")
 
+# predict, detect and the authors' steps over the same clips: each frame through MTCNN once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:

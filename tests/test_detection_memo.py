@@ -11,6 +11,9 @@ from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
 
 
+DETECTION_MEMO_OF_ITS_OWN = True  # its counts are of its own calls, from an empty memo
+
+
 def test_the_same_frame_and_settings_are_answered_from_memory_and_nothing_else_is(remembered_detections):
     counts = remembered_detections["counts"]
     photo = builtin_photos()["astronaut"]

@@ -28,6 +28,10 @@ from preprocess.demo_world.identities import builtin_photos
 
 CPU = torch.device("cpu")
 
+# predict, detect and the authors' steps over the same clips: each frame through MTCNN once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 def brightness(crop: np.ndarray) -> float:
     return float(crop.mean() / 255)

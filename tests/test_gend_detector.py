@@ -27,6 +27,10 @@ from tests.test_media_limits import cut_video  # noqa: F401 (a fixture)
 
 CPU = torch.device("cpu")
 
+# predict, detect and the authors' steps over the same clips: each frame through MTCNN once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:

@@ -26,6 +26,10 @@ from tests import sbi_authors as authors
 from tests.test_detector_interface import Brightness, brightness
 
 CPU = torch.device("cpu")
+
+# predict, detect and the authors' steps over the same clips: each frame through MTCNN once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
 FRAMES = 2  # of the 32 theirs samples: enough for a frame mean, cheap at 380 px on a CPU
 
 
