@@ -65,7 +65,7 @@ def protocol_run(demo_world, tmp_path_factory):
     out = tmp / "out"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DEMO_ROOT", str(demo_world))
-        patch.setitem(DETECTORS, "brightness", "tests.test_detector_interface")
+        patch.setitem(DETECTORS, "brightness", "tests.test_detector_options")
         assert main(["--protocol", str(path), "--out", str(out)]) == 0
     return path, out, labels
 
@@ -131,7 +131,7 @@ def test_a_second_run_reuses_predictions_and_runs(protocol_run, demo_world, monk
     best = out / "weights" / "sbi_tiny_0_3_best.pt"
     before = (submission.stat().st_mtime_ns, best.stat().st_mtime_ns)
     monkeypatch.setenv("DEMO_ROOT", str(demo_world))
-    monkeypatch.setitem(DETECTORS, "brightness", "tests.test_detector_interface")
+    monkeypatch.setitem(DETECTORS, "brightness", "tests.test_detector_options")
     import inference.prediction.predict_folder
     import training.train
 
