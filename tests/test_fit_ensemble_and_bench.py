@@ -22,6 +22,10 @@ from inference.pipeline.faces import NoFaceError
 from tests.conftest import dfdc_metadata, save_tiny_checkpoint, shared_data
 from training.models.zoo import create_model
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 def _run(folder, probabilities, labels, encoder="resnet18", size=96):
     folder.mkdir(parents=True)
@@ -285,12 +289,13 @@ def test_on_real_clips_our_way_scores_as_the_baseline(tmp_path, capsys):
     with torch.no_grad():  # scores spread over the range, so that a difference would show
         model.fc.weight.mul_(40)
     torch.save({"encoder": "resnet18", "input_size": 64, "state_dict": model.state_dict()}, tmp_path / "m.pt")
-    # no untimed first pass of each mode: its scores are compared here, not its times
+    # no untimed first pass of each mode: its scores are compared here, not its times; 16 frames of
+    # each clip (the modes' scores agree at any count: half of the default's MTCNN work)
     argv = ["--test-dir", str(clips), "--models", str(tmp_path / "m.pt"), "--device", "cpu", "--no-warm-up"]
-    assert bench.main(argv) == 0
+    assert bench.main([*argv, "--frames", "16"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [r["faces"] for r in report["modes"]["exact"]] == [r["faces"] for r in report["modes"]["baseline"]]
-    assert all(r["faces"] >= 30 for r in report["modes"]["exact"])
+    assert all(r["faces"] >= 16 for r in report["modes"]["exact"])
     assert report["max_score_difference"]["exact_vs_baseline"] < 1e-4
     assert report["max_score_difference"]["fast_vs_exact"] < 0.05
 
