@@ -307,6 +307,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     os.environ[_MARKED] = item.nodeid if item.get_closest_marker("shared_data") else f"!{item.nodeid}"
     module = item.module.__name__ if item.module else item.nodeid
     _module_start.setdefault(module, (_alive_threads(), _child_pids()))
+    if "preprocess.faces.face_detector" in sys.modules:
+        from tests.detection_memo import record_detections  # MTCNN's answers, for the modules that ask
+
+        record_detections()
 
 
 def _restore_worker_threads() -> None:

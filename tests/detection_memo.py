@@ -44,37 +44,53 @@ def _copy(found):
     return FaceDetections(*(np.array(part, copy=True) for part in (found.boxes, found.probs, found.landmarks)))
 
 
-# The answers, shared by the modules that ask for the memo in one test process (the same demo clips
-# go through predict, detect, evaluate and timeliness in several modules); a module that counts
-# the memo's own work sets DETECTION_MEMO_OF_ITS_OWN = True and starts from none.
+# The answers MTCNN gave in this test process, whichever module asked (tests/conftest.py records them
+# from the first test after preprocess.faces.face_detector is imported): the modules that ask for
+# the memo are answered from them (the same demo and sample clips go through predict, detect,
+# evaluate, the page and the bench in several modules); a module that counts the memo's own work
+# sets DETECTION_MEMO_OF_ITS_OWN = True and starts from none. Only a module that asks is answered
+# from memory: the detector's own tests, and any module that does not ask, get MTCNN's work afresh.
 SHARED_ANSWERS: dict = {}
+_asking: dict = {"memo": None}  # the memo of the module that asked, while its tests run
 
 
-@pytest.fixture(scope="module")
-def remembered_detections(request) -> Iterator[dict]:
-    """FaceDetector.detect_batch remembered for the module's tests that ask for it (from the first
-    that does): the answers under "answers" (those of the other modules that asked, in this
-    process), and how many of this module's calls were detected and remembered under "counts"
-    ("misses", "hits")."""
+def record_detections() -> None:
+    """FaceDetector.detect_batch through the memo for the rest of this process (once)."""
     from preprocess.faces.face_detector import FaceDetector
 
-    own = getattr(request.module, "DETECTION_MEMO_OF_ITS_OWN", False)
-    memo: dict = {"answers": {} if own else SHARED_ANSWERS, "counts": {"misses": 0, "hits": 0}}
     detect_batch = FaceDetector.detect_batch
+    if getattr(detect_batch, "remembers", False):
+        return
 
     def remembered(self, frames_rgb, scale=None):
         # the scale the frames are detected at (they are of one size): asked for, or the detector's
         at = (scale or self.frame_scale(frames_rgb[0].shape[1], frames_rgb[0].shape[0])) if len(frames_rgb) else None
         key = (_detector_key(self), at, tuple(_frame_key(frame) for frame in frames_rgb))
-        answers = memo["answers"].get(key)
+        memo = _asking["memo"]
+        answers = memo["answers"].get(key) if memo is not None else None
         if answers is None:
-            memo["counts"]["misses"] += 1
-            answers = detect_batch(self, frames_rgb, scale)
-            memo["answers"][key] = [_copy(found) for found in answers]
+            if memo is not None:
+                memo["counts"]["misses"] += 1
+            answers = [_copy(found) for found in detect_batch(self, frames_rgb, scale)]
+            (memo["answers"] if memo is not None else SHARED_ANSWERS)[key] = answers
         else:
             memo["counts"]["hits"] += 1
         return [_copy(found) for found in answers]
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(FaceDetector, "detect_batch", remembered)
+    remembered.remembers = True
+    FaceDetector.detect_batch = remembered
+
+
+@pytest.fixture(scope="module")
+def remembered_detections(request) -> Iterator[dict]:
+    """MTCNN's answers given from memory to the module's tests that ask for it (from the first that
+    does): the answers under "answers" (those given in this process so far), and how many of this
+    module's calls were detected and remembered under "counts" ("misses", "hits")."""
+    record_detections()
+    own = getattr(request.module, "DETECTION_MEMO_OF_ITS_OWN", False)
+    memo: dict = {"answers": {} if own else SHARED_ANSWERS, "counts": {"misses": 0, "hits": 0}}
+    _asking["memo"] = memo
+    try:
         yield memo
+    finally:
+        _asking["memo"] = None

@@ -26,6 +26,10 @@ from inference.serving.page import Judge, build_app, parse_args
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint, score_tolerance
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 CHROMIUM = Path("/usr/bin/chromium")
 EXPLANATION_FILES = ("face*_frame*.jpg", "frame*.jpg", "probability.png")  # what inference.serving.explain writes
 

@@ -26,6 +26,10 @@ from inference.pipeline.faces import VideoFaces, inference_detector
 from tests import deepfakebench_authors as authors
 from tests.conftest import shared_data
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 CPU = torch.device("cpu")
 # img_align_crop's dst for 256 px at 1.3, as printed by running the authors' lines (issue 30 spec, 2.3)
 PRINTED_TEMPLATE = [

@@ -17,6 +17,10 @@ from preprocess import make_demo_data
 from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, RESOLUTION_RULE, FaceDetector
 from tests.conftest import dfdc_metadata
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 def _md5(path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()

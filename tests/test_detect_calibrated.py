@@ -32,6 +32,10 @@ from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint
 from tests.test_detect import judged
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 MEMBERS = [{"checkpoint": "a.pt", "weight": 1.0}, {"checkpoint": "b.pt", "weight": 3.0}]
 SLOPE = 2.0  # the hand-written Platt calibration's `a`; its `b` puts the photo's probability near 0.82
 RUN = ["--runtime", "torch", "--device", "cpu"]

@@ -14,6 +14,10 @@ from inference.serving import detection as detect
 from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 def _refuse_constant(name: str):
     raise ValueError(f"not strict JSON: {name}")

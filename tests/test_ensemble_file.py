@@ -19,6 +19,10 @@ from preprocess.demo_world.identities import builtin_photos
 from tests.conftest import save_tiny_checkpoint
 from training.models.zoo import create_model
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 def test_members_resolve_paths_and_settings(tmp_path):
     torch.save(create_model("resnet18").state_dict(), tmp_path / "bare.pt")

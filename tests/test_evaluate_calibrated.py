@@ -18,6 +18,10 @@ from tests.conftest import dfdc_metadata
 from tests.test_predict_calibrated import TEMPERATURE, models, write_ensemble  # noqa: F401  (models: a fixture)
 from tests.test_predict_resume import _folder
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 def _submission(path) -> dict[str, float]:
     with open(path, newline="") as handle:

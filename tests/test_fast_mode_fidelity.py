@@ -26,6 +26,10 @@ from preprocess.faces.tracks import box_iou
 from tests.conftest import shared_data
 from training.models.zoo import create_model
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 # (clip, label): a FaceForensics++ original (landscape, one face) and a DFDC fake (portrait, a small
 # face cut by the frame's left edge): the checkpoint below scores them far apart
 CLIPS = (("dfdc_train_part_0", "634.mp4", 0), ("dfdc_train_part_10", "yhffcuhhjy.mp4", 1))

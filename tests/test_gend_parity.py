@@ -24,6 +24,10 @@ from inference.pipeline.faces import inference_detector
 from tests.conftest import shared_data
 from tests.gend_files import gend_p_fake, random_state, shapes, write_model
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 CPU = torch.device("cpu")
 TEMPLATE = [[0.34, 0.46], [0.66, 0.46], [0.5, 0.64], [0.37, 0.82], [0.63, 0.82]]
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]

@@ -9,6 +9,10 @@ from preprocess.demo_world.identities import load_identities, photos_from_dir
 from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, FaceDetector
 from tests.conftest import shared_data
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 def _single_face_everywhere(identities) -> None:
     detector = FaceDetector(INFERENCE_THRESHOLDS, scale=1.0, device="cpu")

@@ -19,6 +19,10 @@ from preprocess.faces.face_detector import ORIGINAL_SCALE
 from tests.conftest import dfdc_metadata
 from training.models.zoo import create_model
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 CPU = torch.device("cpu")
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

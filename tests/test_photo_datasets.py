@@ -23,6 +23,10 @@ from preprocess.folds import assign_folds
 from tests.conftest import REPO_ROOT, dfdc_metadata, shared_data
 from training import train
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 SPLITS = {"train": 8, "valid": 3, "test": 3}
 
 

@@ -23,6 +23,10 @@ from inference.prediction.progress import Progress, progress_path, row_problem, 
 from tests.conftest import dfdc_metadata, save_tiny_checkpoint
 from tests.test_predict_resume import _details, _folder, _rows
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 MEMBERS = [{"checkpoint": "tiny_0.pt", "weight": 0.5}, {"checkpoint": "tiny_1.pt", "weight": 1.5}]
 TEMPERATURE = {"method": "temperature", "temperature": 3.0}
 PLATT = {"method": "platt", "a": 2.0, "b": 0.7}  # b moves 0.5 to 0.67: a failed video calibrated would show

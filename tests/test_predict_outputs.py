@@ -23,6 +23,10 @@ from tests.test_predict_resume import (  # noqa: F401  (checkpoint, sources: fix
     sources,
 )
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 def _nan_checkpoint(path: Path) -> Path:
     """Finite weights whose scores are NaN: a stem so large that its outputs overflow to +-inf."""

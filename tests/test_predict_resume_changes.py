@@ -22,6 +22,10 @@ from inference.prediction.progress import Progress, progress_path, read_progress
 from tests.conftest import dfdc_metadata, save_tiny_checkpoint
 from tests.test_predict_resume import _arguments, _details, _rows
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:

@@ -14,6 +14,10 @@ from preprocess.outputs import boxes_path, crops_dir, landmarks_dir
 from tests.conftest import dfdc_metadata, run_until_killed, shared_data
 from tests.preprocess_checks import assert_pipeline_complete, read_folds
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 
 @pytest.fixture(scope="module")
 def demo_preprocessed(demo_world, tmp_path_factory):

@@ -35,6 +35,10 @@ from inference.scoring.metrics import competition_log_loss
 from inference.scoring.submission_scoring import read_labels, read_submission
 from tests.conftest import save_tiny_checkpoint
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 # ---- (a) pure functions ----
 
 

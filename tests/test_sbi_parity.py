@@ -20,6 +20,10 @@ from tests import sbi_authors as authors
 from tests.conftest import shared_data
 from tests.test_media_limits import cut_video  # noqa: F401 (a fixture)
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 CPU = torch.device("cpu")
 
 

@@ -42,6 +42,10 @@ from tests.test_predict_calibrated import (  # noqa: F401 (fixtures)
 )
 from tests.test_predict_resume import _details
 
+# the same clips through MTCNN here and in other modules: each frame once (tests/detection_memo.py)
+pytest_plugins = ("tests.detection_memo",)
+pytestmark = pytest.mark.usefixtures("remembered_detections")
+
 PREDICT = {**SETTINGS, "frames": 4}  # what predict's options in tests/test_predict_calibrated.py score with on the CPU
 CPU = torch.device("cpu")
 
