@@ -133,6 +133,17 @@ def runtime_cache(tmp_path_factory) -> Path:
         os.environ["DEEPFAKE_DETECTOR_CACHE"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def detections_shared_between_workers(tmp_path_factory) -> None:
+    """MTCNN's answers written where every pytest-xdist worker of this run reads them (tests/detection_memo.py,
+    imported by pytest_runtest_setup before this fixture once the project's face detector is)."""
+    detection_memo = sys.modules.get("tests.detection_memo")
+    if detection_memo is not None:
+        base = tmp_path_factory.getbasetemp()
+        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        detection_memo.shared_folder = shared / "mtcnn_answers"
+
+
 @pytest.fixture(scope="session")
 def demo_world(tmp_path_factory) -> Path:
     """6 training videos (2 real, 4 fake) and 2 test videos, as `make_demo_data` writes them. Tests

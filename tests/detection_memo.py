@@ -1,7 +1,7 @@
-"""MTCNN's answers remembered within a test process, for the modules whose tests run several commands
-over the same videos (predict, then detect or timeliness; one model, then another, then both):
-each frame goes through MTCNN once, and the other commands get the boxes it got, as they would have
-got them again.
+"""MTCNN's answers remembered within a test run, for the modules whose tests run several commands
+over the same videos (predict, then detect or timeliness; one model, then another, then both; the
+page, the bench and the parity tests on the same clips): each frame goes through MTCNN once, and the
+other commands get the boxes it got, as they would have got them again.
 
 An answer is keyed by everything it depends on: the frames' pixels (their bytes, shape and type),
 the scale they are detected at (asked for, or the detector's for their size), and the detector's
@@ -15,7 +15,10 @@ The detector itself is tested without the memo (test_face_detector.py, test_seed
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,14 +47,46 @@ def _copy(found):
     return FaceDetections(*(np.array(part, copy=True) for part in (found.boxes, found.probs, found.landmarks)))
 
 
-# The answers MTCNN gave in this test process, whichever module asked (tests/conftest.py records them
-# from the first test after preprocess.faces.face_detector is imported): the modules that ask for
-# the memo are answered from them (the same demo and sample clips go through predict, detect,
-# evaluate, the page and the bench in several modules); a module that counts the memo's own work
-# sets DETECTION_MEMO_OF_ITS_OWN = True and starts from none. Only a module that asks is answered
-# from memory: the detector's own tests, and any module that does not ask, get MTCNN's work afresh.
+# The answers MTCNN gave in this test run, whichever module asked: kept in each process, and written
+# to `shared_folder` (tests/conftest.py names one for the run) where the other pytest-xdist workers
+# read them. tests/conftest.py records them from the first test after preprocess.faces.face_detector
+# is imported. The modules that ask for the memo are answered from them (the same demo and sample
+# clips go through predict, detect, evaluate, the page and the bench in several modules); a module
+# that counts the memo's own work sets DETECTION_MEMO_OF_ITS_OWN = True and starts from none. Only a
+# module that asks is answered from memory: the detector's own tests, and any module that does not
+# ask, get MTCNN's work afresh.
 SHARED_ANSWERS: dict = {}
+shared_folder: Path | None = None
 _asking: dict = {"memo": None}  # the memo of the module that asked, while its tests run
+_PARTS = ("boxes", "probs", "landmarks")
+
+
+def _answers_file(key: tuple) -> Path | None:
+    if shared_folder is None:
+        return None
+    return shared_folder / f"{hashlib.blake2b(repr(key).encode(), digest_size=20).hexdigest()}.npz"
+
+
+def _read_answers(key: tuple) -> list | None:
+    from preprocess.faces.face_detector import FaceDetections
+
+    path = _answers_file(key)
+    if path is None or not path.exists():
+        return None
+    with np.load(path) as stored:
+        return [FaceDetections(*(stored[f"{i}_{part}"] for part in _PARTS)) for i in range(int(stored["count"]))]
+
+
+def _write_answers(key: tuple, answers: list) -> None:
+    path = _answers_file(key)
+    if path is None:
+        return
+    arrays = {f"{i}_{part}": getattr(found, part) for i, found in enumerate(answers) for part in _PARTS}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a name of its own for each writer (two threads of a process may detect the same frames at once)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz", delete=False) as partial:
+        np.savez(partial, count=np.array(len(answers)), **arrays)
+    os.replace(partial.name, path)  # whole or not at all, for a worker reading it now
 
 
 def record_detections() -> None:
@@ -67,14 +102,21 @@ def record_detections() -> None:
         at = (scale or self.frame_scale(frames_rgb[0].shape[1], frames_rgb[0].shape[0])) if len(frames_rgb) else None
         key = (_detector_key(self), at, tuple(_frame_key(frame) for frame in frames_rgb))
         memo = _asking["memo"]
-        answers = memo["answers"].get(key) if memo is not None else None
+        own = memo is not None and memo["answers"] is not SHARED_ANSWERS
+        answers = None
+        if memo is not None:
+            answers = memo["answers"].get(key)
+            if answers is None and not own:
+                answers = _read_answers(key)
         if answers is None:
             if memo is not None:
                 memo["counts"]["misses"] += 1
             answers = [_copy(found) for found in detect_batch(self, frames_rgb, scale)]
-            (memo["answers"] if memo is not None else SHARED_ANSWERS)[key] = answers
+            if not own:
+                _write_answers(key, answers)
         else:
             memo["counts"]["hits"] += 1
+        (memo["answers"] if own else SHARED_ANSWERS)[key] = answers
         return [_copy(found) for found in answers]
 
     remembered.remembers = True

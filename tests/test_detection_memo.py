@@ -33,3 +33,23 @@ def test_the_same_frame_and_settings_are_answered_from_memory_and_nothing_else_i
     assert counts == {"misses": 4, "hits": 2}
     FaceDetector(INFERENCE_THRESHOLDS, "rule", device="cpu").detect(photo, scale=0.5)  # 0.5 asked for: the same
     assert counts == {"misses": 4, "hits": 3}
+
+
+def test_an_answer_given_in_one_worker_is_read_in_another(monkeypatch, tmp_path):
+    from tests import detection_memo
+
+    detection_memo.record_detections()
+    photo = builtin_photos()["astronaut"]
+    monkeypatch.setattr(detection_memo, "shared_folder", tmp_path)
+    answers = {}
+    for worker in ("gw0", "gw1"):  # each with a memory of its own, empty
+        monkeypatch.setattr(detection_memo, "SHARED_ANSWERS", {})
+        memo = {"answers": detection_memo.SHARED_ANSWERS, "counts": {"misses": 0, "hits": 0}}
+        monkeypatch.setitem(detection_memo._asking, "memo", memo)
+        answers[worker] = FaceDetector(INFERENCE_THRESHOLDS, 0.5, device="cpu").detect(photo)
+        answers[worker + " counts"] = dict(memo["counts"])
+    assert answers["gw0 counts"] == {"misses": 1, "hits": 0} and answers["gw1 counts"] == {"misses": 0, "hits": 1}
+    assert [path.suffix for path in tmp_path.iterdir()] == [".npz"], "one file, no partial one left"
+    for part in ("boxes", "probs", "landmarks"):
+        np.testing.assert_array_equal(getattr(answers["gw1"], part), getattr(answers["gw0"], part))
+    assert len(answers["gw1"]) == 1
