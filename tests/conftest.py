@@ -134,14 +134,15 @@ def runtime_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def detections_shared_between_workers(tmp_path_factory) -> None:
-    """MTCNN's answers written where every pytest-xdist worker of this run reads them (tests/detection_memo.py,
-    imported by pytest_runtest_setup before this fixture once the project's face detector is)."""
+def detections_shared_between_workers(tmp_path_factory, pytestconfig) -> None:
+    """Under pytest-xdist, MTCNN's answers (tests/detection_memo.py) written in this run's folder,
+    where the other workers read them. pytest_runtest_setup has imported tests.detection_memo by
+    now if the project's face detector was imported; a module that asks for the memo imports it
+    when it is collected. A worker is known by its workerinput, not by PYTEST_XDIST_WORKER, which a
+    pytest started by a test inherits (its folder's parent would outlive the run)."""
     detection_memo = sys.modules.get("tests.detection_memo")
-    if detection_memo is not None:
-        base = tmp_path_factory.getbasetemp()
-        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-        detection_memo.shared_folder = shared / "mtcnn_answers"
+    if detection_memo is not None and hasattr(pytestconfig, "workerinput"):
+        detection_memo.shared_folder = tmp_path_factory.getbasetemp().parent / "mtcnn_answers"
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,10 @@ anything that changes MTCNN's answer (the pixels, the scale, the thresholds) is 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from preprocess.demo_world.identities import builtin_photos
-from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, FaceDetector
+from preprocess.faces.face_detector import INFERENCE_THRESHOLDS, FaceDetections, FaceDetector
 
 pytest_plugins = ("tests.detection_memo",)  # its `remembered_detections` fixture
 
@@ -53,3 +54,44 @@ def test_an_answer_given_in_one_worker_is_read_in_another(monkeypatch, tmp_path)
     for part in ("boxes", "probs", "landmarks"):
         np.testing.assert_array_equal(getattr(answers["gw1"], part), getattr(answers["gw0"], part))
     assert len(answers["gw1"]) == 1
+
+
+def test_answers_that_are_not_mtcnns_own_are_not_given_from_memory(monkeypatch, tmp_path):
+    """Every module's answers are recorded: those of a detector with other weights are kept apart, and a
+    stand-in for MTCNN's detect (a test of what uses it) is neither recorded nor answered from memory."""
+    from tests import detection_memo
+
+    detection_memo.record_detections()
+    photo = builtin_photos()["astronaut"]
+    monkeypatch.setattr(detection_memo, "shared_folder", tmp_path)
+    monkeypatch.setattr(detection_memo, "SHARED_ANSWERS", {})
+    monkeypatch.setitem(detection_memo._asking, "memo", None)  # a module that does not ask
+    faked = FaceDetector(INFERENCE_THRESHOLDS, 0.5, device="cpu")
+    box, points = np.float32([[1, 2, 3, 4]]), np.zeros((1, 5, 2), np.float32)
+    monkeypatch.setattr(faked.mtcnn, "detect", lambda images, landmarks=True: ([box], [np.float32([0.9])], [points]))
+    assert faked.detect(photo).boxes.tolist() == [[2, 4, 6, 8]]
+    reweighted = FaceDetector(INFERENCE_THRESHOLDS, 0.5, device="cpu")
+    with torch.no_grad():
+        reweighted.mtcnn.onet.dense6_3.weight.mul_(0)  # the landmarks' layer: the same box, other landmarks
+    moved = reweighted.detect(photo)
+    assert len(list(tmp_path.iterdir())) == 1, "the reweighted detector's answer only"
+    memo = {"answers": detection_memo.SHARED_ANSWERS, "counts": {"misses": 0, "hits": 0}}
+    monkeypatch.setitem(detection_memo._asking, "memo", memo)  # a module that asks
+    found = FaceDetector(INFERENCE_THRESHOLDS, 0.5, device="cpu").detect(photo)
+    assert memo["counts"] == {"misses": 1, "hits": 0}
+    assert len(found) == 1 and found.boxes[0, 2] - found.boxes[0, 0] > 50, "a face, not the stand-in's box"
+    np.testing.assert_allclose(found.boxes, moved.boxes, atol=1e-3)
+    assert np.abs(found.landmarks - moved.landmarks).max() > 1, "MTCNN's own landmarks"
+
+
+def test_a_stand_in_for_detect_batch_set_for_a_whole_module_is_left_as_it_is(monkeypatch):
+    from tests import detection_memo
+
+    detection_memo.record_detections()
+
+    def stand_in(self, frames_rgb, scale=None):
+        return [FaceDetections.empty() for _ in frames_rgb]
+
+    monkeypatch.setattr(FaceDetector, "detect_batch", stand_in)
+    detection_memo.record_detections()  # as tests/conftest.py calls it before each test
+    assert FaceDetector.__dict__["detect_batch"] is stand_in, "not recorded as MTCNN's answers"
