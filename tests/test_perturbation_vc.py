@@ -120,16 +120,16 @@ def test_h264_gives_the_same_bytes_in_every_process():
 
 @pytest.fixture(scope="module")
 def portrait_copy(tmp_path_factory):
-    """The DFDC portrait sample clip (720x1280, 301 frames) at a quarter size, every third frame left
-    out (201, at the clip's 30 fps: its content, its motion half as fast again), near-lossless: a
-    twentieth of the whole clip's encoding time. (Every other frame, 151, would leave the first and
+    """The DFDC portrait sample clip (720x1280, 301 frames) at half size, every third frame left out
+    (201, at the clip's 30 fps: its content, its motion half as fast again), near-lossless: a
+    sixth of the whole clip's encoding time. (Every other frame, 151, would leave the first and
     last frames in one VC window: no two windows to test.)"""
     path = tmp_path_factory.mktemp("vc") / "portrait.mp4"
     source = shared_data("dfdc_mini", "dfdc_train_part_10", "yhffcuhhjy.mp4")
-    with av.open(str(source)) as container, VideoWriter(path, 30, 180, 320, crf=8) as writer:
+    with av.open(str(source)) as container, VideoWriter(path, 30, 360, 640, crf=8) as writer:
         for index, frame in enumerate(container.decode(video=0)):
             if index % 3 != 2:
-                writer.write(cv2.resize(frame.to_ndarray(format="rgb24"), (180, 320), interpolation=cv2.INTER_AREA))
+                writer.write(cv2.resize(frame.to_ndarray(format="rgb24"), (360, 640), interpolation=cv2.INTER_AREA))
     return path
 
 
@@ -137,14 +137,13 @@ def portrait_copy(tmp_path_factory):
 @pytest.mark.slow
 def test_vc_of_the_sampled_frames_is_the_whole_video_encode(portrait_copy, monkeypatch):
     """32 sampled frames of the clip are its whole-video encode, frame for frame. The one setting
-    kept apart from the reference's, mbtree off (the same bytes every time), leaves them 0.40 dB
-    (CRF 30 and CRF 40) below the reference's encode here (2 of 3 frames at half size: 0.25 and
-    0.19; the whole clip at half size: 0.42 and 0.43; full size: 0.09 and 0.15; a 1280x720 sample:
-    0.32 and 0.44). The sampled frames encoded as a clip of their own came out 1.35 and 1.20 dB
-    below here, out of the bounds below (2 of 3 frames at half size: 1.04 and 0.97; the whole clip
-    at half size: 1.37 and 1.41; full size: 36.2 against 37.5 dB at CRF 30, 31.7 against 33.0 at
-    CRF 40). 2 sampled frames 200 apart, each in its own window (0-50 and 100-200), are within
-    0.3 dB of the whole encode's (here 0.03 and 0.06 dB above it)."""
+    kept apart from the reference's, mbtree off (the same bytes every time), leaves them 0.25 dB
+    (CRF 30) and 0.22 dB (CRF 40) below the reference's encode here (the whole clip at half size:
+    0.42 and 0.43; full size: 0.09 and 0.15; a 1280x720 sample: 0.32 and 0.44). The sampled frames
+    encoded as a clip of their own came out about 1.0 dB below here, out of the bounds below (the
+    whole clip at half size: 1.37 and 1.41; full size: 36.2 against 37.5 dB at CRF 30, 31.7 against
+    33.0 at CRF 40). 2 sampled frames 200 apart, each in its own window (0-50 and 100-200), are
+    within 0.3 dB of the whole encode's (here 0.01 and 0.13 dB above it)."""
     captured = []
 
     def record(path, decoded, *args, **kwargs):
