@@ -128,6 +128,7 @@ def _checkpoint(folder, name, kind, batch):
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_scores_of_real_crops_are_the_authors_models_full_size(reads, tmp_path):
     """The one full-size check (256 px): real crops through the authors' loader (PNG, imread,
     INTER_CUBIC at the same size, ToTensor, Normalize) and their models, against the detector."""
