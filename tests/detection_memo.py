@@ -190,7 +190,7 @@ def record_detections() -> None:
         at = (scale or self.frame_scale(frames_rgb[0].shape[1], frames_rgb[0].shape[0])) if len(frames_rgb) else None
         key = (_detector_key(self), at, tuple(_frame_key(frame) for frame in frames_rgb))
         memo = _asking["memo"]
-        own = memo is not None and memo["answers"] is not SHARED_ANSWERS
+        own = memo is not None and memo["own"]
         answers = None
         if memo is not None:
             answers = memo["answers"].get(key)
@@ -215,10 +215,11 @@ def record_detections() -> None:
 def remembered_detections(request) -> Iterator[dict]:
     """MTCNN's answers given from memory to the module's tests that ask for it (from the first that
     does): the answers under "answers" (those given in this process so far), and how many of this
-    module's calls were detected and remembered under "counts" ("misses", "hits")."""
+    module's calls were detected and remembered under "counts" ("misses", "hits"); "own" says whether
+    its answers are its own alone (DETECTION_MEMO_OF_ITS_OWN), neither read from nor shared with others."""
     record_detections()
     own = getattr(request.module, "DETECTION_MEMO_OF_ITS_OWN", False)
-    memo: dict = {"answers": {} if own else SHARED_ANSWERS, "counts": {"misses": 0, "hits": 0}}
+    memo: dict = {"answers": {} if own else SHARED_ANSWERS, "own": own, "counts": {"misses": 0, "hits": 0}}
     _asking["memo"] = memo
     try:
         yield memo

@@ -45,7 +45,7 @@ def test_an_answer_given_in_one_worker_is_read_in_another(monkeypatch, tmp_path)
     answers = {}
     for worker in ("gw0", "gw1"):  # each with a memory of its own, empty
         monkeypatch.setattr(detection_memo, "SHARED_ANSWERS", {})
-        memo = {"answers": detection_memo.SHARED_ANSWERS, "counts": {"misses": 0, "hits": 0}}
+        memo = {"answers": detection_memo.SHARED_ANSWERS, "own": False, "counts": {"misses": 0, "hits": 0}}
         monkeypatch.setitem(detection_memo._asking, "memo", memo)
         answers[worker] = FaceDetector(INFERENCE_THRESHOLDS, 0.5, device="cpu").detect(photo)
         answers[worker + " counts"] = dict(memo["counts"])
@@ -75,7 +75,7 @@ def test_answers_that_are_not_mtcnns_own_are_not_given_from_memory(monkeypatch, 
         reweighted.mtcnn.onet.dense6_3.weight.mul_(0)  # the landmarks' layer: the same box, other landmarks
     moved = reweighted.detect(photo)
     assert len(list(tmp_path.iterdir())) == 1, "the reweighted detector's answer only"
-    memo = {"answers": detection_memo.SHARED_ANSWERS, "counts": {"misses": 0, "hits": 0}}
+    memo = {"answers": detection_memo.SHARED_ANSWERS, "own": False, "counts": {"misses": 0, "hits": 0}}
     monkeypatch.setitem(detection_memo._asking, "memo", memo)  # a module that asks
     found = FaceDetector(INFERENCE_THRESHOLDS, 0.5, device="cpu").detect(photo)
     assert memo["counts"] == {"misses": 1, "hits": 0}

@@ -16,7 +16,7 @@ from inference.serving import judge_worker
 from inference.serving.judge_worker import ModelWorker, WorkerError
 from inference.serving.page import parse_args
 from tests.conftest import save_tiny_checkpoint
-from tests.test_app_main import glibc_heap
+from tests.test_app_main import _resident_mb, glibc_heap
 
 
 def judge_by_name(models, path: Path, folder: Path):
@@ -122,11 +122,6 @@ def test_a_load_that_takes_too_long_is_stopped_with_a_clear_error(args, monkeypa
     with pytest.raises(WorkerError, match=r"^the models did not load within 0\.001 s$"):
         ModelWorker(args, judge_by_name)
     assert time.monotonic() - started < 10
-
-
-def _resident_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
 
 
 @glibc_heap
